@@ -1,0 +1,22 @@
+"""Topic names. Services import these; they never spell a topic as a string literal."""
+
+from typing import Final
+
+LEAD_EVENTS: Final = "funnel.lead-events"
+ACTIVITY_EVENTS: Final = "funnel.activity-events"
+STAGE_EVENTS: Final = "funnel.stage-events"
+TOUCH_EVENTS: Final = "funnel.touch-events"
+
+ALL_TOPICS: Final = (LEAD_EVENTS, ACTIVITY_EVENTS, STAGE_EVENTS, TOUCH_EVENTS)
+
+DEAD_LETTER_SUFFIX: Final = ".dlq"
+
+
+def dead_letter_topic(topic: str) -> str:
+    """The dead-letter topic that holds the poison messages of `topic`."""
+    return f"{topic}{DEAD_LETTER_SUFFIX}"
+
+
+def all_topics_with_dead_letters() -> list[str]:
+    """Every topic the platform needs, dead-letter topics included."""
+    return [t for topic in ALL_TOPICS for t in (topic, dead_letter_topic(topic))]

@@ -1,0 +1,160 @@
+"""The `funnel` command: `up` (foreground or --detach), `down`, `status`, `demo`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import shutil
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from funnel_devstack.demo import run_demo
+from funnel_devstack.processes import is_alive, read_state, terminate
+from funnel_devstack.stack import SERVICES, Stack, StackPorts
+
+DEFAULT_ROOT = Path(".funnel")
+STOP_ORDER = [*SERVICES, "mailbox", "kafka", "postgres"]
+
+
+def _stack_info(stack: Stack) -> dict[str, object]:
+    return {
+        "urls": {name: stack.url(name) for name in SERVICES},
+        "kafka": stack.kafka_bootstrap,
+        "postgres": stack.postgres.dsn.replace(stack.postgres.password, "***"),
+        "smtp": f"127.0.0.1:{stack.ports.smtp}",
+        "mail_dir": str(stack.mail_dir),
+        "logs": str(stack.logs),
+    }
+
+
+def _print_where_to_look(stack: Stack) -> None:
+    print("\nFunnel is up.")
+    for name in SERVICES:
+        print(f"  {name:<14} {stack.url(name)}   (API docs: {stack.url(name)}/docs)")
+    print(f"  kafka          {stack.kafka_bootstrap}")
+    print(f"  postgres       127.0.0.1:{stack.ports.postgres} (database funnel)")
+    print(f"  mail           every email sent lands as a file in {stack.mail_dir}")
+    print(f"  logs           {stack.logs}")
+    print(f"\n  admin API key  {stack.admin_api_key}")
+    print("\nTry it:")
+    print(f"  curl -s -X POST {stack.url('lead-intake')}/v1/forms/demo/submissions \\")
+    print("       -H 'content-type: application/json' -d '{\"email\": \"you@example.com\"}'")
+    print(f"  curl -s -H 'Authorization: Bearer {stack.admin_api_key}' \\")
+    print(f"       {stack.url('reporting')}/v1/funnels/digital-sales/snapshot")
+
+
+async def _up(stack: Stack, demo: int) -> None:
+    await stack.up()
+    (stack.root / "stack.json").write_text(json.dumps(_stack_info(stack), indent=2) + "\n")
+    _print_where_to_look(stack)
+    if demo:
+        print(f"\nPosting a demo of {demo} form submissions...")
+        result = await run_demo(stack.url("lead-intake"), stack.url("reporting"),
+                                stack.admin_api_key, demo)
+        print(f"  posted {result.posted}, accepted {result.accepted}, "
+              f"{result.unique_people} distinct people")
+        print(f"  snapshot after {result.seconds_to_visible:.1f}s: "
+              f"{json.dumps(result.snapshot)}")
+        print(f"  welcome emails in {stack.mail_dir}: {len(list(stack.mail_dir.glob('*.eml')))}")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    root: Path = args.root
+    if read_state(root / "state.json"):
+        live = [n for n, i in read_state(root / "state.json").items() if is_alive(i["pid"])]
+        if live:
+            print(f"a stack is already running from {root} ({', '.join(live)}); "
+                  "run `funnel down` first", file=sys.stderr)
+            return 1
+    ports = StackPorts.free() if args.free_ports else StackPorts()
+    stack = Stack(root, ports, partitions=args.partitions)
+    try:
+        asyncio.run(_up(stack, args.demo))
+    except BaseException:
+        stack.down()
+        raise
+    if args.detach:
+        print("\nRunning in the background; stop it with `funnel down`.")
+        return 0
+    print("\nPress Ctrl-C to stop everything.")
+    stopping = False
+
+    def _stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stopping:
+            signal.pause()
+    finally:
+        print("\nStopping...")
+        stack.down()
+        print("Stopped.")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    state = read_state(args.root / "state.json")
+    for name in STOP_ORDER:
+        info = state.get(name)
+        if not info or not is_alive(info["pid"], info.get("create_time")):
+            continue
+        sig = signal.SIGINT if info.get("signal") == "SIGINT" else signal.SIGTERM
+        terminate(info["pid"], timeout=30, sig=sig)
+        print(f"stopped {name}")
+    (args.root / "state.json").unlink(missing_ok=True)
+    if args.purge:
+        shutil.rmtree(args.root, ignore_errors=True)
+        print(f"removed {args.root}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    state = read_state(args.root / "state.json")
+    if not state:
+        print("not running")
+        return 1
+    for name, info in state.items():
+        alive = is_alive(info["pid"], info.get("create_time"))
+        print(f"{name:<14} pid {info['pid']:<8} {'running' if alive else 'gone'}")
+    with contextlib.suppress(FileNotFoundError):
+        print((args.root / "stack.json").read_text())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    info = json.loads((args.root / "stack.json").read_text())
+    key = (args.root / "admin-api-key").read_text().strip()
+    result = asyncio.run(run_demo(info["urls"]["lead-intake"], info["urls"]["reporting"], key,
+                                  args.leads))
+    print(json.dumps(result.__dict__, indent=2, default=str))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="funnel", description="Run Funnel locally.")
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="data folder (.funnel)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start Kafka, PostgreSQL, the mailbox and the services")
+    up.add_argument("--detach", action="store_true", help="return once everything is ready")
+    up.add_argument("--partitions", type=int, default=6, help="partitions per topic")
+    up.add_argument("--demo", type=int, default=0, metavar="N", help="post N demo form posts")
+    up.add_argument("--free-ports", action="store_true", help="use free ports, not 8001-8004")
+    down = sub.add_parser("down", help="stop a stack started with --detach")
+    down.add_argument("--purge", action="store_true", help="also delete the data folder")
+    sub.add_parser("status", help="what runs")
+    demo = sub.add_parser("demo", help="post demo traffic to a running stack")
+    demo.add_argument("--leads", type=int, default=300)
+    args = parser.parse_args(argv)
+    handlers = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "demo": cmd_demo}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

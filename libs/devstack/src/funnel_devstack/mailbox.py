@@ -1,0 +1,128 @@
+"""A real SMTP server that files each received message as one ``.eml`` file in a folder.
+
+Run it as its own process with ``python -m funnel_devstack.mailbox --port P --dir D``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import email.policy
+import os
+import signal
+import tempfile
+import threading
+import uuid
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+from funnel_devstack.ports import free_port
+
+
+def store_message(mail_dir: Path, data: bytes) -> Path:
+    """Write ``data`` atomically as ``<mail_dir>/<UTC timestamp>-<short uuid>.eml``."""
+    mail_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    target = mail_dir / f"{stamp}-{uuid.uuid4().hex[:8]}.eml"
+    fd, tmp = tempfile.mkstemp(prefix=".incoming-", suffix=".tmp", dir=mail_dir)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def read_messages(mail_dir: Path) -> list[EmailMessage]:
+    """Parse every ``.eml`` file in ``mail_dir``, oldest first."""
+    parser = BytesParser(policy=email.policy.default)
+    messages: list[EmailMessage] = []
+    for path in sorted(mail_dir.glob("*.eml")):
+        message = parser.parsebytes(path.read_bytes())
+        assert isinstance(message, EmailMessage)
+        messages.append(message)
+    return messages
+
+
+class _StoreHandler:
+    """aiosmtpd handler: accept any recipient, store the DATA bytes as received."""
+
+    def __init__(self, mail_dir: Path) -> None:
+        self.mail_dir = mail_dir
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        raw = envelope.original_content or envelope.content
+        data = raw if isinstance(raw, bytes) else str(raw).encode("utf-8")
+        store_message(self.mail_dir, data)
+        return "250 Message accepted for delivery"
+
+
+class MailboxServer:
+    """An SMTP server on ``host:port`` running in a background thread of this process."""
+
+    def __init__(self, mail_dir: Path, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.mail_dir = mail_dir
+        self.host = host
+        self.port = port if port is not None else free_port(host)
+        self._controller: Controller | None = None
+
+    def start(self) -> None:
+        """Start accepting mail (returns once the server answers)."""
+        if self._controller is not None:
+            return
+        self.mail_dir.mkdir(parents=True, exist_ok=True)
+        controller = Controller(_StoreHandler(self.mail_dir), hostname=self.host, port=self.port)
+        controller.start()
+        self._controller = controller
+
+    def stop(self) -> None:
+        """Stop the server."""
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def messages(self) -> list[EmailMessage]:
+        """The messages received so far, oldest first."""
+        return read_messages(self.mail_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the mailbox until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m funnel_devstack.mailbox", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--dir", type=Path, required=True, help="folder for the .eml files")
+    args = parser.parse_args(argv)
+
+    stopping = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    server = MailboxServer(args.dir, host=args.host, port=args.port)
+    server.start()
+    print(f"mailbox listening on {args.host}:{args.port}, storing in {args.dir}", flush=True)
+    try:
+        while not stopping.wait(1.0):
+            pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

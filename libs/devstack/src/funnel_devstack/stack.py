@@ -1,0 +1,239 @@
+"""The whole local stack: PostgreSQL, Kafka, the mailbox and the four services as processes.
+
+`funnel up` and the test fixtures both drive this class, so tests run on exactly what a
+developer runs: fresh data folders and free ports in tests, `.funnel/` and fixed ports locally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from funnel_devstack.kafka import KafkaBroker, default_cache_dir, ensure_kafka_jars
+from funnel_devstack.mailbox import read_messages
+from funnel_devstack.ports import free_port, wait_for_port
+from funnel_devstack.postgres import PostgresServer
+from funnel_devstack.processes import (
+    StartupError,
+    kill_popen,
+    record_process,
+    start_process,
+    stop_popen,
+    tail,
+)
+
+# name -> (python module, default port)
+SERVICES: dict[str, tuple[str, int]] = {
+    "lead-intake": ("lead_intake", 8001),
+    "stage-tracker": ("stage_tracker", 8002),
+    "notifier": ("notifier", 8003),
+    "reporting": ("reporting", 8004),
+}
+DEMO_FORM = ("demo", "digital-sales", "Demo landing page")
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    kafka: int = 9092
+    kafka_controller: int = 9093
+    postgres: int = 55432
+    smtp: int = 2525
+    services: dict[str, int] = field(
+        default_factory=lambda: {name: port for name, (_, port) in SERVICES.items()}
+    )
+
+    @classmethod
+    def free(cls) -> StackPorts:
+        """Ports nobody listens on now (tests, or a second stack beside a running one)."""
+        return cls(free_port(), free_port(), free_port(), free_port(),
+                   {name: free_port() for name in SERVICES})
+
+
+def _secret(path: Path, env_var: str | None = None) -> str:
+    """A value from the environment, else the one generated on the first start, kept."""
+    if env_var and os.environ.get(env_var):
+        return os.environ[env_var]
+    if path.is_file():
+        return path.read_text().strip()
+    value = secrets.token_urlsafe(24)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return value
+
+
+class Stack:
+    """One local Funnel stack rooted in a data folder."""
+
+    def __init__(
+        self, root: Path, ports: StackPorts | None = None, *, partitions: int = 6,
+        fast_postgres: bool = False, cache_dir: Path | None = None,
+        service_env: dict[str, str] | None = None,
+    ) -> None:
+        self.root = root.absolute()
+        self.ports = ports or StackPorts()
+        self.partitions = partitions
+        self.cache_dir = cache_dir or default_cache_dir()
+        self.extra_env = dict(service_env or {})
+        self.state_file = self.root / "state.json"
+        self.logs = self.root / "logs"
+        self.mail_dir = self.root / "mail"
+        self.admin_api_key = _secret(self.root / "admin-api-key", "FUNNEL_ADMIN_API_KEY")
+        self.postgres = PostgresServer(
+            self.root / "postgres", self.ports.postgres,
+            password=_secret(self.root / "postgres-password"), fast=fast_postgres,
+            log_file=self.logs / "postgres.log",
+        )
+        self.kafka: KafkaBroker | None = None
+        self.mailbox: subprocess.Popen[bytes] | None = None
+        self.services: dict[str, subprocess.Popen[bytes]] = {}
+
+    # -- infrastructure -------------------------------------------------------------------
+
+    async def start_infrastructure(self) -> None:
+        """PostgreSQL, Kafka and the mailbox, each waited for until truly ready."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        libs = await asyncio.to_thread(ensure_kafka_jars, self.cache_dir)
+        self.kafka = KafkaBroker(self.root / "kafka", self.ports.kafka,
+                                 self.ports.kafka_controller, libs,
+                                 num_partitions=self.partitions)
+        self.postgres.start()
+        self._record("postgres", self.postgres.pid, signal="SIGINT")
+        self.kafka.start()
+        self._record("kafka", self.kafka.pid)
+        self.start_mailbox()
+        await asyncio.gather(self.postgres.wait_ready(), self.kafka.wait_ready())
+        await asyncio.to_thread(wait_for_port, "127.0.0.1", self.ports.smtp, 20)
+
+    def start_mailbox(self) -> None:
+        self.mailbox = start_process(
+            [sys.executable, "-m", "funnel_devstack.mailbox", "--port", str(self.ports.smtp),
+             "--dir", str(self.mail_dir)],
+            log_file=self.logs / "mailbox.log",
+        )
+        self._record("mailbox", self.mailbox.pid)
+
+    async def prepare(self) -> None:
+        """Migrations of every service, the topics, and the demo form."""
+        for name in SERVICES:
+            await self._run_command(name, "migrate")
+        from funnel_servicekit.kafka import ensure_topics
+
+        await ensure_topics(self.kafka_bootstrap, self.partitions)
+        form_id, funnel_id, title = DEMO_FORM
+        await self._run_command("lead-intake", "seed-form", "--form-id", form_id,
+                                "--funnel-id", funnel_id, "--name", title)
+
+    # -- services -------------------------------------------------------------------------
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.ports.kafka}"
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports.services[service]}"
+
+    def service_env(self, service: str) -> dict[str, str]:
+        return {
+            "FUNNEL_DATABASE_URL": self.postgres.dsn,
+            "FUNNEL_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            "FUNNEL_HTTP_HOST": "127.0.0.1",
+            "FUNNEL_HTTP_PORT": str(self.ports.services[service]),
+            "FUNNEL_ADMIN_API_KEY": self.admin_api_key,
+            "FUNNEL_SMTP_HOST": "127.0.0.1",
+            "FUNNEL_SMTP_PORT": str(self.ports.smtp),
+            "FUNNEL_ENVIRONMENT": "development",
+            **self.extra_env,
+        }
+
+    async def _run_command(self, service: str, *args: str) -> None:
+        module, _ = SERVICES[service]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", module, *args, env={**os.environ, **self.service_env(service)},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await proc.communicate()
+        (self.logs / f"{service}.log").parent.mkdir(parents=True, exist_ok=True)
+        with (self.logs / f"{service}.log").open("ab") as log:
+            log.write(out)
+        if proc.returncode != 0:
+            raise StartupError(f"{service} {' '.join(args)} failed:\n{out.decode()[-3000:]}")
+
+    def start_service(self, service: str) -> None:
+        module, _ = SERVICES[service]
+        proc = start_process([sys.executable, "-m", module, "serve"],
+                             log_file=self.logs / f"{service}.log", env=self.service_env(service))
+        self.services[service] = proc
+        self._record(service, proc.pid)
+
+    async def wait_service_ready(self, service: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        async with httpx.AsyncClient(timeout=2) as client:
+            while time.monotonic() < deadline:
+                proc = self.services.get(service)
+                if proc is not None and proc.poll() is not None:
+                    raise StartupError(f"{service} exited with {proc.returncode}:\n"
+                                       f"{tail(self.logs / f'{service}.log')}")
+                try:
+                    response = await client.get(f"{self.url(service)}/readyz")
+                    if response.status_code == 200:
+                        return
+                    last = response.text
+                except httpx.HTTPError as exc:
+                    last = repr(exc)
+                await asyncio.sleep(0.2)
+        raise StartupError(f"{service} not ready after {timeout:.0f}s: {last}\n"
+                           f"{tail(self.logs / f'{service}.log')}")
+
+    async def start_services(self) -> None:
+        for service in SERVICES:
+            self.start_service(service)
+        await asyncio.gather(*(self.wait_service_ready(s) for s in SERVICES))
+
+    def stop_service(self, service: str, timeout: float = 30) -> None:
+        proc = self.services.pop(service, None)
+        if proc is not None:
+            stop_popen(proc, timeout, signal.SIGTERM)
+
+    def kill_service(self, service: str) -> None:
+        """SIGKILL a service (fault tests): no drain, no goodbye."""
+        proc = self.services.pop(service, None)
+        if proc is not None:
+            kill_popen(proc)
+
+    # -- whole stack ----------------------------------------------------------------------
+
+    async def up(self) -> None:
+        await self.start_infrastructure()
+        await self.prepare()
+        await self.start_services()
+
+    def down(self) -> None:
+        """Stop everything this object started, services first."""
+        for service in list(self.services):
+            self.stop_service(service)
+        if self.mailbox is not None:
+            stop_popen(self.mailbox, 10, signal.SIGTERM)
+            self.mailbox = None
+        if self.kafka is not None:
+            self.kafka.stop()
+        self.postgres.stop()
+        self.state_file.unlink(missing_ok=True)
+
+    def mail(self) -> list[object]:
+        return list(read_messages(self.mail_dir))
+
+    def _record(self, name: str, pid: int | None, **info: str) -> None:
+        if pid is not None:
+            record_process(self.state_file, name, pid, **info)

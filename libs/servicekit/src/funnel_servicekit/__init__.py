@@ -1,0 +1,1 @@
+"""Funnel's service kit: the reliability core and plumbing, written once for every service."""

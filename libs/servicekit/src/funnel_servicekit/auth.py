@@ -1,0 +1,85 @@
+"""Bearer API keys with scopes for the internal APIs; keys are compared by their hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from funnel_servicekit.problems import Problem
+
+ALL_SCOPES = frozenset(
+    {"leads:read", "leads:write", "forms:admin", "funnels:admin", "reports:read", "touches:admin"}
+)
+
+
+def hash_key(key: str) -> str:
+    """The stored form of an API key (keys are random, so a plain SHA-256 suffices)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who called: the key's name and what it may do."""
+
+    name: str
+    scopes: frozenset[str]
+
+
+KeyLookup = Callable[[str], Awaitable[Principal | None]]
+
+
+class ApiKeyAuth:
+    """Resolves a bearer key to a principal: the admin key, or one from a lookup (a table)."""
+
+    def __init__(self, admin_key: str | None, lookup: KeyLookup | None = None) -> None:
+        self._admin_hash = hash_key(admin_key) if admin_key else None
+        self._lookup = lookup
+
+    async def principal(self, request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Problem(
+                401,
+                "Missing API key",
+                "send Authorization: Bearer <key>",
+                type_="urn:funnel:problem:unauthorized",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        token_hash = hash_key(token.strip())
+        if self._admin_hash and hmac.compare_digest(token_hash, self._admin_hash):
+            return Principal("admin", ALL_SCOPES)
+        if self._lookup is not None:
+            found = await self._lookup(token_hash)
+            if found is not None:
+                return found
+        raise Problem(
+            401,
+            "Invalid API key",
+            type_="urn:funnel:problem:unauthorized",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def require_scopes(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
+    """A FastAPI dependency: the caller's principal, refused with 403 lacking a scope."""
+
+    async def dependency(request: Request) -> Principal:
+        auth: ApiKeyAuth = request.app.state.auth
+        principal = await auth.principal(request)
+        missing = sorted(set(scopes) - principal.scopes)
+        if missing:
+            raise Problem(
+                403,
+                "Missing scope",
+                f"this call needs {', '.join(missing)}",
+                type_="urn:funnel:problem:forbidden",
+            )
+        return principal
+
+    dependency.required_scopes = scopes  # type: ignore[attr-defined]
+    return dependency

@@ -1,0 +1,67 @@
+"""The command line every service shares: `migrate`, `serve`, plus its own commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from funnel_servicekit import migrations
+from funnel_servicekit.db import connect
+from funnel_servicekit.json_logging import setup_logging
+from funnel_servicekit.settings import ServiceSettings
+from funnel_servicekit.telemetry import setup_tracing
+
+log = logging.getLogger(__name__)
+
+Command = Callable[[Any, argparse.Namespace], Coroutine[Any, Any, None]]
+
+
+async def migrate(settings: ServiceSettings, migrations_dir: Path) -> list[str]:
+    """Apply the kit's and the service's pending migrations to the service's schema."""
+    conn = await connect(settings.database_url, settings.db_schema)
+    try:
+        return await migrations.apply(conn, settings.db_schema, migrations_dir)
+    finally:
+        await conn.close()
+
+
+def run_cli(
+    argv: Sequence[str] | None,
+    *,
+    settings: ServiceSettings,
+    migrations_dir: Path,
+    app_factory: Callable[[], FastAPI],
+    extra: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Command]] | None = None,
+) -> None:
+    """Parse argv and run one command."""
+    parser = argparse.ArgumentParser(prog=settings.service_name)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply pending database migrations")
+    sub.add_parser("serve", help="run the HTTP API and the background loops")
+    for name, (help_text, configure, _) in (extra or {}).items():
+        configure(sub.add_parser(name, help=help_text))
+    args = parser.parse_args(argv)
+    setup_logging(settings.service_name, settings.log_level)
+    if args.command == "migrate":
+        applied = asyncio.run(migrate(settings, migrations_dir))
+        log.info("migrations applied", extra={"applied": applied})
+    elif args.command == "serve":
+        setup_tracing(settings.service_name)
+        uvicorn.run(
+            app_factory(),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            timeout_graceful_shutdown=int(settings.drain_seconds),
+            access_log=False,
+        )
+    else:
+        _, _, command = (extra or {})[args.command]
+        asyncio.run(command(settings, args))

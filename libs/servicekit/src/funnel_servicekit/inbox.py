@@ -1,0 +1,257 @@
+"""The inbox consumer: each event processed exactly once into PostgreSQL.
+
+For every record, in partition order: decode it (poison -> dead-letter topic), then in one
+database transaction record (source, id) in the inbox table and run the handler; a duplicate
+finds its inbox row and changes nothing. Offsets are committed to Kafka only after the
+database commit. Transient failures (database or broker down) are retried in place, never
+skipped; a handler that keeps failing on the same event is retried a bounded number of
+times, then the record goes to the dead-letter topic with the error in its headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from opentelemetry import trace
+
+from funnel_contracts import DecodeError, Envelope, EventData, SchemaError, decode, parse_event
+from funnel_contracts.topics import dead_letter_topic
+from funnel_servicekit import metrics
+from funnel_servicekit.telemetry import context_from_headers
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[asyncpg.Connection, Envelope, EventData], Awaitable[None]]
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.AdminShutdownError,
+    KafkaError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors that say "try again later", not "this event is bad"."""
+    return isinstance(exc, TRANSIENT_ERRORS)
+
+
+class InboxConsumer:
+    """Consumes topics into a handler, exactly once per (source, event id)."""
+
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        producer: AIOKafkaProducer,
+        bootstrap_servers: str,
+        group_id: str,
+        topics: Collection[str],
+        handler: Handler,
+        handled_types: Collection[str],
+        max_attempts: int = 3,
+    ) -> None:
+        self.pool = pool
+        self.producer = producer
+        self.group_id = group_id
+        self.topics = list(topics)
+        self.handler = handler
+        self.handled_types = set(handled_types)
+        self.max_attempts = max_attempts
+        self.consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=bootstrap_servers,
+            group_id=group_id,
+            client_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_poll_records=200,
+        )
+        self._stopping = asyncio.Event()
+        self._tracer = trace.get_tracer(__name__)
+
+    def stop(self) -> None:
+        """Stop fetching; the batch in hand is finished and committed first."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        await self._start_consumer()
+        try:
+            while not self._stopping.is_set():
+                batch = await self.consumer.getmany(timeout_ms=500)
+                for tp, records in batch.items():
+                    done = await self._process_partition(records)
+                    if done is not None:
+                        await self._commit(tp, done + 1)
+                await self._record_lag()
+        finally:
+            await self.consumer.stop()
+
+    async def _start_consumer(self) -> None:
+        while True:
+            try:
+                await self.consumer.start()
+                return
+            except KafkaError:
+                if self._stopping.is_set():
+                    raise
+                log.warning("broker not reachable; retrying consumer start")
+                await asyncio.sleep(1.0)
+
+    async def _process_partition(self, records: list[ConsumerRecord[Any, Any]]) -> int | None:
+        last: int | None = None
+        for record in records:
+            await self._process(record)
+            last = record.offset
+        return last
+
+    async def _commit(self, tp: TopicPartition, offset: int) -> None:
+        while True:
+            try:
+                await self.consumer.commit({tp: offset})
+                return
+            except CommitFailedError:
+                # The partition moved to another member; it resumes from the last commit and
+                # the inbox turns the redelivered events into no-ops.
+                log.warning("offset commit refused after a rebalance", extra={"tp": str(tp)})
+                return
+            except KafkaError:
+                log.warning("offset commit failed; retrying")
+                await asyncio.sleep(0.5)
+
+    async def _process(self, record: ConsumerRecord[Any, Any]) -> None:
+        try:
+            envelope = decode(record.key, record.value, list(record.headers or []))
+            if envelope.type not in self.handled_types:
+                metrics.EVENTS_CONSUMED.labels(record.topic, envelope.type, "ignored").inc()
+                return
+            event = parse_event(envelope.type, envelope.data)
+        except (DecodeError, SchemaError) as exc:
+            await self._dead_letter(record, exc)
+            return
+        parent = context_from_headers(envelope.trace)
+        with self._tracer.start_as_current_span(
+            f"consume {envelope.type}",
+            context=parent,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": record.topic,
+                "messaging.message.id": envelope.id,
+            },
+        ):
+            await self._handle_with_retries(record, envelope, event)
+
+    async def _handle_with_retries(
+        self, record: ConsumerRecord[Any, Any], envelope: Envelope, event: EventData
+    ) -> None:
+        failures = 0
+        delay = 0.2
+        while True:
+            try:
+                outcome = await self._handle_once(envelope, event)
+                metrics.EVENTS_CONSUMED.labels(record.topic, envelope.type, outcome).inc()
+                return
+            except Exception as exc:
+                if is_transient(exc):
+                    if self._stopping.is_set():
+                        raise  # uncommitted: the event is redelivered after the restart
+                    log.warning("transient failure; retrying in place", extra={"error": repr(exc)})
+                else:
+                    failures += 1
+                    log.exception("handler failed", extra={"attempt": failures})
+                    if failures >= self.max_attempts:
+                        await self._dead_letter(record, exc)
+                        return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _handle_once(self, envelope: Envelope, event: EventData) -> str:
+        async with self.pool.acquire() as conn, conn.transaction():
+            fresh = await conn.fetchval(
+                "INSERT INTO inbox (source, event_id, event_type) VALUES ($1, $2, $3)"
+                " ON CONFLICT DO NOTHING RETURNING true",
+                envelope.source,
+                envelope.id,
+                envelope.type,
+            )
+            if not fresh:
+                return "duplicate"
+            await self.handler(conn, envelope, event)
+            return "processed"
+
+    async def _dead_letter(self, record: ConsumerRecord[Any, Any], exc: BaseException) -> None:
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        headers = [
+            *(record.headers or []),
+            ("dlq_error", error.encode()),
+            ("dlq_topic", record.topic.encode()),
+            ("dlq_partition", str(record.partition).encode()),
+            ("dlq_offset", str(record.offset).encode()),
+            ("dlq_consumer_group", self.group_id.encode()),
+        ]
+        target = dead_letter_topic(record.topic)
+        delay = 0.2
+        while True:
+            try:
+                await self.producer.send_and_wait(
+                    target, value=record.value, key=record.key, headers=headers
+                )
+                break
+            except KafkaError:
+                log.warning("dead-letter publish failed; retrying")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        await self._note_dead_letter(record, error)
+        metrics.DEAD_LETTERS.labels(record.topic).inc()
+        log.error(
+            "record sent to the dead-letter topic",
+            extra={
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "error": error[:300],
+            },
+        )
+
+    async def _note_dead_letter(self, record: ConsumerRecord[Any, Any], error: str) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self.pool.execute(
+                    'INSERT INTO dead_letters (topic, partition, "offset", error)'
+                    " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    error,
+                )
+                return
+            except TRANSIENT_ERRORS:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _record_lag(self) -> None:
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                pos = await self.consumer.position(tp)
+            except Exception:  # the partition was revoked between the two calls
+                log.debug("no position for %s", tp)
+                continue
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(highwater - pos, 0))

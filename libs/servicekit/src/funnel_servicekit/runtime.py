@@ -1,0 +1,178 @@
+"""The service runtime: pool, producer, background loops and the FastAPI app around them.
+
+A process runs its API and its loops (outbox relay, consumers) under the app's lifespan;
+FUNNEL_RUN_WORKERS=false leaves the loops off so that APIs and workers scale apart.
+Shutdown drains: loops stop fetching, finish the batch in hand and commit, then close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, FastAPI, Request, Response
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+from funnel_servicekit import health, metrics
+from funnel_servicekit.auth import ApiKeyAuth, KeyLookup
+from funnel_servicekit.db import create_pool
+from funnel_servicekit.kafka import create_producer
+from funnel_servicekit.outbox import OutboxRelay
+from funnel_servicekit.problems import install_problem_handlers
+from funnel_servicekit.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Worker:
+    """A background loop: `run` until `stop` is called."""
+
+    name: str
+    run: Callable[[], Awaitable[None]]
+    stop: Callable[[], None]
+
+
+@dataclass
+class ServiceRuntime:
+    settings: ServiceSettings
+    migrations_dir: Path
+    pool: asyncpg.Pool = field(init=False)
+    producer: AIOKafkaProducer = field(init=False)
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    workers: list[Worker] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def dead_workers(self) -> list[str]:
+        return [name for name, task in self.tasks.items() if task.done()]
+
+
+WorkerFactory = Callable[[ServiceRuntime], Sequence[Worker]]
+
+
+async def _retry(what: str, attempt: Callable[[], Awaitable[Any]], deadline_s: float = 60.0) -> Any:
+    """Dependencies may come up after us (Kubernetes starts pods in any order)."""
+    deadline = time.monotonic() + deadline_s
+    delay = 0.5
+    while True:
+        try:
+            return await attempt()
+        except (OSError, asyncpg.PostgresError, KafkaError) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("%s not reachable yet (%s); retrying", what, type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def _supervise(worker: Worker) -> None:
+    """Run a loop; if it crashes, log and restart it (a loop must never stay dead)."""
+    delay = 1.0
+    while True:
+        try:
+            await worker.run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("worker crashed; restarting", extra={"worker": worker.name})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str,
+    migrations_dir: Path,
+    routers: Sequence[APIRouter],
+    workers: WorkerFactory | None = None,
+    key_lookup: KeyLookup | None = None,
+) -> FastAPI:
+    """The composition root's common part: one FastAPI app with its runtime and loops."""
+    runtime = ServiceRuntime(settings=settings, migrations_dir=migrations_dir)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime.pool = await _retry(
+            "database",
+            lambda: create_pool(
+                settings.database_url,
+                settings.db_schema,
+                min_size=settings.db_pool_min_size,
+                max_size=settings.db_pool_max_size,
+            ),
+        )
+        runtime.producer = create_producer(settings.kafka_bootstrap_servers, settings.service_name)
+        await _retry("kafka", runtime.producer.start)
+        if settings.run_workers:
+            relay = OutboxRelay(
+                runtime.pool,
+                runtime.producer,
+                dsn=settings.database_url,
+                schema=settings.db_schema,
+                batch_size=settings.outbox_batch_size,
+                poll_seconds=settings.outbox_poll_seconds,
+            )
+            runtime.workers = [Worker("outbox-relay", relay.run, relay.stop)]
+            runtime.workers += list(workers(runtime) if workers else [])
+            for worker in runtime.workers:
+                runtime.tasks[worker.name] = asyncio.create_task(
+                    _supervise(worker), name=worker.name
+                )
+        log.info("service started", extra={"workers": [w.name for w in runtime.workers]})
+        try:
+            yield
+        finally:
+            await _drain(runtime)
+
+    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    app.state.runtime = runtime
+    app.state.auth = ApiKeyAuth(
+        settings.admin_api_key.get_secret_value() if settings.admin_api_key else None, key_lookup
+    )
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    for router in routers:
+        app.include_router(router)
+
+    @app.middleware("http")
+    async def record_http_metrics(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+        metrics.HTTP_LATENCY.labels(request.method, path).observe(time.perf_counter() - started)
+        return response
+
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    return app
+
+
+async def _drain(runtime: ServiceRuntime) -> None:
+    """Stop loops (they finish their batch and commit), then close the clients."""
+    for worker in runtime.workers:
+        worker.stop()
+    if runtime.tasks:
+        _, pending = await asyncio.wait(
+            runtime.tasks.values(), timeout=runtime.settings.drain_seconds
+        )
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    with contextlib.suppress(Exception):
+        await runtime.producer.stop()
+    with contextlib.suppress(Exception):
+        await runtime.pool.close()
+    log.info("service stopped")

@@ -1,0 +1,42 @@
+"""Settings shared by every service, read from FUNNEL_* environment variables."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+UNSAFE_KEYS = {"changethis", "admin", "secret", "funnel"}
+
+
+class ServiceSettings(BaseSettings):
+    """Base settings; each service subclasses it with its own fields and defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="FUNNEL_", extra="ignore")
+
+    service_name: str = "funnel-service"
+    environment: Literal["development", "test", "production"] = "development"
+    db_schema: str = Field(default="public", pattern=r"^[a-z_][a-z0-9_]*$")
+    database_url: str = "postgresql://funnel:funnel@127.0.0.1:5432/funnel"
+    db_pool_min_size: int = Field(default=2, ge=1)
+    db_pool_max_size: int = Field(default=10, ge=1)
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    admin_api_key: SecretStr | None = None
+    run_api: bool = True
+    run_workers: bool = True
+    log_level: str = "INFO"
+    outbox_batch_size: int = Field(default=200, ge=1, le=5000)
+    outbox_poll_seconds: float = Field(default=2.0, gt=0)
+    consumer_max_attempts: int = Field(default=3, ge=1, description="Tries before the DLQ.")
+    drain_seconds: float = Field(default=20.0, gt=0)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> ServiceSettings:
+        if self.environment == "production":
+            key = self.admin_api_key.get_secret_value() if self.admin_api_key else ""
+            if len(key) < 24 or key.lower() in UNSAFE_KEYS:
+                raise ValueError("FUNNEL_ADMIN_API_KEY must be a random key of 24+ characters")
+        return self

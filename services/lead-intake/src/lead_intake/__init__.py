@@ -1,0 +1,1 @@
+"""lead-intake: captures people from form posts and turns them into leads."""

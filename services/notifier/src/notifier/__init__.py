@@ -1,0 +1,1 @@
+"""notifier: keeps people moving with timely touches, each sent exactly once."""

@@ -1,0 +1,1 @@
+"""reporting: live conversion views, pre-aggregated, replayable from the topics."""

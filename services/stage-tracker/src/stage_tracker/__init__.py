@@ -1,0 +1,1 @@
+"""stage-tracker: owns every lead's current funnel stage and its full history."""

@@ -1,0 +1,65 @@
+"""Fixtures for the integration, end-to-end and fault tiers: real PostgreSQL, real Kafka.
+
+Everything is provisioned by the same code as `funnel up` (funnel_devstack.stack), in fresh
+temporary folders on free ports, so tests never touch a developer's running stack.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from funnel_devstack.stack import Stack, StackPorts
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+def _fresh_root(prefix: str) -> Path:
+    # Not pytest's tmp_path: PostgreSQL runs as its own OS user under root and must reach it.
+    return Path(tempfile.mkdtemp(prefix=f"funnel-{prefix}-"))
+
+
+@pytest.fixture(scope="session")
+async def infra() -> AsyncIterator[Stack]:
+    """PostgreSQL, Kafka and the mailbox for the integration tier (no services)."""
+    stack = Stack(_fresh_root("it"), StackPorts.free(), partitions=3, fast_postgres=True)
+    try:
+        await stack.start_infrastructure()
+        yield stack
+    finally:
+        stack.down()
+
+
+async def start_stack(name: str, **service_env: str) -> Stack:
+    """A whole stack (infrastructure, migrations, topics, four services) on free ports."""
+    env = {"FUNNEL_OUTBOX_POLL_SECONDS": "1", **service_env}
+    stack = Stack(_fresh_root(name), StackPorts.free(), partitions=6, fast_postgres=True,
+                  service_env=env)
+    try:
+        await stack.up()
+    except BaseException:
+        _keep_logs(stack, name)
+        stack.down()
+        raise
+    return stack
+
+
+def _keep_logs(stack: Stack, name: str) -> None:
+    """Copy the stack's logs next to the tests so a failed CI run can be read afterwards."""
+    target = ARTIFACTS / name
+    target.mkdir(parents=True, exist_ok=True)
+    for log in stack.logs.glob("*.log"):
+        (target / log.name).write_bytes(log.read_bytes()[-2_000_000:])
+
+
+def stop_stack(stack: Stack, name: str) -> None:
+    _keep_logs(stack, name)
+    stack.down()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("FUNNEL_ENVIRONMENT", "test")
