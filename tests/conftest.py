@@ -37,8 +37,9 @@ async def infra() -> AsyncIterator[Stack]:
 async def start_stack(name: str, **service_env: str) -> Stack:
     """A whole stack (infrastructure, migrations, topics, four services) on free ports."""
     env = {"FUNNEL_OUTBOX_POLL_SECONDS": "1", **service_env}
-    stack = Stack(_fresh_root(name), StackPorts.free(), partitions=6, fast_postgres=True,
-                  service_env=env)
+    stack = Stack(
+        _fresh_root(name), StackPorts.free(), partitions=6, fast_postgres=True, service_env=env
+    )
     try:
         await stack.up()
     except BaseException:

@@ -18,11 +18,11 @@ class StackClient:
         self.stack = stack
         self.auth = {"Authorization": f"Bearer {stack.admin_api_key}"}
 
-    async def post_form(self, payload: Any, *, form_id: str = "demo",
-                        headers: dict[str, str] | None = None) -> httpx.Response:
+    async def post_form(
+        self, payload: Any, *, form_id: str = "demo", headers: dict[str, str] | None = None
+    ) -> httpx.Response:
         async with httpx.AsyncClient(base_url=self.stack.url("lead-intake"), timeout=30) as c:
-            return await c.post(f"/v1/forms/{form_id}/submissions", json=payload,
-                                headers=headers)
+            return await c.post(f"/v1/forms/{form_id}/submissions", json=payload, headers=headers)
 
     async def post_many(self, payloads: list[dict[str, Any]], concurrency: int = 16) -> list[int]:
         limit = asyncio.Semaphore(concurrency)
@@ -36,8 +36,9 @@ class StackClient:
             return list(await asyncio.gather(*(post(p) for p in payloads)))
 
     async def get(self, service: str, path: str) -> httpx.Response:
-        async with httpx.AsyncClient(base_url=self.stack.url(service), timeout=30,
-                                     headers=self.auth) as c:
+        async with httpx.AsyncClient(
+            base_url=self.stack.url(service), timeout=30, headers=self.auth
+        ) as c:
             return await c.get(path)
 
     async def snapshot(self, funnel_id: str = "digital-sales") -> dict[str, Any]:

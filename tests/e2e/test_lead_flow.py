@@ -87,14 +87,31 @@ async def test_journey_and_touches_explain_where_a_lead_is(client: StackClient) 
         (b"{not json", "application/json", "demo", 400, "body"),
         (json.dumps({"first_name": "No Email"}).encode(), "application/json", "demo", 422, "email"),
         (json.dumps({"email": "not-an-email"}).encode(), "application/json", "demo", 422, "email"),
-        (json.dumps({"email": "a@example.com", "x": 1}).encode(), "application/json", "demo",
-         422, "x"),
-        (json.dumps({"email": "ok@example.com"}).encode(), "application/json", "nope", 404,
-         "form_id"),
+        (
+            json.dumps({"email": "a@example.com", "x": 1}).encode(),
+            "application/json",
+            "demo",
+            422,
+            "x",
+        ),
+        (
+            json.dumps({"email": "ok@example.com"}).encode(),
+            "application/json",
+            "nope",
+            404,
+            "form_id",
+        ),
         (b"[1, 2]", "application/json", "demo", 422, "body"),
     ],
-    ids=["not-json-type", "malformed", "no-email", "bad-email", "unknown-field", "unknown-form",
-         "array"],
+    ids=[
+        "not-json-type",
+        "malformed",
+        "no-email",
+        "bad-email",
+        "unknown-field",
+        "unknown-form",
+        "array",
+    ],
 )
 async def test_bad_posts_get_a_problem_naming_the_field_and_store_nothing(
     client: StackClient, body: bytes, content_type: str, form_id: str, status: int, field: str
@@ -104,8 +121,9 @@ async def test_bad_posts_get_a_problem_naming_the_field_and_store_nothing(
     leads_before = await client.sql("SELECT count(*) FROM intake.leads")
     outbox_before = await client.sql("SELECT count(*) FROM intake.submissions")
     async with httpx.AsyncClient(base_url=client.stack.url("lead-intake")) as c:
-        response = await c.post(f"/v1/forms/{form_id}/submissions", content=body,
-                                headers={"content-type": content_type})
+        response = await c.post(
+            f"/v1/forms/{form_id}/submissions", content=body, headers={"content-type": content_type}
+        )
     assert response.status_code == status
     assert response.headers["content-type"].startswith("application/problem+json")
     problem = response.json()
@@ -120,8 +138,9 @@ async def test_internal_apis_need_a_key_with_the_scope(client: StackClient) -> N
 
     async with httpx.AsyncClient(base_url=client.stack.url("reporting")) as c:
         anonymous = await c.get("/v1/funnels/digital-sales/snapshot")
-        wrong = await c.get("/v1/funnels/digital-sales/snapshot",
-                            headers={"Authorization": "Bearer not-the-key"})
+        wrong = await c.get(
+            "/v1/funnels/digital-sales/snapshot", headers={"Authorization": "Bearer not-the-key"}
+        )
     assert anonymous.status_code == 401
     assert wrong.status_code == 401
     assert anonymous.headers["content-type"].startswith("application/problem+json")
@@ -136,10 +155,18 @@ async def test_poison_goes_to_the_dead_letter_topic_and_the_flow_goes_on(
     try:
         await producer.send_and_wait(LEAD_EVENTS, key=b"poison", value=b"garbage " + marker)
         await producer.send_and_wait(
-            LEAD_EVENTS, key=b"poison", value=json.dumps({"lead_id": "nope"}).encode(),
-            headers=[("ce_id", marker), ("ce_source", b"test"), ("ce_specversion", b"1.0"),
-                     ("ce_type", b"funnel.lead.captured.v1"), ("ce_subject", b"poison"),
-                     ("ce_time", b"2026-11-01T00:00:00Z"), ("content-type", b"application/json")],
+            LEAD_EVENTS,
+            key=b"poison",
+            value=json.dumps({"lead_id": "nope"}).encode(),
+            headers=[
+                ("ce_id", marker),
+                ("ce_source", b"test"),
+                ("ce_specversion", b"1.0"),
+                ("ce_type", b"funnel.lead.captured.v1"),
+                ("ce_subject", b"poison"),
+                ("ce_time", b"2026-11-01T00:00:00Z"),
+                ("content-type", b"application/json"),
+            ],
         )
     finally:
         await producer.stop()
@@ -152,8 +179,13 @@ async def test_poison_goes_to_the_dead_letter_topic_and_the_flow_goes_on(
     )
     assert journey.json()["current_stage"] == "awareness"
 
-    dead = await _read_topic(stack, dead_letter_topic(LEAD_EVENTS), until=lambda rs: len(
-        [r for r in rs if marker in r.value or dict(r.headers).get("ce_id") == marker]) >= 4)
+    dead = await _read_topic(
+        stack,
+        dead_letter_topic(LEAD_EVENTS),
+        until=lambda rs: (
+            len([r for r in rs if marker in r.value or dict(r.headers).get("ce_id") == marker]) >= 4
+        ),
+    )
     ours = [r for r in dead if marker in r.value or dict(r.headers).get("ce_id") == marker]
     groups = sorted(dict(r.headers)["dlq_consumer_group"].decode() for r in ours)
     # Both consumers of the lead topic dead-lettered both poison messages, once each.
@@ -166,8 +198,9 @@ async def test_the_trace_follows_the_lead_from_http_through_kafka(
 ) -> None:
     trace_id = uuid4().hex
     traceparent = f"00-{trace_id}-{uuid4().hex[:16]}-01"
-    response = await client.post_form({"email": f"trace-{trace_id}@example.com"},
-                                      headers={"traceparent": traceparent})
+    response = await client.post_form(
+        {"email": f"trace-{trace_id}@example.com"}, headers={"traceparent": traceparent}
+    )
     lead_id = UUID(response.json()["lead_id"])
 
     def carries_lead(records: list) -> bool:  # type: ignore[type-arg]
@@ -181,9 +214,13 @@ async def test_the_trace_follows_the_lead_from_http_through_kafka(
 
 
 async def _read_topic(stack: Stack, topic: str, until, timeout: float = 60):  # type: ignore[no-untyped-def]
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=stack.kafka_bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                group_id=None)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=stack.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
     await consumer.start()
     records: list = []  # type: ignore[type-arg]
     try:

@@ -11,7 +11,10 @@ T = TypeVar("T")
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, timeout: float = 60,
+    probe: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    *,
+    timeout: float = 60,
     interval: float = 0.25,
 ) -> T:
     """Call `probe` until `done(result)`; return the last result either way."""
@@ -23,8 +26,9 @@ async def eventually(
     return result
 
 
-async def settled(probe: Callable[[], Awaitable[T]], *, quiet: float = 3.0,
-                  timeout: float = 60) -> T:
+async def settled(
+    probe: Callable[[], Awaitable[T]], *, quiet: float = 3.0, timeout: float = 60
+) -> T:
     """Call `probe` until its result stops changing for `quiet` seconds."""
     deadline = time.monotonic() + timeout
     last = await probe()

@@ -108,6 +108,6 @@ def parse_event(event_type: str, data: Any) -> EventData:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise SchemaError(
-            f"{event_type}: {exc.errors(include_url=False, include_input=False, include_context=False)}"
-        ) from exc
+        # Only locations and messages: the input may hold personal data and must stay out of logs.
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        raise SchemaError(f"{event_type}: {errors}") from exc

@@ -24,7 +24,7 @@ def _stack_info(stack: Stack) -> dict[str, object]:
     return {
         "urls": {name: stack.url(name) for name in SERVICES},
         "kafka": stack.kafka_bootstrap,
-        "postgres": stack.postgres.dsn.replace(stack.postgres.password, "***"),
+        "postgres": f"127.0.0.1:{stack.ports.postgres}/{stack.postgres.database}",
         "smtp": f"127.0.0.1:{stack.ports.smtp}",
         "mail_dir": str(stack.mail_dir),
         "logs": str(stack.logs),
@@ -53,12 +53,14 @@ async def _up(stack: Stack, demo: int) -> None:
     _print_where_to_look(stack)
     if demo:
         print(f"\nPosting a demo of {demo} form submissions...")
-        result = await run_demo(stack.url("lead-intake"), stack.url("reporting"),
-                                stack.admin_api_key, demo)
-        print(f"  posted {result.posted}, accepted {result.accepted}, "
-              f"{result.unique_people} distinct people")
-        print(f"  snapshot after {result.seconds_to_visible:.1f}s: "
-              f"{json.dumps(result.snapshot)}")
+        result = await run_demo(
+            stack.url("lead-intake"), stack.url("reporting"), stack.admin_api_key, demo
+        )
+        print(
+            f"  posted {result.posted}, accepted {result.accepted}, "
+            f"{result.unique_people} distinct people"
+        )
+        print(f"  snapshot after {result.seconds_to_visible:.1f}s: {json.dumps(result.snapshot)}")
         print(f"  welcome emails in {stack.mail_dir}: {len(list(stack.mail_dir.glob('*.eml')))}")
 
 
@@ -67,8 +69,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     if read_state(root / "state.json"):
         live = [n for n, i in read_state(root / "state.json").items() if is_alive(i["pid"])]
         if live:
-            print(f"a stack is already running from {root} ({', '.join(live)}); "
-                  "run `funnel down` first", file=sys.stderr)
+            print(
+                f"a stack is already running from {root} ({', '.join(live)}); "
+                "run `funnel down` first",
+                file=sys.stderr,
+            )
             return 1
     ports = StackPorts.free() if args.free_ports else StackPorts()
     stack = Stack(root, ports, partitions=args.partitions)
@@ -131,8 +136,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     info = json.loads((args.root / "stack.json").read_text())
     key = (args.root / "admin-api-key").read_text().strip()
-    result = asyncio.run(run_demo(info["urls"]["lead-intake"], info["urls"]["reporting"], key,
-                                  args.leads))
+    result = asyncio.run(
+        run_demo(info["urls"]["lead-intake"], info["urls"]["reporting"], key, args.leads)
+    )
     print(json.dumps(result.__dict__, indent=2, default=str))
     return 0
 

@@ -17,8 +17,23 @@ SOURCES = [  # (utm_source, utm_medium, utm_campaign, weight)
     ("linkedin", "social", "webinar", 10),
     (None, None, None, 10),  # direct traffic
 ]
-FIRST_NAMES = ["Ada", "Linus", "Grace", "Alan", "Margaret", "Ken", "Barbara", "Dennis",
-               "Astrid", "Mei", "Olga", "Björn", "Yuki", "Ivan", "Sofia"]
+FIRST_NAMES = [
+    "Ada",
+    "Linus",
+    "Grace",
+    "Alan",
+    "Margaret",
+    "Ken",
+    "Barbara",
+    "Dennis",
+    "Astrid",
+    "Mei",
+    "Olga",
+    "Björn",
+    "Yuki",
+    "Ivan",
+    "Sofia",
+]
 
 
 @dataclass
@@ -32,7 +47,7 @@ class DemoResult:
 
 def demo_payloads(count: int, *, seed: int = 7, repeat_share: float = 0.1) -> list[dict[str, Any]]:
     """`count` form posts; about `repeat_share` of them come from people who posted before."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 (demo data, not security)
     payloads: list[dict[str, Any]] = []
     people: list[str] = []
     weights = [w for *_, w in SOURCES]
@@ -43,8 +58,11 @@ def demo_payloads(count: int, *, seed: int = 7, repeat_share: float = 0.1) -> li
             email = f"demo.person{i}@example.com"
             people.append(email)
         source, medium, campaign, _ = rng.choices(SOURCES, weights)[0]
-        payload: dict[str, Any] = {"email": f"  {email} ", "first_name": rng.choice(FIRST_NAMES),
-                                   "landing_page": "https://shop.example.com/autumn"}
+        payload: dict[str, Any] = {
+            "email": f"  {email} ",
+            "first_name": rng.choice(FIRST_NAMES),
+            "landing_page": "https://shop.example.com/autumn",
+        }
         if source:
             payload |= {"utm_source": source, "utm_medium": medium, "utm_campaign": campaign}
         payloads.append(payload)
@@ -55,8 +73,9 @@ def unique_people(payloads: list[dict[str, Any]]) -> int:
     return len({p["email"].strip().lower() for p in payloads})
 
 
-async def post_all(intake_url: str, payloads: list[dict[str, Any]], form_id: str = "demo",
-                   concurrency: int = 16) -> int:
+async def post_all(
+    intake_url: str, payloads: list[dict[str, Any]], form_id: str = "demo", concurrency: int = 16
+) -> int:
     """Post every payload; returns how many were accepted (202)."""
     limit = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(base_url=intake_url, timeout=30) as client:
@@ -70,13 +89,15 @@ async def post_all(intake_url: str, payloads: list[dict[str, Any]], form_id: str
     return sum(results)
 
 
-async def wait_for_snapshot(reporting_url: str, api_key: str, funnel_id: str, total: int,
-                            timeout: float = 90) -> dict[str, Any]:
+async def wait_for_snapshot(
+    reporting_url: str, api_key: str, funnel_id: str, total: int, timeout: float = 90
+) -> dict[str, Any]:
     """Poll the snapshot until it counts `total` leads (or the deadline passes)."""
     deadline = time.monotonic() + timeout
     snapshot: dict[str, Any] = {}
-    async with httpx.AsyncClient(base_url=reporting_url, timeout=10,
-                                 headers={"Authorization": f"Bearer {api_key}"}) as client:
+    async with httpx.AsyncClient(
+        base_url=reporting_url, timeout=10, headers={"Authorization": f"Bearer {api_key}"}
+    ) as client:
         while time.monotonic() < deadline:
             snapshot = (await client.get(f"/v1/funnels/{funnel_id}/snapshot")).json()
             if snapshot.get("total", 0) >= total:

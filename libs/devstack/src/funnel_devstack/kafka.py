@@ -72,7 +72,7 @@ def ensure_kafka_jars(
     home = cache_dir.absolute() / f"kafka-{version}"
     libs = home / "libs"
     marker = libs / _MARKER
-    if marker.is_file() and marker.read_text().strip() == fingerprint:
+    if _is_complete(marker, fingerprint):
         return libs
 
     mvn = shutil.which("mvn")
@@ -96,15 +96,25 @@ def ensure_kafka_jars(
         output = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
         raise StartupError(f"resolving Kafka {version} jars failed: {' '.join(cmd)}\n{output}")
     (staging / _MARKER).write_text(fingerprint + "\n")
+    if _is_complete(marker, fingerprint):  # another process finished first: keep its folder
+        shutil.rmtree(staging, ignore_errors=True)
+        return libs
     if libs.exists():
         shutil.rmtree(libs)
     try:
         staging.rename(libs)
-    except OSError:  # another process finished first: keep its folder if complete
+    except OSError:
         shutil.rmtree(staging, ignore_errors=True)
-        if not marker.is_file():
+        if not _is_complete(marker, fingerprint):
             raise
     return libs
+
+
+def _is_complete(marker: Path, fingerprint: str) -> bool:
+    try:
+        return marker.read_text().strip() == fingerprint
+    except FileNotFoundError:
+        return False
 
 
 def new_cluster_id() -> str:
@@ -240,7 +250,7 @@ class KafkaBroker:
         cmd = [*self._java(log4j), "kafka.Kafka", str(self.properties_file)]
         self._proc = start_process(cmd, log_file=self.log_file, cwd=self.data_dir)
 
-    async def wait_ready(self, timeout: float = 90) -> None:  # noqa: ASYNC109
+    async def wait_ready(self, timeout: float = 90) -> None:
         """Wait until the client port accepts connections and an admin call succeeds."""
         from aiokafka.admin import AIOKafkaAdminClient
 

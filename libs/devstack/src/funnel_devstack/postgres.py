@@ -185,7 +185,7 @@ class PostgresServer:
             cmd, log_file=self.log_file, cwd=self.data_dir, user=self._run_as()
         )
 
-    async def wait_ready(self, timeout: float = 60) -> None:  # noqa: ASYNC109
+    async def wait_ready(self, timeout: float = 60) -> None:
         """Wait until the server accepts logins; create the application database if missing."""
         import asyncpg
 

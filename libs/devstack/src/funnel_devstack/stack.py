@@ -54,8 +54,13 @@ class StackPorts:
     @classmethod
     def free(cls) -> StackPorts:
         """Ports nobody listens on now (tests, or a second stack beside a running one)."""
-        return cls(free_port(), free_port(), free_port(), free_port(),
-                   {name: free_port() for name in SERVICES})
+        return cls(
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            {name: free_port() for name in SERVICES},
+        )
 
 
 def _secret(path: Path, env_var: str | None = None) -> str:
@@ -75,8 +80,13 @@ class Stack:
     """One local Funnel stack rooted in a data folder."""
 
     def __init__(
-        self, root: Path, ports: StackPorts | None = None, *, partitions: int = 6,
-        fast_postgres: bool = False, cache_dir: Path | None = None,
+        self,
+        root: Path,
+        ports: StackPorts | None = None,
+        *,
+        partitions: int = 6,
+        fast_postgres: bool = False,
+        cache_dir: Path | None = None,
         service_env: dict[str, str] | None = None,
     ) -> None:
         self.root = root.absolute()
@@ -89,8 +99,10 @@ class Stack:
         self.mail_dir = self.root / "mail"
         self.admin_api_key = _secret(self.root / "admin-api-key", "FUNNEL_ADMIN_API_KEY")
         self.postgres = PostgresServer(
-            self.root / "postgres", self.ports.postgres,
-            password=_secret(self.root / "postgres-password"), fast=fast_postgres,
+            self.root / "postgres",
+            self.ports.postgres,
+            password=_secret(self.root / "postgres-password"),
+            fast=fast_postgres,
             log_file=self.logs / "postgres.log",
         )
         self.kafka: KafkaBroker | None = None
@@ -104,9 +116,13 @@ class Stack:
         self.root.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
         libs = await asyncio.to_thread(ensure_kafka_jars, self.cache_dir)
-        self.kafka = KafkaBroker(self.root / "kafka", self.ports.kafka,
-                                 self.ports.kafka_controller, libs,
-                                 num_partitions=self.partitions)
+        self.kafka = KafkaBroker(
+            self.root / "kafka",
+            self.ports.kafka,
+            self.ports.kafka_controller,
+            libs,
+            num_partitions=self.partitions,
+        )
         self.postgres.start()
         self._record("postgres", self.postgres.pid, signal="SIGINT")
         self.kafka.start()
@@ -117,8 +133,15 @@ class Stack:
 
     def start_mailbox(self) -> None:
         self.mailbox = start_process(
-            [sys.executable, "-m", "funnel_devstack.mailbox", "--port", str(self.ports.smtp),
-             "--dir", str(self.mail_dir)],
+            [
+                sys.executable,
+                "-m",
+                "funnel_devstack.mailbox",
+                "--port",
+                str(self.ports.smtp),
+                "--dir",
+                str(self.mail_dir),
+            ],
             log_file=self.logs / "mailbox.log",
         )
         self._record("mailbox", self.mailbox.pid)
@@ -131,8 +154,16 @@ class Stack:
 
         await ensure_topics(self.kafka_bootstrap, self.partitions)
         form_id, funnel_id, title = DEMO_FORM
-        await self._run_command("lead-intake", "seed-form", "--form-id", form_id,
-                                "--funnel-id", funnel_id, "--name", title)
+        await self._run_command(
+            "lead-intake",
+            "seed-form",
+            "--form-id",
+            form_id,
+            "--funnel-id",
+            funnel_id,
+            "--name",
+            title,
+        )
 
     # -- services -------------------------------------------------------------------------
 
@@ -159,8 +190,13 @@ class Stack:
     async def _run_command(self, service: str, *args: str) -> None:
         module, _ = SERVICES[service]
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", module, *args, env={**os.environ, **self.service_env(service)},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            sys.executable,
+            "-m",
+            module,
+            *args,
+            env={**os.environ, **self.service_env(service)},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         out, _ = await proc.communicate()
         (self.logs / f"{service}.log").parent.mkdir(parents=True, exist_ok=True)
@@ -171,8 +207,11 @@ class Stack:
 
     def start_service(self, service: str) -> None:
         module, _ = SERVICES[service]
-        proc = start_process([sys.executable, "-m", module, "serve"],
-                             log_file=self.logs / f"{service}.log", env=self.service_env(service))
+        proc = start_process(
+            [sys.executable, "-m", module, "serve"],
+            log_file=self.logs / f"{service}.log",
+            env=self.service_env(service),
+        )
         self.services[service] = proc
         self._record(service, proc.pid)
 
@@ -183,8 +222,10 @@ class Stack:
             while time.monotonic() < deadline:
                 proc = self.services.get(service)
                 if proc is not None and proc.poll() is not None:
-                    raise StartupError(f"{service} exited with {proc.returncode}:\n"
-                                       f"{tail(self.logs / f'{service}.log')}")
+                    raise StartupError(
+                        f"{service} exited with {proc.returncode}:\n"
+                        f"{tail(self.logs / f'{service}.log')}"
+                    )
                 try:
                     response = await client.get(f"{self.url(service)}/readyz")
                     if response.status_code == 200:
@@ -193,8 +234,10 @@ class Stack:
                 except httpx.HTTPError as exc:
                     last = repr(exc)
                 await asyncio.sleep(0.2)
-        raise StartupError(f"{service} not ready after {timeout:.0f}s: {last}\n"
-                           f"{tail(self.logs / f'{service}.log')}")
+        raise StartupError(
+            f"{service} not ready after {timeout:.0f}s: {last}\n"
+            f"{tail(self.logs / f'{service}.log')}"
+        )
 
     async def start_services(self) -> None:
         for service in SERVICES:

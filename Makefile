@@ -1,0 +1,60 @@
+# The common commands. `make run` and `make test` set up whatever is missing first.
+.PHONY: setup run up down demo test test-unit test-integration test-e2e test-fault lint format typecheck schemas bench lock clean
+
+VENV := .venv/bin
+PYTEST := $(VENV)/python -m pytest
+
+setup:  ## install system packages, the virtualenv and the Kafka jars when missing
+	@scripts/bootstrap.sh
+
+run: setup  ## start the whole stack, post a demo of 300 leads, keep running until Ctrl-C
+	$(VENV)/funnel up --demo 300
+
+up: setup  ## start the stack in the background
+	$(VENV)/funnel up --detach
+
+down:  ## stop a background stack
+	$(VENV)/funnel down
+
+demo:  ## post demo traffic to a running stack
+	$(VENV)/funnel demo --leads 300
+
+test: setup lint typecheck  ## every tier: unit, integration, end-to-end, fault
+	$(PYTEST)
+
+test-unit: setup
+	$(PYTEST) -m "not integration and not e2e and not fault"
+
+test-integration: setup
+	$(PYTEST) -m integration
+
+test-e2e: setup
+	$(PYTEST) -m e2e
+
+test-fault: setup
+	$(PYTEST) -m fault
+
+lint:
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+
+format:
+	$(VENV)/ruff format .
+	$(VENV)/ruff check --fix .
+
+typecheck:
+	$(VENV)/mypy libs/contracts/src libs/servicekit/src libs/devstack/src services/*/src
+
+schemas:  ## regenerate libs/contracts/schemas (refuses incompatible changes)
+	$(VENV)/python -m funnel_contracts.schemas
+
+bench: setup  ## benchmarks: ratios against baselines measured in the same run
+	$(VENV)/python -m bench
+
+lock:  ## re-pin every transitive dependency into constraints.txt
+	$(VENV)/pip freeze --exclude-editable | grep -v '^funnel-' > constraints.txt.new
+	{ echo "# Pinned versions of every third-party package, direct and transitive (make lock)."; cat constraints.txt.new; } > constraints.txt
+	rm constraints.txt.new
+
+clean:
+	rm -rf .venv .mypy_cache .ruff_cache tests/artifacts

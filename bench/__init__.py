@@ -1,0 +1,1 @@
+"""Funnel benchmarks: figures as ratios against baselines measured in the same run."""

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Set up what is missing for running and testing Funnel on a Debian machine, idempotently:
+# system packages (Java, Maven, PostgreSQL), the Python virtualenv with pinned packages,
+# and the Apache Kafka jars (cached, so later runs need no network).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+
+missing=()
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
+"$PYTHON" -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
+
+if ((${#missing[@]})); then
+  echo "bootstrap: installing system packages: ${missing[*]}"
+  SUDO=""
+  [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+stamp=.venv/.bootstrap-stamp
+wanted="$(cat requirements-dev.txt constraints.txt libs/*/pyproject.toml services/*/pyproject.toml | sha256sum)"
+if [[ ! -f $stamp || "$(cat "$stamp")" != "$wanted" ]]; then
+  echo "bootstrap: installing Python packages into .venv"
+  [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
+  .venv/bin/python -m pip install -q -c constraints.txt -r requirements-dev.txt
+  echo "$wanted" > "$stamp"
+fi
+
+.venv/bin/python -c "from funnel_devstack.kafka import default_cache_dir, ensure_kafka_jars as e; e(default_cache_dir())"
+echo "bootstrap: ready"
