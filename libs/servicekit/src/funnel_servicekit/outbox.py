@@ -35,14 +35,18 @@ async def enqueue(
     *,
     source: str,
     event_id: str | None = None,
+    topic: str | None = None,
 ) -> Envelope:
-    """Add an event to the outbox inside the caller's transaction; carries the trace."""
+    """Add an event to the outbox inside the caller's transaction; carries the trace.
+
+    The record goes to the event's own topic unless `topic` names another one.
+    """
     envelope = Envelope.of(event, source=source, event_id=event_id)
     envelope = Envelope(**{**envelope.__dict__, "trace": current_trace_headers()})
     record = encode(envelope)
     await conn.execute(
         "INSERT INTO outbox (topic, key, value, headers, event_type) VALUES ($1, $2, $3, $4, $5)",
-        event.topic,
+        topic or event.topic,
         record.key,
         record.value,
         [[k, v.decode()] for k, v in record.headers],

@@ -1,0 +1,140 @@
+"""What the benchmarks share: a whole local stack, simple statistics, the log scan."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from funnel_devstack.stack import Stack, StackPorts
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+FORM_PATH = "/v1/forms/demo/submissions"
+SNAPSHOT_PATH = "/v1/funnels/digital-sales/snapshot"
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.asynccontextmanager
+async def running_stack(keep_logs_in: Path | None = None) -> AsyncIterator[Stack]:
+    """A fresh whole stack (real PostgreSQL and Kafka, four services) on free ports.
+
+    The data folder lives outside pytest-style tmp dirs (PostgreSQL runs as its own user and
+    must reach it) and is removed afterwards; the logs are copied to `keep_logs_in` first.
+    """
+    root = _fresh_root()
+    stack = Stack(root, StackPorts.free(), fast_postgres=False)
+    started = time.perf_counter()
+    log(f"starting the stack in {root}")
+    try:
+        await stack.up()
+        log(f"stack up in {time.perf_counter() - started:.1f}s")
+        yield stack
+    finally:
+        stack.down()
+        _keep_logs(stack, keep_logs_in)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _fresh_root() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="funnel-bench-"))
+    root.chmod(0o755)
+    return root
+
+
+def _keep_logs(stack: Stack, target: Path | None) -> None:
+    if target is None:
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    for item in stack.logs.glob("*.log"):
+        (target / item.name).write_bytes(item.read_bytes()[-5_000_000:])
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
+    return ordered[rank - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+_TEXT_LEVEL = re.compile(r"\b(FATAL|PANIC|CRITICAL|ERROR|WARN(?:ING)?)\b")
+
+
+def scan_logs(logs_dir: Path, since_bytes: dict[str, int] | None = None) -> dict[str, Any]:
+    """Count warning-or-worse lines per log file, with the most frequent messages.
+
+    JSON lines (the services) are read by their `level`; other lines (PostgreSQL, Kafka) by a
+    level word. `since_bytes` (from `log_offsets`) limits the scan to what was written since.
+    """
+    report: dict[str, Any] = {}
+    for path in sorted(logs_dir.glob("*.log")):
+        start = (since_bytes or {}).get(path.name, 0)
+        with path.open("rb") as fh:
+            fh.seek(start)
+            text = fh.read().decode("utf-8", "replace")
+        levels: Counter[str] = Counter()
+        messages: Counter[str] = Counter()
+        tracebacks = 0
+        for line in text.splitlines():
+            if line.startswith("Traceback"):
+                tracebacks += 1
+            level, message = _level_of(line)
+            if level is None:
+                continue
+            levels[level] += 1
+            messages[f"{level}: {message[:200]}"] += 1
+        if levels or tracebacks:
+            report[path.name] = {
+                "levels": dict(levels),
+                "tracebacks": tracebacks,
+                "top": [{"count": n, "message": m} for m, n in messages.most_common(5)],
+            }
+    return report
+
+
+def _level_of(line: str) -> tuple[str | None, str]:
+    if line.startswith("{"):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict):
+            level = str(record.get("level", "")).upper()
+            if level in {"WARNING", "ERROR", "CRITICAL"}:
+                message = str(record.get("message", ""))
+                if record.get("exc_info"):
+                    last = str(record["exc_info"]).strip().splitlines()[-1:]
+                    message += f" [{last[0] if last else ''}]"
+                return level, f"{record.get('logger', '')}: {message}"
+            return None, ""
+    match = _TEXT_LEVEL.search(line)
+    if match is None:
+        return None, ""
+    level = match.group(1)
+    level = {"WARN": "WARNING", "FATAL": "CRITICAL", "PANIC": "CRITICAL"}.get(level, level)
+    # Drop leading timestamps so that repeats group together.
+    return level, line[match.start() :].strip()
+
+
+def log_offsets(logs_dir: Path) -> dict[str, int]:
+    """The current size of every log file, to scan only what comes after."""
+    return {p.name: p.stat().st_size for p in logs_dir.glob("*.log")}

@@ -1,0 +1,274 @@
+"""Intake throughput: lead-intake's form posts per second as a ratio to a bare FastAPI app.
+
+Both targets are one uvicorn process on this host, loaded by the same generator (wrk, else
+the asyncio/httpx fallback in its own process) with the same connections, each post carrying a
+unique email. Runs alternate in ABBA order (baseline, intake, intake, baseline, ...), each
+after its own warm-up, and the report gives medians and intake/baseline.
+
+Run alone: `.venv/bin/python -m bench.intake_throughput` (starts its own stack).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    BENCH_DIR,
+    FORM_PATH,
+    SNAPSHOT_PATH,
+    log,
+    median,
+    running_stack,
+)
+from funnel_devstack.ports import free_port
+from funnel_devstack.stack import Stack
+
+
+def pick_generator(requested: str = "auto") -> str:
+    if requested in ("auto", "wrk") and shutil.which("wrk"):
+        return "wrk"
+    if requested == "wrk":
+        log("wrk not found (apt-get install -y wrk); falling back to httpx")
+    return "httpx"
+
+
+def generator_version(generator: str) -> str:
+    if generator == "wrk":
+        out = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+        first = (out.stdout or out.stderr).strip().splitlines()
+        return first[0] if first else "wrk"
+    return f"httpx {httpx.__version__} (asyncio, separate process)"
+
+
+async def _load(
+    generator: str, url: str, seconds: int, connections: int, threads: int, nonce: str
+) -> dict[str, Any]:
+    if generator == "wrk":
+        cmd = [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(BENCH_DIR / "post.lua"),
+            url,
+            "--",
+            nonce,
+        ]
+    else:
+        cmd = [
+            sys.executable,
+            str(BENCH_DIR / "httpx_load.py"),
+            url,
+            "--duration",
+            str(seconds),
+            "--connections",
+            str(connections),
+            "--nonce",
+            nonce,
+        ]
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=seconds + 60)
+    text = out.decode("utf-8", "replace")
+    for line in text.splitlines():
+        if line.startswith("BENCH_JSON "):
+            result: dict[str, Any] = json.loads(line.removeprefix("BENCH_JSON "))
+            seconds_run = result["duration_us"] / 1e6
+            ok = int(result["statuses"].get("202", 0))
+            socket_errors = sum(result["errors"][k] for k in ("connect", "read", "write"))
+            socket_errors += result["errors"]["timeout"]
+            result["rps"] = result["requests"] / seconds_run if seconds_run else 0.0
+            result["accepted_202"] = ok
+            result["not_202"] = result["requests"] - ok
+            result["socket_errors"] = socket_errors
+            return result
+    raise RuntimeError(f"load generator gave no result ({proc.returncode}):\n{text[-2000:]}")
+
+
+def start_baseline(port: int, log_file: Path) -> subprocess.Popen[bytes]:
+    """The bare FastAPI app as its own uvicorn process, like a service's `serve`."""
+    with log_file.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, str(BENCH_DIR / "baseline_app.py"), "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+async def _wait_ready(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2) as client:
+        while time.monotonic() < deadline:
+            try:
+                if (await client.get(url)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+async def snapshot_total(stack: Stack) -> int:
+    headers = {"Authorization": f"Bearer {stack.admin_api_key}"}
+    async with httpx.AsyncClient(timeout=10, headers=headers) as client:
+        response = await client.get(stack.url("reporting") + SNAPSHOT_PATH)
+        response.raise_for_status()
+        return int(response.json()["total"])
+
+
+async def measure(
+    stack: Stack,
+    *,
+    rounds: int = 3,
+    seconds: int = 10,
+    warmup: int = 2,
+    connections: int = 32,
+    threads: int = 1,
+    generator: str = "auto",
+    drain_timeout: float = 30,
+) -> dict[str, Any]:
+    """Alternate baseline and intake runs; return every run, the medians and the ratio."""
+    generator = pick_generator(generator)
+    log(
+        f"intake throughput: {generator}, {rounds} rounds x {seconds}s (+{warmup}s warm-up), "
+        f"{connections} connections"
+    )
+    port = free_port()
+    baseline = start_baseline(port, stack.logs / "bench-baseline.log")
+    urls = {
+        "baseline": f"http://127.0.0.1:{port}{FORM_PATH}",
+        "intake": stack.url("lead-intake") + FORM_PATH,
+    }
+    run_id = secrets.token_hex(4)
+    runs: list[dict[str, Any]] = []
+    total_before = await snapshot_total(stack)
+    intake_accepted = 0
+    try:
+        await _wait_ready(f"http://127.0.0.1:{port}/readyz")
+        for r in range(rounds):
+            order = ["baseline", "intake"] if r % 2 == 0 else ["intake", "baseline"]
+            for target in order:
+                nonce = f"{run_id}-{target[0]}{r}"
+                warm = await _load(
+                    generator, urls[target], warmup, connections, threads, nonce + "w"
+                )
+                result = await _load(
+                    generator, urls[target], seconds, connections, threads, nonce + "m"
+                )
+                if target == "intake":
+                    intake_accepted += warm["accepted_202"] + result["accepted_202"]
+                result.update(target=target, round=r, warmup_not_202=warm["not_202"])
+                runs.append(result)
+                p50 = result["latency_us"]["p50"] / 1000
+                log(
+                    f"  round {r} {target:8s} {result['rps']:8.1f} req/s  p50 {p50:.1f} ms  "
+                    f"non-202 {result['not_202']}  socket errors {result['socket_errors']}"
+                )
+    finally:
+        baseline.terminate()
+        try:
+            baseline.wait(10)
+        except subprocess.TimeoutExpired:
+            baseline.kill()
+            baseline.wait()
+
+    def of(target: str, key: str) -> list[float]:
+        return [float(run[key]) for run in runs if run["target"] == target]
+
+    def lat(target: str, q: str) -> float:
+        return median([run["latency_us"][q] / 1000 for run in runs if run["target"] == target])
+
+    base_rps, intake_rps = median(of("baseline", "rps")), median(of("intake", "rps"))
+    drain = await _drain(stack, total_before + intake_accepted, drain_timeout)
+    return {
+        "generator": generator,
+        "generator_version": generator_version(generator),
+        "rounds": rounds,
+        "seconds": seconds,
+        "warmup_seconds": warmup,
+        "connections": connections,
+        "threads": threads if generator == "wrk" else None,
+        "baseline_rps_median": base_rps,
+        "intake_rps_median": intake_rps,
+        "ratio_intake_to_baseline": intake_rps / base_rps if base_rps else float("nan"),
+        "baseline_latency_ms_median": {
+            "p50": lat("baseline", "p50"),
+            "p99": lat("baseline", "p99"),
+        },
+        "intake_latency_ms_median": {"p50": lat("intake", "p50"), "p99": lat("intake", "p99")},
+        "intake_not_202": int(sum(of("intake", "not_202")) + sum(of("intake", "warmup_not_202"))),
+        "intake_socket_errors": int(sum(of("intake", "socket_errors"))),
+        "baseline_not_202": int(sum(of("baseline", "not_202"))),
+        "intake_accepted_leads": intake_accepted,
+        "pipeline_drain": drain,
+        "runs": runs,
+    }
+
+
+async def _drain(stack: Stack, expected: int, timeout: float) -> dict[str, Any]:
+    """After the load: how long until every accepted lead shows in the snapshot (bounded)."""
+    start = time.perf_counter()
+    deadline = start + timeout
+    total = await snapshot_total(stack)
+    while total < expected and time.perf_counter() < deadline:
+        await asyncio.sleep(0.5)
+        total = await snapshot_total(stack)
+    elapsed = time.perf_counter() - start
+    result = {
+        "expected_total": expected,
+        "seen_total": total,
+        "drained": total >= expected,
+        "seconds": round(elapsed, 2),
+        "timeout_seconds": timeout,
+    }
+    log(f"  pipeline drain after the load: {total}/{expected} visible after {elapsed:.1f}s")
+    return result
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--generator", choices=["auto", "wrk", "httpx"], default="auto")
+
+
+async def _main(args: argparse.Namespace) -> None:
+    async with running_stack() as stack:
+        result = await measure(
+            stack,
+            rounds=args.rounds,
+            seconds=args.seconds,
+            warmup=args.warmup,
+            connections=args.connections,
+            generator=args.generator,
+        )
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    asyncio.run(_main(parser.parse_args()))

@@ -1,0 +1,73 @@
+"""The `funnel` command as a newcomer runs it: up --detach with a demo, then down."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from funnel_devstack.processes import is_alive, read_state
+
+pytestmark = pytest.mark.e2e
+
+
+def _funnel(root: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    import os
+
+    result = subprocess.run(
+        [sys.executable, "-m", "funnel_devstack.cli", "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_up_detach_runs_the_demo_and_down_stops_everything() -> None:
+    root = Path(tempfile.mkdtemp(prefix="funnel-cli-"))
+    key = secrets.token_urlsafe(24)
+    try:
+        out = _funnel(
+            root,
+            "up",
+            "--detach",
+            "--free-ports",
+            "--demo",
+            "40",
+            env={"FUNNEL_ADMIN_API_KEY": key},
+        )
+        state = read_state(root / "state.json")
+        info = json.loads((root / "stack.json").read_text())
+        assert f"admin API key  {key}" in out
+        assert "posted 40, accepted 40" in out
+        assert set(state) == {
+            "postgres",
+            "kafka",
+            "mailbox",
+            "lead-intake",
+            "stage-tracker",
+            "notifier",
+            "reporting",
+        }
+        assert all(is_alive(p["pid"]) for p in state.values())
+        snapshot = httpx.get(
+            f"{info['urls']['reporting']}/v1/funnels/digital-sales/snapshot",
+            headers={"Authorization": f"Bearer {key}"},
+        ).json()
+        people = int(out.split(" distinct people")[0].rsplit(", ", 1)[1])
+        assert snapshot["total"] == people
+        assert len(list((root / "mail").glob("*.eml"))) >= 1
+    finally:
+        down = _funnel(root, "down")
+    assert "stopped postgres" in down
+    assert not any(is_alive(p["pid"], p.get("create_time")) for p in state.values())
+    assert not (root / "state.json").exists()

@@ -1,0 +1,270 @@
+"""The transactional outbox and its relay, against the real PostgreSQL and the real Kafka.
+
+Each test has its own schema and its own topic. Counts come from the topic's end offsets
+(every record the broker holds), so a duplicate or a lost event shows up as a wrong number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+from funnel_contracts import Envelope, encode, parse_event
+from funnel_devstack.stack import Stack
+from funnel_servicekit.db import create_pool
+from funnel_servicekit.kafka import create_producer
+from funnel_servicekit.outbox import OutboxRelay, enqueue
+from tests.integration.kit_support import (
+    Db,
+    create_topics,
+    eventually,
+    isolated_db,
+    read_all,
+    record_count,
+    stage_changed,
+    stop_task,
+    unique,
+)
+
+pytestmark = pytest.mark.integration
+
+SOURCE = "it-outbox"
+LEADS = 5
+EVENTS_PER_LEAD = 40
+TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
+SPAN_ID = 0x00F067AA0BA902B7
+TRACEPARENT = f"00-{TRACE_ID:032x}-{SPAN_ID:016x}-01"
+
+
+@pytest.fixture
+async def db(infra: Stack) -> AsyncIterator[Db]:
+    async with isolated_db(infra.postgres.dsn) as db:
+        yield db
+
+
+@pytest.fixture
+async def topic(infra: Stack) -> str:
+    name = unique("it.outbox")
+    await create_topics(infra.kafka_bootstrap, name, with_dlq=False)
+    return name
+
+
+@contextlib.asynccontextmanager
+async def producer_for(infra: Stack) -> AsyncIterator[AIOKafkaProducer]:
+    producer = create_producer(infra.kafka_bootstrap, unique("it-relay"))
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
+class CountingRelay(OutboxRelay):
+    """The real relay, counting what each of its batches published."""
+
+    published = 0
+    batches = 0
+
+    async def publish_batch(self) -> int:
+        n = await super().publish_batch()
+        self.published += n
+        self.batches += 1
+        return n
+
+
+@contextlib.asynccontextmanager
+async def running(relay: OutboxRelay) -> AsyncIterator[OutboxRelay]:
+    task = asyncio.create_task(relay.run())
+    try:
+        yield relay
+    finally:
+        await stop_task(relay.stop, task)
+
+
+async def enqueue_stage_events(db: Db, topic: str, leads: list[uuid.UUID]) -> list[Envelope]:
+    """EVENTS_PER_LEAD transactions, each moving every lead one position further."""
+    envelopes: list[Envelope] = []
+    for position in range(EVENTS_PER_LEAD):
+        async with db.pool.acquire() as conn, conn.transaction():
+            for lead in leads:
+                envelopes.append(
+                    await enqueue(
+                        conn, db.schema, stage_changed(lead, position), source=SOURCE, topic=topic
+                    )
+                )
+    return envelopes
+
+
+def assert_per_lead_order(records: list, leads: list[uuid.UUID]) -> None:  # type: ignore[type-arg]
+    positions: dict[bytes, list[int]] = defaultdict(list)
+    partitions: dict[bytes, set[int]] = defaultdict(set)
+    for record in records:  # partition by partition, in offset order
+        headers = dict(record.headers)
+        assert headers["ce_subject"] == record.key
+        data = parse_event(headers["ce_type"].decode(), json.loads(record.value))
+        positions[record.key].append(data.to_stage_position)  # type: ignore[attr-defined]
+        partitions[record.key].add(record.partition)
+    assert sorted(positions) == sorted(str(lead).encode() for lead in leads)
+    for key, seen in positions.items():
+        assert seen == list(range(EVENTS_PER_LEAD)), f"lead {key!r} out of order: {seen}"
+        assert len(partitions[key]) == 1, "a lead's events must share one partition"
+
+
+async def test_committed_events_are_published_once_in_order_with_cloudevents_headers(
+    infra: Stack, db: Db, topic: str
+) -> None:
+    leads = [uuid.uuid4() for _ in range(LEADS)]
+    parent = SpanContext(TRACE_ID, SPAN_ID, is_remote=False, trace_flags=TraceFlags(1))
+    with trace.use_span(NonRecordingSpan(parent)):
+        envelopes = await enqueue_stage_events(db, topic, leads)
+    total = LEADS * EVENTS_PER_LEAD
+    assert await db.count("outbox") == total  # nothing goes out before the relay runs
+
+    async with producer_for(infra) as producer:
+        relay = CountingRelay(
+            db.pool, producer, dsn=db.dsn, schema=db.schema, batch_size=17, poll_seconds=30
+        )
+        async with running(relay):
+            await eventually(lambda: db.count("outbox"), lambda n: n == 0, what="outbox drained")
+    # Rows are deleted once the broker acknowledged them, and it holds each event exactly once.
+    assert relay.published == total
+    assert relay.batches >= total // 17  # in batches, not one by one nor all at once
+    assert await record_count(infra.kafka_bootstrap, topic) == total
+
+    records = await read_all(infra.kafka_bootstrap, topic)
+    by_id = {env.id: env for env in envelopes}
+    seen_ids = [dict(r.headers)["ce_id"].decode() for r in records]
+    assert sorted(seen_ids) == sorted(by_id)
+    for record, event_id in zip(records, seen_ids, strict=True):
+        expected = encode(by_id[event_id])
+        headers = dict(record.headers)
+        assert record.key == expected.key == by_id[event_id].subject.encode()
+        assert record.value == expected.value
+        assert headers == dict(expected.headers)
+        assert headers["ce_specversion"] == b"1.0"
+        assert headers["ce_source"] == SOURCE.encode()
+        assert headers["ce_type"] == b"funnel.stage.changed.v1"
+        assert headers["ce_time"]
+        assert headers["traceparent"] == TRACEPARENT.encode()
+    assert_per_lead_order(records, leads)
+
+
+async def test_rolled_back_events_are_never_published(infra: Stack, db: Db, topic: str) -> None:
+    lead = uuid.uuid4()
+    async with producer_for(infra) as producer:
+        relay = OutboxRelay(db.pool, producer, dsn=db.dsn, schema=db.schema, poll_seconds=0.2)
+        async with running(relay):
+            rolled_back: list[str] = []
+            with pytest.raises(RuntimeError, match="abort"):
+                async with db.pool.acquire() as conn, conn.transaction():
+                    for position in range(3):
+                        env = await enqueue(
+                            conn, db.schema, stage_changed(lead, position), source=SOURCE,
+                            topic=topic,
+                        )
+                        rolled_back.append(env.id)
+                    raise RuntimeError("abort")
+            committed: list[str] = []
+            async with db.pool.acquire() as conn, conn.transaction():
+                for position in range(2):
+                    env = await enqueue(
+                        conn, db.schema, stage_changed(lead, position), source=SOURCE, topic=topic
+                    )
+                    committed.append(env.id)
+            await eventually(lambda: db.count("outbox"), lambda n: n == 0, what="outbox drained")
+    # The relay publishes in id order, so once the later committed rows are out, any
+    # rolled-back row would have gone out before them.
+    records = await read_all(infra.kafka_bootstrap, topic)
+    assert [dict(r.headers)["ce_id"].decode() for r in records] == committed
+    assert not set(rolled_back) & {dict(r.headers)["ce_id"].decode() for r in records}
+
+
+async def test_relay_wakes_on_notify_despite_a_long_poll_interval(
+    infra: Stack, db: Db, topic: str
+) -> None:
+    async with producer_for(infra) as producer:
+        relay = CountingRelay(db.pool, producer, dsn=db.dsn, schema=db.schema, poll_seconds=30)
+        async with running(relay):
+            await eventually(lambda: _value(relay.batches), lambda n: n >= 1, what="first batch")
+            for round_ in range(1, 4):
+                started = time.monotonic()
+                async with db.pool.acquire() as conn, conn.transaction():
+                    await enqueue(
+                        conn, db.schema, stage_changed(uuid.uuid4(), 0), source=SOURCE,
+                        topic=topic,
+                    )
+                # Polling alone would leave the row for 30 s; NOTIFY gets it out at once.
+                await eventually(
+                    lambda: _value(relay.published), lambda n, r=round_: n == r, timeout=5,
+                    what=f"round {round_} published after NOTIFY",
+                )
+                assert time.monotonic() - started < 5
+    assert await record_count(infra.kafka_bootstrap, topic) == 3
+
+
+async def test_relay_publishes_by_polling_when_listen_is_unavailable(
+    infra: Stack, db: Db, topic: str
+) -> None:
+    with socket.socket() as s:  # a port nobody listens on: LISTEN cannot connect
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    dead_dsn = f"postgresql://nobody@127.0.0.1:{dead_port}/nothing"
+    async with producer_for(infra) as producer:
+        relay = CountingRelay(
+            db.pool, producer, dsn=dead_dsn, schema=db.schema, poll_seconds=0.3
+        )
+        async with running(relay):
+            for round_ in range(1, 3):
+                async with db.pool.acquire() as conn, conn.transaction():
+                    await enqueue(
+                        conn, db.schema, stage_changed(uuid.uuid4(), 0), source=SOURCE,
+                        topic=topic,
+                    )
+                await eventually(
+                    lambda: _value(relay.published), lambda n, r=round_: n == r, timeout=10,
+                    what=f"round {round_} published by polling",
+                )
+    assert await db.count("outbox") == 0
+    assert await record_count(infra.kafka_bootstrap, topic) == 2
+
+
+async def test_two_relays_on_one_schema_publish_each_row_once_and_in_order(
+    infra: Stack, db: Db, topic: str
+) -> None:
+    leads = [uuid.uuid4() for _ in range(LEADS)]
+    other_pool = await create_pool(db.dsn, db.schema, min_size=1, max_size=2)
+    try:
+        async with producer_for(infra) as p1, producer_for(infra) as p2:
+            r1 = CountingRelay(
+                db.pool, p1, dsn=db.dsn, schema=db.schema, batch_size=10, poll_seconds=0.05
+            )
+            r2 = CountingRelay(
+                other_pool, p2, dsn=db.dsn, schema=db.schema, batch_size=10, poll_seconds=0.05
+            )
+            async with running(r1), running(r2):
+                await enqueue_stage_events(db, topic, leads)
+                await eventually(
+                    lambda: db.count("outbox"), lambda n: n == 0, what="outbox drained"
+                )
+    finally:
+        await other_pool.close()
+    total = LEADS * EVENTS_PER_LEAD
+    assert r1.batches > 0 and r2.batches > 0  # both were live and competing
+    assert r1.published + r2.published == total
+    assert await record_count(infra.kafka_bootstrap, topic) == total
+    assert_per_lead_order(await read_all(infra.kafka_bootstrap, topic), leads)
+
+
+async def _value(n: int) -> int:
+    return n
