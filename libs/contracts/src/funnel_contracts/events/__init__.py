@@ -1,0 +1,47 @@
+"""Every event type, v1. The version is part of the type: `funnel.lead.captured.v1`.
+
+A published version never changes incompatibly: fields may be added only as optional,
+none is removed, retyped or made required (libs/contracts/tests enforce it). Consumers ignore
+fields they do not know, so producers can add optional fields first.
+"""
+
+from funnel_contracts.events.activity import KNOWN_ACTIVITY_TYPES, ActivityRecorded
+from funnel_contracts.events.base import EVENT_MODELS, EventData, SchemaError, Utm, parse_event
+from funnel_contracts.events.lead import (
+    CAPTURE_SOURCES,
+    Consent,
+    LeadCaptured,
+    LeadErased,
+    LeadUpdated,
+)
+from funnel_contracts.events.stage import LeadScored, StageChanged, Temperature
+from funnel_contracts.events.touch import (
+    ConsentChanged,
+    TouchClicked,
+    TouchFailed,
+    TouchOpened,
+    TouchSent,
+)
+
+__all__ = [
+    "CAPTURE_SOURCES",
+    "EVENT_MODELS",
+    "KNOWN_ACTIVITY_TYPES",
+    "ActivityRecorded",
+    "Consent",
+    "ConsentChanged",
+    "EventData",
+    "LeadCaptured",
+    "LeadErased",
+    "LeadScored",
+    "LeadUpdated",
+    "SchemaError",
+    "StageChanged",
+    "Temperature",
+    "TouchClicked",
+    "TouchFailed",
+    "TouchOpened",
+    "TouchSent",
+    "Utm",
+    "parse_event",
+]

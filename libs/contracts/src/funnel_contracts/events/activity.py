@@ -1,0 +1,41 @@
+"""Activity events (topic funnel.activity-events), emitted by lead-intake."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import ClassVar
+from uuid import UUID
+
+from pydantic import Field
+
+from funnel_contracts import topics
+from funnel_contracts.events.base import EventData, Utm
+
+KNOWN_ACTIVITY_TYPES = (
+    "page_view", "pricing_viewed", "demo_requested", "trial_started", "cart_created",
+    "cart_abandoned", "checkout_started", "purchase_completed", "refund_issued",
+    "subscription_renewed", "subscription_cancelled", "review_written", "survey_answered",
+    "call_logged",
+)  # fmt: skip
+
+PropertyValue = str | int | float | bool | None
+
+
+class ActivityRecorded(EventData):
+    """Something a lead did (a known type above, or a custom one), at its own event time."""
+
+    event_type: ClassVar[str] = "funnel.activity.recorded.v1"
+    topic: ClassVar[str] = topics.ACTIVITY_EVENTS
+
+    activity_id: UUID
+    activity_type: str = Field(pattern=r"^[a-z][a-z0-9_.-]{0,63}$")
+    occurred_at: datetime
+    recorded_at: datetime
+    visitor_id: str | None = None
+    page_url: str | None = None
+    utm: Utm | None = None
+    amount: Decimal | None = Field(default=None, description="purchase/refund amount")
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    order_id: str | None = Field(default=None, max_length=200)
+    properties: dict[str, PropertyValue] = Field(default_factory=dict)

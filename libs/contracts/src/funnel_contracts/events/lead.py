@@ -1,0 +1,87 @@
+"""Lead events (topic funnel.lead-events), emitted by lead-intake."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+from uuid import UUID
+
+from pydantic import Field
+
+from funnel_contracts import topics
+from funnel_contracts.events.base import EventData, Utm, ValueModel
+
+CAPTURE_SOURCES = ("form", "import", "meta-lead-ads", "typeform", "google-ads", "webhook")
+
+
+class Consent(ValueModel):
+    """What the person agreed to, with the text they saw and when."""
+
+    text: str = Field(max_length=4000)
+    text_version: str | None = Field(default=None, max_length=100)
+    categories: tuple[str, ...] = Field(default=(), description="e.g. marketing, product-news")
+    given_at: datetime
+
+
+class LeadCaptured(EventData):
+    """A person gave contact details for the first time: a new lead exists."""
+
+    event_type: ClassVar[str] = "funnel.lead.captured.v1"
+    topic: ClassVar[str] = topics.LEAD_EVENTS
+
+    submission_id: UUID
+    form_id: str
+    funnel_id: str
+    email: str
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    utm: Utm = Field(default_factory=Utm)
+    landing_page: str | None = None
+    referrer: str | None = None
+    captured_at: datetime
+    source: str = Field(default="form", description=f"One of {', '.join(CAPTURE_SOURCES)}.")
+    visitor_id: str | None = Field(default=None, description="Anonymous visitor id, if known.")
+    consent: Consent | None = None
+    custom_fields: dict[str, str] = Field(default_factory=dict)
+    qualification: dict[str, str] = Field(
+        default_factory=dict, description="Answers to budget, authority, need, timing."
+    )
+    locale: str | None = Field(default=None, description="BCP 47, e.g. sv-SE, zh-Hant.")
+    time_zone: str | None = Field(default=None, description="IANA, e.g. Europe/Stockholm.")
+
+
+class LeadUpdated(EventData):
+    """A known lead submitted again or was enriched: the latest details and last touch."""
+
+    event_type: ClassVar[str] = "funnel.lead.updated.v1"
+    topic: ClassVar[str] = topics.LEAD_EVENTS
+
+    submission_id: UUID | None = None
+    form_id: str | None = None
+    funnel_id: str | None = None
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    last_touch_utm: Utm = Field(default_factory=Utm)
+    landing_page: str | None = None
+    referrer: str | None = None
+    source: str = "form"
+    visitor_id: str | None = None
+    consent: Consent | None = None
+    custom_fields: dict[str, str] = Field(default_factory=dict)
+    qualification: dict[str, str] = Field(default_factory=dict)
+    locale: str | None = None
+    time_zone: str | None = None
+    updated_at: datetime
+
+
+class LeadErased(EventData):
+    """A person asked to be forgotten: every service removes their personal data."""
+
+    event_type: ClassVar[str] = "funnel.lead.erased.v1"
+    topic: ClassVar[str] = topics.LEAD_EVENTS
+
+    request_id: UUID
+    erased_at: datetime
