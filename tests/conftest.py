@@ -10,6 +10,7 @@ import os
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 
@@ -29,6 +30,37 @@ async def infra() -> AsyncIterator[Stack]:
     stack = Stack(_fresh_root("it"), StackPorts.free(), partitions=3, fast_postgres=True)
     try:
         await stack.start_infrastructure()
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture
+async def fresh_dsn(infra: Stack) -> str:
+    """A new, empty database on the session's PostgreSQL: a service's migrations start clean."""
+    import asyncpg
+
+    name = f"t_{uuid4().hex[:12]}"
+    conn = await asyncpg.connect(infra.postgres.dsn)
+    try:
+        await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+    return infra.postgres.dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(scope="module")
+async def module_infra() -> AsyncIterator[Stack]:
+    """PostgreSQL, Kafka and the mailbox of the module's own: the fixed topic names are empty.
+
+    For integration tests that run a service's real consumers on the contract topics.
+    """
+    stack = Stack(_fresh_root("mod"), StackPorts.free(), partitions=3, fast_postgres=True)
+    try:
+        await stack.start_infrastructure()
+        from funnel_servicekit.kafka import ensure_topics
+
+        await ensure_topics(stack.kafka_bootstrap, 3)
         yield stack
     finally:
         stack.down()
