@@ -143,6 +143,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    from funnel_servicekit.auth import new_api_key
+
+    key, entry = new_api_key(args.name, args.scope)
+    print(f"key (shown once, give it to the caller): {key}")
+    print(f"entry for FUNNEL_API_KEYS (a JSON list): {json.dumps(entry)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="funnel", description="Run Funnel locally.")
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="data folder (.funnel)")
@@ -157,7 +166,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("status", help="what runs")
     demo = sub.add_parser("demo", help="post demo traffic to a running stack")
     demo.add_argument("--leads", type=int, default=300)
+    keys = sub.add_parser("keys", help="internal API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    new_key = keys.add_parser("new", help="make a key; prints the key and its hashed entry")
+    new_key.add_argument("--name", required=True)
+    new_key.add_argument("--scope", action="append", required=True, help="repeatable")
     args = parser.parse_args(argv)
+    if args.command == "keys":
+        return cmd_keys_new(args)
     handlers = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "demo": cmd_demo}
     return handlers[args.command](args)
 

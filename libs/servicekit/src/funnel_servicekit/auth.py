@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -35,9 +36,15 @@ KeyLookup = Callable[[str], Awaitable[Principal | None]]
 class ApiKeyAuth:
     """Resolves a bearer key to a principal: the admin key, or one from a lookup (a table)."""
 
-    def __init__(self, admin_key: str | None, lookup: KeyLookup | None = None) -> None:
+    def __init__(
+        self,
+        admin_key: str | None,
+        lookup: KeyLookup | None = None,
+        configured: dict[str, Principal] | None = None,
+    ) -> None:
         self._admin_hash = hash_key(admin_key) if admin_key else None
         self._lookup = lookup
+        self._configured = dict(configured or {})
 
     async def principal(self, request: Request) -> Principal:
         header = request.headers.get("authorization", "")
@@ -53,6 +60,9 @@ class ApiKeyAuth:
         token_hash = hash_key(token.strip())
         if self._admin_hash and hmac.compare_digest(token_hash, self._admin_hash):
             return Principal("admin", ALL_SCOPES)
+        configured = self._configured.get(token_hash)
+        if configured is not None:
+            return configured
         if self._lookup is not None:
             found = await self._lookup(token_hash)
             if found is not None:
@@ -63,6 +73,15 @@ class ApiKeyAuth:
             type_="urn:funnel:problem:unauthorized",
             headers={"WWW-Authenticate": "Bearer"},
         )
+
+
+def new_api_key(name: str, scopes: list[str]) -> tuple[str, dict[str, object]]:
+    """A fresh random key, and the entry to put in FUNNEL_API_KEYS (only the hash is kept)."""
+    unknown = sorted(set(scopes) - ALL_SCOPES)
+    if unknown:
+        raise ValueError(f"unknown scopes: {', '.join(unknown)}")
+    key = f"fk_{secrets.token_urlsafe(32)}"
+    return key, {"name": name, "sha256": hash_key(key), "scopes": sorted(scopes)}
 
 
 def require_scopes(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import asyncpg
@@ -68,6 +69,7 @@ class OutboxRelay:
         schema: str,
         batch_size: int = 200,
         poll_seconds: float = 2.0,
+        listen_retry_seconds: float = 5.0,
     ) -> None:
         self.pool = pool
         self.producer = producer
@@ -75,15 +77,23 @@ class OutboxRelay:
         self.schema = schema
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
+        self.listen_retry_seconds = listen_retry_seconds
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
+        self._next_listen_attempt = 0.0
+
+    @property
+    def listening(self) -> bool:
+        """True while the LISTEN connection is up (NOTIFY wakes the relay)."""
+        return self._listener is not None and not self._listener.is_closed()
 
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
 
     async def run(self) -> None:
-        listener = await self._listen()
+        await self._ensure_listening()
         try:
             while not self._stopping.is_set():
                 try:
@@ -92,33 +102,55 @@ class OutboxRelay:
                     log.exception("outbox publish failed; retrying")
                     published = 0
                     await self._sleep(1.0)
-                    listener = await self._relisten(listener)
                 if published >= self.batch_size:
                     continue  # more is waiting
-                await self._sleep(self.poll_seconds)
+                await self._ensure_listening()
+                if self.listening:
+                    await self._sleep(self.poll_seconds)
+                else:  # no NOTIFY: poll, and try LISTEN again, at the shorter interval
+                    await self._sleep(min(self.poll_seconds, self.listen_retry_seconds))
         finally:
-            if listener is not None:
+            if self._listener is not None:
                 with contextlib.suppress(Exception):
-                    await listener.close()
+                    await self._listener.close()
+                self._listener = None
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
         self._wake.clear()
 
+    async def _ensure_listening(self) -> None:
+        """(Re)open the LISTEN connection when it is down.
+
+        Polling covers the gap, but only until LISTEN comes back: a relay that started while
+        the database was unreachable, or whose LISTEN connection dropped, listens again (a
+        failed attempt is retried after listen_retry_seconds).
+        """
+        if self.listening or time.monotonic() < self._next_listen_attempt:
+            return
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+        self._listener = await self._listen()
+        if self._listener is None:
+            self._next_listen_attempt = time.monotonic() + self.listen_retry_seconds
+
     async def _listen(self) -> asyncpg.Connection | None:
+        conn: asyncpg.Connection | None = None
         try:
-            conn = await connect(self.dsn, self.schema)
-            await conn.add_listener(_channel(self.schema), lambda *_: self._wake.set())
-            return conn
+            conn = opened = await asyncio.wait_for(connect(self.dsn, self.schema), 10)
+            await opened.add_listener(_channel(self.schema), lambda *_: self._wake.set())
+            # A dropped LISTEN connection wakes the loop, which opens a new one.
+            opened.add_termination_listener(lambda *_: self._wake.set())
         except Exception:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
             log.warning("outbox LISTEN unavailable; polling only until it comes back")
             return None
-
-    async def _relisten(self, listener: asyncpg.Connection | None) -> asyncpg.Connection | None:
-        if listener is not None and not listener.is_closed():
-            return listener
-        return await self._listen()
+        self._wake.set()  # rows committed before LISTEN took effect: look once more now
+        return conn
 
     async def publish_batch(self) -> int:
         """Publish one batch in id order; returns how many rows went out."""

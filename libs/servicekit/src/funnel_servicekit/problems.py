@@ -56,8 +56,17 @@ def problem_response(problem: Problem, request: Request | None = None) -> JSONRe
     )
 
 
+_LOCATIONS = ("body", "query", "path", "header", "cookie")
+
+
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    """The field at fault, without the location FastAPI puts first (`body`, `query`, ...).
+
+    Only the leading element is a location: a field may itself be called `path` or `body`.
+    """
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in _LOCATIONS:
+        parts = parts[1:]
     return ".".join(parts) or "body"
 
 

@@ -23,7 +23,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from funnel_servicekit import health, metrics
-from funnel_servicekit.auth import ApiKeyAuth, KeyLookup
+from funnel_servicekit.auth import ApiKeyAuth, KeyLookup, Principal
 from funnel_servicekit.db import create_pool
 from funnel_servicekit.kafka import create_producer
 from funnel_servicekit.outbox import OutboxRelay
@@ -139,7 +139,9 @@ def create_service_app(
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
     app.state.runtime = runtime
     app.state.auth = ApiKeyAuth(
-        settings.admin_api_key.get_secret_value() if settings.admin_api_key else None, key_lookup
+        settings.admin_api_key.get_secret_value() if settings.admin_api_key else None,
+        key_lookup,
+        {k.sha256: Principal(k.name, k.scopes) for k in settings.api_keys},
     )
     install_problem_handlers(app)
     app.include_router(health.router)

@@ -4,10 +4,31 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-UNSAFE_KEYS = {"changethis", "admin", "secret", "funnel"}
+UNSAFE_KEYS = {"changethis", "admin", "secret", "funnel", "password"}
+MIN_KEY_LENGTH = 24
+
+
+def _weak_key(key: str) -> bool:
+    """Too short, too few distinct characters, or mostly placeholder words ("changethis"...).
+
+    Every placeholder is shorter than 24 characters, so a length check alone lets a repeated
+    one ("changethischangethischangethis") or a run of one character through.
+    """
+    rest = key.lower()
+    for word in UNSAFE_KEYS:
+        rest = rest.replace(word, "")
+    return len(rest) < MIN_KEY_LENGTH or len(set(key)) < 8
+
+
+class ApiKeyEntry(BaseModel):
+    """One internal API key, stored hashed: `sha256` is the hex SHA-256 of the key."""
+
+    name: str = Field(min_length=1, max_length=100)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scopes: frozenset[str]
 
 
 class ServiceSettings(BaseSettings):
@@ -25,6 +46,10 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
     admin_api_key: SecretStr | None = None
+    api_keys: list[ApiKeyEntry] = Field(
+        default_factory=list,
+        description='JSON list of {"name", "sha256", "scopes"}; `funnel keys new` makes one.',
+    )
     run_api: bool = True
     run_workers: bool = True
     log_level: str = "INFO"
@@ -37,6 +62,6 @@ class ServiceSettings(BaseSettings):
     def _refuse_unsafe_production(self) -> ServiceSettings:
         if self.environment == "production":
             key = self.admin_api_key.get_secret_value() if self.admin_api_key else ""
-            if len(key) < 24 or key.lower() in UNSAFE_KEYS:
+            if _weak_key(key):
                 raise ValueError("FUNNEL_ADMIN_API_KEY must be a random key of 24+ characters")
         return self
