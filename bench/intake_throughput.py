@@ -21,7 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
+import psutil
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -54,8 +56,19 @@ def generator_version(generator: str) -> str:
     return f"httpx {httpx.__version__} (asyncio, separate process)"
 
 
+def _cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 async def _load(
-    generator: str, url: str, seconds: int, connections: int, threads: int, nonce: str
+    generator: str,
+    url: str,
+    seconds: int,
+    connections: int,
+    threads: int,
+    nonce: str,
+    server_pid: int,
 ) -> dict[str, Any]:
     if generator == "wrk":
         cmd = [
@@ -86,10 +99,12 @@ async def _load(
             "--nonce",
             nonce,
         ]
+    cpu_before = _cpu_seconds(server_pid)
     proc = await asyncio.create_subprocess_exec(
         *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=seconds + 60)
+    cpu_used = _cpu_seconds(server_pid) - cpu_before
     text = out.decode("utf-8", "replace")
     for line in text.splitlines():
         if line.startswith("BENCH_JSON "):
@@ -102,6 +117,11 @@ async def _load(
             result["accepted_202"] = ok
             result["not_202"] = result["requests"] - ok
             result["socket_errors"] = socket_errors
+            # how busy the one server process was: 1.0 = a whole core for the whole run
+            result["server_cpu_share"] = cpu_used / seconds_run if seconds_run else 0.0
+            result["server_cpu_ms_per_request"] = (
+                cpu_used * 1000 / result["requests"] if result["requests"] else 0.0
+            )
             return result
     raise RuntimeError(f"load generator gave no result ({proc.returncode}):\n{text[-2000:]}")
 
@@ -161,9 +181,9 @@ async def measure(
         "baseline": f"http://127.0.0.1:{port}{FORM_PATH}",
         "intake": stack.url("lead-intake") + FORM_PATH,
     }
+    pids = {"baseline": baseline.pid, "intake": stack.services["lead-intake"].pid}
     run_id = secrets.token_hex(4)
     runs: list[dict[str, Any]] = []
-    total_before = await snapshot_total(stack)
     intake_accepted = 0
     try:
         await _wait_ready(f"http://127.0.0.1:{port}/readyz")
@@ -172,10 +192,16 @@ async def measure(
             for target in order:
                 nonce = f"{run_id}-{target[0]}{r}"
                 warm = await _load(
-                    generator, urls[target], warmup, connections, threads, nonce + "w"
+                    generator, urls[target], warmup, connections, threads, nonce + "w", pids[target]
                 )
                 result = await _load(
-                    generator, urls[target], seconds, connections, threads, nonce + "m"
+                    generator,
+                    urls[target],
+                    seconds,
+                    connections,
+                    threads,
+                    nonce + "m",
+                    pids[target],
                 )
                 if target == "intake":
                     intake_accepted += warm["accepted_202"] + result["accepted_202"]
@@ -201,7 +227,7 @@ async def measure(
         return median([run["latency_us"][q] / 1000 for run in runs if run["target"] == target])
 
     base_rps, intake_rps = median(of("baseline", "rps")), median(of("intake", "rps"))
-    drain = await _drain(stack, total_before + intake_accepted, drain_timeout)
+    drain = await _drain(stack, drain_timeout)
     return {
         "generator": generator,
         "generator_version": generator_version(generator),
@@ -212,12 +238,26 @@ async def measure(
         "threads": threads if generator == "wrk" else None,
         "baseline_rps_median": base_rps,
         "intake_rps_median": intake_rps,
+        "baseline_rps_range": [min(of("baseline", "rps")), max(of("baseline", "rps"))],
+        "intake_rps_range": [min(of("intake", "rps")), max(of("intake", "rps"))],
         "ratio_intake_to_baseline": intake_rps / base_rps if base_rps else float("nan"),
         "baseline_latency_ms_median": {
             "p50": lat("baseline", "p50"),
             "p99": lat("baseline", "p99"),
         },
         "intake_latency_ms_median": {"p50": lat("intake", "p50"), "p99": lat("intake", "p99")},
+        "baseline_server_cpu_ms_per_request_median": median(
+            of("baseline", "server_cpu_ms_per_request")
+        ),
+        "intake_server_cpu_ms_per_request_median": median(
+            of("intake", "server_cpu_ms_per_request")
+        ),
+        "ratio_intake_to_baseline_cpu_per_request": (
+            median(of("intake", "server_cpu_ms_per_request"))
+            / median(of("baseline", "server_cpu_ms_per_request"))
+        ),
+        "baseline_server_cpu_share_median": median(of("baseline", "server_cpu_share")),
+        "intake_server_cpu_share_median": median(of("intake", "server_cpu_share")),
         "intake_not_202": int(sum(of("intake", "not_202")) + sum(of("intake", "warmup_not_202"))),
         "intake_socket_errors": int(sum(of("intake", "socket_errors"))),
         "baseline_not_202": int(sum(of("baseline", "not_202"))),
@@ -227,19 +267,37 @@ async def measure(
     }
 
 
-async def _drain(stack: Stack, expected: int, timeout: float) -> dict[str, Any]:
-    """After the load: how long until every accepted lead shows in the snapshot (bounded)."""
+async def _committed_leads(stack: Stack) -> int:
+    conn = await asyncpg.connect(stack.postgres.dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM intake.leads"))
+    finally:
+        await conn.close()
+
+
+async def _drain(stack: Stack, timeout: float) -> dict[str, Any]:
+    """After the load: how long until every committed lead shows in the snapshot (bounded).
+
+    The target is intake's own count of leads, not the generator's count of 202s: requests
+    still in flight when the generator stops are not counted by it but are committed. The
+    count is read again on every check, since those requests may still be committing.
+    """
     start = time.perf_counter()
     deadline = start + timeout
-    total = await snapshot_total(stack)
-    while total < expected and time.perf_counter() < deadline:
-        await asyncio.sleep(0.5)
+    while True:
+        expected = await _committed_leads(stack)
         total = await snapshot_total(stack)
+        if total >= expected or time.perf_counter() >= deadline:
+            break
+        await asyncio.sleep(0.5)
     elapsed = time.perf_counter() - start
+    await asyncio.sleep(1.0)  # then look again: a total above the count means double counting
+    expected, total = await _committed_leads(stack), await snapshot_total(stack)
     result = {
         "expected_total": expected,
         "seen_total": total,
         "drained": total >= expected,
+        "overcounted": total > expected,
         "seconds": round(elapsed, 2),
         "timeout_seconds": timeout,
     }
