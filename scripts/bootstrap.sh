@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up what is missing for running and testing Funnel on a Debian machine, idempotently:
 # system packages (Java, Maven, PostgreSQL), the Python virtualenv with pinned packages,
-# and the Apache Kafka jars (cached, so later runs need no network).
+# the Apache Kafka jars and kustomize (cached, so later runs need no network).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,8 @@ command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
 "$PYTHON" -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)  # the load generator of bench/
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # the browser of the embed.js e2e tests
 
 if ((${#missing[@]})); then
   echo "bootstrap: installing system packages: ${missing[*]}"

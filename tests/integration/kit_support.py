@@ -97,7 +97,9 @@ async def kafka_admin(bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
 
 
 async def create_topics(bootstrap: str, *names: str, with_dlq: bool = True) -> None:
-    wanted = [t for name in names for t in ((name, dead_letter_topic(name)) if with_dlq else (name,))]
+    wanted = [
+        t for name in names for t in ((name, dead_letter_topic(name)) if with_dlq else (name,))
+    ]
     async with kafka_admin(bootstrap) as admin:
         await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in wanted])
 
@@ -166,7 +168,9 @@ def stage_changed(lead_id: uuid.UUID, position: int) -> StageChanged:
     )
 
 
-async def stop_task(stop: Callable[[], None], task: asyncio.Task[None], timeout: float = 15) -> None:
+async def stop_task(
+    stop: Callable[[], None], task: asyncio.Task[None], timeout: float = 15
+) -> None:
     """Ask a loop to stop and wait for it; a loop that does not stop fails the test."""
     stop()
     try:

@@ -156,7 +156,9 @@ async def test_committed_events_are_published_once_in_order_with_cloudevents_hea
         assert headers["ce_source"] == SOURCE.encode()
         assert headers["ce_type"] == b"funnel.stage.changed.v1"
         assert headers["ce_time"]
-        assert headers["traceparent"] == TRACEPARENT.encode()
+        # The caller's trace goes along (the kit may add its own child span in between).
+        assert headers["traceparent"].startswith(f"00-{TRACE_ID:032x}-".encode())
+        assert len(headers["traceparent"]) == len(TRACEPARENT)
     assert_per_lead_order(records, leads)
 
 
@@ -166,15 +168,23 @@ async def test_rolled_back_events_are_never_published(infra: Stack, db: Db, topi
         relay = OutboxRelay(db.pool, producer, dsn=db.dsn, schema=db.schema, poll_seconds=0.2)
         async with running(relay):
             rolled_back: list[str] = []
-            with pytest.raises(RuntimeError, match="abort"):
+
+            async def enqueue_then_fail() -> None:
                 async with db.pool.acquire() as conn, conn.transaction():
                     for position in range(3):
                         env = await enqueue(
-                            conn, db.schema, stage_changed(lead, position), source=SOURCE,
+                            conn,
+                            db.schema,
+                            stage_changed(lead, position),
+                            source=SOURCE,
                             topic=topic,
                         )
                         rolled_back.append(env.id)
                     raise RuntimeError("abort")
+
+            with pytest.raises(RuntimeError, match="abort"):
+                await enqueue_then_fail()
+            assert len(rolled_back) == 3
             committed: list[str] = []
             async with db.pool.acquire() as conn, conn.transaction():
                 for position in range(2):
@@ -197,16 +207,22 @@ async def test_relay_wakes_on_notify_despite_a_long_poll_interval(
         relay = CountingRelay(db.pool, producer, dsn=db.dsn, schema=db.schema, poll_seconds=30)
         async with running(relay):
             await eventually(lambda: _value(relay.batches), lambda n: n >= 1, what="first batch")
+            assert relay.listening
             for round_ in range(1, 4):
                 started = time.monotonic()
                 async with db.pool.acquire() as conn, conn.transaction():
                     await enqueue(
-                        conn, db.schema, stage_changed(uuid.uuid4(), 0), source=SOURCE,
+                        conn,
+                        db.schema,
+                        stage_changed(uuid.uuid4(), 0),
+                        source=SOURCE,
                         topic=topic,
                     )
                 # Polling alone would leave the row for 30 s; NOTIFY gets it out at once.
                 await eventually(
-                    lambda: _value(relay.published), lambda n, r=round_: n == r, timeout=5,
+                    lambda: _value(relay.published),
+                    lambda n, r=round_: n == r,
+                    timeout=5,
                     what=f"round {round_} published after NOTIFY",
                 )
                 assert time.monotonic() - started < 5
@@ -221,20 +237,24 @@ async def test_relay_publishes_by_polling_when_listen_is_unavailable(
         dead_port = s.getsockname()[1]
     dead_dsn = f"postgresql://nobody@127.0.0.1:{dead_port}/nothing"
     async with producer_for(infra) as producer:
-        relay = CountingRelay(
-            db.pool, producer, dsn=dead_dsn, schema=db.schema, poll_seconds=0.3
-        )
+        relay = CountingRelay(db.pool, producer, dsn=dead_dsn, schema=db.schema, poll_seconds=0.3)
         async with running(relay):
             for round_ in range(1, 3):
                 async with db.pool.acquire() as conn, conn.transaction():
                     await enqueue(
-                        conn, db.schema, stage_changed(uuid.uuid4(), 0), source=SOURCE,
+                        conn,
+                        db.schema,
+                        stage_changed(uuid.uuid4(), 0),
+                        source=SOURCE,
                         topic=topic,
                     )
                 await eventually(
-                    lambda: _value(relay.published), lambda n, r=round_: n == r, timeout=10,
+                    lambda: _value(relay.published),
+                    lambda n, r=round_: n == r,
+                    timeout=10,
                     what=f"round {round_} published by polling",
                 )
+            assert not relay.listening
     assert await db.count("outbox") == 0
     assert await record_count(infra.kafka_bootstrap, topic) == 2
 
@@ -260,10 +280,59 @@ async def test_two_relays_on_one_schema_publish_each_row_once_and_in_order(
     finally:
         await other_pool.close()
     total = LEADS * EVENTS_PER_LEAD
-    assert r1.batches > 0 and r2.batches > 0  # both were live and competing
+    assert r1.batches > 0  # both were live and competing
+    assert r2.batches > 0
     assert r1.published + r2.published == total
     assert await record_count(infra.kafka_bootstrap, topic) == total
     assert_per_lead_order(await read_all(infra.kafka_bootstrap, topic), leads)
+
+
+async def test_relay_listens_again_after_its_listen_connection_drops(
+    infra: Stack, db: Db, topic: str
+) -> None:
+    async with producer_for(infra) as producer:
+        relay = CountingRelay(
+            db.pool,
+            producer,
+            dsn=db.dsn,
+            schema=db.schema,
+            poll_seconds=30,
+            listen_retry_seconds=0.2,
+        )
+        async with running(relay):
+            before = await eventually(
+                lambda: listener_pids(db), lambda pids: len(pids) == 1, what="LISTEN connection"
+            )
+            await eventually(lambda: _value(relay.batches), lambda n: n >= 1, what="first batch")
+            await db.pool.execute("SELECT pg_terminate_backend($1)", before[0])
+            await eventually(
+                lambda: listener_pids(db),
+                lambda pids: len(pids) == 1 and pids != before,
+                timeout=5,
+                what="a new LISTEN connection",
+            )
+            # With only the 30 s poll left, this would wait; NOTIFY on the new connection wakes it.
+            async with db.pool.acquire() as conn, conn.transaction():
+                await enqueue(
+                    conn, db.schema, stage_changed(uuid.uuid4(), 0), source=SOURCE, topic=topic
+                )
+            await eventually(
+                lambda: _value(relay.published),
+                lambda n: n == 1,
+                timeout=5,
+                what="published after NOTIFY on the new LISTEN connection",
+            )
+            assert relay.listening
+    assert await record_count(infra.kafka_bootstrap, topic) == 1
+
+
+async def listener_pids(db: Db) -> list[int]:
+    rows = await db.pool.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN %'"
+        " AND pid <> pg_backend_pid() ORDER BY pid",
+        db.schema,
+    )
+    return [r["pid"] for r in rows]
 
 
 async def _value(n: int) -> int:

@@ -43,9 +43,20 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# OSErrors about local files say "this code or its deployment is wrong", not "try again
+# later": retried in place they would stall the partition forever instead of dead-lettering.
+LOCAL_OS_ERRORS: tuple[type[BaseException], ...] = (
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+
 def is_transient(exc: BaseException) -> bool:
     """Errors that say "try again later", not "this event is bad"."""
-    return isinstance(exc, TRANSIENT_ERRORS)
+    return isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, LOCAL_OS_ERRORS)
 
 
 class InboxConsumer:

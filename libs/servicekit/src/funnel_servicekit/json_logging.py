@@ -1,4 +1,4 @@
-"""JSON log lines on stdout, each with the service name and the current trace id."""
+"""JSON log lines on stdout, each with the service name and the current trace and span ids."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 from pythonjsonlogger.json import JsonFormatter
 
-from funnel_servicekit.telemetry import current_trace_id
+from funnel_servicekit.telemetry import current_span_id, current_trace_id
 
 
 class _ContextFilter(logging.Filter):
@@ -18,6 +18,7 @@ class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.service = self.service
         record.trace_id = current_trace_id()
+        record.span_id = current_span_id()
         return True
 
 
@@ -26,7 +27,7 @@ def setup_logging(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
         JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s %(service)s %(trace_id)s",
+            "%(asctime)s %(levelname)s %(name)s %(message)s %(service)s %(trace_id)s %(span_id)s",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         )
     )

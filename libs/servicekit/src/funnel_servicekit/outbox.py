@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from opentelemetry import trace
 
 from funnel_contracts import Envelope, EventData, encode
 from funnel_servicekit import metrics
@@ -23,6 +24,7 @@ from funnel_servicekit.db import connect
 from funnel_servicekit.telemetry import current_trace_headers
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
 
 
 def _channel(schema: str) -> str:
@@ -43,7 +45,18 @@ async def enqueue(
     The record goes to the event's own topic unless `topic` names another one.
     """
     envelope = Envelope.of(event, source=source, event_id=event_id)
-    envelope = Envelope(**{**envelope.__dict__, "trace": current_trace_headers()})
+    # A producer span per event: the trace shows where each event was written, and the span
+    # of whoever consumes it becomes its child (through the headers stored with the row).
+    with _tracer.start_as_current_span(
+        f"outbox {envelope.type}",
+        kind=trace.SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.destination.name": topic or event.topic,
+            "messaging.message.id": envelope.id,
+        },
+    ):
+        envelope = Envelope(**{**envelope.__dict__, "trace": current_trace_headers()})
     record = encode(envelope)
     await conn.execute(
         "INSERT INTO outbox (topic, key, value, headers, event_type) VALUES ($1, $2, $3, $4, $5)",

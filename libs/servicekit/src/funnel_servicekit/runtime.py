@@ -1,7 +1,8 @@
 """The service runtime: pool, producer, background loops and the FastAPI app around them.
 
 A process runs its API and its loops (outbox relay, consumers) under the app's lifespan;
-FUNNEL_RUN_WORKERS=false leaves the loops off so that APIs and workers scale apart.
+FUNNEL_RUN_WORKERS=false leaves the loops off and FUNNEL_RUN_API=false leaves the service's
+routes out (health and metrics stay), so that APIs and workers scale apart.
 Shutdown drains: loops stop fetching, finish the batch in hand and commit, then close.
 """
 
@@ -19,12 +20,13 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-from funnel_servicekit import health, metrics
+from funnel_servicekit import health
 from funnel_servicekit.auth import ApiKeyAuth, KeyLookup, Principal
 from funnel_servicekit.db import create_pool
+from funnel_servicekit.http_metrics import HttpMetricsMiddleware
 from funnel_servicekit.kafka import create_producer
 from funnel_servicekit.outbox import OutboxRelay
 from funnel_servicekit.problems import install_problem_handlers
@@ -51,6 +53,7 @@ class ServiceRuntime:
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     workers: list[Worker] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def dead_workers(self) -> list[str]:
         return [name for name, task in self.tasks.items() if task.done()]
@@ -74,7 +77,7 @@ async def _retry(what: str, attempt: Callable[[], Awaitable[Any]], deadline_s: f
             delay = min(delay * 2, 5.0)
 
 
-async def _supervise(worker: Worker) -> None:
+async def _supervise(worker: Worker, stopping: asyncio.Event) -> None:
     """Run a loop; if it crashes, log and restart it (a loop must never stay dead)."""
     delay = 1.0
     while True:
@@ -84,8 +87,14 @@ async def _supervise(worker: Worker) -> None:
         except asyncio.CancelledError:
             raise
         except Exception:
+            if stopping.is_set():
+                log.exception("worker failed while stopping", extra={"worker": worker.name})
+                return
             log.exception("worker crashed; restarting", extra={"worker": worker.name})
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+            if stopping.is_set():
+                return
             delay = min(delay * 2, 30.0)
 
 
@@ -128,7 +137,7 @@ def create_service_app(
             runtime.workers += list(workers(runtime) if workers else [])
             for worker in runtime.workers:
                 runtime.tasks[worker.name] = asyncio.create_task(
-                    _supervise(worker), name=worker.name
+                    _supervise(worker, runtime.stopping), name=worker.name
                 )
         log.info("service started", extra={"workers": [w.name for w in runtime.workers]})
         try:
@@ -145,25 +154,19 @@ def create_service_app(
     )
     install_problem_handlers(app)
     app.include_router(health.router)
-    for router in routers:
+    # A worker pod (FUNNEL_RUN_API=false) serves only /healthz, /readyz and /metrics: the
+    # probes and the scrape still work, but no business traffic can land on it.
+    for router in routers if settings.run_api else ():
         app.include_router(router)
 
-    @app.middleware("http")
-    async def record_http_metrics(request: Request, call_next: Any) -> Response:
-        started = time.perf_counter()
-        response: Response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()
-        metrics.HTTP_LATENCY.labels(request.method, path).observe(time.perf_counter() - started)
-        return response
-
+    app.add_middleware(HttpMetricsMiddleware)
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
     return app
 
 
 async def _drain(runtime: ServiceRuntime) -> None:
     """Stop loops (they finish their batch and commit), then close the clients."""
+    runtime.stopping.set()
     for worker in runtime.workers:
         worker.stop()
     if runtime.tasks:

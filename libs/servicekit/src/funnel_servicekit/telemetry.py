@@ -55,3 +55,9 @@ def current_trace_id() -> str | None:
     """Hex trace id of the current span, for log lines; None outside a span."""
     span_context = trace.get_current_span().get_span_context()
     return format(span_context.trace_id, "032x") if span_context.is_valid else None
+
+
+def current_span_id() -> str | None:
+    """Hex span id of the current span, for log lines; None outside a span."""
+    span_context = trace.get_current_span().get_span_context()
+    return format(span_context.span_id, "016x") if span_context.is_valid else None

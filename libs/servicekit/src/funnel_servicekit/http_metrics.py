@@ -1,0 +1,39 @@
+"""HTTP rate and latency metrics as a pure ASGI middleware (no per-request task or buffering)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from funnel_servicekit import metrics
+
+
+class HttpMetricsMiddleware:
+    """Counts requests by route template and status, and observes their latency."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            route: Any = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "GET")
+            metrics.HTTP_REQUESTS.labels(method, path, str(status)).inc()
+            metrics.HTTP_LATENCY.labels(method, path).observe(time.perf_counter() - started)

@@ -1,0 +1,130 @@
+"""Bearer API keys with scopes: 401 without or with a wrong key, 403 lacking a scope."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+import pytest
+from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
+
+from funnel_servicekit.auth import ALL_SCOPES, ApiKeyAuth, Principal, hash_key, require_scopes
+from funnel_servicekit.problems import PROBLEM_JSON, install_problem_handlers
+
+ADMIN_KEY = "adm-7c1f0b9a5e3d4c2b8a6f1e0d"
+READER_KEY = "rdr-4b2a9c8d7e6f5a4b3c2d1e0f"
+lookups: list[str] = []
+Reader = Annotated[Principal, Depends(require_scopes("reports:read"))]
+
+
+async def lookup(token_hash: str) -> Principal | None:
+    lookups.append(token_hash)
+    if token_hash == hash_key(READER_KEY):
+        return Principal("reporting-dashboard", frozenset({"reports:read"}))
+    return None
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[TestClient]:
+    app = FastAPI()
+    app.state.auth = ApiKeyAuth(ADMIN_KEY, lookup)
+    install_problem_handlers(app)
+
+    @app.get("/reports")
+    async def reports(who: Reader) -> dict[str, str]:
+        return {"who": who.name}
+
+    @app.post("/funnels")
+    async def funnels(
+        who: Annotated[Principal, Depends(require_scopes("funnels:admin", "leads:write"))],
+    ) -> dict[str, str]:
+        return {"who": who.name}
+
+    with TestClient(app) as client:
+        yield client
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": ""},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "Bearer"},
+    ],
+)
+def test_missing_key_is_401_with_a_bearer_challenge(
+    client: TestClient, headers: dict[str, str]
+) -> None:
+    response = client.get("/reports", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["title"] == "Missing API key"
+    assert response.json()["type"] == "urn:funnel:problem:unauthorized"
+
+
+def test_wrong_key_is_401_and_the_lookup_sees_only_its_hash(client: TestClient) -> None:
+    lookups.clear()
+    response = client.get("/reports", headers=_bearer("not-a-key-of-ours"))
+    assert response.status_code == 401
+    assert response.json()["title"] == "Invalid API key"
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert lookups == [hash_key("not-a-key-of-ours")]
+    assert "not-a-key-of-ours" not in response.text
+
+
+def test_a_prefix_of_the_admin_key_is_not_the_admin_key(client: TestClient) -> None:
+    assert client.get("/reports", headers=_bearer(ADMIN_KEY[:-1])).status_code == 401
+    assert client.get("/reports", headers=_bearer(ADMIN_KEY + "x")).status_code == 401
+
+
+def test_key_with_the_scope_is_let_in(client: TestClient) -> None:
+    response = client.get("/reports", headers=_bearer(READER_KEY))
+    assert response.status_code == 200
+    assert response.json() == {"who": "reporting-dashboard"}
+
+
+def test_key_missing_a_scope_is_403_naming_it(client: TestClient) -> None:
+    response = client.post("/funnels", headers=_bearer(READER_KEY))
+    assert response.status_code == 403
+    assert response.headers["content-type"] == PROBLEM_JSON
+    body = response.json()
+    assert body["type"] == "urn:funnel:problem:forbidden"
+    assert body["detail"] == "this call needs funnels:admin, leads:write"
+
+
+def test_admin_key_has_every_scope(client: TestClient) -> None:
+    assert client.get("/reports", headers=_bearer(ADMIN_KEY)).json() == {"who": "admin"}
+    assert client.post("/funnels", headers=_bearer(ADMIN_KEY)).json() == {"who": "admin"}
+
+
+def test_bearer_scheme_is_case_insensitive(client: TestClient) -> None:
+    response = client.get("/reports", headers={"Authorization": f"bearer {ADMIN_KEY}"})
+    assert response.status_code == 200
+
+
+def test_without_an_admin_key_only_looked_up_keys_work(client: TestClient) -> None:
+    app = FastAPI()
+    app.state.auth = ApiKeyAuth(None, None)
+    install_problem_handlers(app)
+
+    @app.get("/reports")
+    async def reports(who: Reader) -> dict[str, str]:
+        return {"who": who.name}
+
+    with TestClient(app) as bare:
+        assert bare.get("/reports", headers=_bearer(ADMIN_KEY)).status_code == 401
+        # An empty admin key must not turn the empty bearer token into the admin.
+        assert bare.get("/reports", headers={"Authorization": "Bearer "}).status_code == 401
+
+
+def test_require_scopes_publishes_its_scopes_and_admin_has_all() -> None:
+    dependency = require_scopes("leads:read")
+    assert dependency.required_scopes == ("leads:read",)  # type: ignore[attr-defined]
+    assert {"leads:read", "leads:write", "funnels:admin", "reports:read"} <= ALL_SCOPES

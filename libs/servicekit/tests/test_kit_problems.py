@@ -1,0 +1,136 @@
+"""Every error is RFC 9457 problem+json: validation names the field, a crash leaks nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI, HTTPException
+from fastapi.testclient import TestClient
+from pydantic import BaseModel, ConfigDict, Field
+
+from funnel_servicekit.problems import PROBLEM_JSON, Problem, install_problem_handlers
+
+
+class Utm(BaseModel):
+    source: str = Field(max_length=5)
+
+
+class Form(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str
+    path: str  # a field named like a FastAPI location
+    utm: Utm | None = None
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[TestClient]:
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.post("/forms")
+    async def forms(form: Form) -> dict[str, str]:
+        return {"email": form.email}
+
+    @app.get("/items/{item_id}")
+    async def items(item_id: int, limit: int = 10) -> dict[str, int]:
+        return {"item_id": item_id, "limit": limit}
+
+    @app.get("/conflict")
+    async def conflict() -> None:
+        raise Problem(409, "Already exists", "form f1 exists", type_="urn:funnel:problem:conflict")
+
+    @app.get("/teapot")
+    async def teapot() -> None:
+        raise HTTPException(418, "short and stout", headers={"X-Why": "tea"})
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("password=hunter2 for ada@example.com")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+def test_422_names_the_missing_field(client: TestClient) -> None:
+    response = client.post("/forms", json={"path": "/landing"})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM_JSON
+    body = response.json()
+    assert body["type"] == "urn:funnel:problem:validation"
+    assert body["status"] == 422
+    assert body["instance"] == "/forms"
+    assert [e["field"] for e in body["errors"]] == ["email"]
+    assert body["errors"][0]["code"] == "missing"
+    assert "email: " in body["detail"]
+
+
+def test_422_keeps_a_field_named_like_a_location(client: TestClient) -> None:
+    response = client.post("/forms", json={"email": "a@example.com"})
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["path"]
+
+
+def test_422_names_nested_and_unknown_fields(client: TestClient) -> None:
+    response = client.post(
+        "/forms",
+        json={"email": "a@example.com", "path": "/", "utm": {"source": "toolong"}, "x": 1},
+    )
+    assert response.status_code == 422
+    fields = sorted(e["field"] for e in response.json()["errors"])
+    assert fields == ["utm.source", "x"]
+
+
+def test_422_for_query_and_path_parameters(client: TestClient) -> None:
+    response = client.get("/items/abc?limit=many")
+    assert response.status_code == 422
+    assert sorted(e["field"] for e in response.json()["errors"]) == ["item_id", "limit"]
+
+
+def test_422_for_a_body_that_is_not_json(client: TestClient) -> None:
+    response = client.post(
+        "/forms", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert response.json()["errors"][0]["code"] == "json_invalid"
+
+
+def test_problem_keeps_status_type_and_detail(client: TestClient) -> None:
+    response = client.get("/conflict")
+    assert response.status_code == 409
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert response.json() == {
+        "type": "urn:funnel:problem:conflict",
+        "title": "Already exists",
+        "status": 409,
+        "detail": "form f1 exists",
+        "instance": "/conflict",
+    }
+
+
+def test_http_exceptions_and_404_become_problems(client: TestClient) -> None:
+    teapot = client.get("/teapot")
+    assert teapot.status_code == 418
+    assert teapot.headers["content-type"] == PROBLEM_JSON
+    assert teapot.headers["x-why"] == "tea"
+    assert teapot.json()["title"] == "short and stout"
+    missing = client.get("/nowhere")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == PROBLEM_JSON
+    assert missing.json()["status"] == 404
+
+
+def test_unexpected_exception_is_a_500_problem_that_leaks_nothing(client: TestClient) -> None:
+    response = client.get("/boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Internal error",
+        "status": 500,
+        "instance": "/boom",
+    }
+    for secret in ("hunter2", "ada@example.com", "RuntimeError", "password"):
+        assert secret not in response.text

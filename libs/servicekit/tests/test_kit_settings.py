@@ -1,0 +1,81 @@
+"""Shared settings: production refuses a guessable admin key; other environments allow any."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from pydantic import ValidationError
+
+from funnel_servicekit.settings import ServiceSettings
+
+
+@pytest.fixture(autouse=True)
+def _no_funnel_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("FUNNEL_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        None,
+        "",
+        "changethis",
+        "admin",
+        "short-but-random-8f3a",  # 21 characters
+        "changethischangethischangethis",  # a placeholder, repeated to 30 characters
+        "ADMINADMINADMINADMINADMINADMIN",
+        "a" * 40,
+        "abababababababababababababab",
+        " " * 32,
+    ],
+)
+def test_production_refuses_an_unsafe_admin_key(key: str | None) -> None:
+    with pytest.raises(ValidationError, match="FUNNEL_ADMIN_API_KEY"):
+        ServiceSettings(environment="production", admin_api_key=key)
+
+
+def test_production_refuses_an_unsafe_key_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FUNNEL_ENVIRONMENT", "production")
+    monkeypatch.setenv("FUNNEL_ADMIN_API_KEY", "changethis")
+    with pytest.raises(ValidationError, match="FUNNEL_ADMIN_API_KEY"):
+        ServiceSettings()
+
+
+def test_production_accepts_a_random_key() -> None:
+    key = secrets.token_urlsafe(24)
+    settings = ServiceSettings(environment="production", admin_api_key=key)
+    assert settings.admin_api_key is not None
+    assert settings.admin_api_key.get_secret_value() == key
+    assert key not in repr(settings)  # a SecretStr never prints
+
+
+def test_a_random_key_with_a_product_prefix_is_accepted() -> None:
+    key = "funnel-prod-" + secrets.token_urlsafe(24)
+    assert ServiceSettings(environment="production", admin_api_key=key).admin_api_key
+
+
+@pytest.mark.parametrize("environment", ["development", "test"])
+def test_other_environments_allow_a_weak_or_missing_key(environment: str) -> None:
+    assert ServiceSettings(environment=environment, admin_api_key="changethis").admin_api_key
+    assert ServiceSettings(environment=environment).admin_api_key is None
+
+
+def test_env_vars_are_read_with_the_funnel_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FUNNEL_DB_SCHEMA", "intake")
+    monkeypatch.setenv("FUNNEL_CONSUMER_MAX_ATTEMPTS", "5")
+    settings = ServiceSettings()
+    assert settings.db_schema == "intake"
+    assert settings.consumer_max_attempts == 5
+
+
+@pytest.mark.parametrize("schema", ["Intake", "in-take", 'x"; DROP'])
+def test_unsafe_schema_names_are_refused(schema: str) -> None:
+    with pytest.raises(ValidationError):
+        ServiceSettings(db_schema=schema)

@@ -1,0 +1,370 @@
+"""The inbox consumer, against the real PostgreSQL and the real Kafka.
+
+Each test has its own schema, topic (with its `.dlq`) and consumer group. The handler writes
+into a `handled` table in the same transaction as the inbox row, as a service's handler does,
+so the table shows exactly which events took effect, how often and in which order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from funnel_contracts import Envelope, EventData, StageChanged, encode
+from funnel_contracts.topics import dead_letter_topic
+from funnel_devstack.stack import Stack
+from funnel_servicekit.inbox import InboxConsumer
+from funnel_servicekit.kafka import create_producer
+from tests.integration.kit_support import (
+    Db,
+    committed_offsets,
+    create_topics,
+    end_offsets,
+    eventually,
+    isolated_db,
+    read_all,
+    record_count,
+    stage_changed,
+    stop_task,
+    unique,
+)
+
+pytestmark = pytest.mark.integration
+
+SOURCE = "it-inbox"
+Wire = tuple[bytes, bytes, list[tuple[str, bytes]]]
+
+
+@pytest.fixture
+async def db(infra: Stack) -> AsyncIterator[Db]:
+    async with isolated_db(infra.postgres.dsn) as db:
+        await create_handled_table(db.pool)
+        yield db
+
+
+async def create_handled_table(pool: asyncpg.Pool) -> None:
+    await pool.execute(
+        "CREATE TABLE handled (seq bigserial PRIMARY KEY, event_id text NOT NULL,"
+        " source text NOT NULL, position int NOT NULL)"
+    )
+
+
+@pytest.fixture
+async def topic(infra: Stack) -> str:
+    name = unique("it.inbox")
+    await create_topics(infra.kafka_bootstrap, name)  # and its .dlq
+    return name
+
+
+@pytest.fixture
+async def producer(infra: Stack) -> AsyncIterator[AIOKafkaProducer]:
+    producer = create_producer(infra.kafka_bootstrap, unique("it-inbox"))
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
+@dataclass
+class Handler:
+    """Writes each event to `handled`; `fail(envelope, attempt)` may raise instead of returning."""
+
+    fail: Callable[[Envelope, int], None] = lambda _env, _attempt: None
+    calls: list[str] = field(default_factory=list)
+    gate: asyncio.Event | None = None  # when set up, the handler waits for it after writing
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def __call__(
+        self, conn: asyncpg.Connection, envelope: Envelope, event: EventData
+    ) -> None:
+        self.calls.append(envelope.id)
+        assert isinstance(event, StageChanged)
+        await conn.execute(
+            "INSERT INTO handled (event_id, source, position) VALUES ($1, $2, $3)",
+            envelope.id,
+            envelope.source,
+            event.to_stage_position,
+        )
+        self.entered.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        self.fail(envelope, self.calls.count(envelope.id))
+
+
+def make_consumer(
+    infra: Stack,
+    db: Db,
+    producer: AIOKafkaProducer,
+    topic: str,
+    group: str,
+    handler: Handler,
+    max_attempts: int = 3,
+) -> InboxConsumer:
+    return InboxConsumer(
+        pool=db.pool,
+        producer=producer,
+        bootstrap_servers=infra.kafka_bootstrap,
+        group_id=group,
+        topics=[topic],
+        handler=handler,
+        handled_types={StageChanged.event_type},
+        max_attempts=max_attempts,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(consumer: InboxConsumer) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(consumer.run())
+    try:
+        yield task
+    finally:
+        if task.done():
+            task.result()  # a consumer that crashed fails the test with its own error
+        else:
+            await stop_task(consumer.stop, task)
+
+
+def event(
+    lead: uuid.UUID, position: int, *, source: str = SOURCE, event_id: str | None = None
+) -> Envelope:
+    return Envelope.of(stage_changed(lead, position), source=source, event_id=event_id)
+
+
+def wire(envelope: Envelope) -> Wire:
+    record = encode(envelope)
+    return record.key, record.value, list(record.headers)
+
+
+async def produce(bootstrap: str, topic: str, records: list[Wire]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        for key, value, headers in records:
+            await producer.send_and_wait(topic, value=value, key=key, headers=headers)
+    finally:
+        await producer.stop()
+
+
+async def wait_all_committed(infra: Stack, topic: str, group: str, timeout: float = 20) -> None:
+    """Until the group's committed offsets reach the end of every partition holding records."""
+    ends = {p: o for p, o in (await end_offsets(infra.kafka_bootstrap, topic)).items() if o}
+    await eventually(
+        lambda: committed_offsets(infra.kafka_bootstrap, group),
+        lambda got: all(got.get(p) == o for p, o in ends.items()),
+        timeout=timeout,
+        what=f"group {group} committed up to {ends}",
+    )
+
+
+async def handled(db: Db) -> list[tuple[str, str, int]]:
+    rows = await db.pool.fetch("SELECT event_id, source, position FROM handled ORDER BY seq")
+    return [(r["event_id"], r["source"], r["position"]) for r in rows]
+
+
+async def test_the_same_event_delivered_twice_is_handled_once(
+    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str
+) -> None:
+    lead = uuid.uuid4()
+    first, second = event(lead, 0), event(lead, 1)
+    same_id_other_source = event(lead, 2, source="another-service", event_id=first.id)
+    await produce(
+        infra.kafka_bootstrap,
+        topic,
+        [wire(first), wire(first), wire(second), wire(first), wire(same_id_other_source)],
+    )
+    group = unique("it-group")
+    handler = Handler()
+    async with running(make_consumer(infra, db, producer, topic, group, handler)):
+        await wait_all_committed(infra, topic, group)
+    assert handler.calls == [first.id, second.id, first.id]  # the last one: another source
+    assert await handled(db) == [
+        (first.id, SOURCE, 0),
+        (second.id, SOURCE, 1),
+        (first.id, "another-service", 2),
+    ]
+    assert await db.count("inbox") == 3
+    assert await db.count("dead_letters") == 0
+    assert await record_count(infra.kafka_bootstrap, dead_letter_topic(topic)) == 0
+
+
+async def test_poison_records_are_dead_lettered_and_the_partition_moves_on(
+    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str
+) -> None:
+    lead = uuid.uuid4()
+    key = str(lead).encode()
+    good_before, good_after = event(lead, 0), event(lead, 1)
+    ce_headers = wire(event(lead, 5))[2]
+    schema_invalid = Envelope(
+        type=StageChanged.event_type, source=SOURCE, subject=str(lead), data={"lead_id": str(lead)}
+    )
+    poison: list[Wire] = [
+        (key, b'{"lead_id": "x"}', [("origin", b"no-ce-headers")]),  # not a CloudEvent
+        (key, b'{"lead_id": ', ce_headers),  # CloudEvent headers, value not JSON
+        wire(schema_invalid),  # decodes, but not a valid StageChanged
+    ]
+    await produce(infra.kafka_bootstrap, topic, [wire(good_before), *poison, wire(good_after)])
+    group = unique("it-group")
+    handler = Handler()
+    async with running(make_consumer(infra, db, producer, topic, group, handler)):
+        await wait_all_committed(infra, topic, group)
+        await eventually(
+            lambda: record_count(infra.kafka_bootstrap, dead_letter_topic(topic)),
+            lambda n: n >= 3,
+            what="three dead letters",
+        )
+    assert [h[0] for h in await handled(db)] == [good_before.id, good_after.id]
+    assert handler.calls == [good_before.id, good_after.id]
+
+    dead = await read_all(infra.kafka_bootstrap, dead_letter_topic(topic))
+    assert len(dead) == 3
+    source_partition = next(
+        p for p, o in (await end_offsets(infra.kafka_bootstrap, topic)).items() if o
+    )
+    for record, (p_key, p_value, p_headers), offset in zip(dead, poison, (1, 2, 3), strict=True):
+        headers = dict(record.headers)
+        assert record.key == p_key
+        assert record.value == p_value  # the original bytes, for inspection and replay
+        assert list(record.headers)[: len(p_headers)] == p_headers  # original headers kept
+        assert headers["dlq_topic"] == topic.encode()
+        assert headers["dlq_partition"] == str(source_partition).encode()
+        assert headers["dlq_offset"] == str(offset).encode()
+        assert headers["dlq_consumer_group"] == group.encode()
+    errors = [dict(r.headers)["dlq_error"].decode() for r in dead]
+    assert errors[0].startswith("DecodeError: no ce_* headers")
+    assert errors[1].startswith("DecodeError: ")
+    assert errors[2].startswith("SchemaError: ")
+    assert "to_stage" in errors[2]
+
+    rows = await db.pool.fetch(
+        'SELECT topic, partition, "offset", error FROM dead_letters ORDER BY "offset"'
+    )
+    assert [(r["topic"], r["partition"], r["offset"]) for r in rows] == [
+        (topic, source_partition, offset) for offset in (1, 2, 3)
+    ]
+    assert [r["error"] for r in rows] == errors
+    assert await db.count("inbox") == 2  # poison never reaches the inbox
+
+
+async def test_transient_errors_are_retried_in_place_and_never_dead_lettered(
+    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str
+) -> None:
+    lead = uuid.uuid4()
+    flaky, after = event(lead, 0), event(lead, 1)
+
+    def fail(envelope: Envelope, attempt: int) -> None:
+        if envelope.id == flaky.id and attempt == 1:
+            raise ConnectionError("connection reset by peer")
+        if envelope.id == flaky.id and attempt == 2:
+            raise asyncpg.PostgresConnectionError("the database went away")
+
+    await produce(infra.kafka_bootstrap, topic, [wire(flaky), wire(after)])
+    group = unique("it-group")
+    handler = Handler(fail=fail)
+    # max_attempts=2: were transient failures counted as attempts, `flaky` would be dead-lettered.
+    consumer = make_consumer(infra, db, producer, topic, group, handler, max_attempts=2)
+    async with running(consumer):
+        await wait_all_committed(infra, topic, group)
+    assert handler.calls == [flaky.id, flaky.id, flaky.id, after.id]
+    assert await handled(db) == [(flaky.id, SOURCE, 0), (after.id, SOURCE, 1)]
+    assert await db.count("inbox") == 2
+    assert await db.count("dead_letters") == 0
+    assert await record_count(infra.kafka_bootstrap, dead_letter_topic(topic)) == 0
+
+
+async def test_a_handler_that_keeps_failing_is_dead_lettered_after_max_attempts(
+    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str
+) -> None:
+    lead = uuid.uuid4()
+    broken, after = event(lead, 0), event(lead, 1)
+
+    def fail(envelope: Envelope, attempt: int) -> None:
+        if envelope.id == broken.id:
+            raise ValueError(f"cannot apply, attempt {attempt}")
+
+    await produce(infra.kafka_bootstrap, topic, [wire(broken), wire(after)])
+    group = unique("it-group")
+    handler = Handler(fail=fail)
+    async with running(make_consumer(infra, db, producer, topic, group, handler, max_attempts=4)):
+        await wait_all_committed(infra, topic, group)
+    assert Counter(handler.calls) == {broken.id: 4, after.id: 1}
+    assert handler.calls[-1] == after.id  # the partition moved on after the dead letter
+    # Every failed attempt rolled back its write and its inbox row.
+    assert await handled(db) == [(after.id, SOURCE, 1)]
+    inbox = await db.pool.fetch("SELECT event_id FROM inbox")
+    assert [r["event_id"] for r in inbox] == [after.id]
+    dead = await read_all(infra.kafka_bootstrap, dead_letter_topic(topic))
+    assert len(dead) == 1
+    assert dict(dead[0].headers)["ce_id"] == broken.id.encode()
+    assert dict(dead[0].headers)["dlq_error"] == b"ValueError: cannot apply, attempt 4"
+    assert await db.count("dead_letters") == 1
+
+
+async def test_a_failed_attempt_rolls_back_its_writes_together_with_the_inbox_row(
+    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str
+) -> None:
+    lead = uuid.uuid4()
+    once = event(lead, 0)
+
+    def fail(envelope: Envelope, attempt: int) -> None:
+        if attempt == 1:
+            raise ValueError("fails the first time only")
+
+    await produce(infra.kafka_bootstrap, topic, [wire(once)])
+    group = unique("it-group")
+    handler = Handler(fail=fail)
+    async with running(make_consumer(infra, db, producer, topic, group, handler)):
+        await wait_all_committed(infra, topic, group)
+    # Called again (the inbox row of attempt 1 was rolled back, so it was not a "duplicate"),
+    # and one row in `handled` (the write of attempt 1 was rolled back too).
+    assert handler.calls == [once.id, once.id]
+    assert await handled(db) == [(once.id, SOURCE, 0)]
+    assert await db.count("inbox") == 1
+    assert await record_count(infra.kafka_bootstrap, dead_letter_topic(topic)) == 0
+
+
+async def test_offsets_are_committed_after_the_database_commit_and_never_redelivered(
+    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str
+) -> None:
+    lead = uuid.uuid4()
+    first_batch = [event(lead, p) for p in range(3)]
+    await produce(infra.kafka_bootstrap, topic, [wire(e) for e in first_batch])
+    group = unique("it-group")
+    handler = Handler(gate=asyncio.Event())
+    consumer = make_consumer(infra, db, producer, topic, group, handler)
+    async with running(consumer) as task:
+        await asyncio.wait_for(handler.entered.wait(), 20)
+        # The handler is inside its transaction: nothing is committed, in the database or Kafka.
+        assert handler.calls == [first_batch[0].id]
+        assert await committed_offsets(infra.kafka_bootstrap, group) == {}
+        assert await db.count("inbox") == 0
+        assert await db.count("handled") == 0
+        consumer.stop()  # a drain: finish the batch in hand, commit, close
+        assert handler.gate is not None
+        handler.gate.set()
+        await asyncio.wait_for(task, 15)
+    done = len(handler.calls)
+    assert handler.calls == [e.id for e in first_batch[:done]]
+    assert await db.count("handled") == done
+    partition = next(p for p, o in (await end_offsets(infra.kafka_bootstrap, topic)).items() if o)
+    assert await committed_offsets(infra.kafka_bootstrap, group) == {partition: done}
+
+    # A new member of the same group, on an EMPTY inbox (another schema): anything Kafka
+    # redelivered would reach its handler, so its calls show exactly what was redelivered.
+    async with isolated_db(infra.postgres.dsn) as other_db:
+        await create_handled_table(other_db.pool)
+        late = event(lead, 3)
+        await produce(infra.kafka_bootstrap, topic, [wire(late)])
+        second = Handler()
+        async with running(make_consumer(infra, other_db, producer, topic, group, second)):
+            await wait_all_committed(infra, topic, group)
+        assert second.calls == [e.id for e in first_batch[done:]] + [late.id]
+        assert await committed_offsets(infra.kafka_bootstrap, group) == {partition: 4}
