@@ -1,17 +1,33 @@
-"""stage-tracker's HTTP API."""
+"""stage-tracker's HTTP API for leads: the journey, and manual moves by people."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
 
 from funnel_servicekit.auth import Principal, require_scopes
 from funnel_servicekit.problems import Problem
 from stage_tracker import store
+from stage_tracker.funnel_registry import FunnelRegistry
+from stage_tracker.funnels import UnknownFunnel
+from stage_tracker.lead_updates import save_outcome
+from stage_tracker.machine import Refused, manual_move
 
 router = APIRouter(tags=["leads"])
+
+
+def _unknown_lead(lead_id: UUID) -> Problem:
+    return Problem(
+        404,
+        "Unknown lead",
+        f"no lead {lead_id} in any funnel",
+        type_="urn:funnel:problem:unknown-lead",
+        errors=[{"field": "lead_id", "message": "unknown lead"}],
+    )
 
 
 @router.get("/v1/leads/{lead_id}/journey")
@@ -20,15 +36,90 @@ async def get_journey(
     request: Request,
     _: Annotated[Principal, Depends(require_scopes("leads:read"))],
 ) -> dict[str, Any]:
-    """A lead's current stage and every transition with the event that caused it."""
+    """A lead's current stage, score and temperature, and every transition with its cause."""
     async with request.app.state.runtime.pool.acquire() as conn:
         journey = await store.journey(conn, lead_id)
     if journey is None:
-        raise Problem(
-            404,
-            "Unknown lead",
-            f"no lead {lead_id} in any funnel",
-            type_="urn:funnel:problem:unknown-lead",
-            errors=[{"field": "lead_id", "message": "unknown lead"}],
-        )
+        raise _unknown_lead(lead_id)
     return journey
+
+
+class TransitionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to_stage: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=500)
+    actor: str = Field(min_length=1, max_length=200, description="The person moving the lead.")
+    funnel_version: int | None = Field(
+        default=None, ge=1, description="Move the lead to this (newer, published) version."
+    )
+
+
+@router.post("/v1/leads/{lead_id}/transitions", status_code=201)
+async def move_lead(
+    lead_id: UUID,
+    body: TransitionRequest,
+    request: Request,
+    _: Annotated[Principal, Depends(require_scopes("leads:write"))],
+) -> dict[str, Any]:
+    """Move a lead by hand, with a reason; 409 with the reason when its funnel does not allow it."""
+    runtime = request.app.state.runtime
+    registry: FunnelRegistry = runtime.state["registry"]
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"lead:{lead_id}")
+        state = await store.lock_state(conn, lead_id)
+        if state is None:
+            raise _unknown_lead(lead_id)
+        funnel = await registry.get(conn, state.funnel_id, state.funnel_version)
+        target = None
+        if body.funnel_version is not None:
+            try:
+                target = await registry.get(conn, state.funnel_id, body.funnel_version)
+            except UnknownFunnel as exc:
+                raise Problem(
+                    422,
+                    "Unknown funnel version",
+                    str(exc),
+                    type_="urn:funnel:problem:validation",
+                    errors=[{"field": "funnel_version", "message": str(exc)}],
+                ) from None
+        try:
+            outcome = manual_move(
+                state,
+                funnel,
+                body.to_stage,
+                reason=body.reason,
+                actor=body.actor,
+                at=datetime.now(UTC),
+                target_funnel=target,
+            )
+        except Refused as refused:
+            raise Problem(
+                refused.status,
+                "Move not allowed" if refused.status == 409 else "Unknown stage",
+                refused.reason,
+                type_="urn:funnel:problem:move-refused"
+                if refused.status == 409
+                else "urn:funnel:problem:validation",
+                errors=[{"field": "to_stage", "message": refused.reason}],
+            ) from None
+        settings = runtime.settings
+        await save_outcome(
+            conn,
+            lead_id,
+            outcome,
+            target or funnel,
+            schema=settings.db_schema,
+            source=settings.service_name,
+        )
+    [move] = outcome.moves
+    return {
+        "lead_id": str(lead_id),
+        "funnel_id": move.funnel_id,
+        "funnel_version": move.funnel_version,
+        "from_stage": move.from_stage,
+        "to_stage": move.to_stage,
+        "reason": move.reason,
+        "actor": move.actor,
+        "occurred_at": move.occurred_at,
+    }

@@ -5,19 +5,24 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from funnel_servicekit.runtime import create_service_app
-from stage_tracker.api import router
+from stage_tracker import api, funnels_api
 from stage_tracker.consumer import workers
+from stage_tracker.funnel_registry import FunnelRegistry
 from stage_tracker.settings import TrackerSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: TrackerSettings | None = None) -> FastAPI:
-    return create_service_app(
+    app = create_service_app(
         settings or TrackerSettings(),
         title="Funnel stage-tracker",
-        description="Lead events in; each lead's stage and funnel.stage.changed events out.",
+        description="Funnel definitions, scoring, and each lead's stage and why; "
+        "lead, activity and touch events in, stage.changed and lead.scored out.",
         migrations_dir=MIGRATIONS,
-        routers=[router],
+        routers=[api.router, funnels_api.router],
         workers=workers,
     )
+    # One registry for the API and the loops: published versions are cached once.
+    app.state.runtime.state["registry"] = FunnelRegistry()
+    return app

@@ -1,66 +1,106 @@
-"""The default funnels from the domain: ordered stages and the exits beside them (pure)."""
+"""A funnel definition, typed and validated (pure): stages in order, exits, rules, scoring.
+
+The text people write (YAML or JSON) becomes one of these in `funnel_parsing`; the state
+machine and the scorer only ever see this form.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-EXITS = ("lost", "recycled")
+PropertyValue = str | int | float | bool | None
+
+STALLED = "stalled"
+LOST = "lost"
+RECYCLED = "recycled"
+# Exits are not stages in the line; they sit after it (positions n, n+1, n+2).
+EXITS = (STALLED, LOST, RECYCLED)
 
 
 @dataclass(frozen=True)
-class Funnel:
+class Match:
+    """Conditions that all have to hold (a rule with no condition is refused at validation)."""
+
+    event: str | None = None  # a signal kind: an activity type, touch_clicked, unsubscribed...
+    where: Mapping[str, PropertyValue] = field(default_factory=dict)
+    score_at_least: float | None = None
+    answers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # lower-case values
+    answered: tuple[str, ...] = ()  # these qualification questions have an answer
+
+
+@dataclass(frozen=True)
+class EntryRule:
+    """Enter the stage when `match` holds; `from_stages` None means from any earlier stage."""
+
+    match: Match
+    from_stages: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class LostRule:
+    match: Match
+    reason: str
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    enter_when: tuple[EntryRule, ...] = ()
+    stall_after_days: float | None = None
+
+
+@dataclass(frozen=True)
+class FitRule:
+    answer: str
+    values: tuple[str, ...]
+    points: float
+
+
+@dataclass(frozen=True)
+class Scoring:
+    half_life_days: float = 14.0
+    fit: tuple[FitRule, ...] = ()
+    engagement: Mapping[str, float] = field(default_factory=dict)
+    warm_at: float = 20.0
+    hot_at: float = 50.0
+
+
+@dataclass(frozen=True)
+class FunnelDefinition:
     id: str
     version: int
-    stages: tuple[str, ...]
+    name: str
+    stages: tuple[Stage, ...]
+    lost_when: tuple[LostRule, ...] = ()
+    lost_after_stalled_days: float | None = None
+    scoring: Scoring = field(default_factory=Scoring)
+    manual_backward: bool = True
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.stages)
 
     @property
     def entry_stage(self) -> str:
-        return self.stages[0]
+        return self.stages[0].name
+
+    def has_stage(self, name: str) -> bool:
+        return name in self.stage_names or name in EXITS
 
     def position(self, stage: str) -> int:
-        return self.stages.index(stage)
+        """Line stages count from 0; the exits follow the line."""
+        names = self.stage_names
+        if stage in names:
+            return names.index(stage)
+        return len(names) + EXITS.index(stage)
+
+    def in_line(self, stage: str) -> bool:
+        return stage in self.stage_names
+
+    def stage(self, name: str) -> Stage:
+        return self.stages[self.stage_names.index(name)]
 
 
-DEFAULT_FUNNELS: dict[str, Funnel] = {
-    f.id: f
-    for f in (
-        Funnel("digital-sales", 1, ("awareness", "interest", "desire", "action", "loyalty")),
-        Funnel(
-            "subscription",
-            1,
-            (
-                "awareness",
-                "interest",
-                "evaluation",
-                "decision",
-                "purchase",
-                "re-evaluation",
-                "repurchase",
-            ),
-        ),
-        Funnel(
-            "b2b-sales-cycle",
-            1,
-            (
-                "prospecting",
-                "initial-contact",
-                "qualification",
-                "presentation",
-                "objection-handling",
-                "closing",
-                "follow-up",
-            ),
-        ),
-    )
-}
-
-
-class UnknownFunnel(ValueError):
-    """An event names a funnel this tracker does not know."""
-
-
-def funnel_by_id(funnel_id: str) -> Funnel:
-    try:
-        return DEFAULT_FUNNELS[funnel_id]
-    except KeyError:
-        raise UnknownFunnel(f"unknown funnel {funnel_id!r}") from None
+class UnknownFunnel(LookupError):
+    """An event or request names a funnel (or a version of it) this tracker does not know."""

@@ -1,0 +1,233 @@
+"""stage-tracker throughput: events per second through the real consumer, as a ratio to a bare
+aiokafka consumer reading the same records in the same run.
+
+The dataset (captures on funnel.lead-events, activities on funnel.activity-events, clicks on
+funnel.touch-events; five events per lead, encoded with the contracts' encode()) is produced
+once onto a private broker's contract topics. Then, in ABBA order:
+- baseline: a bare AIOKafkaConsumer (fresh group, earliest, no auto-commit) reading all three
+  topics until it has seen every record; it decodes nothing and writes nothing;
+- tracker: the real InboxConsumer with the tracker's handler (inbox row, state, transitions,
+  signals, outbox rows for stage.changed and lead.scored: one transaction per event) on a
+  fresh, migrated database, until its inbox holds every event.
+
+Run: `.venv/bin/python -m bench.tracker_throughput [--leads 1000] [--rounds 2]`.
+Results: bench/results/tracker-<stamp>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import RESULTS_DIR, log, median
+from funnel_contracts import (
+    ActivityRecorded,
+    Envelope,
+    EventData,
+    LeadCaptured,
+    TouchClicked,
+    encode,
+)
+from funnel_devstack.stack import Stack, StackPorts
+from funnel_servicekit import migrations
+from funnel_servicekit.db import create_pool
+from funnel_servicekit.inbox import InboxConsumer
+from funnel_servicekit.kafka import ensure_topics
+from stage_tracker.app import MIGRATIONS
+from stage_tracker.consumer import HANDLED, TOPICS, EventHandler
+from stage_tracker.funnel_registry import FunnelRegistry
+
+
+def dataset(leads: int) -> list[EventData]:
+    t0 = datetime.now(UTC) - timedelta(days=1)
+    events: list[EventData] = []
+    for i in range(leads):
+        lead, at = uuid4(), t0 + timedelta(seconds=i)
+        events.append(
+            LeadCaptured(
+                lead_id=lead, submission_id=uuid4(), form_id="demo", funnel_id="digital-sales",
+                email=f"bench{i}@example.com", captured_at=at,
+            )
+        )  # fmt: skip
+        for k, kind in enumerate(("page_view", "pricing_viewed", "purchase_completed")):
+            when = at + timedelta(minutes=k + 1)
+            events.append(
+                ActivityRecorded(
+                    lead_id=lead, activity_id=uuid4(), activity_type=kind, occurred_at=when,
+                    recorded_at=when,
+                )
+            )  # fmt: skip
+        events.append(
+            TouchClicked(lead_id=lead, touch_id=uuid4(), url="https://x.test", clicked_at=at)
+        )
+    return events
+
+
+async def produce(bootstrap: str, events: list[EventData]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
+    await producer.start()
+    try:
+        futures = []
+        for event in events:
+            record = encode(Envelope.of(event, source="bench"))
+            futures.append(
+                await producer.send(
+                    event.topic, key=record.key, value=record.value, headers=record.headers
+                )
+            )
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def bare_consumer(bootstrap: str, total: int) -> float:
+    consumer = AIOKafkaConsumer(
+        *TOPICS,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-bare-{uuid4().hex[:8]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_poll_records=200,  # as the InboxConsumer
+    )
+    await consumer.start()
+    try:
+        # Timed from the first record on, for both targets: joining the group is not reading.
+        seen, started = 0, 0.0
+        while seen < total:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                if not seen:
+                    started = time.perf_counter()
+                seen += len(records)
+        return total / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+async def fresh_database(stack: Stack) -> str:
+    name = f"bench_{uuid4().hex[:10]}"
+    conn = await asyncpg.connect(stack.postgres.dsn)
+    try:
+        await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+    dsn = stack.postgres.dsn.rsplit("/", 1)[0] + f"/{name}"
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrations.apply(conn, "tracker", MIGRATIONS)
+    finally:
+        await conn.close()
+    return dsn
+
+
+async def tracker_consumer(stack: Stack, total: int) -> float:
+    dsn = await fresh_database(stack)
+    pool = await create_pool(dsn, "tracker", min_size=1, max_size=4)
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+    await producer.start()
+    consumer = InboxConsumer(
+        pool=pool,
+        producer=producer,
+        bootstrap_servers=stack.kafka_bootstrap,
+        group_id=f"bench-tracker-{uuid4().hex[:8]}",
+        topics=list(TOPICS),
+        handler=EventHandler(FunnelRegistry(), "tracker", "stage-tracker"),
+        handled_types=HANDLED,
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        started = None
+        while (done := await pool.fetchval("SELECT count(*) FROM inbox")) < total:
+            if task.done():
+                task.result()
+            if done and started is None:
+                started, first = time.perf_counter(), done
+            await asyncio.sleep(0.05)
+        if started is None:
+            raise RuntimeError("the tracker finished before it could be timed; use more leads")
+        return (total - first) / (time.perf_counter() - started)
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, 30)
+        await producer.stop()
+        await pool.close()
+
+
+def _fresh_root() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="funnel-bench-tracker-"))
+    root.chmod(0o755)  # PostgreSQL runs as its own user and must reach it
+    return root
+
+
+async def measure(leads: int, rounds: int) -> dict[str, Any]:
+    root = _fresh_root()
+    stack = Stack(root, StackPorts.free(), partitions=3, fast_postgres=False)
+    try:
+        await stack.start_infrastructure()
+        await ensure_topics(stack.kafka_bootstrap, 3)
+        events = dataset(leads)
+        await produce(stack.kafka_bootstrap, events)
+        log(f"produced {len(events)} events for {leads} leads")
+        bare: list[float] = []
+        tracker: list[float] = []
+        for r in range(rounds):
+            order = ("bare", "tracker") if r % 2 == 0 else ("tracker", "bare")
+            for which in order:
+                if which == "bare":
+                    bare.append(await bare_consumer(stack.kafka_bootstrap, len(events)))
+                else:
+                    tracker.append(await tracker_consumer(stack, len(events)))
+                log(f"round {r + 1} {which}: {(bare if which == 'bare' else tracker)[-1]:.0f} ev/s")
+        return {
+            "leads": leads,
+            "events": len(events),
+            "rounds": rounds,
+            "bare_events_per_s": [round(x, 1) for x in bare],
+            "tracker_events_per_s": [round(x, 1) for x in tracker],
+            "bare_median": round(median(bare), 1),
+            "tracker_median": round(median(tracker), 1),
+            "ratio": round(median(tracker) / median(bare), 4),
+        }
+    finally:
+        stack.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--leads", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    result = asyncio.run(measure(args.leads, args.rounds))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / f"tracker-{stamp}.json").write_text(json.dumps(result, indent=2))
+    md = (
+        f"# stage-tracker throughput, {stamp}\n\n"
+        f"{result['events']} events ({result['leads']} leads x 5) on three topics.\n\n"
+        "| target | events/s (median) | runs |\n| --- | ---: | --- |\n"
+        f"| bare aiokafka consumer | {result['bare_median']} | {result['bare_events_per_s']} |\n"
+        f"| stage-tracker | {result['tracker_median']} | {result['tracker_events_per_s']} |\n"
+        f"| **ratio tracker / bare** | **{result['ratio']}** | |\n"
+    )
+    (RESULTS_DIR / f"tracker-{stamp}.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
