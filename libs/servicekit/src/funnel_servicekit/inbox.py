@@ -1,11 +1,12 @@
 """The inbox consumer: each event processed exactly once into PostgreSQL.
 
-For every record, in partition order: decode it (poison -> dead-letter topic), then in one
-database transaction record (source, id) in the inbox table and run the handler; a duplicate
-finds its inbox row and changes nothing. Offsets are committed to Kafka only after the
-database commit. Transient failures (database or broker down) are retried in place, never
-skipped; a handler that keeps failing on the same event is retried a bounded number of
-times, then the record goes to the dead-letter topic with the error in its headers.
+For every record, in partition order: decode it (poison -> dead-letter topic), then record
+(source, id) in the inbox table and run the handler in the same transaction (one per fetched
+batch of a partition, a savepoint per record); a duplicate finds its inbox row and changes
+nothing. Offsets are committed to Kafka only after the database commit. Transient failures
+(database or broker down) are retried in place, never skipped; a handler that keeps failing
+on the same event is retried a bounded number of times, then the record goes to the
+dead-letter topic with the error in its headers.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class InboxConsumer:
         )
         self._stopping = asyncio.Event()
         self._tracer = trace.get_tracer(__name__)
+        self._dead_lettered: set[tuple[str, int, int]] = set()
 
     def stop(self) -> None:
         """Stop fetching; the batch in hand is finished and committed first."""
@@ -123,10 +125,29 @@ class InboxConsumer:
                 await asyncio.sleep(1.0)
 
     async def _process_partition(self, records: list[ConsumerRecord[Any, Any]]) -> int | None:
-        last: int | None = None
-        for record in records:
-            await self._process(record)
-            last = record.offset
+        """Process a partition's batch in one transaction (a savepoint per record).
+
+        One commit per batch instead of one per event; a record whose handler fails rolls back
+        only its own savepoint. A transient error rolls back the whole batch, which is then
+        retried from its first record (the inbox rows went with it, so nothing is skipped).
+        """
+        if not records:
+            return None
+        delay = 0.2
+        while True:
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    for record in records:
+                        await self._process(conn, record)
+                break
+            except Exception as exc:
+                if not is_transient(exc) or self._stopping.is_set():
+                    raise  # uncommitted: the batch is redelivered after the restart
+                log.warning("transient failure; retrying the batch", extra={"error": repr(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self._dead_lettered.clear()
+        last: int = records[-1].offset
         return last
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
@@ -143,7 +164,7 @@ class InboxConsumer:
                 log.warning("offset commit failed; retrying")
                 await asyncio.sleep(0.5)
 
-    async def _process(self, record: ConsumerRecord[Any, Any]) -> None:
+    async def _process(self, conn: asyncpg.Connection, record: ConsumerRecord[Any, Any]) -> None:
         try:
             envelope = decode(record.key, record.value, list(record.headers or []))
             if envelope.type not in self.handled_types:
@@ -164,34 +185,35 @@ class InboxConsumer:
                 "messaging.message.id": envelope.id,
             },
         ):
-            await self._handle_with_retries(record, envelope, event)
+            await self._handle_with_retries(conn, record, envelope, event)
 
     async def _handle_with_retries(
-        self, record: ConsumerRecord[Any, Any], envelope: Envelope, event: EventData
+        self,
+        conn: asyncpg.Connection,
+        record: ConsumerRecord[Any, Any],
+        envelope: Envelope,
+        event: EventData,
     ) -> None:
         failures = 0
-        delay = 0.2
         while True:
             try:
-                outcome = await self._handle_once(envelope, event)
+                outcome = await self._handle_once(conn, envelope, event)
                 metrics.EVENTS_CONSUMED.labels(record.topic, envelope.type, outcome).inc()
                 return
             except Exception as exc:
                 if is_transient(exc):
-                    if self._stopping.is_set():
-                        raise  # uncommitted: the event is redelivered after the restart
-                    log.warning("transient failure; retrying in place", extra={"error": repr(exc)})
-                else:
-                    failures += 1
-                    log.exception("handler failed", extra={"attempt": failures})
-                    if failures >= self.max_attempts:
-                        await self._dead_letter(record, exc)
-                        return
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                    raise  # the batch is retried as a whole
+                failures += 1
+                log.exception("handler failed", extra={"attempt": failures})
+                if failures >= self.max_attempts:
+                    await self._dead_letter(record, exc)
+                    return
+                await asyncio.sleep(min(0.1 * 2**failures, 2.0))
 
-    async def _handle_once(self, envelope: Envelope, event: EventData) -> str:
-        async with self.pool.acquire() as conn, conn.transaction():
+    async def _handle_once(
+        self, conn: asyncpg.Connection, envelope: Envelope, event: EventData
+    ) -> str:
+        async with conn.transaction():  # a savepoint inside the batch's transaction
             fresh = await conn.fetchval(
                 "INSERT INTO inbox (source, event_id, event_type) VALUES ($1, $2, $3)"
                 " ON CONFLICT DO NOTHING RETURNING true",
@@ -205,6 +227,9 @@ class InboxConsumer:
             return "processed"
 
     async def _dead_letter(self, record: ConsumerRecord[Any, Any], exc: BaseException) -> None:
+        where = (record.topic, record.partition, record.offset)
+        if where in self._dead_lettered:
+            return  # sent before this batch was retried: the topic holds it once
         error = f"{type(exc).__name__}: {exc}"[:2000]
         headers = [
             *(record.headers or []),
@@ -226,6 +251,7 @@ class InboxConsumer:
                 log.warning("dead-letter publish failed; retrying")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        self._dead_lettered.add(where)
         await self._note_dead_letter(record, error)
         metrics.DEAD_LETTERS.labels(record.topic).inc()
         log.error(
