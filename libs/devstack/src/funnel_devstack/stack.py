@@ -244,10 +244,12 @@ class Stack:
             self.start_service(service)
         await asyncio.gather(*(self.wait_service_ready(s) for s in SERVICES))
 
-    def stop_service(self, service: str, timeout: float = 30) -> None:
+    def stop_service(self, service: str, timeout: float = 30) -> bool:
+        """SIGTERM a service; True when it drained and exited before `timeout` seconds."""
         proc = self.services.pop(service, None)
-        if proc is not None:
-            stop_popen(proc, timeout, signal.SIGTERM)
+        if proc is None:
+            return True
+        return stop_popen(proc, timeout, signal.SIGTERM)
 
     def kill_service(self, service: str) -> None:
         """SIGKILL a service (fault tests): no drain, no goodbye."""
