@@ -39,6 +39,7 @@ def _print_where_to_look(stack: Stack) -> None:
     print(f"  postgres       127.0.0.1:{stack.ports.postgres} (database funnel)")
     print(f"  mail           every email sent lands as a file in {stack.mail_dir}")
     print(f"  logs           {stack.logs}")
+    print(f"  dashboard      {stack.url('reporting')}/dashboard#key={stack.admin_api_key}")
     print(f"\n  admin API key  {stack.admin_api_key}")
     print("\nTry it:")
     print(f"  curl -s -X POST {stack.url('lead-intake')}/v1/forms/demo/submissions \\")
@@ -152,6 +153,19 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dlq_redrive(args: argparse.Namespace) -> int:
+    from funnel_servicekit.redrive import redrive
+
+    bootstrap = (
+        args.bootstrap_servers or json.loads((args.root / "stack.json").read_text())["kafka"]
+    )
+    result = asyncio.run(
+        redrive(bootstrap, args.topic, only_group=args.group, dry_run=args.dry_run)
+    )
+    print(json.dumps(result.__dict__))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="funnel", description="Run Funnel locally.")
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="data folder (.funnel)")
@@ -172,7 +186,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     new_key = keys.add_parser("new", help="make a key; prints the key and its hashed entry")
     new_key.add_argument("--name", required=True)
     new_key.add_argument("--scope", action="append", required=True, help="repeatable")
+    dlq = sub.add_parser("dlq", help="dead-letter topics").add_subparsers(
+        dest="dlq_command", required=True
+    )
+    redrive = dlq.add_parser("redrive", help="republish dead letters to their topic, once each")
+    redrive.add_argument("--topic", required=True, help="the main topic, e.g. funnel.lead-events")
+    redrive.add_argument("--group", help="only the dead letters of this consumer group")
+    redrive.add_argument("--dry-run", action="store_true")
+    redrive.add_argument("--bootstrap-servers", help="default: the local stack's broker")
     args = parser.parse_args(argv)
+    if args.command == "dlq":
+        return cmd_dlq_redrive(args)
     if args.command == "keys":
         return cmd_keys_new(args)
     handlers = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "demo": cmd_demo}

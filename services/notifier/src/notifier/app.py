@@ -7,8 +7,10 @@ from fastapi import FastAPI
 from funnel_servicekit.runtime import ServiceRuntime, Worker, create_service_app
 from notifier.api import router
 from notifier.consumer import consumer_worker
+from notifier.playbook_api import router as playbook_router
 from notifier.sender import sender_worker
 from notifier.settings import NotifierSettings
+from notifier.tracking_api import router as tracking_router
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -21,8 +23,11 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     return create_service_app(
         settings or NotifierSettings(),
         title="Funnel notifier",
-        description="Stage events in; touches out over SMTP, and funnel.touch.sent events.",
+        description=(
+            "Lead, activity and stage events in; touches out (email over SMTP, signed "
+            "webhooks, sales tasks) and touch events (sent, failed, opened, clicked, consent)."
+        ),
         migrations_dir=MIGRATIONS,
-        routers=[router],
+        routers=[router, playbook_router, tracking_router],
         workers=_workers,
     )

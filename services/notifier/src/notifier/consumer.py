@@ -1,36 +1,116 @@
-"""What notifier does with events: keep contacts, schedule the touches playbooks call for."""
+"""What notifier does with events: keep what it knows of each lead, schedule the touches
+playbooks call for, and cancel the ones the person has outgrown."""
 
 from __future__ import annotations
 
 import asyncpg
 
-from funnel_contracts import Envelope, EventData, LeadCaptured, StageChanged
-from funnel_contracts.topics import LEAD_EVENTS, STAGE_EVENTS
+from funnel_contracts import (
+    ActivityRecorded,
+    Envelope,
+    EventData,
+    LeadCaptured,
+    LeadErased,
+    LeadScored,
+    LeadUpdated,
+    StageChanged,
+)
+from funnel_contracts.topics import ACTIVITY_EVENTS, LEAD_EVENTS, STAGE_EVENTS
 from funnel_servicekit.inbox import InboxConsumer
 from funnel_servicekit.runtime import ServiceRuntime, Worker
-from notifier import store
-from notifier.playbooks import plan_for
+from funnel_servicekit.telemetry import current_trace_headers
+from notifier import lead_store, playbook_store, store
+from notifier.playbooks import plans_for
 
-HANDLED = (LeadCaptured.event_type, StageChanged.event_type)
+HANDLED = (
+    LeadCaptured.event_type,
+    LeadUpdated.event_type,
+    LeadErased.event_type,
+    ActivityRecorded.event_type,
+    StageChanged.event_type,
+    LeadScored.event_type,
+)
+WAKE_CHANNEL = "notifier_touches"
 
 
 async def handle(conn: asyncpg.Connection, envelope: Envelope, event: EventData) -> None:
-    if isinstance(event, LeadCaptured):
-        await store.upsert_contact(conn, event.lead_id, event.email, event.first_name)
+    if await lead_store.is_erased(conn, event.lead_id):
+        return  # the person asked to be forgotten; a late event must not bring them back
+    if isinstance(event, LeadCaptured | LeadUpdated):
+        await _remember_person(conn, event)
         return
-    plan = plan_for(event)
-    if plan is None or not isinstance(event, StageChanged):
+    if isinstance(event, LeadErased):
+        await lead_store.erase(conn, event.lead_id)
+        await store.cancel_all(conn, event.lead_id, "erased")
         return
-    await store.schedule(
+    funnel_id, stage = await lead_store.current_stage(conn, event.lead_id)
+    if isinstance(event, StageChanged):
+        if not await lead_store.enter_stage(
+            conn, event.lead_id, event.funnel_id, event.to_stage, event.changed_at
+        ):
+            return  # an older move arriving late changes nothing
+        await store.cancel_left_stage(conn, event.lead_id, event.to_stage)
+        funnel_id, stage = event.funnel_id, event.to_stage
+    elif isinstance(event, ActivityRecorded):
+        await lead_store.record_activity(
+            conn, event.lead_id, event.activity_type, event.occurred_at
+        )
+        await store.cancel_on_activity(conn, event.lead_id, event.activity_type, event.occurred_at)
+    elif isinstance(event, LeadScored):
+        known = await lead_store.temperature(conn, event.lead_id)
+        if event.previous_temperature is None and known is not None:
+            # The producer did not say where it came from; what we saw last is the answer,
+            # so a lead that stays hot does not make a new sales task on every score.
+            event = event.model_copy(update={"previous_temperature": known})
+        await lead_store.set_temperature(
+            conn, event.lead_id, event.temperature, event.score, event.scored_at
+        )
+    await _schedule(conn, envelope, event, funnel_id=funnel_id, stage=stage)
+
+
+async def _remember_person(conn: asyncpg.Connection, event: LeadCaptured | LeadUpdated) -> None:
+    at = event.captured_at if isinstance(event, LeadCaptured) else event.updated_at
+    await lead_store.upsert_contact(
         conn,
         event.lead_id,
-        plan,
-        due_at=event.changed_at + plan.delay,
-        funnel_id=event.funnel_id,
-        stage=event.to_stage,
-        cause_event_id=envelope.id,
+        email=event.email,
+        first_name=event.first_name,
+        locale=event.locale,
+        time_zone=event.time_zone,
     )
-    await conn.execute("NOTIFY notifier_touches")
+    if event.consent is not None and event.consent.categories:
+        await lead_store.set_consents(
+            conn,
+            event.lead_id,
+            event.consent.categories,
+            granted=True,
+            source=f"form:{event.form_id}" if event.form_id else event.source,
+            at=event.consent.given_at or at,
+        )
+    # Touches scheduled before the contact was known can go now.
+    await conn.execute(f"NOTIFY {WAKE_CHANNEL}")
+
+
+async def _schedule(
+    conn: asyncpg.Connection,
+    envelope: Envelope,
+    event: EventData,
+    *,
+    funnel_id: str | None,
+    stage: str | None,
+) -> None:
+    books = await playbook_store.playbooks(conn)
+    plans = plans_for(books, event, cause_id=envelope.id, current_stage=stage, funnel_id=funnel_id)
+    # The consume span's context: the send joins the trace that began at the form post.
+    trace_context = current_trace_headers()
+    scheduled = 0
+    for plan in plans:
+        if await store.schedule(
+            conn, event.lead_id, plan, cause_event_id=envelope.id, trace_context=trace_context
+        ):
+            scheduled += 1
+    if scheduled:
+        await conn.execute(f"NOTIFY {WAKE_CHANNEL}")
 
 
 def consumer_worker(runtime: ServiceRuntime) -> Worker:
@@ -40,7 +120,7 @@ def consumer_worker(runtime: ServiceRuntime) -> Worker:
         producer=runtime.producer,
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=settings.service_name,
-        topics=[LEAD_EVENTS, STAGE_EVENTS],
+        topics=[LEAD_EVENTS, ACTIVITY_EVENTS, STAGE_EVENTS],
         handler=handle,
         handled_types=HANDLED,
         max_attempts=settings.consumer_max_attempts,

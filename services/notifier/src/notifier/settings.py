@@ -1,8 +1,22 @@
 """notifier settings (FUNNEL_* environment variables)."""
 
-from pydantic import Field
+from __future__ import annotations
+
+from datetime import time, timedelta
+
+from pydantic import Field, SecretStr, model_validator
 
 from funnel_servicekit.settings import ServiceSettings
+from notifier.playbook_model import Cap
+
+DEV_LINK_KEY = "development-only-link-signing-key"
+
+
+def _default_caps() -> dict[str, list[Cap]]:
+    # Marketing email: at most one a day and three a week per person.
+    return {
+        "email": [Cap(count=1, period=timedelta(days=1)), Cap(count=3, period=timedelta(days=7))]
+    }
 
 
 class NotifierSettings(ServiceSettings):
@@ -14,6 +28,33 @@ class NotifierSettings(ServiceSettings):
     smtp_timeout_seconds: float = Field(default=15.0, gt=0)
     mail_from: str = "Funnel <hello@funnel.example>"
     message_id_domain: str = "funnel.example"
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8003", description="where tracking and unsubscribe links point"
+    )
+    link_signing_key: SecretStr = SecretStr(DEV_LINK_KEY)
     scheduler_poll_seconds: float = Field(default=0.5, gt=0)
-    touch_lease_seconds: int = Field(default=120, ge=10)
+    send_batch_size: int = Field(default=50, ge=1, le=1000)
+    touch_lease_seconds: int = Field(default=120, ge=1)
     touch_max_attempts: int = Field(default=8, ge=1)
+    retry_base_seconds: float = Field(default=2.0, gt=0)
+    retry_max_seconds: float = Field(default=300.0, gt=0)
+    quiet_hours_start: time | None = time(21, 0)
+    quiet_hours_end: time | None = time(8, 0)
+    default_time_zone: str = "UTC"
+    frequency_caps: dict[str, list[Cap]] = Field(default_factory=_default_caps)
+    webhook_allowed_hosts: list[str] = Field(default_factory=list)
+    webhook_allow_private_addresses: bool = Field(
+        default=False, description="allow loopback/private destinations (tests, on-premises)"
+    )
+    webhook_signing_secret: SecretStr = SecretStr("development-only-webhook-secret")
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    sales_task_webhook_url: str | None = None
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_in_production(self) -> NotifierSettings:
+        if self.environment == "production":
+            if self.link_signing_key.get_secret_value() == DEV_LINK_KEY:
+                raise ValueError("set FUNNEL_LINK_SIGNING_KEY in production")
+            if self.webhook_signing_secret.get_secret_value().startswith("development-only"):
+                raise ValueError("set FUNNEL_WEBHOOK_SIGNING_SECRET in production")
+        return self

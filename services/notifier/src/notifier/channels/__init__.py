@@ -1,0 +1,30 @@
+"""The ways a touch goes out: email over SMTP, signed webhooks, sales tasks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Sent:
+    message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Not delivered this time. `counted` tries lead to failure after the last attempt;
+    an uncounted one (the SMTP server is down) only delays the touch."""
+
+    error: str
+    delay_s: float | None = None
+    counted: bool = True
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Delivery can never succeed as is (a 4xx, a refused recipient or destination)."""
+
+    error: str
+
+
+Outcome = Sent | Retry | Failed

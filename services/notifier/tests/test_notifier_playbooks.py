@@ -1,0 +1,123 @@
+"""The shipped playbooks and templates, and which touches an event calls for (pure)."""
+
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+from pydantic import ValidationError
+
+from funnel_contracts import ActivityRecorded, LeadScored, StageChanged
+from notifier.catalog import default_playbooks
+from notifier.playbook_model import Playbook
+from notifier.playbooks import plans_for
+from notifier.templates import check, shipped
+
+NOW = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
+LEAD = uuid4()
+
+
+def _changed(from_stage: str | None, to_stage: str, position: int) -> StageChanged:
+    return StageChanged(
+        lead_id=LEAD,
+        funnel_id="digital-sales",
+        funnel_version=1,
+        from_stage=from_stage,
+        to_stage=to_stage,
+        to_stage_position=position,
+        reason="test",
+        changed_at=NOW,
+    )
+
+
+def _activity(kind: str) -> ActivityRecorded:
+    return ActivityRecorded(
+        lead_id=LEAD,
+        activity_id=uuid4(),
+        activity_type=kind,
+        occurred_at=NOW,
+        recorded_at=NOW,
+    )
+
+
+BOOKS = list(default_playbooks().values())
+
+
+def test_the_shipped_playbooks_cover_every_touch_of_the_domain() -> None:
+    assert set(default_playbooks()) == {
+        "welcome", "nurture-1", "nurture-2", "nurture-3", "decision-offer",
+        "abandoned-cart-1", "abandoned-cart-2", "delivery-feedback", "review-request",
+        "renewal-reminder", "win-back", "hot-lead-call",
+    }  # fmt: skip
+    assert all(not b.unknown_activity_types() for b in BOOKS)
+
+
+@pytest.mark.parametrize("book", [b for b in BOOKS if b.channel == "email"], ids=lambda b: b.name)
+def test_every_shipped_template_renders_in_the_four_languages(book: Playbook) -> None:
+    templates = shipped(book.template)
+    assert {"en", "sv", "zh-Hant", "ru"} <= set(templates)
+    check(templates, book.kind)  # raises with the locale, part and line when it does not
+
+
+def test_entering_the_first_stage_calls_for_the_welcome_only() -> None:
+    [plan] = plans_for(BOOKS, _changed(None, "awareness", 0), cause_id="e1")
+    assert (plan.playbook, plan.kind, plan.due_at, plan.dedupe_key) == (
+        "welcome",
+        "transactional",
+        NOW,
+        "",
+    )
+    assert plans_for(BOOKS, _changed("interest", "awareness", 0), cause_id="e2") == []
+
+
+def test_interest_starts_the_nurture_sequence_which_needs_the_stage() -> None:
+    plans = plans_for(BOOKS, _changed("awareness", "interest", 1), cause_id="e1")
+    by_name = {p.playbook: p for p in plans}
+    assert set(by_name) == {"nurture-1", "nurture-2", "nurture-3"}
+    assert by_name["nurture-1"].due_at == NOW + timedelta(days=1)
+    assert by_name["nurture-3"].due_at == NOW + timedelta(days=9)
+    assert all(p.requires_stage == "interest" and p.kind == "marketing" for p in plans)
+
+
+def test_an_abandoned_cart_schedules_two_reminders_the_purchase_cancels() -> None:
+    plans = plans_for(BOOKS, _activity("cart_abandoned"), cause_id="cart-1", current_stage="desire")
+    assert sorted(p.playbook for p in plans) == ["abandoned-cart-1", "abandoned-cart-2"]
+    assert all("purchase_completed" in p.cancel_on for p in plans)
+    assert all(p.dedupe_key == "cart-1" for p in plans)  # once per cart, not once ever
+
+
+def test_a_lead_turning_hot_makes_a_task_for_sales_once_per_crossing() -> None:
+    def scored(temp: str, prev: str | None) -> LeadScored:
+        return LeadScored(
+            lead_id=LEAD, funnel_id="digital-sales", score=60, fit_score=30,
+            engagement_score=30, temperature=temp, previous_temperature=prev, scored_at=NOW,
+        )  # fmt: skip
+
+    [plan] = plans_for(BOOKS, scored("hot", "warm"), cause_id="s1")
+    assert (plan.playbook, plan.channel) == ("hot-lead-call", "task")
+    assert plans_for(BOOKS, scored("hot", "hot"), cause_id="s2") == []
+    assert plans_for(BOOKS, scored("warm", "cold"), cause_id="s3") == []
+
+
+def test_a_disabled_playbook_schedules_nothing() -> None:
+    welcome = default_playbooks()["welcome"].model_copy(update={"enabled": False})
+    assert plans_for([welcome], _changed(None, "awareness", 0), cause_id="e") == []
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"delya": "P1D"}, "delya"),
+        ({"channel": "sms"}, "channel"),
+        ({"trigger": {"type": "activity", "activity_types": []}}, "trigger"),
+        ({"channel": "webhook"}, "webhook"),
+        ({"templates": {"sv": {"text": "Hej"}}}, "en"),
+        ({"delay": "-PT1H"}, "delay"),
+    ],
+)
+def test_a_bad_playbook_is_refused_naming_what_is_wrong(
+    patch: dict[str, object], field: str
+) -> None:
+    raw = {"name": "x", "trigger": {"type": "stage_entered", "position": 0}, "template": "welcome"}
+    with pytest.raises(ValidationError) as caught:
+        Playbook.model_validate({**raw, **patch})
+    assert field in str(caught.value)

@@ -1,0 +1,297 @@
+"""Every kustomize overlay builds, validates strictly, and agrees with the code it deploys."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import secrets
+from typing import Any
+
+import pytest
+
+from funnel_contracts.topics import ALL_TOPICS, all_topics_with_dead_letters
+from tests.deploy.rendering import (
+    OVERLAYS,
+    Manifest,
+    named,
+    of_kind,
+    pod_templates,
+    render,
+    schema_errors,
+)
+from tests.deploy.service_catalog import BY_MODULE, OTEL_VARIABLES, SERVICES
+
+# Custom resources whose CRD no package registry serves: checked structurally below instead.
+UNVENDORED_KINDS = {
+    ("kafka.strimzi.io/v1", "Kafka"),
+    ("kafka.strimzi.io/v1", "KafkaNodePool"),
+    ("kafka.strimzi.io/v1", "KafkaTopic"),
+    ("postgresql.cnpg.io/v1", "Cluster"),
+}
+
+
+def _funnel_deployments(manifests: list[Manifest]) -> list[Manifest]:
+    return [
+        d
+        for d in of_kind(manifests, "Deployment")
+        if d["metadata"]["labels"].get("app.kubernetes.io/part-of") == "funnel"
+    ]
+
+
+def _service_of(deployment: Manifest) -> Any:
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    module = container["args"][container["args"].index("-m") + 1]
+    return BY_MODULE[module]
+
+
+def _container_env(manifests: list[Manifest], container: dict[str, Any]) -> dict[str, str]:
+    """The environment a container gets; secrets become strong placeholder values."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        config = named(manifests, "ConfigMap", source["configMapRef"]["name"])
+        env.update(config["data"])
+    for var in container.get("env", []):
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        elif var["name"] == "FUNNEL_API_KEYS":
+            env[var["name"]] = "[]"
+        elif var["name"] == "FUNNEL_DATABASE_URL":
+            env[var["name"]] = "postgresql://funnel:secret@funnel-db-rw:5432/funnel"
+        else:
+            env[var["name"]] = secrets.token_urlsafe(32)
+    return env
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_resource_is_valid_against_its_schema_strictly(overlay: str) -> None:
+    manifests = render(overlay)
+    assert len(manifests) > 30
+    checked = 0
+    for manifest in manifests:
+        key = (manifest["apiVersion"], manifest["kind"])
+        if key in UNVENDORED_KINDS:
+            continue
+        errors = schema_errors(manifest)
+        assert not errors, f"{overlay} {key} {manifest['metadata']['name']}: {errors}"
+        checked += 1
+    assert checked >= 30
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "field", "typo"),
+    [
+        (
+            "Deployment",
+            ["spec", "template", "spec", "containers", 0],
+            "readinessProbe",
+            "readinesProbe",
+        ),
+        (
+            "Deployment",
+            ["spec", "template", "spec"],
+            "terminationGracePeriodSeconds",
+            "terminationGracePeriodSecond",
+        ),
+        ("NetworkPolicy", ["spec"], "podSelector", "podSelecter"),
+        ("HorizontalPodAutoscaler", ["spec"], "maxReplicas", "maxReplica"),
+        ("ScaledObject", ["spec"], "maxReplicaCount", "maxReplicasCount"),
+        ("ScaledObject", ["spec", "triggers", 0], "metadata", "metdata"),
+    ],
+)
+def test_a_misspelled_field_fails_validation(
+    kind: str, path: list[Any], field: str, typo: str
+) -> None:
+    original = of_kind(render("prod"), kind)[0]
+    broken = copy.deepcopy(original)
+    node = broken
+    for step in path:
+        node = node[step]
+    node[typo] = node.pop(field)
+    assert schema_errors(original) == []
+    assert schema_errors(broken), f"{kind} with {typo!r} passed validation"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_service_has_an_api_and_a_worker_deployment(overlay: str) -> None:
+    deployments = _funnel_deployments(render(overlay))
+    by_role = {
+        (_service_of(d).name, d["metadata"]["labels"]["app.kubernetes.io/component"])
+        for d in deployments
+    }
+    assert by_role == {(s, role) for s in SERVICES for role in ("api", "worker")}
+    for d in deployments:
+        env = {
+            e["name"]: e.get("value") for e in d["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        api = d["metadata"]["labels"]["app.kubernetes.io/component"] == "api"
+        assert env["FUNNEL_RUN_API"] == ("true" if api else "false"), d["metadata"]["name"]
+        assert env["FUNNEL_RUN_WORKERS"] == ("false" if api else "true"), d["metadata"]["name"]
+    if overlay == "dev":
+        assert {d["spec"]["replicas"] for d in deployments} == {1}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_env_names_exist_in_the_settings_and_the_settings_accept_the_values(
+    overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifests = render(overlay)
+    for deployment in _funnel_deployments(manifests):
+        service = _service_of(deployment)
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        names = [e["name"] for e in container["env"]]
+        assert len(names) == len(set(names)), f"duplicate env in {deployment['metadata']['name']}"
+        env = _container_env(manifests, container)
+        unknown = {k for k in env if k not in service.env_names() | OTEL_VARIABLES}
+        assert not unknown, f"{deployment['metadata']['name']}: not a setting: {unknown}"
+        for key in list(os.environ):
+            if key.startswith("FUNNEL_"):
+                monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        settings = service.settings()  # the production validators run here
+        assert settings.http_port == int(container["ports"][0]["containerPort"])
+        assert settings.http_host == "0.0.0.0"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pods_are_hardened_probed_bounded_and_drain_in_their_grace_period(overlay: str) -> None:
+    manifests = render(overlay)
+    funnel = {f"Deployment/{d['metadata']['name']}" for d in _funnel_deployments(manifests)}
+    funnel.add("Job/funnel-migrate")
+    for workload, pod in pod_templates(manifests):
+        if workload not in funnel:
+            continue
+        assert pod["securityContext"]["runAsNonRoot"] is True, workload
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", workload
+        assert pod["automountServiceAccountToken"] is False, workload
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            ctx = container["securityContext"]
+            assert ctx["readOnlyRootFilesystem"] is True, workload
+            assert ctx["allowPrivilegeEscalation"] is False, workload
+            assert ctx["capabilities"]["drop"] == ["ALL"], workload
+            assert {"cpu", "memory"} <= set(container["resources"]["requests"]), workload
+            assert {"cpu", "memory"} <= set(container["resources"]["limits"]), workload
+        if workload.startswith("Job/"):
+            continue
+        [container] = pod["containers"]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        drain = float(_container_env(manifests, container).get("FUNNEL_DRAIN_SECONDS", 20))
+        # uvicorn's graceful close and the loops' drain each take up to FUNNEL_DRAIN_SECONDS.
+        assert pod["terminationGracePeriodSeconds"] >= pre_stop + 2 * drain + 10, workload
+
+
+def test_probe_and_metrics_paths_exist_in_every_service_even_with_the_api_switched_off() -> None:
+    for service in SERVICES.values():
+        for run_api in ("true", "false"):
+            paths = service.route_paths(FUNNEL_RUN_API=run_api)
+            assert {"/healthz", "/readyz", "/metrics"} <= paths, service.name
+        business = service.route_paths() - service.route_paths(FUNNEL_RUN_API="false")
+        assert any(p.startswith("/v1/") for p in business), service.name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_services_select_the_api_pods_on_the_code_s_port(overlay: str) -> None:
+    manifests = render(overlay)
+    for name, service in SERVICES.items():
+        svc = named(manifests, "Service", name)
+        assert svc["spec"]["selector"]["app.kubernetes.io/component"] == "api"
+        assert svc["spec"]["ports"][0]["port"] == service.port
+        api = named(manifests, "Deployment", name)
+        assert (
+            api["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+            == service.port
+        )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_disruption_budgets_and_default_deny(overlay: str) -> None:
+    manifests = render(overlay)
+    budgets = {
+        tuple(sorted(p["spec"]["selector"]["matchLabels"].items()))
+        for p in of_kind(manifests, "PodDisruptionBudget")
+    }
+    for deployment in _funnel_deployments(manifests):
+        assert tuple(sorted(deployment["spec"]["selector"]["matchLabels"].items())) in budgets
+    deny = named(manifests, "NetworkPolicy", "default-deny-all")
+    assert deny["spec"]["podSelector"] == {}
+    assert deny["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert "ingress" not in deny["spec"]
+    assert "egress" not in deny["spec"]
+
+
+def test_prod_topics_are_exactly_the_contract_topics_and_workers_never_outscale_them() -> None:
+    manifests = render("prod")
+    topics = {t["spec"]["topicName"]: t for t in of_kind(manifests, "KafkaTopic")}
+    assert sorted(topics) == sorted(all_topics_with_dead_letters())
+    for topic in topics.values():
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "funnel"
+        assert topic["spec"]["replicas"] == 3
+    partitions = min(topics[t]["spec"]["partitions"] for t in ALL_TOPICS)
+    scaled = of_kind(manifests, "ScaledObject")
+    assert {s["spec"]["scaleTargetRef"]["name"] for s in scaled} == {
+        "stage-tracker-worker",
+        "notifier-worker",
+        "reporting-worker",
+    }
+    for so in scaled:
+        assert so["spec"]["maxReplicaCount"] <= partitions
+        [trigger] = so["spec"]["triggers"]
+        assert trigger["type"] == "kafka"
+        # The consumer group is the service's name (InboxConsumer group_id=service_name).
+        group = so["spec"]["scaleTargetRef"]["name"].removesuffix("-worker")
+        assert trigger["metadata"]["consumerGroup"] == group
+        assert trigger["metadata"]["bootstrapServers"] == "funnel-kafka-bootstrap:9092"
+    hpas = {
+        h["spec"]["scaleTargetRef"]["name"] for h in of_kind(manifests, "HorizontalPodAutoscaler")
+    }
+    assert hpas == set(SERVICES)
+
+
+def test_prod_data_plane_matches_what_the_services_are_given() -> None:
+    manifests = render("prod")
+    [kafka] = of_kind(manifests, "Kafka")
+    [pool] = of_kind(manifests, "KafkaNodePool")
+    assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+    assert set(pool["spec"]["roles"]) == {"broker", "controller"}
+    [listener] = kafka["spec"]["kafka"]["listeners"]
+    config = named(manifests, "ConfigMap", "funnel-config")["data"]
+    assert config["FUNNEL_KAFKA_BOOTSTRAP_SERVERS"] == (
+        f"{kafka['metadata']['name']}-kafka-bootstrap:{listener['port']}"
+    )
+    [cluster] = of_kind(manifests, "Cluster")
+    app_secret = f"{cluster['metadata']['name']}-app"  # where CloudNativePG writes the URI
+    for workload, pod in pod_templates(manifests):
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            for var in container.get("env", []):
+                if var["name"] == "FUNNEL_DATABASE_URL":
+                    assert var["valueFrom"]["secretKeyRef"] == {"name": app_secret, "key": "uri"}, (
+                        workload
+                    )
+
+
+def test_prod_ingress_exposes_the_public_paths_only() -> None:
+    [ingress] = of_kind(render("prod"), "Ingress")
+    public = {
+        ("lead-intake", "/v1/forms/{form_id}/submissions"),
+        ("lead-intake", "/v1/forms/{form_id}/embed.js"),
+        ("lead-intake", "/v1/activities"),
+        ("notifier", "/t/u/{token}"),
+        ("notifier", "/t/o/{token}"),
+        ("notifier", "/t/c/{token}"),
+    }
+    exposed = set()
+    for rule in ingress["spec"]["rules"]:
+        for path in rule["http"]["paths"]:
+            backend = path["backend"]["service"]["name"]
+            pattern = re.compile(path["path"])
+            for route in SERVICES[backend].route_paths():
+                concrete = re.sub(r"\{[^}]+\}", "abc", route)
+                if pattern.match(concrete):
+                    exposed.add((backend, route))
+    assert exposed <= public | {
+        ("reporting", p) for p in SERVICES["reporting"].route_paths() if p.startswith("/dashboard")
+    }
+    assert ("lead-intake", "/v1/forms/{form_id}/submissions") in exposed
