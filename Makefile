@@ -52,7 +52,7 @@ bench: setup  ## benchmarks: ratios against baselines measured in the same run
 	$(VENV)/python -m bench
 
 lock:  ## re-pin every transitive dependency into constraints.txt
-	$(VENV)/pip freeze --exclude-editable | grep -v '^funnel-' > constraints.txt.new
+	$(VENV)/pip freeze --exclude-editable | grep -v -e '^funnel-' -e ' @ ' > constraints.txt.new
 	{ echo "# Pinned versions of every third-party package, direct and transitive (make lock)."; cat constraints.txt.new; } > constraints.txt
 	rm constraints.txt.new
 

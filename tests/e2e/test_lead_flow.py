@@ -83,7 +83,7 @@ async def test_journey_and_touches_explain_where_a_lead_is(client: StackClient) 
 @pytest.mark.parametrize(
     ("body", "content_type", "form_id", "status", "field"),
     [
-        (b"email=a@example.com", "application/x-www-form-urlencoded", "demo", 415, "content-type"),
+        (b"email=a@example.com", "text/plain", "demo", 415, "content-type"),
         (b"{not json", "application/json", "demo", 400, "body"),
         (json.dumps({"first_name": "No Email"}).encode(), "application/json", "demo", 422, "email"),
         (json.dumps({"email": "not-an-email"}).encode(), "application/json", "demo", 422, "email"),

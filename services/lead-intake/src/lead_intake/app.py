@@ -5,17 +5,39 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from funnel_servicekit.runtime import create_service_app
-from lead_intake.api import router
+from lead_intake.api import activities, embed, forms, imports, privacy, submissions, webhooks
+from lead_intake.form_cache import FormCache
+from lead_intake.housekeeping import idempotency_purger
+from lead_intake.meta_fetcher import meta_fetcher
+from lead_intake.rate_limits import RateLimits
 from lead_intake.settings import IntakeSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
-    return create_service_app(
-        settings or IntakeSettings(),
+    settings = settings or IntakeSettings()
+    app = create_service_app(
+        settings,
         title="Funnel lead-intake",
-        description="Form posts in; leads and funnel.lead.captured events out.",
+        description="Form posts, imports and activities in; lead and activity events out.",
         migrations_dir=MIGRATIONS,
-        routers=[router],
+        routers=[
+            submissions.router,
+            embed.router,
+            activities.router,
+            forms.router,
+            imports.router,
+            privacy.router,
+            webhooks.router,
+        ],
+        workers=lambda runtime: [
+            idempotency_purger(runtime, settings),
+            *([meta_fetcher(runtime, settings)] if settings.meta_access_token else []),
+        ],
     )
+    app.state.runtime.state["form_cache"] = FormCache(settings.form_cache_seconds)
+    app.state.runtime.state["rate_limits"] = RateLimits(
+        settings.rate_limit_per_ip, settings.rate_limit_per_form
+    )
+    return app

@@ -1,6 +1,7 @@
 """lead-intake settings (FUNNEL_* environment variables)."""
 
-from pydantic import Field
+from limits import parse
+from pydantic import Field, SecretStr, field_validator
 
 from funnel_servicekit.settings import ServiceSettings
 
@@ -10,3 +11,44 @@ class IntakeSettings(ServiceSettings):
     db_schema: str = "intake"
     http_port: int = 8001
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest accepted post.")
+    rate_limit_per_ip: str = Field(
+        default="30/minute", description="Posts per client IP and form, unless the form says."
+    )
+    rate_limit_per_form: str = Field(
+        default="6000/minute", description="Posts per form from everyone, unless the form says."
+    )
+    form_cache_seconds: float = Field(
+        default=5.0, ge=0, description="How long a replica reuses a form it read (0: never)."
+    )
+    idempotency_hours: float = Field(default=24, gt=0, description="How long keys are kept.")
+    max_activities_per_batch: int = Field(default=500, ge=1, le=5000)
+    public_base_url: str | None = Field(
+        default=None,
+        description="How browsers reach this service, for embed.js (else the request's).",
+    )
+    max_activity_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    # Ad platforms and webhooks: secrets come from the environment, never from the database.
+    meta_app_secret: SecretStr | None = Field(
+        default=None, description="Signs X-Hub-Signature-256."
+    )
+    meta_verify_token: SecretStr | None = Field(
+        default=None, description="The GET handshake's token."
+    )
+    meta_access_token: SecretStr | None = Field(default=None, description="Reads leads from Graph.")
+    meta_graph_base_url: str = Field(default="https://graph.facebook.com/v21.0")
+    meta_form_id: str = Field(default="meta-lead-ads", description="The form Meta leads join.")
+    meta_fetch_max_attempts: int = Field(default=50, ge=1, description="Then left for operators.")
+    meta_fetch_poll_seconds: float = Field(default=2.0, gt=0)
+    typeform_secret: SecretStr | None = None
+    google_ads_key: SecretStr | None = None
+    webhook_hmac_secret: SecretStr | None = Field(
+        default=None, description="Signs generic webhooks (X-Funnel-Signature: sha256=<hex>)."
+    )
+
+    @field_validator("rate_limit_per_ip", "rate_limit_per_form")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        if value != "unlimited":
+            parse(value)
+        return value

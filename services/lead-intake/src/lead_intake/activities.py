@@ -1,0 +1,115 @@
+"""Activities as sites and internal systems report them (pure: validation, the event)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from funnel_contracts import ActivityRecorded, Utm
+from funnel_contracts.events.activity import PropertyValue
+from lead_intake.normalize import normalize_email
+from lead_intake.text_rules import StorableText
+
+MONEY_TYPES = ("purchase_completed", "refund_issued")
+MAX_PROPERTIES = 50
+
+
+class ActivityIn(BaseModel):
+    """One thing a person did, at its own time, identified by lead id, email or visitor id."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    id: UUID | None = Field(
+        default=None, description="The sender's id for it: a retried batch counts it once."
+    )
+    type: str = Field(
+        pattern=r"^[a-z][a-z0-9_.-]{0,63}$",
+        description="page_view, pricing_viewed, ..., purchase_completed, or a custom type.",
+    )
+    occurred_at: AwareDatetime
+    lead_id: UUID | None = None
+    email: str | None = Field(default=None, max_length=320)
+    visitor_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{8,64}$")
+    page_url: str | None = Field(default=None, max_length=2048)
+    utm: Utm | None = None
+    amount: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=4)
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    order_id: str | None = Field(default=None, min_length=1, max_length=200)
+    properties: dict[str, PropertyValue] = Field(default_factory=dict)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return normalize_email(value) if value is not None else None
+
+    @field_validator("properties")
+    @classmethod
+    def _bounded(cls, value: dict[str, PropertyValue]) -> dict[str, PropertyValue]:
+        if len(value) > MAX_PROPERTIES:
+            raise ValueError(f"at most {MAX_PROPERTIES} properties")
+        for key, item in value.items():
+            if len(key) > 64 or (isinstance(item, str) and len(item) > 1000):
+                raise ValueError(f"{key[:64]!r}: keys up to 64, values up to 1000 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _identified_and_priced(self) -> ActivityIn:
+        if self.lead_id is None and self.email is None and self.visitor_id is None:
+            raise ValueError("name the person: lead_id, email or visitor_id")
+        if self.type in MONEY_TYPES and (self.amount is None or self.currency is None):
+            raise ValueError(f"{self.type} needs amount and currency")
+        if self.type == "purchase_completed" and self.order_id is None:
+            raise ValueError("purchase_completed needs order_id (a purchase counts once)")
+        return self
+
+    def details(self) -> dict[str, Any]:
+        """What is stored beside the activity's columns (JSON)."""
+        return {
+            "page_url": self.page_url,
+            "utm": self.utm.model_dump(exclude_none=True) if self.utm else None,
+            "amount": str(self.amount) if self.amount is not None else None,
+            "currency": self.currency,
+            "properties": self.properties,
+        }
+
+
+class ActivityBatch(StorableText):
+    """The body of `POST /v1/activities`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    activities: list[ActivityIn] = Field(min_length=1, max_length=500)
+
+
+def activity_event(
+    *,
+    activity_id: UUID,
+    lead_id: UUID,
+    activity_type: str,
+    occurred_at: datetime,
+    recorded_at: datetime,
+    visitor_id: str | None,
+    order_id: str | None,
+    details: dict[str, Any],
+) -> ActivityRecorded:
+    """The contract event of a stored activity (also of one linked later to its visitor)."""
+    utm = details.get("utm")
+    amount = details.get("amount")
+    return ActivityRecorded(
+        lead_id=lead_id,
+        activity_id=activity_id,
+        activity_type=activity_type,
+        occurred_at=occurred_at,
+        recorded_at=recorded_at,
+        visitor_id=visitor_id,
+        page_url=details.get("page_url"),
+        utm=Utm.model_validate(utm) if utm else None,
+        amount=Decimal(amount) if amount is not None else None,
+        currency=details.get("currency"),
+        order_id=order_id,
+        properties=details.get("properties") or {},
+    )

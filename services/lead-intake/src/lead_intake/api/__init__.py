@@ -1,0 +1,1 @@
+"""lead-intake's HTTP API, one router per resource."""

@@ -1,0 +1,229 @@
+"""Ad-platform and webhook payloads into form values; their signatures (pure, no I/O).
+
+Each platform's payload is read exactly as its public documentation shows it, then turned
+into the same flat mapping a form post gives, so the form's rules apply unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lead_intake.submission import UTM_FIELDS
+
+META = "meta-lead-ads"
+TYPEFORM = "typeform"
+GOOGLE_ADS = "google-ads"
+GENERIC = "webhook"
+
+# What each platform calls the standard fields, unless the form's field_map says otherwise.
+META_FIELDS = {
+    "email": "email",
+    "phone_number": "phone",
+    "first_name": "first_name",
+    "last_name": "last_name",
+    "full_name": "full_name",
+}
+GOOGLE_COLUMNS = {
+    "EMAIL": "email",
+    "PHONE_NUMBER": "phone",
+    "FIRST_NAME": "first_name",
+    "LAST_NAME": "last_name",
+    "FULL_NAME": "full_name",
+}
+
+
+class SignatureInvalid(ValueError):
+    """The payload is not signed with the shared secret."""
+
+
+class PayloadInvalid(ValueError):
+    """The payload does not have the platform's documented shape."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def verify_hex_signature(
+    secret: str, body: bytes, header: str | None, prefix: str = "sha256="
+) -> None:
+    """`sha256=<hex HMAC-SHA256 of the raw body>` (Meta's X-Hub-Signature-256, generic)."""
+    expected = prefix + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    if not header or not hmac.compare_digest(expected, header.strip()):
+        raise SignatureInvalid("signature does not match")
+
+
+def verify_typeform_signature(secret: str, body: bytes, header: str | None) -> None:
+    """`sha256=<base64 HMAC-SHA256 of the raw body>` (Typeform-Signature)."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).digest()
+    expected = "sha256=" + base64.b64encode(digest).decode()
+    if not header or not hmac.compare_digest(expected, header.strip()):
+        raise SignatureInvalid("signature does not match")
+
+
+def verify_shared_key(expected: str, given: object) -> None:
+    if not isinstance(given, str) or not hmac.compare_digest(expected.encode(), given.encode()):
+        raise SignatureInvalid("key does not match")
+
+
+@dataclass(frozen=True)
+class PlatformLead:
+    """A lead as a platform delivered it: its id there and the form values it maps to."""
+
+    external_id: str
+    values: dict[str, object]
+
+
+def _finish(mapped: dict[str, object]) -> dict[str, object]:
+    """A full name becomes first and last name when those are not given separately."""
+    full = mapped.pop("full_name", None)
+    if isinstance(full, str) and full.strip():
+        first, _, last = full.strip().partition(" ")
+        mapped.setdefault("first_name", first)
+        if last.strip():
+            mapped.setdefault("last_name", last.strip())
+    return mapped
+
+
+def _map(
+    name: str,
+    value: object,
+    field_map: Mapping[str, str],
+    defaults: Mapping[str, str],
+    out: dict[str, object],
+) -> None:
+    target = field_map.get(name) or defaults.get(name)
+    if target is not None and value is not None and target not in out:
+        out[target] = value
+
+
+# -- Meta Lead Ads -------------------------------------------------------------------------
+
+
+def meta_lead_ids(payload: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(leadgen_id, the change's value) of each `leadgen` change in a Page webhook."""
+    if not isinstance(payload, dict) or payload.get("object") != "page":
+        raise PayloadInvalid("object", "must be 'page'")
+    found: list[tuple[str, dict[str, Any]]] = []
+    for i, entry in enumerate(payload.get("entry") or []):
+        for j, change in enumerate((entry or {}).get("changes") or []):
+            if not isinstance(change, dict) or change.get("field") != "leadgen":
+                continue
+            value = change.get("value")
+            lead_id = value.get("leadgen_id") if isinstance(value, dict) else None
+            if not isinstance(value, dict) or not isinstance(lead_id, str | int):
+                raise PayloadInvalid(f"entry.{i}.changes.{j}.value.leadgen_id", "missing")
+            found.append((str(lead_id), value))
+    return found
+
+
+def meta_values(lead: Any, field_map: Mapping[str, str]) -> dict[str, object]:
+    """A Graph API lead (`{"id", "created_time", "field_data": [{"name", "values"}]}`)."""
+    if not isinstance(lead, dict) or not isinstance(lead.get("field_data"), list):
+        raise PayloadInvalid("field_data", "missing")
+    out: dict[str, object] = {}
+    for item in lead["field_data"]:
+        if not isinstance(item, dict):
+            continue
+        values = item.get("values") or []
+        _map(str(item.get("name")), values[0] if values else None, field_map, META_FIELDS, out)
+    return _finish(out)
+
+
+# -- Typeform --------------------------------------------------------------------------------
+
+
+def _typeform_answer(answer: dict[str, Any]) -> object:
+    kind = answer.get("type")
+    value = answer.get(kind) if isinstance(kind, str) else None
+    if kind == "choice" and isinstance(value, dict):
+        return value.get("label") or value.get("other")
+    if kind == "choices" and isinstance(value, dict):
+        return ", ".join(value.get("labels") or [])
+    if isinstance(value, str | int | float | bool):
+        return value
+    return None
+
+
+def typeform_lead(payload: Any, field_map: Mapping[str, str]) -> PlatformLead:
+    """A `form_response` webhook: answers by field ref, hidden fields (UTM) by name."""
+    response = payload.get("form_response") if isinstance(payload, dict) else None
+    if not isinstance(response, dict) or payload.get("event_type") != "form_response":
+        raise PayloadInvalid("form_response", "missing (event_type must be form_response)")
+    token = response.get("token")
+    if not isinstance(token, str) or not token:
+        raise PayloadInvalid("form_response.token", "missing")
+    out: dict[str, object] = {}
+    by_type = {"email": "email", "phone_number": "phone"}
+    for answer in response.get("answers") or []:
+        if not isinstance(answer, dict):
+            continue
+        ref = str((answer.get("field") or {}).get("ref", ""))
+        value = _typeform_answer(answer)
+        if ref in field_map:
+            _map(ref, value, field_map, {}, out)
+        elif answer.get("type") in by_type:
+            _map(str(answer["type"]), value, {}, by_type, out)
+    hidden = response.get("hidden") or {}
+    if isinstance(hidden, dict):
+        for name, value in hidden.items():
+            if name in UTM_FIELDS or name in field_map:
+                _map(name, value, field_map, {name: name}, out)
+    return PlatformLead(token, _finish(out))
+
+
+# -- Google Ads lead form extensions -------------------------------------------------------
+
+
+def google_ads_lead(payload: Any, field_map: Mapping[str, str]) -> tuple[PlatformLead, object]:
+    """The lead form webhook: `user_column_data` by column_id; returns the lead and google_key."""
+    if not isinstance(payload, dict):
+        raise PayloadInvalid("body", "must be a JSON object")
+    lead_id = payload.get("lead_id")
+    if not isinstance(lead_id, str) or not lead_id:
+        raise PayloadInvalid("lead_id", "missing")
+    columns = payload.get("user_column_data")
+    if not isinstance(columns, list):
+        raise PayloadInvalid("user_column_data", "missing")
+    out: dict[str, object] = {}
+    for column in columns:
+        if isinstance(column, dict):
+            name = str(column.get("column_id") or column.get("column_name") or "")
+            _map(name, column.get("string_value"), field_map, GOOGLE_COLUMNS, out)
+    return PlatformLead(lead_id, _finish(out)), payload.get("google_key")
+
+
+# -- A generic HMAC-signed JSON webhook ----------------------------------------------------
+
+
+def _path(payload: Any, dotted: str) -> object:
+    node = payload
+    for part in dotted.split("."):
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node if isinstance(node, str | int | float | bool) else None
+
+
+def generic_lead(payload: Any, field_map: Mapping[str, str], id_path: str = "id") -> PlatformLead:
+    """Any JSON object: each mapped dotted path gives one field; `id` names the delivery."""
+    if not isinstance(payload, dict):
+        raise PayloadInvalid("body", "must be a JSON object")
+    if not field_map:
+        raise PayloadInvalid("field_map", "the form maps no webhook fields")
+    external = _path(payload, id_path)
+    if external is None:
+        raise PayloadInvalid(id_path, "missing")
+    out: dict[str, object] = {}
+    for source in field_map:
+        _map(source, _path(payload, source), field_map, {}, out)
+    return PlatformLead(str(external), _finish(out))

@@ -1,0 +1,1 @@
+"""lead-intake's tables (schema `intake`), one module per aggregate; SQL always parameterized."""

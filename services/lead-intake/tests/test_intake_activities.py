@@ -1,0 +1,77 @@
+"""Activities as reported, and their contract event (pure)."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from uuid import uuid4
+
+import pytest
+from pydantic import ValidationError
+
+from lead_intake.activities import ActivityBatch, ActivityIn, activity_event
+
+T = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def test_an_activity_names_its_person_and_a_purchase_its_price_and_order() -> None:
+    with pytest.raises(ValidationError, match="lead_id, email or visitor_id"):
+        ActivityIn(type="page_view", occurred_at=T)
+    with pytest.raises(ValidationError, match="amount and currency"):
+        ActivityIn(type="refund_issued", occurred_at=T, visitor_id="v-12345678")
+    with pytest.raises(ValidationError, match="order_id"):
+        ActivityIn(
+            type="purchase_completed",
+            occurred_at=T,
+            visitor_id="v-12345678",
+            amount=Decimal(1),
+            currency="EUR",
+        )
+    ok = ActivityIn(type="survey_answered", occurred_at=T, email=" A@Example.com ")
+    assert ok.email == "a@example.com"
+
+
+def test_properties_are_bounded() -> None:
+    with pytest.raises(ValidationError, match="at most 50"):
+        ActivityIn(
+            type="x",
+            occurred_at=T,
+            visitor_id="v-12345678",
+            properties={str(i): i for i in range(51)},
+        )
+    with pytest.raises(ValidationError, match="up to 1000"):
+        ActivityIn(type="x", occurred_at=T, visitor_id="v-12345678", properties={"k": "v" * 1001})
+
+
+def test_a_batch_holds_one_to_five_hundred() -> None:
+    one = {"type": "page_view", "occurred_at": T.isoformat(), "visitor_id": "v-12345678"}
+    assert len(ActivityBatch.model_validate({"activities": [one] * 500}).activities) == 500
+    with pytest.raises(ValidationError):
+        ActivityBatch.model_validate({"activities": [one] * 501})
+
+
+def test_the_event_carries_what_was_stored() -> None:
+    activity = ActivityIn(
+        type="purchase_completed",
+        occurred_at=T,
+        lead_id=uuid4(),
+        amount=Decimal("9.5"),
+        currency="SEK",
+        order_id="o1",
+        utm={"source": "mail"},
+        properties={"sku": "A1"},  # type: ignore[arg-type]
+    )
+    lead_id, activity_id = uuid4(), uuid4()
+    event = activity_event(
+        activity_id=activity_id,
+        lead_id=lead_id,
+        activity_type=activity.type,
+        occurred_at=T,
+        recorded_at=T,
+        visitor_id=None,
+        order_id="o1",
+        details=activity.details(),
+    )
+    assert (event.amount, event.currency, event.order_id) == (Decimal("9.5"), "SEK", "o1")
+    assert event.utm is not None
+    assert event.utm.source == "mail"
+    assert event.properties == {"sku": "A1"}
+    assert event.lead_id == lead_id

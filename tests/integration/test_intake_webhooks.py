@@ -1,0 +1,408 @@
+"""Ad platforms and webhooks on the real database, with payloads shaped as each platform's
+public documentation shows them. Meta's Graph API is a local HTTP server that fails first."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import http.server
+import json
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from funnel_contracts import LeadCaptured
+from funnel_devstack.ports import free_port
+from funnel_devstack.stack import Stack
+from lead_intake.meta_fetcher import MetaFetcher
+from lead_intake.settings import IntakeSettings
+from tests.integration.test_intake_harness import Intake, running_intake
+
+pytestmark = pytest.mark.integration
+META_SECRET = "meta-app-secret-0123456789"
+TYPEFORM_SECRET = "typeform-secret-abcdef"
+GOOGLE_KEY = "google-key-xyz-987"
+HMAC_SECRET = "generic-hmac-secret-42"
+LEADGEN_ID = "444444444444"
+
+
+class FakeGraph:
+    """Answers GET /<leadgen_id> like the Graph API, after `failures` 500s."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.requests: list[str] = []
+
+    def lead(self) -> dict[str, Any]:
+        return {
+            "created_time": "2026-11-01T09:30:00+0000",
+            "id": LEADGEN_ID,
+            "field_data": [
+                {"name": "email", "values": ["Meta.Person@Example.com"]},
+                {"name": "full_name", "values": ["Meta Person"]},
+                {"name": "phone_number", "values": ["+12015550123"]},
+                {"name": "what_is_your_budget?", "values": ["10k"]},
+            ],
+        }
+
+
+@contextlib.contextmanager
+def graph_server(graph: FakeGraph) -> Iterator[str]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            graph.requests.append(self.path)
+            if graph.failures > 0:
+                graph.failures -= 1
+                status, body = 500, b'{"error": {"message": "try later"}}'
+            else:
+                status, body = 200, json.dumps(graph.lead()).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v21.0"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def graph() -> Iterator[tuple[FakeGraph, str]]:
+    fake = FakeGraph(failures=2)
+    with graph_server(fake) as url:
+        yield fake, url
+
+
+@pytest.fixture
+async def intake(
+    fresh_dsn: str, infra: Stack, graph: tuple[FakeGraph, str]
+) -> AsyncIterator[Intake]:
+    async with running_intake(
+        fresh_dsn,
+        infra.kafka_bootstrap,
+        meta_app_secret=META_SECRET,
+        meta_verify_token="verify-me",
+        meta_access_token="graph-token",
+        meta_graph_base_url=graph[1],
+        meta_form_id="meta-leads",
+        typeform_secret=TYPEFORM_SECRET,
+        google_ads_key=GOOGLE_KEY,
+        webhook_hmac_secret=HMAC_SECRET,
+    ) as running:
+        await running.create_form(
+            "meta-leads",
+            default_phone_region="US",
+            fields=[{"name": "budget"}],
+            field_map={"what_is_your_budget?": "budget"},
+        )
+        await running.create_form(
+            "typeform",
+            fields=[{"name": "plan"}],
+            field_map={"first_name_ref": "first_name", "plan_ref": "plan"},
+        )
+        await running.create_form("google", default_phone_region="US")
+        await running.create_form(
+            "partner",
+            field_map={
+                "contact.email": "email",
+                "contact.name.first": "first_name",
+                "tracking.source": "utm_source",
+            },
+        )
+        yield running
+
+
+def _hex(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+META_NOTICE = {
+    "object": "page",
+    "entry": [
+        {
+            "id": "153125381133",
+            "time": 1730453400,
+            "changes": [
+                {
+                    "field": "leadgen",
+                    "value": {
+                        "ad_id": "444444444",
+                        "form_id": "444444444444",
+                        "leadgen_id": LEADGEN_ID,
+                        "created_time": 1730453400,
+                        "page_id": "153125381133",
+                        "adgroup_id": "44444444444",
+                    },
+                }
+            ],
+        }
+    ],
+}
+
+
+async def test_meta_handshake_echoes_the_challenge_only_for_the_verify_token(
+    intake: Intake,
+) -> None:
+    ok = await intake.client.get(
+        "/v1/webhooks/meta",
+        params={
+            "hub.mode": "subscribe",
+            "hub.verify_token": "verify-me",
+            "hub.challenge": "1158201444",
+        },
+    )
+    wrong = await intake.client.get(
+        "/v1/webhooks/meta",
+        params={
+            "hub.mode": "subscribe",
+            "hub.verify_token": "guess",
+            "hub.challenge": "1158201444",
+        },
+    )
+
+    assert (ok.status_code, ok.text) == (200, "1158201444")
+    assert wrong.status_code == 401
+    assert [e["field"] for e in wrong.json()["errors"]] == ["hub.verify_token"]
+
+
+async def test_a_meta_lead_waits_through_graph_failures_and_is_captured_once(
+    intake: Intake, graph: tuple[FakeGraph, str]
+) -> None:
+    body = json.dumps(META_NOTICE).encode()
+    bad = await intake.client.post(
+        "/v1/webhooks/meta", content=body, headers={"x-hub-signature-256": _hex("wrong", body)}
+    )
+    signed = {"x-hub-signature-256": _hex(META_SECRET, body), "content-type": "application/json"}
+    first = await intake.client.post("/v1/webhooks/meta", content=body, headers=signed)
+    again = await intake.client.post("/v1/webhooks/meta", content=body, headers=signed)
+
+    assert bad.status_code == 401
+    assert [e["field"] for e in bad.json()["errors"]] == ["X-Hub-Signature-256"]
+    assert first.status_code == again.status_code == 200
+    assert await intake.count("pending_platform_leads") == 1
+
+    settings = IntakeSettings(
+        database_url="unused",
+        meta_access_token="graph-token",
+        meta_graph_base_url=graph[1],
+        db_schema="intake",
+    )
+    async with httpx.AsyncClient(timeout=5) as client:
+        fetcher = MetaFetcher(intake.pool, settings, client)
+        for expected_attempts in (1, 2):  # Graph answers 500 twice: the lead stays pending
+            assert await fetcher.fetch_due() == 1
+            row = await intake.pool.fetchrow(
+                "SELECT attempts, last_error FROM pending_platform_leads"
+            )
+            assert (row["attempts"], row["last_error"]) == (
+                expected_attempts,
+                "HTTPStatusError 500",
+            )
+            assert await fetcher.fetch_due() == 0  # not due yet: backoff
+            await intake.pool.execute("UPDATE pending_platform_leads SET next_attempt_at = now()")
+        assert await fetcher.fetch_due() == 1
+
+    assert await intake.count("pending_platform_leads") == 0
+    [event] = await intake.events()
+    assert isinstance(event, LeadCaptured)
+    assert event.source == "meta-lead-ads"
+    assert (event.email, event.first_name, event.last_name, event.phone) == (
+        "meta.person@example.com",
+        "Meta",
+        "Person",
+        "+12015550123",
+    )
+    assert event.qualification == {"budget": "10k"}  # a BANT answer, mapped from its question
+    assert all("access_token=graph-token" in path for path in graph[0].requests)
+    assert len(graph[0].requests) == 3
+
+    # Meta redelivers the notice: it is recognized, nothing is fetched or captured again.
+    redelivered = await intake.client.post("/v1/webhooks/meta", content=body, headers=signed)
+    assert redelivered.status_code == 200
+    assert await intake.count("pending_platform_leads") == 0
+    assert await intake.count("leads") == 1
+
+
+TYPEFORM_PAYLOAD = {
+    "event_id": "01HNK1ZJ0RVDDTHG7G8F2YPF7R",
+    "event_type": "form_response",
+    "form_response": {
+        "form_id": "lT4Z3j",
+        "token": "a3a12ec67a1365927098a606107fac15",
+        "submitted_at": "2026-11-01T09:30:00Z",
+        "landed_at": "2026-11-01T09:28:12Z",
+        "hidden": {"utm_source": "typeform-ad", "utm_campaign": "autumn"},
+        "definition": {
+            "id": "lT4Z3j",
+            "title": "Webhooks example",
+            "fields": [
+                {
+                    "id": "JwWggjAKtOkA",
+                    "ref": "first_name_ref",
+                    "type": "short_text",
+                    "title": "Name?",
+                },
+                {"id": "SMEUb7VJz92Q", "ref": "email_ref", "type": "email", "title": "Email?"},
+                {
+                    "id": "k6TP9oLGgHjl",
+                    "ref": "plan_ref",
+                    "type": "multiple_choice",
+                    "title": "Plan?",
+                },
+            ],
+        },
+        "answers": [
+            {
+                "type": "text",
+                "text": "Laura",
+                "field": {"id": "JwWggjAKtOkA", "type": "short_text", "ref": "first_name_ref"},
+            },
+            {
+                "type": "email",
+                "email": "Laura@Example.com",
+                "field": {"id": "SMEUb7VJz92Q", "type": "email", "ref": "email_ref"},
+            },
+            {
+                "type": "choice",
+                "choice": {"label": "Pro"},
+                "field": {"id": "k6TP9oLGgHjl", "type": "multiple_choice", "ref": "plan_ref"},
+            },
+        ],
+    },
+}
+
+
+async def test_typeform_answers_are_mapped_by_ref_and_the_signature_checked(intake: Intake) -> None:
+    body = json.dumps(TYPEFORM_PAYLOAD).encode()
+    signature = (
+        "sha256="
+        + base64.b64encode(
+            hmac.new(TYPEFORM_SECRET.encode(), body, hashlib.sha256).digest()
+        ).decode()
+    )
+    bad = await intake.client.post(
+        "/v1/forms/typeform/webhooks/typeform",
+        content=body,
+        headers={"typeform-signature": "sha256=AAAA"},
+    )
+    ok = await intake.client.post(
+        "/v1/forms/typeform/webhooks/typeform",
+        content=body,
+        headers={"typeform-signature": signature},
+    )
+    retry = await intake.client.post(
+        "/v1/forms/typeform/webhooks/typeform",
+        content=body,
+        headers={"typeform-signature": signature},
+    )
+
+    assert bad.status_code == 401
+    assert [e["field"] for e in bad.json()["errors"]] == ["Typeform-Signature"]
+    assert ok.status_code == 200, ok.text
+    assert retry.json()["lead_id"] == ok.json()["lead_id"]
+    [event] = await intake.events()
+    assert isinstance(event, LeadCaptured)
+    assert (event.source, event.email, event.first_name) == (
+        "typeform",
+        "laura@example.com",
+        "Laura",
+    )
+    assert event.custom_fields == {"plan": "Pro"}
+    assert (event.utm.source, event.utm.campaign) == ("typeform-ad", "autumn")
+
+
+GOOGLE_TEST_ID = (
+    "TeSter-123-ABCDEFGHIJKLMNOPQRSTUVWXYZ-abcdefghijklmnopqrstuvwxyz-0123456789-AaBbCcDdEeFf"
+)
+GOOGLE_PAYLOAD = {
+    "lead_id": GOOGLE_TEST_ID,
+    "user_column_data": [
+        {
+            "column_name": "Full Name",
+            "string_value": "FirstName LastName",
+            "column_id": "FULL_NAME",
+        },
+        {"column_name": "User Phone", "string_value": "+16505550123", "column_id": "PHONE_NUMBER"},
+        {"column_name": "User Email", "string_value": "test@example.com", "column_id": "EMAIL"},
+    ],
+    "api_version": "1.0",
+    "form_id": 40000000000,
+    "campaign_id": 20000000000,
+    "google_key": GOOGLE_KEY,
+    "is_test": True,
+    "gcl_id": GOOGLE_TEST_ID,
+    "adgroup_id": 20000000000,
+    "creative_id": 30000000000,
+}
+
+
+async def test_google_ads_leads_are_checked_by_google_key(intake: Intake) -> None:
+    bad = await intake.client.post(
+        "/v1/forms/google/webhooks/google-ads", json={**GOOGLE_PAYLOAD, "google_key": "nope"}
+    )
+    ok = await intake.client.post("/v1/forms/google/webhooks/google-ads", json=GOOGLE_PAYLOAD)
+
+    assert bad.status_code == 401
+    assert [e["field"] for e in bad.json()["errors"]] == ["google_key"]
+    assert ok.status_code == 200, ok.text
+    [event] = await intake.events()
+    assert isinstance(event, LeadCaptured)
+    assert (event.source, event.email, event.first_name, event.last_name, event.phone) == (
+        "google-ads",
+        "test@example.com",
+        "FirstName",
+        "LastName",
+        "+16505550123",
+    )
+
+
+async def test_a_generic_hmac_webhook_maps_dotted_paths(intake: Intake) -> None:
+    payload = {
+        "id": "evt_1001",
+        "contact": {"email": "Partner.Lead@example.com", "name": {"first": "Pat"}},
+        "tracking": {"source": "partner-site"},
+        "ignored": {"anything": 1},
+    }
+    body = json.dumps(payload).encode()
+    bad = await intake.client.post(
+        "/v1/forms/partner/webhooks/generic",
+        content=body,
+        headers={"x-funnel-signature": _hex("x", body)},
+    )
+    ok = await intake.client.post(
+        "/v1/forms/partner/webhooks/generic",
+        content=body,
+        headers={"x-funnel-signature": _hex(HMAC_SECRET, body)},
+    )
+    broken = json.dumps({"id": "evt_1002", "contact": {"email": "not-an-email"}}).encode()
+    refused = await intake.client.post(
+        "/v1/forms/partner/webhooks/generic",
+        content=broken,
+        headers={"x-funnel-signature": _hex(HMAC_SECRET, broken)},
+    )
+
+    assert bad.status_code == 401
+    assert ok.status_code == 200, ok.text
+    assert refused.status_code == 422
+    assert [e["field"] for e in refused.json()["errors"]] == ["email"]
+    [event] = await intake.events()
+    assert isinstance(event, LeadCaptured)
+    assert (event.source, event.email, event.first_name, event.utm.source) == (
+        "webhook",
+        "partner.lead@example.com",
+        "Pat",
+        "partner-site",
+    )
