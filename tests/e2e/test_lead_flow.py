@@ -183,13 +183,20 @@ async def test_poison_goes_to_the_dead_letter_topic_and_the_flow_goes_on(
         stack,
         dead_letter_topic(LEAD_EVENTS),
         until=lambda rs: (
-            len([r for r in rs if marker in r.value or dict(r.headers).get("ce_id") == marker]) >= 4
+            len([r for r in rs if marker in r.value or dict(r.headers).get("ce_id") == marker]) >= 6
         ),
     )
     ours = [r for r in dead if marker in r.value or dict(r.headers).get("ce_id") == marker]
     groups = sorted(dict(r.headers)["dlq_consumer_group"].decode() for r in ours)
-    # Both consumers of the lead topic dead-lettered both poison messages, once each.
-    assert groups == ["notifier", "notifier", "stage-tracker", "stage-tracker"]
+    # Every consumer of the lead topic dead-lettered both poison messages, once each.
+    assert groups == [
+        "notifier",
+        "notifier",
+        "reporting",
+        "reporting",
+        "stage-tracker",
+        "stage-tracker",
+    ]
     assert all(dict(r.headers)["dlq_error"] for r in ours)
 
 

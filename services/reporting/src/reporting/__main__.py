@@ -1,4 +1,4 @@
-"""`python -m reporting migrate|serve`."""
+"""`python -m reporting migrate|serve|rebuild`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 
 from funnel_servicekit.cli import run_cli
+from reporting import rebuild
 from reporting.app import MIGRATIONS, create_app
 from reporting.settings import ReportingSettings
 
@@ -17,6 +18,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings=settings,
         migrations_dir=MIGRATIONS,
         app_factory=lambda: create_app(settings),
+        extra={
+            "rebuild": (
+                "replay every topic from the start into fresh tables",
+                rebuild.configure,
+                rebuild.command,
+            )
+        },
     )
 
 

@@ -7,17 +7,22 @@ from fastapi import FastAPI
 from funnel_servicekit.runtime import create_service_app
 from reporting.api import router
 from reporting.consumer import workers
+from reporting.dashboard import mount_static
+from reporting.dashboard import router as dashboard_router
+from reporting.insights_api import router as insights_router
 from reporting.settings import ReportingSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: ReportingSettings | None = None) -> FastAPI:
-    return create_service_app(
+    app = create_service_app(
         settings or ReportingSettings(),
         title="Funnel reporting",
-        description="Stage events in; live funnel numbers out.",
+        description="Every funnel topic in; live conversion views, CSV and a dashboard out.",
         migrations_dir=MIGRATIONS,
-        routers=[router],
+        routers=[router, insights_router, dashboard_router],
         workers=workers,
     )
+    mount_static(app)
+    return app

@@ -1,26 +1,52 @@
-"""reporting's consumer: every stage event into the projections."""
+"""reporting's consumer: every funnel topic into the projections."""
 
 from __future__ import annotations
 
-from funnel_contracts import StageChanged
-from funnel_contracts.topics import STAGE_EVENTS
+from funnel_contracts import (
+    ActivityRecorded,
+    LeadCaptured,
+    LeadErased,
+    LeadUpdated,
+    StageChanged,
+    TouchClicked,
+    TouchOpened,
+    TouchSent,
+)
+from funnel_contracts.topics import ALL_TOPICS
 from funnel_servicekit.inbox import InboxConsumer
 from funnel_servicekit.runtime import ServiceRuntime, Worker
 from reporting.projection import handle
 
-HANDLED = (StageChanged.event_type,)
+# The events some aggregate depends on; the rest of the topics is read and skipped.
+HANDLED = tuple(
+    model.event_type
+    for model in (
+        LeadCaptured,
+        LeadUpdated,
+        LeadErased,
+        ActivityRecorded,
+        StageChanged,
+        TouchSent,
+        TouchOpened,
+        TouchClicked,
+    )
+)
 
 
-def workers(runtime: ServiceRuntime) -> list[Worker]:
+def projection_consumer(runtime: ServiceRuntime, group_id: str) -> InboxConsumer:
     settings = runtime.settings
-    consumer = InboxConsumer(
+    return InboxConsumer(
         pool=runtime.pool,
         producer=runtime.producer,
         bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=settings.service_name,
-        topics=[STAGE_EVENTS],
+        group_id=group_id,
+        topics=ALL_TOPICS,
         handler=handle,
         handled_types=HANDLED,
         max_attempts=settings.consumer_max_attempts,
     )
-    return [Worker("stage-events-consumer", consumer.run, consumer.stop)]
+
+
+def workers(runtime: ServiceRuntime) -> list[Worker]:
+    consumer = projection_consumer(runtime, runtime.settings.service_name)
+    return [Worker("projection-consumer", consumer.run, consumer.stop)]

@@ -1,4 +1,5 @@
-"""The stage-count projection: applied once per stage.changed event, inside its transaction."""
+"""The projection: each event changes one lead's state, and the aggregates by the difference
+it makes. Runs inside the inbox transaction, so an event is applied exactly once."""
 
 from __future__ import annotations
 
@@ -6,51 +7,37 @@ from typing import Any
 
 import asyncpg
 
-from funnel_contracts import Envelope, EventData, StageChanged
-
-
-async def apply_stage_changed(conn: asyncpg.Connection, event: StageChanged) -> None:
-    previous = await conn.fetchrow(
-        "SELECT funnel_id, stage FROM lead_current_stage WHERE lead_id = $1 FOR UPDATE",
-        event.lead_id,
-    )
-    if previous is not None:
-        await conn.execute(
-            "UPDATE stage_counts SET leads = leads - 1 WHERE funnel_id = $1 AND stage = $2",
-            previous["funnel_id"],
-            previous["stage"],
-        )
-    await conn.execute(
-        """INSERT INTO lead_current_stage (lead_id, funnel_id, stage, changed_at)
-           VALUES ($1, $2, $3, $4)
-           ON CONFLICT (lead_id) DO UPDATE SET funnel_id = excluded.funnel_id,
-               stage = excluded.stage, changed_at = excluded.changed_at""",
-        event.lead_id,
-        event.funnel_id,
-        event.to_stage,
-        event.changed_at,
-    )
-    await conn.execute(
-        """INSERT INTO stage_counts (funnel_id, stage, stage_position, leads) VALUES ($1, $2, $3, 1)
-           ON CONFLICT (funnel_id, stage) DO UPDATE SET leads = stage_counts.leads + 1""",
-        event.funnel_id,
-        event.to_stage,
-        event.to_stage_position,
-    )
+from funnel_contracts import Envelope, EventData, LeadErased, StageChanged
+from reporting import store
+from reporting.domain.contributions import contributions, diff
+from reporting.domain.lead_state import apply
 
 
 async def handle(conn: asyncpg.Connection, envelope: Envelope, event: EventData) -> None:
+    lead_id = event.lead_id
+    old, erased = await store.lock_state(conn, lead_id)
+    if erased:  # a late event of an erased person: nothing of it is kept
+        await conn.execute("DELETE FROM lead_states WHERE lead_id = $1", lead_id)
+        return
     if isinstance(event, StageChanged):
-        await apply_stage_changed(conn, event)
+        await store.note_stage(conn, event.funnel_id, event.to_stage, event.to_stage_position)
+    new = apply(old, event)
+    deltas = diff(contributions(old), contributions(new))
+    if deltas:
+        await store.apply_deltas(conn, deltas)
+    if isinstance(event, LeadErased):
+        await store.erase(conn, lead_id, event.erased_at)
+    elif new != old:
+        await store.save_state(conn, lead_id, new)
 
 
 async def snapshot(conn: asyncpg.Connection, funnel_id: str) -> dict[str, Any]:
     rows = await conn.fetch(
-        """SELECT stage, stage_position, leads FROM stage_counts
-           WHERE funnel_id = $1 ORDER BY stage_position, stage""",
+        """SELECT c.stage, coalesce(s.position, 0) AS position, c.leads
+           FROM stage_counts c
+           LEFT JOIN funnel_stages s ON s.funnel_id = c.funnel_id AND s.stage = c.stage
+           WHERE c.funnel_id = $1 AND c.leads > 0 ORDER BY position, c.stage""",
         funnel_id,
     )
-    stages = [
-        {"stage": r["stage"], "position": r["stage_position"], "leads": r["leads"]} for r in rows
-    ]
+    stages = [{"stage": r["stage"], "position": r["position"], "leads": r["leads"]} for r in rows]
     return {"funnel_id": funnel_id, "total": sum(s["leads"] for s in stages), "stages": stages}

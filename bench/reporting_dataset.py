@@ -1,0 +1,237 @@
+"""Realistic funnel event streams for reporting's exactness test and benchmark.
+
+Leads arrive from a mix of sources and campaigns, move through the digital-sales stages with
+drop-offs and random delays, buy, renew, get refunds and touches; a share of them re-enter a
+stage, convert twice, resubmit from another campaign, or arrive late and duplicated. The
+named edge cases are always present: a conversion exactly at the 14-day edge, a stage entered
+before the first step, a lead that converts twice, a lead captured at 00:30 UTC.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from uuid import UUID
+
+from funnel_contracts import (
+    ActivityRecorded,
+    EventData,
+    LeadCaptured,
+    LeadErased,
+    LeadUpdated,
+    StageChanged,
+    TouchClicked,
+    TouchOpened,
+    TouchSent,
+    Utm,
+)
+
+FUNNEL = "digital-sales"
+STAGES = ("awareness", "interest", "desire", "action", "loyalty")
+SOURCES = {
+    "google": ("cpc", ("brand", "generic", "retarget")),
+    "facebook": ("paid-social", ("spring", "lookalike")),
+    "newsletter": ("email", ("weekly",)),
+    "partner": ("referral", ("affiliates",)),
+}
+START = datetime(2026, 9, 1, tzinfo=UTC)
+
+
+@dataclass
+class Dataset:
+    """Events in publish order (late ones out of time order), plus ids of the edge cases."""
+
+    events: list[EventData] = field(default_factory=list)
+    duplicates: list[int] = field(default_factory=list)  # indexes published twice
+    edge: dict[str, UUID] = field(default_factory=dict)
+
+
+def _uuid(rng: random.Random) -> UUID:
+    return UUID(int=rng.getrandbits(128), version=4)
+
+
+def _stage(lead: UUID, stage: str, at: datetime, prev: str | None) -> StageChanged:
+    return StageChanged(
+        lead_id=lead,
+        funnel_id=FUNNEL,
+        funnel_version=1,
+        from_stage=prev,
+        to_stage=stage,
+        to_stage_position=STAGES.index(stage),
+        reason="generated",
+        changed_at=at,
+    )
+
+
+def _activity(
+    rng: random.Random,
+    lead: UUID,
+    kind: str,
+    at: datetime,
+    amount: str | None = None,
+    order: str | None = None,
+) -> ActivityRecorded:
+    return ActivityRecorded(
+        lead_id=lead,
+        activity_id=_uuid(rng),
+        activity_type=kind,
+        occurred_at=at,
+        recorded_at=at,
+        amount=Decimal(amount) if amount else None,
+        currency="EUR" if amount else None,
+        order_id=order,
+    )
+
+
+def _capture(rng: random.Random, lead: UUID, at: datetime) -> LeadCaptured:
+    source = rng.choice(list(SOURCES))
+    medium, campaigns = SOURCES[source]
+    form = rng.choice(("demo", "ebook", "webinar"))
+    return LeadCaptured(
+        lead_id=lead,
+        submission_id=_uuid(rng),
+        form_id=form,
+        funnel_id=FUNNEL,
+        email=f"{lead.hex[:10]}@example.com",
+        captured_at=at,
+        utm=Utm(source=source, medium=medium, campaign=rng.choice(campaigns)),
+        landing_page=f"https://shop.example/{form}",
+    )
+
+
+def _journey(rng: random.Random, lead: UUID, captured: datetime) -> list[EventData]:
+    """One lead's life; delays are whole minutes, sometimes exactly whole days."""
+    events: list[EventData] = [
+        _capture(rng, lead, captured),
+        _stage(lead, STAGES[0], captured, None),
+    ]
+    at, prev = captured, STAGES[0]
+    orders = 0
+    for stage in STAGES[1:]:
+        if rng.random() < 0.45:  # drop-off
+            break
+        delay = timedelta(days=rng.choice((0, 1, 2, 5, 13, 14, 15, 20)))
+        at = at + delay + timedelta(minutes=rng.choice((0, 0, 7, 90, 600)))
+        if rng.random() < 0.4:
+            events.append(_activity(rng, lead, "pricing_viewed", at - timedelta(minutes=5)))
+        if rng.random() < 0.3:
+            touch = _uuid(rng)
+            sent = at - timedelta(hours=3)
+            events.append(
+                TouchSent(
+                    lead_id=lead,
+                    touch_id=touch,
+                    playbook=rng.choice(("nurture", "offer")),
+                    channel="email",
+                    template="t",
+                    funnel_id=FUNNEL,
+                    stage=prev,
+                    sent_at=sent,
+                )
+            )
+            events.append(
+                TouchOpened(lead_id=lead, touch_id=touch, opened_at=sent + timedelta(hours=1))
+            )
+            if rng.random() < 0.5:
+                events.append(
+                    TouchClicked(
+                        lead_id=lead,
+                        touch_id=touch,
+                        url="https://x.example/o",
+                        clicked_at=sent + timedelta(hours=2),
+                    )
+                )
+        events.append(_stage(lead, stage, at, prev))
+        if stage == "action":
+            orders += 1
+            events.append(
+                _activity(rng, lead, "purchase_completed", at, "49.90", f"o-{lead.hex[:8]}-1")
+            )
+        if stage == "loyalty" and rng.random() < 0.5:
+            events.append(
+                _activity(rng, lead, "subscription_renewed", at + timedelta(days=30), "19.00")
+            )
+        prev = stage
+    if orders and rng.random() < 0.1:
+        events.append(_activity(rng, lead, "refund_issued", at + timedelta(days=3), "49.90"))
+    if rng.random() < 0.15:  # resubmits from another campaign: a new last touch
+        source = rng.choice(list(SOURCES))
+        events.append(
+            LeadUpdated(
+                lead_id=lead,
+                submission_id=_uuid(rng),
+                form_id="ebook",
+                last_touch_utm=Utm(
+                    source=source, medium=SOURCES[source][0], campaign=SOURCES[source][1][0]
+                ),
+                updated_at=captured + timedelta(days=2),
+            )
+        )
+    if rng.random() < 0.05:  # lost, then recycled back into interest: a re-entry
+        lost_at = at + timedelta(days=3)
+        events.append(_stage(lead, "interest", lost_at + timedelta(days=10), prev))
+    return events
+
+
+def generate(leads: int, seed: int = 7, days: int = 60) -> Dataset:
+    rng = random.Random(seed)
+    data = Dataset()
+    for _ in range(leads):
+        lead = _uuid(rng)
+        captured = START + timedelta(minutes=rng.randrange(days * 24 * 60))
+        data.events += _journey(rng, lead, captured)
+    _edge_cases(rng, data)
+    # Late events: a share of stage events published after everything else.
+    late = [
+        i for i, e in enumerate(data.events) if isinstance(e, StageChanged) and rng.random() < 0.05
+    ]
+    moved = [data.events[i] for i in late]
+    data.events = [e for i, e in enumerate(data.events) if i not in set(late)] + moved
+    data.duplicates = [i for i in range(len(data.events)) if rng.random() < 0.03]
+    return data
+
+
+def _edge_cases(rng: random.Random, data: Dataset) -> None:
+    day = START + timedelta(days=10)
+    edge = _uuid(rng)  # converts exactly at the 14-day window's edge
+    data.events += [
+        _capture(rng, edge, day),
+        _stage(edge, "awareness", day, None),
+        _stage(edge, "interest", day + timedelta(days=14), "awareness"),
+    ]
+    past = _uuid(rng)  # one microsecond past the edge
+    data.events += [
+        _capture(rng, past, day),
+        _stage(past, "awareness", day, None),
+        _stage(past, "interest", day + timedelta(days=14, microseconds=1), "awareness"),
+    ]
+    before = _uuid(rng)  # enters interest before awareness (an event before the first step)
+    data.events += [
+        _capture(rng, before, day),
+        _stage(before, "interest", day - timedelta(days=1), None),
+        _stage(before, "awareness", day, "interest"),
+    ]
+    twice = _uuid(rng)  # converts to action twice, and orders twice (the first counts)
+    data.events += [
+        _capture(rng, twice, day),
+        _stage(twice, "awareness", day, None),
+        _stage(twice, "action", day + timedelta(days=1), "awareness"),
+        _stage(twice, "interest", day + timedelta(days=2), "action"),
+        _stage(twice, "action", day + timedelta(days=3), "interest"),
+        _activity(rng, twice, "purchase_completed", day + timedelta(days=1), "10.00", "t-1"),
+        _activity(rng, twice, "purchase_completed", day + timedelta(days=3), "20.00", "t-2"),
+        _activity(rng, twice, "purchase_completed", day + timedelta(days=3), "20.00", "t-2"),
+    ]
+    night = _uuid(rng)  # 00:30 UTC on 2026-09-20: still 2026-09-19 in Los Angeles
+    at = datetime(2026, 9, 20, 0, 30, tzinfo=UTC)
+    data.events += [_capture(rng, night, at), _stage(night, "awareness", at, None)]
+    erased = _uuid(rng)
+    data.events += [
+        *_journey(rng, erased, day),
+        LeadErased(lead_id=erased, request_id=_uuid(rng), erased_at=day + timedelta(days=40)),
+    ]
+    data.edge.update(
+        edge=edge, past_edge=past, before_first=before, twice=twice, night=night, erased=erased
+    )

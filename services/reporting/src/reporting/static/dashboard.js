@@ -1,0 +1,243 @@
+// The reporting dashboard: reads the same JSON API as everyone else, with the caller's key.
+(() => {
+  "use strict";
+  const REFRESH_MS = 5000;
+  const palette = ["#4f46e5", "#06b6d4", "#8b5cf6", "#10b981", "#f59e0b", "#ef4444", "#64748b"];
+  const $ = (id) => document.getElementById(id);
+  const fmt = new Intl.NumberFormat();
+  const pct = (x) => (x === null || x === undefined ? "–" : `${(x * 100).toFixed(1)}%`);
+  const charts = {};
+  let timer = null;
+  let tz = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+
+  // The key: from the URL fragment once (#key=...), then kept for this tab only.
+  function apiKey() {
+    const match = location.hash.match(/key=([^&]+)/);
+    if (match) {
+      sessionStorage.setItem("funnel-key", decodeURIComponent(match[1]));
+      history.replaceState(null, "", location.pathname + location.search);
+    }
+    return sessionStorage.getItem("funnel-key");
+  }
+
+  async function api(path, params) {
+    const query = new URLSearchParams(Object.entries(params || {}).filter(([, v]) => v !== null && v !== ""));
+    const response = await fetch(`${path}?${query}`, { headers: { Authorization: `Bearer ${apiKey()}` } });
+    if (response.status === 401 || response.status === 403) {
+      sessionStorage.removeItem("funnel-key");
+      showKeyPrompt();
+      throw new Error("the key was refused");
+    }
+    const body = await response.json();
+    if (!response.ok) {
+      const err = new Error(body.detail || body.title || response.statusText);
+      err.field = body.errors && body.errors[0] && body.errors[0].field;
+      throw err;
+    }
+    return body;
+  }
+
+  function showKeyPrompt() {
+    $("keyprompt").hidden = false;
+    document.querySelector("main").hidden = true;
+  }
+
+  function isoDay(d) {
+    return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 10);
+  }
+
+  function initFilters() {
+    const url = new URLSearchParams(location.search);
+    const today = new Date();
+    $("end").value = url.get("end") || isoDay(today);
+    $("start").value = url.get("start") || isoDay(new Date(today.getTime() - 29 * 86400000));
+    for (const name of ["window", "breakdown", "attribution"]) {
+      if (url.get(name)) $(name).value = url.get(name);
+    }
+    if (url.get("tz")) tz = url.get("tz");
+    $("filters").addEventListener("change", () => {
+      const params = new URLSearchParams(location.search);
+      for (const name of ["funnel", "start", "end", "window", "breakdown", "attribution"]) params.set(name, $(name).value);
+      history.replaceState(null, "", `${location.pathname}?${params}`);
+      refresh();
+    });
+  }
+
+  async function loadFunnels() {
+    const body = await api("/v1/funnels");
+    const wanted = new URLSearchParams(location.search).get("funnel");
+    $("funnel").innerHTML = "";
+    for (const f of body.funnels) {
+      const option = document.createElement("option");
+      option.value = option.textContent = f.funnel_id;
+      $("funnel").appendChild(option);
+    }
+    if (wanted && body.funnels.some((f) => f.funnel_id === wanted)) $("funnel").value = wanted;
+  }
+
+  function filters() {
+    return { start: $("start").value, end: $("end").value, tz, window_days: $("window").value };
+  }
+
+  // Daily points are noise over a long period: weekly beyond six weeks.
+  function interval(f) {
+    return (new Date(f.end) - new Date(f.start)) / 86400000 > 42 ? "week" : "day";
+  }
+
+  function chart(id) {
+    if (!charts[id]) charts[id] = echarts.init($(id), null, { renderer: "canvas" });
+    return charts[id];
+  }
+
+  function renderFunnel(body) {
+    const group = body.groups[0];
+    const steps = group ? group.steps : body.steps.map((stage) => ({ stage, leads: 0 }));
+    const first = steps[0].leads;
+    const stages = steps.map((s) => s.stage);
+    $("funnel-hint").textContent = `of ${fmt.format(first)} who entered ${stages[0]}, reached within ${body.window_days} days`;
+    chart("funnel-chart").setOption({
+      animationDuration: 400,
+      grid: { left: 110, right: 170, top: 10, bottom: 10 },
+      tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
+      xAxis: { type: "value", show: false, max: Math.max(first, 1) },
+      yAxis: { type: "category", inverse: true, data: stages, axisTick: { show: false },
+               axisLine: { show: false }, axisLabel: { fontSize: 13, color: "#1d2433", fontWeight: 600 } },
+      series: [
+        { name: "reached", type: "bar", stack: "f", barWidth: "62%", data: steps.map((s) => s.leads),
+          itemStyle: { borderRadius: [4, 0, 0, 4], color: new echarts.graphic.LinearGradient(0, 0, 1, 0,
+            [{ offset: 0, color: "#4f46e5" }, { offset: 1, color: "#06b6d4" }]) },
+          label: { show: true, position: "insideLeft", color: "#fff", fontWeight: 700,
+                   formatter: (p) => fmt.format(p.value) } },
+        { name: "dropped before", type: "bar", stack: "f", data: steps.map((s, i) => (i ? steps[i - 1].leads - s.leads > 0 ? steps[i - 1].leads - s.leads : 0 : 0)),
+          itemStyle: { color: "rgba(249, 115, 22, 0.18)", borderRadius: [0, 4, 4, 0] },
+          label: { show: true, position: "right", color: "#6b7385",
+                   formatter: (p) => { const s = steps[p.dataIndex]; return p.dataIndex === 0 ? "100%" :
+                     `${pct(s.conversion_from_previous)} of previous · −${fmt.format(Math.max(s.drop_off, 0))}`; } } },
+      ],
+    }, true);
+    $("kpi-first-stage").textContent = stages[0];
+    $("kpi-last-stage").textContent = stages[stages.length - 1];
+    document.querySelector('[data-kpi="entered"]').textContent = fmt.format(first);
+    document.querySelector('[data-kpi="converted"]').textContent = fmt.format(steps[steps.length - 1].leads);
+    document.querySelector('[data-kpi="conversion"]').textContent = pct(group ? group.overall_conversion : null);
+    const leaks = steps.slice(1).filter((s) => s.drop_off_rate !== null);
+    const leak = leaks.sort((a, b) => b.drop_off_rate - a.drop_off_rate)[0];
+    document.querySelector('[data-kpi="leak"]').textContent = leak ? `→ ${leak.stage} · −${pct(leak.drop_off_rate)}` : "–";
+  }
+
+  // Per entry day: leads entering the first step (bars) and the share reaching each later
+  // step within the window (lines).
+  function renderOverTime(body) {
+    const days = body.groups.map((g) => g.cohort);
+    const later = body.steps.slice(1);
+    $("time-hint").textContent = `by ${body.cohort} of entering ${body.steps[0]}, reached within ${body.window_days} days`;
+    chart("time-chart").setOption({
+      color: palette.slice(1),
+      tooltip: { trigger: "axis", valueFormatter: (v) => (v === null || v === undefined ? "–" : v <= 1 && v % 1 ? pct(v) : fmt.format(v)) },
+      legend: { top: 0, left: 0, itemWidth: 14, itemHeight: 8, textStyle: { fontSize: 11 } },
+      grid: { left: 40, right: 44, top: 40, bottom: 28 },
+      xAxis: { type: "category", data: days, axisTick: { show: false } },
+      yAxis: [
+        { type: "value", splitLine: { lineStyle: { color: "#eef0f5" } } },
+        { type: "value", max: 1, axisLabel: { formatter: (v) => `${Math.round(v * 100)}%` }, splitLine: { show: false } },
+      ],
+      series: [
+        { name: `entered ${body.steps[0]}`, type: "bar", data: body.groups.map((g) => g.steps[0].leads), itemStyle: { color: "#c7d2fe", borderRadius: [3, 3, 0, 0] } },
+        ...later.map((stage, i) => ({
+          name: `→ ${stage}`, type: "line", yAxisIndex: 1, symbolSize: 6, connectNulls: true,
+          data: body.groups.map((g) => g.steps[i + 1].conversion_from_first), lineStyle: { width: 2.5 },
+        })),
+      ],
+    }, true);
+  }
+
+  const days = (hours) => (hours === null ? null : Math.round((hours / 24) * 10) / 10);
+
+  function renderStays(body) {
+    chart("stay-chart").setOption({
+      tooltip: { trigger: "axis" },
+      legend: { top: 0, right: 0 },
+      grid: { left: 48, right: 16, top: 34, bottom: 28 },
+      xAxis: { type: "category", data: body.stages.map((s) => s.stage), axisTick: { show: false } },
+      yAxis: { type: "value", splitLine: { lineStyle: { color: "#eef0f5" } } },
+      series: [
+        { name: "median", type: "bar", data: body.stages.map((s) => days(s.median_hours)), itemStyle: { color: "#4f46e5", borderRadius: [3, 3, 0, 0] } },
+        { name: "p90", type: "bar", data: body.stages.map((s) => days(s.p90_hours)), itemStyle: { color: "#a5b4fc", borderRadius: [3, 3, 0, 0] } },
+      ],
+    }, true);
+  }
+
+  function renderBreakdown(body) {
+    const stages = body.steps;
+    const label = $("breakdown").selectedOptions[0].textContent.toLowerCase();
+    $("breakdown-hint").textContent = `by ${label}, ${body.attribution}-touch`;
+    const top = Math.max(1, ...body.groups.map((g) => g.steps[0].leads));
+    const head = `<tr><th>${label}</th>${stages.map((s) => `<th>${s}</th>`).join("")}<th>overall</th></tr>`;
+    const rows = body.groups.map((g) => {
+      const cells = g.steps.map((s, i) => `<td data-stage="${s.stage}">${fmt.format(s.leads)}${i ? `<span class="pct">${pct(s.conversion_from_previous)}</span>` : `<span class="bar" style="width:${Math.round(60 * s.leads / top)}px"></span>`}</td>`).join("");
+      return `<tr data-segment="${escapeHtml(g.segment)}"><td>${escapeHtml(g.segment)}</td>${cells}<td class="overall">${pct(g.overall_conversion)}</td></tr>`;
+    });
+    $("breakdown-table").innerHTML = `<thead>${head}</thead><tbody>${rows.join("")}</tbody>`;
+  }
+
+  function escapeHtml(text) {
+    const div = document.createElement("div");
+    div.textContent = text === null ? "" : text;
+    return div.innerHTML;
+  }
+
+  async function refresh() {
+    clearTimeout(timer);
+    const funnel = $("funnel").value;
+    if (!funnel) { $("updated").textContent = "no data yet"; timer = setTimeout(boot, REFRESH_MS); return; }
+    const base = `/v1/funnels/${encodeURIComponent(funnel)}`;
+    const f = filters();
+    try {
+      const [snapshot, conversion, breakdown, overTime, stays] = await Promise.all([
+        api(`${base}/snapshot`),
+        api(`${base}/conversion`, f),
+        api(`${base}/conversion`, { ...f, breakdown: $("breakdown").value, attribution: $("attribution").value }),
+        api(`${base}/conversion`, { ...f, cohort: interval(f) }),
+        api(`${base}/time-in-stage`, { start: f.start, end: f.end, tz }),
+      ]);
+      document.querySelector('[data-kpi="now"]').textContent = fmt.format(snapshot.total);
+      renderFunnel(conversion);
+      renderOverTime(overTime);
+      renderStays(stays);
+      renderBreakdown(breakdown);
+      $("error").hidden = true;
+      $("live").classList.remove("stale");
+      $("updated").textContent = `live · ${new Date().toLocaleTimeString()} · ${tz}`;
+      document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
+    } catch (err) {
+      if (err.field === "tz" && tz !== "UTC") { tz = "UTC"; return refresh(); }
+      $("live").classList.add("stale");
+      $("error").hidden = false;
+      $("error").textContent = `Could not load the numbers: ${err.message}`;
+    }
+    timer = setTimeout(refresh, REFRESH_MS);
+  }
+
+  async function boot() {
+    if (!apiKey()) { showKeyPrompt(); return; }
+    try {
+      await loadFunnels();
+    } catch (err) {
+      $("error").hidden = false;
+      $("error").textContent = `Could not load the funnels: ${err.message}`;
+      return;
+    }
+    refresh();
+  }
+
+  $("keyform").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem("funnel-key", $("key").value);
+    $("keyprompt").hidden = true;
+    document.querySelector("main").hidden = false;
+    boot();
+  });
+  window.addEventListener("resize", () => Object.values(charts).forEach((c) => c.resize()));
+  initFilters();
+  boot();
+})();

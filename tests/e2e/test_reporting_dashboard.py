@@ -1,0 +1,172 @@
+"""The dashboard in real headless Chromium (Debian's, driven by Playwright): it renders, its
+numbers equal the API's, the filters change them, and it refreshes live as events arrive.
+
+reporting runs as its own process on a private PostgreSQL and Kafka; the events are generated
+and published onto the contract topics. A screenshot is kept in tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from playwright.async_api import Page, async_playwright
+
+from bench.reporting_dataset import generate
+from funnel_devstack.stack import Stack
+from tests.e2e.waiting import eventually
+from tests.integration.reporting_support import get, publish
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+TZ = "America/Los_Angeles"
+PERIOD = {"start": "2026-09-01", "end": "2026-10-31"}
+
+
+@pytest.fixture(scope="module")
+async def reporting(module_infra: Stack) -> AsyncIterator[Stack]:
+    stack = module_infra
+    data = generate(300, seed=5)
+    await stack._run_command("reporting", "migrate")
+    stack.start_service("reporting")
+    try:
+        await stack.wait_service_ready("reporting")
+        await publish(stack, data.events, data.duplicates)
+        await eventually(lambda: _inbox(stack), lambda n: n == len(data.events), timeout=120)
+        assert await _inbox(stack) == len(data.events)
+        yield stack
+    finally:
+        stack.stop_service("reporting")
+
+
+async def _inbox(stack: Stack) -> int:
+    conn = await asyncpg.connect(stack.postgres.dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM reporting.inbox"))
+    finally:
+        await conn.close()
+
+
+async def _loads(page: Page) -> int:
+    return int(await page.evaluate("Number(document.body.dataset.loaded || 0)"))
+
+
+async def _next_render(page: Page, after: int) -> None:
+    await page.wait_for_function(f"Number(document.body.dataset.loaded || 0) > {after}")
+
+
+async def _kpi(page: Page, name: str) -> str:
+    return (await page.locator(f'[data-kpi="{name}"]').inner_text()).strip()
+
+
+async def _table(page: Page) -> dict[str, list[int]]:
+    rows: dict[str, list[int]] = await page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('#breakdown-table tbody tr')]
+            .map(tr => [tr.dataset.segment, [...tr.querySelectorAll('td[data-stage]')]
+            .map(td => Number(td.firstChild.textContent.replace(/[^0-9]/g, '')))]))"""
+    )
+    return rows
+
+
+def _groups(body: dict[str, Any]) -> dict[str, list[int]]:
+    return {g["segment"]: [s["leads"] for s in g["steps"]] for g in body["groups"]}
+
+
+async def test_the_dashboard_shows_the_apis_numbers_follows_filters_and_refreshes_live(
+    reporting: Stack,
+) -> None:
+    stack = reporting
+    conversion = "/v1/funnels/digital-sales/conversion"
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            context = await browser.new_context(
+                timezone_id=TZ, viewport={"width": 1440, "height": 1180}, device_scale_factor=1
+            )
+            page = await context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            url = (
+                f"{stack.url('reporting')}/dashboard?start={PERIOD['start']}"
+                f"&end={PERIOD['end']}#key={stack.admin_api_key}"
+            )
+            await page.goto(url)
+            await _next_render(page, 0)
+
+            # The funnel: KPIs and the chart's bars are the API's numbers, in the browser's zone.
+            api = await get(stack, conversion, **PERIOD, tz=TZ)
+            steps = [s["leads"] for s in api["groups"][0]["steps"]]
+            assert await _kpi(page, "entered") == f"{steps[0]:,}"
+            assert await _kpi(page, "converted") == f"{steps[-1]:,}"
+            assert (
+                await _kpi(page, "conversion")
+                == f"{api['groups'][0]['overall_conversion'] * 100:.1f}%"
+            )
+            bars = await page.evaluate(
+                "echarts.getInstanceByDom(document.getElementById('funnel-chart'))"
+                ".getOption().series[0].data"
+            )
+            assert bars == steps
+            assert steps[0] > 250
+            snapshot = await get(stack, "/v1/funnels/digital-sales/snapshot")
+            assert await _kpi(page, "now") == f"{snapshot['total']:,}"
+            by_source = await get(stack, conversion, **PERIOD, tz=TZ, breakdown="source")
+            assert await _table(page) == _groups(by_source)
+            weekly = await get(stack, conversion, **PERIOD, tz=TZ, cohort="week")
+            drawn = await page.evaluate(
+                "echarts.getInstanceByDom(document.getElementById('time-chart'))"
+                ".getOption().series.map(s => s.data)"
+            )
+            assert drawn[0] == [g["steps"][0]["leads"] for g in weekly["groups"]]
+            assert drawn[3] == [g["steps"][3]["conversion_from_first"] for g in weekly["groups"]]
+            assert len(drawn[0]) == 9  # the weeks (from Monday) that 2026-09-01..10-31 touches
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "reporting-dashboard.png"), full_page=True)
+
+            # Filters: the breakdown, the attribution and the window change what is shown.
+            before = await _loads(page)
+            await page.select_option("#breakdown", "campaign")
+            await _next_render(page, before)
+            before = await _loads(page)
+            await page.select_option("#attribution", "last")
+            await _next_render(page, before)
+            by_campaign = await get(
+                stack, conversion, **PERIOD, tz=TZ, breakdown="campaign", attribution="last"
+            )
+            assert await _table(page) == _groups(by_campaign)
+            assert set(_groups(by_campaign)) != set(_groups(by_source))
+            before = await _loads(page)
+            await page.select_option("#window", "1")
+            await _next_render(page, before)
+            short = await get(stack, conversion, **PERIOD, tz=TZ, window_days=1)
+            short_steps = [s["leads"] for s in short["groups"][0]["steps"]]
+            assert short_steps != steps
+            assert await _kpi(page, "converted") == f"{short_steps[-1]:,}"
+
+            # Live: new leads show up without touching the page.
+            more = generate(40, seed=99)
+            total = await _inbox(stack) + len(more.events)
+            await publish(stack, more.events)
+            await eventually(lambda: _inbox(stack), lambda n: n == total, timeout=60)
+            assert await _inbox(stack) == total
+            expected = await get(stack, conversion, **PERIOD, tz=TZ, window_days=1)
+            assert expected["groups"][0]["steps"][0]["leads"] > short_steps[0] + 30
+            grown = f"{expected['groups'][0]['steps'][0]['leads']:,}"
+            await eventually(lambda: _kpi(page, "entered"), lambda text: text == grown, timeout=30)
+            assert await _kpi(page, "entered") == grown
+            assert errors == []
+        finally:
+            await browser.close()

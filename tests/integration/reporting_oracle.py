@@ -1,0 +1,184 @@
+"""The reporting numbers computed independently, by brute force over the raw event list.
+
+Shares no code with the service: it reads the events as published and answers the same
+questions the simplest way, lead by lead, so the exactness tests compare two implementations.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from funnel_contracts import (
+    ActivityRecorded,
+    EventData,
+    LeadCaptured,
+    LeadErased,
+    LeadUpdated,
+    StageChanged,
+)
+
+
+class Oracle:
+    def __init__(self, events: Sequence[EventData]) -> None:
+        erased = {e.lead_id for e in events if isinstance(e, LeadErased)}
+        self.events = [e for e in events if e.lead_id not in erased]
+        self.stages: dict[UUID, set[tuple[datetime, int, str]]] = defaultdict(set)
+        for e in self.events:
+            if isinstance(e, StageChanged):
+                self.stages[e.lead_id].add((e.changed_at, e.to_stage_position, e.to_stage))
+
+    def snapshot(self) -> dict[str, int]:
+        now = Counter(max(entries)[2] for entries in self.stages.values())
+        return dict(now)
+
+    def attribute(self, lead: UUID, breakdown: str, attribution: str) -> str:
+        captured = [e for e in self.events if isinstance(e, LeadCaptured) and e.lead_id == lead]
+        if attribution == "first":
+            if not captured:
+                return "(unknown)"
+            c = captured[0]
+            value = {"form": c.form_id, "landing_page": c.landing_page}.get(
+                breakdown, getattr(c.utm, breakdown, None)
+            )
+            return value or "(none)"
+        touches: list[tuple[datetime, str | None, str | None, Any]] = [
+            (c.captured_at, c.form_id, c.landing_page, c.utm) for c in captured
+        ] + [
+            (u.updated_at, u.form_id, u.landing_page, u.last_touch_utm)
+            for u in self.events
+            if isinstance(u, LeadUpdated) and u.lead_id == lead
+        ]
+        touches.sort(key=lambda t: t[0])
+        if breakdown in ("form", "landing_page"):
+            index = 1 if breakdown == "form" else 2
+            values = [t[index] for t in touches if t[index]]
+            return values[-1] if values else "(none)"
+        with_utm = [t for t in touches if t[3].source or t[3].medium or t[3].campaign]
+        if not with_utm:
+            return self.attribute(lead, breakdown, "first")
+        return getattr(with_utm[-1][3], breakdown) or "(none)"
+
+    def conversion(
+        self,
+        steps: Sequence[str],
+        start: date,
+        end: date,
+        tz: str,
+        window_days: int,
+        cohort: str = "none",
+        breakdown: str | None = None,
+        attribution: str = "first",
+    ) -> dict[tuple[str | None, str | None], list[int]]:
+        zone = ZoneInfo(tz)
+        lo = datetime.combine(start, time(0), tzinfo=zone)
+        hi = datetime.combine(end + timedelta(days=1), time(0), tzinfo=zone)
+        window = timedelta(days=window_days)
+        out: dict[tuple[str | None, str | None], list[int]] = {}
+        for lead, entries in self.stages.items():
+            firsts = sorted(at for at, _, stage in entries if stage == steps[0])
+            if not firsts or not lo <= firsts[0] < hi:
+                continue
+            t1 = firsts[0]
+            local = t1.astimezone(zone)
+            key_cohort = {
+                "none": None,
+                "day": local.strftime("%Y-%m-%d"),
+                "week": (local.date() - timedelta(days=local.weekday())).isoformat(),
+                "month": local.strftime("%Y-%m"),
+            }[cohort]
+            segment = None if breakdown is None else self.attribute(lead, breakdown, attribution)
+            counts = out.setdefault((key_cohort, segment), [0] * len(steps))
+            counts[0] += 1
+            for k, stage in enumerate(steps[1:], start=1):
+                later = sorted(at for at, _, s in entries if s == stage and at >= t1)
+                if later and later[0] - t1 <= window:
+                    counts[k] += 1
+        return out
+
+    def revenue(self) -> dict[str, tuple[Decimal, int, int]]:
+        """Per currency: net revenue, orders (one per order id), customers."""
+        orders: dict[tuple[UUID, str], ActivityRecorded] = {}
+        refunds: list[ActivityRecorded] = []
+        for e in self.events:
+            if not isinstance(e, ActivityRecorded):
+                continue
+            if e.activity_type == "purchase_completed":
+                orders[(e.lead_id, e.order_id or str(e.activity_id))] = e
+            elif e.activity_type == "subscription_renewed":
+                orders[(e.lead_id, str(e.activity_id))] = e
+            elif e.activity_type == "refund_issued":
+                refunds.append(e)
+        totals: dict[str, list[Any]] = defaultdict(lambda: [Decimal(0), 0, set()])
+        for o in orders.values():
+            t = totals[o.currency or "XXX"]
+            t[0] += o.amount or 0
+            t[1] += 1
+            t[2].add(o.lead_id)
+        for r in refunds:
+            totals[r.currency or "XXX"][0] -= r.amount or 0
+        return {c: (t[0], t[1], len(t[2])) for c, t in totals.items()}
+
+
+def as_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+def stays_by_stage(oracle: Oracle, lo: datetime, hi: datetime) -> dict[str, list[timedelta]]:
+    """Completed stays (entry to the next different stage) begun in [lo, hi), per stage."""
+    out: dict[str, list[timedelta]] = defaultdict(list)
+    for entries in oracle.stages.values():
+        ordered = sorted(entries)
+        start = ordered[0]
+        for entry in ordered[1:]:
+            if entry[2] != start[2]:
+                if lo <= start[0] < hi:
+                    out[start[2]].append(entry[0] - start[0])
+                start = entry
+    return out
+
+
+def bucket_percentile(durations: list[timedelta], fraction: float) -> int | None:
+    """Nearest rank, reported as the upper edge of its bucket (hours: hourly to 48, then
+    whole days to 90 days; None beyond)."""
+    import math
+
+    ranked = sorted(durations)
+    value = ranked[max(math.ceil(fraction * len(ranked)) - 1, 0)]
+    hours = math.ceil(value.total_seconds() / 3600)
+    if hours <= 48:
+        return hours
+    return math.ceil(hours / 24) * 24 if hours <= 90 * 24 else None
+
+
+def interactions_before_first_order(oracle: Oracle, lo: datetime, hi: datetime) -> list[int]:
+    """Per buyer whose first order is in [lo, hi): the interactions strictly before it."""
+    from funnel_contracts import TouchClicked, TouchOpened
+
+    orders: dict[UUID, list[datetime]] = defaultdict(list)
+    moments: dict[UUID, dict[str, datetime]] = defaultdict(dict)
+    for e in oracle.events:
+        if isinstance(e, ActivityRecorded):
+            if e.activity_type in ("purchase_completed", "subscription_renewed"):
+                orders[e.lead_id].append(e.occurred_at)
+            elif e.activity_type != "refund_issued":
+                moments[e.lead_id][f"a{e.activity_id}"] = e.occurred_at
+        elif isinstance(e, LeadCaptured):
+            moments[e.lead_id][f"s{e.submission_id}"] = e.captured_at
+        elif isinstance(e, LeadUpdated) and e.submission_id:
+            moments[e.lead_id][f"s{e.submission_id}"] = e.updated_at
+        elif isinstance(e, TouchOpened):
+            moments[e.lead_id][f"o{e.touch_id}"] = e.opened_at
+        elif isinstance(e, TouchClicked):
+            moments[e.lead_id][f"c{e.touch_id}{e.url}"] = e.clicked_at
+    out = []
+    for lead, times in orders.items():
+        first = min(times)
+        if lo <= first < hi:
+            out.append(sum(1 for at in moments[lead].values() if at < first))
+    return out

@@ -1,0 +1,199 @@
+"""The reporting API against an independent brute-force computation over the raw events,
+for a generated data set with drop-offs, late events, duplicates, re-entries, renewals and
+the named edge cases, consumed from the real topics by the real service."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import asyncpg
+import pytest
+
+from bench.reporting_dataset import STAGES, Dataset, generate
+from funnel_devstack.stack import Stack
+from tests.integration.kit_support import eventually
+from tests.integration.reporting_oracle import (
+    Oracle,
+    bucket_percentile,
+    interactions_before_first_order,
+    stays_by_stage,
+)
+from tests.integration.reporting_support import counts_by_group, get, publish
+
+pytestmark = pytest.mark.integration
+
+START, END = date(2026, 9, 1), date(2026, 10, 31)
+
+
+@pytest.fixture(scope="module")
+async def loaded(module_infra: Stack) -> AsyncIterator[tuple[Stack, Dataset, Oracle]]:
+    stack = module_infra
+    data = generate(400, seed=11)
+    await stack._run_command("reporting", "migrate")
+    stack.start_service("reporting")
+    try:
+        await stack.wait_service_ready("reporting")
+        await publish(stack, data.events, data.duplicates)
+        oracle = Oracle(data.events)
+        expected = sum(oracle.snapshot().values())
+
+        async def total() -> int:
+            return int((await get(stack, "/v1/funnels/digital-sales/snapshot"))["total"])
+
+        await eventually(total, lambda n: n == expected, timeout=120, what="every lead")
+        # Every record consumed (the later topics too), so the numbers are final.
+        await eventually(
+            lambda: get(stack, "/v1/funnels/digital-sales/revenue"),
+            lambda body: _revenue(body) == oracle.revenue(),
+            timeout=60,
+            what="revenue",
+        )
+        yield stack, data, oracle
+    finally:
+        stack.stop_service("reporting")
+
+
+def _revenue(body: dict[str, object]) -> dict[str, tuple[Decimal, int, int]]:
+    segments = body["segments"]
+    assert isinstance(segments, list)
+    return {s["currency"]: (Decimal(s["revenue"]), s["orders"], s["customers"]) for s in segments}
+
+
+async def test_the_snapshot_counts_each_lead_in_its_latest_stage(loaded) -> None:  # type: ignore[no-untyped-def]
+    stack, _, oracle = loaded
+    body = await get(stack, "/v1/funnels/digital-sales/snapshot")
+    assert {s["stage"]: s["leads"] for s in body["stages"]} == oracle.snapshot()
+    assert [s["stage"] for s in body["stages"]] == [s for s in STAGES if s in oracle.snapshot()]
+    conn = await asyncpg.connect(stack.postgres.dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT stage, count(*) AS n FROM reporting.lead_current_stage GROUP BY 1"
+        )
+    finally:
+        await conn.close()
+    assert {r["stage"]: r["n"] for r in rows} == oracle.snapshot()
+
+
+@pytest.mark.parametrize(
+    ("tz", "window", "cohort", "breakdown", "attribution"),
+    [
+        ("UTC", 14, "none", None, "first"),
+        ("America/Los_Angeles", 14, "day", None, "first"),
+        ("Europe/Stockholm", 7, "week", "source", "first"),
+        ("UTC", 30, "month", "campaign", "last"),
+        ("Asia/Tokyo", 1, "none", "landing_page", "last"),
+        ("UTC", 90, "none", "form", "first"),
+    ],
+)
+async def test_conversion_equals_the_brute_force_count(  # type: ignore[no-untyped-def]
+    loaded, tz, window, cohort, breakdown, attribution
+) -> None:
+    stack, _, oracle = loaded
+    params = {
+        "start": str(START),
+        "end": str(END),
+        "tz": tz,
+        "window_days": window,
+        "cohort": cohort,
+        "attribution": attribution,
+    }
+    if breakdown:
+        params["breakdown"] = breakdown
+    body = await get(stack, "/v1/funnels/digital-sales/conversion", **params)
+    expected = oracle.conversion(STAGES, START, END, tz, window, cohort, breakdown, attribution)
+    assert counts_by_group(body) == expected
+    assert sum(g["steps"][0]["leads"] for g in body["groups"]) > 400
+
+
+async def test_chosen_steps_and_a_short_period_in_los_angeles(loaded) -> None:  # type: ignore[no-untyped-def]
+    stack, data, oracle = loaded
+    steps = ["awareness", "action"]
+    for day in (date(2026, 9, 19), date(2026, 9, 20)):
+        body = await get(
+            stack,
+            "/v1/funnels/digital-sales/conversion",
+            start=str(day),
+            end=str(day),
+            tz="America/Los_Angeles",
+            steps=",".join(steps),
+        )
+        expected = oracle.conversion(steps, day, day, "America/Los_Angeles", 14)
+        assert counts_by_group(body) == expected
+    # The lead captured at 00:30 UTC on the 20th belongs to the 19th in Los Angeles.
+    night = Oracle([e for e in data.events if e.lead_id == data.edge["night"]])
+    la = {
+        str(d): night.conversion(steps, d, d, "America/Los_Angeles", 14)
+        for d in (19, 20)
+        for d in [date(2026, 9, d)]
+    }
+    assert la == {"2026-09-19": {(None, None): [1, 0]}, "2026-09-20": {}}
+
+
+async def test_the_window_edge_is_inside_and_one_microsecond_later_is_not(loaded) -> None:  # type: ignore[no-untyped-def]
+    stack, data, oracle = loaded
+    day = date(2026, 9, 11)
+    body = await get(
+        stack,
+        "/v1/funnels/digital-sales/conversion",
+        start=str(day),
+        end=str(day),
+        steps="awareness,interest",
+        window_days=14,
+    )
+    expected = oracle.conversion(["awareness", "interest"], day, day, "UTC", 14)
+    assert counts_by_group(body) == expected
+    # Among that day's leads: the edge lead converts, the one a microsecond later does not,
+    # the lead that was in interest before awareness does not, the one that converted
+    # twice counts once.
+    edge_day = {data.edge[name] for name in ("edge", "past_edge", "before_first")}
+    only_edge = Oracle([e for e in data.events if e.lead_id in edge_day])
+    assert only_edge.conversion(["awareness", "interest"], day, day, "UTC", 14) == {
+        (None, None): [3, 1]
+    }
+
+
+async def test_every_report_answers_in_csv_with_the_same_numbers(loaded) -> None:  # type: ignore[no-untyped-def]
+    stack, _, oracle = loaded
+    csv_text = await get(
+        stack, "/v1/funnels/digital-sales/conversion", start=str(START), end=str(END), format="csv"
+    )
+    lines = csv_text.strip().splitlines()
+    assert lines[0].startswith("cohort,segment,step,stage,leads")
+    expected = oracle.conversion(STAGES, START, END, "UTC", 14)[(None, None)]
+    assert [int(line.split(",")[4]) for line in lines[1:]] == expected
+    for path in (
+        "snapshot",
+        "conversion-over-time",
+        "time-in-stage",
+        "interactions-before-purchase",
+        "touch-effectiveness",
+        "revenue",
+    ):
+        text = await get(stack, f"/v1/funnels/digital-sales/{path}", format="csv")
+        assert len(text.strip().splitlines()) >= 2, path
+
+
+async def test_time_in_stage_and_interactions_equal_the_brute_force_figures(loaded) -> None:  # type: ignore[no-untyped-def]
+    stack, _, oracle = loaded
+    lo, hi = datetime(2026, 9, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
+    body = await get(
+        stack, "/v1/funnels/digital-sales/time-in-stage", start=str(START), end=str(END)
+    )
+    stays = stays_by_stage(oracle, lo, hi)
+    assert {s["stage"]: s["stays"] for s in body["stages"]} == {k: len(v) for k, v in stays.items()}
+    for s in body["stages"]:
+        assert s["median_hours"] == bucket_percentile(stays[s["stage"]], 0.5), s
+        assert s["p90_hours"] == bucket_percentile(stays[s["stage"]], 0.9), s
+    counts = interactions_before_first_order(oracle, lo, hi)
+    body = await get(
+        stack,
+        "/v1/funnels/digital-sales/interactions-before-purchase",
+        start=str(START),
+        end=str(END),
+    )
+    assert body["buyers"] == len(counts) > 10
+    assert body["average"] == round(sum(counts) / len(counts), 2)
+    assert {h["interactions"]: h["buyers"] for h in body["histogram"]} == dict(Counter(counts))
