@@ -33,5 +33,18 @@ if [[ ! -f $stamp || "$(cat "$stamp")" != "$wanted" ]]; then
   echo "$wanted" > "$stamp"
 fi
 
+# kustomize (renders deploy/k8s for tests/deploy): built once from the Go module proxy, cached.
+KUSTOMIZE_VERSION=v5.8.1
+cache="${FUNNEL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/funnel}"
+kustomize_dir="$cache/kustomize-$KUSTOMIZE_VERSION"
+if [[ ! -x $kustomize_dir/kustomize ]]; then
+  command -v go >/dev/null 2>&1 || { echo "bootstrap: Go is needed to build kustomize" >&2; exit 1; }
+  echo "bootstrap: building kustomize $KUSTOMIZE_VERSION"
+  mkdir -p "$kustomize_dir"
+  GOTOOLCHAIN=local GOBIN="$kustomize_dir" GOFLAGS=-mod=mod \
+    go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+fi
+ln -sf "$kustomize_dir/kustomize" .venv/bin/kustomize
+
 .venv/bin/python -c "from funnel_devstack.kafka import default_cache_dir, ensure_kafka_jars as e; e(default_cache_dir())"
 echo "bootstrap: ready"

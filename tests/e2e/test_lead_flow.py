@@ -240,3 +240,48 @@ async def _read_topic(stack: Stack, topic: str, until, timeout: float = 60):  # 
     finally:
         await consumer.stop()
     return records
+
+
+async def test_every_service_exposes_its_operational_metrics(client: StackClient) -> None:
+    """Runs after the flows above: the counters must reflect them, not merely exist."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+        found: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                found.setdefault(s.name, []).append((s.labels, s.value))
+        return found
+
+    scraped = {}
+    for service in ("lead-intake", "stage-tracker", "notifier", "reporting"):
+        response = await client.get(service, "/metrics")
+        assert response.status_code == 200
+        scraped[service] = samples(response.text)
+
+    intake = scraped["lead-intake"]
+    posts = [
+        v
+        for labels, v in intake["funnel_http_requests_total"]
+        if labels["route"] == "/v1/forms/{form_id}/submissions" and labels["status"] == "202"
+    ]
+    assert posts
+    assert posts[0] >= 200
+    assert "funnel_http_request_duration_seconds_bucket" in intake
+    assert sum(v for _, v in intake["funnel_outbox_published_total"]) >= 150
+    for service in ("lead-intake", "stage-tracker", "notifier"):
+        assert "funnel_outbox_backlog" in scraped[service]
+        assert "funnel_outbox_oldest_age_seconds" in scraped[service]
+    tracker = scraped["stage-tracker"]
+    lag_topics = {labels["topic"] for labels, _ in tracker["funnel_consumer_lag"]}
+    assert "funnel.lead-events" in lag_topics
+    dead = {labels["topic"]: v for labels, v in tracker["funnel_dead_letters_total"]}
+    assert dead.get("funnel.lead-events", 0) >= 2  # the poison test's two records
+    touches = scraped["notifier"]["funnel_notifier_touches_total"]
+    sent = [
+        v
+        for labels, v in touches
+        if labels["channel"] == "email" and labels["outcome"] == "sent"
+    ]
+    assert sent, touches
+    assert sent[0] == await client.mail_count()  # one per email the mailbox holds

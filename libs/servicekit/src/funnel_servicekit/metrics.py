@@ -22,8 +22,3 @@ DEAD_LETTERS = Counter(
 CONSUMER_LAG = Gauge(
     "funnel_consumer_lag", "Records behind the partition end", ["topic", "partition"]
 )
-TOUCHES = Counter(
-    "funnel_touches_total",
-    "Touches by channel (email, webhook, task) and outcome (sent, failed, suppressed)",
-    ["channel", "outcome"],
-)
