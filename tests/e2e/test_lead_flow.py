@@ -279,9 +279,7 @@ async def test_every_service_exposes_its_operational_metrics(client: StackClient
     assert dead.get("funnel.lead-events", 0) >= 2  # the poison test's two records
     touches = scraped["notifier"]["funnel_notifier_touches_total"]
     sent = [
-        v
-        for labels, v in touches
-        if labels["channel"] == "email" and labels["outcome"] == "sent"
+        v for labels, v in touches if labels["channel"] == "email" and labels["outcome"] == "sent"
     ]
     assert sent, touches
     assert sent[0] == await client.mail_count()  # one per email the mailbox holds
