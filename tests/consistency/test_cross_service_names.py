@@ -1,0 +1,16 @@
+"""Names one service relies on that another defines: a rename on one side fails here first."""
+
+from notifier.catalog import default_playbooks
+from stage_tracker.default_funnels import default_funnels
+
+
+def test_every_stage_a_shipped_playbook_waits_for_exists_in_a_default_funnel() -> None:
+    stages = {name for funnel in default_funnels().values() for name in funnel.stage_names}
+    for playbook_id, playbook in default_playbooks().items():
+        wanted = set(getattr(playbook.trigger, "stages", ()))
+        assert wanted <= stages, f"{playbook_id} waits for unknown stages {wanted - stages}"
+
+
+def test_every_activity_a_shipped_playbook_names_is_one_intake_emits() -> None:
+    for playbook_id, playbook in default_playbooks().items():
+        assert playbook.unknown_activity_types() == [], playbook_id
