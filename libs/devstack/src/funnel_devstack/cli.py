@@ -61,8 +61,31 @@ async def _up(stack: Stack, demo: int) -> None:
             f"  posted {result.posted}, accepted {result.accepted}, "
             f"{result.unique_people} distinct people"
         )
-        print(f"  snapshot after {result.seconds_to_visible:.1f}s: {json.dumps(result.snapshot)}")
-        print(f"  welcome emails in {stack.mail_dir}: {len(list(stack.mail_dir.glob('*.eml')))}")
+        print(f"  every lead visible in the snapshot after {result.seconds_to_visible:.1f}s")
+        print(f"  then {result.activities} activities (page views, pricing, purchases); now:")
+        for stage in result.snapshot.get("stages", []):
+            print(f"    {stage['stage']:<12} {stage['leads']:>5}")
+        mails = await _settled_mail_count(stack.mail_dir, result.unique_people)
+        print(f"  {mails} emails in {stack.mail_dir}: the welcomes (marketing touches wait")
+        print("  for consent, which the demo form does not ask for)")
+        print(
+            f"\nLook at the dashboard: {stack.url('reporting')}/dashboard#key={stack.admin_api_key}"
+        )
+
+
+async def _settled_mail_count(mail_dir: Path, at_least: int, timeout: float = 30) -> int:
+    """Wait (bounded) for the welcome emails to land, so the count printed is the real one."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+
+    def count() -> int:
+        return len(list(mail_dir.glob("*.eml")))
+
+    found = await asyncio.to_thread(count)
+    while found < at_least and loop.time() < deadline:
+        await asyncio.sleep(0.5)
+        found = await asyncio.to_thread(count)
+    return found
 
 
 def cmd_up(args: argparse.Namespace) -> int:
