@@ -7,6 +7,7 @@ temporary folders on free ports, so tests never touch a developer's running stac
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -33,6 +34,7 @@ async def infra() -> AsyncIterator[Stack]:
         yield stack
     finally:
         stack.down()
+        shutil.rmtree(stack.root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -64,6 +66,7 @@ async def module_infra() -> AsyncIterator[Stack]:
         yield stack
     finally:
         stack.down()
+        shutil.rmtree(stack.root, ignore_errors=True)
 
 
 async def start_stack(name: str, **service_env: str) -> Stack:
@@ -77,6 +80,7 @@ async def start_stack(name: str, **service_env: str) -> Stack:
     except BaseException:
         _keep_logs(stack, name)
         stack.down()
+        shutil.rmtree(stack.root, ignore_errors=True)
         raise
     return stack
 
@@ -92,6 +96,7 @@ def _keep_logs(stack: Stack, name: str) -> None:
 def stop_stack(stack: Stack, name: str) -> None:
     _keep_logs(stack, name)
     stack.down()
+    shutil.rmtree(stack.root, ignore_errors=True)  # the logs were kept in tests/artifacts
 
 
 def pytest_configure(config: pytest.Config) -> None:
