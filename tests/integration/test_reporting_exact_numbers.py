@@ -13,8 +13,9 @@ import asyncpg
 import pytest
 
 from bench.reporting_dataset import STAGES, Dataset, generate
+from funnel_contracts.topics import ALL_TOPICS
 from funnel_devstack.stack import Stack
-from tests.integration.kit_support import eventually
+from tests.integration.kit_support import end_offsets, eventually, kafka_admin
 from tests.integration.reporting_oracle import (
     Oracle,
     bucket_percentile,
@@ -51,9 +52,28 @@ async def loaded(module_infra: Stack) -> AsyncIterator[tuple[Stack, Dataset, Ora
             timeout=60,
             what="revenue",
         )
+        # Topics are consumed independently: attribution (lead events) may trail the stage and
+        # activity events, so wait until the group has committed the end of every topic.
+        await eventually(
+            lambda: _consumed_everything(stack.kafka_bootstrap),
+            lambda done: done,
+            timeout=60,
+            what="every topic consumed by reporting",
+        )
         yield stack, data, oracle
     finally:
         stack.stop_service("reporting")
+
+
+async def _consumed_everything(bootstrap: str) -> bool:
+    async with kafka_admin(bootstrap) as admin:
+        offsets = await admin.list_consumer_group_offsets("reporting")
+    committed = {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
+    for topic in ALL_TOPICS:
+        for partition, end in (await end_offsets(bootstrap, topic)).items():
+            if end > 0 and committed.get((topic, partition), -1) < end:
+                return False
+    return True
 
 
 def _revenue(body: dict[str, object]) -> dict[str, tuple[Decimal, int, int]]:
