@@ -19,6 +19,7 @@ from stage_tracker import store
 from stage_tracker.funnel_registry import FunnelRegistry
 from stage_tracker.lead_updates import save_outcome
 from stage_tracker.machine import on_timer
+from stage_tracker.settings import TrackerSettings
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +83,12 @@ class StallTimers:
 
 def stall_timer_worker(runtime: ServiceRuntime, registry: FunnelRegistry) -> Worker:
     settings = runtime.settings
+    assert isinstance(settings, TrackerSettings)
     timers = StallTimers(
         runtime.pool,
         registry,
         schema=settings.db_schema,
         source=settings.service_name,
-        poll_seconds=getattr(settings, "stall_timer_poll_seconds", 30.0),
+        poll_seconds=settings.stall_timer_poll_seconds,
     )
     return Worker("stall-timers", timers.run, timers.stop)
