@@ -254,6 +254,36 @@ async def test_poison_records_are_dead_lettered_and_the_partition_moves_on(
     assert await db.count("inbox") == 2  # poison never reaches the inbox
 
 
+async def test_a_type_no_contract_knows_is_poison_and_a_known_unhandled_one_is_skipped(
+    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str
+) -> None:
+    lead = uuid.uuid4()
+    first, last = event(lead, 0), event(lead, 1)
+    data = {"lead_id": str(lead)}
+    not_ours = Envelope(type="funnel.touch.sent.v1", source=SOURCE, subject=str(lead), data=data)
+    unknown = Envelope(
+        type="funnel.stage.teleported.v1", source=SOURCE, subject=str(lead), data=data
+    )
+    await produce(
+        infra.kafka_bootstrap, topic, [wire(first), wire(not_ours), wire(unknown), wire(last)]
+    )
+    group = unique("it-group")
+    handler = Handler()
+    async with running(make_consumer(infra, db, producer, topic, group, handler)):
+        await wait_all_committed(infra, topic, group)
+        await eventually(
+            lambda: record_count(infra.kafka_bootstrap, dead_letter_topic(topic)),
+            lambda n: n >= 1,
+            what="one dead letter",
+        )
+    assert handler.calls == [first.id, last.id]
+    [dead] = await read_all(infra.kafka_bootstrap, dead_letter_topic(topic))
+    headers = dict(dead.headers)
+    assert headers["dlq_error"] == b"SchemaError: unknown event type 'funnel.stage.teleported.v1'"
+    assert headers["dlq_offset"] == b"2"
+    assert await db.count("inbox") == 2
+
+
 async def test_transient_errors_are_retried_in_place_and_never_dead_lettered(
     infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str
 ) -> None:

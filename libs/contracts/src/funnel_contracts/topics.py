@@ -6,8 +6,13 @@ LEAD_EVENTS: Final = "funnel.lead-events"
 ACTIVITY_EVENTS: Final = "funnel.activity-events"
 STAGE_EVENTS: Final = "funnel.stage-events"
 TOUCH_EVENTS: Final = "funnel.touch-events"
+# stage-tracker's own input log: moves by people and by the stall timer, so that a replay of
+# the topics rebuilds them too. Only stage-tracker reads it.
+STAGE_COMMANDS: Final = "funnel.stage-commands"
 
 ALL_TOPICS: Final = (LEAD_EVENTS, ACTIVITY_EVENTS, STAGE_EVENTS, TOUCH_EVENTS)
+# Topics one service writes for itself; not part of the events every consumer may read.
+COMMAND_TOPICS: Final = (STAGE_COMMANDS,)
 
 DEAD_LETTER_SUFFIX: Final = ".dlq"
 
@@ -19,4 +24,6 @@ def dead_letter_topic(topic: str) -> str:
 
 def all_topics_with_dead_letters() -> list[str]:
     """Every topic the platform needs, dead-letter topics included."""
-    return [t for topic in ALL_TOPICS for t in (topic, dead_letter_topic(topic))]
+    return [
+        t for topic in (*ALL_TOPICS, *COMMAND_TOPICS) for t in (topic, dead_letter_topic(topic))
+    ]

@@ -13,7 +13,16 @@ from fastapi import Request
 from funnel_servicekit.problems import Problem
 
 ALL_SCOPES = frozenset(
-    {"leads:read", "leads:write", "forms:admin", "funnels:admin", "reports:read", "touches:admin"}
+    {
+        "leads:read",
+        "leads:write",
+        "forms:admin",
+        "funnels:admin",
+        "reports:read",
+        "touches:admin",
+        # Reads a person's data key (lead-intake): only the services that must reach people.
+        "pii:decrypt",
+    }
 )
 
 

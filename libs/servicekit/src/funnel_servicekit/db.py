@@ -14,15 +14,30 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """No reset query: asyncpg still rolls back an open transaction and drops listeners."""
+
+
 async def create_pool(
-    dsn: str, schema: str, *, min_size: int = 2, max_size: int = 10
+    dsn: str,
+    schema: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    reset_on_release: bool = True,
 ) -> asyncpg.Pool:
-    """A pool whose connections see the service's own schema first."""
+    """A pool whose connections see the service's own schema first.
+
+    `reset_on_release=False` skips asyncpg's reset query (RESET ALL, UNLISTEN *, advisory
+    unlock, CLOSE ALL) on every release, a round trip per use; only for code that never
+    sets session state on pooled connections (transaction-level locks and settings are fine).
+    """
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        reset=None if reset_on_release else _keep_session,
         server_settings={"search_path": f"{schema},public", "application_name": schema},
         command_timeout=30,
     )

@@ -7,13 +7,20 @@ nothing. Offsets are committed to Kafka only after the database commit. Transien
 (database or broker down) are retried in place, never skipped; a handler that keeps failing
 on the same event is retried a bounded number of times, then the record goes to the
 dead-letter topic with the error in its headers.
+
+A service may also pass a `batch_handler`: the fresh events of a partition's batch at once
+(inbox rows written in one statement), so that it can load and write its state set-based. If
+the batch holds a poison record or the batch handler fails, the batch is rolled back to its
+savepoint and processed record by record as above, so dead letters work exactly the same.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -22,6 +29,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from opentelemetry import trace
 
 from funnel_contracts import DecodeError, Envelope, EventData, SchemaError, decode, parse_event
+from funnel_contracts.events import EVENT_MODELS
 from funnel_contracts.topics import dead_letter_topic
 from funnel_servicekit import metrics
 from funnel_servicekit.telemetry import context_from_headers
@@ -29,6 +37,40 @@ from funnel_servicekit.telemetry import context_from_headers
 log = logging.getLogger(__name__)
 
 Handler = Callable[[asyncpg.Connection, Envelope, EventData], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One fresh event of a batch (its inbox row written in this transaction)."""
+
+    topic: str
+    envelope: Envelope
+    event: EventData
+
+
+BatchHandler = Callable[[asyncpg.Connection, Sequence[Delivery]], Awaitable[None]]
+_tracer = trace.get_tracer(__name__)
+
+
+@contextlib.contextmanager
+def consume_span(topic: str, envelope: Envelope) -> Iterator[trace.Span]:
+    """The consumer span of one event, child of its producer's (through the trace headers).
+
+    A batch handler opens it around each event's work, so that what it enqueues for that
+    event carries that event's trace.
+    """
+    with _tracer.start_as_current_span(
+        f"consume {envelope.type}",
+        context=context_from_headers(envelope.trace),
+        kind=trace.SpanKind.CONSUMER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.destination.name": topic,
+            "messaging.message.id": envelope.id,
+        },
+    ) as span:
+        yield span
+
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -74,12 +116,15 @@ class InboxConsumer:
         handler: Handler,
         handled_types: Collection[str],
         max_attempts: int = 3,
+        batch_handler: BatchHandler | None = None,
+        max_poll_records: int = 200,
     ) -> None:
         self.pool = pool
         self.producer = producer
         self.group_id = group_id
         self.topics = list(topics)
         self.handler = handler
+        self.batch_handler = batch_handler
         self.handled_types = set(handled_types)
         self.max_attempts = max_attempts
         self.consumer = AIOKafkaConsumer(
@@ -90,7 +135,8 @@ class InboxConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
-            max_poll_records=200,
+            # Across all assigned partitions: a batch handler gains from larger fetches.
+            max_poll_records=max_poll_records,
         )
         self._stopping = asyncio.Event()
         self._tracer = trace.get_tracer(__name__)
@@ -137,8 +183,9 @@ class InboxConsumer:
         while True:
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
-                    for record in records:
-                        await self._process(conn, record)
+                    if not await self._process_batch(conn, records):
+                        for record in records:
+                            await self._process(conn, record)
                 break
             except Exception as exc:
                 if not is_transient(exc) or self._stopping.is_set():
@@ -149,6 +196,62 @@ class InboxConsumer:
         self._dead_lettered.clear()
         last: int = records[-1].offset
         return last
+
+    async def _process_batch(
+        self, conn: asyncpg.Connection, records: list[ConsumerRecord[Any, Any]]
+    ) -> bool:
+        """The batch through `batch_handler` at once; False: go record by record instead."""
+        if self.batch_handler is None:
+            return False
+        decoded: list[tuple[ConsumerRecord[Any, Any], Envelope, EventData | None]] = []
+        for record in records:
+            try:
+                envelope = decode(record.key, record.value, list(record.headers or []))
+                handled = envelope.type in self.handled_types
+                if not handled and envelope.type not in EVENT_MODELS:
+                    return False  # a type no contract knows is poison too
+                event = parse_event(envelope.type, envelope.data) if handled else None
+            except (DecodeError, SchemaError):
+                return False  # poison: the record-by-record path dead-letters it
+            decoded.append((record, envelope, event))
+        wanted = [(r, e, ev) for r, e, ev in decoded if ev is not None]
+        outcomes: list[tuple[str, str, str]] = []
+        try:
+            async with conn.transaction():  # a savepoint: a failed batch leaves no trace
+                fresh = {
+                    (row["source"], row["event_id"])
+                    for row in await conn.fetch(
+                        "INSERT INTO inbox (source, event_id, event_type)"
+                        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[])"
+                        " ON CONFLICT DO NOTHING RETURNING source, event_id",
+                        [e.source for _, e, _ in wanted],
+                        [e.id for _, e, _ in wanted],
+                        [e.type for _, e, _ in wanted],
+                    )
+                }
+                deliveries: list[Delivery] = []
+                for record, envelope, event in wanted:
+                    assert event is not None
+                    key = (envelope.source, envelope.id)
+                    if key in fresh:
+                        fresh.discard(key)  # a second copy within the batch is a duplicate
+                        deliveries.append(Delivery(record.topic, envelope, event))
+                        outcomes.append((record.topic, envelope.type, "processed"))
+                    else:
+                        outcomes.append((record.topic, envelope.type, "duplicate"))
+                if deliveries:
+                    await self.batch_handler(conn, deliveries)
+        except Exception as exc:
+            if is_transient(exc):
+                raise  # the batch is retried as a whole
+            log.warning("batch handler failed; record by record", extra={"error": repr(exc)})
+            return False
+        for record, envelope, event in decoded:
+            if event is None:
+                metrics.EVENTS_CONSUMED.labels(record.topic, envelope.type, "ignored").inc()
+        for topic, event_type, outcome in outcomes:
+            metrics.EVENTS_CONSUMED.labels(topic, event_type, outcome).inc()
+        return True
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
         while True:
@@ -168,6 +271,9 @@ class InboxConsumer:
         try:
             envelope = decode(record.key, record.value, list(record.headers or []))
             if envelope.type not in self.handled_types:
+                if envelope.type not in EVENT_MODELS:
+                    # No contract knows it: a producer's bug, not an event meant for others.
+                    raise SchemaError(f"unknown event type {envelope.type[:200]!r}")
                 metrics.EVENTS_CONSUMED.labels(record.topic, envelope.type, "ignored").inc()
                 return
             event = parse_event(envelope.type, envelope.data)

@@ -12,13 +12,15 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
 
-from funnel_contracts import Envelope, EventData, encode
+from funnel_contracts import Envelope, EventData, KafkaRecord, encode
 from funnel_servicekit import metrics
 from funnel_servicekit.db import connect
 from funnel_servicekit.telemetry import current_trace_headers
@@ -58,16 +60,69 @@ async def enqueue(
     ):
         envelope = Envelope(**{**envelope.__dict__, "trace": current_trace_headers()})
     record = encode(envelope)
+    # One round trip: the row and the relay's wake-up (delivered at commit, like NOTIFY).
     await conn.execute(
-        "INSERT INTO outbox (topic, key, value, headers, event_type) VALUES ($1, $2, $3, $4, $5)",
+        """WITH row AS (
+               INSERT INTO outbox (topic, key, value, headers, event_type)
+               VALUES ($1, $2, $3, $4, $5) RETURNING 1)
+           SELECT pg_notify($6, '') FROM row""",
         topic or event.topic,
         record.key,
         record.value,
         [[k, v.decode()] for k, v in record.headers],
         envelope.type,
+        _channel(schema),
+    )
+    return envelope
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    """An event encoded for the outbox (its trace taken when it was made), not yet written."""
+
+    topic: str
+    envelope: Envelope
+    record: KafkaRecord
+
+
+def outbox_record(
+    event: EventData, *, source: str, event_id: str | None = None, topic: str | None = None
+) -> OutboxRecord:
+    """`enqueue` without the write: encode now, in the current span; `enqueue_many` writes."""
+    envelope = Envelope.of(event, source=source, event_id=event_id)
+    with _tracer.start_as_current_span(
+        f"outbox {envelope.type}",
+        kind=trace.SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.destination.name": topic or event.topic,
+            "messaging.message.id": envelope.id,
+        },
+    ):
+        envelope = Envelope(**{**envelope.__dict__, "trace": current_trace_headers()})
+    return OutboxRecord(topic or event.topic, envelope, encode(envelope))
+
+
+async def enqueue_many(
+    conn: asyncpg.Connection, schema: str, records: Sequence[OutboxRecord]
+) -> None:
+    """Write encoded events to the outbox in the caller's transaction, in order; one NOTIFY."""
+    if not records:
+        return
+    await conn.executemany(
+        "INSERT INTO outbox (topic, key, value, headers, event_type) VALUES ($1, $2, $3, $4, $5)",
+        [
+            (
+                r.topic,
+                r.record.key,
+                r.record.value,
+                [[k, v.decode()] for k, v in r.record.headers],
+                r.envelope.type,
+            )
+            for r in records
+        ],
     )
     await conn.execute(f"NOTIFY {_channel(schema)}")
-    return envelope
 
 
 class OutboxRelay:

@@ -28,6 +28,7 @@ from funnel_servicekit.auth import ApiKeyAuth, KeyLookup, Principal
 from funnel_servicekit.db import create_pool
 from funnel_servicekit.http_metrics import HttpMetricsMiddleware
 from funnel_servicekit.kafka import create_producer
+from funnel_servicekit.load_shedding import LoadSheddingMiddleware
 from funnel_servicekit.outbox import OutboxRelay
 from funnel_servicekit.problems import install_problem_handlers
 from funnel_servicekit.settings import ServiceSettings
@@ -120,6 +121,7 @@ def create_service_app(
                 settings.db_schema,
                 min_size=settings.db_pool_min_size,
                 max_size=settings.db_pool_max_size,
+                reset_on_release=settings.db_pool_reset_on_release,
             ),
         )
         runtime.producer = create_producer(settings.kafka_bootstrap_servers, settings.service_name)
@@ -164,6 +166,9 @@ def create_service_app(
     FastAPIInstrumentor.instrument_app(
         app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]
     )
+    if settings.http_max_in_flight:
+        # Before routing and the body: a refused request costs little (it still gets a span).
+        app.add_middleware(LoadSheddingMiddleware, max_in_flight=settings.http_max_in_flight)
     return app
 
 

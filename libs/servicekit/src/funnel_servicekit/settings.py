@@ -42,9 +42,17 @@ class ServiceSettings(BaseSettings):
     database_url: str = "postgresql://funnel:funnel@127.0.0.1:5432/funnel"
     db_pool_min_size: int = Field(default=2, ge=1)
     db_pool_max_size: int = Field(default=10, ge=1)
+    db_pool_reset_on_release: bool = Field(
+        default=True,
+        description="Reset session state when a connection goes back to the pool (a round "
+        "trip per use); a service that never sets session state may turn it off.",
+    )
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
+    http_max_in_flight: int = Field(
+        default=0, ge=0, description="Requests served at once before 503 + Retry-After (0: no cap)."
+    )
     admin_api_key: SecretStr | None = None
     api_keys: list[ApiKeyEntry] = Field(
         default_factory=list,

@@ -1,8 +1,10 @@
-"""Every event type, v1. The version is part of the type: `funnel.lead.captured.v1`.
+"""Every event type. The version is part of the type: `funnel.lead.captured.v1`.
 
 A published version never changes incompatibly: fields may be added only as optional,
 none is removed, retyped or made required (libs/contracts/tests enforce it). Consumers ignore
-fields they do not know, so producers can add optional fields first.
+fields they do not know, so producers can add optional fields first. A change that cannot be
+made that way is a new version beside the old one (`funnel.lead.captured.v2` seals the
+personal data); consumers read both while old records remain on the topics.
 """
 
 from funnel_contracts.events.activity import KNOWN_ACTIVITY_TYPES, ActivityRecorded
@@ -11,10 +13,18 @@ from funnel_contracts.events.lead import (
     CAPTURE_SOURCES,
     Consent,
     LeadCaptured,
+    LeadCapturedV2,
     LeadErased,
     LeadUpdated,
+    LeadUpdatedV2,
+    Sealed,
 )
-from funnel_contracts.events.stage import LeadScored, StageChanged, Temperature
+from funnel_contracts.events.stage import (
+    LeadScored,
+    StageChanged,
+    StageMoveRequested,
+    Temperature,
+)
 from funnel_contracts.events.touch import (
     ConsentChanged,
     TouchClicked,
@@ -32,11 +42,15 @@ __all__ = [
     "ConsentChanged",
     "EventData",
     "LeadCaptured",
+    "LeadCapturedV2",
     "LeadErased",
     "LeadScored",
     "LeadUpdated",
+    "LeadUpdatedV2",
     "SchemaError",
+    "Sealed",
     "StageChanged",
+    "StageMoveRequested",
     "Temperature",
     "TouchClicked",
     "TouchFailed",

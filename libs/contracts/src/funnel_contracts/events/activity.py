@@ -17,6 +17,9 @@ KNOWN_ACTIVITY_TYPES = (
     "cart_abandoned", "checkout_started", "purchase_completed", "refund_issued",
     "subscription_renewed", "subscription_cancelled", "review_written", "survey_answered",
     "call_logged",
+    # Reported by billing and sales systems; the default funnels move on them: a billing
+    # period ending (subscription: back to re-evaluation), a lead ruled out (lost).
+    "renewal_due", "disqualified",
 )  # fmt: skip
 
 PropertyValue = str | int | float | bool | None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import ClassVar, Literal
 from uuid import UUID
 
 from pydantic import Field
@@ -74,6 +74,71 @@ class LeadUpdated(EventData):
     qualification: dict[str, str] = Field(default_factory=dict)
     locale: str | None = None
     time_zone: str | None = None
+    updated_at: datetime
+
+
+class Sealed(ValueModel):
+    """Personal data sealed with the lead's own data key (AES-256-GCM; funnel_contracts.sealed).
+
+    Once the lead is erased the key is gone, and so is every way to read this.
+    """
+
+    alg: Literal["A256GCM"] = Field(description="AES-256-GCM with a 256-bit key per lead.")
+    nonce: str = Field(
+        pattern=r"^[A-Za-z0-9_-]{16}$", description="The 96-bit nonce, base64url unpadded."
+    )
+    ciphertext: str = Field(
+        pattern=r"^[A-Za-z0-9_-]+$",
+        max_length=64_000,
+        description="The sealed JSON document and its 128-bit tag, base64url unpadded.",
+    )
+
+
+class _LeadDetailsV2(EventData):
+    """What v2 lead events share: no personal data in the clear, only sealed."""
+
+    personal_data: Sealed = Field(
+        description="email, phone, first_name, last_name, custom_fields, sealed for this lead "
+        "and this event type; only services given the lead's data key can read it."
+    )
+    has_email: bool
+    has_phone: bool
+    landing_page: str | None = None
+    referrer: str | None = None
+    visitor_id: str | None = Field(default=None, description="Anonymous visitor id, if known.")
+    consent: Consent | None = None
+    qualification: dict[str, str] = Field(
+        default_factory=dict, description="Answers to budget, authority, need, timing."
+    )
+    locale: str | None = Field(default=None, description="BCP 47, e.g. sv-SE, zh-Hant.")
+    time_zone: str | None = Field(default=None, description="IANA, e.g. Europe/Stockholm.")
+
+
+class LeadCapturedV2(_LeadDetailsV2):
+    """A person gave contact details for the first time (by email, or by phone alone)."""
+
+    event_type: ClassVar[str] = "funnel.lead.captured.v2"
+    topic: ClassVar[str] = topics.LEAD_EVENTS
+
+    submission_id: UUID
+    form_id: str
+    funnel_id: str
+    utm: Utm = Field(default_factory=Utm)
+    captured_at: datetime
+    source: str = Field(default="form", description=f"One of {', '.join(CAPTURE_SOURCES)}.")
+
+
+class LeadUpdatedV2(_LeadDetailsV2):
+    """A known lead submitted again or was enriched: the latest details (sealed), last touch."""
+
+    event_type: ClassVar[str] = "funnel.lead.updated.v2"
+    topic: ClassVar[str] = topics.LEAD_EVENTS
+
+    submission_id: UUID | None = None
+    form_id: str | None = None
+    funnel_id: str | None = None
+    last_touch_utm: Utm = Field(default_factory=Utm)
+    source: str = "form"
     updated_at: datetime
 
 

@@ -45,3 +45,27 @@ class LeadScored(EventData):
     previous_temperature: Temperature | None = None
     cause_event_id: str | None = None
     scored_at: datetime
+
+
+class StageMoveRequested(EventData):
+    """A move stage-tracker was asked to make by a person or its stall timer (its input log).
+
+    stage-tracker writes it when it makes such a move and reads it back only to rebuild by
+    replay: these moves are caused by no other event, so without it a replay would lose them.
+    """
+
+    event_type: ClassVar[str] = "funnel.stage.move-requested.v1"
+    topic: ClassVar[str] = topics.STAGE_COMMANDS
+
+    funnel_id: str
+    kind: Literal["manual", "stall_timer"] = Field(
+        description="manual: a person's move (to_stage, reason, actor); stall_timer: the timer "
+        "fired at requested_at (stalled or lost, as the lead's funnel says)."
+    )
+    to_stage: str | None = None
+    reason: str | None = None
+    actor: str | None = Field(default=None, description="Who moved it by hand, if a person.")
+    funnel_version: int | None = Field(
+        default=None, ge=1, description="A manual move to this (newer) version of the funnel."
+    )
+    requested_at: datetime = Field(description="The clock of the request: what the move uses.")
