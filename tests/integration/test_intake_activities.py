@@ -10,7 +10,7 @@ from uuid import uuid4
 
 import pytest
 
-from funnel_contracts import ActivityRecorded, LeadCaptured
+from funnel_contracts import ActivityRecorded, LeadCapturedV2
 from funnel_devstack.stack import Stack
 from tests.integration.test_intake_harness import ADMIN, Intake, running_intake
 
@@ -103,7 +103,12 @@ async def test_the_same_order_counts_once_and_a_retried_batch_changes_nothing(
     again_other_id = await _post(intake, [{**purchase, "id": str(uuid4())}], headers=ADMIN)
 
     assert first.json()["accepted"] == 1
-    assert retry.json() == {**first.json(), "accepted": 0, "duplicates": 1}
+    assert retry.json() == {
+        **first.json(),
+        "accepted": 0,
+        "duplicates": 1,
+        "items": [{"id": purchase["id"], "status": "duplicate"}],
+    }
     assert again_other_id.json()["duplicates"] == 1
     assert len(await intake.events("funnel.activity.recorded.v1")) == 1
 
@@ -138,7 +143,7 @@ async def test_anonymous_visits_are_linked_when_the_visitor_fills_a_form(intake:
     lead_id = submitted.json()["lead_id"]
     assert later.json()["pending"] == 0
     events = await intake.events()
-    assert isinstance(events[0], LeadCaptured)
+    assert isinstance(events[0], LeadCapturedV2)
     assert events[0].visitor_id == VISITOR
     activities = events[1:]
     assert [e.activity_type for e in activities] == ["page_view", "pricing_viewed", "cart_created"]  # type: ignore[attr-defined]
@@ -182,12 +187,26 @@ async def test_anonymous_visits_are_linked_when_the_visitor_fills_a_form(intake:
                 {
                     "type": "page_view",
                     "occurred_at": "2026-11-01T09:00:00+00:00",
-                    "email": "nobody@example.com",
+                    "lead_id": "0b9d6f0e-1111-4c3a-9f00-000000000000",
                 }
             ],
             "admin",
             422,
-            "activities.0.email",
+            "activities.0.lead_id",
+        ),
+        (
+            [
+                {
+                    "type": "page_view",
+                    "occurred_at": "2026-11-01T09:00:00+00:00",
+                    "email": "nobody@example.com",
+                }
+            ]
+            * 3
+            + [{"type": "page_view", "occurred_at": "yesterday", "email": "nobody@example.com"}],
+            "admin",
+            422,
+            "activities.3.occurred_at",
         ),
         (
             [{"type": "page_view", "occurred_at": "2026-11-01T09:00:00", "visitor_id": VISITOR}],
@@ -237,7 +256,8 @@ async def test_anonymous_visits_are_linked_when_the_visitor_fills_a_form(intake:
     ids=[
         "public-email",
         "no-key",
-        "unknown-email",
+        "unknown-lead-id",
+        "fourth-item-time",
         "naive-time",
         "purchase-no-price",
         "bad-type",

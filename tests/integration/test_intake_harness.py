@@ -15,7 +15,8 @@ from typing import Any
 import asyncpg
 import httpx
 
-from funnel_contracts import EventData, parse_event
+from funnel_contracts import EventData, LeadCapturedV2, LeadUpdatedV2, parse_event
+from funnel_contracts.sealed import PersonalData, unseal
 from funnel_servicekit.cli import migrate
 from lead_intake.app import MIGRATIONS, create_app
 from lead_intake.settings import IntakeSettings
@@ -50,6 +51,17 @@ class Intake:
             for r in rows
             if event_type is None or r["event_type"] == event_type
         ]
+
+    async def person(self, event: LeadCapturedV2 | LeadUpdatedV2) -> PersonalData:
+        """The personal data sealed in a lead event, opened with the lead's key (as the
+        notifier does); fails when the key is gone or does not open it."""
+        key = await self.pool.fetchval(
+            "SELECT data_key FROM subject_keys WHERE lead_id = $1", event.lead_id
+        )
+        assert key is not None, f"no data key for lead {event.lead_id}"
+        return unseal(
+            event.personal_data, key=key, lead_id=event.lead_id, event_type=event.event_type
+        )
 
     async def count(self, table: str) -> int:
         return int(await self.pool.fetchval(f"SELECT count(*) FROM {table}"))  # noqa: S608

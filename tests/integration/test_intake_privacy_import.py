@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from funnel_contracts import LeadCaptured, LeadErased
+from funnel_contracts import LeadCapturedV2, LeadErased
 from funnel_devstack.stack import Stack
 from tests.integration.test_intake_harness import ADMIN, Intake, running_intake
 
@@ -106,18 +106,22 @@ async def test_import_keeps_the_original_capture_time_and_skips_known_people(
     body = response.json()
     assert (body["imported"], body["existing"]) == (2, 1)
     assert body["lead_ids"][1] == known.json()["lead_id"]
-    imported = [e for e in await intake.events("funnel.lead.captured.v1") if e.source == "import"]  # type: ignore[attr-defined]
+    imported = [
+        e
+        for e in await intake.events("funnel.lead.captured.v2")
+        if isinstance(e, LeadCapturedV2) and e.source == "import"
+    ]
     assert len(imported) == 2
-    first = imported[0]
-    assert isinstance(first, LeadCaptured)
-    assert (first.email, first.first_name, first.captured_at) == (
+    first, second = imported
+    person = await intake.person(first)
+    assert (person.email, person.first_name, first.captured_at) == (
         "old.one@example.com",
         "Olga",
         captured_at,
     )
-    assert first.custom_fields == {"original_source": "hubspot"}
+    assert person.custom_fields == {"original_source": "hubspot"}
     assert first.utm.source == "trade-show"
-    assert imported[1].phone == "+12015550199"  # type: ignore[attr-defined]
+    assert (await intake.person(second)).phone == "+12015550199"
 
 
 async def test_a_bad_import_names_the_row_and_imports_nothing(intake: Intake) -> None:

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import pytest
 
-from funnel_contracts import LeadCaptured, LeadUpdated
+from funnel_contracts import LeadCapturedV2, LeadUpdatedV2
 from funnel_devstack.stack import Stack
 from tests.integration.test_intake_harness import Intake, running_intake
 
@@ -57,21 +57,25 @@ async def test_json_post_captures_a_normalized_lead_with_its_touch(intake: Intak
     body = response.json()
     assert body["new_lead"] is True
     [event] = await intake.events()
-    assert isinstance(event, LeadCaptured)
+    assert isinstance(event, LeadCapturedV2)
     assert str(event.lead_id) == body["lead_id"]
     assert str(event.submission_id) == body["submission_id"]
-    assert (event.email, event.first_name, event.phone) == (
+    person = await intake.person(event)
+    assert (person.email, person.first_name, person.phone) == (
         "ada.lovelace@example.com",
         "Ada",
         "+46701234567",
     )
+    assert (event.has_email, event.has_phone) == (True, True)
+    for plain in (b"ada.lovelace@example.com", b"Ada", b"+46701234567", b"11-50"):
+        assert plain not in event.model_dump_json().encode()  # sealed, never in the clear
     assert (event.utm.source, event.utm.medium, event.utm.campaign) == (
         "google",
         "cpc",
         "spring-sale",
     )
     assert event.referrer == "https://www.google.com/"
-    assert event.custom_fields == {"company_size": "11-50"}
+    assert person.custom_fields == {"company_size": "11-50"}
     assert event.qualification == {"budget": "10k"}
     assert event.consent is not None
     assert event.consent.text == "Send me offers by email."
@@ -97,11 +101,16 @@ async def test_a_second_submission_updates_the_same_lead_keeping_the_first_touch
     assert second.json()["new_lead"] is False
     assert second.json()["lead_id"] == first.json()["lead_id"]
     captured, updated = await intake.events()
-    assert isinstance(captured, LeadCaptured)
-    assert isinstance(updated, LeadUpdated)
+    assert isinstance(captured, LeadCapturedV2)
+    assert isinstance(updated, LeadUpdatedV2)
     assert updated.lead_id == captured.lead_id
     assert updated.last_touch_utm.source == "linkedin"
-    assert (updated.first_name, updated.last_name) == ("Grace", "Hopper")
+    latest = await intake.person(updated)
+    assert (latest.email, latest.first_name, latest.last_name) == (
+        "grace@example.com",
+        "Grace",
+        "Hopper",
+    )
     lead = await intake.pool.fetchrow("SELECT first_touch, last_touch FROM leads")
     assert lead["first_touch"]["utm"] == {"source": "newsletter"}
     assert lead["last_touch"]["utm"] == {"source": "linkedin"}
@@ -109,7 +118,7 @@ async def test_a_second_submission_updates_the_same_lead_keeping_the_first_touch
     assert await intake.count("submissions") == 2
 
 
-async def test_a_returning_person_is_found_by_phone_when_no_email_is_given(
+async def test_a_phone_finds_a_returning_person_and_alone_captures_a_new_one(
     intake: Intake,
 ) -> None:
     first = await intake.client.post(
@@ -127,11 +136,24 @@ async def test_a_returning_person_is_found_by_phone_when_no_email_is_given(
         "/v1/forms/callback/submissions", json={"phone": "+46 70 999 99 99"}
     )
 
+    stranger_again = await intake.client.post(
+        "/v1/forms/callback/submissions", json={"phone": "070 999 99 99", "first_name": "Ola"}
+    )
+
     assert again.status_code == 202
     assert again.json()["lead_id"] == first.json()["lead_id"]
-    assert stranger.status_code == 422
-    assert [e["field"] for e in stranger.json()["errors"]] == ["email"]
-    assert await intake.count("leads") == 1
+    # Identity is the email, else the phone: a phone alone is a person of its own.
+    assert stranger.status_code == 202, stranger.text
+    assert stranger.json()["new_lead"] is True
+    assert stranger_again.json()["lead_id"] == stranger.json()["lead_id"]
+    assert stranger_again.json()["new_lead"] is False
+    assert await intake.count("leads") == 2
+    captured = [e for e in await intake.events() if isinstance(e, LeadCapturedV2)]
+    phone_only = captured[-1]
+    assert str(phone_only.lead_id) == stranger.json()["lead_id"]
+    assert (phone_only.has_email, phone_only.has_phone) == (False, True)
+    person = await intake.person(phone_only)
+    assert (person.email, person.phone) == (None, "+46709999999")
 
 
 async def test_a_plain_html_form_post_is_redirected_to_the_thank_you_page(intake: Intake) -> None:
@@ -144,7 +166,7 @@ async def test_a_plain_html_form_post_is_redirected_to_the_thank_you_page(intake
     assert response.status_code == 303
     assert response.headers["location"] == "https://shop.example.com/thanks"
     [event] = await intake.events()
-    assert isinstance(event, LeadCaptured)
+    assert isinstance(event, LeadCapturedV2)
     assert event.landing_page == "https://shop.example.com/spring?utm_medium=print"
     assert (event.utm.source, event.utm.medium) == ("flyer", "print")
 
@@ -314,7 +336,7 @@ async def test_consent_required_by_the_form_is_enforced(intake: Intake) -> None:
     assert [e["field"] for e in missing.json()["errors"]] == ["consent"]
     assert given.status_code == 202
     [event] = await intake.events()
-    assert isinstance(event, LeadCaptured)
+    assert isinstance(event, LeadCapturedV2)
     assert event.consent is not None
     assert event.consent.text == "I agree."
     assert isinstance(event.consent.given_at, datetime)
@@ -330,8 +352,8 @@ async def test_unknown_fields_are_kept_when_the_form_allows_them(intake: Intake)
 
     assert response.status_code == 202
     [event] = await intake.events()
-    assert isinstance(event, LeadCaptured)
-    assert event.custom_fields == {"favourite_colour": "teal"}
+    assert isinstance(event, LeadCapturedV2)
+    assert (await intake.person(event)).custom_fields == {"favourite_colour": "teal"}
 
 
 async def test_rate_limits_per_ip_and_per_form_answer_429_with_retry_after(

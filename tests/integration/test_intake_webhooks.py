@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from funnel_contracts import LeadCaptured
+from funnel_contracts import LeadCapturedV2
 from funnel_devstack.ports import free_port
 from funnel_devstack.stack import Stack
 from lead_intake.meta_fetcher import MetaFetcher
@@ -34,11 +34,14 @@ LEADGEN_ID = "444444444444"
 class FakeGraph:
     """Answers GET /<leadgen_id> like the Graph API, after `failures` 500s."""
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, failures: int, leads: dict[str, dict[str, Any]] | None = None) -> None:
         self.failures = failures
         self.requests: list[str] = []
+        self.leads = leads or {}
 
-    def lead(self) -> dict[str, Any]:
+    def lead(self, leadgen_id: str = LEADGEN_ID) -> dict[str, Any]:
+        if leadgen_id in self.leads:
+            return self.leads[leadgen_id]
         return {
             "created_time": "2026-11-01T09:30:00+0000",
             "id": LEADGEN_ID,
@@ -60,7 +63,8 @@ def graph_server(graph: FakeGraph) -> Iterator[str]:
                 graph.failures -= 1
                 status, body = 500, b'{"error": {"message": "try later"}}'
             else:
-                status, body = 200, json.dumps(graph.lead()).encode()
+                leadgen_id = self.path.split("?")[0].rsplit("/", 1)[-1]
+                status, body = 200, json.dumps(graph.lead(leadgen_id)).encode()
             self.send_response(status)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))
@@ -217,9 +221,10 @@ async def test_a_meta_lead_waits_through_graph_failures_and_is_captured_once(
 
     assert await intake.count("pending_platform_leads") == 0
     [event] = await intake.events()
-    assert isinstance(event, LeadCaptured)
+    assert isinstance(event, LeadCapturedV2)
     assert event.source == "meta-lead-ads"
-    assert (event.email, event.first_name, event.last_name, event.phone) == (
+    person = await intake.person(event)
+    assert (person.email, person.first_name, person.last_name, person.phone) == (
         "meta.person@example.com",
         "Meta",
         "Person",
@@ -236,6 +241,9 @@ async def test_a_meta_lead_waits_through_graph_failures_and_is_captured_once(
     assert await intake.count("leads") == 1
 
 
+# Shaped as Typeform's documented example payload: calculated score, variables, hidden fields,
+# the form's definition (fields with properties and choices, endings), answers by type with
+# their field's id, type and ref, and the ending the respondent saw.
 TYPEFORM_PAYLOAD = {
     "event_id": "01HNK1ZJ0RVDDTHG7G8F2YPF7R",
     "event_type": "form_response",
@@ -244,6 +252,11 @@ TYPEFORM_PAYLOAD = {
         "token": "a3a12ec67a1365927098a606107fac15",
         "submitted_at": "2026-11-01T09:30:00Z",
         "landed_at": "2026-11-01T09:28:12Z",
+        "calculated": {"score": 9},
+        "variables": [
+            {"key": "score", "type": "number", "number": 4},
+            {"key": "name", "type": "text", "text": "typeform"},
+        ],
         "hidden": {"utm_source": "typeform-ad", "utm_campaign": "autumn"},
         "definition": {
             "id": "lT4Z3j",
@@ -254,14 +267,44 @@ TYPEFORM_PAYLOAD = {
                     "ref": "first_name_ref",
                     "type": "short_text",
                     "title": "Name?",
+                    "properties": {},
                 },
-                {"id": "SMEUb7VJz92Q", "ref": "email_ref", "type": "email", "title": "Email?"},
+                {
+                    "id": "SMEUb7VJz92Q",
+                    "ref": "email_ref",
+                    "type": "email",
+                    "title": "Email?",
+                    "properties": {},
+                },
+                {
+                    "id": "x2Nw8BoTlG9q",
+                    "ref": "phone_ref",
+                    "type": "phone_number",
+                    "title": "Phone?",
+                    "properties": {},
+                },
                 {
                     "id": "k6TP9oLGgHjl",
                     "ref": "plan_ref",
                     "type": "multiple_choice",
                     "title": "Plan?",
+                    "properties": {},
+                    "allow_multiple_selections": False,
+                    "allow_other_choice": False,
+                    "choices": [
+                        {"id": "Ib4wDqrzVmdg", "ref": "basic_ref", "label": "Basic"},
+                        {"id": "pzR7R3WpQ1hv", "ref": "pro_ref", "label": "Pro"},
+                    ],
                 },
+            ],
+            "endings": [
+                {
+                    "id": "dN5FLyFpCMFo",
+                    "ref": "01GRC8GR2QXXX",
+                    "title": "Thank you!",
+                    "type": "thankyou_screen",
+                    "properties": {},
+                }
             ],
         },
         "answers": [
@@ -276,11 +319,17 @@ TYPEFORM_PAYLOAD = {
                 "field": {"id": "SMEUb7VJz92Q", "type": "email", "ref": "email_ref"},
             },
             {
+                "type": "phone_number",
+                "phone_number": "+12015550123",
+                "field": {"id": "x2Nw8BoTlG9q", "type": "phone_number", "ref": "phone_ref"},
+            },
+            {
                 "type": "choice",
-                "choice": {"label": "Pro"},
+                "choice": {"id": "pzR7R3WpQ1hv", "ref": "pro_ref", "label": "Pro"},
                 "field": {"id": "k6TP9oLGgHjl", "type": "multiple_choice", "ref": "plan_ref"},
             },
         ],
+        "ending": {"id": "dN5FLyFpCMFo", "ref": "01GRC8GR2QXXX"},
     },
 }
 
@@ -314,13 +363,15 @@ async def test_typeform_answers_are_mapped_by_ref_and_the_signature_checked(inta
     assert ok.status_code == 200, ok.text
     assert retry.json()["lead_id"] == ok.json()["lead_id"]
     [event] = await intake.events()
-    assert isinstance(event, LeadCaptured)
-    assert (event.source, event.email, event.first_name) == (
+    assert isinstance(event, LeadCapturedV2)
+    person = await intake.person(event)
+    assert (event.source, person.email, person.first_name, person.phone) == (
         "typeform",
         "laura@example.com",
         "Laura",
+        "+12015550123",
     )
-    assert event.custom_fields == {"plan": "Pro"}
+    assert person.custom_fields == {"plan": "Pro"}
     assert (event.utm.source, event.utm.campaign) == ("typeform-ad", "autumn")
 
 
@@ -346,6 +397,10 @@ GOOGLE_PAYLOAD = {
     "gcl_id": GOOGLE_TEST_ID,
     "adgroup_id": 20000000000,
     "creative_id": 30000000000,
+    # Newer fields of the documented schema: a receiver takes them (and may ignore them).
+    "asset_group_id": 0,
+    "lead_stage": "NEW",
+    "lead_submit_time": "2026-11-01T09:30:00Z",
 }
 
 
@@ -359,8 +414,9 @@ async def test_google_ads_leads_are_checked_by_google_key(intake: Intake) -> Non
     assert [e["field"] for e in bad.json()["errors"]] == ["google_key"]
     assert ok.status_code == 200, ok.text
     [event] = await intake.events()
-    assert isinstance(event, LeadCaptured)
-    assert (event.source, event.email, event.first_name, event.last_name, event.phone) == (
+    assert isinstance(event, LeadCapturedV2)
+    person = await intake.person(event)
+    assert (event.source, person.email, person.first_name, person.last_name, person.phone) == (
         "google-ads",
         "test@example.com",
         "FirstName",
@@ -399,8 +455,9 @@ async def test_a_generic_hmac_webhook_maps_dotted_paths(intake: Intake) -> None:
     assert refused.status_code == 422
     assert [e["field"] for e in refused.json()["errors"]] == ["email"]
     [event] = await intake.events()
-    assert isinstance(event, LeadCaptured)
-    assert (event.source, event.email, event.first_name, event.utm.source) == (
+    assert isinstance(event, LeadCapturedV2)
+    person = await intake.person(event)
+    assert (event.source, person.email, person.first_name, event.utm.source) == (
         "webhook",
         "partner.lead@example.com",
         "Pat",

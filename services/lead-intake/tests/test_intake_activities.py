@@ -7,7 +7,16 @@ from uuid import uuid4
 import pytest
 from pydantic import ValidationError
 
-from lead_intake.activities import ActivityBatch, ActivityIn, activity_event
+from lead_intake.activities import (
+    ActivityBatch,
+    ActivityIn,
+    Known,
+    Owner,
+    activity_event,
+    email_sha256,
+    owner,
+    unknown_people,
+)
 
 T = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -75,3 +84,35 @@ def test_the_event_carries_what_was_stored() -> None:
     assert event.utm.source == "mail"
     assert event.properties == {"sku": "A1"}
     assert event.lead_id == lead_id
+
+
+def _batch(*items: dict[str, object]) -> ActivityBatch:
+    base = {"type": "page_view", "occurred_at": T.isoformat()}
+    return ActivityBatch.model_validate({"activities": [base | i for i in items]})
+
+
+def test_whose_activity_an_unknown_email_or_visitor_waits_an_unknown_lead_id_is_refused() -> None:
+    lead, other = uuid4(), uuid4()
+    known = Known(frozenset({lead}), {"k@example.com": lead}, {"v-known-01": lead})
+    batch = _batch(
+        {"lead_id": str(lead)},
+        {"email": "K@example.com"},
+        {"email": "new@example.com", "visitor_id": "v-known-01"},  # the email decides
+        {"visitor_id": "v-known-01"},
+        {"visitor_id": "v-stranger"},
+        {"lead_id": str(other)},
+    )
+    owners = [owner(i, a, known) for i, a in enumerate(batch.activities)]
+
+    assert owners[:2] == [Owner(lead), Owner(lead)]
+    assert owners[2] == Owner(None, email_sha256("new@example.com"))
+    assert owners[3:5] == [Owner(lead), Owner(None)]
+    assert owners[5] == {"field": "activities.5.lead_id", "message": "no such lead"}
+    assert unknown_people(batch, known) == (["new@example.com"], ["v-stranger"])
+
+
+def test_a_waiting_email_is_named_by_its_hash_only() -> None:
+    digest = email_sha256("new@example.com")
+    assert len(digest) == 64
+    assert "new" not in digest
+    assert digest == email_sha256("new@example.com")

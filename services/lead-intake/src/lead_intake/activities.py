@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -16,6 +18,9 @@ from lead_intake.text_rules import StorableText
 
 MONEY_TYPES = ("purchase_completed", "refund_issued")
 MAX_PROPERTIES = 50
+# What happened to each item of a batch: emitted for its lead now, kept until its person is
+# known (an anonymous visitor, an email nobody has given yet), or stored already.
+ItemStatus = Literal["accepted", "pending", "duplicate"]
 
 
 class ActivityIn(BaseModel):
@@ -113,3 +118,53 @@ def activity_event(
         order_id=order_id,
         properties=details.get("properties") or {},
     )
+
+
+def email_sha256(email: str) -> str:
+    """How a waiting activity names its email: the hash of the normalized address."""
+    return hashlib.sha256(email.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Known:
+    """Who the batch's identifiers name, as the database knows them now."""
+
+    lead_ids: frozenset[UUID]
+    by_email: dict[str, UUID]
+    by_visitor: dict[str, UUID]
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The lead an activity belongs to, or what it waits for while its person is unknown."""
+
+    lead_id: UUID | None
+    waits_for_email: str | None = None  # the email's SHA-256
+
+
+def owner(index: int, activity: ActivityIn, known: Known) -> Owner | dict[str, str]:
+    """Whose activity this is; an error naming the field when it names a lead that is not.
+
+    A lead id is ours: an unknown one will never appear, so it is refused. An email or a
+    visitor not known yet may be tomorrow's lead: the activity waits for it.
+    """
+    if activity.lead_id is not None:
+        if activity.lead_id in known.lead_ids:
+            return Owner(activity.lead_id)
+        return {"field": f"activities.{index}.lead_id", "message": "no such lead"}
+    if activity.email is not None:
+        lead_id = known.by_email.get(activity.email)
+        return Owner(lead_id) if lead_id else Owner(None, email_sha256(activity.email))
+    assert activity.visitor_id is not None
+    return Owner(known.by_visitor.get(activity.visitor_id))
+
+
+def unknown_people(batch: ActivityBatch, known: Known) -> tuple[list[str], list[str]]:
+    """The emails and visitor ids of the batch that name no lead yet (sorted, distinct)."""
+    emails = {a.email for a in batch.activities if a.lead_id is None and a.email}
+    visitors = {
+        a.visitor_id
+        for a in batch.activities
+        if a.lead_id is None and a.email is None and a.visitor_id
+    }
+    return sorted(emails - known.by_email.keys()), sorted(visitors - known.by_visitor.keys())

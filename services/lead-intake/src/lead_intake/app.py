@@ -5,7 +5,18 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from funnel_servicekit.runtime import create_service_app
-from lead_intake.api import activities, embed, forms, imports, privacy, submissions, webhooks
+from lead_intake.api import (
+    activities,
+    data_keys,
+    embed,
+    forms,
+    imports,
+    meta_forms,
+    privacy,
+    submissions,
+    webhook_secrets,
+    webhooks,
+)
 from lead_intake.form_cache import FormCache
 from lead_intake.housekeeping import idempotency_purger
 from lead_intake.meta_fetcher import meta_fetcher
@@ -29,7 +40,10 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             forms.router,
             imports.router,
             privacy.router,
+            data_keys.router,
             webhooks.router,
+            webhook_secrets.router,
+            meta_forms.router,
         ],
         workers=lambda runtime: [
             idempotency_purger(runtime, settings),

@@ -86,28 +86,45 @@ async def read_json(request: Request, limit: int) -> object:
     if media_type(request) != JSON:
         raise unsupported((JSON,))
     raw = await read_limited(request, limit)
-    return _parse_json(raw)
+    return parse_json(raw)
 
 
-def _parse_json(raw: bytes) -> object:
+def parse_json(raw: bytes) -> object:
+    """JSON from untrusted bytes: a 400 for anything that does not parse, never a 500.
+
+    Besides JSONDecodeError, the decoder raises ValueError for integers longer than Python's
+    conversion limit (4300 digits) and RecursionError for deep nesting ([[[[...); both fit
+    easily under the body size limit.
+    """
     try:
         payload = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError):  # JSONDecodeError is a ValueError
         raise malformed("not valid JSON") from None
-    refuse_nul(payload)
+    except RecursionError:
+        raise malformed("JSON nested too deeply") from None
+    try:
+        refuse_nul(payload)
+    except RecursionError:
+        raise malformed("JSON nested too deeply") from None
     return payload
 
 
 def refuse_nul(payload: object) -> None:
-    """A 422 naming the field whose text holds a NUL character (PostgreSQL cannot store it)."""
+    """A 422 naming the field whose text holds a NUL character or an unpaired surrogate
+    (PostgreSQL cannot store them)."""
     found = nul_path(payload)
     if found is not None:
         raise Problem(
             422,
             "Invalid text",
-            f"{found}: must not contain NUL characters",
+            f"{found}: must not contain NUL or unpaired surrogate characters",
             type_="urn:funnel:problem:validation",
-            errors=[{"field": found, "message": "must not contain NUL (\\u0000) characters"}],
+            errors=[
+                {
+                    "field": found,
+                    "message": "must not contain NUL (\\u0000) or unpaired surrogate characters",
+                }
+            ],
         )
 
 
@@ -118,7 +135,7 @@ async def read_form_post(request: Request, limit: int) -> PostedBody:
         raise unsupported(FORM_TYPES)
     raw = await read_limited(request, limit)
     if kind == JSON:
-        payload = _parse_json(raw)
+        payload = parse_json(raw)
         if not isinstance(payload, dict):
             raise Problem(
                 422,

@@ -79,6 +79,16 @@ def _rate(value: str | None) -> str | None:
     return value
 
 
+def check_field_map(value: dict[str, str]) -> dict[str, str]:
+    """A webhook's field names (up to 200 characters) -> a form's field names."""
+    if len(value) > 200:
+        raise ValueError("at most 200 mapped fields")
+    for source, target in value.items():
+        if not source or len(source) > 200 or not re.match(FIELD_NAME_PATTERN, target):
+            raise ValueError(f"{source[:50]!r} -> {target[:50]!r}: map to a field name")
+    return value
+
+
 class FormSettings(StorableText):
     """Everything about a form beyond its id, funnel and name."""
 
@@ -136,12 +146,7 @@ class FormSettings(StorableText):
     @field_validator("field_map")
     @classmethod
     def _mapping(cls, value: dict[str, str]) -> dict[str, str]:
-        if len(value) > 200:
-            raise ValueError("at most 200 mapped fields")
-        for source, target in value.items():
-            if not source or len(source) > 200 or not re.match(FIELD_NAME_PATTERN, target):
-                raise ValueError(f"{source[:50]!r} -> {target[:50]!r}: map to a field name")
-        return value
+        return check_field_map(value)
 
     @field_validator("default_phone_region")
     @classmethod

@@ -17,10 +17,13 @@ import httpx
 
 from funnel_servicekit.runtime import ServiceRuntime, Worker
 from lead_intake.capture import Outbox
+from lead_intake.forms import Form
+from lead_intake.meta_forms import field_map_for, meta_form_id
 from lead_intake.platform_capture import capture_platform_lead
 from lead_intake.platforms import META, PayloadInvalid, PlatformLead, meta_values
 from lead_intake.settings import IntakeSettings
 from lead_intake.store import forms as forms_store
+from lead_intake.store import meta_forms as meta_forms_store
 from lead_intake.store import platform_leads
 from lead_intake.store.platform_leads import PendingLead
 from lead_intake.submission import SubmissionInvalid
@@ -84,7 +87,7 @@ class MetaFetcher:
         try:
             if form is None:
                 raise PayloadInvalid("form_id", "the form Meta leads join is gone")
-            values = meta_values(data, form.settings.field_map)
+            values = meta_values(data, await _field_map(conn, form, lead))
             async with conn.transaction():  # a savepoint: a failure leaves the batch intact
                 await capture_platform_lead(
                     conn,
@@ -113,6 +116,15 @@ class MetaFetcher:
         )
         response.raise_for_status()
         return response.json()
+
+
+async def _field_map(conn: asyncpg.Connection, form: Form, lead: PendingLead) -> dict[str, str]:
+    """The Meta form's own question names (mapped now, not when the notice came), the form's."""
+    meta_id = meta_form_id(lead.notice)
+    mapping = await meta_forms_store.get_meta_form(conn, meta_id) if meta_id else None
+    if mapping is not None and mapping.form_id != form.id:
+        mapping = None  # remapped since: its names are another form's
+    return field_map_for(form.settings.field_map, mapping)
 
 
 def meta_fetcher(runtime: ServiceRuntime, settings: IntakeSettings) -> Worker:

@@ -103,6 +103,15 @@ def _map(
         out[target] = value
 
 
+def _list(value: object, field: str) -> list[Any]:
+    """A list the payload must hold at `field` (missing or null: empty)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise PayloadInvalid(field, "must be a list")
+    return value
+
+
 # -- Meta Lead Ads -------------------------------------------------------------------------
 
 
@@ -111,8 +120,10 @@ def meta_lead_ids(payload: Any) -> list[tuple[str, dict[str, Any]]]:
     if not isinstance(payload, dict) or payload.get("object") != "page":
         raise PayloadInvalid("object", "must be 'page'")
     found: list[tuple[str, dict[str, Any]]] = []
-    for i, entry in enumerate(payload.get("entry") or []):
-        for j, change in enumerate((entry or {}).get("changes") or []):
+    for i, entry in enumerate(_list(payload.get("entry"), "entry")):
+        if not isinstance(entry, dict):
+            raise PayloadInvalid(f"entry.{i}", "must be an object")
+        for j, change in enumerate(_list(entry.get("changes"), f"entry.{i}.changes")):
             if not isinstance(change, dict) or change.get("field") != "leadgen":
                 continue
             value = change.get("value")
@@ -131,8 +142,9 @@ def meta_values(lead: Any, field_map: Mapping[str, str]) -> dict[str, object]:
     for item in lead["field_data"]:
         if not isinstance(item, dict):
             continue
-        values = item.get("values") or []
-        _map(str(item.get("name")), values[0] if values else None, field_map, META_FIELDS, out)
+        values = item.get("values")
+        first = values[0] if isinstance(values, list) and values else None
+        _map(str(item.get("name")), first, field_map, META_FIELDS, out)
     return _finish(out)
 
 
@@ -145,7 +157,10 @@ def _typeform_answer(answer: dict[str, Any]) -> object:
     if kind == "choice" and isinstance(value, dict):
         return value.get("label") or value.get("other")
     if kind == "choices" and isinstance(value, dict):
-        return ", ".join(value.get("labels") or [])
+        labels = value.get("labels")
+        return (
+            ", ".join(x for x in labels if isinstance(x, str)) if isinstance(labels, list) else None
+        )
     if isinstance(value, str | int | float | bool):
         return value
     return None
@@ -161,14 +176,15 @@ def typeform_lead(payload: Any, field_map: Mapping[str, str]) -> PlatformLead:
         raise PayloadInvalid("form_response.token", "missing")
     out: dict[str, object] = {}
     by_type = {"email": "email", "phone_number": "phone"}
-    for answer in response.get("answers") or []:
+    for answer in _list(response.get("answers"), "form_response.answers"):
         if not isinstance(answer, dict):
             continue
-        ref = str((answer.get("field") or {}).get("ref", ""))
+        field = answer.get("field")
+        ref = str(field.get("ref", "")) if isinstance(field, dict) else ""
         value = _typeform_answer(answer)
         if ref in field_map:
             _map(ref, value, field_map, {}, out)
-        elif answer.get("type") in by_type:
+        elif isinstance(answer.get("type"), str) and answer["type"] in by_type:
             _map(str(answer["type"]), value, {}, by_type, out)
     hidden = response.get("hidden") or {}
     if isinstance(hidden, dict):

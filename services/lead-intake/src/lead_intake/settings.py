@@ -10,6 +10,14 @@ class IntakeSettings(ServiceSettings):
     service_name: str = "lead-intake"
     db_schema: str = "intake"
     http_port: int = 8001
+    # Intake sets no session state on pooled connections (its locks are transaction-level),
+    # so it skips the reset query on every release: one round trip fewer per request.
+    db_pool_reset_on_release: bool = False
+    # Past this many requests in progress, answer 503 + Retry-After instead of queueing
+    # (docs/decisions/0011): a queue of thousands of posts makes every post take seconds.
+    # About three times the pool: a burst keeps every connection busy, and the queue in front
+    # of them stays short (what waits, waits at most a few transactions' time).
+    http_max_in_flight: int = Field(default=32, ge=0)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest accepted post.")
     rate_limit_per_ip: str = Field(
         default="30/minute", description="Posts per client IP and form, unless the form says."

@@ -1,23 +1,28 @@
-"""PostgreSQL text cannot hold NUL (U+0000): input carrying one is refused as a 422, not a 500."""
+"""Text PostgreSQL cannot store is refused as a 422, not a 500: NUL (U+0000), and unpaired
+surrogates (U+D800..U+DFFF), which JSON escapes like "\\ud800" and surrogate-encoded bytes
+decode to but UTF-8 cannot encode."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, model_validator
 
 NUL = "\x00"
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def nul_path(value: object, path: tuple[str, ...] = ()) -> str | None:
-    """The dotted path of the first string (or key) holding a NUL character, or None."""
+    """The dotted path of the first string (or key) holding a NUL character (or an unpaired
+    surrogate), or None."""
     if isinstance(value, str):
-        return ".".join(path) or "body" if NUL in value else None
+        return ".".join(path) or "body" if _UNSTORABLE.search(value) else None
     if isinstance(value, dict):
         for key, item in value.items():
             name = str(key)
-            if NUL in name:
-                return ".".join((*path, name.replace(NUL, "?"))) or "body"
+            if _UNSTORABLE.search(name):
+                return ".".join((*path, _UNSTORABLE.sub("?", name))) or "body"
             found = nul_path(item, (*path, name))
             if found is not None:
                 return found

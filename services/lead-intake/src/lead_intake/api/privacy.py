@@ -8,14 +8,14 @@ from typing import Annotated
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from funnel_contracts import LeadErased
 from funnel_servicekit.auth import Principal, require_scopes
 from funnel_servicekit.outbox import enqueue
 from lead_intake.api.context import intake
-from lead_intake.normalize import normalize_email
-from lead_intake.store import leads
+from lead_intake.normalize import normalize_email, normalize_phone
+from lead_intake.store import activities, leads, subject_keys
 from lead_intake.text_rules import StorableText
 
 router = APIRouter(tags=["privacy"])
@@ -24,12 +24,28 @@ router = APIRouter(tags=["privacy"])
 class ErasureIn(StorableText):
     model_config = ConfigDict(extra="forbid")
 
-    email: str = Field(max_length=320, description="The person to forget.")
+    email: str | None = Field(default=None, max_length=320, description="The person to forget.")
+    phone: str | None = Field(
+        default=None,
+        max_length=40,
+        description="Or, for a person known by phone alone: the number with +country code.",
+    )
 
     @field_validator("email")
     @classmethod
-    def _normalized(cls, value: str) -> str:
-        return normalize_email(value)
+    def _normalized(cls, value: str | None) -> str | None:
+        return normalize_email(value) if value is not None else None
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        return normalize_phone(value, None) if value is not None else None
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> ErasureIn:
+        if (self.email is None) == (self.phone is None):
+            raise ValueError("name the person by email or by phone (one of them)")
+        return self
 
 
 class ErasureOut(BaseModel):
@@ -43,17 +59,27 @@ async def request_erasure(
     request: Request,
     principal: Annotated[Principal, Depends(require_scopes("leads:write"))],
 ) -> ErasureOut:
-    """Erase a person by email: their data here now, funnel.lead.erased for the others."""
+    """Erase a person by email (or phone): their data and key here now, lead.erased for others."""
     ctx = intake(request)
     request_id = uuid4()
     now = datetime.now(UTC)
     async with ctx.pool.acquire() as conn, conn.transaction():
-        lead_ids = await leads.lead_ids_by_email(conn, body.email)
+        if body.email is not None:
+            lead_ids = await leads.lead_ids_by_email(conn, body.email)
+        else:
+            assert body.phone is not None
+            lead_ids = await leads.lead_ids_by_phone_alone(conn, body.phone)
         await leads.erase_leads(conn, lead_ids)
+        # Same transaction: once the erasure commits, no key exists that opens what the
+        # topics still hold of this person.
+        await subject_keys.shred(conn, lead_ids)
+        if body.email is not None:
+            await activities.forget_pending_email(conn, body.email)  # what waited for it
+        identity = body.email or body.phone or ""
         await leads.record_erasure(
             conn,
             request_id,
-            hashlib.sha256(body.email.encode()).hexdigest(),
+            hashlib.sha256(identity.encode()).hexdigest(),
             lead_ids,
             principal.name,
         )

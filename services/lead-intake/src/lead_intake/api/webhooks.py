@@ -5,7 +5,6 @@ Each verifies its signature or shared key first; a bad one is a 401 and stores n
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -15,8 +14,9 @@ from pydantic import BaseModel, SecretStr
 
 from funnel_servicekit.problems import Problem
 from lead_intake.api.context import FormId, Intake, intake, invalid, unknown_form
-from lead_intake.body import malformed, read_limited, refuse_nul
+from lead_intake.body import parse_json, read_limited
 from lead_intake.forms import Form
+from lead_intake.meta_forms import meta_form_id
 from lead_intake.platform_capture import capture_platform_lead
 from lead_intake.platforms import (
     GENERIC,
@@ -34,8 +34,11 @@ from lead_intake.platforms import (
     verify_shared_key,
     verify_typeform_signature,
 )
+from lead_intake.store import meta_forms as meta_forms_store
 from lead_intake.store import platform_leads
+from lead_intake.store import webhook_secrets as secrets_store
 from lead_intake.submission import SubmissionInvalid
+from lead_intake.webhook_secrets import verify_any
 
 router = APIRouter(tags=["webhooks"])
 
@@ -58,6 +61,18 @@ def _secret(value: SecretStr | None, platform: str) -> str:
     return value.get_secret_value()
 
 
+async def _form_secrets(
+    ctx: Intake, form_id: str, platform: str, fallback: SecretStr | None
+) -> list[str]:
+    """The form's own secrets (the current one, and the previous during its grace), else the
+    service-wide one."""
+    async with ctx.pool.acquire() as conn:
+        stored = await secrets_store.get_secret(conn, form_id, platform)
+    if stored is not None:
+        return stored.valid(datetime.now(UTC))
+    return [_secret(fallback, platform)]
+
+
 def _bad_signature(field: str) -> Problem:
     return Problem(
         401,
@@ -69,12 +84,7 @@ def _bad_signature(field: str) -> Problem:
 
 
 def _json(raw: bytes) -> Any:
-    try:
-        payload = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise malformed("not valid JSON") from None
-    refuse_nul(payload)
-    return payload
+    return parse_json(raw)
 
 
 async def _form(ctx: Intake, form_id: str) -> Form:
@@ -131,28 +141,46 @@ async def meta_webhook(request: Request) -> WebhookAccepted:
         announced = meta_lead_ids(_json(raw))
     except PayloadInvalid as exc:
         raise _payload_problem(exc) from None
-    form = await ctx.form(ctx.settings.meta_form_id)
-    if form is None:
+    form_ids = await _meta_targets(ctx, [notice for _, notice in announced])
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        for (leadgen_id, notice), form_id in zip(announced, form_ids, strict=True):
+            await platform_leads.add_pending(conn, META, leadgen_id, form_id, notice)
+    return WebhookAccepted(received=len(announced))
+
+
+async def _meta_targets(ctx: Intake, notices: list[dict[str, Any]]) -> list[str]:
+    """Our form for each announced lead: its Meta form's mapping, else the service-wide form.
+
+    With neither, a 503: Meta delivers the notice again later, once the form is registered.
+    """
+    named = [meta_form_id(n) for n in notices]
+    wanted = sorted({m for m in named if m is not None})
+    async with ctx.pool.acquire() as conn:
+        mapped = await meta_forms_store.get_meta_forms(conn, wanted) if wanted else {}
+    targets: list[str] = []
+    fallback = ctx.settings.meta_form_id
+    for meta_id in named:
+        mapping = mapped.get(meta_id) if meta_id is not None else None
+        targets.append(mapping.form_id if mapping is not None else fallback)
+    if fallback in targets and await ctx.form(fallback) is None:
         raise Problem(
             503,
             "Meta form missing",
-            f"register the form {ctx.settings.meta_form_id!r} that Meta leads join",
+            f"map the Meta form (PUT /v1/meta-forms/{{id}}) or register the form {fallback!r}",
             type_="urn:funnel:problem:not-configured",
         )
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        for leadgen_id, notice in announced:
-            await platform_leads.add_pending(conn, META, leadgen_id, form.id, notice)
-    return WebhookAccepted(received=len(announced))
+    return targets
 
 
 @router.post("/v1/forms/{form_id}/webhooks/typeform")
 async def typeform_webhook(form_id: FormId, request: Request) -> WebhookAccepted:
     """A Typeform form_response: answers mapped by field ref through the form's field_map."""
     ctx = intake(request)
-    secret = _secret(ctx.settings.typeform_secret, TYPEFORM)
+    secrets = await _form_secrets(ctx, form_id, "typeform", ctx.settings.typeform_secret)
     raw = await read_limited(request, ctx.settings.max_body_bytes)
+    header = request.headers.get("typeform-signature")
     try:
-        verify_typeform_signature(secret, raw, request.headers.get("typeform-signature"))
+        verify_any(secrets, lambda secret: verify_typeform_signature(secret, raw, header))
     except SignatureInvalid:
         raise _bad_signature("Typeform-Signature") from None
     form = await _form(ctx, form_id)
@@ -167,7 +195,7 @@ async def typeform_webhook(form_id: FormId, request: Request) -> WebhookAccepted
 async def google_ads_webhook(form_id: FormId, request: Request) -> WebhookAccepted:
     """A Google Ads lead form extension webhook: checked by its google_key."""
     ctx = intake(request)
-    expected = _secret(ctx.settings.google_ads_key, GOOGLE_ADS)
+    keys = await _form_secrets(ctx, form_id, "google-ads", ctx.settings.google_ads_key)
     raw = await read_limited(request, ctx.settings.max_body_bytes)
     form = await _form(ctx, form_id)
     try:
@@ -175,7 +203,7 @@ async def google_ads_webhook(form_id: FormId, request: Request) -> WebhookAccept
     except PayloadInvalid as exc:
         raise _payload_problem(exc) from None
     try:
-        verify_shared_key(expected, key)
+        verify_any(keys, lambda expected: verify_shared_key(expected, key))
     except SignatureInvalid:
         raise _bad_signature("google_key") from None
     return await _capture(ctx, form, GOOGLE_ADS, lead)
@@ -185,10 +213,11 @@ async def google_ads_webhook(form_id: FormId, request: Request) -> WebhookAccept
 async def generic_webhook(form_id: FormId, request: Request) -> WebhookAccepted:
     """Any JSON signed with X-Funnel-Signature: sha256=<hex HMAC>; fields by the form's map."""
     ctx = intake(request)
-    secret = _secret(ctx.settings.webhook_hmac_secret, GENERIC)
+    secrets = await _form_secrets(ctx, form_id, "generic", ctx.settings.webhook_hmac_secret)
     raw = await read_limited(request, ctx.settings.max_body_bytes)
+    header = request.headers.get("x-funnel-signature")
     try:
-        verify_hex_signature(secret, raw, request.headers.get("x-funnel-signature"))
+        verify_any(secrets, lambda secret: verify_hex_signature(secret, raw, header))
     except SignatureInvalid:
         raise _bad_signature("X-Funnel-Signature") from None
     form = await _form(ctx, form_id)

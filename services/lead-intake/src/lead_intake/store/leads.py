@@ -25,6 +25,17 @@ class Lead:
     last_name: str | None
     captured_at: datetime
     created: bool
+    # The submission written in the same statement as a new lead (None: write it apart).
+    submission_id: UUID | None = None
+
+
+@dataclass(frozen=True)
+class SubmissionOrigin:
+    """What a submission records beside the person and the capture's source and time."""
+
+    form_id: str
+    user_agent: str | None
+    ip_truncated: str | None
 
 
 def _lead(row: Any, created: bool) -> Lead:
@@ -36,19 +47,41 @@ def _lead(row: Any, created: bool) -> Lead:
         row["last_name"],
         row["captured_at"],
         created,
+        row.get("submission_id") if created else None,
     )
 
 
+_INSERT_LEAD = """INSERT INTO leads (id, email, phone, first_name, last_name, source, captured_at,
+        first_touch, last_touch, consent, custom_fields, locale, time_zone)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12)
+    ON CONFLICT (email) DO NOTHING"""
+# A new person's lead and first submission in one statement (one round trip, atomic by
+# itself): the submission is written only when the lead was, so a known email writes neither.
+_INSERT_LEAD_AND_SUBMISSION = f"""WITH lead AS ({_INSERT_LEAD} {_RETURNING}),
+    submission AS (
+        INSERT INTO submissions (id, lead_id, form_id, utm, landing_page, referrer, user_agent,
+            source, visitor_id, ip_truncated, consent, custom_fields, qualification, captured_at)
+        SELECT $13::uuid, lead.id, $14::text, $15::jsonb, $16::text, $17::text, $18::text, $6,
+               $19::text, $20::text, $9, $10, $21::jsonb, $7
+        FROM lead
+        RETURNING id)
+    SELECT lead.*, submission.id AS submission_id FROM lead, submission"""  # noqa: S608
+
+
 async def create_lead(
-    conn: asyncpg.Connection, sub: Submission, *, source: str, captured_at: datetime
+    conn: asyncpg.Connection,
+    sub: Submission,
+    *,
+    source: str,
+    captured_at: datetime,
+    submission: SubmissionOrigin | None = None,
 ) -> Lead | None:
-    """A new lead for this email; None when the person is known already."""
-    touch = sub.touch.as_json()
-    row = await conn.fetchrow(
-        f"""INSERT INTO leads (id, email, phone, first_name, last_name, source, captured_at,
-                first_touch, last_touch, consent, custom_fields, locale, time_zone)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12)
-            ON CONFLICT (email) DO NOTHING {_RETURNING}""",  # noqa: S608 (fixed text)
+    """A new lead for this email; None when the person is known already.
+
+    With `submission`, the new lead's submission is written by the same statement and its id
+    is `Lead.submission_id`.
+    """
+    args: list[Any] = [
         uuid4(),
         sub.email,
         sub.phone,
@@ -56,13 +89,33 @@ async def create_lead(
         sub.last_name,
         source,
         captured_at,
-        touch,
+        sub.touch.as_json(),
         sub.consent.model_dump(mode="json") if sub.consent else None,
         sub.custom_fields,
         sub.locale,
         sub.time_zone,
+    ]
+    if submission is None:
+        row = await conn.fetchrow(f"{_INSERT_LEAD} {_RETURNING}", *args)
+        return _lead(row, True) if row else None
+    row = await conn.fetchrow(
+        _INSERT_LEAD_AND_SUBMISSION,
+        *args,
+        uuid4(),
+        submission.form_id,
+        sub.touch.utm.model_dump(exclude_none=True),
+        sub.touch.landing_page,
+        sub.touch.referrer,
+        _user_agent(submission.user_agent),
+        sub.visitor_id,
+        submission.ip_truncated,
+        sub.qualification,
     )
     return _lead(row, True) if row else None
+
+
+def _user_agent(value: str | None) -> str | None:
+    return (value or "")[:512] or None
 
 
 async def update_known_lead(conn: asyncpg.Connection, sub: Submission) -> Lead | None:
@@ -121,7 +174,7 @@ async def insert_submission(
         sub.touch.utm.model_dump(exclude_none=True),
         sub.touch.landing_page,
         sub.touch.referrer,
-        (user_agent or "")[:512] or None,
+        _user_agent(user_agent),
         source,
         sub.visitor_id,
         ip_truncated,
@@ -144,6 +197,14 @@ async def link_visitor(conn: asyncpg.Connection, visitor_id: str, lead_id: UUID)
 
 async def lead_ids_by_email(conn: asyncpg.Connection, email: str) -> list[UUID]:
     rows = await conn.fetch("SELECT id FROM leads WHERE email = $1 FOR UPDATE", email)
+    return [r["id"] for r in rows]
+
+
+async def lead_ids_by_phone_alone(conn: asyncpg.Connection, phone: str) -> list[UUID]:
+    """Leads whose identity is this phone (no email): a lead with an email is that email's."""
+    rows = await conn.fetch(
+        "SELECT id FROM leads WHERE phone = $1 AND email IS NULL FOR UPDATE", phone
+    )
     return [r["id"] for r in rows]
 
 
