@@ -13,6 +13,8 @@ import pytest
 
 from funnel_contracts import ActivityRecorded, LeadScored
 from funnel_devstack.stack import Stack
+from notifier import playbook_store
+from notifier.playbook_model import Playbook
 from notifier.webhook_rules import verify
 from tests.integration.notifier_harness import (
     Harness,
@@ -55,7 +57,7 @@ async def _demo_requested(h: Harness, receiver: WebhookReceiver) -> UUID:
     }
     async with h.api() as api:
         saved = await api.put("/v1/playbooks/crm-demo", json=book)
-        assert saved.status_code == 200, saved.text
+        assert saved.status_code == 200, (saved.status_code, saved.text)
     lead = uuid4()
     now = datetime.now(UTC)
     await h.feed(
@@ -147,7 +149,24 @@ async def test_loopback_destinations_are_refused_unless_configured(
 ) -> None:
     settings = _settings(receiver, webhook_allow_private_addresses=False)
     async with notifier_harness(fresh_dsn, infra.kafka_bootstrap, **settings) as h:
-        lead = await _demo_requested(h, receiver)
+        with pytest.raises(AssertionError, match="422"):  # refused when saved
+            await _demo_requested(h, receiver)
+        # Saved while the name resolved to a public address, re-pointed since: each send
+        # checks again.
+        book = {"name": "crm-demo", "trigger": {"type": "activity",
+                "activity_types": ["demo_requested"]}, "channel": "webhook",
+                "kind": "transactional", "webhook": {"url": receiver.url}}  # fmt: skip
+        async with h.pool.acquire() as conn:
+            await playbook_store.save(conn, Playbook.model_validate(book), "test")
+        lead = uuid4()
+        now = datetime.now(UTC)
+        await h.feed(
+            captured(lead),
+            ActivityRecorded(
+                lead_id=lead, activity_id=uuid4(), activity_type="demo_requested",
+                occurred_at=now, recorded_at=now,
+            ),
+        )  # fmt: skip
         await h.send_due()
         touch = _touch(await h.touches(lead), "crm-demo")
         assert touch["status"] == "failed"

@@ -3,6 +3,8 @@ playbooks call for, and cancel the ones the person has outgrown."""
 
 from __future__ import annotations
 
+import functools
+
 import asyncpg
 
 from funnel_contracts import (
@@ -10,34 +12,45 @@ from funnel_contracts import (
     Envelope,
     EventData,
     LeadCaptured,
+    LeadCapturedV2,
     LeadErased,
     LeadScored,
     LeadUpdated,
+    LeadUpdatedV2,
     StageChanged,
 )
+from funnel_contracts.sealed import unseal
 from funnel_contracts.topics import ACTIVITY_EVENTS, LEAD_EVENTS, STAGE_EVENTS
 from funnel_servicekit.inbox import InboxConsumer
 from funnel_servicekit.runtime import ServiceRuntime, Worker
 from funnel_servicekit.telemetry import current_trace_headers
 from notifier import lead_store, playbook_store, store
+from notifier.data_keys import DataKeys, KeyServiceRefused
 from notifier.playbooks import plans_for
+from notifier.settings import NotifierSettings
 
 HANDLED = (
     LeadCaptured.event_type,
     LeadUpdated.event_type,
+    LeadCapturedV2.event_type,
+    LeadUpdatedV2.event_type,
     LeadErased.event_type,
     ActivityRecorded.event_type,
     StageChanged.event_type,
     LeadScored.event_type,
 )
 WAKE_CHANNEL = "notifier_touches"
+PersonEvent = LeadCaptured | LeadUpdated | LeadCapturedV2 | LeadUpdatedV2
 
 
-async def handle(conn: asyncpg.Connection, envelope: Envelope, event: EventData) -> None:
+async def handle(
+    conn: asyncpg.Connection, envelope: Envelope, event: EventData, keys: DataKeys | None = None
+) -> None:
+    """One event inside the inbox transaction; `keys` opens v2 events' sealed personal data."""
     if await lead_store.is_erased(conn, event.lead_id):
         return  # the person asked to be forgotten; a late event must not bring them back
-    if isinstance(event, LeadCaptured | LeadUpdated):
-        await _remember_person(conn, event)
+    if isinstance(event, PersonEvent):
+        await _remember_person(conn, event, keys)
         return
     if isinstance(event, LeadErased):
         await lead_store.erase(conn, event.lead_id)
@@ -68,16 +81,21 @@ async def handle(conn: asyncpg.Connection, envelope: Envelope, event: EventData)
     await _schedule(conn, envelope, event, funnel_id=funnel_id, stage=stage)
 
 
-async def _remember_person(conn: asyncpg.Connection, event: LeadCaptured | LeadUpdated) -> None:
-    at = event.captured_at if isinstance(event, LeadCaptured) else event.updated_at
-    await lead_store.upsert_contact(
-        conn,
-        event.lead_id,
-        email=event.email,
-        first_name=event.first_name,
-        locale=event.locale,
-        time_zone=event.time_zone,
-    )
+async def _remember_person(
+    conn: asyncpg.Connection, event: PersonEvent, keys: DataKeys | None
+) -> None:
+    at = event.captured_at if isinstance(event, LeadCaptured | LeadCapturedV2) else event.updated_at
+    contact = await _contact(event, keys)
+    if contact is not None:
+        email, first_name = contact
+        await lead_store.upsert_contact(
+            conn,
+            event.lead_id,
+            email=email,
+            first_name=first_name,
+            locale=event.locale,
+            time_zone=event.time_zone,
+        )
     if event.consent is not None and event.consent.categories:
         await lead_store.set_consents(
             conn,
@@ -89,6 +107,23 @@ async def _remember_person(conn: asyncpg.Connection, event: LeadCaptured | LeadU
         )
     # Touches scheduled before the contact was known can go now.
     await conn.execute(f"NOTIFY {WAKE_CHANNEL}")
+
+
+async def _contact(
+    event: PersonEvent, keys: DataKeys | None
+) -> tuple[str | None, str | None] | None:
+    """Email and first name (the only personal data kept here); None once erased at intake."""
+    if isinstance(event, LeadCaptured | LeadUpdated):
+        return event.email, event.first_name  # v1 records written before sealing
+    if keys is None:
+        raise KeyServiceRefused("no data-key service: sealed personal data is unreadable")
+    key = await keys.key_of(event.lead_id)
+    if key is None:
+        return None  # erased at the source (its lead.erased follows): keep nothing
+    person = unseal(
+        event.personal_data, key=key, lead_id=event.lead_id, event_type=event.event_type
+    )
+    return person.email, person.first_name
 
 
 async def _schedule(
@@ -115,14 +150,28 @@ async def _schedule(
 
 def consumer_worker(runtime: ServiceRuntime) -> Worker:
     settings = runtime.settings
+    assert isinstance(settings, NotifierSettings)
+    key = settings.intake_api_key
+    keys = DataKeys(
+        settings.intake_url,
+        key.get_secret_value() if key else None,
+        settings.intake_timeout_seconds,
+    )
     consumer = InboxConsumer(
         pool=runtime.pool,
         producer=runtime.producer,
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=settings.service_name,
         topics=[LEAD_EVENTS, ACTIVITY_EVENTS, STAGE_EVENTS],
-        handler=handle,
+        handler=functools.partial(handle, keys=keys),
         handled_types=HANDLED,
         max_attempts=settings.consumer_max_attempts,
     )
-    return Worker("events-consumer", consumer.run, consumer.stop)
+
+    async def run() -> None:
+        try:
+            await consumer.run()
+        finally:
+            await keys.aclose()
+
+    return Worker("events-consumer", run, consumer.stop)

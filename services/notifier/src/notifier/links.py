@@ -59,7 +59,7 @@ class LinkSigner:
         try:
             touch, lead, category = data
             return UnsubscribeToken(UUID(touch), UUID(lead), str(category))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, AttributeError) as exc:
             raise BadLink("malformed link") from exc
 
     def open_url(self, touch_id: UUID, lead_id: UUID) -> str:
@@ -71,7 +71,7 @@ class LinkSigner:
         try:
             touch, lead = data
             return UUID(touch), UUID(lead)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, AttributeError) as exc:
             raise BadLink("malformed link") from exc
 
     def click_url(self, touch_id: UUID, lead_id: UUID, url: str) -> str:
@@ -85,8 +85,9 @@ class LinkSigner:
         try:
             touch, lead, url = data
             parsed = urlsplit(str(url))
-        except (TypeError, ValueError) as exc:
+            link = ClickToken(UUID(touch), UUID(lead), str(url))
+        except (TypeError, ValueError, AttributeError) as exc:
             raise BadLink("malformed link") from exc
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise BadLink("not a web link")
-        return ClickToken(UUID(touch), UUID(lead), str(url))
+        return link

@@ -12,9 +12,10 @@ from funnel_servicekit.auth import Principal, require_scopes
 from funnel_servicekit.problems import Problem
 from notifier import playbook_store
 from notifier.catalog import default_playbooks
+from notifier.channels.webhook_channel import WebhookChannel
 from notifier.playbook_model import Playbook
 from notifier.templates import TemplateProblem, check, shipped
-from notifier.webhook_rules import RefusedDestination, check_host
+from notifier.webhook_rules import RefusedDestination
 
 router = APIRouter(tags=["playbooks"])
 Admin = Annotated[Principal, Depends(require_scopes("touches:admin"))]
@@ -48,6 +49,8 @@ async def _parse(request: Request, name: str) -> Playbook:
                 "send application/json or application/yaml",
                 type_="urn:funnel:problem:unsupported-media-type",
             )
+    except RecursionError:  # deeply nested [[[[...: a client error, not a 500
+        raise _invalid([{"field": "body", "message": "nested too deeply"}]) from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f" at line {line + 1}" if line is not None else ""
@@ -71,8 +74,7 @@ async def _parse(request: Request, name: str) -> Playbook:
 
 
 def _check_channel(playbook: Playbook, request: Request) -> None:
-    """Templates render (with the line when not); webhook hosts are on the allow-list."""
-    settings = request.app.state.runtime.settings
+    """Templates render (with the line when not)."""
     if playbook.channel == "email":
         try:
             templates = playbook.templates or shipped(playbook.template)
@@ -86,11 +88,26 @@ def _check_channel(playbook: Playbook, request: Request) -> None:
             if exc.line is not None:
                 error["line"] = exc.line
             raise _invalid([error]) from exc
-    if playbook.webhook is not None:
-        try:
-            check_host(playbook.webhook.url, settings.webhook_allowed_hosts)
-        except RefusedDestination as exc:
-            raise _invalid([{"field": "webhook.url", "message": str(exc)}]) from exc
+
+
+async def _check_destination(playbook: Playbook, request: Request) -> None:
+    """A webhook's host is on the allow-list and resolves to public addresses only (unless
+    FUNNEL_WEBHOOK_ALLOW_PRIVATE_ADDRESSES); each send checks again (DNS may change)."""
+    if playbook.webhook is None:
+        return
+    settings = request.app.state.runtime.settings
+    channel = WebhookChannel(
+        secret="",
+        allowed_hosts=settings.webhook_allowed_hosts,
+        allow_private=settings.webhook_allow_private_addresses,
+        timeout=settings.webhook_timeout_seconds,
+    )
+    try:
+        await channel.resolve(playbook.webhook.url)
+    except RefusedDestination as exc:
+        raise _invalid([{"field": "webhook.url", "message": str(exc)}]) from exc
+    except OSError:
+        pass  # not resolvable now (DNS not set up yet): every send resolves and checks again
 
 
 def _view(stored: playbook_store.StoredPlaybook) -> dict[str, Any]:
@@ -128,6 +145,7 @@ async def put_playbook(name: str, request: Request, principal: Admin) -> dict[st
     """Save a playbook (JSON or YAML); refused with the field (and template line) at fault."""
     playbook = await _parse(request, name)
     _check_channel(playbook, request)
+    await _check_destination(playbook, request)
     async with request.app.state.runtime.pool.acquire() as conn:
         await playbook_store.save(conn, playbook, principal.name)
         found = (await playbook_store.effective(conn))[name]

@@ -214,6 +214,8 @@ class TouchSender:
                         emails.append((item.touch.id, self._email(item)))
                 except (TemplateProblem, KeyError) as exc:
                     outcomes[item.touch.id] = Failed(f"template: {exc}")
+                except ValueError as exc:  # e.g. a line break in an address: never a header
+                    outcomes[item.touch.id] = Failed(f"message: {exc}")
             else:
                 others.append(item)
         email_outcomes, other_outcomes = await asyncio.gather(

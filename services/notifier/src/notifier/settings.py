@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import time, timedelta
 
-from pydantic import Field, SecretStr, model_validator
+from limits import parse as parse_limit
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from funnel_servicekit.settings import ServiceSettings
 from notifier.playbook_model import Cap
@@ -49,6 +50,25 @@ class NotifierSettings(ServiceSettings):
     webhook_signing_secret: SecretStr = SecretStr("development-only-webhook-secret")
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     sales_task_webhook_url: str | None = None
+    tracking_rate_limit_per_ip: str = Field(
+        default="300/minute",
+        description="public link hits (/t/*) per client IP, e.g. '300/minute', or 'unlimited'",
+    )
+    # lead-intake owns each person's data key; the notifier asks for it to open sealed events.
+    intake_url: str = Field(
+        default="http://127.0.0.1:8001", description="lead-intake, for data keys"
+    )
+    intake_api_key: SecretStr | None = Field(
+        default=None, description="an intake API key with the pii:decrypt scope"
+    )
+    intake_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("tracking_rate_limit_per_ip")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        if value != "unlimited":
+            parse_limit(value)  # ValueError names the bad notation
+        return value
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> NotifierSettings:
@@ -57,4 +77,6 @@ class NotifierSettings(ServiceSettings):
                 raise ValueError("set FUNNEL_LINK_SIGNING_KEY in production")
             if self.webhook_signing_secret.get_secret_value().startswith("development-only"):
                 raise ValueError("set FUNNEL_WEBHOOK_SIGNING_SECRET in production")
+            if self.run_workers and self.intake_api_key is None:
+                raise ValueError("set FUNNEL_INTAKE_API_KEY (scope pii:decrypt) in production")
         return self

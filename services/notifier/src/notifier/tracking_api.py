@@ -1,6 +1,7 @@
 """Public links in emails: unsubscribe (page and RFC 8058 one-click), open pixel, click redirect.
 
 No login: each link is a signed token (see links.py); a forged or edited one is a 404.
+Each is rate limited per client IP (FUNNEL_TRACKING_RATE_LIMIT_PER_IP).
 """
 
 from __future__ import annotations
@@ -9,16 +10,18 @@ import base64
 import html
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from funnel_contracts import ConsentChanged, TouchClicked, TouchOpened
 from funnel_servicekit.outbox import enqueue
 from funnel_servicekit.problems import Problem
 from notifier import lead_store, store
+from notifier.link_rate_limit import limit_link_requests
 from notifier.links import BadLink, LinkSigner
 
-router = APIRouter(tags=["public links"])
+# Every public link counts against its caller's IP before any token is read (429 beyond).
+router = APIRouter(tags=["public links"], dependencies=[Depends(limit_link_requests)])
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 

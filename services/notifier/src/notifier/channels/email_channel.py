@@ -4,6 +4,7 @@ Message-ID. A connection idle for long (servers close those) is replaced before 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Sequence
 from email.message import EmailMessage
@@ -14,6 +15,14 @@ import aiosmtplib
 from notifier.channels import Failed, Outcome, Retry, Sent
 
 REUSE_IDLE_SECONDS = 20.0
+# Servers often echo the recipient ("550 <ada@example.com>: unknown user"); the reply becomes
+# the touch's last_error and funnel.touch.failed.v1, which must not carry an address.
+_ADDRESS = re.compile(r"[^\s<>@\"']+@[^\s<>@\"']+")
+
+
+def without_addresses(reply: str) -> str:
+    """An SMTP reply with every email address replaced by `<address>`."""
+    return _ADDRESS.sub("<address>", reply)
 
 
 class SmtpChannel:
@@ -74,8 +83,8 @@ class SmtpChannel:
             return Retry(f"recipient deferred ({', '.join(map(str, codes))})")
         except aiosmtplib.SMTPResponseException as exc:
             if 500 <= exc.code < 600:
-                return Failed(f"SMTP {exc.code}: {exc.message[:200]}")
-            return Retry(f"SMTP {exc.code}: {exc.message[:200]}", counted=False)
+                return Failed(f"SMTP {exc.code}: {without_addresses(exc.message)[:200]}")
+            return Retry(f"SMTP {exc.code}: {without_addresses(exc.message)[:200]}", counted=False)
         except (aiosmtplib.SMTPException, OSError) as exc:
             return Retry(f"SMTP connection lost: {type(exc).__name__}", counted=False)
         return Sent(message_id=str(msg["Message-ID"]))
