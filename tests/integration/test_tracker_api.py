@@ -133,14 +133,29 @@ async def test_manual_moves_are_recorded_or_refused_with_the_reason(h: Harness) 
         assert nobody.status_code == 404
         journey = (await api.get(f"/v1/leads/{lead}/journey")).json()
         last = journey["transitions"][-1]
-        assert (last["to_stage"], last["actor"], last["reason"], last["cause_event_id"]) == (
+        assert (last["to_stage"], last["actor"], last["reason"], last["cause_event_type"]) == (
             "action",
             "ana",
             "paid by invoice",
-            None,
+            "funnel.stage.move-requested.v1",
         )
     changed = await h.emitted("funnel.stage.changed.v1")
     assert changed[-1]["actor"] == "ana"
+    # The move is also a command in the tracker's own input log (what a replay makes again);
+    # refused moves leave none.
+    [command] = await h.emitted("funnel.stage.move-requested.v1")
+    assert (command["kind"], command["to_stage"], command["actor"]) == ("manual", "action", "ana")
+    assert command["lead_id"] == str(lead)
+    assert await h.pool.fetchval(
+        "SELECT topic FROM outbox WHERE event_type = 'funnel.stage.move-requested.v1'"
+    ) == ("funnel.stage-commands")
+    # Its id is a seen signal of the lead: read back live, the command changes nothing.
+    assert await h.pool.fetchval(
+        "SELECT (signal #>> '{}')::jsonb->>'kind' FROM lead_signals"
+        " WHERE lead_id = $1 AND event_id = $2",
+        lead,
+        last["cause_event_id"],
+    ) == ("move_requested")
 
 
 async def test_keys_and_scopes(h: Harness) -> None:

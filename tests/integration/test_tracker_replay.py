@@ -1,110 +1,55 @@
 """The tracker's real consumer on real topics: dead letters, and a replay that rebuilds exactly.
 
 Events are produced through the contracts' encode() onto the contract topics of a private
-broker, as lead-intake and the notifier will produce them.
+broker, as lead-intake and the notifier will produce them. The tracker runs as the service
+does: the batch consumer, and the outbox relay (its own commands go back through Kafka).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
-from funnel_contracts import (
-    ConsentChanged,
-    Envelope,
-    EventData,
-    LeadUpdated,
-    TouchClicked,
-    TouchOpened,
-    encode,
-)
+from funnel_contracts import EventData, LeadErased
 from funnel_contracts.topics import LEAD_EVENTS, dead_letter_topic
 from funnel_devstack.stack import Stack
 from funnel_servicekit.db import create_pool
-from funnel_servicekit.inbox import InboxConsumer
-from stage_tracker.consumer import HANDLED, TOPICS, EventHandler
+from stage_tracker.consumer import TOPICS, EventHandler
 from stage_tracker.funnel_registry import FunnelRegistry
 from stage_tracker.replay import replay
-from tests.integration.tracker_harness import activity, captured, migrate
+from stage_tracker.settings import TrackerSettings
+from stage_tracker.stall_timers import StallTimers
+from tests.integration.tracker_harness import (
+    ADMIN_KEY,
+    HISTORY,
+    STATE,
+    Harness,
+    activity,
+    captured,
+    journeys,
+    produce,
+    running_tracker,
+    tracker_database,
+    until_count,
+)
 
 pytestmark = pytest.mark.integration
-
-
-async def _database(stack: Stack) -> str:
-    name = f"t_{uuid4().hex[:12]}"
-    conn = await asyncpg.connect(stack.postgres.dsn)
-    try:
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-    dsn = stack.postgres.dsn.rsplit("/", 1)[0] + f"/{name}"
-    await migrate(dsn)
-    return dsn
-
-
-async def _produce(stack: Stack, events: list[EventData], source: str = "test-producer") -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, enable_idempotence=True)
-    await producer.start()
-    try:
-        for event in events:
-            record = encode(Envelope.of(event, source=source))
-            await producer.send_and_wait(
-                event.topic, key=record.key, value=record.value, headers=record.headers
-            )
-    finally:
-        await producer.stop()
-
-
-@contextlib.asynccontextmanager
-async def running_tracker(stack: Stack, dsn: str, group: str) -> AsyncIterator[asyncpg.Pool]:
-    """The tracker's real inbox consumer on the three topics, writing into `dsn`."""
-    pool = await create_pool(dsn, "tracker", min_size=1, max_size=4)
-    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
-    await producer.start()
-    consumer = InboxConsumer(
-        pool=pool,
-        producer=producer,
-        bootstrap_servers=stack.kafka_bootstrap,
-        group_id=group,
-        topics=list(TOPICS),
-        handler=EventHandler(FunnelRegistry(), "tracker", "stage-tracker"),
-        handled_types=HANDLED,
-        max_attempts=2,
-    )
-    task = asyncio.create_task(consumer.run())
-    try:
-        yield pool
-    finally:
-        consumer.stop()
-        await asyncio.wait_for(task, 30)
-        await producer.stop()
-        await pool.close()
-
-
-async def _until(pool: asyncpg.Pool, query: str, expected: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while (got := await pool.fetchval(query)) < expected:
-        assert time.monotonic() < deadline, f"{query}: {got} of {expected}"
-        await asyncio.sleep(0.1)
 
 
 async def test_an_unknown_funnel_goes_to_the_dead_letter_topic_and_the_rest_moves_on(
     module_infra: Stack,
 ) -> None:
-    dsn = await _database(module_infra)
+    dsn = await tracker_database(module_infra)
     bad, good = uuid4(), uuid4()
-    await _produce(module_infra, [captured(bad, funnel_id="no-such-funnel"), captured(good)])
+    await produce(module_infra, [captured(bad, funnel_id="no-such-funnel"), captured(good)])
     async with running_tracker(module_infra, dsn, "tracker-dlq") as pool:
-        await _until(pool, "SELECT count(*) FROM lead_stages", 1)
-        await _until(pool, "SELECT count(*) FROM dead_letters", 1)
+        await until_count(pool, "SELECT count(*) FROM lead_stages", 1)
+        await until_count(pool, "SELECT count(*) FROM dead_letters", 1)
         assert await pool.fetchval("SELECT lead_id FROM lead_stages") == good
     consumer = AIOKafkaConsumer(
         dead_letter_topic(LEAD_EVENTS),
@@ -123,60 +68,100 @@ async def test_an_unknown_funnel_goes_to_the_dead_letter_topic_and_the_rest_move
     assert headers["dlq_consumer_group"] == b"tracker-dlq"
 
 
-def _journeys(lead: UUID, i: int, t: datetime) -> list[list[EventData]]:
-    """Rounds of one lead's events across the three topics, each round later in time."""
-    minute = timedelta(minutes=1)
-    funnel = ("digital-sales", "subscription", "b2b-sales-cycle")[i % 3]
-    touch = uuid4()
-    rounds: list[list[EventData]] = [
-        [activity(lead, "page_view", t - minute)],  # before the capture, on another topic
-        [captured(lead, funnel_id=funnel, at=t)],
-        [TouchOpened(lead_id=lead, touch_id=touch, opened_at=t + minute)],
-        [
-            TouchClicked(
-                lead_id=lead, touch_id=touch, url="https://x.test", clicked_at=t + 2 * minute
-            )
-        ],
-        [activity(lead, "pricing_viewed", t + 3 * minute)],
-        [
-            LeadUpdated(
-                lead_id=lead,
-                qualification={"budget": "yes", "need": "yes", "authority": "yes", "timing": "now"},
-                updated_at=t + 4 * minute,
-            )
-        ],
-    ]
-    if i % 4 == 0:
-        rounds.append(
-            [
-                ConsentChanged(
-                    lead_id=lead,
-                    category="marketing",
-                    granted=False,
-                    source="one-click",
-                    changed_at=t + 5 * minute,
-                )
-            ]
+ERASED = "SELECT lead_id, erased_at FROM erased_leads ORDER BY lead_id"
+DEFINITIONS = """SELECT funnel_id, version, status, format, source, created_by, created_at,
+                        published_at
+                 FROM funnel_definitions ORDER BY funnel_id, version"""
+
+
+SHOWROOM_V2 = """\
+id: digital-sales
+name: Digital sales, with a showroom
+stages:
+  - name: awareness
+  - name: interest
+    enter_when:
+      - event: page_view
+  - name: showroom
+    enter_when:
+      - event: showroom_visit
+  - name: action
+    enter_when:
+      - event: purchase_completed
+"""
+COMMANDS_IN = "SELECT count(*) FROM inbox WHERE event_type = 'funnel.stage.move-requested.v1'"
+
+
+async def _people_and_timers(
+    stack: Stack, dsn: str, pool: asyncpg.Pool, leads: list[UUID]
+) -> tuple[list[UUID], list[UUID], int]:
+    """After the events: a v2 of digital-sales, manual moves (within v1 and to v2), captures
+    into v2, erasures with a straggler, stall timers (stalled, then lost) and a comeback.
+    Returns (new leads, erased leads, commands made)."""
+    produced = await pool.fetchval("SELECT count(*) FROM inbox WHERE source = 'replay-test'")
+
+    async def produce_and_wait(events: list[EventData]) -> None:
+        nonlocal produced
+        await produce(stack, events, source="replay-test")
+        produced += len(events)
+        await until_count(pool, "SELECT count(*) FROM inbox WHERE source = 'replay-test'", produced)
+
+    settings = TrackerSettings(
+        database_url=dsn, kafka_bootstrap_servers=stack.kafka_bootstrap, admin_api_key=ADMIN_KEY
+    )
+    commands = 0
+    async with Harness(pool, settings).api() as api:
+        draft = await api.post(
+            "/v1/funnels/digital-sales/drafts", json={"format": "yaml", "source": SHOWROOM_V2}
         )
-        rounds.append([activity(lead, "purchase_completed", t + 6 * minute)])
-    elif i % 4 == 1:
-        rounds.append([activity(lead, "purchase_completed", t + 5 * minute)])
-        rounds.append([activity(lead, "renewal_due", t + 30 * minute)])
-        rounds.append([activity(lead, "subscription_renewed", t + 31 * minute)])
-        rounds.append([activity(lead, "call_logged", t + 2 * minute, outcome="objection")])  # late
-    else:
-        rounds.append([activity(lead, "call_logged", t + 5 * minute, outcome="objection")])
-        rounds.append([activity(lead, "checkout_started", t + 6 * minute)])
-    return rounds
+        assert draft.status_code == 201, draft.text
+        published = await api.post("/v1/funnels/digital-sales/versions/2/publish")
+        assert published.status_code == 200, published.text
+        # By hand: digital-sales leads to v2's showroom, the others one step on in their line.
+        moved = {"v2": 0, "v1": 0}
+        for i, lead in enumerate(leads[:12]):
+            journey = (await api.get(f"/v1/leads/{lead}/journey")).json()
+            if journey["funnel_id"] == "digital-sales" and journey["current_stage"] != "lost":
+                body = {"to_stage": "showroom", "funnel_version": 2}
+            elif journey["funnel_id"] == "b2b-sales-cycle":
+                body = {"to_stage": "closing"}
+            else:
+                body = {"to_stage": "decision"}
+            response = await api.post(
+                f"/v1/leads/{lead}/transitions",
+                json={**body, "reason": f"call {i}", "actor": "ana"},
+            )
+            assert response.status_code in (201, 409), response.text
+            if response.status_code == 201:
+                commands += 1
+                moved["v2" if "funnel_version" in body else "v1"] += 1
+        assert moved["v2"] >= 2, moved
+        assert moved["v1"] >= 2, moved
+    await until_count(pool, COMMANDS_IN, commands)  # read back through the real topic
 
+    newcomers = [uuid4() for _ in range(4)]
+    now = datetime.now(UTC).replace(microsecond=0)
+    await produce_and_wait([captured(lead, at=now) for lead in newcomers])  # into v2
+    await produce_and_wait([activity(lead, "showroom_visit", now) for lead in newcomers[:2]])
 
-STATE = """SELECT lead_id, funnel_id, funnel_version, stage, entered_at, previous_stage, fit_score,
-                  engagement_score, score, temperature, answers::text, last_activity_at, as_of,
-                  timer_due_at
-           FROM lead_stages ORDER BY lead_id"""
-HISTORY = """SELECT lead_id, funnel_id, funnel_version, from_stage, to_stage, to_position, reason,
-                    cause_event_id, cause_event_type, occurred_at, actor
-             FROM transitions ORDER BY lead_id, id"""
+    erased = [leads[5], leads[13], newcomers[3]]
+    await produce_and_wait(
+        [LeadErased(lead_id=lead, request_id=uuid4(), erased_at=now) for lead in erased]
+    )
+    await produce_and_wait([activity(erased[0], "purchase_completed", now)])  # a straggler
+
+    timers = StallTimers(pool, FunnelRegistry(), schema="tracker", source="stage-tracker",
+                         poll_seconds=1, clock=lambda: now + timedelta(days=40))  # fmt: skip
+    stalled = await timers.fire_due()
+    timers.clock = lambda: now + timedelta(days=80)
+    lost = await timers.fire_due()
+    assert stalled >= 3, stalled
+    assert lost >= 3, lost
+    commands += stalled + lost
+    await until_count(pool, COMMANDS_IN, commands)
+    back = await pool.fetchval("SELECT lead_id FROM lead_stages WHERE stage = 'lost' LIMIT 1")
+    await produce_and_wait([activity(back, "page_view", now + timedelta(days=90))])  # recycled
+    return newcomers, erased, commands
 
 
 async def test_replaying_the_topics_into_an_empty_database_rebuilds_the_same_states(
@@ -184,34 +169,59 @@ async def test_replaying_the_topics_into_an_empty_database_rebuilds_the_same_sta
 ) -> None:
     leads = [uuid4() for _ in range(24)]
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
-    plans = [_journeys(lead, i, t0 + timedelta(seconds=i)) for i, lead in enumerate(leads)]
-    live_dsn = await _database(module_infra)
+    plans = [journeys(lead, i, t0 + timedelta(seconds=i)) for i, lead in enumerate(leads)]
+    live_dsn = await tracker_database(module_infra)
     async with running_tracker(module_infra, live_dsn, "tracker-live") as pool:
         produced = 0
         for r in range(max(len(p) for p in plans)):
             batch = [e for plan in plans if r < len(plan) for e in plan[r]]
-            await _produce(module_infra, batch, source="replay-test")
+            await produce(module_infra, batch, source="replay-test")
             produced += len(batch)
             # The next round only once this one is in: live, people act seconds apart.
-            await _until(pool, "SELECT count(*) FROM inbox WHERE source = 'replay-test'", produced)
+            await until_count(
+                pool, "SELECT count(*) FROM inbox WHERE source = 'replay-test'", produced
+            )
+        newcomers, erased, commands = await _people_and_timers(module_infra, live_dsn, pool, leads)
         consumed = await pool.fetchval("SELECT count(*) FROM inbox")
         live_state = [tuple(r) for r in await pool.fetch(STATE)]
         live_history = [tuple(r) for r in await pool.fetch(HISTORY)]
+        live_erased = [tuple(r) for r in await pool.fetch(ERASED)]
+        definitions = await pool.fetch(DEFINITIONS)
+        dead_letters = await pool.fetchval("SELECT count(*) FROM dead_letters")
 
-    assert set(leads) <= {r[0] for r in live_state}
-    stages = {r[3] for r in live_state}
-    assert {"action", "repurchase", "recycled"} & stages or "lost" in stages or len(stages) > 2
+    # (The topics also hold the module's other tests' leads: this test's are checked.)
+    live_leads = {r[0] for r in live_state}
+    assert set(leads + newcomers) - set(erased) <= live_leads
+    assert not set(erased) & live_leads
+    assert {r[0] for r in live_erased} == set(erased)
+    assert {"action", "lost", "showroom"} <= {r[3] for r in live_state}
+    assert {"stalled", "lost", "recycled", "showroom"} <= {r[4] for r in live_history}
+    assert {r[2] for r in live_state if r[1] == "digital-sales"} == {1, 2}
+    by_command = [r for r in live_history if r[8] == "funnel.stage.move-requested.v1"]
+    assert sum(r[10] == "ana" for r in by_command) >= 3  # by hand
+    assert sum(r[10] is None for r in by_command) >= 6  # by the stall timer
+    assert len(by_command) <= commands  # erased leads took theirs with them
     assert len(live_history) > 3 * len(leads)
 
-    rebuilt_dsn = await _database(module_infra)
+    rebuilt_dsn = await tracker_database(module_infra)
     pool = await create_pool(rebuilt_dsn, "tracker", min_size=1, max_size=2)
     try:
+        # Funnel definitions are configuration, restored as they are (not rebuilt from events).
+        await pool.executemany(
+            "INSERT INTO funnel_definitions VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            [tuple(r) for r in definitions],
+        )
         handler = EventHandler(FunnelRegistry(), "tracker", "stage-tracker")
         counts = await replay(pool, module_infra.kafka_bootstrap, TOPICS, handler, group_id=None)
         assert counts["processed"] == consumed
+        assert counts["poison"] == dead_letters  # what the live run dead-lettered, no more
         rebuilt_state = [tuple(r) for r in await pool.fetch(STATE)]
         rebuilt_history = [tuple(r) for r in await pool.fetch(HISTORY)]
+        rebuilt_erased = [tuple(r) for r in await pool.fetch(ERASED)]
+        # What the live run published is not published again by the rebuild.
+        assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
     finally:
         await pool.close()
     assert rebuilt_state == live_state
     assert rebuilt_history == live_history
+    assert rebuilt_erased == live_erased

@@ -9,13 +9,16 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from funnel_contracts import StageMoveRequested
 from funnel_servicekit.auth import Principal, require_scopes
+from funnel_servicekit.outbox import outbox_record
 from funnel_servicekit.problems import Problem
 from stage_tracker import store
+from stage_tracker.commands import apply_command, command_signal
 from stage_tracker.funnel_registry import FunnelRegistry
 from stage_tracker.funnels import UnknownFunnel
-from stage_tracker.lead_updates import save_outcome
-from stage_tracker.machine import Refused, manual_move
+from stage_tracker.lead_batch import LeadBatch
+from stage_tracker.machine import Refused
 
 router = APIRouter(tags=["leads"])
 
@@ -65,9 +68,10 @@ async def move_lead(
     """Move a lead by hand, with a reason; 409 with the reason when its funnel does not allow it."""
     runtime = request.app.state.runtime
     registry: FunnelRegistry = runtime.state["registry"]
+    settings = runtime.settings
     async with runtime.pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"lead:{lead_id}")
-        state = await store.lock_state(conn, lead_id)
+        leads = await LeadBatch.load(conn, [lead_id])
+        state = leads.state(lead_id)
         if state is None:
             raise _unknown_lead(lead_id)
         funnel = await registry.get(conn, state.funnel_id, state.funnel_version)
@@ -83,16 +87,20 @@ async def move_lead(
                     type_="urn:funnel:problem:validation",
                     errors=[{"field": "funnel_version", "message": str(exc)}],
                 ) from None
+        # The move is also a command in the tracker's own input log, so a replay makes it too.
+        command = StageMoveRequested(
+            lead_id=lead_id,
+            funnel_id=state.funnel_id,
+            kind="manual",
+            to_stage=body.to_stage,
+            reason=body.reason,
+            actor=body.actor,
+            funnel_version=body.funnel_version,
+            requested_at=datetime.now(UTC),
+        )
+        record = outbox_record(command, source=settings.service_name)
         try:
-            outcome = manual_move(
-                state,
-                funnel,
-                body.to_stage,
-                reason=body.reason,
-                actor=body.actor,
-                at=datetime.now(UTC),
-                target_funnel=target,
-            )
+            outcome = apply_command(state, funnel, command, record.envelope.id, target)
         except Refused as refused:
             raise Problem(
                 refused.status,
@@ -103,15 +111,10 @@ async def move_lead(
                 else "urn:funnel:problem:validation",
                 errors=[{"field": "to_stage", "message": refused.reason}],
             ) from None
-        settings = runtime.settings
-        await save_outcome(
-            conn,
-            lead_id,
-            outcome,
-            target or funnel,
-            schema=settings.db_schema,
-            source=settings.service_name,
-        )
+        leads.record_signal(lead_id, command_signal(record.envelope.id, command), 0.0, applied=True)
+        leads.save(lead_id, outcome, target or funnel, source=settings.service_name)
+        leads.add(record)
+        await leads.flush(conn, settings.db_schema)
     [move] = outcome.moves
     return {
         "lead_id": str(lead_id),

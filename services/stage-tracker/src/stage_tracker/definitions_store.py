@@ -63,6 +63,20 @@ async def latest_published_version(conn: asyncpg.Connection, funnel_id: str) -> 
     return int(version) if version is not None else None
 
 
+async def published_versions(conn: asyncpg.Connection) -> dict[str, list[tuple[int, Any]]]:
+    """Every funnel's published versions with when each was published (None: built in)."""
+    rows = await conn.fetch(
+        "SELECT funnel_id, version, published_at FROM funnel_definitions"
+        " WHERE status = 'published' ORDER BY funnel_id, version"
+    )
+    found: dict[str, list[tuple[int, Any]]] = {f: [(1, None)] for f in DEFAULT_IDS}
+    for r in rows:
+        versions = found.setdefault(r["funnel_id"], [])
+        versions[:] = [v for v in versions if v[0] != r["version"]]
+        versions.append((r["version"], r["published_at"]))
+    return found
+
+
 async def create_draft(
     conn: asyncpg.Connection, funnel_id: str, source: str, fmt: str, created_by: str
 ) -> int:

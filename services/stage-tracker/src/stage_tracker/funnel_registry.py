@@ -5,6 +5,10 @@ Published versions never change, so caching them forever in the process is safe.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
 import asyncpg
 
 from stage_tracker import definitions_store
@@ -32,8 +36,30 @@ class FunnelRegistry:
         return definition
 
     async def latest(self, conn: asyncpg.Connection, funnel_id: str) -> FunnelDefinition:
-        """The newest published version: the one a newly captured lead enters."""
+        """The newest published version."""
         version = await definitions_store.latest_published_version(conn, funnel_id)
         if version is None:
             raise UnknownFunnel(f"unknown funnel {funnel_id!r}")
         return await self.get(conn, funnel_id, version)
+
+    async def published(self, conn: asyncpg.Connection) -> PublishedVersions:
+        """Which versions were published when: one query, read once per consumed batch."""
+        return PublishedVersions(await definitions_store.published_versions(conn))
+
+
+@dataclass(frozen=True)
+class PublishedVersions:
+    versions: Mapping[str, Sequence[tuple[int, datetime | None]]]
+
+    def entered_at(self, funnel_id: str, at: datetime) -> int:
+        """The version a lead captured at `at` enters: the newest one published by then.
+
+        `at` is the capture's CloudEvents time, so the live consumer and a replay pick the same
+        version however late they process it. A capture older than the funnel's first version
+        enters that one.
+        """
+        versions = self.versions.get(funnel_id)
+        if not versions:
+            raise UnknownFunnel(f"unknown funnel {funnel_id!r}")
+        by_then = [v for v, when in versions if when is None or when <= at]
+        return max(by_then) if by_then else min(v for v, _ in versions)

@@ -235,7 +235,10 @@ def _move(
         to,
         funnel.position(to),
         reason,
-        signal.occurred_at,
+        # A late event's move happens after the stage it leaves was entered, not at the late
+        # event's own time: the history stays in time order, which is the order every reader
+        # of stage events (reporting) rebuilds it in.
+        max(signal.occurred_at, state.stage_entered_at),
         signal.event_id,
         signal.event_type,
     )
@@ -275,6 +278,7 @@ def _target(
 ) -> tuple[str, str] | None:
     """The stage a signal's rules lead to: the furthest forward one, else a permitted step back."""
     current = funnel.position(state.stage)
+    answers = state.answer_values()
     forward: list[tuple[int, str]] = []
     backward: list[tuple[int, str]] = []
     for pos, stage in enumerate(funnel.stages):
@@ -284,7 +288,7 @@ def _target(
             if rule.from_stages is not None and (late or state.stage not in rule.from_stages):
                 # A late event did not happen in the current stage, so a guarded rule is moot.
                 continue
-            if not _matches(rule.match, signal, state, state.answer_values()):
+            if not _matches(rule.match, signal, state, answers):
                 continue
             if pos > current:
                 forward.append((pos, describe(rule.match)))
@@ -351,7 +355,14 @@ def timer_due(state: LeadState, funnel: FunnelDefinition) -> datetime | None:
     return None
 
 
-def on_timer(state: LeadState, funnel: FunnelDefinition, now: datetime) -> Outcome:
+def on_timer(
+    state: LeadState,
+    funnel: FunnelDefinition,
+    now: datetime,
+    *,
+    cause_event_id: str | None = None,
+    cause_event_type: str | None = None,
+) -> Outcome:
     """Stall or lose a lead whose limit has passed; the move is dated at the limit itself."""
     due = timer_due(state, funnel)
     if due is None or due > now:
@@ -362,7 +373,15 @@ def on_timer(state: LeadState, funnel: FunnelDefinition, now: datetime) -> Outco
     else:
         to, reason = LOST, f"stalled for {funnel.lost_after_stalled_days:g} days"
     move = Move(
-        funnel.id, funnel.version, state.stage, to, funnel.position(to), reason, due, None, None
+        funnel.id,
+        funnel.version,
+        state.stage,
+        to,
+        funnel.position(to),
+        reason,
+        due,
+        cause_event_id,
+        cause_event_type,
     )
     after = _moved(rescored(state, funnel, max(state.as_of, due)), move, funnel)
     return Outcome(after, (move,), _score_change(state.score, after, None))
@@ -380,6 +399,8 @@ def manual_move(
     actor: str,
     at: datetime,
     target_funnel: FunnelDefinition | None = None,
+    cause_event_id: str | None = None,
+    cause_event_type: str | None = None,
 ) -> Outcome:
     """A move by a person; Refused with the reason when the funnel does not allow it."""
     target = target_funnel or funnel
@@ -415,8 +436,8 @@ def manual_move(
         target.position(to_stage),
         reason,
         when,
-        None,
-        None,
+        cause_event_id,
+        cause_event_type,
         actor,
     )
     after = replace(_moved(state, move, target), last_activity_at=max(state.last_activity_at, when))

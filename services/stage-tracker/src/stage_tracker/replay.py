@@ -3,8 +3,11 @@
 Kafka orders a lead's events within one topic only; the live consumer meets the three topics
 interleaved as they arrive. To rebuild exactly what the live consumer built, the replay merges
 the partitions by the CloudEvents time (each partition's own order kept) and feeds every event
-through the same handler and inbox. At the end the consumer group's offsets are set to where
-the replay stopped, so the live consumer carries on from there.
+through the same handler and inbox. The tracker's own command topic is read too: moves made by
+people and by the stall timer are replayed at their place in time (stage_tracker.commands).
+What the rebuild would publish again was published by the live run: the replay leaves the
+outbox as it found it. At the end the consumer group's offsets are set to where the replay
+stopped, so the live consumer carries on from there.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from funnel_contracts import DecodeError, SchemaError, decode, parse_event
 from stage_tracker.consumer import HANDLED, EventHandler
+from stage_tracker.machine import Refused
 
 log = logging.getLogger(__name__)
 Record: TypeAlias = ConsumerRecord  # aiokafka is untyped
@@ -73,6 +77,7 @@ async def replay(
     topics = list(topics)
     per_partition = await _read_to_end(bootstrap, topics)
     counts = {"processed": 0, "duplicate": 0, "ignored": 0, "poison": 0}
+    outbox_before = await pool.fetchval("SELECT coalesce(max(id), 0) FROM outbox")
     merged = heapq.merge(*per_partition.values(), key=_event_time)
     for record in merged:
         try:
@@ -98,10 +103,11 @@ async def replay(
             try:
                 async with conn.transaction():  # a savepoint: a refused event leaves no trace
                     await handler(conn, envelope, event)
-            except LookupError:
+            except (LookupError, Refused):
                 counts["poison"] += 1  # unknown funnel or stage: dead-lettered by the live run
                 continue
         counts["processed"] += 1
+    await pool.execute("DELETE FROM outbox WHERE id > $1", outbox_before)
     if group_id is not None:
         await _commit_ends(bootstrap, group_id, per_partition)
     return counts

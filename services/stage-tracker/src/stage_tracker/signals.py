@@ -17,7 +17,9 @@ from funnel_contracts import (
     ConsentChanged,
     EventData,
     LeadCaptured,
+    LeadCapturedV2,
     LeadUpdated,
+    LeadUpdatedV2,
     TouchClicked,
     TouchOpened,
 )
@@ -74,7 +76,7 @@ def _answers(raw: Mapping[str, str]) -> dict[str, str]:
 def signal_of(event: EventData, event_id: str) -> Signal | None:
     """The signal an event carries, or None for events that mean nothing to a stage."""
     t = event.event_type
-    if isinstance(event, LeadCaptured):
+    if isinstance(event, LeadCaptured | LeadCapturedV2):  # v1 records stay on the topic
         return Signal(
             event_id,
             t,
@@ -83,7 +85,7 @@ def signal_of(event: EventData, event_id: str) -> Signal | None:
             answers=_answers(event.qualification),
             funnel_id=event.funnel_id,
         )
-    if isinstance(event, LeadUpdated):
+    if isinstance(event, LeadUpdated | LeadUpdatedV2):
         return Signal(event_id, t, UPDATED, event.updated_at, answers=_answers(event.qualification))
     if isinstance(event, ActivityRecorded):
         properties: dict[str, PropertyValue] = dict(event.properties)

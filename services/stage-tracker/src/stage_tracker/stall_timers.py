@@ -14,11 +14,13 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from funnel_contracts import StageMoveRequested
+from funnel_servicekit.outbox import outbox_record
 from funnel_servicekit.runtime import ServiceRuntime, Worker
 from stage_tracker import store
+from stage_tracker.commands import apply_command, command_signal
 from stage_tracker.funnel_registry import FunnelRegistry
-from stage_tracker.lead_updates import save_outcome
-from stage_tracker.machine import on_timer
+from stage_tracker.lead_batch import LeadBatch
 from stage_tracker.settings import TrackerSettings
 
 log = logging.getLogger(__name__)
@@ -67,17 +69,29 @@ class StallTimers:
         """Fire one batch of due timers in one transaction; returns how many leads moved."""
         now = self.clock()
         async with self.pool.acquire() as conn, conn.transaction():
+            due = await store.due_leads(conn, now, self.batch_size)
+            # Their rows are ours already (SKIP LOCKED): no advisory locks, so no lock cycle
+            # with a consumer that holds those and waits for these rows.
+            leads = await LeadBatch.load(conn, due, lock=False)
             fired = 0
-            for lead_id in await store.due_leads(conn, now, self.batch_size):
-                state = await store.lock_state(conn, lead_id)
+            for lead_id in due:
+                state = leads.state(lead_id)
                 if state is None:
                     continue
                 funnel = await self.registry.get(conn, state.funnel_id, state.funnel_version)
-                outcome = on_timer(state, funnel, now)
-                await save_outcome(
-                    conn, lead_id, outcome, funnel, schema=self.schema, source=self.source
+                # The firing is a command in the tracker's own input log: a replay fires it too.
+                command = StageMoveRequested(
+                    lead_id=lead_id, funnel_id=state.funnel_id, kind="stall_timer", requested_at=now
                 )
-                fired += len(outcome.moves) > 0
+                record = outbox_record(command, source=self.source)
+                outcome = apply_command(state, funnel, command, record.envelope.id)
+                if outcome.moves:
+                    signal = command_signal(record.envelope.id, command)
+                    leads.record_signal(lead_id, signal, 0.0, applied=True)
+                    leads.add(record)
+                    fired += 1
+                leads.save(lead_id, outcome, funnel, source=self.source)
+            await leads.flush(conn, self.schema)
             return fired
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -14,19 +15,51 @@ from stage_tracker.scoring import Contribution, Score
 from stage_tracker.signals import Signal
 
 
-async def is_erased(conn: asyncpg.Connection, lead_id: UUID) -> bool:
-    return bool(await conn.fetchval("SELECT true FROM erased_leads WHERE lead_id = $1", lead_id))
-
-
-async def lock_state(conn: asyncpg.Connection, lead_id: UUID) -> LeadState | None:
-    """The lead's state, its row locked until the transaction ends (one writer per lead)."""
-    row = await conn.fetchrow("SELECT * FROM lead_stages WHERE lead_id = $1 FOR UPDATE", lead_id)
-    if row is None:
-        return None
-    signals = await conn.fetch(
-        "SELECT event_id, occurred_at, points FROM lead_signals WHERE lead_id = $1 AND applied",
-        lead_id,
+async def lock_leads(conn: asyncpg.Connection, lead_ids: Collection[UUID]) -> None:
+    """One writer per lead (topics are not ordered among themselves, replicas share partitions,
+    the API moves leads too): transaction advisory locks, always taken in the same order."""
+    await conn.execute(
+        """SELECT pg_advisory_xact_lock(h) FROM (
+               SELECT hashtext('lead:' || k) AS h FROM unnest($1::text[]) AS k ORDER BY 1
+           ) AS ordered""",
+        [str(lead_id) for lead_id in lead_ids],
     )
+
+
+async def erased_among(conn: asyncpg.Connection, lead_ids: Collection[UUID]) -> set[UUID]:
+    rows = await conn.fetch(
+        "SELECT lead_id FROM erased_leads WHERE lead_id = ANY($1::uuid[])", list(lead_ids)
+    )
+    return {r["lead_id"] for r in rows}
+
+
+async def load_states(
+    conn: asyncpg.Connection, lead_ids: Collection[UUID]
+) -> tuple[dict[UUID, LeadState], dict[UUID, list[Signal]]]:
+    """The leads' states, rows locked until the transaction ends, and the signals that wait
+    for a capture (leads without a state): two queries for any number of leads."""
+    ids = list(lead_ids)
+    rows = await conn.fetch(
+        "SELECT * FROM lead_stages WHERE lead_id = ANY($1::uuid[]) FOR UPDATE", ids
+    )
+    signal_rows = await conn.fetch(
+        """SELECT lead_id, event_id, occurred_at, points, applied,
+                  CASE WHEN applied THEN NULL ELSE signal END AS signal
+           FROM lead_signals WHERE lead_id = ANY($1::uuid[])""",
+        ids,
+    )
+    applied: dict[UUID, list[asyncpg.Record]] = {}
+    pending: dict[UUID, list[Signal]] = {}
+    for s in signal_rows:
+        if s["applied"]:
+            applied.setdefault(s["lead_id"], []).append(s)
+        else:
+            pending.setdefault(s["lead_id"], []).append(Signal.from_json(json.loads(s["signal"])))
+    states = {r["lead_id"]: _state(r, applied.get(r["lead_id"], [])) for r in rows}
+    return states, pending
+
+
+def _state(row: asyncpg.Record, signals: list[asyncpg.Record]) -> LeadState:
     answers = json.loads(row["answers"])
     return LeadState(
         funnel_id=row["funnel_id"],
@@ -50,14 +83,20 @@ async def lock_state(conn: asyncpg.Connection, lead_id: UUID) -> LeadState | Non
     )
 
 
-async def save_state(
-    conn: asyncpg.Connection, lead_id: UUID, state: LeadState, timer_due_at: datetime | None
+def _answers_json(state: LeadState) -> str:
+    return json.dumps(
+        {
+            k: {"value": a.value, "at": a.at.isoformat(), "event_id": a.event_id}
+            for k, a in state.answers.items()
+        }
+    )
+
+
+async def save_states(
+    conn: asyncpg.Connection, states: Sequence[tuple[UUID, LeadState, datetime | None]]
 ) -> None:
-    answers = {
-        k: {"value": a.value, "at": a.at.isoformat(), "event_id": a.event_id}
-        for k, a in state.answers.items()
-    }
-    await conn.execute(
+    """Upsert each lead's state and stall timer (lead id, state, timer due at)."""
+    await conn.executemany(
         """INSERT INTO lead_stages (lead_id, funnel_id, funnel_version, stage, entered_at,
                previous_stage, fit_score, engagement_score, score, temperature, answers,
                last_activity_at, as_of, timer_due_at)
@@ -69,48 +108,46 @@ async def save_state(
                score = excluded.score, temperature = excluded.temperature,
                answers = excluded.answers, last_activity_at = excluded.last_activity_at,
                as_of = excluded.as_of, timer_due_at = excluded.timer_due_at, updated_at = now()""",
-        lead_id,
-        state.funnel_id,
-        state.funnel_version,
-        state.stage,
-        state.stage_entered_at,
-        state.previous_stage,
-        state.score.fit,
-        state.score.engagement,
-        state.score.total,
-        state.score.temperature,
-        json.dumps(answers),
-        state.last_activity_at,
-        state.as_of,
-        timer_due_at,
+        [
+            (
+                lead_id,
+                state.funnel_id,
+                state.funnel_version,
+                state.stage,
+                state.stage_entered_at,
+                state.previous_stage,
+                state.score.fit,
+                state.score.engagement,
+                state.score.total,
+                state.score.temperature,
+                _answers_json(state),
+                state.last_activity_at,
+                state.as_of,
+                timer_due_at,
+            )
+            for lead_id, state, timer_due_at in states
+        ],
     )
 
 
-async def record_signal(
-    conn: asyncpg.Connection, lead_id: UUID, signal: Signal, points: float, *, applied: bool
+async def record_signals(
+    conn: asyncpg.Connection, signals: Sequence[tuple[UUID, Signal, float, bool]]
 ) -> None:
-    await conn.execute(
+    """Every signal a lead has had (lead id, signal, engagement points, applied yet)."""
+    await conn.executemany(
         """INSERT INTO lead_signals (lead_id, event_id, occurred_at, points, applied, signal)
            VALUES ($1, $2, $3, $4, $5, $6)
            ON CONFLICT (lead_id, event_id) DO UPDATE SET applied = excluded.applied,
                points = excluded.points""",
-        lead_id,
-        signal.event_id,
-        signal.occurred_at,
-        points,
-        applied,
-        json.dumps(signal.to_json()),
+        [
+            (lead_id, s.event_id, s.occurred_at, points, applied, json.dumps(s.to_json()))
+            for lead_id, s, points, applied in signals
+        ],
     )
 
 
-async def pending_signals(conn: asyncpg.Connection, lead_id: UUID) -> list[Signal]:
-    rows = await conn.fetch(
-        "SELECT signal FROM lead_signals WHERE lead_id = $1 AND NOT applied", lead_id
-    )
-    return [Signal.from_json(json.loads(r["signal"])) for r in rows]
-
-
-async def add_moves(conn: asyncpg.Connection, lead_id: UUID, moves: tuple[Move, ...]) -> None:
+async def add_moves(conn: asyncpg.Connection, moves: Sequence[tuple[UUID, Move]]) -> None:
+    """Append transitions in the order given (the history is read back by id)."""
     await conn.executemany(
         """INSERT INTO transitions (lead_id, funnel_id, funnel_version, from_stage, to_stage,
                to_position, reason, cause_event_id, cause_event_type, occurred_at, actor)
@@ -129,19 +166,19 @@ async def add_moves(conn: asyncpg.Connection, lead_id: UUID, moves: tuple[Move, 
                 m.occurred_at,
                 m.actor,
             )
-            for m in moves
+            for lead_id, m in moves
         ],
     )
 
 
-async def erase(conn: asyncpg.Connection, lead_id: UUID, erased_at: datetime) -> None:
-    """Forget the person: state, history, signals; keep only the fact that the id is erased."""
+async def erase(conn: asyncpg.Connection, erased: Mapping[UUID, datetime]) -> None:
+    """Forget people: state, history, signals; keep only the fact that the id is erased."""
+    ids = list(erased)
     for table in ("lead_stages", "transitions", "lead_signals"):
-        await conn.execute(f"DELETE FROM {table} WHERE lead_id = $1", lead_id)  # noqa: S608
-    await conn.execute(
+        await conn.execute(f"DELETE FROM {table} WHERE lead_id = ANY($1::uuid[])", ids)  # noqa: S608
+    await conn.executemany(
         "INSERT INTO erased_leads (lead_id, erased_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        lead_id,
-        erased_at,
+        list(erased.items()),
     )
 
 
