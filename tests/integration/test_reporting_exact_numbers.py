@@ -106,6 +106,9 @@ async def test_the_snapshot_counts_each_lead_in_its_latest_stage(loaded) -> None
         ("UTC", 30, "month", "campaign", "last"),
         ("Asia/Tokyo", 1, "none", "landing_page", "last"),
         ("UTC", 90, "none", "form", "first"),
+        # Read as weeks minus and plus days, 6-hour blocks and hours (reporting.domain.slots).
+        ("America/Los_Angeles", 14, "none", "campaign", "first"),
+        ("America/New_York", 3, "week", "medium", "last"),
     ],
 )
 async def test_conversion_equals_the_brute_force_count(  # type: ignore[no-untyped-def]

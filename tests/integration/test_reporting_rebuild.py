@@ -5,6 +5,7 @@ still equals the brute-force count."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -12,10 +13,13 @@ from datetime import UTC, date, datetime
 from uuid import uuid4
 
 import asyncpg
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.reporting_dataset import STAGES, Dataset, generate
 from funnel_contracts import LeadErased
+from funnel_devstack.ports import free_port
 from funnel_devstack.stack import Stack
 from reporting.store import TABLES
 from tests.integration.kit_support import eventually
@@ -35,8 +39,12 @@ AGGREGATES = (
     "customer_counts",
     "revenue",
     "funnel_stages",
+    "entry_counts_6h",
+    "pair_conversions_6h",
     "entry_counts_daily",
     "pair_conversions_daily",
+    "entry_counts_weekly",
+    "pair_conversions_weekly",
 )
 
 
@@ -100,7 +108,7 @@ async def _differences(stack: Stack, left: str, right: str) -> dict[str, int]:
     to zero is the same as no row."""
     out = {}
     for table in AGGREGATES:
-        spec = TABLES.get(table.removesuffix("_daily"))
+        spec = TABLES.get(table.removesuffix("_6h").removesuffix("_daily").removesuffix("_weekly"))
         nonzero = " OR ".join(f"{c} <> 0" for c, _ in spec.values) if spec else "true"
         query = f"""SELECT count(*) FROM (
             (SELECT * FROM {left}.{table} WHERE {nonzero}
@@ -112,9 +120,39 @@ async def _differences(stack: Stack, left: str, right: str) -> dict[str, int]:
     return out
 
 
+async def _scrape_rebuild_lag(port: int, done: asyncio.Event) -> list[float]:
+    """funnel_reporting_rebuild_lag from the rebuild's /metrics, every 50 ms while it runs."""
+    seen: list[float] = []
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2) as client:
+        while not done.is_set():
+            with contextlib.suppress(httpx.HTTPError):  # not listening yet, or gone
+                text = (await client.get("/metrics")).text
+                seen += [
+                    s.value
+                    for family in text_string_to_metric_families(text)
+                    for s in family.samples
+                    if s.name == "funnel_reporting_rebuild_lag"
+                ]
+            await asyncio.sleep(0.05)
+    return seen
+
+
 async def test_a_rebuild_from_the_topics_ends_with_identical_tables(loaded) -> None:  # type: ignore[no-untyped-def]
     stack, data = loaded
-    out = await _rebuild(stack, "--schema", "reporting_rebuild")
+    port, done = free_port(), asyncio.Event()
+    scraper = asyncio.create_task(_scrape_rebuild_lag(port, done))
+    try:
+        out = await _rebuild(stack, "--schema", "reporting_rebuild", "--metrics-port", str(port))
+    finally:
+        done.set()
+    scraped = await scraper
+    # Its lag was on /metrics while it ran: every record at first, falling to zero (the
+    # zeros before the first measurement are the gauge's initial value).
+    records = len(data.events) + len(data.duplicates)
+    assert 0 < max(scraped) <= records
+    lags = scraped[next(i for i, v in enumerate(scraped) if v > 0) :]
+    assert lags == sorted(lags, reverse=True)
+    assert lags[-1] == 0
     assert f"rebuilt reporting_rebuild: {len(data.events)} events" in out
     live_rows = int(await _sql(stack, "SELECT count(*) FROM reporting.pair_conversions"))  # type: ignore[arg-type]
     assert live_rows > 100

@@ -62,15 +62,3 @@ def test_stay_buckets_are_hourly_to_two_days_then_daily() -> None:
     assert stay_bucket(timedelta(hours=48)) == 48
     assert stay_bucket(timedelta(hours=48, seconds=1)) == 72
     assert stay_bucket(timedelta(days=91)) == MORE_THAN_90_DAYS
-
-
-def test_a_period_splits_into_whole_utc_days_and_partial_edges() -> None:
-    la = parse_period(date(2026, 9, 1), date(2026, 9, 30), "America/Los_Angeles", NOW)
-    assert la.whole_utc_days() == (
-        datetime(2026, 9, 2, tzinfo=UTC),
-        datetime(2026, 10, 1, tzinfo=UTC),
-    )
-    utc = parse_period(date(2026, 9, 1), date(2026, 9, 1), "UTC", NOW)
-    assert utc.whole_utc_days() == (utc.utc_from, utc.utc_to)
-    one_la_day = parse_period(date(2026, 9, 1), date(2026, 9, 1), "America/Los_Angeles", NOW)
-    assert one_la_day.whole_utc_days() == (one_la_day.utc_to, one_la_day.utc_to)

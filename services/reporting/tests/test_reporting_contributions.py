@@ -17,7 +17,7 @@ from funnel_contracts import (
     StageChanged,
     Utm,
 )
-from reporting.domain.contributions import Contributions, contributions, diff
+from reporting.domain.contributions import Contributions, add, contributions, diff
 from reporting.domain.lead_state import LeadState, apply
 from reporting.domain.windows import WINDOW_COLUMNS, window_counters
 
@@ -133,6 +133,31 @@ def test_applying_each_diff_in_turn_sums_to_the_final_contributions() -> None:
                 total[key] = tuple(a + b for a, b in zip(before, delta, strict=True))
             state = new
         assert {k: v for k, v in total.items() if any(v)} == contributions(state)
+
+
+def test_a_batch_sums_its_diffs_into_what_one_diff_per_event_adds() -> None:
+    """What handle_batch writes for a lead's events at once (one summed difference) equals
+    the sum of the differences `handle` writes event by event."""
+    events: list[EventData] = [
+        captured(),
+        stage("awareness", T0),
+        stage("interest", T0 + timedelta(days=2)),
+        purchase(T0 + timedelta(days=3), "o1"),
+        stage("action", T0 + timedelta(days=14)),
+    ]
+    one_by_one: Contributions = {}
+    state = LeadState()
+    for event in events:
+        new = apply(state, event)
+        add(one_by_one, diff(contributions(state), contributions(new)))
+        state = new
+    batched: Contributions = {}
+    add(batched, diff(contributions(LeadState()), contributions(state)))
+    assert one_by_one == batched == contributions(state)
+    # Rows whose deltas cancel out are dropped, not kept at zero.
+    erased = apply(state, LeadErased(lead_id=LEAD, request_id=uuid4(), erased_at=T0))
+    add(batched, diff(contributions(state), contributions(erased)))
+    assert batched == {}
 
 
 def test_the_first_conversion_after_the_first_entry_counts_once() -> None:

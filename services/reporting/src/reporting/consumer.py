@@ -5,8 +5,10 @@ from __future__ import annotations
 from funnel_contracts import (
     ActivityRecorded,
     LeadCaptured,
+    LeadCapturedV2,
     LeadErased,
     LeadUpdated,
+    LeadUpdatedV2,
     StageChanged,
     TouchClicked,
     TouchOpened,
@@ -15,14 +17,16 @@ from funnel_contracts import (
 from funnel_contracts.topics import ALL_TOPICS
 from funnel_servicekit.inbox import InboxConsumer
 from funnel_servicekit.runtime import ServiceRuntime, Worker
-from reporting.projection import handle
+from reporting.projection import handle, handle_batch
 
 # The events some aggregate depends on; the rest of the topics is read and skipped.
 HANDLED = tuple(
     model.event_type
     for model in (
         LeadCaptured,
+        LeadCapturedV2,
         LeadUpdated,
+        LeadUpdatedV2,
         LeadErased,
         ActivityRecorded,
         StageChanged,
@@ -44,6 +48,7 @@ def projection_consumer(runtime: ServiceRuntime, group_id: str) -> InboxConsumer
         handler=handle,
         handled_types=HANDLED,
         max_attempts=settings.consumer_max_attempts,
+        batch_handler=handle_batch,  # a partition batch at once; `handle` on a poison record
     )
 
 

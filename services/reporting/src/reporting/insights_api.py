@@ -66,8 +66,8 @@ async def get_time_to_convert(
     """Histogram of the time from entering from_stage to first reaching to_stage."""
     async with request.app.state.runtime.pool.acquire() as conn:
         row = await queries.time_to_convert(conn, funnel_id, from_stage, to_stage, period)
-    cumulative = [int(row[c] or 0) if row else 0 for c in WINDOW_COLUMNS]
-    entered = int(row["entered"]) if row else 0
+    cumulative = [row[c] for c in WINDOW_COLUMNS]
+    entered = row["entered"]
     counts = [cumulative[0]] + [b - a for a, b in itertools.pairwise(cumulative)]
     buckets = [
         {"bucket": label, "leads": n}

@@ -8,35 +8,55 @@ from typing import Any, Literal
 
 import asyncpg
 
+from reporting.domain import slots as slot_plan
 from reporting.domain.answers import GroupKey
 from reporting.domain.dimensions import ALL, Attribution, Breakdown, dim_name
 from reporting.domain.period import Period
-from reporting.domain.windows import window_column
+from reporting.domain.slots import LEVELS, reading_plan
+from reporting.domain.windows import WINDOW_COLUMNS, window_column
 
-Cohort = Literal["none", "day", "week", "month"]
-# SQL fragments chosen from fixed strings only; every value travels as a parameter.
-_COHORT_SQL = {
-    "none": "NULL::text",
-    "day": "to_char(date_trunc('day', hour AT TIME ZONE $4), 'YYYY-MM-DD')",
-    "week": "to_char(date_trunc('week', hour AT TIME ZONE $4), 'YYYY-MM-DD')",
-    "month": "to_char(date_trunc('month', hour AT TIME ZONE $4), 'YYYY-MM')",
-}
+Cohort = slot_plan.Cohort
 
 
-def _hours_and_days(table: Literal["entry_counts", "pair_conversions"], cohort: Cohort) -> str:
-    """The rows of a period ($5..$6): without cohorts, its whole UTC days ($7..$8) from the
-    daily rollup and the partial days around them from the hourly rows; with cohorts (whose
-    edges are the caller's midnights) the hourly rows alone. `table` is one of two literals."""
-    if cohort != "none":
-        return (
-            f"(SELECT * FROM {table} WHERE hour >= $5 AND hour < $6"  # noqa: S608
-            " AND $7::timestamptz IS NOT NULL AND $8::timestamptz IS NOT NULL)"
-        )
+def _slot_rows(table: Literal["entry_counts", "pair_conversions"], columns: str) -> str:
+    """The signed rows of each slot ($4..$8: cohort label, level, start, end, sign; see
+    reporting.domain.slots), one index range scan per slot on the table of its level.
+    `table` is one of two literals and `columns` a constant of this module."""
+    levels = zip(range(len(LEVELS)), ("", "_6h", "_daily", "_weekly"), strict=True)
+    scans = " UNION ALL ".join(
+        f"SELECT {columns} FROM {table}{suffix} WHERE r.level = {level}"  # noqa: S608
+        " AND funnel_id = $1 AND {first} = $2 AND dim = $3 AND hour >= r.lo AND hour < r.hi"
+        for level, suffix in levels
+    ).replace("{first}", "stage" if table == "entry_counts" else "from_stage")
     return (
-        f"(SELECT * FROM {table}_daily WHERE hour >= $7 AND hour < $8"  # noqa: S608
-        f" UNION ALL SELECT * FROM {table}"
-        " WHERE (hour >= $5 AND hour < $7) OR (hour >= $8 AND hour < $6))"
+        "unnest($4::text[], $5::int[], $6::timestamptz[], $7::timestamptz[], $8::int[])"
+        f" AS r(cohort, level, lo, hi, sign) CROSS JOIN LATERAL ({scans}) t"
     )
+
+
+def _slot_args(period: Period, cohort: Cohort) -> tuple[list[Any], ...]:
+    """$4..$8 of _slot_rows: the period's reading plan as five parallel arrays."""
+    plan = reading_plan(period.start, period.end, period.time_zone, cohort)
+    return (
+        [label for label, _ in plan],
+        [slot.level for _, slot in plan],
+        [slot.start for _, slot in plan],
+        [slot.end for _, slot in plan],
+        [slot.sign for _, slot in plan],
+    )
+
+
+# time_to_convert's two statements (constant text: identifiers from this module only).
+_TTC_ENTERED_SQL = "SELECT coalesce(sum(r.sign * t.leads), 0)::bigint FROM " + _slot_rows(  # noqa: S608
+    "entry_counts", "value, leads"
+)
+_TTC_REACHED_SQL = (
+    "SELECT "  # noqa: S608
+    + ", ".join(f"coalesce(sum(r.sign * t.{c}), 0)::bigint AS {c}" for c in WINDOW_COLUMNS)
+    + " FROM "
+    + _slot_rows("pair_conversions", "value, to_stage, " + ", ".join(WINDOW_COLUMNS))
+    + " WHERE t.to_stage = $9"
+)
 
 
 def dimension(breakdown: Breakdown | None, attribution: Attribution) -> str:
@@ -62,35 +82,30 @@ async def conversion_counts(
     dim: str,
 ) -> tuple[dict[GroupKey, int], dict[tuple[str | None, str | None, str], int]]:
     """Leads that first entered steps[0] in the period, and how many of them reached each
-    later step within the window, per (cohort, segment)."""
-    cohort_sql = _COHORT_SQL[cohort]
-    segment_sql = "NULL::text" if dim == ALL[0] else "value"
-    entry_source = _hours_and_days("entry_counts", cohort)
-    pair_source = _hours_and_days("pair_conversions", cohort)
-    day_from, day_to = period.whole_utc_days()
-    bounds = (period.time_zone, period.utc_from, period.utc_to, day_from, day_to)
+    later step within the window, per (cohort, segment): signed rows of the hourly, 6-hour,
+    daily and weekly tables (reporting.domain.slots), never rows per lead."""
+    segment_sql = "NULL::text" if dim == ALL[0] else "t.value"
+    slot_args = _slot_args(period, cohort)
     entered_rows = await conn.fetch(
-        f"""SELECT {cohort_sql} AS cohort, {segment_sql} AS segment, sum(leads)::bigint AS n
-            FROM {entry_source} t
-            WHERE funnel_id = $1 AND stage = $2 AND dim = $3 AND $4::text IS NOT NULL
+        f"""SELECT r.cohort, {segment_sql} AS segment, sum(r.sign * t.leads)::bigint AS n
+            FROM {_slot_rows("entry_counts", "value, leads")}
             GROUP BY 1, 2""",  # noqa: S608
         funnel_id,
         steps[0],
         dim,
-        *bounds,
+        *slot_args,
     )
     column = window_column(window_days)
     reached_rows = await conn.fetch(
-        f"""SELECT {cohort_sql} AS cohort, {segment_sql} AS segment, to_stage,
-                   sum({column})::bigint AS n
-            FROM {pair_source} t
-            WHERE funnel_id = $1 AND from_stage = $2 AND dim = $3
-              AND to_stage = ANY($9::text[]) AND $4::text IS NOT NULL
+        f"""SELECT r.cohort, {segment_sql} AS segment, t.to_stage,
+                   sum(r.sign * t.counted)::bigint AS n
+            FROM {_slot_rows("pair_conversions", f"value, to_stage, {column} AS counted")}
+            WHERE t.to_stage = ANY($9::text[])
             GROUP BY 1, 2, 3""",  # noqa: S608
         funnel_id,
         steps[0],
         dim,
-        *bounds,
+        *slot_args,
         steps[1:],
     )
     entered = {(r["cohort"], r["segment"]): int(r["n"]) for r in entered_rows if r["n"]}
@@ -117,26 +132,13 @@ async def stage_stays(
 
 async def time_to_convert(
     conn: asyncpg.Connection, funnel_id: str, from_stage: str, to_stage: str, period: Period
-) -> asyncpg.Record | None:
-    """Cumulative counters per window of leads that entered from_stage in the period."""
-    return await conn.fetchrow(
-        """SELECT coalesce(sum(e.leads), 0)::bigint AS entered, t.*
-           FROM (SELECT sum(c1d)::bigint AS c1d, sum(c3d)::bigint AS c3d,
-                        sum(c7d)::bigint AS c7d, sum(c14d)::bigint AS c14d,
-                        sum(c30d)::bigint AS c30d, sum(c60d)::bigint AS c60d,
-                        sum(c90d)::bigint AS c90d, sum(c_any)::bigint AS c_any
-                 FROM pair_conversions
-                 WHERE funnel_id = $1 AND from_stage = $2 AND to_stage = $3 AND dim = 'all'
-                   AND hour >= $4 AND hour < $5) t
-           LEFT JOIN entry_counts e ON e.funnel_id = $1 AND e.stage = $2 AND e.dim = 'all'
-                AND e.hour >= $4 AND e.hour < $5
-           GROUP BY t.c1d, t.c3d, t.c7d, t.c14d, t.c30d, t.c60d, t.c90d, t.c_any""",
-        funnel_id,
-        from_stage,
-        to_stage,
-        period.utc_from,
-        period.utc_to,
-    )
+) -> dict[str, int]:
+    """Leads that entered from_stage in the period (`entered`), and the cumulative counters
+    per window of those that reached to_stage: signed slots, as conversion_counts."""
+    slot_args = _slot_args(period, "none")
+    entered = await conn.fetchval(_TTC_ENTERED_SQL, funnel_id, from_stage, ALL[0], *slot_args)
+    row = await conn.fetchrow(_TTC_REACHED_SQL, funnel_id, from_stage, ALL[0], *slot_args, to_stage)
+    return {"entered": int(entered), **{c: int(row[c]) for c in WINDOW_COLUMNS}}
 
 
 async def interactions_before_purchase(

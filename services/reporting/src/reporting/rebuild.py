@@ -21,7 +21,7 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from prometheus_client import Gauge
+from prometheus_client import Gauge, start_http_server
 
 from funnel_contracts.topics import ALL_TOPICS
 from funnel_servicekit import migrations
@@ -30,7 +30,7 @@ from funnel_servicekit.inbox import InboxConsumer
 from funnel_servicekit.kafka import create_producer
 from reporting.app import MIGRATIONS
 from reporting.consumer import HANDLED
-from reporting.projection import handle
+from reporting.projection import handle, handle_batch
 from reporting.settings import ReportingSettings
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schema", default=None, help="target schema (default: <schema>_rebuild)")
     parser.add_argument("--swap", action="store_true", help="replace the live schema when done")
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up after seconds")
+    parser.add_argument(
+        "--metrics-port", type=int, help="serve /metrics (the rebuild's lag) while it runs"
+    )
 
 
 def _safe(schema: str) -> str:
@@ -102,6 +105,7 @@ async def rebuild(settings: ReportingSettings, schema: str, timeout: float) -> d
         handler=handle,
         handled_types=HANDLED,
         max_attempts=settings.consumer_max_attempts,
+        batch_handler=handle_batch,  # a partition batch at once; `handle` on a poison record
     )
     task = asyncio.create_task(consumer.run())
     started = time.monotonic()
@@ -147,6 +151,8 @@ async def swap(settings: ReportingSettings, schema: str) -> str:
 
 async def command(settings: ReportingSettings, args: argparse.Namespace) -> None:
     schema = args.schema or f"{settings.db_schema}_rebuild"
+    if args.metrics_port:  # a batch job: scraped while it runs, gone when it ends
+        start_http_server(args.metrics_port, addr=settings.http_host)
     counted = await rebuild(settings, schema, args.timeout)
     message = f"rebuilt {schema}: {counted['events']} events, {counted['leads']} leads"
     if args.swap:

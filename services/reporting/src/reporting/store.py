@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -13,6 +13,7 @@ import asyncpg
 
 from reporting.domain.contributions import Contributions
 from reporting.domain.lead_state import LeadState
+from reporting.domain.slots import DAY, SIX_HOURS, WEEK, floor
 from reporting.domain.windows import WINDOW_COLUMNS
 
 
@@ -87,25 +88,35 @@ TABLES: dict[str, TableSpec] = {
         ),
     ),
 }
-# Tables that also keep a daily (UTC) rollup, written from the same deltas.
-DAILY = {"entry_counts": "entry_counts_daily", "pair_conversions": "pair_conversions_daily"}
+# Tables that also keep rollups by 6 hours, UTC day and week (reporting.domain.slots reads them),
+# written from the same deltas in the same transaction, so every rollup row is always the
+# sum of its hours.
+ROLLUPS: dict[str, tuple[tuple[str, timedelta], ...]] = {
+    "entry_counts": (
+        ("entry_counts_6h", SIX_HOURS),
+        ("entry_counts_daily", DAY),
+        ("entry_counts_weekly", WEEK),
+    ),
+    "pair_conversions": (
+        ("pair_conversions_6h", SIX_HOURS),
+        ("pair_conversions_daily", DAY),
+        ("pair_conversions_weekly", WEEK),
+    ),
+}
+_BASE = {rollup: table for table, levels in ROLLUPS.items() for rollup, _ in levels}
 _SQL = {table: spec.upsert_sql(table) for table, spec in TABLES.items()}
-_SQL |= {daily: TABLES[table].upsert_sql(daily) for table, daily in DAILY.items()}
+_SQL |= {rollup: TABLES[table].upsert_sql(rollup) for rollup, table in _BASE.items()}
 
 
-def _base(table: str) -> str:
-    return next((base for base, daily in DAILY.items() if daily == table), table)
-
-
-def _rolled_up(table: str, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """The same deltas keyed by UTC day instead of hour, summed per key."""
+def _rolled_up(table: str, rows: list[tuple[Any, ...]], size: timedelta) -> list[tuple[Any, ...]]:
+    """The same deltas keyed by the 6 hours, UTC day or week of their hour, summed per key."""
     spec = TABLES[table]
     hour_at = [c for c, _ in spec.keys].index("hour")
     width = len(spec.keys)
     summed: dict[tuple[Any, ...], list[Any]] = {}
     for row in rows:
         key = list(row[:width])
-        key[hour_at] = key[hour_at].replace(hour=0)
+        key[hour_at] = floor(key[hour_at], size)
         totals = summed.setdefault(tuple(key), [0] * (len(row) - width))
         for i, value in enumerate(row[width:]):
             totals[i] += value
@@ -123,6 +134,66 @@ async def lock_state(conn: asyncpg.Connection, lead_id: UUID) -> tuple[LeadState
         lead_id,
     )
     return LeadState.model_validate(row["state"]), bool(row["erased"])
+
+
+async def lock_states(
+    conn: asyncpg.Connection, lead_ids: list[UUID]
+) -> dict[UUID, tuple[LeadState, bool]]:
+    """lock_state for many leads in one statement (locked in id order, as every writer)."""
+    rows = await conn.fetch(
+        """INSERT INTO lead_states AS s (lead_id, state)
+           SELECT id, '{}' FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, n) ORDER BY n
+           ON CONFLICT (lead_id) DO UPDATE SET lead_id = s.lead_id
+           RETURNING s.lead_id, s.state,
+                     EXISTS (SELECT 1 FROM erased_leads e WHERE e.lead_id = s.lead_id) AS erased""",
+        sorted(lead_ids),
+    )
+    return {r["lead_id"]: (LeadState.model_validate(r["state"]), bool(r["erased"])) for r in rows}
+
+
+async def save_states(conn: asyncpg.Connection, states: dict[UUID, LeadState]) -> None:
+    if not states:
+        return
+    await conn.execute(
+        """INSERT INTO lead_states (lead_id, state)
+           SELECT id, state::jsonb FROM unnest($1::uuid[], $2::text[]) AS u(id, state)
+           ON CONFLICT (lead_id) DO UPDATE SET state = excluded.state, updated_at = now()""",
+        list(states),
+        [s.model_dump_json() for s in states.values()],
+    )
+
+
+async def erase_many(conn: asyncpg.Connection, erased: dict[UUID, datetime]) -> None:
+    """erase for many people at once."""
+    if not erased:
+        return
+    await conn.execute("DELETE FROM lead_states WHERE lead_id = ANY($1::uuid[])", list(erased))
+    await conn.execute(
+        """INSERT INTO erased_leads (lead_id, erased_at)
+           SELECT * FROM unnest($1::uuid[], $2::timestamptz[]) ON CONFLICT DO NOTHING""",
+        list(erased),
+        list(erased.values()),
+    )
+
+
+async def forget_states(conn: asyncpg.Connection, lead_ids: list[UUID]) -> None:
+    """Drop the rows lock_states made for people erased before (a late event of theirs)."""
+    if lead_ids:
+        await conn.execute("DELETE FROM lead_states WHERE lead_id = ANY($1::uuid[])", lead_ids)
+
+
+async def note_stages(conn: asyncpg.Connection, positions: dict[tuple[str, str], int]) -> None:
+    if not positions:
+        return
+    keys = sorted(positions)
+    await conn.execute(
+        """INSERT INTO funnel_stages (funnel_id, stage, position)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::int[])
+           ON CONFLICT (funnel_id, stage) DO UPDATE SET position = excluded.position""",
+        [f for f, _ in keys],
+        [s for _, s in keys],
+        [positions[k] for k in keys],
+    )
 
 
 async def save_state(conn: asyncpg.Connection, lead_id: UUID, state: LeadState) -> None:
@@ -159,11 +230,11 @@ async def apply_deltas(conn: asyncpg.Connection, deltas: Contributions) -> None:
     rows: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for (table, key), values in deltas.items():
         rows[table].append((*key, *values))
-    for table, daily in DAILY.items():
-        if table in rows:
-            rows[daily] = _rolled_up(table, rows[table])
+    for table, levels in ROLLUPS.items():
+        for rollup, size in levels if table in rows else ():
+            rows[rollup] = _rolled_up(table, rows[table], size)
     for table in sorted(rows):
-        spec = TABLES[_base(table)]
+        spec = TABLES[_BASE.get(table, table)]
         ordered = sorted(rows[table], key=lambda r: tuple(str(v) for v in r[: len(spec.keys)]))
         columns = [list(col) for col in zip(*ordered, strict=True)]
         await conn.execute(_SQL[table], *columns)

@@ -55,6 +55,21 @@ def diff(old: Contributions, new: Contributions) -> Contributions:
     return out
 
 
+def add(total: Contributions, deltas: Contributions) -> None:
+    """total += deltas, row by row; rows that sum to nothing are dropped."""
+    for key, values in deltas.items():
+        current = total.get(key)
+        summed = (
+            values
+            if current is None
+            else tuple(a + b for a, b in zip(current, values, strict=True))
+        )
+        if any(summed):
+            total[key] = summed
+        else:
+            total.pop(key, None)
+
+
 def _add(out: Contributions, key: Key, values: tuple[Number, ...]) -> None:
     current = out.get(key)
     out[key] = (

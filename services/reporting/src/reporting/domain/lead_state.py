@@ -17,8 +17,10 @@ from funnel_contracts import (
     ActivityRecorded,
     EventData,
     LeadCaptured,
+    LeadCapturedV2,
     LeadErased,
     LeadUpdated,
+    LeadUpdatedV2,
     StageChanged,
     TouchClicked,
     TouchOpened,
@@ -134,13 +136,13 @@ def apply(state: LeadState, event: EventData) -> LeadState:
             "touches": dict(state.touches),
         }
     )
-    if isinstance(event, LeadCaptured):
+    if isinstance(event, LeadCaptured | LeadCapturedV2):  # v1 records stay on the topics
         tp = Touchpoint.of(event.captured_at, event.utm, event.form_id, event.landing_page)
         s.first_touch = tp
         s.funnel_id = event.funnel_id
         s.touchpoints[str(event.submission_id)] = tp
         s.interactions[f"submission:{event.submission_id}"] = tp.at
-    elif isinstance(event, LeadUpdated):
+    elif isinstance(event, LeadUpdated | LeadUpdatedV2):
         key = str(event.submission_id or f"update:{event.updated_at.isoformat()}")
         s.touchpoints[key] = Touchpoint.of(
             event.updated_at, event.last_touch_utm, event.form_id, event.landing_page

@@ -36,14 +36,6 @@ class Period:
     def utc_to(self) -> datetime:
         return _local_midnight(self.end + timedelta(days=1), self.zone)
 
-    def whole_utc_days(self) -> tuple[datetime, datetime]:
-        """The UTC midnights [first, last) inside the period: only whole UTC days between;
-        an empty range (both the period's end) when there is no whole day."""
-        start, end = self.utc_from, self.utc_to
-        first = start if start.hour == 0 else start.replace(hour=0) + timedelta(days=1)
-        last = end.replace(hour=0)
-        return (first, last) if first < last else (end, end)
-
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)

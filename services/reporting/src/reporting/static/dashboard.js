@@ -94,6 +94,7 @@
     const steps = group ? group.steps : body.steps.map((stage) => ({ stage, leads: 0 }));
     const first = steps[0].leads;
     const stages = steps.map((s) => s.stage);
+    const wide = (n) => n / Math.max(first, 1) >= 0.07;
     $("funnel-hint").textContent = `of ${fmt.format(first)} who entered ${stages[0]}, reached within ${body.window_days} days`;
     chart("funnel-chart").setOption({
       animationDuration: 400,
@@ -106,13 +107,17 @@
         { name: "reached", type: "bar", stack: "f", barWidth: "62%", data: steps.map((s) => s.leads),
           itemStyle: { borderRadius: [4, 0, 0, 4], color: new echarts.graphic.LinearGradient(0, 0, 1, 0,
             [{ offset: 0, color: "#4f46e5" }, { offset: 1, color: "#06b6d4" }]) },
+          // The count inside the bar when it fits; a narrow bar has it on the right instead.
           label: { show: true, position: "insideLeft", color: "#fff", fontWeight: 700,
-                   formatter: (p) => fmt.format(p.value) } },
+                   formatter: (p) => (wide(p.value) ? fmt.format(p.value) : "") } },
         { name: "dropped before", type: "bar", stack: "f", data: steps.map((s, i) => (i ? steps[i - 1].leads - s.leads > 0 ? steps[i - 1].leads - s.leads : 0 : 0)),
           itemStyle: { color: "rgba(249, 115, 22, 0.18)", borderRadius: [0, 4, 4, 0] },
           label: { show: true, position: "right", color: "#6b7385",
-                   formatter: (p) => { const s = steps[p.dataIndex]; return p.dataIndex === 0 ? "100%" :
-                     `${pct(s.conversion_from_previous)} of previous · −${fmt.format(Math.max(s.drop_off, 0))}`; } } },
+                   rich: { n: { color: "#1d2433", fontWeight: 700, fontSize: 13 } },
+                   formatter: (p) => { const s = steps[p.dataIndex];
+                     const count = wide(s.leads) ? "" : `{n|${fmt.format(s.leads)}}  `;
+                     return p.dataIndex === 0 ? `${count}100%` :
+                     `${count}${pct(s.conversion_from_previous)} of previous · −${fmt.format(Math.max(s.drop_off, 0))}`; } } },
       ],
     }, true);
     $("kpi-first-stage").textContent = stages[0];
@@ -120,9 +125,10 @@
     document.querySelector('[data-kpi="entered"]').textContent = fmt.format(first);
     document.querySelector('[data-kpi="converted"]').textContent = fmt.format(steps[steps.length - 1].leads);
     document.querySelector('[data-kpi="conversion"]').textContent = pct(group ? group.overall_conversion : null);
-    const leaks = steps.slice(1).filter((s) => s.drop_off_rate !== null);
+    // The step that loses the largest share, named with the step before it.
+    const leaks = steps.map((s, i) => ({ ...s, from: stages[i - 1] })).slice(1).filter((s) => s.drop_off_rate !== null);
     const leak = leaks.sort((a, b) => b.drop_off_rate - a.drop_off_rate)[0];
-    document.querySelector('[data-kpi="leak"]').textContent = leak ? `→ ${leak.stage} · −${pct(leak.drop_off_rate)}` : "–";
+    document.querySelector('[data-kpi="leak"]').textContent = leak ? `${leak.from} → ${leak.stage}  −${pct(leak.drop_off_rate)}` : "–";
   }
 
   // Per entry day: leads entering the first step (bars) and the share reaching each later
@@ -139,7 +145,9 @@
       xAxis: { type: "category", data: days, axisTick: { show: false } },
       yAxis: [
         { type: "value", splitLine: { lineStyle: { color: "#eef0f5" } } },
-        { type: "value", max: 1, axisLabel: { formatter: (v) => `${Math.round(v * 100)}%` }, splitLine: { show: false } },
+        // Up to the highest rate drawn (not always 100%), so the lines use the chart's height.
+        { type: "value", min: 0, max: (v) => Math.min(1, Math.max(0.1, Math.ceil(v.max * 10) / 10)),
+          axisLabel: { formatter: (v) => `${Math.round(v * 100)}%` }, splitLine: { show: false } },
       ],
       series: [
         { name: `entered ${body.steps[0]}`, type: "bar", data: body.groups.map((g) => g.steps[0].leads), itemStyle: { color: "#c7d2fe", borderRadius: [3, 3, 0, 0] } },
@@ -159,7 +167,8 @@
       legend: { top: 0, right: 0 },
       grid: { left: 48, right: 16, top: 34, bottom: 28 },
       xAxis: { type: "category", data: body.stages.map((s) => s.stage), axisTick: { show: false } },
-      yAxis: { type: "value", splitLine: { lineStyle: { color: "#eef0f5" } } },
+      yAxis: { type: "value", name: "days", nameTextStyle: { color: "#6b7385", align: "right" },
+               splitLine: { lineStyle: { color: "#eef0f5" } } },
       series: [
         { name: "median", type: "bar", data: body.stages.map((s) => days(s.median_hours)), itemStyle: { color: "#4f46e5", borderRadius: [3, 3, 0, 0] } },
         { name: "p90", type: "bar", data: body.stages.map((s) => days(s.p90_hours)), itemStyle: { color: "#a5b4fc", borderRadius: [3, 3, 0, 0] } },
