@@ -1,5 +1,5 @@
 # The common commands. `make run` and `make test` set up whatever is missing first.
-.PHONY: setup run up down demo test test-unit test-integration test-e2e test-fault lint format typecheck schemas bench lock clean
+.PHONY: setup run up down demo test test-unit test-integration test-e2e test-fault lint format typecheck schemas bench lock clean audit
 
 VENV := .venv/bin
 PYTEST := $(VENV)/python -m pytest
@@ -47,6 +47,9 @@ typecheck:
 
 schemas:  ## regenerate libs/contracts/schemas (refuses incompatible changes)
 	$(VENV)/python -m funnel_contracts.schemas
+
+audit: setup  ## pip-audit of every pinned version; says so when the vulnerability service is unreachable
+	$(VENV)/python scripts/dependency_audit.py
 
 bench: setup  ## benchmarks: ratios against baselines measured in the same run
 	$(VENV)/python -m bench

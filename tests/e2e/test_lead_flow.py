@@ -70,7 +70,7 @@ async def test_journey_and_touches_explain_where_a_lead_is(client: StackClient) 
     [move] = body["transitions"]
     assert move["from_stage"] is None
     assert move["to_stage"] == "awareness"
-    assert move["cause_event_type"] == "funnel.lead.captured.v1"
+    assert move["cause_event_type"] == "funnel.lead.captured.v2"
     touches = await eventually(
         lambda: client.get("notifier", f"/v1/leads/{lead_id}/touches"),
         lambda r: r.status_code == 200 and [t["status"] for t in r.json()["touches"]] == ["sent"],

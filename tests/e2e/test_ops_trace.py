@@ -70,7 +70,7 @@ async def test_one_trace_runs_from_the_form_post_through_tracker_and_notifier(
     def complete(spans: list[ReceivedSpan]) -> bool:
         mine = _in_trace(spans, trace_id)
         return {
-            ("stage-tracker", "consume funnel.lead.captured.v1"),
+            ("stage-tracker", "consume funnel.lead.captured.v2"),
             ("notifier", "consume funnel.stage.changed.v1"),
             ("reporting", "consume funnel.stage.changed.v1"),
             ("notifier", "send touch email"),
@@ -87,13 +87,13 @@ async def test_one_trace_runs_from_the_form_post_through_tracker_and_notifier(
     [captured] = [
         s
         for s in spans
-        if s.service == "lead-intake" and s.name == "outbox funnel.lead.captured.v1"
+        if s.service == "lead-intake" and s.name == "outbox funnel.lead.captured.v2"
     ]
     assert captured.kind == SPAN_KIND_PRODUCER
     [tracker] = [
         s
         for s in spans
-        if s.service == "stage-tracker" and s.name == "consume funnel.lead.captured.v1"
+        if s.service == "stage-tracker" and s.name == "consume funnel.lead.captured.v2"
     ]
     assert by_id[tracker.parent_span_id] == captured  # through the outbox row and Kafka headers
     [changed] = [
@@ -105,7 +105,7 @@ async def test_one_trace_runs_from_the_form_post_through_tracker_and_notifier(
     assert changed.parent_span_id == tracker.span_id  # the tracker's outbox write, in its consume
     notifier = [s for s in spans if s.service == "notifier" and s.kind == SPAN_KIND_CONSUMER]
     assert {s.name for s in notifier} >= {
-        "consume funnel.lead.captured.v1",
+        "consume funnel.lead.captured.v2",
         "consume funnel.stage.changed.v1",
     }
     [stage_consumed] = [s for s in notifier if s.name == "consume funnel.stage.changed.v1"]

@@ -9,7 +9,9 @@ import sys
 from email.message import EmailMessage
 from pathlib import Path
 
-from funnel_devstack.mailbox import MailboxServer, read_messages
+import pytest
+
+from funnel_devstack.mailbox import MailboxServer, accept_mail, read_messages, refuse_mail
 from funnel_devstack.ports import free_port, wait_for_port
 
 
@@ -65,3 +67,29 @@ def test_runs_as_its_own_process(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
     assert sorted(m["Subject"] for m in read_messages(mail_dir)) == ["one", "two"]
+
+
+def test_refuses_mail_while_told_to_then_accepts_again(tmp_path: Path) -> None:
+    mail_dir = tmp_path / "mail"
+    server = MailboxServer(mail_dir)
+    server.start()
+    try:
+        refuse_mail(mail_dir, "451 4.3.2 Not now")
+        with (
+            smtplib.SMTP(server.host, server.port, timeout=10) as smtp,
+            pytest.raises(smtplib.SMTPRecipientsRefused) as refused,
+        ):
+            smtp.send_message(_message("Refused"))
+        assert refused.value.recipients == {"sales@example.com": (451, b"4.3.2 Not now")}
+        assert read_messages(mail_dir) == []
+        accept_mail(mail_dir)
+        with smtplib.SMTP(server.host, server.port, timeout=10) as smtp:
+            smtp.send_message(_message("Accepted"))
+    finally:
+        server.stop()
+    assert [str(m["Subject"]) for m in read_messages(mail_dir)] == ["Accepted"]
+
+
+def test_a_refusal_must_be_an_smtp_error_reply(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="4xx or 5xx"):
+        refuse_mail(tmp_path, "250 fine")

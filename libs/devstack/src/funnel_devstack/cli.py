@@ -1,4 +1,5 @@
-"""The `funnel` command: `up` (foreground or --detach), `down`, `status`, `demo`."""
+"""The `funnel` command: `up` (foreground or --detach), `down`, `status`, `demo`, `keys`,
+`dlq redrive`, `report rebuild`."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import signal
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -189,6 +192,42 @@ def cmd_dlq_redrive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_stack(root: Path) -> Stack:
+    """The stack `funnel up` started from `root`, rebuilt from the stack.json it wrote."""
+    info = json.loads((root / "stack.json").read_text())
+    ports = StackPorts(
+        kafka=int(info["kafka"].rsplit(":", 1)[1]),
+        postgres=int(info["postgres"].split(":", 1)[1].split("/", 1)[0]),
+        smtp=int(info["smtp"].rsplit(":", 1)[1]),
+        services={name: int(url.rsplit(":", 1)[1]) for name, url in info["urls"].items()},
+    )
+    return Stack(root, ports)
+
+
+def cmd_report_rebuild(args: argparse.Namespace) -> int:
+    """`python -m reporting rebuild` against the local stack (or FUNNEL_DATABASE_URL and
+    FUNNEL_KAFKA_BOOTSTRAP_SERVERS when both are set). A swap needs the live consumer stopped:
+    a running local reporting is stopped for it and started again afterwards."""
+    command = [sys.executable, "-m", "reporting", "rebuild", "--timeout", str(args.timeout)]
+    command += [*(["--schema", args.schema] if args.schema else []), *(["--swap"] * args.swap)]
+    if os.environ.get("FUNNEL_DATABASE_URL") and os.environ.get("FUNNEL_KAFKA_BOOTSTRAP_SERVERS"):
+        return subprocess.run(command, check=False).returncode
+    stack = _local_stack(args.root)
+    running = read_state(stack.state_file).get("reporting") or {}
+    stopped = bool(args.swap and running and is_alive(running["pid"], running.get("create_time")))
+    if stopped:
+        sig = signal.SIGINT if running.get("signal") == "SIGINT" else signal.SIGTERM
+        terminate(running["pid"], timeout=30, sig=sig)
+        print("stopped reporting for the swap")
+    env = {**os.environ, **stack.service_env("reporting")}
+    code = subprocess.run(command, env=env, check=False).returncode
+    if stopped:
+        stack.start_service("reporting")
+        asyncio.run(stack.wait_service_ready("reporting"))
+        print(f"reporting is serving again at {stack.url('reporting')}")
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="funnel", description="Run Funnel locally.")
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="data folder (.funnel)")
@@ -217,7 +256,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     redrive.add_argument("--group", help="only the dead letters of this consumer group")
     redrive.add_argument("--dry-run", action="store_true")
     redrive.add_argument("--bootstrap-servers", help="default: the local stack's broker")
+    report = sub.add_parser("report", help="reporting operations").add_subparsers(
+        dest="report_command", required=True
+    )
+    rebuild = report.add_parser("rebuild", help="replay every topic into fresh reporting tables")
+    rebuild.add_argument("--schema", help="target schema (default: reporting_rebuild)")
+    rebuild.add_argument("--swap", action="store_true", help="then make it the live schema")
+    rebuild.add_argument("--timeout", type=float, default=3600.0, help="give up after seconds")
     args = parser.parse_args(argv)
+    if args.command == "report":
+        return cmd_report_rebuild(args)
     if args.command == "dlq":
         return cmd_dlq_redrive(args)
     if args.command == "keys":

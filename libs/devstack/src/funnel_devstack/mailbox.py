@@ -1,6 +1,11 @@
 """A real SMTP server that files each received message as one ``.eml`` file in a folder.
 
 Run it as its own process with ``python -m funnel_devstack.mailbox --port P --dir D``.
+
+Fault tests make it refuse mail for a while: while the control file ``<dir>/.refuse`` exists
+(:func:`refuse_mail`), every recipient is answered with the reply the file holds (e.g.
+``451 4.3.2 ...``, a temporary refusal, or a ``5xx``) and nothing is stored;
+:func:`accept_mail` removes the file. A file, not a signal, so that any process can switch it.
 """
 
 from __future__ import annotations
@@ -45,6 +50,31 @@ def store_message(mail_dir: Path, data: bytes) -> Path:
     return target
 
 
+REFUSE_FILE = ".refuse"
+DEFAULT_REFUSAL = "451 4.3.2 Mailbox refusing mail for a while, try again later"
+
+
+def refuse_mail(mail_dir: Path, reply: str = DEFAULT_REFUSAL) -> None:
+    """Make the mailbox serving ``mail_dir`` answer every recipient with ``reply``."""
+    code = reply.split(" ", 1)[0]
+    if not (code.isdigit() and len(code) == 3 and code[0] in "45"):
+        raise ValueError("the reply must start with a 4xx or 5xx SMTP code")
+    mail_dir.mkdir(parents=True, exist_ok=True)
+    (mail_dir / REFUSE_FILE).write_text(reply.strip() + "\n")
+
+
+def accept_mail(mail_dir: Path) -> None:
+    """Let the mailbox serving ``mail_dir`` accept mail again."""
+    (mail_dir / REFUSE_FILE).unlink(missing_ok=True)
+
+
+def _refusal(mail_dir: Path) -> str | None:
+    try:
+        return (mail_dir / REFUSE_FILE).read_text().strip() or DEFAULT_REFUSAL
+    except FileNotFoundError:
+        return None
+
+
 def read_messages(mail_dir: Path) -> list[EmailMessage]:
     """Parse every ``.eml`` file in ``mail_dir``, oldest first."""
     parser = BytesParser(policy=email.policy.default)
@@ -61,6 +91,15 @@ class _StoreHandler:
 
     def __init__(self, mail_dir: Path) -> None:
         self.mail_dir = mail_dir
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        refusal = _refusal(self.mail_dir)
+        if refusal is not None:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         raw = envelope.original_content or envelope.content

@@ -7,6 +7,7 @@ developer runs: fresh data folders and free ports in tests, `.funnel/` and fixed
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -19,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from funnel_devstack.kafka import KafkaBroker, default_cache_dir, ensure_kafka_jars
-from funnel_devstack.mailbox import read_messages
+from funnel_devstack.mailbox import DEFAULT_REFUSAL, accept_mail, read_messages, refuse_mail
 from funnel_devstack.ports import free_port, wait_for_port
 from funnel_devstack.postgres import PostgresServer
 from funnel_devstack.processes import (
@@ -98,6 +99,8 @@ class Stack:
         self.logs = self.root / "logs"
         self.mail_dir = self.root / "mail"
         self.admin_api_key = _secret(self.root / "admin-api-key", "FUNNEL_ADMIN_API_KEY")
+        # The notifier's own intake key, scope pii:decrypt only: it reads people's data keys.
+        self.notifier_intake_key = _secret(self.root / "notifier-intake-api-key")
         self.postgres = PostgresServer(
             self.root / "postgres",
             self.ports.postgres,
@@ -146,6 +149,37 @@ class Stack:
         )
         self._record("mailbox", self.mailbox.pid)
 
+    # -- outages (fault tests): each part stopped and started again on its own data ------
+
+    def stop_kafka(self) -> None:
+        """Shut the broker down cleanly; its data stays for `start_kafka`."""
+        if self.kafka is not None:
+            self.kafka.stop()
+
+    async def start_kafka(self) -> None:
+        """Start the broker again on the same data and port, and wait until it answers."""
+        assert self.kafka is not None, "start_infrastructure first"
+        self.kafka.start()
+        self._record("kafka", self.kafka.pid)
+        await self.kafka.wait_ready()
+
+    def stop_postgres(self) -> None:
+        """Fast shutdown of PostgreSQL (every connection is cut); its data stays."""
+        self.postgres.stop()
+
+    async def start_postgres(self) -> None:
+        """Start PostgreSQL again on the same data and port, and wait until it takes logins."""
+        self.postgres.start()
+        self._record("postgres", self.postgres.pid, signal="SIGINT")
+        await self.postgres.wait_ready()
+
+    def refuse_mail(self, reply: str = DEFAULT_REFUSAL) -> None:
+        """The mailbox answers every recipient with `reply` (4xx or 5xx) until `accept_mail`."""
+        refuse_mail(self.mail_dir, reply)
+
+    def accept_mail(self) -> None:
+        accept_mail(self.mail_dir)
+
     async def prepare(self) -> None:
         """Migrations of every service, the topics, and the demo form."""
         for name in SERVICES:
@@ -174,6 +208,24 @@ class Stack:
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports.services[service]}"
 
+    def _own_env(self, service: str) -> dict[str, str]:
+        """What one service needs of another: the notifier reads data keys from lead-intake."""
+        from funnel_servicekit.auth import hash_key
+
+        if service == "lead-intake":
+            entry = {
+                "name": "notifier",
+                "sha256": hash_key(self.notifier_intake_key),
+                "scopes": ["pii:decrypt"],
+            }
+            return {"FUNNEL_API_KEYS": json.dumps([entry])}
+        if service == "notifier":
+            return {
+                "FUNNEL_INTAKE_URL": self.url("lead-intake"),
+                "FUNNEL_INTAKE_API_KEY": self.notifier_intake_key,
+            }
+        return {}
+
     def service_env(self, service: str) -> dict[str, str]:
         return {
             "FUNNEL_DATABASE_URL": self.postgres.dsn,
@@ -184,6 +236,7 @@ class Stack:
             "FUNNEL_SMTP_HOST": "127.0.0.1",
             "FUNNEL_SMTP_PORT": str(self.ports.smtp),
             "FUNNEL_ENVIRONMENT": "development",
+            **self._own_env(service),
             **self.extra_env,
         }
 

@@ -1,0 +1,216 @@
+"""reporting's projection throughput: events per second through the real consumer (Kafka ->
+inbox -> lead state -> aggregate deltas), as a ratio to a bare aiokafka consumer reading the
+same records in the same run.
+
+The dataset (`bench.reporting_dataset`: captures, stage changes, activities with orders,
+renewals and refunds, touches sent/opened/clicked, resubmissions, re-entries, late events,
+an erasure) is produced once onto a private broker's contract topics, encoded with the
+contracts' encode(). Then, in alternating order (ABC CBA):
+- baseline: a bare AIOKafkaConsumer (fresh group, earliest, no auto-commit, 200 records a
+  poll like the kit) reading every funnel topic until it has seen every record; it decodes
+  nothing and writes nothing;
+- reporting: the service's own InboxConsumer, handlers and batch handler
+  (`reporting.projection.handle_batch`: a partition batch's states loaded and its summed
+  differences written set-based) on a fresh, migrated database with fsync on, until its
+  inbox holds every event;
+- reporting event by event: the same without the batch handler (the kit's one transaction
+  per partition batch, a savepoint and `handle` per record).
+Both are timed from their first record on (joining the group is not reading).
+
+Run: `.venv/bin/python -m bench.reporting_projection [--leads 1500] [--rounds 2]`.
+Results: bench/results/reporting-projection-<stamp>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import RESULTS_DIR, log, median
+from bench.reporting_dataset import generate
+from funnel_contracts import Envelope, EventData, encode
+from funnel_contracts.topics import ALL_TOPICS
+from funnel_devstack.stack import Stack, StackPorts
+from funnel_servicekit import migrations
+from funnel_servicekit.db import create_pool
+from funnel_servicekit.inbox import InboxConsumer
+from funnel_servicekit.kafka import ensure_topics
+from reporting.app import MIGRATIONS
+from reporting.consumer import HANDLED
+from reporting.projection import handle, handle_batch
+
+
+async def produce(bootstrap: str, events: list[EventData]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
+    await producer.start()
+    try:
+        futures = []
+        for event in events:
+            record = encode(Envelope.of(event, source="bench"))
+            futures.append(
+                await producer.send(
+                    event.topic, key=record.key, value=record.value, headers=record.headers
+                )
+            )
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def bare_consumer(bootstrap: str, total: int) -> float:
+    consumer = AIOKafkaConsumer(
+        *ALL_TOPICS,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-bare-{uuid4().hex[:8]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_poll_records=200,  # as the InboxConsumer
+    )
+    await consumer.start()
+    try:
+        seen, started = 0, 0.0
+        while seen < total:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                if not seen:
+                    started = time.perf_counter()
+                seen += len(records)
+        return total / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+async def fresh_database(stack: Stack) -> str:
+    name = f"bench_{uuid4().hex[:10]}"
+    conn = await asyncpg.connect(stack.postgres.dsn)
+    try:
+        await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+    dsn = stack.postgres.dsn.rsplit("/", 1)[0] + f"/{name}"
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrations.apply(conn, "reporting", MIGRATIONS)
+    finally:
+        await conn.close()
+    return dsn
+
+
+async def reporting_consumer(stack: Stack, total: int, batched: bool = True) -> float:
+    dsn = await fresh_database(stack)
+    pool = await create_pool(dsn, "reporting", min_size=1, max_size=4)
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+    await producer.start()
+    consumer = InboxConsumer(
+        pool=pool,
+        producer=producer,
+        bootstrap_servers=stack.kafka_bootstrap,
+        group_id=f"bench-reporting-{uuid4().hex[:8]}",
+        topics=ALL_TOPICS,
+        handler=handle,
+        handled_types=HANDLED,
+        batch_handler=handle_batch if batched else None,
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        started, first = None, 0
+        while (done := int(await pool.fetchval("SELECT count(*) FROM inbox"))) < total:
+            if task.done():
+                task.result()
+            if done and started is None:
+                started, first = time.perf_counter(), done
+            await asyncio.sleep(0.05)
+        if started is None:
+            raise RuntimeError("reporting finished before it could be timed; use more leads")
+        return (total - first) / (time.perf_counter() - started)
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, 30)
+        await producer.stop()
+        await pool.close()
+
+
+def _fresh_root() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="funnel-bench-reporting-"))
+    root.chmod(0o755)  # PostgreSQL runs as its own user and must reach it
+    return root
+
+
+async def measure(leads: int, rounds: int) -> dict[str, Any]:
+    root = _fresh_root()
+    stack = Stack(root, StackPorts.free(), partitions=3, fast_postgres=False)
+    try:
+        await stack.start_infrastructure()
+        await ensure_topics(stack.kafka_bootstrap, 3)
+        events = generate(leads, seed=3).events
+        await produce(stack.kafka_bootstrap, events)
+        log(f"produced {len(events)} events for {leads} leads")
+        targets = {
+            "bare": lambda: bare_consumer(stack.kafka_bootstrap, len(events)),
+            "batched": lambda: reporting_consumer(stack, len(events), batched=True),
+            "per_event": lambda: reporting_consumer(stack, len(events), batched=False),
+        }
+        rates: dict[str, list[float]] = {name: [] for name in targets}
+        for r in range(rounds):
+            names = list(targets)
+            order = names if r % 2 == 0 else names[::-1]  # ABC CBA: the same moments for all
+            for name in order:
+                rates[name].append(await targets[name]())
+                log(f"round {r + 1} {name}: {rates[name][-1]:.0f} events/s")
+        medians = {name: round(median(values), 1) for name, values in rates.items()}
+        return {
+            "leads": leads,
+            "events": len(events),
+            "rounds": rounds,
+            "events_per_s": {name: [round(x, 1) for x in v] for name, v in rates.items()},
+            "median_events_per_s": medians,
+            "ratio_batched_to_bare": round(medians["batched"] / medians["bare"], 4),
+            "ratio_per_event_to_bare": round(medians["per_event"] / medians["bare"], 4),
+        }
+    finally:
+        stack.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--leads", type=int, default=1500)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    result = asyncio.run(measure(args.leads, args.rounds))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / f"reporting-projection-{stamp}.json").write_text(json.dumps(result, indent=2))
+    m, runs = result["median_events_per_s"], result["events_per_s"]
+    md = (
+        f"# reporting projection throughput, {stamp}\n\n"
+        f"{result['events']} events ({result['leads']} generated leads) on the four funnel"
+        " topics, 3 partitions each; PostgreSQL with fsync on.\n\n"
+        "| target | events/s (median) | runs |\n| --- | ---: | --- |\n"
+        f"| bare aiokafka consumer | {m['bare']} | {runs['bare']} |\n"
+        f"| reporting, batch handler (the service) | {m['batched']} | {runs['batched']} |\n"
+        f"| reporting, event by event (kit's per-partition transaction) | {m['per_event']} "
+        f"| {runs['per_event']} |\n"
+        f"| **ratio service / bare** | **{result['ratio_batched_to_bare']}** | |\n"
+        f"| ratio event by event / bare | {result['ratio_per_event_to_bare']} | |\n"
+    )
+    (RESULTS_DIR / f"reporting-projection-{stamp}.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

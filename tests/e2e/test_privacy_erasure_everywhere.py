@@ -1,0 +1,181 @@
+"""Erasure, proved on the whole stack: after a person went through the funnel (form with a
+phone, activities, a purchase, a welcome email) and asked to be forgotten, their email, phone
+and names are readable nowhere: not in any table of any schema, not in any log file, not in
+any record of any topic (dead-letter topics included), in the clear or through a data key the
+platform still holds. The same scan finds them before the erasure, and a person who was not
+erased still gets their email (their sealed details still open)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from funnel_devstack.mailbox import read_messages
+from funnel_devstack.stack import Stack
+from tests.conftest import start_stack, stop_stack
+from tests.e2e.client import StackClient
+from tests.e2e.privacy_scan import data_keys_held, scan
+from tests.e2e.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+ERASED_EMAIL = "zelphira.quandtmoor@example.org"
+ERASED = {
+    "email": ERASED_EMAIL,
+    "phone E.164": "+46708682491",
+    "phone national": "0708682491",
+    "phone as typed": "070-868 24 91",
+    "phone spaced": "070 868 24 91",
+    "first name": "Zelphira",
+    "last name": "Quandtmoor",
+}
+KEPT_EMAIL = "wendeline.ostrakova@example.net"
+KEPT = {"email": KEPT_EMAIL, "first name": "Wendeline", "phone E.164": "+46731234599"}
+VISITOR = "zq-visitor-0001"
+
+
+@pytest.fixture(scope="module")
+async def stack() -> AsyncIterator[Stack]:
+    stack = await start_stack("privacy-e2e")
+    try:
+        yield stack
+    finally:
+        stop_stack(stack, "privacy-e2e")
+
+
+def _mail_to(stack: Stack, address: str) -> list[Any]:
+    return [m for m in read_messages(stack.mail_dir) if str(m["To"]).lower() == address]
+
+
+async def _activities(client: StackClient, items: list[dict[str, Any]]) -> None:
+    async with httpx.AsyncClient(
+        base_url=client.stack.url("lead-intake"), headers=client.auth, timeout=30
+    ) as c:
+        response = await c.post("/v1/activities", json={"activities": items})
+    assert response.status_code == 202, response.text
+
+
+async def _walk_the_whole_funnel(client: StackClient) -> str:
+    """Anonymous page view, the form (with phone and names), pricing by email, a purchase."""
+    now = datetime.now(UTC)
+    await _activities(
+        client,
+        [{"type": "page_view", "occurred_at": (now - timedelta(minutes=5)).isoformat(),
+          "visitor_id": VISITOR, "page_url": "https://shop.example.com/spring"}],
+    )  # fmt: skip
+    posted = await client.post_form(
+        {
+            "email": "Zelphira.Quandtmoor@Example.org",
+            "phone": "+46 70 868 24 91",
+            "first_name": "Zelphira",
+            "last_name": "Quandtmoor",
+            "visitor_id": VISITOR,
+            "utm_source": "newsletter",
+            "utm_campaign": "privacy-spring",
+        },
+        headers={"Idempotency-Key": "zq-form-post-1"},
+    )
+    assert posted.status_code == 202, posted.text
+    lead_id: str = posted.json()["lead_id"]
+    await _activities(
+        client,
+        [
+            {"type": "pricing_viewed", "occurred_at": now.isoformat(), "email": ERASED_EMAIL},
+            {"type": "purchase_completed", "occurred_at": (now + timedelta(seconds=1)).isoformat(),
+             "lead_id": lead_id, "amount": "49.00", "currency": "SEK", "order_id": "zq-order-1"},
+        ],
+    )  # fmt: skip
+    return lead_id
+
+
+async def _applied_everywhere(client: StackClient, lead_id: str) -> None:
+    """The welcome email sent, the purchase in the tracker and in the report."""
+
+    async def state() -> tuple[int, Any, Any]:
+        return (
+            len(_mail_to(client.stack, ERASED_EMAIL)),
+            await client.sql(
+                # the capture, the page view before it, pricing and the purchase
+                "SELECT count(*) FROM tracker.lead_signals WHERE lead_id = $1::uuid",
+                lead_id,
+            ),
+            await client.sql(
+                "SELECT state::text LIKE '%purchase%' FROM reporting.lead_states"
+                " WHERE lead_id = $1::uuid",
+                lead_id,
+            ),
+        )
+
+    reached = await eventually(state, lambda s: s[0] >= 1 and s[1] == 4 and s[2] is True)
+    assert reached[0] >= 1 and reached[1] == 4 and reached[2] is True, reached  # noqa: PT018
+
+
+async def _erased_everywhere(client: StackClient, lead_id: str) -> None:
+    async def erased() -> list[Any]:
+        return [
+            await client.sql(
+                f"SELECT count(*) FROM {schema}.erased_leads WHERE lead_id = $1::uuid",  # noqa: S608
+                lead_id,
+            )
+            for schema in ("tracker", "notifier", "reporting")
+        ]
+
+    assert await eventually(erased, lambda counts: counts == [1, 1, 1]) == [1, 1, 1]
+
+
+async def test_an_erased_person_is_readable_nowhere_and_others_still_get_their_email(
+    stack: Stack,
+) -> None:
+    client = StackClient(stack)
+    lead_id = await _walk_the_whole_funnel(client)
+    await _applied_everywhere(client, lead_id)
+
+    keys_before = await data_keys_held(stack)
+    key = keys_before[next(k for k in keys_before if str(k) == lead_id)]
+    # The key as a dump writes bytea (hex), and as the key API sends it (base64url).
+    key_forms = {key.hex(), base64.urlsafe_b64encode(key).rstrip(b"=").decode()}
+    before = await scan(stack, [*ERASED.values(), *key_forms])
+    # The scan sees them where they rest until the erasure (intake's lead, the notifier's
+    # contact), and through the person's key in the sealed lead events on the topic...
+    assert {ERASED_EMAIL, "+46708682491", "Zelphira", "Quandtmoor"} <= before.tables
+    assert {ERASED_EMAIL, "+46708682491", "Zelphira", "Quandtmoor"} <= before.topics_opened
+    assert before.opened_events >= 1
+    # ...but never in the clear on a topic, even now.
+    assert before.topics_plain == {}, before.report()
+    assert key.hex() in before.tables  # the scan would find the key, too
+
+    async with httpx.AsyncClient(
+        base_url=stack.url("lead-intake"), headers=client.auth, timeout=30
+    ) as c:
+        erasure = await c.post("/v1/erasure-requests", json={"email": ERASED_EMAIL})
+        assert erasure.status_code == 202, erasure.text
+        assert erasure.json()["erased_leads"] == [lead_id]
+        gone = await c.get(f"/v1/leads/{lead_id}/data-key")
+        assert gone.status_code == 410
+    await _erased_everywhere(client, lead_id)
+
+    # Someone else arrives afterwards: their details are sealed too, and still reach them.
+    kept = await client.post_form(
+        {"email": KEPT_EMAIL, "first_name": "Wendeline", "phone": "+46 73 123 45 99"}
+    )
+    assert kept.status_code == 202, kept.text
+
+    async def welcomed() -> int:
+        return len(_mail_to(stack, KEPT_EMAIL))
+
+    assert await eventually(welcomed, lambda n: n >= 1) >= 1
+    assert "Wendeline" in _mail_to(stack, KEPT_EMAIL)[0].get_body(("plain",)).get_content()
+
+    after = await scan(stack, [*ERASED.values(), *KEPT.values(), *key_forms])
+    erased_found = after.anywhere() & (set(ERASED.values()) | key_forms)
+    assert erased_found == set(), after.report()
+    # The same scan still sees the person who was not erased, in a table and on the topic.
+    assert {KEPT_EMAIL, "Wendeline", "+46731234599"} <= after.tables
+    assert {KEPT_EMAIL, "Wendeline", "+46731234599"} <= after.topics_opened
+    assert after.records > before.records
+    assert lead_id not in {str(k) for k in await data_keys_held(stack)}
