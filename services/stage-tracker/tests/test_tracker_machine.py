@@ -134,11 +134,19 @@ def test_the_subscription_cycle_repeats_every_billing_period() -> None:
 
 
 def test_a_late_event_counts_for_the_score_but_never_moves_back_or_out() -> None:
-    renewed = run(SUB, sig("purchase_completed", 1), sig("renewal_due", 30))
-    late_cycle = apply(renewed.state, SUB, sig("subscription_renewed", 29))
-    assert late_cycle.moves == ()  # `from: [re-evaluation]`: it did not happen there
-    on_time = apply(renewed.state, SUB, sig("subscription_renewed", 31))
+    due = run(SUB, sig("purchase_completed", 1), sig("renewal_due", 30))
+    # Judged against the stage the lead is in now, a late guarded rule moves it forward,
+    # dated when that stage was entered.
+    late_renewal = apply(due.state, SUB, sig("subscription_renewed", 29))
+    assert [(m.to_stage, m.occurred_at) for m in late_renewal.moves] == [("repurchase", at(30))]
+    on_time = apply(due.state, SUB, sig("subscription_renewed", 31))
     assert [m.to_stage for m in on_time.moves] == ["repurchase"]
+    # ... but never back: a late `renewal_due` finds the customer past its period.
+    renewed = run(
+        SUB, sig("purchase_completed", 1), sig("renewal_due", 30), sig("subscription_renewed", 32)
+    )
+    assert renewed.state.stage == "repurchase"
+    assert apply(renewed.state, SUB, sig("renewal_due", 31)).moves == ()
     action = run(DS, sig("purchase_completed", 5))
     late = apply(action.state, DS, sig("pricing_viewed", 2))
     assert late.moves == ()

@@ -4,8 +4,10 @@ One transaction locks a batch of due touches (SKIP LOCKED: replicas share the wo
 per-lead lock, re-checks every condition and either leases the touch ('sending'), defers it
 (quiet hours, caps) or suppresses it (with why). The batch then goes out (one SMTP
 connection for its emails) and a second transaction records 'sent' with its touch.sent
-event. A sender that dies in between leaves leases that expire (FUNNEL_TOUCH_LEASE_SECONDS);
-those touches go again with the same Message-ID / Idempotency-Key, and are recorded once.
+event. A database outage at that point does not drop the providers' answers: the record is
+retried, with a bounded backoff, until it commits. A sender that dies (or stops) in between
+leaves leases that expire (FUNNEL_TOUCH_LEASE_SECONDS); those touches go again with the same
+Message-ID / Idempotency-Key, and are recorded once.
 """
 
 from __future__ import annotations
@@ -44,6 +46,18 @@ from notifier.templates import TemplateProblem, pick, render, shipped
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
+
+# A lost database connection, as asyncpg and the network report it (TimeoutError is an
+# OSError; 57P01 "terminating connection due to administrator command" is operator
+# intervention; a connection closed under a query is an InterfaceError).
+CONNECTION_ERRORS = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+RECORD_RETRY_FIRST_SECONDS = 0.1
+RECORD_RETRY_MAX_SECONDS = 5.0
 
 
 @dataclass
@@ -128,7 +142,7 @@ class TouchSender:
             return handled
         try:
             outcomes = await self._dispatch(leased)
-            await self._record(leased, outcomes)
+            await self._record_until_committed(leased, outcomes)
         finally:
             for item in leased:
                 item.span.end()
@@ -298,6 +312,32 @@ class TouchSender:
             "contact": _person(item.contact, "email", "first_name", "locale"),
             "sent_at": datetime.now(UTC).isoformat(),
         }
+
+    async def _record_until_committed(
+        self, leased: list[Leased], outcomes: Mapping[UUID, Outcome]
+    ) -> None:
+        """Record the batch, retrying on a lost connection until it commits.
+
+        The answers cannot be asked for again: dropping them would hand the batch over a
+        second time when its lease runs out. Recording twice is harmless (only a touch still
+        'sending' is marked). A stop ends the retries: the lease rule then applies.
+        """
+        delay, tries = RECORD_RETRY_FIRST_SECONDS, 0
+        while True:
+            try:
+                await self._record(leased, outcomes)
+                return
+            except CONNECTION_ERRORS as exc:
+                tries += 1
+                if self._stopping.is_set():
+                    raise
+                log.warning(
+                    "recording the batch failed; retrying",
+                    extra={"touches": len(leased), "try": tries, "error": type(exc).__name__},
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            delay = min(delay * 2, RECORD_RETRY_MAX_SECONDS)
 
     async def _record(self, leased: list[Leased], outcomes: Mapping[UUID, Outcome]) -> None:
         now = datetime.now(UTC)

@@ -4,8 +4,8 @@ Rules of the road, each one tested:
 - a lead is in exactly one stage; every move chains from the stage it was in;
 - an event already seen changes nothing (a duplicate or a redelivery);
 - a late event (older than the lead's entry into its current stage) still counts toward the
-  score but may only move the lead forward in the line by a rule without `from`; never back,
-  never out;
+  score and moves the lead forward when a rule, judged against the current stage (`from`
+  included), says so; never back, never out;
 - rules without `from` move forward only (skipping stages is fine); rules with `from` may move
   back (the subscription cycle: repurchase -> re-evaluation each billing period);
 - a lost lead that comes back is recycled, then re-enters the line;
@@ -285,14 +285,17 @@ def _target(
         if stage.name == state.stage:
             continue
         for rule in stage.enter_when:
-            if rule.from_stages is not None and (late or state.stage not in rule.from_stages):
-                # A late event did not happen in the current stage, so a guarded rule is moot.
+            if rule.from_stages is not None and state.stage not in rule.from_stages:
                 continue
             if not _matches(rule.match, signal, state, answers):
                 continue
             if pos > current:
+                # A late event's guarded rule counts too: after a backlog a click from one
+                # topic may have moved the lead before the older pricing visit from another
+                # was read; judged against the stage the lead is in now, it moves it on.
                 forward.append((pos, describe(rule.match)))
-            elif rule.from_stages is not None:
+            elif rule.from_stages is not None and not late:
+                # Never back by a late event: it did not happen in the stage the lead is in.
                 backward.append((pos, describe(rule.match)))
             break
     chosen = max(forward) if forward else (max(backward) if backward else None)

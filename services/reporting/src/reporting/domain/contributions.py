@@ -15,7 +15,8 @@ from decimal import Decimal
 from typing import Any
 
 from reporting.domain.dimensions import REVENUE_BREAKDOWNS, lead_dimensions
-from reporting.domain.lead_state import LeadState, StageEntry
+from reporting.domain.lead_state import LeadState
+from reporting.domain.stage_history import StageEntry, in_move_order
 from reporting.domain.windows import WINDOW_COLUMNS, hour_of, stay_bucket, window_counters
 
 Number = int | Decimal
@@ -79,7 +80,7 @@ def _add(out: Contributions, key: Key, values: tuple[Number, ...]) -> None:
 
 def _by_funnel(entries: Iterable[StageEntry]) -> dict[str, list[StageEntry]]:
     grouped: dict[str, list[StageEntry]] = defaultdict(list)
-    for entry in sorted(entries, key=lambda e: (e.at, e.position, e.stage)):
+    for entry in in_move_order(entries):
         grouped[entry.funnel_id].append(entry)
     return grouped
 

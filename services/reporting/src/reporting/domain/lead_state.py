@@ -27,6 +27,7 @@ from funnel_contracts import (
     TouchSent,
     Utm,
 )
+from reporting.domain.stage_history import StageEntry, in_move_order
 
 REFUND_ACTIVITY = "refund_issued"
 NO_CURRENCY = "XXX"  # ISO 4217's code for "no currency": an order reported without an amount
@@ -63,15 +64,6 @@ class Touchpoint(BaseModel):
     @property
     def has_utm(self) -> bool:
         return any((self.source, self.medium, self.campaign))
-
-
-class StageEntry(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    funnel_id: str
-    stage: str
-    position: int
-    at: datetime
 
 
 class Money(BaseModel):
@@ -156,10 +148,10 @@ def apply(state: LeadState, event: EventData) -> LeadState:
             stage=event.to_stage,
             position=event.to_stage_position,
             at=utc(event.changed_at),
+            from_stage=event.from_stage,
         )
         if entry not in s.entries:
-            s.entries.append(entry)
-            s.entries.sort(key=lambda e: (e.at, e.position, e.stage))
+            s.entries = in_move_order([*s.entries, entry])
     elif isinstance(event, ActivityRecorded):
         _apply_activity(s, event)
     elif isinstance(event, TouchSent):
