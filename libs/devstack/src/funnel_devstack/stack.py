@@ -65,12 +65,17 @@ class StackPorts:
 
 
 def _secret(path: Path, env_var: str | None = None) -> str:
-    """A value from the environment, else the one generated on the first start, kept."""
+    """A value from the environment, else the one generated on the first start, kept.
+
+    A value from the environment is written to the file too, so that the commands run later
+    against this stack (`funnel demo`, `funnel report rebuild`) use the key it runs with.
+    """
     if env_var and os.environ.get(env_var):
-        return os.environ[env_var]
-    if path.is_file():
+        value = os.environ[env_var]
+    elif path.is_file():
         return path.read_text().strip()
-    value = secrets.token_urlsafe(24)
+    else:
+        value = secrets.token_urlsafe(24)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(value + "\n")
     path.chmod(0o600)
