@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import OutOfOrderSequenceNumber
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
@@ -337,3 +338,62 @@ async def listener_pids(db: Db) -> list[int]:
 
 async def _value(n: int) -> int:
     return n
+
+
+class SessionLostProducer(AIOKafkaProducer):
+    """A real producer whose idempotent session is gone, as after aio-libs/aiokafka#1017:
+    every send fails with the error its dead sender task keeps raising."""
+
+    sends = 0
+
+    async def send(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.sends += 1
+        raise OutOfOrderSequenceNumber()
+
+
+async def test_a_lost_producer_session_is_replaced_and_nothing_is_lost(
+    infra: Stack, db: Db, topic: str
+) -> None:
+    leads = [uuid.uuid4() for _ in range(3)]
+    envelopes = await enqueue_stage_events(db, topic, leads)
+    broken = SessionLostProducer(bootstrap_servers=infra.kafka_bootstrap)
+    await broken.start()
+    made: list[AIOKafkaProducer] = []
+
+    def factory() -> AIOKafkaProducer:
+        made.append(create_producer(infra.kafka_bootstrap, unique("it-relay-renewed")))
+        return made[-1]
+
+    try:
+        relay = OutboxRelay(
+            db.pool, broken, dsn=db.dsn, schema=db.schema, poll_seconds=0.2,
+            producer_factory=factory,
+        )  # fmt: skip
+        async with running(relay):
+            await eventually(lambda: db.count("outbox"), lambda n: n == 0, what="outbox drained")
+        assert broken.sends >= 1  # the first batch really met the lost session
+        assert len(made) == 1
+        assert relay.producer is made[0]
+    finally:
+        await broken.stop()
+    records = await read_all(infra.kafka_bootstrap, topic)
+    assert sorted(dict(r.headers)["ce_id"].decode() for r in records) == sorted(
+        e.id for e in envelopes
+    )
+    assert_per_lead_order(records, leads)
+
+
+async def test_without_a_factory_a_lost_session_keeps_every_row(
+    infra: Stack, db: Db, topic: str
+) -> None:
+    await enqueue_stage_events(db, topic, [uuid.uuid4()])
+    broken = SessionLostProducer(bootstrap_servers=infra.kafka_bootstrap)
+    await broken.start()
+    try:
+        relay = OutboxRelay(db.pool, broken, dsn=db.dsn, schema=db.schema, poll_seconds=0.2)
+        async with running(relay):
+            await eventually(lambda: _value(broken.sends), lambda n: n >= 2, what="two tries")
+    finally:
+        await broken.stop()
+    assert await db.count("outbox") == EVENTS_PER_LEAD
+    assert await record_count(infra.kafka_bootstrap, topic) == 0

@@ -134,6 +134,9 @@ def create_service_app(
                 schema=settings.db_schema,
                 batch_size=settings.outbox_batch_size,
                 poll_seconds=settings.outbox_poll_seconds,
+                producer_factory=lambda: create_producer(
+                    settings.kafka_bootstrap_servers, f"{settings.service_name}-relay"
+                ),
             )
             runtime.workers = [Worker("outbox-relay", relay.run, relay.stop)]
             runtime.workers += list(workers(runtime) if workers else [])
