@@ -33,23 +33,20 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import RESULTS_DIR, log, median
+from bench.consumer_bench import bare_consumer, fresh_database, produce
 from funnel_contracts import (
     ActivityRecorded,
-    Envelope,
     EventData,
     LeadCaptured,
     TouchClicked,
-    encode,
 )
 from funnel_devstack.stack import Stack, StackPorts
-from funnel_servicekit import migrations
 from funnel_servicekit.db import create_pool
 from funnel_servicekit.inbox import InboxConsumer
 from funnel_servicekit.kafka import ensure_topics
@@ -86,65 +83,8 @@ def dataset(leads: int) -> list[EventData]:
     return events
 
 
-async def produce(bootstrap: str, events: list[EventData]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
-    await producer.start()
-    try:
-        futures = []
-        for event in events:
-            record = encode(Envelope.of(event, source="bench"))
-            futures.append(
-                await producer.send(
-                    event.topic, key=record.key, value=record.value, headers=record.headers
-                )
-            )
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
-async def bare_consumer(bootstrap: str, total: int) -> float:
-    consumer = AIOKafkaConsumer(
-        *TOPICS,
-        bootstrap_servers=bootstrap,
-        group_id=f"bench-bare-{uuid4().hex[:8]}",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-        max_poll_records=200,  # as the InboxConsumer
-    )
-    await consumer.start()
-    try:
-        # Timed from the first record on, for both targets: joining the group is not reading.
-        seen, started = 0, 0.0
-        while seen < total:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                if not seen:
-                    started = time.perf_counter()
-                seen += len(records)
-        return total / (time.perf_counter() - started)
-    finally:
-        await consumer.stop()
-
-
-async def fresh_database(stack: Stack) -> str:
-    name = f"bench_{uuid4().hex[:10]}"
-    conn = await asyncpg.connect(stack.postgres.dsn)
-    try:
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-    dsn = stack.postgres.dsn.rsplit("/", 1)[0] + f"/{name}"
-    conn = await asyncpg.connect(dsn)
-    try:
-        await migrations.apply(conn, "tracker", MIGRATIONS)
-    finally:
-        await conn.close()
-    return dsn
-
-
 async def tracker_consumer(stack: Stack, total: int, *, batched: bool) -> float:
-    dsn = await fresh_database(stack)
+    dsn = await fresh_database(stack, "tracker", MIGRATIONS)
     pool = await create_pool(dsn, "tracker", min_size=1, max_size=4)
     producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
     await producer.start()
@@ -200,7 +140,7 @@ async def measure(leads: int, rounds: int) -> dict[str, Any]:
         for r in range(rounds):
             for which in names[r % 3 :] + names[: r % 3]:  # rotated: no target always first
                 if which == "bare":
-                    rate = await bare_consumer(stack.kafka_bootstrap, len(events))
+                    rate = await bare_consumer(stack.kafka_bootstrap, TOPICS, len(events))
                 else:
                     rate = await tracker_consumer(stack, len(events), batched=which == "batched")
                 runs[which].append(rate)

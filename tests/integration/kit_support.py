@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import OutOfOrderSequenceNumber
 
 from funnel_contracts import StageChanged
 from funnel_contracts.topics import dead_letter_topic
@@ -180,3 +181,14 @@ async def stop_task(
         with contextlib.suppress(BaseException):
             await task
         raise AssertionError("the loop did not stop within its drain time") from None
+
+
+class SessionLostProducer(AIOKafkaProducer):
+    """A real producer whose idempotent session is gone, as after aio-libs/aiokafka#1017:
+    every send fails with the error its dead sender task keeps raising."""
+
+    sends = 0
+
+    async def send(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.sends += 1
+        raise OutOfOrderSequenceNumber()

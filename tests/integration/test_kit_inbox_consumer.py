@@ -25,6 +25,7 @@ from funnel_servicekit.inbox import InboxConsumer
 from funnel_servicekit.kafka import create_producer
 from tests.integration.kit_support import (
     Db,
+    SessionLostProducer,
     committed_offsets,
     create_topics,
     end_offsets,
@@ -108,6 +109,7 @@ def make_consumer(
     group: str,
     handler: Handler,
     max_attempts: int = 3,
+    producer_factory: Callable[[], AIOKafkaProducer] | None = None,
 ) -> InboxConsumer:
     return InboxConsumer(
         pool=db.pool,
@@ -118,6 +120,7 @@ def make_consumer(
         handler=handler,
         handled_types={StageChanged.event_type},
         max_attempts=max_attempts,
+        producer_factory=producer_factory,
     )
 
 
@@ -398,3 +401,38 @@ async def test_offsets_are_committed_after_the_database_commit_and_never_redeliv
             await wait_all_committed(infra, topic, group)
         assert second.calls == [e.id for e in first_batch[done:]] + [late.id]
         assert await committed_offsets(infra.kafka_bootstrap, group) == {partition: 4}
+
+
+async def test_poison_is_dead_lettered_once_with_a_new_producer_after_a_lost_session(
+    infra: Stack, db: Db, topic: str
+) -> None:
+    """The shared producer's idempotent session is gone for good (its sends keep failing with
+    OutOfOrderSequenceNumber): the consumer dead-letters with a producer of its own instead of
+    retrying the dead one forever, and the partition moves on."""
+    lead = uuid.uuid4()
+    good = event(lead, 0)
+    poison: Wire = (str(lead).encode(), b"not a cloudevent", [("ce_id", b"x")])
+    await produce(infra.kafka_bootstrap, topic, [poison, wire(good)])
+    broken = SessionLostProducer(bootstrap_servers=infra.kafka_bootstrap)
+    await broken.start()
+    made: list[AIOKafkaProducer] = []
+
+    def factory() -> AIOKafkaProducer:
+        made.append(create_producer(infra.kafka_bootstrap, unique("it-inbox-renewed")))
+        return made[-1]
+
+    group = unique("it-group")
+    handler = Handler()
+    consumer = make_consumer(infra, db, broken, topic, group, handler, producer_factory=factory)
+    try:
+        async with running(consumer):
+            await wait_all_committed(infra, topic, group)
+            assert consumer.producer is made[0]
+    finally:
+        await broken.stop()
+    assert broken.sends >= 1  # the dead letter really met the lost session first
+    assert len(made) == 1
+    dead = await read_all(infra.kafka_bootstrap, dead_letter_topic(topic))
+    assert [(r.key, r.value) for r in dead] == [(poison[0], poison[1])]
+    assert await db.count("dead_letters") == 1
+    assert handler.calls == [good.id]

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import OutOfOrderSequenceNumber
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
@@ -28,6 +27,7 @@ from funnel_servicekit.kafka import create_producer
 from funnel_servicekit.outbox import OutboxRelay, enqueue
 from tests.integration.kit_support import (
     Db,
+    SessionLostProducer,
     create_topics,
     eventually,
     isolated_db,
@@ -338,17 +338,6 @@ async def listener_pids(db: Db) -> list[int]:
 
 async def _value(n: int) -> int:
     return n
-
-
-class SessionLostProducer(AIOKafkaProducer):
-    """A real producer whose idempotent session is gone, as after aio-libs/aiokafka#1017:
-    every send fails with the error its dead sender task keeps raising."""
-
-    sends = 0
-
-    async def send(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        self.sends += 1
-        raise OutOfOrderSequenceNumber()
 
 
 async def test_a_lost_producer_session_is_replaced_and_nothing_is_lost(

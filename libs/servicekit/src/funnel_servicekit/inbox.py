@@ -32,6 +32,7 @@ from funnel_contracts import DecodeError, Envelope, EventData, SchemaError, deco
 from funnel_contracts.events import EVENT_MODELS
 from funnel_contracts.topics import dead_letter_topic
 from funnel_servicekit import metrics
+from funnel_servicekit.kafka import FATAL_PRODUCER_ERRORS, ProducerFactory, RenewableProducer
 from funnel_servicekit.telemetry import context_from_headers
 
 log = logging.getLogger(__name__)
@@ -118,9 +119,11 @@ class InboxConsumer:
         max_attempts: int = 3,
         batch_handler: BatchHandler | None = None,
         max_poll_records: int = 200,
+        producer_factory: ProducerFactory | None = None,
     ) -> None:
         self.pool = pool
-        self.producer = producer
+        # Dead letters go out with it; a new one replaces it when its session is lost for good.
+        self._producer = RenewableProducer(producer, producer_factory)
         self.group_id = group_id
         self.topics = list(topics)
         self.handler = handler
@@ -142,6 +145,11 @@ class InboxConsumer:
         self._tracer = trace.get_tracer(__name__)
         self._dead_lettered: set[tuple[str, int, int]] = set()
 
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        """The producer dead letters go out with (a new one after a lost session)."""
+        return self._producer.current
+
     def stop(self) -> None:
         """Stop fetching; the batch in hand is finished and committed first."""
         self._stopping.set()
@@ -158,6 +166,7 @@ class InboxConsumer:
                 await self._record_lag()
         finally:
             await self.consumer.stop()
+            await self._producer.close()
 
     async def _start_consumer(self) -> None:
         while True:
@@ -353,6 +362,13 @@ class InboxConsumer:
                     target, value=record.value, key=record.key, headers=headers
                 )
                 break
+            except FATAL_PRODUCER_ERRORS:
+                # The shared producer will never send again: dead-letter with a new one (the
+                # record is still uncommitted, so nothing is lost while this retries).
+                log.exception("producer session lost; dead-lettering with a new producer")
+                await self._producer.renew()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
             except KafkaError:
                 log.warning("dead-letter publish failed; retrying")
                 await asyncio.sleep(delay)

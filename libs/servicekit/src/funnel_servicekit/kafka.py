@@ -5,14 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import OutOfOrderSequenceNumber, ProducerFenced, TopicAlreadyExistsError
 
 from funnel_contracts.topics import all_topics_with_dead_letters
 
 log = logging.getLogger(__name__)
+
+# Errors after which an aiokafka producer never sends again: its sender task has ended (e.g.
+# sequence numbers out of step after the broker was away while batches were in flight). Only a
+# new producer, with a new producer id, can send again.
+FATAL_PRODUCER_ERRORS: tuple[type[BaseException], ...] = (OutOfOrderSequenceNumber, ProducerFenced)
+ProducerFactory = Callable[[], AIOKafkaProducer]
 
 
 def create_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
@@ -54,3 +61,43 @@ async def broker_reachable(producer: AIOKafkaProducer, wait_s: float = 2.0) -> b
         return True
     except Exception:  # any failure means "not ready"; the reason is in the broker logs
         return False
+
+
+class RenewableProducer:
+    """The producer a loop publishes with, replaced by a new one from `factory` when its
+    idempotent session is lost for good (FATAL_PRODUCER_ERRORS).
+
+    The producer it was given may serve others too and is never stopped here; the ones it
+    made itself are stopped when replaced and by `close`. Without a factory, `renew` does
+    nothing: the caller keeps failing loudly and keeps what it could not send.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer, factory: ProducerFactory | None) -> None:
+        self.current = producer
+        self.factory = factory
+        self._owned = False
+
+    async def renew(self) -> bool:
+        """Swap in a started new producer; False when there is none (yet)."""
+        if self.factory is None:
+            return False
+        fresh = self.factory()
+        try:
+            await fresh.start()
+        except Exception:
+            log.exception("a new producer could not start; trying again later")
+            with contextlib.suppress(Exception):
+                await fresh.stop()
+            return False
+        old, owned = self.current, self._owned
+        self.current, self._owned = fresh, True
+        if owned:
+            with contextlib.suppress(Exception):
+                await old.stop()
+        return True
+
+    async def close(self) -> None:
+        """Stop the producer this made itself, if any."""
+        if self._owned:
+            with contextlib.suppress(Exception):
+                await self.current.stop()

@@ -12,25 +12,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import OutOfOrderSequenceNumber, ProducerFenced
 from opentelemetry import trace
 
 from funnel_contracts import Envelope, EventData, KafkaRecord, encode
 from funnel_servicekit import metrics
 from funnel_servicekit.db import connect
+from funnel_servicekit.kafka import FATAL_PRODUCER_ERRORS, ProducerFactory, RenewableProducer
 from funnel_servicekit.telemetry import current_trace_headers
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
-
-# Errors after which an aiokafka producer never sends again (its sender task has ended).
-FATAL_PRODUCER_ERRORS: tuple[type[BaseException], ...] = (OutOfOrderSequenceNumber, ProducerFenced)
 
 
 def _channel(schema: str) -> str:
@@ -142,13 +139,11 @@ class OutboxRelay:
         batch_size: int = 200,
         poll_seconds: float = 2.0,
         listen_retry_seconds: float = 5.0,
-        producer_factory: Callable[[], AIOKafkaProducer] | None = None,
+        producer_factory: ProducerFactory | None = None,
     ) -> None:
         self.pool = pool
-        self.producer = producer
-        # Makes a fresh producer when the idempotent session is lost for good (see run()).
-        self.producer_factory = producer_factory
-        self._owns_producer = False
+        # Replaced by a fresh one when the idempotent session is lost for good (see run()).
+        self._producer = RenewableProducer(producer, producer_factory)
         self.dsn = dsn
         self.schema = schema
         self.batch_size = batch_size
@@ -158,6 +153,11 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
         self._next_listen_attempt = 0.0
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        """The producer in use (a new one after a lost session)."""
+        return self._producer.current
 
     @property
     def listening(self) -> bool:
@@ -182,7 +182,7 @@ class OutboxRelay:
                     # record the old producer got through before it failed.
                     log.exception("producer session lost; publishing with a new producer")
                     published = 0
-                    await self._renew_producer()
+                    await self._producer.renew()
                     await self._sleep(1.0)
                 except Exception:
                     log.exception("outbox publish failed; retrying")
@@ -200,27 +200,7 @@ class OutboxRelay:
                 with contextlib.suppress(Exception):
                     await self._listener.close()
                 self._listener = None
-            if self._owns_producer:
-                with contextlib.suppress(Exception):
-                    await self.producer.stop()
-
-    async def _renew_producer(self) -> None:
-        """Swap in a new producer; without a factory, keep failing loudly (nothing is lost)."""
-        if self.producer_factory is None:
-            return
-        fresh = self.producer_factory()
-        try:
-            await fresh.start()
-        except Exception:
-            log.exception("a new producer could not start; trying again on the next batch")
-            with contextlib.suppress(Exception):
-                await fresh.stop()
-            return
-        old, owned = self.producer, self._owns_producer
-        self.producer, self._owns_producer = fresh, True
-        if owned:  # a producer the relay was given may still serve others (dead letters)
-            with contextlib.suppress(Exception):
-                await old.stop()
+            await self._producer.close()
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

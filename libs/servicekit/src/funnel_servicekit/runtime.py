@@ -27,7 +27,7 @@ from funnel_servicekit import health
 from funnel_servicekit.auth import ApiKeyAuth, KeyLookup, Principal
 from funnel_servicekit.db import create_pool
 from funnel_servicekit.http_metrics import HttpMetricsMiddleware
-from funnel_servicekit.kafka import create_producer
+from funnel_servicekit.kafka import ProducerFactory, create_producer
 from funnel_servicekit.load_shedding import LoadSheddingMiddleware
 from funnel_servicekit.outbox import OutboxRelay
 from funnel_servicekit.problems import install_problem_handlers
@@ -51,6 +51,8 @@ class ServiceRuntime:
     migrations_dir: Path
     pool: asyncpg.Pool = field(init=False)
     producer: AIOKafkaProducer = field(init=False)
+    # Makes a new producer for a loop whose shared one lost its idempotent session for good.
+    producer_factory: ProducerFactory = field(init=False)
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     workers: list[Worker] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
@@ -125,6 +127,9 @@ def create_service_app(
             ),
         )
         runtime.producer = create_producer(settings.kafka_bootstrap_servers, settings.service_name)
+        runtime.producer_factory = lambda: create_producer(
+            settings.kafka_bootstrap_servers, f"{settings.service_name}-renewed"
+        )
         await _retry("kafka", runtime.producer.start)
         if settings.run_workers:
             relay = OutboxRelay(
@@ -134,9 +139,7 @@ def create_service_app(
                 schema=settings.db_schema,
                 batch_size=settings.outbox_batch_size,
                 poll_seconds=settings.outbox_poll_seconds,
-                producer_factory=lambda: create_producer(
-                    settings.kafka_bootstrap_servers, f"{settings.service_name}-relay"
-                ),
+                producer_factory=runtime.producer_factory,
             )
             runtime.workers = [Worker("outbox-relay", relay.run, relay.stop)]
             runtime.workers += list(workers(runtime) if workers else [])

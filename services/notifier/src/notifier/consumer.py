@@ -160,6 +160,7 @@ def consumer_worker(runtime: ServiceRuntime) -> Worker:
     consumer = InboxConsumer(
         pool=runtime.pool,
         producer=runtime.producer,
+        producer_factory=runtime.producer_factory,
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=settings.service_name,
         topics=[LEAD_EVENTS, ACTIVITY_EVENTS, STAGE_EVENTS],

@@ -42,6 +42,7 @@ def projection_consumer(runtime: ServiceRuntime, group_id: str) -> InboxConsumer
     return InboxConsumer(
         pool=runtime.pool,
         producer=runtime.producer,
+        producer_factory=runtime.producer_factory,
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=group_id,
         topics=ALL_TOPICS,

@@ -147,6 +147,7 @@ def event_consumer(runtime: ServiceRuntime, registry: FunnelRegistry) -> InboxCo
     return InboxConsumer(
         pool=runtime.pool,
         producer=runtime.producer,
+        producer_factory=runtime.producer_factory,
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=settings.service_name,
         topics=list(TOPICS),
