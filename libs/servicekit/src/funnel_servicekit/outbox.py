@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import uuid4
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -47,19 +48,7 @@ async def enqueue(
 
     The record goes to the event's own topic unless `topic` names another one.
     """
-    envelope = Envelope.of(event, source=source, event_id=event_id)
-    # A producer span per event: the trace shows where each event was written, and the span
-    # of whoever consumes it becomes its child (through the headers stored with the row).
-    with _tracer.start_as_current_span(
-        f"outbox {envelope.type}",
-        kind=trace.SpanKind.PRODUCER,
-        attributes={
-            "messaging.system": "kafka",
-            "messaging.destination.name": topic or event.topic,
-            "messaging.message.id": envelope.id,
-        },
-    ):
-        envelope = Envelope(**{**envelope.__dict__, "trace": current_trace_headers()})
+    envelope = _traced_envelope(event, source, event_id, topic)
     record = encode(envelope)
     # One round trip: the row and the relay's wake-up (delivered at commit, like NOTIFY).
     await conn.execute(
@@ -90,18 +79,30 @@ def outbox_record(
     event: EventData, *, source: str, event_id: str | None = None, topic: str | None = None
 ) -> OutboxRecord:
     """`enqueue` without the write: encode now, in the current span; `enqueue_many` writes."""
-    envelope = Envelope.of(event, source=source, event_id=event_id)
+    envelope = _traced_envelope(event, source, event_id, topic)
+    return OutboxRecord(topic or event.topic, envelope, encode(envelope))
+
+
+def _traced_envelope(
+    event: EventData, source: str, event_id: str | None, topic: str | None
+) -> Envelope:
+    """The event's envelope carrying a producer span of its own as its trace context.
+
+    A producer span per event: the trace shows where each event was written, and the span of
+    whoever consumes it becomes its child (through the headers stored with the row).
+    """
+    event_id = event_id or str(uuid4())
     with _tracer.start_as_current_span(
-        f"outbox {envelope.type}",
+        f"outbox {event.event_type}",
         kind=trace.SpanKind.PRODUCER,
         attributes={
             "messaging.system": "kafka",
             "messaging.destination.name": topic or event.topic,
-            "messaging.message.id": envelope.id,
+            "messaging.message.id": event_id,
         },
     ):
-        envelope = Envelope(**{**envelope.__dict__, "trace": current_trace_headers()})
-    return OutboxRecord(topic or event.topic, envelope, encode(envelope))
+        headers = current_trace_headers()
+    return Envelope.of(event, source=source, event_id=event_id, trace=headers)
 
 
 async def enqueue_many(
