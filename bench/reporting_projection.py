@@ -47,6 +47,7 @@ from funnel_devstack.stack import Stack, StackPorts
 from funnel_servicekit.db import create_pool
 from funnel_servicekit.inbox import InboxConsumer
 from funnel_servicekit.kafka import ensure_topics
+from funnel_servicekit.telemetry import setup_tracing
 from reporting.app import MIGRATIONS
 from reporting.consumer import HANDLED
 from reporting.projection import handle, handle_batch
@@ -133,6 +134,9 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=1500)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
+    # Tracing as the service sets it up: spans recorded only with an exporter configured, or
+    # with OTEL_TRACES_SAMPLER=always_on (run once with it to see what recording costs).
+    setup_tracing("reporting")
     result = asyncio.run(measure(args.leads, args.rounds))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

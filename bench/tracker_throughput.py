@@ -50,6 +50,7 @@ from funnel_devstack.stack import Stack, StackPorts
 from funnel_servicekit.db import create_pool
 from funnel_servicekit.inbox import InboxConsumer
 from funnel_servicekit.kafka import ensure_topics
+from funnel_servicekit.telemetry import setup_tracing
 from stage_tracker.app import MIGRATIONS
 from stage_tracker.consumer import HANDLED, TOPICS, EventHandler
 from stage_tracker.funnel_registry import FunnelRegistry
@@ -166,6 +167,9 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    # Tracing as the service sets it up: spans recorded only with an exporter configured, or
+    # with OTEL_TRACES_SAMPLER=always_on (run once with it to see what recording costs).
+    setup_tracing("stage-tracker")
     result = asyncio.run(measure(args.leads, args.rounds))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -90,7 +90,7 @@ async def capture(
             captured_at=captured_at,
         )
     # The person's details travel sealed under their own key, destroyed on erasure.
-    key = await subject_keys.key_for(conn, lead.id)
+    key = lead.data_key or await subject_keys.key_for(conn, lead.id)
     event = lead_event(
         lead, sub, form, key=key, submission_id=submission_id, source=source, at=captured_at
     )

@@ -9,6 +9,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
+from funnel_contracts.sealed import new_data_key
 from lead_intake.submission import Submission
 
 _RETURNING = "RETURNING id, email, phone, first_name, last_name, captured_at"
@@ -27,6 +28,8 @@ class Lead:
     created: bool
     # The submission written in the same statement as a new lead (None: write it apart).
     submission_id: UUID | None = None
+    # The person's data key, made in that same statement (None: read or make it apart).
+    data_key: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ def _lead(row: Any, created: bool) -> Lead:
         row["captured_at"],
         created,
         row.get("submission_id") if created else None,
+        row.get("data_key") if created else None,
     )
 
 
@@ -55,8 +59,8 @@ _INSERT_LEAD = """INSERT INTO leads (id, email, phone, first_name, last_name, so
         first_touch, last_touch, consent, custom_fields, locale, time_zone)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12)
     ON CONFLICT (email) DO NOTHING"""
-# A new person's lead and first submission in one statement (one round trip, atomic by
-# itself): the submission is written only when the lead was, so a known email writes neither.
+# A new person's lead, first submission and data key in one statement (one round trip, atomic
+# by itself): the others are written only when the lead was, so a known email writes none.
 _INSERT_LEAD_AND_SUBMISSION = f"""WITH lead AS ({_INSERT_LEAD} {_RETURNING}),
     submission AS (
         INSERT INTO submissions (id, lead_id, form_id, utm, landing_page, referrer, user_agent,
@@ -64,8 +68,12 @@ _INSERT_LEAD_AND_SUBMISSION = f"""WITH lead AS ({_INSERT_LEAD} {_RETURNING}),
         SELECT $13::uuid, lead.id, $14::text, $15::jsonb, $16::text, $17::text, $18::text, $6,
                $19::text, $20::text, $9, $10, $21::jsonb, $7
         FROM lead
-        RETURNING id)
-    SELECT lead.*, submission.id AS submission_id FROM lead, submission"""  # noqa: S608
+        RETURNING id),
+    data_key AS (
+        INSERT INTO subject_keys (lead_id, data_key) SELECT lead.id, $22::bytea FROM lead
+        RETURNING data_key)
+    SELECT lead.*, submission.id AS submission_id, data_key.data_key
+    FROM lead, submission, data_key"""  # noqa: S608
 
 
 async def create_lead(
@@ -110,6 +118,7 @@ async def create_lead(
         sub.visitor_id,
         submission.ip_truncated,
         sub.qualification,
+        new_data_key(),
     )
     return _lead(row, True) if row else None
 
