@@ -3,7 +3,7 @@
 Spans are exported when OTEL_EXPORTER_OTLP_ENDPOINT is set, or to an exporter a test passes
 in; then they are all recorded, unless OTEL_TRACES_SAMPLER says otherwise (the SDK's standard
 sampler settings). With no exporter, nothing would ever read a span, so none is recorded
-(about a tenth of a consumer's CPU per event): the trace context still flows through HTTP,
+(about a fifth of the tracker's throughput): the trace context still flows through HTTP,
 the outbox and Kafka headers (as not sampled), and log lines still carry trace and span ids.
 """
 
