@@ -42,9 +42,10 @@ STACK_ENV = {
     # A killed sender's leased touches are retried after 10 s instead of 2 minutes.
     "FUNNEL_TOUCH_LEASE_SECONDS": "10",
     "FUNNEL_SEND_BATCH_SIZE": str(SEND_BATCH),
-    # Refused mail is tried every few seconds through the minute (4xx tries are counted).
+    # Refused mail is tried every few seconds through the minute (the default would wait up
+    # to 300 s between tries); the default retry window and tries apply, so 4xx refusals for
+    # a minute must not fail any touch.
     "FUNNEL_RETRY_MAX_SECONDS": "8",
-    "FUNNEL_TOUCH_MAX_ATTEMPTS": "40",
 }
 READERS = {  # topic -> the consumer groups that read it
     LEAD_EVENTS: frozenset({"stage-tracker", "notifier", "reporting"}),

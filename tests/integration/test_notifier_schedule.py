@@ -218,3 +218,42 @@ async def test_an_smtp_server_that_is_down_delays_touches_and_never_drops_them(
         assert (await h.status(lead))["welcome"] == ("sent", None)
         assert len(h.mail_to(f"{lead.hex[:10]}@example.com")) == 1
         assert await h.emitted("funnel.touch.failed.v1") == []
+
+
+async def test_a_server_deferring_recipients_delays_touches_until_the_retry_window_ends(
+    fresh_dsn: str, infra: Stack
+) -> None:
+    """451 at RCPT (greylisting, a relay refusing for a while) queues the touch like an
+    outage: more tries than touch_max_attempts leave it scheduled and nothing sent twice; it
+    goes once the server accepts again. Past the retry window it fails for good, once."""
+    from funnel_devstack.mailbox import accept_mail, refuse_mail
+
+    async with notifier_harness(
+        fresh_dsn, infra.kafka_bootstrap, touch_max_attempts=2, touch_retry_for_seconds=3600
+    ) as h:
+        patient, late = uuid4(), uuid4()
+        await h.feed(captured(patient), entered(patient, "awareness", 0))
+        await h.feed(captured(late), entered(late, "awareness", 0))
+        # `late` fell due two hours ago: beyond the one-hour window once its tries are spent.
+        await h.pool.execute(
+            "UPDATE touches SET first_due_at = now() - interval '2 hours' WHERE lead_id = $1",
+            late,
+        )
+        refuse_mail(h.mailbox.mail_dir)
+        try:
+            for _ in range(4):  # more tries than touch_max_attempts
+                await h.send_due()
+                await h.pool.execute("UPDATE touches SET due_at = now() WHERE status = 'scheduled'")
+        finally:
+            accept_mail(h.mailbox.mail_dir)
+        [waiting] = await h.touches(patient)
+        assert (waiting["status"], waiting["attempts"]) == ("scheduled", 4)
+        assert waiting["last_error"].startswith("recipient deferred (451")
+        [given_up] = await h.touches(late)
+        assert (given_up["status"], given_up["attempts"]) == ("failed", 2)
+        failed = await h.emitted("funnel.touch.failed.v1")
+        assert [e["touch_id"] for e in failed] == [str(given_up["id"])]
+        assert await h.send_due() == 1  # the server accepts again: the patient touch goes
+        assert (await h.status(patient))["welcome"] == ("sent", None)
+        assert len(h.mail_to(f"{patient.hex[:10]}@example.com")) == 1
+        assert h.mail_to(f"{late.hex[:10]}@example.com") == []

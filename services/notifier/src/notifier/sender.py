@@ -379,7 +379,7 @@ class TouchSender:
         if isinstance(outcome, Failed):
             give_up, error, delay = True, outcome.error, 0.0
         else:
-            give_up = outcome.counted and attempts >= self.settings.touch_max_attempts
+            give_up = _give_up(outcome, touch, attempts, now, self.settings)
             error = outcome.error
             delay = _backoff(attempts, self.settings, outcome.delay_s)
         if await store.mark_retry(conn, touch.id, error, delay_s=delay, give_up=give_up):
@@ -412,6 +412,19 @@ def _person(contact: Contact | None, *fields: str) -> dict[str, Any]:
 
 def _channel(name: str) -> Channel:
     return cast(Channel, name)
+
+
+def _give_up(
+    outcome: Retry, touch: store.DueTouch, attempts: int, now: datetime, settings: NotifierSettings
+) -> bool:
+    """Counted tries: after the last one. Uncounted ones (an outage, a temporary refusal):
+    once the touch has been due for longer than the retry window, as a mail queue would,
+    and never before its first touch_max_attempts tries (a replayed touch gets them again)."""
+    if attempts < settings.touch_max_attempts:
+        return False
+    if outcome.counted:
+        return True
+    return (now - touch.first_due_at).total_seconds() > settings.touch_retry_for_seconds
 
 
 def _backoff(attempt: int, settings: NotifierSettings, retry_after: float | None) -> float:

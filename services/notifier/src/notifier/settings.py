@@ -36,7 +36,20 @@ class NotifierSettings(ServiceSettings):
     scheduler_poll_seconds: float = Field(default=0.5, gt=0)
     send_batch_size: int = Field(default=50, ge=1, le=1000)
     touch_lease_seconds: int = Field(default=120, ge=1)
-    touch_max_attempts: int = Field(default=8, ge=1)
+    touch_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        description="Tries before a touch fails for good when the receiver answers with an "
+        "error (a webhook's 5xx or timeout); see touch_retry_for_seconds for temporary refusals.",
+    )
+    touch_retry_for_seconds: float = Field(
+        default=3 * 86400.0,
+        gt=0,
+        description="How long after it fell due a touch keeps being retried while the mail "
+        "server is unreachable or answers with a temporary refusal (4xx, a deferral at RCPT "
+        "included), as mail servers queue mail; after that, and at least touch_max_attempts "
+        "tries, it fails for good (touch.failed, replayable).",
+    )
     retry_base_seconds: float = Field(default=2.0, gt=0)
     retry_max_seconds: float = Field(default=300.0, gt=0)
     quiet_hours_start: time | None = time(21, 0)

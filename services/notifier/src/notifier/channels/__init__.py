@@ -13,7 +13,8 @@ class Sent:
 @dataclass(frozen=True)
 class Retry:
     """Not delivered this time. `counted` tries lead to failure after the last attempt;
-    an uncounted one (the SMTP server is down) only delays the touch."""
+    an uncounted one (the SMTP server is down or refuses for now) delays the touch, for up
+    to FUNNEL_TOUCH_RETRY_FOR_SECONDS after it fell due."""
 
     error: str
     delay_s: float | None = None

@@ -80,7 +80,9 @@ class SmtpChannel:
             codes = [r.code for r in exc.recipients]
             if all(500 <= c < 600 for c in codes):
                 return Failed(f"recipient refused ({', '.join(map(str, codes))})")
-            return Retry(f"recipient deferred ({', '.join(map(str, codes))})")
+            # A temporary refusal (greylisting, a full mailbox, a relay refusing for a while):
+            # queued and tried again like an outage, not counted toward failure.
+            return Retry(f"recipient deferred ({', '.join(map(str, codes))})", counted=False)
         except aiosmtplib.SMTPResponseException as exc:
             if 500 <= exc.code < 600:
                 return Failed(f"SMTP {exc.code}: {without_addresses(exc.message)[:200]}")
