@@ -1,6 +1,7 @@
 """schemathesis against lead-intake's own OpenAPI document: no request makes it answer 5xx.
 
-lead-intake runs as its own process on the real PostgreSQL and Kafka; every operation is
+lead-intake runs as its own process on the real PostgreSQL and Kafka (with stage-tracker,
+which it asks about funnels when a form is saved); every operation is
 tried with generated valid and invalid input, with the admin key so the internal ones run
 their real code too.
 """
@@ -25,12 +26,16 @@ async def intake(module_infra: Stack) -> AsyncIterator[str]:
     await module_infra.prepare()
     module_infra.extra_env["FUNNEL_META_APP_SECRET"] = "schemathesis-meta-secret"
     module_infra.extra_env["FUNNEL_WEBHOOK_HMAC_SECRET"] = "schemathesis-hmac-secret"
+    # The form registry asks stage-tracker whether a form's funnel is published.
+    module_infra.start_service("stage-tracker")
     module_infra.start_service("lead-intake")
     try:
+        await module_infra.wait_service_ready("stage-tracker")
         await module_infra.wait_service_ready("lead-intake")
         yield module_infra.url("lead-intake")
     finally:
         module_infra.stop_service("lead-intake")
+        module_infra.stop_service("stage-tracker")
 
 
 def test_no_generated_request_gets_a_server_error(module_infra: Stack, intake: str) -> None:

@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from uuid import UUID, uuid4
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -283,3 +284,39 @@ async def test_every_service_exposes_its_operational_metrics(client: StackClient
     ]
     assert sent, touches
     assert sent[0] == await client.mail_count()  # one per email the mailbox holds
+
+
+async def test_a_form_is_saved_only_when_its_funnel_is_published_in_the_tracker(
+    stack: Stack,
+) -> None:
+    """lead-intake asks stage-tracker (its own key, scope leads:read) before saving a form:
+    a misspelt funnel would take leads that no stage could ever hold."""
+    form = {
+        "id": "e2e-funnel-check",
+        "funnel_id": "digital-sale",  # one letter short
+        "name": "Funnel check",
+        "site_url": "https://acme.example",
+        "fields": [{"name": "email", "type": "email", "required": True}],
+    }
+    auth = {"Authorization": f"Bearer {stack.admin_api_key}"}
+    async with httpx.AsyncClient(base_url=stack.url("lead-intake"), headers=auth) as intake:
+        refused = await intake.post("/v1/forms", json=form)
+        assert refused.status_code == 422
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert refused.json()["errors"] == [
+            {"field": "funnel_id", "message": "no published funnel with this id"}
+        ]
+        assert (await intake.get("/v1/forms/e2e-funnel-check")).status_code == 404
+
+        created = await intake.post("/v1/forms", json={**form, "funnel_id": "subscription"})
+        assert created.status_code == 201
+        patched = await intake.patch("/v1/forms/e2e-funnel-check", json={"funnel_id": "nope"})
+        assert patched.status_code == 422
+        assert patched.json()["errors"][0]["field"] == "funnel_id"
+        kept = await intake.get("/v1/forms/e2e-funnel-check")
+        assert kept.json()["funnel_id"] == "subscription"
+        moved = await intake.patch(
+            "/v1/forms/e2e-funnel-check", json={"funnel_id": "b2b-sales-cycle"}
+        )
+        assert moved.status_code == 200
+        assert moved.json()["funnel_id"] == "b2b-sales-cycle"

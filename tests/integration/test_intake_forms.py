@@ -156,3 +156,19 @@ async def test_rotating_the_public_key(intake: Intake) -> None:
 
     assert rotated.status_code == 200
     assert rotated.json()["public_key"] not in (form["public_key"], None)
+
+
+async def test_a_form_is_not_saved_unchecked_while_the_tracker_cannot_answer(
+    fresh_dsn: str, infra: Stack
+) -> None:
+    from funnel_devstack.ports import free_port
+
+    nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens: the tracker is down
+    async with running_intake(
+        fresh_dsn, infra.kafka_bootstrap, tracker_url=nobody, tracker_timeout_seconds=1
+    ) as running:
+        answer = await running.client.post("/v1/forms", json=FORM, headers=ADMIN)
+        assert answer.status_code == 503
+        assert answer.headers["retry-after"] == "5"
+        assert answer.json()["type"] == "urn:funnel:problem:dependency-unavailable"
+        assert (await running.client.get("/v1/forms/webinar", headers=ADMIN)).status_code == 404

@@ -106,6 +106,7 @@ class Stack:
         self.admin_api_key = _secret(self.root / "admin-api-key", "FUNNEL_ADMIN_API_KEY")
         # The notifier's own intake key, scope pii:decrypt only: it reads people's data keys.
         self.notifier_intake_key = _secret(self.root / "notifier-intake-api-key")
+        self.intake_tracker_key = _secret(self.root / "intake-tracker-api-key")
         self.postgres = PostgresServer(
             self.root / "postgres",
             self.ports.postgres,
@@ -214,7 +215,8 @@ class Stack:
         return f"http://127.0.0.1:{self.ports.services[service]}"
 
     def _own_env(self, service: str) -> dict[str, str]:
-        """What one service needs of another: the notifier reads data keys from lead-intake."""
+        """What one service needs of another: the notifier reads data keys from lead-intake,
+        lead-intake reads funnels from stage-tracker (to refuse a form naming an unknown one)."""
         from funnel_servicekit.auth import hash_key
 
         if service == "lead-intake":
@@ -222,6 +224,17 @@ class Stack:
                 "name": "notifier",
                 "sha256": hash_key(self.notifier_intake_key),
                 "scopes": ["pii:decrypt"],
+            }
+            return {
+                "FUNNEL_API_KEYS": json.dumps([entry]),
+                "FUNNEL_TRACKER_URL": self.url("stage-tracker"),
+                "FUNNEL_TRACKER_API_KEY": self.intake_tracker_key,
+            }
+        if service == "stage-tracker":
+            entry = {
+                "name": "lead-intake",
+                "sha256": hash_key(self.intake_tracker_key),
+                "scopes": ["leads:read"],
             }
             return {"FUNNEL_API_KEYS": json.dumps([entry])}
         if service == "notifier":

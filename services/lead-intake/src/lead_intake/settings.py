@@ -35,6 +35,14 @@ class IntakeSettings(ServiceSettings):
         description="How browsers reach this service, for embed.js (else the request's).",
     )
     max_activity_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Funnels belong to stage-tracker: a form is saved only if its funnel is published there.
+    tracker_url: str | None = Field(
+        default=None, description="stage-tracker's base URL; unset: forms are saved unchecked."
+    )
+    tracker_api_key: SecretStr | None = Field(
+        default=None, description="A stage-tracker key with leads:read, to read funnels."
+    )
+    tracker_timeout_seconds: float = Field(default=5.0, gt=0)
 
     # Ad platforms and webhooks: secrets come from the environment, never from the database.
     meta_app_secret: SecretStr | None = Field(

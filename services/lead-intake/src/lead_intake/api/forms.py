@@ -11,6 +11,7 @@ from funnel_servicekit.auth import Principal, require_scopes
 from funnel_servicekit.problems import Problem
 from lead_intake.api.context import FormId, intake, unknown_form, validation_problem
 from lead_intake.forms import ID_PATTERN, FormCreate, FormIn, FormOut, FormPatch
+from lead_intake.funnel_check import check_funnel
 from lead_intake.store import forms as store
 
 router = APIRouter(tags=["forms"])
@@ -24,8 +25,9 @@ class FormList(BaseModel):
 
 @router.post("/v1/forms", status_code=201)
 async def create_form(body: FormCreate, request: Request, _: Admin) -> FormOut:
-    """Register a new form; 409 when its id is taken."""
+    """Register a new form; 409 when its id is taken, 422 when its funnel is not published."""
     ctx = intake(request)
+    await check_funnel(ctx.settings, body.funnel_id)
     async with ctx.pool.acquire() as conn:
         form = await store.create_form(conn, body.id, body)
     ctx.forms.forget(body.id)
@@ -72,6 +74,7 @@ async def put_form(
 ) -> FormOut:
     """Create a form, or replace its whole definition (the public key stays)."""
     ctx = intake(request)
+    await check_funnel(ctx.settings, body.funnel_id)
     async with ctx.pool.acquire() as conn:
         form, created = await store.save_form(conn, form_id, body)
     ctx.forms.forget(form_id)
@@ -91,6 +94,8 @@ async def patch_form(form_id: FormId, body: FormPatch, request: Request, _: Admi
             definition = form.patched(body)
         except ValidationError as exc:
             raise validation_problem(exc, "Invalid form") from exc
+        if definition.funnel_id != form.funnel_id:
+            await check_funnel(ctx.settings, definition.funnel_id)
         saved, _created = await store.save_form(conn, form_id, definition)
     ctx.forms.forget(form_id)
     return FormOut.of(saved)
