@@ -4,7 +4,7 @@ Without the check, a form naming a misspelt or unpublished funnel would take lea
 tracker can only dead-letter: captured, but never in any stage. With FUNNEL_TRACKER_URL set,
 saving such a form is refused (422 naming `funnel_id`); while the tracker cannot answer, it is
 refused with 503 and Retry-After rather than saved unchecked. Unset (a single service run
-alone, tests), forms are saved unchecked. Submissions never wait on this call.
+alone, tests), forms are saved unchecked. Submissions never wait on this call (decision 0019).
 """
 
 from __future__ import annotations
