@@ -26,6 +26,7 @@ from playwright.async_api import Browser, async_playwright
 
 from funnel_devstack.ports import free_port
 from funnel_devstack.stack import Stack
+from tests.e2e.intake_process import intake_with_tracker
 from tests.e2e.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -46,12 +47,8 @@ MESSAGE = "Thanks! Check your inbox."
 @pytest.fixture(scope="module")
 async def intake_url(module_infra: Stack) -> AsyncIterator[str]:
     await module_infra.prepare()
-    module_infra.start_service("lead-intake")
-    try:
-        await module_infra.wait_service_ready("lead-intake")
-        yield module_infra.url("lead-intake")
-    finally:
-        module_infra.stop_service("lead-intake")
+    async with intake_with_tracker(module_infra) as url:
+        yield url
 
 
 def _page(intake: str) -> str:

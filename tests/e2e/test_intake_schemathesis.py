@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from funnel_devstack.stack import Stack
+from tests.e2e.intake_process import intake_with_tracker
 
 pytestmark = pytest.mark.e2e
 
@@ -26,16 +27,8 @@ async def intake(module_infra: Stack) -> AsyncIterator[str]:
     await module_infra.prepare()
     module_infra.extra_env["FUNNEL_META_APP_SECRET"] = "schemathesis-meta-secret"
     module_infra.extra_env["FUNNEL_WEBHOOK_HMAC_SECRET"] = "schemathesis-hmac-secret"
-    # The form registry asks stage-tracker whether a form's funnel is published.
-    module_infra.start_service("stage-tracker")
-    module_infra.start_service("lead-intake")
-    try:
-        await module_infra.wait_service_ready("stage-tracker")
-        await module_infra.wait_service_ready("lead-intake")
-        yield module_infra.url("lead-intake")
-    finally:
-        module_infra.stop_service("lead-intake")
-        module_infra.stop_service("stage-tracker")
+    async with intake_with_tracker(module_infra) as url:
+        yield url
 
 
 def test_no_generated_request_gets_a_server_error(module_infra: Stack, intake: str) -> None:
