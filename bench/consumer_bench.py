@@ -62,13 +62,7 @@ async def bare_consumer(bootstrap: str, topics: Sequence[str], total: int) -> fl
 
 async def fresh_database(stack: Stack, schema: str, service_migrations: Path) -> str:
     """A new database on the stack's server with the service's schema migrated; its DSN."""
-    name = f"bench_{uuid4().hex[:10]}"
-    conn = await asyncpg.connect(stack.postgres.dsn)
-    try:
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-    dsn = stack.postgres.dsn.rsplit("/", 1)[0] + f"/{name}"
+    dsn = await stack.postgres.create_database("bench")
     conn = await asyncpg.connect(dsn)
     try:
         await migrations.apply(conn, schema, service_migrations)

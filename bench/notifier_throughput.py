@@ -77,13 +77,7 @@ def _start_sink(port: int) -> subprocess.Popen[bytes]:
 
 
 async def _database(pg: PostgresServer) -> str:
-    name = f"bench_{uuid4().hex[:8]}"
-    conn = await asyncpg.connect(pg.dsn)
-    try:
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-    dsn = pg.dsn.rsplit("/", 1)[0] + f"/{name}"
+    dsn = await pg.create_database("bench")
     conn = await asyncpg.connect(dsn)
     try:
         await migrations.apply(conn, "notifier", MIGRATIONS)

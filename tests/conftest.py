@@ -11,7 +11,6 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from uuid import uuid4
 
 import pytest
 
@@ -40,15 +39,7 @@ async def infra() -> AsyncIterator[Stack]:
 @pytest.fixture
 async def fresh_dsn(infra: Stack) -> str:
     """A new, empty database on the session's PostgreSQL: a service's migrations start clean."""
-    import asyncpg
-
-    name = f"t_{uuid4().hex[:12]}"
-    conn = await asyncpg.connect(infra.postgres.dsn)
-    try:
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-    return infra.postgres.dsn.rsplit("/", 1)[0] + f"/{name}"
+    return await infra.postgres.create_database("t")
 
 
 @pytest.fixture(scope="module")

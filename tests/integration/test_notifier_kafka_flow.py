@@ -7,7 +7,6 @@ import asyncio
 import time
 from uuid import uuid4
 
-import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -21,13 +20,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def dsn(module_infra: Stack) -> str:
-    conn = await asyncpg.connect(module_infra.postgres.dsn)
-    name = f"n_{uuid4().hex[:10]}"
-    try:
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-    return module_infra.postgres.dsn.rsplit("/", 1)[0] + f"/{name}"
+    return await module_infra.postgres.create_database("n")
 
 
 async def test_events_from_kafka_become_one_email_and_one_touch_sent_in_the_same_trace(

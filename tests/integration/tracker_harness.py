@@ -139,13 +139,7 @@ async def tracker_harness(
 
 
 async def tracker_database(stack: Stack) -> str:
-    name = f"t_{uuid4().hex[:12]}"
-    conn = await asyncpg.connect(stack.postgres.dsn)
-    try:
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-    dsn = stack.postgres.dsn.rsplit("/", 1)[0] + f"/{name}"
+    dsn = await stack.postgres.create_database("t")
     await migrate(dsn)
     return dsn
 

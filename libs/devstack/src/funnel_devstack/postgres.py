@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 from urllib.parse import quote
+from uuid import uuid4
 
 from funnel_devstack.processes import StartupError, kill_popen, start_process, stop_popen, tail
 
@@ -109,6 +110,22 @@ class PostgresServer:
         """``postgresql://user:password@127.0.0.1:port/database``."""
         user, password = quote(self.user, safe=""), quote(self.password, safe="")
         return f"postgresql://{user}:{password}@{_HOST}:{self.port}/{quote(self.database, safe='')}"
+
+    def dsn_of(self, database: str) -> str:
+        """The DSN of another database on this server."""
+        return self.dsn.rsplit("/", 1)[0] + "/" + quote(database, safe="")
+
+    async def create_database(self, prefix: str) -> str:
+        """A new, empty database named `prefix` plus a random suffix; its DSN."""
+        import asyncpg
+
+        name = f"{prefix}_{uuid4().hex[:12]}"
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            await conn.execute(f"CREATE DATABASE {_quote_ident(name)}")
+        finally:
+            await conn.close()
+        return self.dsn_of(name)
 
     @property
     def pid(self) -> int | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import httpx
 
 from funnel_servicekit.problems import Problem
+from lead_intake.api.context import invalid
 from lead_intake.settings import IntakeSettings
 
 
@@ -29,12 +30,9 @@ async def check_funnel(settings: IntakeSettings, funnel_id: str) -> None:
     except httpx.TransportError as exc:
         raise _unavailable(f"stage-tracker unreachable ({type(exc).__name__})") from exc
     if response.status_code == 404:
-        raise Problem(
-            422,
+        raise invalid(
+            [{"field": "funnel_id", "message": "no published funnel with this id"}],
             "Unknown funnel",
-            f"no published funnel {funnel_id!r}: publish it in stage-tracker first",
-            type_="urn:funnel:problem:validation",
-            errors=[{"field": "funnel_id", "message": "no published funnel with this id"}],
         )
     if response.status_code != 200:
         raise _unavailable(f"stage-tracker answered {response.status_code}")
