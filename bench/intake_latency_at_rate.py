@@ -7,12 +7,15 @@
    by the load generator waiting for it (no coordinated omission).
 3. The same schedule against the bare FastAPI app in the same run, as the baseline.
 
-The open-loop generator is bench/open_loop.py (raw asyncio streams, ~20x cheaper per request
-than httpx), in the bench process. Every service shares the machine's cores: at a rate the whole
-pipeline cannot sustain, the consumers' backlog takes CPU from intake, and its latency shows it.
-`--share` lowers the rate; `--intake-alone` stops the services after intake first.
+The open-loop generator is vegeta when it is installed (bench/vegeta_load.py: compiled, its
+own process), else bench/open_loop.py (raw asyncio streams, ~20x cheaper per request than
+httpx, in the bench process; its own pauses add to the tail it measures). Every service
+shares the machine's cores: at a rate the whole pipeline cannot sustain, the consumers'
+backlog takes CPU from intake, and its latency shows it. `--share` lowers the rate;
+`--intake-alone` stops the services after intake first.
 
-`.venv/bin/python -m bench.intake_latency_at_rate [--seconds 15] [--share 0.7] [--intake-alone]`
+`.venv/bin/python -m bench.intake_latency_at_rate [--seconds 15] [--share 0.7] [--intake-alone]
+[--repeats 3] [--open-loop auto|vegeta|asyncio]`
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ import json
 import secrets
 from typing import Any
 
-from bench.common import FORM_PATH, log, running_stack
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.common import FORM_PATH, log, median, running_stack
 from bench.intake_throughput import (
     _drain,
     _load,
@@ -32,6 +38,7 @@ from bench.intake_throughput import (
     start_baseline,
 )
 from bench.open_loop import open_loop
+from bench.vegeta_load import VEGETA_INSTALL, VEGETA_VERSION, vegeta_open_loop, vegeta_path
 from funnel_devstack.ports import free_port
 
 DOWNSTREAM = ("stage-tracker", "notifier", "reporting")
@@ -44,10 +51,46 @@ def _body(nonce: str) -> Any:
     return body_for
 
 
+async def _open_loop(
+    binary: str | None, url: str, rate: float, seconds: float, body_for: Any
+) -> dict[str, Any]:
+    if binary:
+        return await vegeta_open_loop(binary, url, rate, seconds, body_for)
+    return (await open_loop(url, rate, seconds, body_for)).summary()
+
+
+async def gc_pauses(service_url: str) -> dict[str, Any]:
+    """The service's garbage-collector pauses so far (funnel_gc_pause_seconds), by generation."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(service_url + "/metrics")).text
+    out: dict[str, Any] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "funnel_gc_pause_seconds":
+            continue
+        for sample in family.samples:
+            gen = out.setdefault("gen" + sample.labels["generation"], {})
+            if sample.name.endswith("_count"):
+                gen["count"] = int(sample.value)
+            elif sample.name.endswith("_sum"):
+                gen["total_ms"] = round(sample.value * 1000, 1)
+            elif sample.name.endswith("_bucket") and sample.labels["le"] == "0.01":
+                gen["under_10ms"] = int(sample.value)
+    return out
+
+
 async def measure(
-    seconds: float, share: float, generator: str, *, intake_alone: bool = False
+    seconds: float,
+    share: float,
+    generator: str,
+    *,
+    intake_alone: bool = False,
+    repeats: int = 3,
+    open_loop_generator: str = "auto",
 ) -> dict[str, Any]:
     generator = pick_generator(generator)
+    binary = vegeta_path() if open_loop_generator in ("auto", "vegeta") else None
+    if open_loop_generator == "vegeta" and binary is None:
+        raise SystemExit("vegeta not found: " + VEGETA_INSTALL)
     async with running_stack() as stack:
         if intake_alone:
             # lead-intake with what it needs (PostgreSQL, Kafka, its relay), nothing after it.
@@ -65,26 +108,45 @@ async def measure(
             peak = await _load(generator, intake, 10, 32, 1, run + "m", pid)
             rate = max(1.0, peak["rps"] * share)
             log(f"intake maximum {peak['rps']:.1f} req/s; open loop at {rate:.1f} req/s")
-            if not intake_alone:
-                await _drain(stack, 120)  # start from a quiet pipeline, not the peak's backlog
-            at_rate = (await open_loop(intake, rate, seconds, _body(run + "i"))).summary()
-            log(f"  intake   {at_rate}")
-            drained = None if intake_alone else await _drain(stack, 120)
-            on_baseline = (await open_loop(base, rate, seconds, _body(run + "b"))).summary()
-            log(f"  baseline {on_baseline}")
+            gc_before = await gc_pauses(stack.url("lead-intake"))
+            at_rate, on_baseline, drained = [], [], []
+            for i in range(repeats):
+                if not intake_alone:
+                    await _drain(stack, 120)  # start from a quiet pipeline, not the backlog
+                body = _body(f"{run}i{i}")
+                at_rate.append(await _open_loop(binary, intake, rate, seconds, body))
+                log(f"  intake   {at_rate[-1]}")
+                if not intake_alone:
+                    drained.append(await _drain(stack, 120))
+                body = _body(f"{run}b{i}")
+                on_baseline.append(await _open_loop(binary, base, rate, seconds, body))
+                log(f"  baseline {on_baseline[-1]}")
+            gc_after = await gc_pauses(stack.url("lead-intake"))
         finally:
             baseline.terminate()
             baseline.wait(10)
+    intake_p99 = median([r["p99_ms"] for r in at_rate])
+    baseline_p99 = median([r["p99_ms"] for r in on_baseline])
     return {
         "generator": generator,
-        "open_loop_generator": "asyncio streams (bench/open_loop.py), in the bench process",
+        "open_loop_generator": (
+            f"vegeta {VEGETA_VERSION} (its own process)"
+            if binary
+            else "asyncio streams (bench/open_loop.py), in the bench process"
+        ),
         "intake_alone": intake_alone,
         "intake_max_rps": peak["rps"],
         "share": share,
+        "repeats": repeats,
+        "intake_p99_ms_median": intake_p99,
+        "intake_p99_ms_each": [r["p99_ms"] for r in at_rate],
+        "baseline_p99_ms_median": baseline_p99,
         "intake": at_rate,
         "baseline_same_rate": on_baseline,
-        "pipeline_after_open_loop": drained,
-        "p99_ratio_intake_to_baseline": at_rate["p99_ms"] / max(on_baseline["p99_ms"], 1e-9),
+        "intake_gc_pauses_before": gc_before,
+        "intake_gc_pauses_after": gc_after,
+        "pipeline_after_open_loop": drained or None,
+        "p99_ratio_intake_to_baseline": intake_p99 / max(baseline_p99, 1e-9),
     }
 
 
@@ -93,6 +155,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--share", type=float, default=0.7)
     parser.add_argument("--generator", choices=["auto", "wrk", "httpx"], default="auto")
+    parser.add_argument("--repeats", type=int, default=3, help="open-loop runs of each target")
+    parser.add_argument(
+        "--open-loop",
+        choices=["auto", "vegeta", "asyncio"],
+        default="auto",
+        help="vegeta when installed (auto), else the asyncio generator",
+    )
     parser.add_argument(
         "--intake-alone",
         action="store_true",
@@ -100,7 +169,14 @@ def main() -> None:
     )
     args = parser.parse_args()
     result = asyncio.run(
-        measure(args.seconds, args.share, args.generator, intake_alone=args.intake_alone)
+        measure(
+            args.seconds,
+            args.share,
+            args.generator,
+            intake_alone=args.intake_alone,
+            repeats=args.repeats,
+            open_loop_generator=args.open_loop,
+        )
     )
     print(json.dumps(result, indent=2))
 

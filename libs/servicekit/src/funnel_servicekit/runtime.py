@@ -26,6 +26,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from funnel_servicekit import health
 from funnel_servicekit.auth import ApiKeyAuth, KeyLookup, Principal
 from funnel_servicekit.db import create_pool
+from funnel_servicekit.gc_pauses import freeze_startup_heap, measure_gc_pauses, thaw
 from funnel_servicekit.http_metrics import HttpMetricsMiddleware
 from funnel_servicekit.kafka import ProducerFactory, create_producer
 from funnel_servicekit.load_shedding import LoadSheddingMiddleware
@@ -147,11 +148,19 @@ def create_service_app(
                 runtime.tasks[worker.name] = asyncio.create_task(
                     _supervise(worker, runtime.stopping), name=worker.name
                 )
-        log.info("service started", extra={"workers": [w.name for w in runtime.workers]})
+        # What exists now lives as long as the process: later collections need not walk it.
+        frozen = freeze_startup_heap() if settings.gc_freeze_after_startup else 0
+        measure_gc_pauses()  # from here on, a pause keeps requests and events waiting
+        log.info(
+            "service started",
+            extra={"workers": [w.name for w in runtime.workers], "gc_frozen_objects": frozen},
+        )
         try:
             yield
         finally:
             await _drain(runtime)
+            if frozen:
+                thaw()
 
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
     app.state.runtime = runtime
