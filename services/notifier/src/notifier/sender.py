@@ -121,6 +121,7 @@ class TouchSender:
                 self._wake.clear()
         finally:
             await self.smtp.close()
+            await self.webhooks.aclose()
             with contextlib.suppress(Exception):
                 await listener.remove_listener(WAKE_CHANNEL, wake)
             await self.pool.release(listener)
