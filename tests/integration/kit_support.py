@@ -192,3 +192,26 @@ class SessionLostProducer(AIOKafkaProducer):
     async def send(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         self.sends += 1
         raise OutOfOrderSequenceNumber()
+
+
+class CrashingPool:
+    """The real pool, except that the next `acquire` after `crash_next()` raises an error no
+    retry covers (as asyncpg's InternalClientError did once after a database restart)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._crash = False
+        self.crashes = 0
+
+    def crash_next(self) -> None:
+        self._crash = True
+
+    def acquire(self) -> Any:
+        if self._crash:
+            self._crash = False
+            self.crashes += 1
+            raise RuntimeError("injected: the loop crashes")
+        return self._pool.acquire()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)

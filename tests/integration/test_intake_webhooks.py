@@ -3,6 +3,7 @@ public documentation shows them. Meta's Graph API is a local HTTP server that fa
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -11,16 +12,19 @@ import http.server
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, cast
 
+import asyncpg
 import httpx
 import pytest
 
 from funnel_contracts import LeadCapturedV2
 from funnel_devstack.ports import free_port
 from funnel_devstack.stack import Stack
+from funnel_servicekit.runtime import Worker, _supervise
 from lead_intake.meta_fetcher import MetaFetcher
 from lead_intake.settings import IntakeSettings
+from tests.integration.kit_support import CrashingPool, eventually
 from tests.integration.test_intake_harness import Intake, running_intake
 
 pytestmark = pytest.mark.integration
@@ -239,6 +243,75 @@ async def test_a_meta_lead_waits_through_graph_failures_and_is_captured_once(
     assert redelivered.status_code == 200
     assert await intake.count("pending_platform_leads") == 0
     assert await intake.count("leads") == 1
+
+
+async def test_the_meta_fetcher_restarted_after_a_crash_fetches_with_a_new_client(
+    intake: Intake, graph: tuple[FakeGraph, str]
+) -> None:
+    """The runtime runs a crashed loop again on the same object: the HTTP client the first
+    run opened (and closed when it crashed) must not be the one the second run uses."""
+    fake, url = graph
+    fake.failures = 0
+    body = json.dumps(META_NOTICE).encode()
+    signed = {"x-hub-signature-256": _hex(META_SECRET, body), "content-type": "application/json"}
+    assert (await intake.client.post("/v1/webhooks/meta", content=body, headers=signed)).is_success
+    settings = IntakeSettings(
+        database_url="unused",
+        meta_access_token="graph-token",
+        meta_graph_base_url=url,
+        meta_fetch_poll_seconds=0.05,
+        db_schema="intake",
+    )
+    pool = CrashingPool(intake.pool)
+    fetcher = MetaFetcher(cast(asyncpg.Pool, pool), settings)  # its own client, per run
+    stopping = asyncio.Event()
+
+    async def quick(stopping: asyncio.Event, seconds: float) -> None:
+        await asyncio.sleep(0.05)
+
+    async def fetched() -> int:
+        return len(fake.requests)
+
+    supervised = asyncio.create_task(
+        _supervise(Worker("meta-lead-fetcher", fetcher.run, fetcher.stop), stopping, pause=quick)
+    )
+    try:
+        await eventually(fetched, lambda n: n >= 1, timeout=10)
+        assert await intake.count("pending_platform_leads") == 0  # the first run's client
+        second = {**META_NOTICE}
+        second["entry"] = [
+            {
+                **META_NOTICE["entry"][0],  # type: ignore[index]
+                "changes": [
+                    {
+                        "field": "leadgen",
+                        "value": {"leadgen_id": "555555555555", "form_id": "444444444444"},
+                    }
+                ],
+            }
+        ]
+        fake.leads["555555555555"] = {
+            **fake.lead(),
+            "id": "555555555555",
+            "field_data": [{"name": "email", "values": ["second.person@example.com"]}],
+        }
+        pool.crash_next()  # the next batch crashes the loop; the supervisor runs it again
+        body2 = json.dumps(second).encode()
+        signed2 = {**signed, "x-hub-signature-256": _hex(META_SECRET, body2)}
+        response = await intake.client.post("/v1/webhooks/meta", content=body2, headers=signed2)
+        assert response.is_success
+        await eventually(fetched, lambda n: n >= 2, timeout=15)
+        await eventually(lambda: intake.count("pending_platform_leads"), lambda n: n == 0)
+    finally:
+        stopping.set()
+        fetcher.stop()
+        await asyncio.wait_for(supervised, 10)
+    assert pool.crashes == 1
+    assert await intake.count("leads") == 2
+    assert [p.rsplit("/", 1)[-1].split("?")[0] for p in fake.requests] == [
+        LEADGEN_ID,
+        "555555555555",
+    ]
 
 
 # Shaped as Typeform's documented example payload: calculated score, variables, hidden fields,

@@ -13,17 +13,21 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
+from prometheus_client import REGISTRY
 
 from funnel_contracts import Envelope, EventData, StageChanged, encode
 from funnel_contracts.topics import dead_letter_topic
 from funnel_devstack.stack import Stack
 from funnel_servicekit.inbox import InboxConsumer
 from funnel_servicekit.kafka import create_producer
+from funnel_servicekit.runtime import Worker, _supervise
 from tests.integration.kit_support import (
+    CrashingPool,
     Db,
     SessionLostProducer,
     committed_offsets,
@@ -428,6 +432,9 @@ async def test_poison_is_dead_lettered_once_with_a_new_producer_after_a_lost_ses
         async with running(consumer):
             await wait_all_committed(infra, topic, group)
             assert consumer.producer is made[0]
+        # Ended, it stopped its own producer and went back to the shared one: a run after a
+        # crash must not publish with a stopped producer.
+        assert consumer.producer is broken
     finally:
         await broken.stop()
     assert broken.sends >= 1  # the dead letter really met the lost session first
@@ -436,3 +443,45 @@ async def test_poison_is_dead_lettered_once_with_a_new_producer_after_a_lost_ses
     assert [(r.key, r.value) for r in dead] == [(poison[0], poison[1])]
     assert await db.count("dead_letters") == 1
     assert handler.calls == [good.id]
+
+
+async def test_a_consumer_loop_that_crashed_is_restarted_and_resumes_from_its_commit(
+    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str
+) -> None:
+    """The runtime's supervisor runs a crashed loop again on the same object: the consumer
+    must come back with a new Kafka client (a stopped one cannot start again) and go on from
+    the group's committed offsets, each event taking effect once."""
+    lead = uuid.uuid4()
+    first, second, third = event(lead, 0), event(lead, 1), event(lead, 2)
+    pool = CrashingPool(db.pool)
+    group = unique("it-group")
+    handler = Handler()
+    consumer = make_consumer(infra, db, producer, topic, group, handler)
+    consumer.pool = cast(asyncpg.Pool, pool)
+    stopping = asyncio.Event()
+    restarts_before = (
+        REGISTRY.get_sample_value("funnel_worker_restarts_total", {"worker": group}) or 0.0
+    )
+
+    async def quick(stopping: asyncio.Event, seconds: float) -> None:
+        await asyncio.sleep(0.05)
+
+    supervised = asyncio.create_task(
+        _supervise(Worker(group, consumer.run, consumer.stop), stopping, pause=quick)
+    )
+    try:
+        await produce(infra.kafka_bootstrap, topic, [wire(first)])
+        await wait_all_committed(infra, topic, group)
+        pool.crash_next()
+        await produce(infra.kafka_bootstrap, topic, [wire(second), wire(third)])
+        await wait_all_committed(infra, topic, group, timeout=60)
+    finally:
+        stopping.set()
+        await stop_task(consumer.stop, supervised)
+    assert pool.crashes == 1
+    assert REGISTRY.get_sample_value("funnel_worker_restarts_total", {"worker": group}) == (
+        restarts_before + 1
+    )
+    assert [h[0] for h in await handled(db)] == [first.id, second.id, third.id]
+    assert await db.count("inbox") == 3
+    assert await db.count("dead_letters") == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import asyncpg
 import pytest
 from fastapi import FastAPI, HTTPException
 from fastapi.testclient import TestClient
@@ -44,6 +45,17 @@ def client() -> Iterator[TestClient]:
     @app.get("/teapot")
     async def teapot() -> None:
         raise HTTPException(418, "short and stout", headers={"X-Why": "tea"})
+
+    @app.get("/database/{kind}")
+    async def database(kind: str) -> None:
+        errors: dict[str, Exception] = {
+            "refused": ConnectionRefusedError(111, "Connection refused"),
+            "starting": asyncpg.CannotConnectNowError("the database system is starting up"),
+            "cut": asyncpg.ConnectionDoesNotExistError("connection was closed mid-operation"),
+            "shutdown": asyncpg.AdminShutdownError("terminating connection"),
+            "pool-timeout": TimeoutError(),
+        }
+        raise errors[kind]
 
     @app.get("/boom")
     async def boom() -> None:
@@ -134,3 +146,18 @@ def test_unexpected_exception_is_a_500_problem_that_leaks_nothing(client: TestCl
     }
     for secret in ("hunter2", "ada@example.com", "RuntimeError", "password"):
         assert secret not in response.text
+
+
+@pytest.mark.parametrize("kind", ["refused", "starting", "cut", "shutdown", "pool-timeout"])
+def test_an_unreachable_database_is_a_503_to_retry_not_a_500(client: TestClient, kind: str) -> None:
+    response = client.get(f"/database/{kind}")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert response.headers["retry-after"] == "5"
+    assert response.json() == {
+        "type": "urn:funnel:problem:unavailable",
+        "title": "Service unavailable",
+        "status": 503,
+        "detail": "a dependency of this service cannot be reached; retry later",
+        "instance": f"/database/{kind}",
+    }

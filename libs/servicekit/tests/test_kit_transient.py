@@ -26,6 +26,8 @@ from funnel_servicekit.inbox import is_transient
         asyncpg.DeadlockDetectedError("deadlock"),
         asyncpg.AdminShutdownError("shutting down"),
         asyncpg.InterfaceError("pool is closing"),
+        # asyncpg's answer to a session the server ended mid-transaction, now and then
+        asyncpg.InternalClientError("cannot switch to state 15; another operation is in progress"),
         KafkaConnectionError(),
         KafkaTimeoutError(),
         RequestTimedOutError(),

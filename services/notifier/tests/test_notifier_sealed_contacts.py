@@ -68,6 +68,18 @@ async def test_a_v2_event_is_opened_with_the_key_intake_gives() -> None:
     assert request.headers["authorization"] == "Bearer fk_notifier"
 
 
+async def test_the_key_client_works_again_after_it_was_closed() -> None:
+    """The consumer loop closes it when it ends; a loop restarted after a crash asks again."""
+    lead, key = uuid4(), new_data_key()
+    seen: list[httpx.Request] = []
+    keys = _keys(httpx.Response(200, json={"lead_id": str(lead), "key": key_to_text(key)}), seen)
+    assert await keys.key_of(lead) == key
+    await keys.aclose()
+    assert await keys.key_of(lead) == key
+    await keys.aclose()
+    assert len(seen) == 2
+
+
 @pytest.mark.parametrize("status", [404, 410])
 async def test_an_erased_or_unknown_lead_gives_no_contact(status: int) -> None:
     lead = uuid4()

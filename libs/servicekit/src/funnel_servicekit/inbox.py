@@ -78,6 +78,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    # What asyncpg raises now and then, instead of InterfaceError, when the server ends the
+    # session in the middle of a transaction (a database restart); the batch rolled back.
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
     asyncpg.SerializationError,
@@ -130,17 +133,10 @@ class InboxConsumer:
         self.batch_handler = batch_handler
         self.handled_types = set(handled_types)
         self.max_attempts = max_attempts
-        self.consumer = AIOKafkaConsumer(
-            *self.topics,
-            bootstrap_servers=bootstrap_servers,
-            group_id=group_id,
-            client_id=group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            # Across all assigned partitions: a batch handler gains from larger fetches.
-            max_poll_records=max_poll_records,
-        )
+        self.bootstrap_servers = bootstrap_servers
+        self.max_poll_records = max_poll_records
+        self.consumer = self._new_consumer()
+        self._runs = 0
         self._stopping = asyncio.Event()
         self._tracer = trace.get_tracer(__name__)
         self._dead_lettered: set[tuple[str, int, int]] = set()
@@ -150,11 +146,30 @@ class InboxConsumer:
         """The producer dead letters go out with (a new one after a lost session)."""
         return self._producer.current
 
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=self.group_id,
+            client_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            # Across all assigned partitions: a batch handler gains from larger fetches.
+            max_poll_records=self.max_poll_records,
+        )
+
     def stop(self) -> None:
         """Stop fetching; the batch in hand is finished and committed first."""
         self._stopping.set()
 
     async def run(self) -> None:
+        """Consume until stopped. Runs again after it ended (the supervisor restarts a loop
+        that crashed): a stopped aiokafka consumer cannot start again, so each run has a new
+        one, which resumes from the group's committed offsets."""
+        if self._runs:
+            self.consumer = self._new_consumer()
+        self._runs += 1
         await self._start_consumer()
         try:
             while not self._stopping.is_set():

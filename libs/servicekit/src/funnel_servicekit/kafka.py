@@ -75,6 +75,7 @@ class RenewableProducer:
     def __init__(self, producer: AIOKafkaProducer, factory: ProducerFactory | None) -> None:
         self.current = producer
         self.factory = factory
+        self._given = producer
         self._owned = False
 
     async def renew(self) -> bool:
@@ -97,7 +98,9 @@ class RenewableProducer:
         return True
 
     async def close(self) -> None:
-        """Stop the producer this made itself, if any."""
+        """Stop the producer this made itself, if any, and go back to the one it was given
+        (a loop that runs again after a crash must not publish with a stopped producer)."""
         if self._owned:
             with contextlib.suppress(Exception):
                 await self.current.stop()
+        self.current, self._owned = self._given, False

@@ -22,3 +22,6 @@ DEAD_LETTERS = Counter(
 CONSUMER_LAG = Gauge(
     "funnel_consumer_lag", "Records behind the partition end", ["topic", "partition"]
 )
+WORKER_RESTARTS = Counter(
+    "funnel_worker_restarts_total", "Background loops restarted after a crash", ["worker"]
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -12,6 +13,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_SECONDS = 5
+# A dependency that cannot be reached (the database restarting, a connection cut): the
+# request may well succeed shortly, so it is a 503 with Retry-After, not a 500.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    ConnectionError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,  # "connection is closed", "connection was closed mid-operation"
+    # asyncpg now and then raises this instead when the server ends a session mid-query.
+    asyncpg.InternalClientError,
+)
 
 
 class Problem(Exception):
@@ -101,6 +116,21 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(problem, request)
 
 
+async def _on_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning(
+        "dependency unavailable",
+        extra={"path": request.url.path, "error": f"{type(exc).__name__}: {exc}"[:300]},
+    )
+    problem = Problem(
+        503,
+        "Service unavailable",
+        "a dependency of this service cannot be reached; retry later",
+        type_="urn:funnel:problem:unavailable",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+    return problem_response(problem, request)
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", extra={"path": request.url.path})
     return problem_response(Problem(500, "Internal error"), request)
@@ -111,4 +141,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
+    for unavailable in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(unavailable, _on_unavailable)
     app.add_exception_handler(Exception, _on_unexpected)

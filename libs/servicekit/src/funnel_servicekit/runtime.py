@@ -23,7 +23,7 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-from funnel_servicekit import health
+from funnel_servicekit import health, metrics
 from funnel_servicekit.auth import ApiKeyAuth, KeyLookup, Principal
 from funnel_servicekit.db import create_pool
 from funnel_servicekit.gc_pauses import freeze_startup_heap, measure_gc_pauses, thaw
@@ -35,6 +35,7 @@ from funnel_servicekit.problems import install_problem_handlers
 from funnel_servicekit.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+HEALTHY_RUN_SECONDS = 60.0  # a loop that ran this long before crashing restarts quickly again
 
 
 @dataclass
@@ -81,10 +82,29 @@ async def _retry(what: str, attempt: Callable[[], Awaitable[Any]], deadline_s: f
             delay = min(delay * 2, 5.0)
 
 
-async def _supervise(worker: Worker, stopping: asyncio.Event) -> None:
-    """Run a loop; if it crashes, log and restart it (a loop must never stay dead)."""
+async def _pause(stopping: asyncio.Event, seconds: float) -> None:
+    """Wait `seconds`, or less if the service begins to stop meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)
+
+
+async def _supervise(
+    worker: Worker,
+    stopping: asyncio.Event,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    pause: Callable[[asyncio.Event, float], Awaitable[None]] = _pause,
+) -> None:
+    """Run a loop; if it crashes, log and restart it (a loop must never stay dead).
+
+    `worker.run` is called again on the same object, so every loop must be able to run
+    after it ended (no client left closed by the last run). The wait before a restart
+    doubles up to 30 s while the loop keeps crashing soon after it starts, and starts
+    again from 1 s once a run lasted a minute.
+    """
     delay = 1.0
     while True:
+        started = clock()
         try:
             await worker.run()
             return
@@ -94,9 +114,14 @@ async def _supervise(worker: Worker, stopping: asyncio.Event) -> None:
             if stopping.is_set():
                 log.exception("worker failed while stopping", extra={"worker": worker.name})
                 return
-            log.exception("worker crashed; restarting", extra={"worker": worker.name})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), delay)
+            if clock() - started >= HEALTHY_RUN_SECONDS:
+                delay = 1.0
+            log.exception(
+                "worker crashed; restarting",
+                extra={"worker": worker.name, "restart_in_seconds": delay},
+            )
+            metrics.WORKER_RESTARTS.labels(worker.name).inc()
+            await pause(stopping, delay)
             if stopping.is_set():
                 return
             delay = min(delay * 2, 30.0)

@@ -45,6 +45,7 @@ class MetaFetcher:
         self.pool = pool
         self.settings = settings
         self.outbox = Outbox(settings.db_schema, settings.service_name)
+        self._given_client = client  # tests hand one in; otherwise each run makes its own
         self._client = client
         self._stopping = asyncio.Event()
 
@@ -53,9 +54,14 @@ class MetaFetcher:
 
     async def run(self) -> None:
         async with httpx.AsyncClient(timeout=10) as client:
-            self._client = self._client or client
+            # Not the client of an earlier run: that one is closed (a crashed loop runs again).
+            self._client = self._given_client or client
             while not self._stopping.is_set():
-                handled = await self.fetch_due()
+                try:
+                    handled = await self.fetch_due()
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    log.warning("meta lead fetcher: database unavailable; retrying", exc_info=True)
+                    handled = 0
                 if handled < BATCH:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(

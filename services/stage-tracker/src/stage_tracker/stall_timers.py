@@ -58,7 +58,7 @@ class StallTimers:
         while not self._stopping.is_set():
             try:
                 fired = await self.fire_due()
-            except (OSError, asyncpg.PostgresError):
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 log.warning("stall timers: database unavailable; retrying", exc_info=True)
                 fired = 0
             if fired < self.batch_size:
