@@ -155,7 +155,7 @@ def test_an_unreachable_database_is_a_503_to_retry_not_a_500(client: TestClient,
     assert response.headers["content-type"] == PROBLEM_JSON
     assert response.headers["retry-after"] == "5"
     assert response.json() == {
-        "type": "urn:funnel:problem:unavailable",
+        "type": "urn:funnel:problem:dependency-unavailable",
         "title": "Service unavailable",
         "status": 503,
         "detail": "a dependency of this service cannot be reached; retry later",

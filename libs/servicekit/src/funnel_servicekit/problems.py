@@ -125,7 +125,7 @@ async def _on_unavailable(request: Request, exc: Exception) -> JSONResponse:
         503,
         "Service unavailable",
         "a dependency of this service cannot be reached; retry later",
-        type_="urn:funnel:problem:unavailable",
+        type_="urn:funnel:problem:dependency-unavailable",
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
     return problem_response(problem, request)
