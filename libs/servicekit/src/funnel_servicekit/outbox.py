@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +22,8 @@ from opentelemetry import trace
 
 from funnel_contracts import Envelope, EventData, KafkaRecord, encode
 from funnel_servicekit import metrics
-from funnel_servicekit.db import connect
 from funnel_servicekit.kafka import FATAL_PRODUCER_ERRORS, ProducerFactory, RenewableProducer
+from funnel_servicekit.listen import Listener
 from funnel_servicekit.telemetry import current_trace_headers
 
 log = logging.getLogger(__name__)
@@ -152,8 +151,9 @@ class OutboxRelay:
         self.listen_retry_seconds = listen_retry_seconds
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._listener: asyncpg.Connection | None = None
-        self._next_listen_attempt = 0.0
+        self._listener = Listener(
+            dsn, schema, _channel(schema), self._wake.set, retry_seconds=listen_retry_seconds
+        )
 
     @property
     def producer(self) -> AIOKafkaProducer:
@@ -163,14 +163,14 @@ class OutboxRelay:
     @property
     def listening(self) -> bool:
         """True while the LISTEN connection is up (NOTIFY wakes the relay)."""
-        return self._listener is not None and not self._listener.is_closed()
+        return self._listener.listening
 
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
 
     async def run(self) -> None:
-        await self._ensure_listening()
+        await self._listener.ensure()
         try:
             while not self._stopping.is_set():
                 try:
@@ -191,54 +191,19 @@ class OutboxRelay:
                     await self._sleep(1.0)
                 if published >= self.batch_size:
                     continue  # more is waiting
-                await self._ensure_listening()
+                await self._listener.ensure()
                 if self.listening:
                     await self._sleep(self.poll_seconds)
                 else:  # no NOTIFY: poll, and try LISTEN again, at the shorter interval
                     await self._sleep(min(self.poll_seconds, self.listen_retry_seconds))
         finally:
-            if self._listener is not None:
-                with contextlib.suppress(Exception):
-                    await self._listener.close()
-                self._listener = None
+            await self._listener.close()
             await self._producer.close()
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
         self._wake.clear()
-
-    async def _ensure_listening(self) -> None:
-        """(Re)open the LISTEN connection when it is down.
-
-        Polling covers the gap, but only until LISTEN comes back: a relay that started while
-        the database was unreachable, or whose LISTEN connection dropped, listens again (a
-        failed attempt is retried after listen_retry_seconds).
-        """
-        if self.listening or time.monotonic() < self._next_listen_attempt:
-            return
-        if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await self._listener.close()
-        self._listener = await self._listen()
-        if self._listener is None:
-            self._next_listen_attempt = time.monotonic() + self.listen_retry_seconds
-
-    async def _listen(self) -> asyncpg.Connection | None:
-        conn: asyncpg.Connection | None = None
-        try:
-            conn = opened = await asyncio.wait_for(connect(self.dsn, self.schema), 10)
-            await opened.add_listener(_channel(self.schema), lambda *_: self._wake.set())
-            # A dropped LISTEN connection wakes the loop, which opens a new one.
-            opened.add_termination_listener(lambda *_: self._wake.set())
-        except Exception:
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-            log.warning("outbox LISTEN unavailable; polling only until it comes back")
-            return None
-        self._wake.set()  # rows committed before LISTEN took effect: look once more now
-        return conn
 
     async def publish_batch(self) -> int:
         """Publish one batch in id order; returns how many rows went out."""

@@ -26,6 +26,7 @@ import asyncpg
 from opentelemetry import trace
 
 from funnel_contracts import TouchFailed, TouchSent
+from funnel_servicekit.listen import Listener
 from funnel_servicekit.outbox import enqueue
 from funnel_servicekit.runtime import ServiceRuntime, Worker
 from funnel_servicekit.telemetry import context_from_headers
@@ -58,6 +59,7 @@ CONNECTION_ERRORS = (
 )
 RECORD_RETRY_FIRST_SECONDS = 0.1
 RECORD_RETRY_MAX_SECONDS = 5.0
+LISTEN_RETRY_SECONDS = 2.0
 
 
 @dataclass
@@ -100,14 +102,18 @@ class TouchSender:
         self._wake.set()
 
     async def run(self) -> None:
-        listener = await self.pool.acquire()
-
-        def wake(*_: object) -> None:
-            self._wake.set()
-
-        await listener.add_listener(WAKE_CHANNEL, wake)
+        # NOTIFY (new touches, new contacts) wakes the loop; after a database restart the
+        # LISTEN connection comes back by itself, and polling covers the gap.
+        listener = Listener(
+            self.settings.database_url,
+            self.settings.db_schema,
+            WAKE_CHANNEL,
+            self._wake.set,
+            retry_seconds=LISTEN_RETRY_SECONDS,
+        )
         try:
             while not self._stopping.is_set():
+                await listener.ensure()
                 try:
                     handled = await self.send_due()
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
@@ -122,9 +128,7 @@ class TouchSender:
         finally:
             await self.smtp.close()
             await self.webhooks.aclose()
-            with contextlib.suppress(Exception):
-                await listener.remove_listener(WAKE_CHANNEL, wake)
-            await self.pool.release(listener)
+            await listener.close()
 
     async def _idle_seconds(self) -> float:
         """Sleep until the next touch falls due, at most the poll interval (new touches and
