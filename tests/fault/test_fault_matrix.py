@@ -177,9 +177,13 @@ async def under_load(
                 lambda: _through_every_service(stack, probe), bool, timeout=180, interval=0.2
             )
             recovered_s = time.monotonic() - ended
+            where = await _where_is(stack, probe)
             if not through:
-                where = await _where_is(stack, probe)
                 pytest.fail(f"{name}: a lead posted after the fault did not go through\n{where}")
+            # What a failure would print, checked on every pass so that it works when needed.
+            for line in ("intake lead: 1", "tracker stage: 1", "reporting state: 1"):
+                assert f"  {line}\n" in where, where
+            assert "welcome:sent" in where, where
             await _more_operations(traffic, 20)
         finally:
             traffic.stop()
