@@ -60,13 +60,13 @@ async def test_each_call_opens_its_own_connection_on_one_shared_client(
     url = f"http://127.0.0.1:{server.port}/hook"
     try:
         outcomes = [await channel.deliver(url, uuid4(), {"n": n}, event="test") for n in range(3)]
-        client = channel._client
+        client = channel._http._client
         assert client is not None
         await channel.deliver(url, uuid4(), {"n": 3}, event="test")
-        assert channel._client is client  # built once, not per call
+        assert channel._http._client is client  # built once, not per call
     finally:
         await channel.aclose()
     assert outcomes == [Sent()] * 3
     assert server.requests == 4
     assert server.connections == 4  # the server would have kept each one open
-    assert channel._client is None
+    assert channel._http._client is None

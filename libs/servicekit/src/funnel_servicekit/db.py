@@ -6,6 +6,20 @@ import json
 
 import asyncpg
 
+# The database cannot be reached now, or dropped the session: the same work may well succeed
+# shortly. The inbox retries a batch in place on these; an API answers 503 with Retry-After.
+DATABASE_UNREACHABLE: tuple[type[Exception], ...] = (
+    TimeoutError,  # a pool acquire or a query past command_timeout
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,  # starting up, shutting down
+    asyncpg.AdminShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,  # "connection is closed", "closed in the middle of operation"
+    # What asyncpg now and then raises instead of InterfaceError when the server ends the
+    # session in the middle of a transaction (MagicStack/asyncpg#784).
+    asyncpg.InternalClientError,
+)
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for type_name in ("json", "jsonb"):

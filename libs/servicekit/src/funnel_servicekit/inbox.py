@@ -32,6 +32,7 @@ from funnel_contracts import DecodeError, Envelope, EventData, SchemaError, deco
 from funnel_contracts.events import EVENT_MODELS
 from funnel_contracts.topics import dead_letter_topic
 from funnel_servicekit import metrics
+from funnel_servicekit.db import DATABASE_UNREACHABLE
 from funnel_servicekit.kafka import FATAL_PRODUCER_ERRORS, ProducerFactory, RenewableProducer
 from funnel_servicekit.telemetry import context_from_headers
 
@@ -75,17 +76,9 @@ def consume_span(topic: str, envelope: Envelope) -> Iterator[trace.Span]:
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    # What asyncpg raises now and then, instead of InterfaceError, when the server ends the
-    # session in the middle of a transaction (a database restart); the batch rolled back.
-    asyncpg.InternalClientError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
+    *DATABASE_UNREACHABLE,
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
-    asyncpg.AdminShutdownError,
     KafkaError,
 )
 

@@ -5,28 +5,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from funnel_servicekit.db import DATABASE_UNREACHABLE
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_SECONDS = 5
 # A dependency that cannot be reached (the database restarting, a connection cut): the
 # request may well succeed shortly, so it is a 503 with Retry-After, not a 500.
-UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
-    ConnectionError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.InterfaceError,  # "connection is closed", "connection was closed mid-operation"
-    # asyncpg now and then raises this instead when the server ends a session mid-query.
-    asyncpg.InternalClientError,
-)
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (ConnectionError, *DATABASE_UNREACHABLE)
 
 
 class Problem(Exception):

@@ -13,6 +13,7 @@ from uuid import UUID
 import httpx
 
 from funnel_contracts.sealed import SealError, key_from_text
+from notifier.http_client import ReopeningClient
 
 log = logging.getLogger(__name__)
 
@@ -36,34 +37,23 @@ class DataKeys:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._api_key = api_key
-        self._base_url = base_url
-        self._timeout = timeout
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
-
-    def _http(self) -> httpx.AsyncClient:
-        """Made on first use, and again after `aclose` (the consumer loop may run again)."""
-        if self._client is None:
-            headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-            self._client = httpx.AsyncClient(
-                base_url=self._base_url,
-                headers=headers,
-                timeout=self._timeout,
-                transport=self._transport,
-            )
-        return self._client
+        self._http = ReopeningClient(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
+            timeout=timeout,
+            transport=transport,
+        )
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        """Called when the consumer loop ends; a loop run again gets a new client."""
+        await self._http.aclose()
 
     async def key_of(self, lead_id: UUID) -> bytes | None:
         """The lead's data key; None when the lead is unknown there or erased (404, 410)."""
         if not self._api_key:
             raise KeyServiceRefused("FUNNEL_INTAKE_API_KEY is not set: sealed data is unreadable")
         try:
-            response = await self._http().get(f"/v1/leads/{lead_id}/data-key")
+            response = await self._http.get().get(f"/v1/leads/{lead_id}/data-key")
         except httpx.TransportError as exc:
             raise KeyServiceUnavailable(f"lead-intake unreachable: {type(exc).__name__}") from exc
         if response.status_code in (404, 410):

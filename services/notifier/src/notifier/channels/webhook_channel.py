@@ -19,6 +19,7 @@ from uuid import UUID
 import httpx
 
 from notifier.channels import Failed, Outcome, Retry, Sent
+from notifier.http_client import ReopeningClient
 from notifier.webhook_rules import (
     RefusedDestination,
     check_addresses,
@@ -42,25 +43,18 @@ class WebhookChannel:
         self.allowed_hosts = list(allowed_hosts)
         self.allow_private = allow_private
         self.timeout = timeout
-        self._client: httpx.AsyncClient | None = None
-
-    def _http(self) -> httpx.AsyncClient:
-        """One client for every call: building one loads the CA bundle, ~30 ms of CPU that
-        stopped the event loop on every webhook. No connection is kept between calls: each
-        call goes to the address it has just checked, under its own Host and TLS SNI, so a
-        pooled connection must never carry another host's request."""
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=self.timeout,
-                follow_redirects=False,
-                limits=httpx.Limits(max_keepalive_connections=0),
-            )
-        return self._client
+        # One client for every call: building one loads the CA bundle, ~30 ms of CPU that
+        # stopped the event loop on every webhook. No connection is kept between calls: each
+        # call goes to the address it has just checked, under its own Host and TLS SNI, so a
+        # pooled connection must never carry another host's request.
+        self._http = ReopeningClient(
+            timeout=timeout,
+            follow_redirects=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._http.aclose()
 
     async def resolve(self, url: str) -> tuple[str, str]:
         """(URL to call, Host header): the host checked against the allow-list and its
@@ -106,7 +100,7 @@ class WebhookChannel:
         }
         sni = urlsplit(url).hostname or ""
         try:
-            response = await self._http().post(
+            response = await self._http.get().post(
                 target, content=body, headers=headers, extensions={"sni_hostname": sni}
             )
         except httpx.HTTPError as exc:
