@@ -21,7 +21,7 @@ import pytest
 from funnel_contracts import LeadCapturedV2
 from funnel_devstack.ports import free_port
 from funnel_devstack.stack import Stack
-from funnel_servicekit.runtime import Worker, _supervise
+from funnel_servicekit.runtime import Worker, supervise
 from lead_intake.meta_fetcher import MetaFetcher
 from lead_intake.settings import IntakeSettings
 from tests.integration.kit_support import CrashingPool, eventually
@@ -273,7 +273,7 @@ async def test_the_meta_fetcher_restarted_after_a_crash_fetches_with_a_new_clien
         return len(fake.requests)
 
     supervised = asyncio.create_task(
-        _supervise(Worker("meta-lead-fetcher", fetcher.run, fetcher.stop), stopping, pause=quick)
+        supervise(Worker("meta-lead-fetcher", fetcher.run, fetcher.stop), stopping, pause=quick)
     )
     try:
         await eventually(fetched, lambda n: n >= 1, timeout=10)  # the first run's client

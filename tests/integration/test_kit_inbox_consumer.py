@@ -25,7 +25,7 @@ from funnel_contracts.topics import dead_letter_topic
 from funnel_devstack.stack import Stack
 from funnel_servicekit.inbox import InboxConsumer
 from funnel_servicekit.kafka import create_producer
-from funnel_servicekit.runtime import Worker, _supervise
+from funnel_servicekit.runtime import Worker, supervise
 from tests.integration.kit_support import (
     CrashingPool,
     Db,
@@ -467,7 +467,7 @@ async def test_a_consumer_loop_that_crashed_is_restarted_and_resumes_from_its_co
         await asyncio.sleep(0.05)
 
     supervised = asyncio.create_task(
-        _supervise(Worker(group, consumer.run, consumer.stop), stopping, pause=quick)
+        supervise(Worker(group, consumer.run, consumer.stop), stopping, pause=quick)
     )
     try:
         await produce(infra.kafka_bootstrap, topic, [wire(first)])

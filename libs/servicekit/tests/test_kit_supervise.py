@@ -6,7 +6,7 @@ import asyncio
 
 from prometheus_client import REGISTRY
 
-from funnel_servicekit.runtime import Worker, _supervise
+from funnel_servicekit.runtime import Worker, supervise
 
 
 def _restarts(name: str) -> float:
@@ -34,7 +34,7 @@ async def test_a_crashing_loop_is_run_again_until_it_ends() -> None:
             raise RuntimeError(f"crash {len(runs)}")
 
     before = _restarts("it-crashes-thrice")
-    await _supervise(Worker("it-crashes-thrice", run, lambda: None), asyncio.Event(), pause=waits)
+    await supervise(Worker("it-crashes-thrice", run, lambda: None), asyncio.Event(), pause=waits)
     assert runs == [0, 1, 2, 3]
     assert _restarts("it-crashes-thrice") - before == 3
     assert waits.seconds == [1.0, 2.0, 4.0]  # backs off while it keeps crashing at once
@@ -52,7 +52,7 @@ async def test_a_loop_that_ran_a_while_before_crashing_restarts_quickly() -> Non
         if crashes <= 4:
             raise OSError("crash")
 
-    await _supervise(
+    await supervise(
         Worker("it-long-run", run, lambda: None),
         asyncio.Event(),
         clock=lambda: next(times),
@@ -73,6 +73,6 @@ async def test_a_crash_while_stopping_is_not_restarted() -> None:
         stopping.set()
         raise RuntimeError("failed on the way out")
 
-    await _supervise(Worker("it-stopping", run, lambda: None), stopping, pause=waits)
+    await supervise(Worker("it-stopping", run, lambda: None), stopping, pause=waits)
     assert runs == 1
     assert waits.seconds == []

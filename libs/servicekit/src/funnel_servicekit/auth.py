@@ -7,23 +7,28 @@ import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
 
 from fastapi import Request
 
 from funnel_servicekit.problems import Problem
 
-ALL_SCOPES = frozenset(
-    {
-        "leads:read",
-        "leads:write",
-        "forms:admin",
-        "funnels:admin",
-        "reports:read",
-        "touches:admin",
-        # Reads a person's data key (lead-intake): only the services that must reach people.
-        "pii:decrypt",
-    }
-)
+
+class Scope(StrEnum):
+    """Every scope an API key can hold; a route may require only these."""
+
+    LEADS_READ = "leads:read"
+    LEADS_WRITE = "leads:write"
+    FORMS_ADMIN = "forms:admin"
+    FUNNELS_ADMIN = "funnels:admin"
+    REPORTS_READ = "reports:read"
+    TOUCHES_ADMIN = "touches:admin"
+    # Reads a person's data key (lead-intake): only the services that must reach people.
+    PII_DECRYPT = "pii:decrypt"
+
+
+ALL_SCOPES: frozenset[str] = frozenset(s.value for s in Scope)
 
 
 def hash_key(key: str) -> str:
@@ -93,8 +98,11 @@ def new_api_key(name: str, scopes: list[str]) -> tuple[str, dict[str, object]]:
     return key, {"name": name, "sha256": hash_key(key), "scopes": sorted(scopes)}
 
 
-def require_scopes(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
+def require_scopes(*scopes: Scope) -> Callable[[Request], Awaitable[Principal]]:
     """A FastAPI dependency: the caller's principal, refused with 403 lacking a scope."""
+    unknown = sorted(str(s) for s in scopes if s not in ALL_SCOPES)
+    if unknown:
+        raise ValueError(f"unknown scopes: {', '.join(unknown)}")
 
     async def dependency(request: Request) -> Principal:
         auth: ApiKeyAuth = request.app.state.auth
@@ -111,3 +119,29 @@ def require_scopes(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
 
     dependency.required_scopes = scopes  # type: ignore[attr-defined]
     return dependency
+
+
+def route_scopes(app: Any) -> dict[str, tuple[str, ...]]:
+    """The scopes each route of `app` requires, read from its dependency tree."""
+    found: dict[str, tuple[str, ...]] = {}
+    for route in getattr(app, "routes", ()):
+        dependant = getattr(route, "dependant", None)
+        if dependant is None:
+            continue
+        stack, scopes = [dependant], []
+        while stack:
+            node = stack.pop()
+            scopes += list(getattr(node.call, "required_scopes", ()))
+            stack += node.dependencies
+        if scopes:
+            found[f"{','.join(sorted(route.methods))} {route.path}"] = tuple(scopes)
+    return found
+
+
+def check_route_scopes(app: Any) -> None:
+    """Refuse to start when a route requires a scope that is not a `Scope` (a typo locks
+    every caller out, or lets none in)."""
+    for route, scopes in route_scopes(app).items():
+        unknown = sorted(set(map(str, scopes)) - ALL_SCOPES)
+        if unknown:
+            raise RuntimeError(f"{route} requires unknown scopes: {', '.join(unknown)}")

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from funnel_servicekit import migrations
+from funnel_servicekit.deps import runtime_of
 from funnel_servicekit.kafka import broker_reachable
-
-if TYPE_CHECKING:
-    from funnel_servicekit.runtime import ServiceRuntime
 
 router = APIRouter(tags=["operations"])
 
@@ -26,7 +24,7 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
     """Ready for traffic: database reachable, migrations applied, broker reachable, loops up."""
-    runtime: ServiceRuntime = request.app.state.runtime
+    runtime = runtime_of(request)
     checks: dict[str, Any] = {}
     try:
         async with runtime.pool.acquire() as conn:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
@@ -23,7 +23,7 @@ from opentelemetry import trace
 from funnel_contracts import Envelope, EventData, KafkaRecord, encode
 from funnel_servicekit import metrics
 from funnel_servicekit.kafka import FATAL_PRODUCER_ERRORS, ProducerFactory, RenewableProducer
-from funnel_servicekit.listen import Listener
+from funnel_servicekit.loops import ListenOn, PollLoop, RetryLater
 from funnel_servicekit.telemetry import current_trace_headers
 
 log = logging.getLogger(__name__)
@@ -126,8 +126,11 @@ async def enqueue_many(
     await conn.execute(f"NOTIFY {_channel(schema)}")
 
 
-class OutboxRelay:
+class OutboxRelay(PollLoop):
     """Publishes a schema's outbox to Kafka until stopped."""
+
+    # Any failure to publish leaves the rows in the outbox: log, pause, try again.
+    transient_errors = (Exception,)
 
     def __init__(
         self,
@@ -141,69 +144,43 @@ class OutboxRelay:
         listen_retry_seconds: float = 5.0,
         producer_factory: ProducerFactory | None = None,
     ) -> None:
+        super().__init__(
+            "outbox-relay",
+            poll_seconds=poll_seconds,
+            batch_size=batch_size,
+            listen=ListenOn(dsn, schema, _channel(schema), listen_retry_seconds),
+            max_error_pause_seconds=5.0,
+        )
         self.pool = pool
-        # Replaced by a fresh one when the idempotent session is lost for good (see run()).
+        # Replaced by a fresh one when the idempotent session is lost for good (see step()).
         self._producer = RenewableProducer(producer, producer_factory)
         self.dsn = dsn
         self.schema = schema
-        self.batch_size = batch_size
-        self.poll_seconds = poll_seconds
-        self.listen_retry_seconds = listen_retry_seconds
-        self._wake = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self._listener = Listener(
-            dsn, schema, _channel(schema), self._wake.set, retry_seconds=listen_retry_seconds
-        )
 
     @property
     def producer(self) -> AIOKafkaProducer:
         """The producer in use (a new one after a lost session)."""
         return self._producer.current
 
-    @property
-    def listening(self) -> bool:
-        """True while the LISTEN connection is up (NOTIFY wakes the relay)."""
-        return self._listener.listening
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-
-    async def run(self) -> None:
-        await self._listener.ensure()
+    @contextlib.asynccontextmanager
+    async def resources(self) -> AsyncIterator[None]:
         try:
-            while not self._stopping.is_set():
-                try:
-                    published = await self.publish_batch()
-                except FATAL_PRODUCER_ERRORS:
-                    # aiokafka's sender task dies with these (e.g. sequence numbers out of step
-                    # after the broker was away while batches were in flight) and never sends
-                    # again; only a new producer, with a new producer id, can. The rows are
-                    # still in the outbox, so nothing is lost; consumers' inboxes drop any
-                    # record the old producer got through before it failed.
-                    log.exception("producer session lost; publishing with a new producer")
-                    published = 0
-                    await self._producer.renew()
-                    await self._sleep(1.0)
-                except Exception:
-                    log.exception("outbox publish failed; retrying")
-                    published = 0
-                    await self._sleep(1.0)
-                if published >= self.batch_size:
-                    continue  # more is waiting
-                await self._listener.ensure()
-                if self.listening:
-                    await self._sleep(self.poll_seconds)
-                else:  # no NOTIFY: poll, and try LISTEN again, at the shorter interval
-                    await self._sleep(min(self.poll_seconds, self.listen_retry_seconds))
+            yield
         finally:
-            await self._listener.close()
             await self._producer.close()
 
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        self._wake.clear()
+    async def step(self) -> int:
+        try:
+            return await self.publish_batch()
+        except FATAL_PRODUCER_ERRORS as exc:
+            # aiokafka's sender task dies with these (e.g. sequence numbers out of step
+            # after the broker was away while batches were in flight) and never sends
+            # again; only a new producer, with a new producer id, can. The rows are
+            # still in the outbox, so nothing is lost; consumers' inboxes drop any
+            # record the old producer got through before it failed.
+            log.exception("producer session lost; publishing with a new producer")
+            await self._producer.renew()
+            raise RetryLater from exc
 
     async def publish_batch(self) -> int:
         """Publish one batch in id order; returns how many rows went out."""

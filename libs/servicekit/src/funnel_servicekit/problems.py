@@ -52,6 +52,75 @@ class Problem(Exception):
         return body
 
 
+FieldError = dict[str, str]
+
+
+def field_error(field: str, message: str, code: str = "value_error") -> FieldError:
+    return {"field": field, "message": message, "code": code}
+
+
+def invalid_fields(errors: list[FieldError], title: str = "Invalid request") -> Problem:
+    """422 naming every field at fault (each error a `field_error`)."""
+    return Problem(
+        422,
+        title,
+        "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+        type_="urn:funnel:problem:validation",
+        errors=list(errors),
+    )
+
+
+def invalid(field: str, message: str, title: str = "Invalid request") -> Problem:
+    """422 naming the one field at fault."""
+    return invalid_fields([field_error(field, message)], title)
+
+
+def not_found(what: str, field: str, value: object, *, type_: str | None = None) -> Problem:
+    """404 for an unknown resource, naming the path or query field that named it."""
+    return Problem(
+        404,
+        f"Unknown {what}",
+        f"no {what} with id {value!r}",
+        type_=type_ or "urn:funnel:problem:not-found",
+        errors=[{"field": field, "message": f"unknown {what}"}],
+    )
+
+
+def conflict(detail: str, *, field: str | None = None, type_: str | None = None) -> Problem:
+    """409: the request is well formed but contradicts the current state."""
+    errors = [{"field": field, "message": detail}] if field else None
+    return Problem(
+        409, "Conflict", detail, type_=type_ or "urn:funnel:problem:conflict", errors=errors
+    )
+
+
+def rate_limited(what: str, limit: object, retry_after: int) -> Problem:
+    """429 with Retry-After: `what` (a client, a form) is over its `limit`."""
+    return Problem(
+        429,
+        "Too many requests",
+        f"this {what} is over its limit of {limit}; retry in {retry_after}s",
+        type_="urn:funnel:problem:rate-limited",
+        errors=[{"field": "rate", "message": f"{what} limit {limit}"}],
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def unavailable(
+    detail: str = "a dependency of this service cannot be reached; retry later",
+    *,
+    retry_after: int = RETRY_AFTER_SECONDS,
+) -> Problem:
+    """503 with Retry-After: the request may well succeed shortly."""
+    return Problem(
+        503,
+        "Service unavailable",
+        detail,
+        type_="urn:funnel:problem:dependency-unavailable",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
     instance = request.url.path if request is not None else None
     return JSONResponse(
@@ -84,21 +153,10 @@ async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {
-            "field": _field(e.get("loc", ())),
-            "message": e.get("msg", "invalid"),
-            "code": e.get("type"),
-        }
+        field_error(_field(e.get("loc", ())), e.get("msg", "invalid"), e.get("type", "invalid"))
         for e in exc.errors()
     ]
-    problem = Problem(
-        422,
-        "Invalid request",
-        "; ".join(f"{e['field']}: {e['message']}" for e in errors),
-        type_="urn:funnel:problem:validation",
-        errors=errors,
-    )
-    return problem_response(problem, request)
+    return problem_response(invalid_fields(errors), request)
 
 
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
@@ -112,14 +170,7 @@ async def _on_unavailable(request: Request, exc: Exception) -> JSONResponse:
         "dependency unavailable",
         extra={"path": request.url.path, "error": f"{type(exc).__name__}: {exc}"[:300]},
     )
-    problem = Problem(
-        503,
-        "Service unavailable",
-        "a dependency of this service cannot be reached; retry later",
-        type_="urn:funnel:problem:dependency-unavailable",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
-    return problem_response(problem, request)
+    return problem_response(unavailable(), request)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:

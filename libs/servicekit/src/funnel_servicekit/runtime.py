@@ -1,9 +1,9 @@
-"""The service runtime: pool, producer, background loops and the FastAPI app around them.
+"""The service runtime: what a process holds (settings, pool, producer, its loops, the
+service's own context) and the supervisor that keeps each background loop running.
 
-A process runs its API and its loops (outbox relay, consumers) under the app's lifespan;
-FUNNEL_RUN_WORKERS=false leaves the loops off and FUNNEL_RUN_API=false leaves the service's
-routes out (health and metrics stay), so that APIs and workers scale apart.
-Shutdown drains: loops stop fetching, finish the batch in hand and commit, then close.
+`ServiceRuntime[SettingsT, ContextT]` is typed by the service's settings and by a context
+object of its own (caches, rate limiters, registries): nothing is looked up by string.
+The FastAPI app around it is built by `funnel_servicekit.service_app`.
 """
 
 from __future__ import annotations
@@ -12,74 +12,59 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
-from fastapi import APIRouter, FastAPI
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-from funnel_servicekit import health, metrics
-from funnel_servicekit.auth import ApiKeyAuth, KeyLookup, Principal
-from funnel_servicekit.db import create_pool
-from funnel_servicekit.gc_pauses import freeze_startup_heap, measure_gc_pauses, thaw
-from funnel_servicekit.http_metrics import HttpMetricsMiddleware
-from funnel_servicekit.kafka import ProducerFactory, create_producer
-from funnel_servicekit.load_shedding import LoadSheddingMiddleware
-from funnel_servicekit.outbox import OutboxRelay
-from funnel_servicekit.problems import install_problem_handlers
+from funnel_servicekit import metrics
+from funnel_servicekit.kafka import ProducerFactory
 from funnel_servicekit.settings import ServiceSettings
+from funnel_servicekit.unit_of_work import Outbox, Transactions
+from funnel_servicekit.worker import Worker
 
 log = logging.getLogger(__name__)
 HEALTHY_RUN_SECONDS = 60.0  # a loop that ran this long before crashing restarts quickly again
 
 
-@dataclass
-class Worker:
-    """A background loop: `run` until `stop` is called."""
-
-    name: str
-    run: Callable[[], Awaitable[None]]
-    stop: Callable[[], None]
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+ContextT = TypeVar("ContextT")
 
 
 @dataclass
-class ServiceRuntime:
-    settings: ServiceSettings
+class ServiceRuntime(Generic[SettingsT, ContextT]):
+    settings: SettingsT
     migrations_dir: Path
+    # The service's own long-lived objects (typed by each service's `deps.py`).
+    context: ContextT
     pool: asyncpg.Pool = field(init=False)
     producer: AIOKafkaProducer = field(init=False)
     # Makes a new producer for a loop whose shared one lost its idempotent session for good.
     producer_factory: ProducerFactory = field(init=False)
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     workers: list[Worker] = field(default_factory=list)
-    state: dict[str, Any] = field(default_factory=dict)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def outbox(self) -> Outbox:
+        """Where this service's events go: its schema's outbox, under its name as source."""
+        return Outbox(self.settings.db_schema, self.settings.service_name)
+
+    @property
+    def transactions(self) -> Transactions:
+        """Units of work (a transaction and its outbox) on this service's pool."""
+        return Transactions(self.pool, self.outbox)
 
     def dead_workers(self) -> list[str]:
         return [name for name, task in self.tasks.items() if task.done()]
 
 
-WorkerFactory = Callable[[ServiceRuntime], Sequence[Worker]]
-
-
-async def _retry(what: str, attempt: Callable[[], Awaitable[Any]], deadline_s: float = 60.0) -> Any:
-    """Dependencies may come up after us (Kubernetes starts pods in any order)."""
-    deadline = time.monotonic() + deadline_s
-    delay = 0.5
-    while True:
-        try:
-            return await attempt()
-        except (OSError, asyncpg.PostgresError, KafkaError) as exc:
-            if time.monotonic() > deadline:
-                raise
-            log.warning("%s not reachable yet (%s); retrying", what, type(exc).__name__)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+AnyRuntime = ServiceRuntime[Any, Any]
+__all__ = ["AnyRuntime", "ServiceRuntime", "Worker", "WorkerFactory", "supervise"]
+WorkerFactory = Callable[[Any], Sequence[Worker]]
 
 
 async def _pause(stopping: asyncio.Event, seconds: float) -> None:
@@ -88,7 +73,7 @@ async def _pause(stopping: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stopping.wait(), seconds)
 
 
-async def _supervise(
+async def supervise(
     worker: Worker,
     stopping: asyncio.Event,
     *,
@@ -125,107 +110,3 @@ async def _supervise(
             if stopping.is_set():
                 return
             delay = min(delay * 2, 30.0)
-
-
-def create_service_app(
-    settings: ServiceSettings,
-    *,
-    title: str,
-    description: str,
-    migrations_dir: Path,
-    routers: Sequence[APIRouter],
-    workers: WorkerFactory | None = None,
-    key_lookup: KeyLookup | None = None,
-) -> FastAPI:
-    """The composition root's common part: one FastAPI app with its runtime and loops."""
-    runtime = ServiceRuntime(settings=settings, migrations_dir=migrations_dir)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime.pool = await _retry(
-            "database",
-            lambda: create_pool(
-                settings.database_url,
-                settings.db_schema,
-                min_size=settings.db_pool_min_size,
-                max_size=settings.db_pool_max_size,
-                reset_on_release=settings.db_pool_reset_on_release,
-            ),
-        )
-        runtime.producer = create_producer(settings.kafka_bootstrap_servers, settings.service_name)
-        runtime.producer_factory = lambda: create_producer(
-            settings.kafka_bootstrap_servers, f"{settings.service_name}-renewed"
-        )
-        await _retry("kafka", runtime.producer.start)
-        if settings.run_workers:
-            relay = OutboxRelay(
-                runtime.pool,
-                runtime.producer,
-                dsn=settings.database_url,
-                schema=settings.db_schema,
-                batch_size=settings.outbox_batch_size,
-                poll_seconds=settings.outbox_poll_seconds,
-                producer_factory=runtime.producer_factory,
-            )
-            runtime.workers = [Worker("outbox-relay", relay.run, relay.stop)]
-            runtime.workers += list(workers(runtime) if workers else [])
-            for worker in runtime.workers:
-                runtime.tasks[worker.name] = asyncio.create_task(
-                    _supervise(worker, runtime.stopping), name=worker.name
-                )
-        # What exists now lives as long as the process: later collections need not walk it.
-        frozen = freeze_startup_heap() if settings.gc_freeze_after_startup else 0
-        measure_gc_pauses()  # from here on, a pause keeps requests and events waiting
-        log.info(
-            "service started",
-            extra={"workers": [w.name for w in runtime.workers], "gc_frozen_objects": frozen},
-        )
-        try:
-            yield
-        finally:
-            await _drain(runtime)
-            if frozen:
-                thaw()
-
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
-    app.state.runtime = runtime
-    app.state.auth = ApiKeyAuth(
-        settings.admin_api_key.get_secret_value() if settings.admin_api_key else None,
-        key_lookup,
-        {k.sha256: Principal(k.name, k.scopes) for k in settings.api_keys},
-    )
-    install_problem_handlers(app)
-    app.include_router(health.router)
-    # A worker pod (FUNNEL_RUN_API=false) serves only /healthz, /readyz and /metrics: the
-    # probes and the scrape still work, but no business traffic can land on it.
-    for router in routers if settings.run_api else ():
-        app.include_router(router)
-
-    app.add_middleware(HttpMetricsMiddleware)
-    # One server span per request; the per-message ASGI receive/send spans add cost, not insight.
-    FastAPIInstrumentor.instrument_app(
-        app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]
-    )
-    if settings.http_max_in_flight:
-        # Before routing and the body: a refused request costs little (it still gets a span).
-        app.add_middleware(LoadSheddingMiddleware, max_in_flight=settings.http_max_in_flight)
-    return app
-
-
-async def _drain(runtime: ServiceRuntime) -> None:
-    """Stop loops (they finish their batch and commit), then close the clients."""
-    runtime.stopping.set()
-    for worker in runtime.workers:
-        worker.stop()
-    if runtime.tasks:
-        _, pending = await asyncio.wait(
-            runtime.tasks.values(), timeout=runtime.settings.drain_seconds
-        )
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-    with contextlib.suppress(Exception):
-        await runtime.producer.stop()
-    with contextlib.suppress(Exception):
-        await runtime.pool.close()
-    log.info("service stopped")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from funnel_servicekit.runtime import create_service_app
+from funnel_servicekit.service_app import create_service_app
 from lead_intake.api import (
     activities,
     data_keys,
@@ -17,10 +17,9 @@ from lead_intake.api import (
     webhook_secrets,
     webhooks,
 )
-from lead_intake.form_cache import FormCache
 from lead_intake.housekeeping import idempotency_purger
 from lead_intake.meta_fetcher import meta_fetcher
-from lead_intake.rate_limits import RateLimits
+from lead_intake.runtime import IntakeContext
 from lead_intake.settings import IntakeSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -28,8 +27,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
-    app = create_service_app(
+    return create_service_app(
         settings,
+        context=IntakeContext.of(settings),
         title="Funnel lead-intake",
         description="Form posts, imports and activities in; lead and activity events out.",
         migrations_dir=MIGRATIONS,
@@ -50,8 +50,3 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             *([meta_fetcher(runtime, settings)] if settings.meta_access_token else []),
         ],
     )
-    app.state.runtime.state["form_cache"] = FormCache(settings.form_cache_seconds)
-    app.state.runtime.state["rate_limits"] = RateLimits(
-        settings.rate_limit_per_ip, settings.rate_limit_per_form
-    )
-    return app

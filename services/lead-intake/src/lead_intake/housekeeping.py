@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 
-from funnel_servicekit.runtime import ServiceRuntime, Worker
+from funnel_servicekit.runtime import Worker
+from lead_intake.runtime import IntakeRuntime
 from lead_intake.settings import IntakeSettings
 from lead_intake.store import idempotency
 
@@ -14,7 +15,7 @@ log = logging.getLogger(__name__)
 INTERVAL_SECONDS = 600.0
 
 
-def idempotency_purger(runtime: ServiceRuntime, settings: IntakeSettings) -> Worker:
+def idempotency_purger(runtime: IntakeRuntime, settings: IntakeSettings) -> Worker:
     stopping = asyncio.Event()
 
     async def run() -> None:

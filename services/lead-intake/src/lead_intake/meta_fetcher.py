@@ -15,12 +15,13 @@ from typing import Any
 import asyncpg
 import httpx
 
-from funnel_servicekit.runtime import ServiceRuntime, Worker
+from funnel_servicekit.runtime import Worker
 from lead_intake.capture import Outbox
 from lead_intake.forms import Form
 from lead_intake.meta_forms import field_map_for, meta_form_id
 from lead_intake.platform_capture import capture_platform_lead
 from lead_intake.platforms import META, PayloadInvalid, PlatformLead, meta_values
+from lead_intake.runtime import IntakeRuntime
 from lead_intake.settings import IntakeSettings
 from lead_intake.store import forms as forms_store
 from lead_intake.store import meta_forms as meta_forms_store
@@ -133,6 +134,6 @@ async def _field_map(conn: asyncpg.Connection, form: Form, lead: PendingLead) ->
     return field_map_for(form.settings.field_map, mapping)
 
 
-def meta_fetcher(runtime: ServiceRuntime, settings: IntakeSettings) -> Worker:
+def meta_fetcher(runtime: IntakeRuntime, settings: IntakeSettings) -> Worker:
     fetcher = MetaFetcher(runtime.pool, settings)
     return Worker("meta-lead-fetcher", fetcher.run, fetcher.stop)

@@ -4,10 +4,12 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from funnel_servicekit.runtime import ServiceRuntime, Worker, create_service_app
+from funnel_servicekit.runtime import Worker
+from funnel_servicekit.service_app import create_service_app
 from notifier.api import router
 from notifier.consumer import consumer_worker
 from notifier.playbook_api import router as playbook_router
+from notifier.runtime import NotifierContext, NotifierRuntime
 from notifier.sender import sender_worker
 from notifier.settings import NotifierSettings
 from notifier.tracking_api import router as tracking_router
@@ -15,13 +17,15 @@ from notifier.tracking_api import router as tracking_router
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def _workers(runtime: ServiceRuntime) -> list[Worker]:
+def _workers(runtime: NotifierRuntime) -> list[Worker]:
     return [consumer_worker(runtime), sender_worker(runtime)]
 
 
 def create_app(settings: NotifierSettings | None = None) -> FastAPI:
+    settings = settings or NotifierSettings()
     return create_service_app(
-        settings or NotifierSettings(),
+        settings,
+        context=NotifierContext.of(settings),
         title="Funnel notifier",
         description=(
             "Lead, activity and stage events in; touches out (email over SMTP, signed "

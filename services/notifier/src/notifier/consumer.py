@@ -22,11 +22,12 @@ from funnel_contracts import (
 from funnel_contracts.sealed import unseal
 from funnel_contracts.topics import ACTIVITY_EVENTS, LEAD_EVENTS, STAGE_EVENTS
 from funnel_servicekit.inbox import InboxConsumer
-from funnel_servicekit.runtime import ServiceRuntime, Worker
+from funnel_servicekit.runtime import Worker
 from funnel_servicekit.telemetry import current_trace_headers
 from notifier import lead_store, playbook_store, store
 from notifier.data_keys import DataKeys, KeyServiceRefused
 from notifier.playbooks import plans_for
+from notifier.runtime import NotifierRuntime
 from notifier.settings import NotifierSettings
 
 HANDLED = (
@@ -148,7 +149,7 @@ async def _schedule(
         await conn.execute(f"NOTIFY {WAKE_CHANNEL}")
 
 
-def consumer_worker(runtime: ServiceRuntime) -> Worker:
+def consumer_worker(runtime: NotifierRuntime) -> Worker:
     settings = runtime.settings
     assert isinstance(settings, NotifierSettings)
     key = settings.intake_api_key

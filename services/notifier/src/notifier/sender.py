@@ -28,7 +28,7 @@ from opentelemetry import trace
 from funnel_contracts import TouchFailed, TouchSent
 from funnel_servicekit.listen import Listener
 from funnel_servicekit.outbox import enqueue
-from funnel_servicekit.runtime import ServiceRuntime, Worker
+from funnel_servicekit.runtime import Worker
 from funnel_servicekit.telemetry import context_from_headers
 from notifier import lead_store, metrics, playbook_store, store, task_store
 from notifier.channels import Failed, Outcome, Retry, Sent
@@ -41,6 +41,7 @@ from notifier.links import LinkSigner
 from notifier.playbook_model import Channel, Playbook
 from notifier.playbook_store import StoredPlaybook
 from notifier.retry_policy import backoff_seconds
+from notifier.runtime import NotifierRuntime
 from notifier.send_rules import Defer, Policy, QuietHours, Send, TouchFacts, decide
 from notifier.settings import NotifierSettings
 from notifier.templates import TemplateProblem, pick, render, shipped
@@ -441,7 +442,7 @@ def _backoff(attempt: int, settings: NotifierSettings, retry_after: float | None
     )
 
 
-def sender_worker(runtime: ServiceRuntime) -> Worker:
+def sender_worker(runtime: NotifierRuntime) -> Worker:
     settings = runtime.settings
     assert isinstance(settings, NotifierSettings)
     sender = TouchSender(runtime.pool, settings)

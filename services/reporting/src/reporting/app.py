@@ -4,7 +4,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from funnel_servicekit.runtime import create_service_app
+from funnel_servicekit.service_app import create_service_app
 from reporting.api import router
 from reporting.consumer import workers
 from reporting.dashboard import mount_static
@@ -18,6 +18,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def create_app(settings: ReportingSettings | None = None) -> FastAPI:
     app = create_service_app(
         settings or ReportingSettings(),
+        context=None,
         title="Funnel reporting",
         description="Every funnel topic in; live conversion views, CSV and a dashboard out.",
         migrations_dir=MIGRATIONS,

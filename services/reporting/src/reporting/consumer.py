@@ -16,8 +16,9 @@ from funnel_contracts import (
 )
 from funnel_contracts.topics import ALL_TOPICS
 from funnel_servicekit.inbox import InboxConsumer
-from funnel_servicekit.runtime import ServiceRuntime, Worker
+from funnel_servicekit.runtime import Worker
 from reporting.projection import handle, handle_batch
+from reporting.runtime import ReportingRuntime
 
 # The events some aggregate depends on; the rest of the topics is read and skipped.
 HANDLED = tuple(
@@ -37,7 +38,7 @@ HANDLED = tuple(
 )
 
 
-def projection_consumer(runtime: ServiceRuntime, group_id: str) -> InboxConsumer:
+def projection_consumer(runtime: ReportingRuntime, group_id: str) -> InboxConsumer:
     settings = runtime.settings
     return InboxConsumer(
         pool=runtime.pool,
@@ -53,6 +54,6 @@ def projection_consumer(runtime: ServiceRuntime, group_id: str) -> InboxConsumer
     )
 
 
-def workers(runtime: ServiceRuntime) -> list[Worker]:
+def workers(runtime: ReportingRuntime) -> list[Worker]:
     consumer = projection_consumer(runtime, runtime.settings.service_name)
     return [Worker("projection-consumer", consumer.run, consumer.stop)]

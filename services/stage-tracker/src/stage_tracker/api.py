@@ -67,7 +67,7 @@ async def move_lead(
 ) -> dict[str, Any]:
     """Move a lead by hand, with a reason; 409 with the reason when its funnel does not allow it."""
     runtime = request.app.state.runtime
-    registry: FunnelRegistry = runtime.state["registry"]
+    registry: FunnelRegistry = runtime.context.registry
     settings = runtime.settings
     async with runtime.pool.acquire() as conn, conn.transaction():
         leads = await LeadBatch.load(conn, [lead_id])

@@ -23,11 +23,12 @@ from funnel_contracts import (
 )
 from funnel_contracts.topics import ACTIVITY_EVENTS, LEAD_EVENTS, STAGE_COMMANDS, TOUCH_EVENTS
 from funnel_servicekit.inbox import Delivery, InboxConsumer, consume_span
-from funnel_servicekit.runtime import ServiceRuntime, Worker
+from funnel_servicekit.runtime import Worker
 from stage_tracker.commands import apply_command, command_signal
 from stage_tracker.funnel_registry import FunnelRegistry, PublishedVersions
 from stage_tracker.lead_batch import LeadBatch
 from stage_tracker.machine import apply, capture
+from stage_tracker.runtime import TrackerRuntime
 from stage_tracker.settings import TrackerSettings
 from stage_tracker.signals import CAPTURED, signal_of
 
@@ -140,7 +141,7 @@ class EventHandler:
         leads.save(cmd.lead_id, outcome, target or funnel, source=self.source)
 
 
-def event_consumer(runtime: ServiceRuntime, registry: FunnelRegistry) -> InboxConsumer:
+def event_consumer(runtime: TrackerRuntime, registry: FunnelRegistry) -> InboxConsumer:
     settings = runtime.settings
     assert isinstance(settings, TrackerSettings)
     handler = EventHandler(registry, settings.db_schema, settings.service_name)
@@ -159,10 +160,10 @@ def event_consumer(runtime: ServiceRuntime, registry: FunnelRegistry) -> InboxCo
     )
 
 
-def workers(runtime: ServiceRuntime) -> list[Worker]:
+def workers(runtime: TrackerRuntime) -> list[Worker]:
     from stage_tracker.stall_timers import stall_timer_worker
 
-    registry: FunnelRegistry = runtime.state.setdefault("registry", FunnelRegistry())
+    registry: FunnelRegistry = runtime.context.registry
     consumer = event_consumer(runtime, registry)
     return [
         Worker("funnel-events-consumer", consumer.run, consumer.stop),

@@ -16,11 +16,12 @@ import asyncpg
 
 from funnel_contracts import StageMoveRequested
 from funnel_servicekit.outbox import outbox_record
-from funnel_servicekit.runtime import ServiceRuntime, Worker
+from funnel_servicekit.runtime import Worker
 from stage_tracker import store
 from stage_tracker.commands import apply_command, command_signal
 from stage_tracker.funnel_registry import FunnelRegistry
 from stage_tracker.lead_batch import LeadBatch
+from stage_tracker.runtime import TrackerRuntime
 from stage_tracker.settings import TrackerSettings
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class StallTimers:
             return fired
 
 
-def stall_timer_worker(runtime: ServiceRuntime, registry: FunnelRegistry) -> Worker:
+def stall_timer_worker(runtime: TrackerRuntime, registry: FunnelRegistry) -> Worker:
     settings = runtime.settings
     assert isinstance(settings, TrackerSettings)
     timers = StallTimers(

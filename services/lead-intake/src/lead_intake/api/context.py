@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, cast
+from typing import Annotated
 
 import asyncpg
 from fastapi import Path, Request
 from pydantic import ValidationError
 
+from funnel_servicekit.deps import runtime_of
 from funnel_servicekit.problems import Problem
-from funnel_servicekit.runtime import ServiceRuntime
 from lead_intake.capture import Outbox
 from lead_intake.form_cache import FormCache
 from lead_intake.forms import ID_PATTERN, Form
 from lead_intake.rate_limits import RateLimits
+from lead_intake.runtime import IntakeRuntime
 from lead_intake.settings import IntakeSettings
 from lead_intake.store import forms as forms_store
 
@@ -43,12 +44,12 @@ class Intake:
 
 
 def intake(request: Request) -> Intake:
-    runtime: ServiceRuntime = request.app.state.runtime
+    runtime: IntakeRuntime = runtime_of(request)
     return Intake(
         runtime.pool,
-        cast(IntakeSettings, runtime.settings),
-        cast(RateLimits, runtime.state["rate_limits"]),
-        cast(FormCache, runtime.state["form_cache"]),
+        runtime.settings,
+        runtime.context.rate_limits,
+        runtime.context.form_cache,
     )
 
 

@@ -1,0 +1,158 @@
+"""The one skeleton of a polling background loop (the outbox relay, the touch sender, the
+stall timers, the Meta lead fetcher): do a batch; go again at once while batches come back
+full; otherwise sleep until the next poll, a wake-up (NOTIFY on an optional LISTEN channel,
+or `wake()`), or `stop()`. A dependency that is away (the database restarting) is logged and
+retried with a growing pause; anything else ends `run()`, and the runtime's supervisor
+restarts the loop and counts it (`funnel_worker_restarts_total`).
+
+Clients a loop needs are opened in `resources()` on every run, so a loop can run again after
+it ended (the supervisor calls `run()` on the same object).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from funnel_servicekit.db import DATABASE_UNREACHABLE
+from funnel_servicekit.listen import Listener
+from funnel_servicekit.worker import Worker
+
+log = logging.getLogger(__name__)
+MAX_ERROR_PAUSE_SECONDS = 30.0
+
+
+class RetryLater(Exception):
+    """Raised by a step that failed in a way it already handled: pause, then go on."""
+
+
+@dataclass(frozen=True)
+class ListenOn:
+    """A NOTIFY channel that wakes the loop (its own connection, back after it drops)."""
+
+    dsn: str
+    schema: str
+    channel: str
+    retry_seconds: float = 5.0
+
+
+class PollLoop(abc.ABC):
+    """Subclasses say what one batch is (`step`) and how long to sleep when idle."""
+
+    #: What a step may raise when a dependency is briefly away: retried, not a crash.
+    transient_errors: tuple[type[BaseException], ...] = (
+        OSError,
+        RetryLater,
+        *DATABASE_UNREACHABLE,
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        poll_seconds: float,
+        batch_size: int,
+        listen: ListenOn | None = None,
+        error_pause_seconds: float = 1.0,
+        max_error_pause_seconds: float = MAX_ERROR_PAUSE_SECONDS,
+    ) -> None:
+        self.name = name
+        self.poll_seconds = poll_seconds
+        self.batch_size = batch_size
+        self.error_pause_seconds = error_pause_seconds
+        self.max_error_pause_seconds = max_error_pause_seconds
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._listener = (
+            Listener(
+                listen.dsn,
+                listen.schema,
+                listen.channel,
+                self._wake.set,
+                retry_seconds=listen.retry_seconds,
+            )
+            if listen
+            else None
+        )
+
+    @abc.abstractmethod
+    async def step(self) -> int:
+        """One batch of work; returns how many items it handled."""
+
+    async def idle_seconds(self) -> float:
+        """How long to sleep after a batch that was not full (a wake-up ends it sooner)."""
+        return self.poll_seconds
+
+    @contextlib.asynccontextmanager
+    async def resources(self) -> AsyncIterator[None]:
+        """Open what one run needs (HTTP clients, ...) and close it when the run ends."""
+        yield
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    @property
+    def listening(self) -> bool:
+        """True while the LISTEN connection is up (NOTIFY wakes the loop)."""
+        return self._listener is not None and self._listener.listening
+
+    def wake(self) -> None:
+        """Do the next batch now (new work was committed)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    def worker(self) -> Worker:
+        return Worker(self.name, self.run, self.stop)
+
+    async def run(self) -> None:
+        failures = 0
+        try:
+            async with self.resources():
+                while not self._stopping.is_set():
+                    if self._listener is not None:
+                        await self._listener.ensure()
+                    try:
+                        handled = await self.step()
+                    except self.transient_errors:
+                        failures += 1
+                        pause = min(
+                            self.error_pause_seconds * 2 ** (failures - 1),
+                            self.max_error_pause_seconds,
+                        )
+                        log.warning(
+                            "%s: batch failed; retrying in %.0f s",
+                            self.name,
+                            pause,
+                            exc_info=True,
+                            extra={"worker": self.name},
+                        )
+                        await self.sleep(pause)
+                        continue
+                    failures = 0
+                    if handled >= self.batch_size:
+                        continue  # more is waiting
+                    await self.sleep(await self._idle())
+        finally:
+            if self._listener is not None:
+                await self._listener.close()
+
+    async def _idle(self) -> float:
+        seconds = await self.idle_seconds()
+        if self._listener is not None and not self._listener.listening:
+            # No NOTIFY: poll, and try LISTEN again, at the shorter interval.
+            seconds = min(seconds, self._listener.retry_seconds)
+        return seconds
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds`, or until woken or stopped."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), max(seconds, 0.0))
+        self._wake.clear()
