@@ -1,5 +1,5 @@
 # The common commands. `make run` and `make test` set up whatever is missing first.
-.PHONY: setup run up down demo test test-unit test-integration test-e2e test-fault lint format typecheck schemas bench lock clean audit
+.PHONY: setup run up down demo test test-unit test-integration test-e2e test-fault lint format typecheck schemas tour bench lock clean audit
 
 VENV := .venv/bin
 PYTEST := $(VENV)/python -m pytest
@@ -37,6 +37,7 @@ test-fault: setup
 lint:
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
+	$(VENV)/lint-imports --no-cache
 
 format:
 	$(VENV)/ruff format .
@@ -44,6 +45,9 @@ format:
 
 typecheck:
 	$(VENV)/mypy libs/contracts/src libs/servicekit/src libs/devstack/src services/*/src
+
+tour:  ## redraw the README's tour from the topic registry and the services' interface.py
+	$(VENV)/python scripts/generate_tour.py
 
 schemas:  ## regenerate libs/contracts/schemas (refuses incompatible changes)
 	$(VENV)/python -m funnel_contracts.schemas

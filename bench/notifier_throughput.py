@@ -42,12 +42,11 @@ from funnel_devstack.postgres import PostgresServer
 from funnel_servicekit import migrations
 from funnel_servicekit.db import create_pool
 from notifier.app import MIGRATIONS
-from notifier.consumer import handle
-from notifier.email_message import Envelope as MailEnvelope
-from notifier.email_message import build_email
-from notifier.sender import TouchSender
+from notifier.playbooks.models.templates import pick, render, shipped
 from notifier.settings import NotifierSettings
-from notifier.templates import pick, render, shipped
+from notifier.touches.consumer import handle
+from notifier.touches.models.email_message import MailEnvelope, build_email
+from notifier.touches.worker import TouchSender
 
 
 def _sink_main(port: int) -> None:

@@ -10,7 +10,7 @@ contracts' encode(). Then, in alternating order (ABC CBA):
   poll like the kit) reading every funnel topic until it has seen every record; it decodes
   nothing and writes nothing;
 - reporting: the service's own InboxConsumer, handlers and batch handler
-  (`reporting.projection.handle_batch`: a partition batch's states loaded and its summed
+  (`reporting.projection.service.project`: a partition batch's states loaded and its summed
   differences written set-based) on a fresh, migrated database with fsync on, until its
   inbox holds every event;
 - reporting event by event: the same without the batch handler (the kit's one transaction
@@ -49,8 +49,7 @@ from funnel_servicekit.inbox import InboxConsumer
 from funnel_servicekit.kafka import ensure_topics
 from funnel_servicekit.telemetry import setup_tracing
 from reporting.app import MIGRATIONS
-from reporting.consumer import HANDLED
-from reporting.projection import handle, handle_batch
+from reporting.projection.consumer import HANDLED, handle, handle_batch
 
 
 async def reporting_consumer(stack: Stack, total: int, batched: bool = True) -> float:

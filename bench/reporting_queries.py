@@ -6,7 +6,7 @@ query over the raw events, at 1M (and 10M) leads, and the projection's events pe
 A fresh PostgreSQL (the devstack's) gets a raw stage-event table generated in SQL (sources,
 campaigns, forms, drop-offs, delays with whole-day edges) and the reporting aggregates
 computed from it in bulk. Each query is timed with the service's own code
-(`reporting.queries.conversion_counts` + `conversion_groups`), and the naive SQL over the raw
+(`reporting.reports.store.conversion_counts` + `conversion_groups`), and the naive SQL over the raw
 table, indexed, answers the same question in the same run: **ratio = naive p95 / aggregate
 p95**. The two answers are compared before timing (they must be equal). Projection throughput
 runs the service's handler on generated events (`bench.reporting_dataset`), one transaction
@@ -39,12 +39,11 @@ from funnel_devstack.ports import free_port
 from funnel_devstack.postgres import PostgresServer
 from funnel_servicekit import migrations
 from funnel_servicekit.db import create_pool
-from reporting import queries
 from reporting.app import MIGRATIONS
-from reporting.domain.answers import conversion_groups
-from reporting.domain.period import parse_period
 from reporting.domain.windows import WINDOW_COLUMNS
-from reporting.projection import handle, snapshot
+from reporting.projection.consumer import handle
+from reporting.reports import store as queries
+from reporting.reports.models import conversion_groups, parse_period
 
 STAGES = ["awareness", "interest", "desire", "action", "loyalty"]
 TZ = "America/Los_Angeles"
@@ -294,8 +293,8 @@ async def _naive_weekly(conn: asyncpg.Connection) -> dict[str, Any]:
 
 
 async def _snapshot_answer(conn: asyncpg.Connection) -> dict[str, Any]:
-    body = await snapshot(conn, "digital-sales")
-    return {s["stage"]: int(s["leads"]) for s in body["stages"]}
+    rows = await queries.stage_counts(conn, "digital-sales")
+    return {r["stage"]: int(r["leads"]) for r in rows}
 
 
 async def _naive_snapshot(conn: asyncpg.Connection) -> dict[str, Any]:

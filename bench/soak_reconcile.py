@@ -34,10 +34,10 @@ from funnel_contracts import DecodeError, decode
 from funnel_contracts.topics import ALL_TOPICS, all_topics_with_dead_letters, dead_letter_topic
 from funnel_devstack.mailbox import read_messages
 from funnel_devstack.stack import Stack
-from notifier.consumer import HANDLED as NOTIFIER_HANDLED
-from reporting.consumer import HANDLED as REPORTING_HANDLED
-from stage_tracker.consumer import HANDLED as TRACKER_HANDLED
-from stage_tracker.consumer import TOPICS as TRACKER_TOPICS
+from notifier.touches.consumer import HANDLED as NOTIFIER_HANDLED
+from reporting.projection.consumer import HANDLED as REPORTING_HANDLED
+from stage_tracker.moves.consumer import HANDLED as TRACKER_HANDLED
+from stage_tracker.moves.consumer import TOPICS as TRACKER_TOPICS
 
 SCHEMAS = ("intake", "tracker", "notifier", "reporting")
 # consumer group -> (its schema, the topics it reads, the event types it handles)

@@ -52,8 +52,8 @@ from funnel_servicekit.inbox import InboxConsumer
 from funnel_servicekit.kafka import ensure_topics
 from funnel_servicekit.telemetry import setup_tracing
 from stage_tracker.app import MIGRATIONS
-from stage_tracker.consumer import HANDLED, TOPICS, EventHandler
-from stage_tracker.funnel_registry import FunnelRegistry
+from stage_tracker.funnels.service import FunnelRegistry
+from stage_tracker.moves.consumer import HANDLED, TOPICS, EventHandler
 from stage_tracker.settings import TrackerSettings
 
 TARGETS = ("bare", "batched", "per_event")

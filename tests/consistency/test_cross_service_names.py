@@ -1,7 +1,7 @@
 """Names one service relies on that another defines: a rename on one side fails here first."""
 
-from notifier.catalog import default_playbooks
-from stage_tracker.default_funnels import default_funnels
+from notifier.playbooks.catalog import default_playbooks
+from stage_tracker.funnels.models.defaults import default_funnels
 
 
 def test_every_stage_a_shipped_playbook_waits_for_exists_in_a_default_funnel() -> None:

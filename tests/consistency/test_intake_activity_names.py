@@ -1,9 +1,9 @@
 """Activity types the default funnels move on are ones intake documents and accepts."""
 
 from funnel_contracts.events import KNOWN_ACTIVITY_TYPES
-from lead_intake.activities import ActivityIn
-from stage_tracker.default_funnels import default_funnels
-from stage_tracker.signals import (
+from lead_intake.activities.models import ActivityIn
+from stage_tracker.funnels.models.defaults import default_funnels
+from stage_tracker.scoring.models.signals import (
     CAPTURED,
     CONSENT_GRANTED,
     TOUCH_CLICKED,

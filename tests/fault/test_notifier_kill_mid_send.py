@@ -31,7 +31,7 @@ from funnel_devstack.stack import Stack
 from funnel_servicekit import migrations
 from funnel_servicekit.db import create_pool
 from notifier.app import MIGRATIONS
-from notifier.consumer import handle
+from notifier.touches.consumer import handle
 
 pytestmark = pytest.mark.fault
 

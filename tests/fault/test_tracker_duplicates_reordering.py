@@ -23,7 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from funnel_contracts import Envelope, KafkaRecord, encode
 from funnel_devstack.stack import Stack
-from stage_tracker.consumer import TOPICS
+from stage_tracker.moves.consumer import TOPICS
 from tests.e2e.waiting import eventually
 from tests.integration.tracker_harness import (
     HISTORY,

@@ -27,9 +27,10 @@ from funnel_devstack.mailbox import MailboxServer
 from funnel_servicekit import migrations
 from funnel_servicekit.db import create_pool
 from notifier.app import MIGRATIONS, create_app
-from notifier.consumer import handle
-from notifier.sender import TouchSender
+from notifier.people.worker import ContactResolver
 from notifier.settings import NotifierSettings
+from notifier.touches.consumer import handle
+from notifier.touches.worker import TouchSender
 
 ADMIN_KEY = "notifier-integration-admin-key-0123456789"
 
@@ -85,6 +86,11 @@ class Harness:
     def sender(self) -> TouchSender:
         return TouchSender(self.pool, self.settings)
 
+    @property
+    def resolver(self) -> ContactResolver:
+        """The contact resolver (opens v2 events' sealed contacts with keys from intake)."""
+        return ContactResolver(self.pool, self.settings)
+
     async def feed(self, *events: EventData) -> None:
         for event in events:
             envelope = Envelope.of(event, source="test")
@@ -94,8 +100,9 @@ class Harness:
     async def send_due(self) -> int:
         """Run the sender until nothing is due; how many touches it handled."""
         sender, total = self.sender, 0
-        while handled := await sender.send_due():
-            total += handled
+        async with sender.resources():  # one SMTP connection for all the batches
+            while handled := await sender.send_due():
+                total += handled
         return total
 
     async def make_due(self, lead_id: UUID, playbook: str | None = None) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from funnel_contracts import ActivityRecorded
 from funnel_devstack.stack import Stack
-from lead_intake.activities import email_sha256
+from lead_intake.activities.models import email_sha256
 from tests.e2e.waiting import eventually
 from tests.integration.test_intake_harness import ADMIN, Intake, running_intake
 

@@ -390,7 +390,7 @@ async def test_rate_limits_per_ip_and_per_form_answer_429_with_retry_after(
 
 
 async def test_expired_idempotency_keys_are_purged(intake: Intake) -> None:
-    from lead_intake.store import idempotency
+    from lead_intake.submissions import store as idempotency
 
     await intake.client.post(
         "/v1/forms/spring/submissions",

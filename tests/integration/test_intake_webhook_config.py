@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from funnel_devstack.stack import Stack
-from lead_intake.meta_fetcher import MetaFetcher
 from lead_intake.settings import IntakeSettings
+from lead_intake.webhooks.worker import MetaFetcher
 from tests.integration.test_intake_harness import ADMIN, Intake, running_intake
 from tests.integration.test_intake_webhooks import (
     META_NOTICE,
@@ -197,7 +197,7 @@ async def test_a_meta_notice_with_no_form_to_join_is_refused_for_a_redelivery(
     intake: Intake,
 ) -> None:
     await intake.pool.execute("UPDATE forms SET id = 'renamed' WHERE id = 'meta-leads'")
-    intake.app.state.runtime.state["form_cache"].forget("meta-leads")
+    intake.app.state.runtime.context.form_cache.forget("meta-leads")
     body = json.dumps(_notice(("333", OTHER_FORM))).encode()
     refused = await intake.client.post(
         "/v1/webhooks/meta", content=body, headers={"x-hub-signature-256": _hex(META_SECRET, body)}

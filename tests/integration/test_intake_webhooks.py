@@ -22,8 +22,9 @@ from funnel_contracts import LeadCapturedV2
 from funnel_devstack.ports import free_port
 from funnel_devstack.stack import Stack
 from funnel_servicekit.runtime import Worker, supervise
-from lead_intake.meta_fetcher import MetaFetcher
 from lead_intake.settings import IntakeSettings
+from lead_intake.webhooks import service as meta_service
+from lead_intake.webhooks.worker import LEASE_SECONDS, MetaFetcher
 from tests.integration.kit_support import CrashingPool, eventually
 from tests.integration.test_intake_harness import Intake, running_intake
 
@@ -312,6 +313,54 @@ async def test_the_meta_fetcher_restarted_after_a_crash_fetches_with_a_new_clien
         LEADGEN_ID,
         "555555555555",
     ]
+
+
+async def test_a_claimed_meta_lead_is_leased_then_fetched_once_with_no_transaction_open(
+    intake: Intake, graph: tuple[FakeGraph, str]
+) -> None:
+    """A replica that claims a lead and dies before recording it only delays the lead (its
+    lease ends); while leased nobody else fetches it; Graph is called outside any transaction."""
+    fake, url = graph
+    body = json.dumps(META_NOTICE).encode()
+    signed = {"x-hub-signature-256": _hex(META_SECRET, body), "content-type": "application/json"}
+    assert (await intake.client.post("/v1/webhooks/meta", content=body, headers=signed)).is_success
+    settings = IntakeSettings(
+        database_url="unused",
+        meta_access_token="graph-token",
+        meta_graph_base_url=url,
+        db_schema="intake",
+    )
+    open_while_fetching: list[int] = []
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        open_while_fetching.append(
+            await intake.pool.fetchval(
+                """SELECT count(*) FROM pg_stat_activity
+                   WHERE datname = current_database() AND state LIKE 'idle in transaction%'
+                     AND query LIKE '%pending_platform_leads%'"""
+            )
+        )
+        return httpx.Response(200, json=fake.lead())
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        fetcher = MetaFetcher(intake.pool, settings, client)
+        [claimed] = await meta_service.claim_due_meta_leads(
+            fetcher.transactions, 10, settings.meta_fetch_max_attempts, LEASE_SECONDS
+        )  # ... and the claimer dies here
+        assert (claimed.external_id, claimed.attempts) == (LEADGEN_ID, 0)
+        assert await fetcher.fetch_due() == 0  # leased: not fetched a second time meanwhile
+        row = await intake.pool.fetchrow(
+            """SELECT attempts, next_attempt_at > now() + interval '60 seconds' AS leased
+               FROM pending_platform_leads"""
+        )
+        assert (row["attempts"], row["leased"]) == (1, True)
+
+        await intake.pool.execute("UPDATE pending_platform_leads SET next_attempt_at = now()")
+        assert await fetcher.fetch_due() == 1  # the lease ended: fetched and captured
+
+    assert open_while_fetching == [0]
+    assert await intake.count("pending_platform_leads") == 0
+    assert await intake.count("leads") == 1
 
 
 # Shaped as Typeform's documented example payload: calculated score, variables, hidden fields,

@@ -13,9 +13,10 @@ import asyncpg
 import pytest
 
 from funnel_devstack.stack import Stack
-from notifier import store
+from funnel_servicekit.unit_of_work import UnitOfWork
 from notifier.channels import Outcome
-from notifier.sender import CONNECTION_ERRORS, TouchSender
+from notifier.touches.models.due import DueTouch
+from notifier.touches.worker import CONNECTION_ERRORS, TouchSender
 from tests.integration.notifier_harness import Harness, captured, entered, notifier_harness
 
 pytestmark = pytest.mark.integration
@@ -39,19 +40,19 @@ class OutageWhileRecording(TouchSender):
         self.dsn = h.settings.database_url
 
     async def _record_one(
-        self, conn: asyncpg.Connection, touch: store.DueTouch, outcome: Outcome, now: datetime
+        self, uow: UnitOfWork, touch: DueTouch, outcome: Outcome, now: datetime
     ) -> None:
         if self.terminated < self.outages:
             admin = await asyncpg.connect(self.dsn)
             try:  # waits until the backend is gone
                 gone = await admin.fetchval(
-                    "SELECT pg_terminate_backend($1, 5000)", conn.get_server_pid()
+                    "SELECT pg_terminate_backend($1, 5000)", uow.conn.get_server_pid()
                 )
             finally:
                 await admin.close()
             assert gone is True
             self.terminated += 1
-        await super()._record_one(conn, touch, outcome, now)
+        await super()._record_one(uow, touch, outcome, now)
 
 
 async def _due_welcome(h: Harness) -> str:

@@ -206,7 +206,7 @@ async def test_an_smtp_server_that_is_down_delays_touches_and_never_drops_them(
         down = h.settings.model_copy(update={"smtp_port": free_port()})
         lead = uuid4()
         await h.feed(captured(lead), entered(lead, "awareness", 0))
-        from notifier.sender import TouchSender
+        from notifier.touches.worker import TouchSender
 
         for _ in range(4):  # more tries than touch_max_attempts
             await TouchSender(h.pool, down).send_due()

@@ -11,7 +11,7 @@ from uuid import uuid4
 import pytest
 
 from funnel_devstack.stack import Stack
-from notifier.consumer import WAKE_CHANNEL
+from notifier.wake import TOUCHES_CHANNEL as WAKE_CHANNEL
 from tests.integration.kit_support import eventually
 from tests.integration.notifier_harness import Harness, captured, entered, notifier_harness
 

@@ -13,9 +13,9 @@ import pytest
 
 from funnel_contracts import ActivityRecorded, LeadScored
 from funnel_devstack.stack import Stack
-from notifier import playbook_store
-from notifier.playbook_model import Playbook
-from notifier.webhook_rules import verify
+from notifier.channels.webhook_rules import verify
+from notifier.playbooks import store as playbook_store
+from notifier.playbooks.models import Playbook
 from tests.integration.notifier_harness import (
     Harness,
     WebhookReceiver,

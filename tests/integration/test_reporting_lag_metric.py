@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.reporting_dataset import generate
 from funnel_devstack.stack import Stack
-from reporting.rebuild import end_offsets
+from reporting.projection.rebuild import end_offsets
 from tests.integration.reporting_support import publish
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ from bench.reporting_dataset import STAGES, Dataset, generate
 from funnel_contracts import LeadErased
 from funnel_devstack.ports import free_port
 from funnel_devstack.stack import Stack
-from reporting.store import TABLES
+from reporting.projection.store import TABLES
 from tests.integration.kit_support import eventually
 from tests.integration.reporting_oracle import Oracle
 from tests.integration.reporting_support import counts_by_group, get, publish

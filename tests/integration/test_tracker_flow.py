@@ -10,7 +10,7 @@ import pytest
 
 from funnel_contracts import ConsentChanged, Envelope, LeadErased, TouchClicked
 from funnel_devstack.stack import Stack
-from stage_tracker.stall_timers import StallTimers
+from stage_tracker.timers.worker import StallTimers
 from tests.integration.tracker_harness import T0, Harness, activity, captured, tracker_harness
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""The tracker's real consumer on real topics: dead letters, and a replay that rebuilds exactly.
+"""The tracker's real consumer on real topics: dead letters, and a rebuild that is exact.
 
 Events are produced through the contracts' encode() onto the contract topics of a private
 broker, as lead-intake and the notifier will produce them. The tracker runs as the service
@@ -19,11 +19,11 @@ from funnel_contracts import EventData, LeadErased
 from funnel_contracts.topics import LEAD_EVENTS, dead_letter_topic
 from funnel_devstack.stack import Stack
 from funnel_servicekit.db import create_pool
-from stage_tracker.consumer import TOPICS, EventHandler
-from stage_tracker.funnel_registry import FunnelRegistry
-from stage_tracker.replay import replay
+from stage_tracker.funnels.service import FunnelRegistry
+from stage_tracker.moves.consumer import TOPICS, EventHandler
+from stage_tracker.rebuild import rebuild
 from stage_tracker.settings import TrackerSettings
-from stage_tracker.stall_timers import StallTimers
+from stage_tracker.timers.worker import StallTimers
 from tests.integration.tracker_harness import (
     ADMIN_KEY,
     HISTORY,
@@ -164,7 +164,7 @@ async def _people_and_timers(
     return newcomers, erased, commands
 
 
-async def test_replaying_the_topics_into_an_empty_database_rebuilds_the_same_states(
+async def test_rebuilding_from_the_topics_into_an_empty_database_gives_the_same_states(
     module_infra: Stack,
 ) -> None:
     leads = [uuid4() for _ in range(24)]
@@ -212,7 +212,7 @@ async def test_replaying_the_topics_into_an_empty_database_rebuilds_the_same_sta
             [tuple(r) for r in definitions],
         )
         handler = EventHandler(FunnelRegistry(), "tracker", "stage-tracker")
-        counts = await replay(pool, module_infra.kafka_bootstrap, TOPICS, handler, group_id=None)
+        counts = await rebuild(pool, module_infra.kafka_bootstrap, TOPICS, handler, group_id=None)
         assert counts["processed"] == consumed
         assert counts["poison"] == dead_letters  # what the live run dead-lettered, no more
         rebuilt_state = [tuple(r) for r in await pool.fetch(STATE)]

@@ -39,8 +39,8 @@ from funnel_servicekit.db import create_pool
 from funnel_servicekit.inbox import InboxConsumer
 from funnel_servicekit.outbox import OutboxRelay
 from stage_tracker.app import MIGRATIONS, create_app
-from stage_tracker.consumer import HANDLED, TOPICS, EventHandler
-from stage_tracker.funnel_registry import FunnelRegistry
+from stage_tracker.funnels.service import FunnelRegistry
+from stage_tracker.moves.consumer import HANDLED, TOPICS, EventHandler
 from stage_tracker.settings import TrackerSettings
 
 ADMIN_KEY = "tracker-integration-admin-key-0123456789"

@@ -11,9 +11,9 @@ from uuid import uuid4
 
 import pytest
 
-from notifier.email_message import Envelope, build_email
-from notifier.playbook_model import LocalizedTemplate
-from notifier.templates import render
+from notifier.playbooks.models import LocalizedTemplate
+from notifier.playbooks.models.templates import render
+from notifier.touches.models.email_message import MailEnvelope, build_email
 
 HOSTILE_NAMES = [
     "Ada\r\nBcc: stolen@evil.example",
@@ -32,8 +32,8 @@ TEMPLATE = LocalizedTemplate(
 )
 
 
-def _envelope(to: str = "ada@example.com") -> Envelope:
-    return Envelope(
+def _envelope(to: str = "ada@example.com") -> MailEnvelope:
+    return MailEnvelope(
         touch_id=uuid4(), to=to, mail_from="Funnel <hello@funnel.example>",
         domain="funnel.example", locale="en",
     )  # fmt: skip

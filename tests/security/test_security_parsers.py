@@ -19,10 +19,17 @@ from hypothesis import strategies as st
 from starlette.requests import Request
 
 from funnel_servicekit.problems import Problem
-from lead_intake.body import parse_json, read_form_post
-from lead_intake.forms import FieldSpec, FormSettings
-from lead_intake.normalize import normalize_email, normalize_name, normalize_phone, truncate_ip
-from lead_intake.platforms import (
+from lead_intake.common.body import parse_json, read_form_post
+from lead_intake.common.normalize import (
+    normalize_email,
+    normalize_name,
+    normalize_phone,
+    truncate_ip,
+)
+from lead_intake.forms.models import FieldSpec, FormSettings
+from lead_intake.leads.models import SubmissionInvalid
+from lead_intake.submissions.models import parse_submission
+from lead_intake.webhooks.models import (
     PayloadInvalid,
     generic_lead,
     google_ads_lead,
@@ -30,7 +37,6 @@ from lead_intake.platforms import (
     meta_values,
     typeform_lead,
 )
-from lead_intake.submission import SubmissionInvalid, parse_submission
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 MULTIPART_X = "multipart/form-data; boundary=x"
@@ -287,14 +293,41 @@ def test_a_crlf_name_is_neutralised_to_one_line() -> None:
 
 
 def _platform_outcome(parse: Any, payload: Any) -> None:
+    """A parser either gives values that the form rules then check like a form post, or lead
+    ids, or refuses with the path of the field at fault inside the payload it was given."""
+    refused: PayloadInvalid | None = None
     try:
         values = parse(payload)
     except PayloadInvalid as exc:
-        values = exc.field
+        refused = exc
+    if refused is not None:
+        assert isinstance(refused.field, str)
+        assert refused.field
+        assert str(refused).startswith(f"{refused.field}: "), refused
+        _assert_points_into(payload, refused.field)
+        return
     if isinstance(values, dict):
+        assert all(isinstance(k, str) for k in values), values
         check_accepted(values)
-    else:
-        assert isinstance(values, list) or values  # a list of ids, or the field at fault
+    else:  # Meta's notifications: (lead id, change) pairs
+        assert isinstance(values, list), values
+        for lead_id, change in values:
+            assert isinstance(lead_id, str), lead_id
+            assert lead_id
+            assert isinstance(change, dict), change
+
+
+def _assert_points_into(payload: Any, field: str) -> None:
+    """Every step of `field` but the last exists in `payload` (the last may be what is
+    missing); a path of one step names a top-level member or the body itself."""
+    here = payload
+    for step in field.split(".")[:-1]:
+        if isinstance(here, dict) and step in here:
+            here = here[step]
+        elif isinstance(here, list) and step.isdigit() and int(step) < len(here):
+            here = here[int(step)]
+        else:
+            raise AssertionError(f"{field!r} does not point into {payload!r}")
 
 
 @FAST
@@ -327,18 +360,25 @@ def test_google_and_generic_payloads_are_parsed_or_refused_by_field(payload: Any
 
 
 @pytest.mark.parametrize(
-    "payload",
+    ("payload", "field"),
     [
-        {"object": "page", "entry": ["x"]},
-        {"object": "page", "entry": {"changes": []}},
-        {"object": "page", "entry": 5},
-        {"object": "page", "entry": [{"changes": "leadgen"}]},
-        {"object": "page", "entry": [{"changes": [{"field": "leadgen", "value": {"leadgen_id": []}}]}]},  # noqa: E501
+        ({"object": "page", "entry": ["x"]}, "entry.0"),
+        ({"object": "page", "entry": {"changes": []}}, "entry"),
+        ({"object": "page", "entry": 5}, "entry"),
+        ({"object": "page", "entry": [{"changes": "leadgen"}]}, "entry.0.changes"),
+        ({"object": "page", "entry": [{"changes": [{"field": "leadgen", "value": {"leadgen_id": []}}]}]}, "entry.0.changes.0.value.leadgen_id"),  # noqa: E501
+        ({"object": "user", "entry": []}, "object"),
     ],
 )  # fmt: skip
-def test_meta_notifications_of_the_wrong_shape_name_the_field(payload: Any) -> None:
-    try:
-        outcome: object = meta_lead_ids(payload)
-    except PayloadInvalid as exc:
-        outcome = exc.field
-    assert outcome == [] or str(outcome).startswith("entry"), outcome
+def test_meta_notifications_of_the_wrong_shape_name_the_field(payload: Any, field: str) -> None:
+    with pytest.raises(PayloadInvalid) as refused:
+        meta_lead_ids(payload)
+    assert refused.value.field == field
+
+
+def test_meta_notifications_give_the_lead_ids_of_leadgen_changes_only() -> None:
+    change = {"field": "leadgen", "value": {"leadgen_id": "123"}}
+    other = {"field": "feed", "value": {}}
+    assert meta_lead_ids({"object": "page", "entry": [{"changes": [other]}]}) == []
+    got = meta_lead_ids({"object": "page", "entry": [{"changes": [change, other]}]})
+    assert got == [("123", {"leadgen_id": "123"})]

@@ -19,8 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from notifier.channels import Failed, Sent
-from notifier.channels.webhook_channel import WebhookChannel
-from notifier.webhook_rules import RefusedDestination, check_addresses, check_host
+from notifier.channels.webhook import WebhookChannel
+from notifier.channels.webhook_rules import RefusedDestination, check_addresses, check_host
 from tests.integration.notifier_harness import WebhookReceiver
 
 INTERNAL = [

@@ -9,7 +9,16 @@ import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
-from funnel_servicekit.auth import ALL_SCOPES, ApiKeyAuth, Principal, hash_key, require_scopes
+from funnel_servicekit.auth import (
+    ALL_SCOPES,
+    ApiKeyAuth,
+    Principal,
+    Scope,
+    check_route_scopes,
+    hash_key,
+    require_scopes,
+    route_scopes,
+)
 from funnel_servicekit.problems import PROBLEM_JSON, install_problem_handlers
 
 ADMIN_KEY = "adm-7c1f0b9a5e3d4c2b8a6f1e0d"
@@ -128,3 +137,29 @@ def test_require_scopes_publishes_its_scopes_and_admin_has_all() -> None:
     dependency = require_scopes("leads:read")
     assert dependency.required_scopes == ("leads:read",)  # type: ignore[attr-defined]
     assert {"leads:read", "leads:write", "funnels:admin", "reports:read"} <= ALL_SCOPES
+
+
+def test_scopes_are_one_enum_and_a_route_with_an_unknown_scope_refuses_to_start() -> None:
+    assert {s.value for s in Scope} == ALL_SCOPES
+    with pytest.raises(ValueError, match="unknown scopes: leads:raed"):
+        require_scopes("leads:raed")  # type: ignore[arg-type]
+
+    def sneaked_in() -> None:
+        """A dependency that claims a scope without going through require_scopes."""
+
+    sneaked_in.required_scopes = ("reports:reed",)  # type: ignore[attr-defined]
+    app = FastAPI()
+
+    @app.get("/fine")
+    async def fine(who: Annotated[Principal, Depends(require_scopes(Scope.LEADS_READ))]) -> None:
+        return None
+
+    assert route_scopes(app) == {"GET /fine": ("leads:read",)}
+    check_route_scopes(app)  # every scope known: starts
+
+    @app.get("/typo", dependencies=[Depends(sneaked_in)])
+    async def typo() -> None:
+        return None
+
+    with pytest.raises(RuntimeError, match=r"GET /typo requires unknown scopes: reports:reed"):
+        check_route_scopes(app)

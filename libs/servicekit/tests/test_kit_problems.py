@@ -161,3 +161,28 @@ def test_an_unreachable_database_is_a_503_to_retry_not_a_500(client: TestClient,
         "detail": "a dependency of this service cannot be reached; retry later",
         "instance": f"/database/{kind}",
     }
+
+
+def test_the_shared_answers_name_the_field_and_carry_their_headers() -> None:
+    from funnel_servicekit.problems import conflict, invalid, not_found, rate_limited, unavailable
+
+    bad = invalid("email", "not an email address")
+    assert (bad.status, bad.type) == (422, "urn:funnel:problem:validation")
+    assert bad.body()["errors"] == [
+        {"field": "email", "message": "not an email address", "code": "value_error"}
+    ]
+    assert bad.body()["detail"] == "email: not an email address"
+    missing = not_found("form", "form_id", "spring")
+    assert (missing.status, missing.body()["errors"][0]["field"]) == (404, "form_id")
+    assert missing.detail == "no form with id 'spring'"
+    clash = conflict("the email belongs to another lead", field="email")
+    assert (clash.status, clash.errors) == (409, [{"field": "email", "message": clash.detail}])
+    slow = rate_limited("client", "10/minute", 7)
+    assert (slow.status, slow.headers) == (429, {"Retry-After": "7"})
+    assert slow.detail == "this client is over its limit of 10/minute; retry in 7s"
+    away = unavailable(retry_after=9)
+    assert (away.status, away.headers, away.type) == (
+        503,
+        {"Retry-After": "9"},
+        "urn:funnel:problem:dependency-unavailable",
+    )

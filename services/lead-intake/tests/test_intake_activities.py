@@ -7,7 +7,8 @@ from uuid import uuid4
 import pytest
 from pydantic import ValidationError
 
-from lead_intake.activities import (
+from funnel_servicekit.problems import field_error
+from lead_intake.activities.models import (
     ActivityBatch,
     ActivityIn,
     Known,
@@ -107,7 +108,7 @@ def test_whose_activity_an_unknown_email_or_visitor_waits_an_unknown_lead_id_is_
     assert owners[:2] == [Owner(lead), Owner(lead)]
     assert owners[2] == Owner(None, email_sha256("new@example.com"))
     assert owners[3:5] == [Owner(lead), Owner(None)]
-    assert owners[5] == {"field": "activities.5.lead_id", "message": "no such lead"}
+    assert owners[5] == field_error("activities.5.lead_id", "no such lead")
     assert unknown_people(batch, known) == (["new@example.com"], ["v-stranger"])
 
 

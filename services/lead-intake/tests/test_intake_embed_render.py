@@ -2,7 +2,7 @@
 
 import json
 
-from lead_intake.api.embed import render_embed
+from lead_intake.forms.service import render_embed
 
 
 def test_the_config_is_injected_once_and_cannot_close_the_script_element() -> None:

@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from lead_intake.forms import Form, FormIn, FormPatch, FormSettings
+from lead_intake.forms.models import Form, FormIn, FormPatch, FormSettings
 
 
 def test_origins_are_normalized_and_matched() -> None:

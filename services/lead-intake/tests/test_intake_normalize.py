@@ -2,7 +2,12 @@
 
 import pytest
 
-from lead_intake.normalize import normalize_email, normalize_name, normalize_phone, truncate_ip
+from lead_intake.common.normalize import (
+    normalize_email,
+    normalize_name,
+    normalize_phone,
+    truncate_ip,
+)
 
 
 @pytest.mark.parametrize(

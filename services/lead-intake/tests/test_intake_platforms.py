@@ -6,7 +6,7 @@ import hmac
 
 import pytest
 
-from lead_intake.platforms import (
+from lead_intake.webhooks.models import (
     PayloadInvalid,
     SignatureInvalid,
     generic_lead,

@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from lead_intake.forms import FieldSpec, FormSettings
-from lead_intake.submission import (
-    SubmissionInvalid,
+from lead_intake.forms.models import FieldSpec, FormSettings
+from lead_intake.leads.models import SubmissionInvalid
+from lead_intake.submissions.models import (
     is_honeypot_filled,
     parse_submission,
     utm_from_url,
@@ -35,7 +35,7 @@ def test_every_fault_is_named_at_once() -> None:
     assert faults == ["email", "phone", "locale", "time_zone"]
 
 
-def test_a_submission_is_normalized_with_its_touch() -> None:
+def test_a_submission_is_normalized_with_its_touchpoint() -> None:
     sub = parse_submission(
         {
             "email": " A@Example.com",
@@ -51,7 +51,7 @@ def test_a_submission_is_normalized_with_its_touch() -> None:
         now=NOW,
     )
     assert (sub.email, sub.first_name) == ("a@example.com", "Ada")
-    assert (sub.touch.utm.source, sub.touch.utm.medium, sub.touch.utm.term) == (
+    assert (sub.touchpoint.utm.source, sub.touchpoint.utm.medium, sub.touchpoint.utm.term) == (
         "google",
         "cpc",
         "shoes",
@@ -72,10 +72,10 @@ def test_the_referer_is_the_landing_page_of_a_plain_post() -> None:
         now=NOW,
         page_url="https://lp.example.com/x?utm_campaign=c1",
     )
-    assert sub.touch.landing_page == "https://lp.example.com/x?utm_campaign=c1"
-    assert sub.touch.utm.campaign == "c1"
+    assert sub.touchpoint.landing_page == "https://lp.example.com/x?utm_campaign=c1"
+    assert sub.touchpoint.utm.campaign == "c1"
     ignored = parse_submission({"email": "a@example.com"}, PLAIN, now=NOW, page_url="javascript:x")
-    assert ignored.touch.landing_page is None
+    assert ignored.touchpoint.landing_page is None
 
 
 def test_declared_fields_are_typed_and_bounded() -> None:
@@ -178,7 +178,7 @@ def test_utm_from_url() -> None:
 
 
 def test_text_postgres_cannot_store_is_found_with_its_path() -> None:
-    from lead_intake.text_rules import nul_path
+    from lead_intake.common.text_rules import nul_path
 
     assert nul_path({"a": {"b": ["ok", "x\x00"]}}) == "a.b.1"
     assert nul_path({"k\x00": 1}) == "k?"

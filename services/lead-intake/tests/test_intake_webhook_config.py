@@ -7,15 +7,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from lead_intake.meta_forms import MetaForm, MetaFormIn, field_map_for, meta_form_id
-from lead_intake.platforms import SignatureInvalid, verify_hex_signature
-from lead_intake.webhook_secrets import (
+from lead_intake.webhooks.models import (
     FormSecret,
+    MetaForm,
+    MetaFormIn,
     SecretIn,
     SecretOut,
+    SignatureInvalid,
+    field_map_for,
     hint,
+    meta_form_id,
     new_secret,
     verify_any,
+    verify_hex_signature,
 )
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)

@@ -4,9 +4,9 @@ from uuid import uuid4
 
 import pytest
 
-from notifier.email_message import Envelope, build_email, message_id
 from notifier.links import BadLink, LinkSigner
-from notifier.templates import RenderedEmail
+from notifier.playbooks.models.templates import RenderedEmail
+from notifier.touches.models.email_message import MailEnvelope, build_email, message_id
 
 SIGNER = LinkSigner("k" * 32, "https://n.example/")
 TOUCH, LEAD = uuid4(), uuid4()
@@ -16,7 +16,7 @@ RENDERED = RenderedEmail(subject="Hej", text="Hej Ada", html="<html><body><p>Hej
 def test_marketing_mail_has_both_parts_the_message_id_and_one_click_unsubscribe() -> None:
     unsubscribe = SIGNER.unsubscribe_url(TOUCH, LEAD, "marketing")
     msg = build_email(
-        Envelope(TOUCH, "ada@example.com", "F <f@funnel.example>", "funnel.example", "sv",
+        MailEnvelope(TOUCH, "ada@example.com", "F <f@funnel.example>", "funnel.example", "sv",
                  unsubscribe_url=unsubscribe, open_pixel_url=SIGNER.open_url(TOUCH, LEAD)),
         RENDERED,
     )  # fmt: skip
@@ -35,7 +35,7 @@ def test_marketing_mail_has_both_parts_the_message_id_and_one_click_unsubscribe(
 
 def test_transactional_mail_has_no_list_unsubscribe_headers() -> None:
     msg = build_email(
-        Envelope(TOUCH, "ada@example.com", "f@funnel.example", "funnel.example", "en"), RENDERED
+        MailEnvelope(TOUCH, "ada@example.com", "f@funnel.example", "funnel.example", "en"), RENDERED
     )
     assert msg["List-Unsubscribe"] is None
     assert msg["List-Unsubscribe-Post"] is None

@@ -7,10 +7,9 @@ import pytest
 from pydantic import ValidationError
 
 from funnel_contracts import ActivityRecorded, LeadScored, StageChanged
-from notifier.catalog import default_playbooks
-from notifier.playbook_model import Playbook
-from notifier.playbooks import plans_for
-from notifier.templates import check, shipped
+from notifier.playbooks.catalog import default_playbooks
+from notifier.playbooks.models import Playbook, plans_for
+from notifier.playbooks.models.templates import check, shipped
 
 NOW = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
 LEAD = uuid4()

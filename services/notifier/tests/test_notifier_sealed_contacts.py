@@ -1,4 +1,5 @@
-"""The contact a lead event gives the notifier: v1 in the clear, v2 opened with the lead's key.
+"""The contact a lead event gives the notifier: v1 in the clear, v2 opened with the lead's key
+(by the contact resolver, from the sealed data the consumer left waiting).
 
 The key service is lead-intake's HTTP API; here an httpx MockTransport plays it (no I/O).
 """
@@ -10,10 +11,12 @@ import httpx
 import pytest
 
 from funnel_contracts import LeadCaptured, LeadCapturedV2, LeadUpdatedV2
+from funnel_contracts.lead_reader import lead_details
 from funnel_contracts.sealed import PersonalData, SealError, key_to_text, new_data_key, seal
-from notifier.channels.email_channel import without_addresses
-from notifier.consumer import _contact
-from notifier.data_keys import DataKeys, KeyServiceRefused, KeyServiceUnavailable
+from notifier.channels.smtp import without_addresses
+from notifier.people.data_keys import DataKeys, KeyServiceRefused, KeyServiceUnavailable
+from notifier.people.models import PendingContact
+from notifier.people.service import open_contact
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 ADA = PersonalData(email="ada@example.com", phone="+46701234567", first_name="Ada")
@@ -34,6 +37,20 @@ def _captured_v2(
     )
 
 
+def _pending(event: LeadCapturedV2) -> PendingContact:
+    """What the consumer records of a v2 event (the sealed data, unopened)."""
+    details = lead_details(event)
+    assert details is not None
+    assert details.sealed is not None
+    assert details.needs_key
+    return PendingContact(1, event.lead_id, event.event_type, details.sealed, None, None, 1)
+
+
+async def _contact(event: LeadCapturedV2, keys: DataKeys) -> tuple[str | None, str | None] | None:
+    person = await open_contact(_pending(event), keys)
+    return None if person is None else (person.email, person.first_name)
+
+
 def _keys(answer: httpx.Response | Exception, seen: list[httpx.Request] | None = None) -> DataKeys:
     def respond(request: httpx.Request) -> httpx.Response:
         if seen is not None:
@@ -45,7 +62,7 @@ def _keys(answer: httpx.Response | Exception, seen: list[httpx.Request] | None =
     return DataKeys("http://intake.test", "fk_notifier", 1.0, httpx.MockTransport(respond))
 
 
-async def test_a_v1_event_gives_its_plain_contact_without_asking_for_a_key() -> None:
+def test_a_v1_event_gives_its_plain_contact_without_asking_for_a_key() -> None:
     event = LeadCaptured(
         lead_id=uuid4(),
         submission_id=uuid4(),
@@ -55,7 +72,12 @@ async def test_a_v1_event_gives_its_plain_contact_without_asking_for_a_key() -> 
         first_name="Grace",
         captured_at=NOW,
     )
-    assert await _contact(event, None) == ("grace@example.com", "Grace")
+    details = lead_details(event)
+    assert details is not None
+    assert not details.needs_key
+    person = details.person(None)
+    assert person is not None
+    assert (person.email, person.first_name) == ("grace@example.com", "Grace")
 
 
 async def test_a_v2_event_is_opened_with_the_key_intake_gives() -> None:
@@ -69,7 +91,7 @@ async def test_a_v2_event_is_opened_with_the_key_intake_gives() -> None:
 
 
 async def test_the_key_client_works_again_after_it_was_closed() -> None:
-    """The consumer loop closes it when it ends; a loop restarted after a crash asks again."""
+    """The contact resolver closes it when a run ends; a run after a crash asks again."""
     lead, key = uuid4(), new_data_key()
     seen: list[httpx.Request] = []
     keys = _keys(httpx.Response(200, json={"lead_id": str(lead), "key": key_to_text(key)}), seen)
@@ -115,7 +137,7 @@ async def test_a_blob_sealed_for_another_event_type_is_refused() -> None:
 async def test_intake_down_is_transient(answer: httpx.Response | Exception) -> None:
     with pytest.raises(KeyServiceUnavailable) as raised:
         await _contact(_captured_v2(uuid4(), new_data_key()), _keys(answer))
-    assert isinstance(raised.value, ConnectionError)  # what the inbox retries in place
+    assert isinstance(raised.value, ConnectionError)  # the resolver tries the row again
 
 
 @pytest.mark.parametrize("status", [401, 403, 400])
@@ -124,9 +146,7 @@ async def test_a_refused_credential_is_not_transient(status: int) -> None:
         await _contact(_captured_v2(uuid4(), new_data_key()), _keys(httpx.Response(status)))
 
 
-async def test_without_a_key_service_v2_cannot_be_read() -> None:
-    with pytest.raises(KeyServiceRefused):
-        await _contact(_captured_v2(uuid4(), new_data_key()), None)
+async def test_without_a_key_service_credential_v2_cannot_be_read() -> None:
     no_credential = DataKeys("http://intake.test", None, 1.0)
     with pytest.raises(KeyServiceRefused, match="FUNNEL_INTAKE_API_KEY"):
         await no_credential.key_of(uuid4())

@@ -3,8 +3,8 @@
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from notifier.playbook_model import Cap
-from notifier.send_rules import (
+from notifier.playbooks.models import Cap
+from notifier.touches.models.send_rules import (
     Defer,
     LeadFacts,
     Policy,

@@ -2,8 +2,14 @@
 
 import pytest
 
-from notifier.playbook_model import LocalizedTemplate
-from notifier.templates import TemplateProblem, candidate_locales, check, pick, render
+from notifier.playbooks.models import LocalizedTemplate
+from notifier.playbooks.models.templates import (
+    TemplateProblem,
+    candidate_locales,
+    check,
+    pick,
+    render,
+)
 
 
 def _t(text: str, html: str | None = None, subject: str = "Hi") -> LocalizedTemplate:

@@ -11,7 +11,7 @@ from uuid import uuid4
 import pytest
 
 from notifier.channels import Sent
-from notifier.channels.webhook_channel import WebhookChannel
+from notifier.channels.webhook import WebhookChannel
 
 
 class KeepAliveServer:

@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from notifier.retry_policy import backoff_seconds
-from notifier.webhook_rules import (
+from notifier.channels.webhook_rules import (
     RefusedDestination,
     check_addresses,
     check_host,
@@ -17,6 +16,7 @@ from notifier.webhook_rules import (
     signature,
     verify,
 )
+from notifier.retry_policy import backoff_seconds
 
 
 def test_the_signature_is_hmac_sha256_over_timestamp_and_body() -> None:

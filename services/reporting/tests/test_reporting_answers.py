@@ -6,9 +6,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from reporting.domain.answers import funnel_steps, percentile_hours
-from reporting.domain.period import PeriodError, parse_period
 from reporting.domain.windows import MORE_THAN_90_DAYS, stay_bucket
+from reporting.reports.models import PeriodError, funnel_steps, parse_period, percentile_hours
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 

@@ -17,9 +17,9 @@ from funnel_contracts import (
     StageChanged,
     Utm,
 )
-from reporting.domain.contributions import Contributions, add, contributions, diff
-from reporting.domain.lead_state import LeadState, apply
 from reporting.domain.windows import WINDOW_COLUMNS, window_counters
+from reporting.projection.models.contributions import Contributions, add, contributions, diff
+from reporting.projection.models.lead_state import LeadState, apply
 
 LEAD = UUID("00000000-0000-4000-8000-000000000001")
 T0 = datetime(2026, 9, 10, 8, 15, tzinfo=UTC)

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from funnel_contracts import StageChanged
-from reporting.domain.contributions import contributions
-from reporting.domain.lead_state import LeadState, apply
-from reporting.domain.stage_history import StageEntry, in_move_order
+from reporting.projection.models.contributions import contributions
+from reporting.projection.models.lead_state import LeadState, apply
+from reporting.projection.models.stage_history import StageEntry, in_move_order
 
 LEAD = UUID("00000000-0000-4000-8000-000000000002")
 T0 = datetime(2026, 9, 10, 8, 15, tzinfo=UTC)

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from stage_tracker.default_funnels import default_funnels, default_source
-from stage_tracker.funnel_parsing import InvalidDefinition, parse_definition
+from stage_tracker.funnels.models.defaults import default_funnels, default_source
+from stage_tracker.funnels.models.parsing import InvalidDefinition, parse_definition
 
 
 def test_the_three_defaults_follow_the_domain() -> None:

@@ -16,10 +16,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from tracker_signals import at, captured, sig
 
-from stage_tracker.default_funnels import default_funnels
-from stage_tracker.funnels import FunnelDefinition
-from stage_tracker.machine import LeadState, Move, apply, capture
-from stage_tracker.signals import Signal
+from stage_tracker.funnels.models.defaults import default_funnels
+from stage_tracker.funnels.models.definition import FunnelDefinition
+from stage_tracker.moves.models.machine import LeadState, Move, apply, capture
+from stage_tracker.scoring.models.signals import Signal
 
 FUNNELS = default_funnels()
 DS = FUNNELS["digital-sales"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from tracker_signals import at, captured, sig
 
-from stage_tracker.default_funnels import default_funnels
-from stage_tracker.machine import apply, capture
+from stage_tracker.funnels.models.defaults import default_funnels
+from stage_tracker.moves.models.machine import apply, capture
 
 DS = default_funnels()["digital-sales"]
 

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tracker_signals import at
 
-from stage_tracker.default_funnels import default_funnels
-from stage_tracker.funnels import FunnelDefinition
-from stage_tracker.machine import LeadState, Move, apply, capture, on_timer
-from stage_tracker.signals import CAPTURED, Signal
+from stage_tracker.funnels.models.defaults import default_funnels
+from stage_tracker.funnels.models.definition import FunnelDefinition
+from stage_tracker.moves.models.machine import LeadState, Move, apply, capture, on_timer
+from stage_tracker.scoring.models.signals import CAPTURED, Signal
 
 FUNNELS = default_funnels()
 KINDS = (

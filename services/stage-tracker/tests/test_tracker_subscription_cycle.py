@@ -10,9 +10,9 @@ from __future__ import annotations
 from tracker_signals import captured, sig
 
 from funnel_contracts.events import KNOWN_ACTIVITY_TYPES
-from stage_tracker.default_funnels import default_funnels
-from stage_tracker.machine import Outcome, apply, capture
-from stage_tracker.signals import Signal
+from stage_tracker.funnels.models.defaults import default_funnels
+from stage_tracker.moves.models.machine import Outcome, apply, capture
+from stage_tracker.scoring.models.signals import Signal
 
 SUB = default_funnels()["subscription"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from itertools import count
 
-from stage_tracker.signals import CAPTURED, Signal
+from stage_tracker.scoring.models.signals import CAPTURED, Signal
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 _ids = count()

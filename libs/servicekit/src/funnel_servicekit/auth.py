@@ -98,6 +98,26 @@ def new_api_key(name: str, scopes: list[str]) -> tuple[str, dict[str, object]]:
     return key, {"name": name, "sha256": hash_key(key), "scopes": sorted(scopes)}
 
 
+async def authenticate(request: Request) -> Principal:
+    """The caller's principal (401 without a valid key), for routes that choose their scope
+    themselves; routes with a fixed scope use `require_scopes`."""
+    auth: ApiKeyAuth = request.app.state.auth
+    return await auth.principal(request)
+
+
+def check_scopes(principal: Principal, *scopes: Scope) -> Principal:
+    """`principal`, or a 403 naming the scopes it lacks."""
+    missing = sorted(set(scopes) - principal.scopes)
+    if missing:
+        raise Problem(
+            403,
+            "Missing scope",
+            f"this call needs {', '.join(missing)}",
+            type_="urn:funnel:problem:forbidden",
+        )
+    return principal
+
+
 def require_scopes(*scopes: Scope) -> Callable[[Request], Awaitable[Principal]]:
     """A FastAPI dependency: the caller's principal, refused with 403 lacking a scope."""
     unknown = sorted(str(s) for s in scopes if s not in ALL_SCOPES)
@@ -105,17 +125,7 @@ def require_scopes(*scopes: Scope) -> Callable[[Request], Awaitable[Principal]]:
         raise ValueError(f"unknown scopes: {', '.join(unknown)}")
 
     async def dependency(request: Request) -> Principal:
-        auth: ApiKeyAuth = request.app.state.auth
-        principal = await auth.principal(request)
-        missing = sorted(set(scopes) - principal.scopes)
-        if missing:
-            raise Problem(
-                403,
-                "Missing scope",
-                f"this call needs {', '.join(missing)}",
-                type_="urn:funnel:problem:forbidden",
-            )
-        return principal
+        return check_scopes(await authenticate(request), *scopes)
 
     dependency.required_scopes = scopes  # type: ignore[attr-defined]
     return dependency

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
@@ -21,6 +22,8 @@ from funnel_servicekit.telemetry import setup_tracing
 log = logging.getLogger(__name__)
 
 Command = Callable[[Any, argparse.Namespace], Coroutine[Any, Any, None]]
+Extra = dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Command]]
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 
 async def migrate(settings: ServiceSettings, migrations_dir: Path) -> list[str]:
@@ -38,7 +41,7 @@ def run_cli(
     settings: ServiceSettings,
     migrations_dir: Path,
     app_factory: Callable[[], FastAPI],
-    extra: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Command]] | None = None,
+    extra: Extra | None = None,
 ) -> None:
     """Parse argv and run one command."""
     parser = argparse.ArgumentParser(prog=settings.service_name)
@@ -65,3 +68,29 @@ def run_cli(
     else:
         _, _, command = (extra or {})[args.command]
         asyncio.run(command(settings, args))
+
+
+class Main(Protocol):
+    def __call__(self, argv: Sequence[str] | None = None) -> None: ...
+
+
+def service_main(
+    settings_type: Callable[[], SettingsT],
+    create_app: Callable[[SettingsT], FastAPI],
+    migrations_dir: Path,
+    extra: Extra | None = None,
+) -> Main:
+    """A service's `python -m <service>` entry point: settings from the environment, then
+    `migrate`, `serve` or one of the service's own commands."""
+
+    def main(argv: Sequence[str] | None = None) -> None:
+        settings = settings_type()
+        run_cli(
+            argv if argv is not None else sys.argv[1:],
+            settings=settings,
+            migrations_dir=migrations_dir,
+            app_factory=lambda: create_app(settings),
+            extra=extra,
+        )
+
+    return main

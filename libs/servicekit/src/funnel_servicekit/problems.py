@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from funnel_servicekit.db import DATABASE_UNREACHABLE
@@ -59,6 +60,27 @@ def field_error(field: str, message: str, code: str = "value_error") -> FieldErr
     return {"field": field, "message": message, "code": code}
 
 
+def field_problem(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    field: str,
+    message: str,
+    type_: str = "about:blank",
+    headers: dict[str, str] | None = None,
+) -> Problem:
+    """A problem with one field at fault (`errors: [{field, message}]`)."""
+    return Problem(
+        status,
+        title,
+        detail,
+        type_=type_,
+        errors=[{"field": field, "message": message}],
+        headers=headers,
+    )
+
+
 def invalid_fields(errors: list[FieldError], title: str = "Invalid request") -> Problem:
     """422 naming every field at fault (each error a `field_error`)."""
     return Problem(
@@ -75,14 +97,26 @@ def invalid(field: str, message: str, title: str = "Invalid request") -> Problem
     return invalid_fields([field_error(field, message)], title)
 
 
+def validation_problem(exc: ValidationError, title: str = "Invalid request") -> Problem:
+    """A pydantic error as a 422 naming each field at fault (never echoing the input)."""
+    return invalid_fields(
+        [
+            field_error(".".join(str(p) for p in e["loc"]) or "body", e["msg"], e["type"])
+            for e in exc.errors(include_url=False, include_input=False, include_context=False)
+        ],
+        title,
+    )
+
+
 def not_found(what: str, field: str, value: object, *, type_: str | None = None) -> Problem:
     """404 for an unknown resource, naming the path or query field that named it."""
-    return Problem(
+    return field_problem(
         404,
         f"Unknown {what}",
         f"no {what} with id {value!r}",
         type_=type_ or "urn:funnel:problem:not-found",
-        errors=[{"field": field, "message": f"unknown {what}"}],
+        field=field,
+        message=f"unknown {what}",
     )
 
 
@@ -96,12 +130,13 @@ def conflict(detail: str, *, field: str | None = None, type_: str | None = None)
 
 def rate_limited(what: str, limit: object, retry_after: int) -> Problem:
     """429 with Retry-After: `what` (a client, a form) is over its `limit`."""
-    return Problem(
+    return field_problem(
         429,
         "Too many requests",
         f"this {what} is over its limit of {limit}; retry in {retry_after}s",
         type_="urn:funnel:problem:rate-limited",
-        errors=[{"field": "rate", "message": f"{what} limit {limit}"}],
+        field="rate",
+        message=f"{what} limit {limit}",
         headers={"Retry-After": str(retry_after)},
     )
 

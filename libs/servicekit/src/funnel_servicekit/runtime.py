@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -21,6 +21,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from funnel_servicekit import metrics
+from funnel_servicekit.inbox import BatchHandler, Handler, InboxConsumer
 from funnel_servicekit.kafka import ProducerFactory
 from funnel_servicekit.settings import ServiceSettings
 from funnel_servicekit.unit_of_work import Outbox, Transactions
@@ -57,6 +58,30 @@ class ServiceRuntime(Generic[SettingsT, ContextT]):
     def transactions(self) -> Transactions:
         """Units of work (a transaction and its outbox) on this service's pool."""
         return Transactions(self.pool, self.outbox)
+
+    def inbox_consumer(
+        self,
+        *,
+        topics: Collection[str],
+        handler: Handler,
+        handled_types: Collection[str],
+        batch_handler: BatchHandler | None = None,
+        max_poll_records: int = 200,
+    ) -> InboxConsumer:
+        """The service's consumer group on `topics`, with this runtime's pool and producer."""
+        return InboxConsumer(
+            pool=self.pool,
+            producer=self.producer,
+            producer_factory=self.producer_factory,
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=self.settings.service_name,
+            topics=topics,
+            handler=handler,
+            handled_types=handled_types,
+            max_attempts=self.settings.consumer_max_attempts,
+            batch_handler=batch_handler,
+            max_poll_records=max_poll_records,
+        )
 
     def dead_workers(self) -> list[str]:
         return [name for name, task in self.tasks.items() if task.done()]

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
 
-from funnel_servicekit.cli import run_cli
+from funnel_servicekit.cli import service_main
 from funnel_servicekit.db import connect
 from lead_intake.app import MIGRATIONS, create_app
-from lead_intake.forms import UNLIMITED, FormIn
+from lead_intake.forms.models import UNLIMITED, FormIn
+from lead_intake.forms.service import seed_form
 from lead_intake.settings import IntakeSettings
-from lead_intake.store import forms
 
 
 def _configure_seed(parser: argparse.ArgumentParser) -> None:
@@ -34,21 +32,17 @@ async def _seed_form(settings: IntakeSettings, args: argparse.Namespace) -> None
     )
     conn = await connect(settings.database_url, settings.db_schema)
     try:
-        await forms.save_form(conn, args.form_id, definition)
+        await seed_form(conn, args.form_id, definition)
     finally:
         await conn.close()
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    settings = IntakeSettings()
-    run_cli(
-        argv if argv is not None else sys.argv[1:],
-        settings=settings,
-        migrations_dir=MIGRATIONS,
-        app_factory=lambda: create_app(settings),
-        extra={"seed-form": ("create or update a form", _configure_seed, _seed_form)},
-    )
-
+main = service_main(
+    IntakeSettings,
+    create_app,
+    MIGRATIONS,
+    {"seed-form": ("create or update a form", _configure_seed, _seed_form)},
+)
 
 if __name__ == "__main__":
     main()

@@ -4,29 +4,31 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from funnel_servicekit.runtime import Worker
 from funnel_servicekit.service_app import create_service_app
-from lead_intake.api import (
-    activities,
-    data_keys,
-    embed,
-    forms,
-    imports,
-    meta_forms,
-    privacy,
-    submissions,
-    webhook_secrets,
-    webhooks,
-)
-from lead_intake.housekeeping import idempotency_purger
-from lead_intake.meta_fetcher import meta_fetcher
-from lead_intake.runtime import IntakeContext
+from lead_intake.activities import routes as activities
+from lead_intake.forms import routes as forms
+from lead_intake.imports import routes as imports
+from lead_intake.privacy import routes as privacy
+from lead_intake.runtime import IntakeContext, IntakeRuntime
 from lead_intake.settings import IntakeSettings
+from lead_intake.submissions import routes as submissions
+from lead_intake.submissions.worker import IdempotencyPurger
+from lead_intake.webhooks import routes as webhooks
+from lead_intake.webhooks.worker import MetaFetcher
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
+
+    def workers(runtime: IntakeRuntime) -> list[Worker]:
+        loops = [IdempotencyPurger(runtime.pool, settings.idempotency_hours).worker()]
+        if settings.meta_access_token:
+            loops.append(MetaFetcher(runtime.pool, settings).worker())
+        return loops
+
     return create_service_app(
         settings,
         context=IntakeContext.of(settings),
@@ -35,18 +37,11 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         migrations_dir=MIGRATIONS,
         routers=[
             submissions.router,
-            embed.router,
             activities.router,
             forms.router,
             imports.router,
             privacy.router,
-            data_keys.router,
             webhooks.router,
-            webhook_secrets.router,
-            meta_forms.router,
         ],
-        workers=lambda runtime: [
-            idempotency_purger(runtime, settings),
-            *([meta_fetcher(runtime, settings)] if settings.meta_access_token else []),
-        ],
+        workers=workers,
     )

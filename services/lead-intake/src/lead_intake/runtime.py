@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from funnel_servicekit.runtime import ServiceRuntime
-from lead_intake.form_cache import FormCache
-from lead_intake.rate_limits import RateLimits
+from lead_intake.common.cache import TtlCache
+from lead_intake.common.rate_limits import PublicRateLimits
 from lead_intake.settings import IntakeSettings
 
 
@@ -14,14 +15,16 @@ from lead_intake.settings import IntakeSettings
 class IntakeContext:
     """What lives as long as the process, beside the pool and the producer."""
 
-    form_cache: FormCache
-    rate_limits: RateLimits
+    # Forms by id (lead_intake.forms.models.Form); typed loosely so the runtime imports no
+    # concept package (they import the runtime).
+    form_cache: TtlCache[Any]
+    rate_limits: PublicRateLimits
 
     @classmethod
     def of(cls, settings: IntakeSettings) -> IntakeContext:
         return cls(
-            FormCache(settings.form_cache_seconds),
-            RateLimits(settings.rate_limit_per_ip, settings.rate_limit_per_form),
+            TtlCache(settings.form_cache_seconds),
+            PublicRateLimits(settings.rate_limit_per_ip, settings.rate_limit_per_form),
         )
 
 

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Sequence
-
-from funnel_servicekit.cli import run_cli
+from funnel_servicekit.cli import service_main
 from notifier.app import MIGRATIONS, create_app
 from notifier.settings import NotifierSettings
 
-
-def main(argv: Sequence[str] | None = None) -> None:
-    settings = NotifierSettings()
-    run_cli(
-        argv if argv is not None else sys.argv[1:],
-        settings=settings,
-        migrations_dir=MIGRATIONS,
-        app_factory=lambda: create_app(settings),
-    )
-
+main = service_main(NotifierSettings, create_app, MIGRATIONS)
 
 if __name__ == "__main__":
     main()

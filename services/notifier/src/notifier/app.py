@@ -6,19 +6,21 @@ from fastapi import FastAPI
 
 from funnel_servicekit.runtime import Worker
 from funnel_servicekit.service_app import create_service_app
-from notifier.api import router
-from notifier.consumer import consumer_worker
-from notifier.playbook_api import router as playbook_router
+from notifier.people.worker import contact_resolver_worker
+from notifier.playbooks.routes import router as playbooks_router
 from notifier.runtime import NotifierContext, NotifierRuntime
-from notifier.sender import sender_worker
 from notifier.settings import NotifierSettings
-from notifier.tracking_api import router as tracking_router
+from notifier.tasks.routes import router as tasks_router
+from notifier.touches.consumer import consumer_worker
+from notifier.touches.routes import router as touches_router
+from notifier.touches.worker import sender_worker
+from notifier.tracking.routes import router as tracking_router
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def _workers(runtime: NotifierRuntime) -> list[Worker]:
-    return [consumer_worker(runtime), sender_worker(runtime)]
+    return [consumer_worker(runtime), contact_resolver_worker(runtime), sender_worker(runtime)]
 
 
 def create_app(settings: NotifierSettings | None = None) -> FastAPI:
@@ -32,6 +34,6 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             "webhooks, sales tasks) and touch events (sent, failed, opened, clicked, consent)."
         ),
         migrations_dir=MIGRATIONS,
-        routers=[router, playbook_router, tracking_router],
+        routers=[touches_router, tasks_router, playbooks_router, tracking_router],
         workers=_workers,
     )

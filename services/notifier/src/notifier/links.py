@@ -13,6 +13,8 @@ from uuid import UUID
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
+from notifier.settings import NotifierSettings
+
 _UNSUBSCRIBE = "unsubscribe"
 _OPEN = "open"
 _CLICK = "click"
@@ -40,6 +42,11 @@ class LinkSigner:
     def __init__(self, secret: str, base_url: str) -> None:
         self._secret = secret
         self.base_url = base_url.rstrip("/")
+
+    @classmethod
+    def of(cls, settings: NotifierSettings) -> LinkSigner:
+        """The signer of the links this deployment sends and reads."""
+        return cls(settings.link_signing_key.get_secret_value(), settings.public_base_url)
 
     def _serializer(self, purpose: str) -> URLSafeSerializer:
         return URLSafeSerializer(self._secret, salt=f"funnel-notifier-{purpose}")

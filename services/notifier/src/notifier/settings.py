@@ -8,7 +8,7 @@ from limits import parse as parse_limit
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from funnel_servicekit.settings import ServiceSettings
-from notifier.playbook_model import Cap
+from notifier.frequency_caps import Cap
 
 DEV_LINK_KEY = "development-only-link-signing-key"
 

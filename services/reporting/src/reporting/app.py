@@ -1,18 +1,15 @@
 """reporting's composition root."""
 
-from pathlib import Path
-
 from fastapi import FastAPI
 
 from funnel_servicekit.service_app import create_service_app
-from reporting.api import router
-from reporting.consumer import workers
-from reporting.dashboard import mount_static
-from reporting.dashboard import router as dashboard_router
-from reporting.insights_api import router as insights_router
-from reporting.settings import ReportingSettings
+from reporting.dashboard.routes import mount_static
+from reporting.dashboard.routes import router as dashboard_router
+from reporting.projection.consumer import workers
+from reporting.reports.routes import router as reports_router
+from reporting.settings import MIGRATIONS, ReportingSettings
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+__all__ = ["MIGRATIONS", "create_app"]
 
 
 def create_app(settings: ReportingSettings | None = None) -> FastAPI:
@@ -22,7 +19,7 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
         title="Funnel reporting",
         description="Every funnel topic in; live conversion views, CSV and a dashboard out.",
         migrations_dir=MIGRATIONS,
-        routers=[router, insights_router, dashboard_router],
+        routers=[reports_router, dashboard_router],
         workers=workers,
     )
     mount_static(app)

@@ -1,6 +1,10 @@
-"""reporting settings (FUNNEL_* environment variables)."""
+"""reporting settings (FUNNEL_* environment variables), and where its schema's migrations are."""
+
+from pathlib import Path
 
 from funnel_servicekit.settings import ServiceSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 class ReportingSettings(ServiceSettings):

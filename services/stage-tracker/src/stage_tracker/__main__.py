@@ -1,20 +1,20 @@
-"""`python -m stage_tracker migrate|serve|replay`."""
+"""`python -m stage_tracker migrate|serve|rebuild` (`replay`: rebuild's older name)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Sequence
 from typing import Any
 
-from funnel_servicekit.cli import run_cli
+from funnel_servicekit.cli import service_main
 from funnel_servicekit.db import create_pool
 from stage_tracker.app import MIGRATIONS, create_app
 from stage_tracker.settings import TrackerSettings
 
+REBUILD_HELP = "rebuild an empty database from the topics, in event-time order"
 
-def _configure_replay(parser: argparse.ArgumentParser) -> None:
+
+def _configure_rebuild(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-commit",
         action="store_true",
@@ -22,15 +22,15 @@ def _configure_replay(parser: argparse.ArgumentParser) -> None:
     )
 
 
-async def _replay(settings: Any, args: argparse.Namespace) -> None:
-    from stage_tracker.consumer import TOPICS, EventHandler
-    from stage_tracker.funnel_registry import FunnelRegistry
-    from stage_tracker.replay import replay
+async def _rebuild(settings: Any, args: argparse.Namespace) -> None:
+    from stage_tracker.funnels.service import FunnelRegistry
+    from stage_tracker.moves.consumer import TOPICS, EventHandler
+    from stage_tracker.rebuild import rebuild
 
     pool = await create_pool(settings.database_url, settings.db_schema, min_size=1, max_size=2)
     try:
         handler = EventHandler(FunnelRegistry(), settings.db_schema, settings.service_name)
-        counts = await replay(
+        counts = await rebuild(
             pool,
             settings.kafka_bootstrap_servers,
             TOPICS,
@@ -42,22 +42,16 @@ async def _replay(settings: Any, args: argparse.Namespace) -> None:
     print(json.dumps(counts))
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    settings = TrackerSettings()
-    run_cli(
-        argv if argv is not None else sys.argv[1:],
-        settings=settings,
-        migrations_dir=MIGRATIONS,
-        app_factory=lambda: create_app(settings),
-        extra={
-            "replay": (
-                "rebuild an empty database from the topics, in event-time order",
-                _configure_replay,
-                _replay,
-            )
-        },
-    )
-
+main = service_main(
+    TrackerSettings,
+    create_app,
+    MIGRATIONS,
+    {
+        "rebuild": (REBUILD_HELP, _configure_rebuild, _rebuild),
+        # The older name, still called by deploy manifests and runbooks.
+        "replay": (f"{REBUILD_HELP} (same as rebuild)", _configure_rebuild, _rebuild),
+    },
+)
 
 if __name__ == "__main__":
     main()

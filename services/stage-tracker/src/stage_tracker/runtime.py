@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from funnel_servicekit.runtime import ServiceRuntime
-from stage_tracker.funnel_registry import FunnelRegistry
 from stage_tracker.settings import TrackerSettings
 
 
@@ -13,7 +13,9 @@ from stage_tracker.settings import TrackerSettings
 class TrackerContext:
     """One registry for the API and the loops: published versions are cached once."""
 
-    registry: FunnelRegistry = field(default_factory=FunnelRegistry)
+    # A stage_tracker.funnels.service.FunnelRegistry (made in app.py); typed loosely so the
+    # runtime imports no concept package (they import the runtime).
+    registry: Any
 
 
 TrackerRuntime = ServiceRuntime[TrackerSettings, TrackerContext]

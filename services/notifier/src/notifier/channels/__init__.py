@@ -1,4 +1,5 @@
-"""The ways a touch goes out: email over SMTP, signed webhooks, sales tasks."""
+"""The ways a touch goes out: email over SMTP, signed webhooks (sales tasks go by webhook
+too); each hand-off gives an Outcome. Shared by the sender and the playbook checks."""
 
 from __future__ import annotations
 

@@ -1,2 +1,3 @@
-"""The pure part of reporting: a lead's state, what it contributes to each aggregate, the
-arithmetic of the answers. No I/O here."""
+"""The grid the aggregate tables are keyed by, shared by the projection that writes them and
+the reports that read them: conversion windows and duration buckets, the hourly rollup
+levels, the breakdowns. Pure: no I/O here."""

@@ -1,10 +1,9 @@
-"""The breakdowns: which attribute of a lead, under first- or last-touch attribution."""
+"""The breakdowns: which attribute of a lead, under first- or last-touch attribution; the
+values the aggregate rows are keyed by, written by the projection and read by the reports."""
 
 from __future__ import annotations
 
 from typing import Literal
-
-from reporting.domain.lead_state import LeadState, Touchpoint
 
 Breakdown = Literal["source", "medium", "campaign", "form", "landing_page"]
 Attribution = Literal["first", "last"]
@@ -15,26 +14,13 @@ REVENUE_BREAKDOWNS: tuple[Breakdown, ...] = ("source", "medium", "campaign")
 ALL = ("all", "")  # the dimension row every lead counts in once
 NONE = "(none)"  # the attribute was empty
 UNKNOWN = "(unknown)"  # the capture event has not arrived (yet)
+BASELINE = ""  # the playbook of the touch-effectiveness row of leads no touch reached
 
 
 def dim_name(breakdown: Breakdown, attribution: Attribution) -> str:
     return f"{attribution}_{breakdown}"
 
 
-def _value(tp: Touchpoint | None, breakdown: Breakdown) -> str:
-    if tp is None:
-        return UNKNOWN
-    value: str | None = getattr(tp, breakdown)
-    return value if value else NONE
-
-
-def lead_dimensions(
-    state: LeadState, breakdowns: tuple[Breakdown, ...] = BREAKDOWNS
-) -> list[tuple[str, str]]:
-    """(dimension, value) pairs a lead counts under: "all" plus one per breakdown and touch."""
-    first, last = state.first_touch, state.last_touch()
-    pairs = [ALL]
-    for breakdown in breakdowns:
-        pairs.append((dim_name(breakdown, "first"), _value(first, breakdown)))
-        pairs.append((dim_name(breakdown, "last"), _value(last, breakdown)))
-    return pairs
+def dimension(breakdown: Breakdown | None, attribution: Attribution) -> str:
+    """The `dim` rows a report reads: "all", or the breakdown under its attribution."""
+    return ALL[0] if breakdown is None else dim_name(breakdown, attribution)

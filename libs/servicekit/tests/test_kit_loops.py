@@ -1,0 +1,103 @@
+"""The one poll loop: full batches go again at once, an idle loop sleeps until woken or its
+poll, an unreachable database pauses with a growing wait, anything else ends the run (for
+the supervisor), and per-run resources are opened and closed on every run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from funnel_servicekit.loops import PollLoop, RetryLater
+
+
+class Scripted(PollLoop):
+    """Steps return (or raise) what the script says; then the loop stops itself."""
+
+    def __init__(self, script: list[int | BaseException], **kwargs: float) -> None:
+        super().__init__(
+            "scripted",
+            poll_seconds=kwargs.get("poll_seconds", 60.0),
+            batch_size=10,
+            error_pause_seconds=kwargs.get("error_pause_seconds", 0.01),
+        )
+        self.script = list(script)
+        self.steps = 0
+        self.sleeps: list[float] = []
+        self.opened = 0
+        self.closed = 0
+
+    async def step(self) -> int:
+        self.steps += 1
+        if not self.script:
+            self.stop()
+            return 0
+        outcome = self.script.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        await super().sleep(min(seconds, 0.01))
+
+    @contextlib.asynccontextmanager
+    async def resources(self) -> AsyncIterator[None]:
+        self.opened += 1
+        try:
+            yield
+        finally:
+            self.closed += 1
+
+
+async def test_full_batches_go_again_at_once_and_a_short_one_sleeps_the_poll() -> None:
+    loop = Scripted([10, 10, 3, 10, 0])
+    await asyncio.wait_for(loop.run(), 5)
+    # 10 and 10: no sleep; 3: sleep; 10: none; 0: sleep; then the script ends (stop).
+    assert loop.steps == 6
+    assert loop.sleeps == [60.0, 60.0, 60.0]
+    assert (loop.opened, loop.closed) == (1, 1)
+
+
+async def test_an_unreachable_database_pauses_longer_each_time_then_resets() -> None:
+    down = asyncpg.CannotConnectNowError("starting up")
+    loop = Scripted([down, down, ConnectionRefusedError(), RetryLater(), 10, 0], poll_seconds=5)
+    await asyncio.wait_for(loop.run(), 5)
+    assert loop.sleeps[:4] == [0.01, 0.02, 0.04, 0.08]
+    assert loop.sleeps[4:] == [5, 5]  # after a good batch the pause starts over
+
+
+async def test_an_unexpected_error_ends_the_run_with_resources_closed_and_it_can_run_again() -> (
+    None
+):
+    loop = Scripted([ValueError("a bug"), 0])
+    with pytest.raises(ValueError, match="a bug"):
+        await loop.run()
+    assert (loop.opened, loop.closed) == (1, 1)
+    await asyncio.wait_for(loop.run(), 5)  # what the supervisor does next
+    assert (loop.opened, loop.closed) == (2, 2)
+
+
+async def test_wake_ends_an_idle_sleep_and_stop_ends_the_loop() -> None:
+    class Idle(PollLoop):
+        def __init__(self) -> None:
+            super().__init__("idle", poll_seconds=3600, batch_size=10)
+            self.steps = 0
+
+        async def step(self) -> int:
+            self.steps += 1
+            return 0
+
+    loop = Idle()
+    task = asyncio.create_task(loop.run())
+    await asyncio.sleep(0.05)
+    assert loop.steps == 1  # asleep for an hour
+    loop.wake()
+    await asyncio.sleep(0.05)
+    assert loop.steps == 2
+    loop.stop()
+    await asyncio.wait_for(task, 1)
+    assert loop.worker().name == "idle"

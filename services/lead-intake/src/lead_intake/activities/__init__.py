@@ -1,0 +1,1 @@
+"""What people do: POST /v1/activities, and activities waiting for their person."""

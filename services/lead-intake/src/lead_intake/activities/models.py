@@ -1,0 +1,213 @@
+"""Activities as sites and internal systems report them (pure: validation, event, answer)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from funnel_contracts import ActivityRecorded, Utm
+from funnel_contracts.events.activity import PropertyValue
+from funnel_servicekit.problems import FieldError, field_error
+from lead_intake.common.normalize import normalize_email
+from lead_intake.common.text_rules import StorableText
+
+MONEY_TYPES = ("purchase_completed", "refund_issued")
+MAX_PROPERTIES = 50
+# What happened to each item of a batch: emitted for its lead now, kept until its person is
+# known (an anonymous visitor, an email nobody has given yet), or stored already.
+ItemStatus = Literal["accepted", "pending", "duplicate"]
+
+
+class ActivityIn(BaseModel):
+    """One thing a person did, at its own time, identified by lead id, email or visitor id."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    id: UUID | None = Field(
+        default=None, description="The sender's id for it: a retried batch counts it once."
+    )
+    type: str = Field(
+        pattern=r"^[a-z][a-z0-9_.-]{0,63}$",
+        description="page_view, pricing_viewed, ..., purchase_completed, or a custom type.",
+    )
+    occurred_at: AwareDatetime
+    lead_id: UUID | None = None
+    email: str | None = Field(default=None, max_length=320)
+    visitor_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{8,64}$")
+    page_url: str | None = Field(default=None, max_length=2048)
+    utm: Utm | None = None
+    amount: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=4)
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    order_id: str | None = Field(default=None, min_length=1, max_length=200)
+    properties: dict[str, PropertyValue] = Field(default_factory=dict)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return normalize_email(value) if value is not None else None
+
+    @field_validator("properties")
+    @classmethod
+    def _bounded(cls, value: dict[str, PropertyValue]) -> dict[str, PropertyValue]:
+        if len(value) > MAX_PROPERTIES:
+            raise ValueError(f"at most {MAX_PROPERTIES} properties")
+        for key, item in value.items():
+            if len(key) > 64 or (isinstance(item, str) and len(item) > 1000):
+                raise ValueError(f"{key[:64]!r}: keys up to 64, values up to 1000 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _identified_and_priced(self) -> ActivityIn:
+        if self.lead_id is None and self.email is None and self.visitor_id is None:
+            raise ValueError("name the person: lead_id, email or visitor_id")
+        if self.type in MONEY_TYPES and (self.amount is None or self.currency is None):
+            raise ValueError(f"{self.type} needs amount and currency")
+        if self.type == "purchase_completed" and self.order_id is None:
+            raise ValueError("purchase_completed needs order_id (a purchase counts once)")
+        return self
+
+    def details(self) -> dict[str, Any]:
+        """What is stored beside the activity's columns (JSON)."""
+        return {
+            "page_url": self.page_url,
+            "utm": self.utm.model_dump(exclude_none=True) if self.utm else None,
+            "amount": str(self.amount) if self.amount is not None else None,
+            "currency": self.currency,
+            "properties": self.properties,
+        }
+
+
+class ActivityBatch(StorableText):
+    """The body of `POST /v1/activities`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    activities: list[ActivityIn] = Field(min_length=1, max_length=500)
+
+
+def activity_event(
+    *,
+    activity_id: UUID,
+    lead_id: UUID,
+    activity_type: str,
+    occurred_at: datetime,
+    recorded_at: datetime,
+    visitor_id: str | None,
+    order_id: str | None,
+    details: dict[str, Any],
+) -> ActivityRecorded:
+    """The contract event of a stored activity (also of one linked later to its visitor)."""
+    utm = details.get("utm")
+    amount = details.get("amount")
+    return ActivityRecorded(
+        lead_id=lead_id,
+        activity_id=activity_id,
+        activity_type=activity_type,
+        occurred_at=occurred_at,
+        recorded_at=recorded_at,
+        visitor_id=visitor_id,
+        page_url=details.get("page_url"),
+        utm=Utm.model_validate(utm) if utm else None,
+        amount=Decimal(amount) if amount is not None else None,
+        currency=details.get("currency"),
+        order_id=order_id,
+        properties=details.get("properties") or {},
+    )
+
+
+def email_sha256(email: str) -> str:
+    """How a waiting activity names its email: the hash of the normalized address."""
+    return hashlib.sha256(email.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Known:
+    """Who the batch's identifiers name, as the database knows them now."""
+
+    lead_ids: frozenset[UUID]
+    by_email: dict[str, UUID]
+    by_visitor: dict[str, UUID]
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The lead an activity belongs to, or what it waits for while its person is unknown."""
+
+    lead_id: UUID | None
+    waits_for_email: str | None = None  # the email's SHA-256
+
+
+def owner(index: int, activity: ActivityIn, known: Known) -> Owner | FieldError:
+    """Whose activity this is; an error naming the field when it names a lead that is not.
+
+    A lead id is ours: an unknown one will never appear, so it is refused. An email or a
+    visitor not known yet may be tomorrow's lead: the activity waits for it.
+    """
+    if activity.lead_id is not None:
+        if activity.lead_id in known.lead_ids:
+            return Owner(activity.lead_id)
+        return field_error(f"activities.{index}.lead_id", "no such lead")
+    if activity.email is not None:
+        lead_id = known.by_email.get(activity.email)
+        return Owner(lead_id) if lead_id else Owner(None, email_sha256(activity.email))
+    assert activity.visitor_id is not None
+    return Owner(known.by_visitor.get(activity.visitor_id))
+
+
+def unknown_people(batch: ActivityBatch, known: Known) -> tuple[list[str], list[str]]:
+    """The emails and visitor ids of the batch that name no lead yet (sorted, distinct)."""
+    emails = {a.email for a in batch.activities if a.lead_id is None and a.email}
+    visitors = {
+        a.visitor_id
+        for a in batch.activities
+        if a.lead_id is None and a.email is None and a.visitor_id
+    }
+    return sorted(emails - known.by_email.keys()), sorted(visitors - known.by_visitor.keys())
+
+
+def public_key_errors(batch: ActivityBatch) -> list[FieldError]:
+    """A public key is in every page's source: it may only speak for anonymous visitors."""
+    errors = [
+        field_error(f"activities.{i}.{name}", "a public key may only name visitor_id")
+        for i, a in enumerate(batch.activities)
+        for name in ("lead_id", "email")
+        if getattr(a, name) is not None
+    ]
+    errors += [
+        field_error(f"activities.{i}.visitor_id", "required with a public key")
+        for i, a in enumerate(batch.activities)
+        if a.visitor_id is None
+    ]
+    return errors
+
+
+class ItemResult(BaseModel):
+    id: UUID = Field(description="The activity's id (the sender's, or one given here).")
+    status: ItemStatus = Field(
+        description="accepted: emitted for its lead; pending: kept until its person is known "
+        "(emitted then, with its own time); duplicate: stored already, nothing changed."
+    )
+
+
+class ActivitiesAccepted(BaseModel):
+    accepted: int = Field(description="Emitted for their lead now.")
+    pending: int = Field(description="Kept until their visitor or email becomes a lead.")
+    duplicates: int
+    activity_ids: list[UUID] = Field(description="Each item's id, in the batch's order.")
+    items: list[ItemResult] = Field(description="What happened to each item, in order.")
+
+    @classmethod
+    def of(cls, items: list[ItemResult]) -> ActivitiesAccepted:
+        return cls(
+            accepted=sum(i.status == "accepted" for i in items),
+            pending=sum(i.status == "pending" for i in items),
+            duplicates=sum(i.status == "duplicate" for i in items),
+            activity_ids=[i.id for i in items],
+            items=items,
+        )

@@ -1,0 +1,130 @@
+"""Recording activities, and emitting those that waited for their person once it is known.
+
+An anonymous visitor's page views wait for the visitor to fill a form; an activity naming an
+email nobody has given yet waits for a lead with that email. Either way they are emitted
+then, in the order they happened, with their own event times: nothing done before is lost.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+
+from funnel_contracts import ActivityRecorded
+from funnel_servicekit.problems import invalid_fields
+from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
+from lead_intake.activities import store
+from lead_intake.activities.models import (
+    ActivitiesAccepted,
+    ActivityBatch,
+    ItemResult,
+    Known,
+    Owner,
+    activity_event,
+    email_sha256,
+    owner,
+    unknown_people,
+)
+
+
+async def record_activities(
+    transactions: Transactions, batch: ActivityBatch, *, form_id: str | None
+) -> ActivitiesAccepted:
+    """Store the batch; emit each activity whose lead is known, keep the others waiting.
+
+    Run again whole when PostgreSQL undid it for a deadlock (a bulk import creating the same
+    people took their locks in another order).
+    """
+    return await transactions.run(lambda uow: _record(uow, batch, form_id))
+
+
+async def _record(uow: UnitOfWork, batch: ActivityBatch, form_id: str | None) -> ActivitiesAccepted:
+    now = datetime.now(UTC)
+    items = batch.activities
+    known = await _known(uow, batch)
+    owners = [owner(i, a, known) for i, a in enumerate(items)]
+    errors = [o for o in owners if isinstance(o, dict)]
+    if errors:
+        raise invalid_fields(errors, "Unknown people")
+    result: list[ItemResult] = []
+    for activity, whose in zip(items, owners, strict=True):
+        assert isinstance(whose, Owner)
+        stored = store.StoredActivity(
+            id=activity.id or uuid4(),
+            lead_id=whose.lead_id,
+            visitor_id=activity.visitor_id,
+            activity_type=activity.type,
+            occurred_at=activity.occurred_at,
+            recorded_at=now,
+            order_id=activity.order_id,
+            details=activity.details(),
+            pending_email_sha256=whose.waits_for_email,
+        )
+        if not await store.insert_activity(uow.conn, stored, form_id):
+            result.append(ItemResult(id=stored.id, status="duplicate"))
+            continue
+        if whose.lead_id is None:
+            result.append(ItemResult(id=stored.id, status="pending"))
+            continue
+        await uow.emit(_event(stored, whose.lead_id))
+        result.append(ItemResult(id=stored.id, status="accepted"))
+    return ActivitiesAccepted.of(result)
+
+
+async def _known(uow: UnitOfWork, batch: ActivityBatch) -> Known:
+    """Who the batch names; people not known yet are locked and looked up once more.
+
+    The lock makes a lead being created right now for one of them either visible here (so
+    the activity is emitted) or wait until this batch commits (and then claim it).
+    """
+    conn = uow.conn
+    items = batch.activities
+    known = Known(
+        frozenset(
+            await store.existing_leads(conn, sorted({a.lead_id for a in items if a.lead_id}))
+        ),
+        await store.leads_by_email(conn, sorted({a.email for a in items if a.email})),
+        await store.leads_of_visitors(conn, sorted({a.visitor_id for a in items if a.visitor_id})),
+    )
+    emails, visitors = unknown_people(batch, known)
+    if not emails and not visitors:
+        return known
+    await store.lock_unknown_people(conn, [email_sha256(e) for e in emails], visitors)
+    return Known(
+        known.lead_ids,
+        known.by_email | await store.leads_by_email(conn, emails),
+        known.by_visitor | await store.leads_of_visitors(conn, visitors),
+    )
+
+
+async def emit_waiting(
+    uow: UnitOfWork,
+    lead_id: UUID,
+    *,
+    visitor_id: str | None,
+    email: str | None,
+) -> int:
+    """Inside the caller's unit of work: link the visitor, claim and emit; returns how many.
+
+    `email` is given for a lead created just now (a known lead claimed its email's
+    activities when it was created).
+    """
+    if visitor_id is not None:
+        await store.link_visitor(uow.conn, visitor_id, lead_id)
+    waiting = await store.claim_pending(uow.conn, lead_id, visitor_id=visitor_id, email=email)
+    for activity in waiting:
+        await uow.emit(_event(activity, lead_id))
+    return len(waiting)
+
+
+def _event(activity: store.StoredActivity, lead_id: UUID) -> ActivityRecorded:
+    return activity_event(
+        activity_id=activity.id,
+        lead_id=lead_id,
+        activity_type=activity.activity_type,
+        occurred_at=activity.occurred_at,
+        recorded_at=activity.recorded_at,
+        visitor_id=activity.visitor_id,
+        order_id=activity.order_id,
+        details=activity.details,
+    )

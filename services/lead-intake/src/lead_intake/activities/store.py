@@ -1,0 +1,135 @@
+"""Activities: stored once each; those of people not known yet kept until they are; visitors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from lead_intake.activities.models import email_sha256
+
+
+@dataclass(frozen=True)
+class StoredActivity:
+    id: UUID
+    lead_id: UUID | None
+    visitor_id: str | None
+    activity_type: str
+    occurred_at: datetime
+    recorded_at: datetime
+    order_id: str | None
+    details: dict[str, Any]
+    pending_email_sha256: str | None = None
+
+
+def _activity(row: Any) -> StoredActivity:
+    return StoredActivity(
+        row["id"],
+        row["lead_id"],
+        row["visitor_id"],
+        row["activity_type"],
+        row["occurred_at"],
+        row["recorded_at"],
+        row["order_id"],
+        row["details"],
+        row["pending_email_sha256"],
+    )
+
+
+async def insert_activity(
+    conn: asyncpg.Connection, activity: StoredActivity, form_id: str | None
+) -> bool:
+    """False when it is stored already (same id) or is a purchase whose order counted."""
+    inserted = await conn.fetchval(
+        """INSERT INTO activities (id, lead_id, visitor_id, form_id, activity_type,
+               occurred_at, recorded_at, order_id, details, emitted_at, pending_email_sha256)
+           VALUES ($1, $2, $3, $4, $5, $6, $7::timestamptz, $8, $9,
+                   CASE WHEN $2::uuid IS NULL THEN NULL ELSE $7::timestamptz END, $10)
+           ON CONFLICT DO NOTHING RETURNING true""",
+        activity.id,
+        activity.lead_id,
+        activity.visitor_id,
+        form_id,
+        activity.activity_type,
+        activity.occurred_at,
+        activity.recorded_at,
+        activity.order_id,
+        activity.details,
+        activity.pending_email_sha256,
+    )
+    return bool(inserted)
+
+
+async def link_visitor(conn: asyncpg.Connection, visitor_id: str, lead_id: UUID) -> None:
+    """The visitor is this lead from now on (a visitor id already linked keeps its lead)."""
+    await conn.execute(
+        "INSERT INTO visitors (visitor_id, lead_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        visitor_id,
+        lead_id,
+    )
+
+
+async def leads_of_visitors(conn: asyncpg.Connection, visitor_ids: list[str]) -> dict[str, UUID]:
+    rows = await conn.fetch(
+        "SELECT visitor_id, lead_id FROM visitors WHERE visitor_id = ANY($1::text[])", visitor_ids
+    )
+    return {r["visitor_id"]: r["lead_id"] for r in rows}
+
+
+async def leads_by_email(conn: asyncpg.Connection, emails: list[str]) -> dict[str, UUID]:
+    rows = await conn.fetch("SELECT email, id FROM leads WHERE email = ANY($1::text[])", emails)
+    return {r["email"]: r["id"] for r in rows}
+
+
+async def existing_leads(conn: asyncpg.Connection, lead_ids: list[UUID]) -> set[UUID]:
+    rows = await conn.fetch(
+        "SELECT id FROM leads WHERE id = ANY($1::uuid[]) AND erased_at IS NULL", lead_ids
+    )
+    return {r["id"] for r in rows}
+
+
+async def lock_unknown_people(
+    conn: asyncpg.Connection, email_sha256s: list[str], visitor_ids: list[str]
+) -> None:
+    """Hold off a lead claiming these people's activities until this transaction ends.
+
+    The same keys as `claim_pending_activities` (migration 0004), taken in one global order
+    (all emails, then all visitors, each sorted) so two batches cannot deadlock.
+    """
+    keys = [f"pending-email:{h}" for h in sorted(email_sha256s)]
+    keys += [f"pending-visitor:{v}" for v in sorted(visitor_ids)]
+    if keys:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(k)) FROM unnest($1::text[]) "
+            "WITH ORDINALITY AS t(k, n) ORDER BY n",
+            keys,
+        )
+
+
+async def claim_pending(
+    conn: asyncpg.Connection, lead_id: UUID, *, visitor_id: str | None, email: str | None
+) -> list[StoredActivity]:
+    """What waited for this lead (by its email or its visitor id), in the order it happened."""
+    if visitor_id is None and email is None:
+        return []
+    rows = await conn.fetch(
+        """SELECT id, lead_id, visitor_id, activity_type, occurred_at, recorded_at, order_id,
+                  details, pending_email_sha256
+           FROM claim_pending_activities($1, $2, $3)""",
+        lead_id,
+        visitor_id,
+        email_sha256(email) if email is not None else None,
+    )
+    return sorted((_activity(r) for r in rows), key=lambda a: (a.occurred_at, str(a.id)))
+
+
+async def forget_pending_email(conn: asyncpg.Connection, email: str) -> int:
+    """Erasure: drop what waits for this email (it names a person who asked to be forgotten)."""
+    deleted = await conn.fetch(
+        "DELETE FROM activities WHERE lead_id IS NULL AND pending_email_sha256 = $1 RETURNING 1",
+        email_sha256(email),
+    )
+    return len(deleted)

@@ -1,1 +1,0 @@
-"""lead-intake's HTTP API, one router per resource."""

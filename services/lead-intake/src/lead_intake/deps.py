@@ -1,0 +1,30 @@
+"""What routes are handed: the typed runtime, a pooled connection, the caller per scope."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, Request
+
+from funnel_servicekit.auth import Principal, Scope, require_scopes
+from funnel_servicekit.deps import pooled_connection, runtime_of
+from lead_intake.runtime import IntakeRuntime
+
+
+def _runtime(request: Request) -> IntakeRuntime:
+    runtime: IntakeRuntime = runtime_of(request)
+    return runtime
+
+
+def _client_ip(request: Request) -> str | None:
+    """The caller's address (uvicorn applies X-Forwarded-For from trusted proxies)."""
+    return request.client.host if request.client else None
+
+
+Runtime = Annotated[IntakeRuntime, Depends(_runtime)]
+Conn = Annotated[asyncpg.Connection, Depends(pooled_connection)]
+ClientIp = Annotated[str | None, Depends(_client_ip)]
+Admin = Annotated[Principal, Depends(require_scopes(Scope.FORMS_ADMIN))]
+Writer = Annotated[Principal, Depends(require_scopes(Scope.LEADS_WRITE))]
+KeyReader = Annotated[Principal, Depends(require_scopes(Scope.PII_DECRYPT))]

@@ -1,0 +1,1 @@
+"""The form registry: definitions, embed.js, CORS and rate limits per form."""

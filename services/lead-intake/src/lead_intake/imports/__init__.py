@@ -1,0 +1,1 @@
+"""Bulk import of existing contacts."""

@@ -1,0 +1,1 @@
+"""Leads, their submissions and lead events: the capture every way in shares."""

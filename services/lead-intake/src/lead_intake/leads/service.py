@@ -1,0 +1,99 @@
+"""Capturing a person: one unit of work writes the lead, the submission and their events.
+
+Shared by form posts, imports and ad-platform adapters, so every way a lead arrives
+follows the same identity rules and emits the same contract events.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from funnel_servicekit.problems import field_error
+from funnel_servicekit.unit_of_work import UnitOfWork
+from lead_intake.activities.service import emit_waiting
+from lead_intake.forms.models import Form
+from lead_intake.leads import store
+from lead_intake.leads.models import (
+    Captured,
+    Submission,
+    SubmissionInvalid,
+    SubmissionOrigin,
+    lead_event,
+)
+
+
+async def capture(
+    uow: UnitOfWork,
+    form: Form,
+    sub: Submission,
+    *,
+    source: str,
+    captured_at: datetime,
+    user_agent: str | None = None,
+    ip_truncated: str | None = None,
+    update_known: bool = True,
+) -> Captured:
+    """Inside the caller's unit of work: the lead (new or known), its submission, its events.
+
+    A new person emits funnel.lead.captured.v2; a known one funnel.lead.updated.v2 (first
+    touchpoint kept, last touchpoint updated), the personal data sealed with the person's key.
+    A visitor id links the visitor's anonymous activities, which are emitted now with their
+    original event times. A phone alone finds a known person or captures a new one.
+    """
+    conn = uow.conn
+    # A new lead and its submission go in one statement (one round trip fewer per new person).
+    origin = SubmissionOrigin(form.id, user_agent, ip_truncated)
+    lead = None
+    if sub.email is not None:
+        lead = await store.create_lead(
+            conn, sub, source=source, captured_at=captured_at, submission=origin
+        )
+    elif sub.phone is not None and update_known:
+        # Identity by phone alone: two first posts with one number queue here, so the
+        # second finds the lead the first made instead of making another.
+        await store.lock_phone(conn, sub.phone)
+    if lead is None and not update_known:
+        known = await store.lead_ids_by_email(conn, sub.email) if sub.email else []
+        return Captured(known[0], None, False) if known else _needs_email()
+    if lead is None:
+        lead = await store.update_known_lead(conn, sub)
+    if lead is None and sub.email is None and sub.phone is not None:
+        lead = await store.create_lead(
+            conn, sub, source=source, captured_at=captured_at, submission=origin
+        )
+    if lead is None:
+        _needs_email()
+    assert lead is not None
+    submission_id = lead.submission_id  # written with a new lead; a known one's is added now
+    if submission_id is None:
+        submission_id = await store.insert_submission(
+            conn,
+            lead.id,
+            form.id,
+            sub,
+            source=source,
+            user_agent=user_agent,
+            ip_truncated=ip_truncated,
+            captured_at=captured_at,
+        )
+    # The person's details travel sealed under their own key, destroyed on erasure.
+    key = lead.data_key or await store.key_for(conn, lead.id)
+    await uow.emit(
+        lead_event(
+            lead, sub, form, key=key, submission_id=submission_id, source=source, at=captured_at
+        )
+    )
+    if sub.visitor_id is not None or lead.created:
+        # What the person did before: as an anonymous visitor, or named by an email no lead had.
+        await emit_waiting(
+            uow,
+            lead.id,
+            visitor_id=sub.visitor_id,
+            email=lead.email if lead.created else None,
+        )
+    return Captured(lead.id, submission_id, lead.created)
+
+
+def _needs_email() -> Captured:
+    # Only an import (which never updates) gets here without an email.
+    raise SubmissionInvalid([field_error("email", "required for a person not known yet by phone")])

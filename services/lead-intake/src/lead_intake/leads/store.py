@@ -1,0 +1,200 @@
+"""Leads (one per person), their submissions, visitors and data keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from funnel_contracts.sealed import new_data_key
+from lead_intake.leads.models import Lead, Submission, SubmissionOrigin
+
+_RETURNING = "RETURNING id, email, phone, first_name, last_name, captured_at"
+
+
+def _lead(row: Any, created: bool) -> Lead:
+    return Lead(
+        row["id"],
+        row["email"],
+        row["phone"],
+        row["first_name"],
+        row["last_name"],
+        row["captured_at"],
+        created,
+        row.get("submission_id") if created else None,
+        row.get("data_key") if created else None,
+    )
+
+
+_INSERT_LEAD = """INSERT INTO leads (id, email, phone, first_name, last_name, source, captured_at,
+        first_touch, last_touch, consent, custom_fields, locale, time_zone)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12)
+    ON CONFLICT (email) DO NOTHING"""
+# A new person's lead, first submission and data key in one statement (one round trip, atomic
+# by itself): the others are written only when the lead was, so a known email writes none.
+_INSERT_LEAD_AND_SUBMISSION = f"""WITH lead AS ({_INSERT_LEAD} {_RETURNING}),
+    submission AS (
+        INSERT INTO submissions (id, lead_id, form_id, utm, landing_page, referrer, user_agent,
+            source, visitor_id, ip_truncated, consent, custom_fields, qualification, captured_at)
+        SELECT $13::uuid, lead.id, $14::text, $15::jsonb, $16::text, $17::text, $18::text, $6,
+               $19::text, $20::text, $9, $10, $21::jsonb, $7
+        FROM lead
+        RETURNING id),
+    data_key AS (
+        INSERT INTO subject_keys (lead_id, data_key) SELECT lead.id, $22::bytea FROM lead
+        RETURNING data_key)
+    SELECT lead.*, submission.id AS submission_id, data_key.data_key
+    FROM lead, submission, data_key"""  # noqa: S608
+
+
+async def create_lead(
+    conn: asyncpg.Connection,
+    sub: Submission,
+    *,
+    source: str,
+    captured_at: datetime,
+    submission: SubmissionOrigin | None = None,
+) -> Lead | None:
+    """A new lead for this email; None when the person is known already.
+
+    With `submission`, the new lead's submission is written by the same statement and its id
+    is `Lead.submission_id`.
+    """
+    args: list[Any] = [
+        uuid4(),
+        sub.email,
+        sub.phone,
+        sub.first_name,
+        sub.last_name,
+        source,
+        captured_at,
+        sub.touchpoint.as_json(),
+        sub.consent.model_dump(mode="json") if sub.consent else None,
+        sub.custom_fields,
+        sub.locale,
+        sub.time_zone,
+    ]
+    if submission is None:
+        row = await conn.fetchrow(f"{_INSERT_LEAD} {_RETURNING}", *args)
+        return _lead(row, True) if row else None
+    row = await conn.fetchrow(
+        _INSERT_LEAD_AND_SUBMISSION,
+        *args,
+        uuid4(),
+        submission.form_id,
+        sub.touchpoint.utm.model_dump(exclude_none=True),
+        sub.touchpoint.landing_page,
+        sub.touchpoint.referrer,
+        _user_agent(submission.user_agent),
+        sub.visitor_id,
+        submission.ip_truncated,
+        sub.qualification,
+        new_data_key(),
+    )
+    return _lead(row, True) if row else None
+
+
+def _user_agent(value: str | None) -> str | None:
+    return (value or "")[:512] or None
+
+
+async def update_known_lead(conn: asyncpg.Connection, sub: Submission) -> Lead | None:
+    """Apply a returning person's submission: latest details, last touchpoint; first one kept.
+
+    Found by email, else (no email given) by phone; None when neither matches a lead.
+    """
+    if sub.email is not None:
+        where, key = "email = $1", sub.email
+    elif sub.phone is not None:
+        where = "id = (SELECT id FROM leads WHERE phone = $1 AND erased_at IS NULL "
+        where += "ORDER BY created_at LIMIT 1)"
+        key = sub.phone
+    else:
+        return None
+    row = await conn.fetchrow(
+        f"""UPDATE leads SET first_name = COALESCE($2, first_name),
+                last_name = COALESCE($3, last_name), phone = COALESCE($4, phone),
+                last_touch = $5, consent = COALESCE($6, consent),
+                custom_fields = custom_fields || $7, locale = COALESCE($8, locale),
+                time_zone = COALESCE($9, time_zone), updated_at = now()
+            WHERE {where} {_RETURNING}""",  # noqa: S608 (fixed text, values bound)
+        key,
+        sub.first_name,
+        sub.last_name,
+        sub.phone,
+        sub.touchpoint.as_json(),
+        sub.consent.model_dump(mode="json") if sub.consent else None,
+        sub.custom_fields,
+        sub.locale,
+        sub.time_zone,
+    )
+    return _lead(row, False) if row else None
+
+
+async def insert_submission(
+    conn: asyncpg.Connection,
+    lead_id: UUID,
+    form_id: str,
+    sub: Submission,
+    *,
+    source: str,
+    user_agent: str | None,
+    ip_truncated: str | None,
+    captured_at: datetime,
+) -> UUID:
+    submission_id = uuid4()
+    await conn.execute(
+        """INSERT INTO submissions (id, lead_id, form_id, utm, landing_page, referrer,
+               user_agent, source, visitor_id, ip_truncated, consent, custom_fields,
+               qualification, captured_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)""",
+        submission_id,
+        lead_id,
+        form_id,
+        sub.touchpoint.utm.model_dump(exclude_none=True),
+        sub.touchpoint.landing_page,
+        sub.touchpoint.referrer,
+        _user_agent(user_agent),
+        source,
+        sub.visitor_id,
+        ip_truncated,
+        sub.consent.model_dump(mode="json") if sub.consent else None,
+        sub.custom_fields,
+        sub.qualification,
+        captured_at,
+    )
+    return submission_id
+
+
+async def lead_ids_by_email(conn: asyncpg.Connection, email: str) -> list[UUID]:
+    rows = await conn.fetch("SELECT id FROM leads WHERE email = $1 FOR UPDATE", email)
+    return [r["id"] for r in rows]
+
+
+async def lock_phone(conn: asyncpg.Connection, phone: str) -> None:
+    """Identity by phone alone: two first posts with one number queue here (this transaction)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"phone:{phone}")
+
+
+async def key_for(conn: asyncpg.Connection, lead_id: UUID) -> bytes:
+    """The lead's data key, made now if it has none (leads captured before keys existed).
+
+    Inside the caller's transaction, so a key is never used by an event that is not committed.
+    """
+    # One round trip, no row rewritten when the key exists. Two submissions of one person
+    # are serialized earlier on the lead's row, so the plain read sees a key made by another.
+    key: bytes | None = await conn.fetchval(
+        """WITH made AS (
+               INSERT INTO subject_keys (lead_id, data_key) VALUES ($1, $2)
+               ON CONFLICT (lead_id) DO NOTHING RETURNING data_key)
+           SELECT data_key FROM made
+           UNION ALL SELECT data_key FROM subject_keys WHERE lead_id = $1
+           LIMIT 1""",
+        lead_id,
+        new_data_key(),
+    )
+    if key is None:
+        raise LookupError(f"no data key for lead {lead_id}")
+    return key

@@ -1,0 +1,1 @@
+"""Erasure and each person's data key."""

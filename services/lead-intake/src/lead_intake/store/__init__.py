@@ -1,1 +1,0 @@
-"""lead-intake's tables (schema `intake`), one module per aggregate; SQL always parameterized."""

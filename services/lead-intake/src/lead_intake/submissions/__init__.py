@@ -1,0 +1,1 @@
+"""The public form post: parsing, idempotency, capture of its person."""

@@ -1,0 +1,1 @@
+"""Ad platforms and webhooks: signatures, Meta forms, the Meta lead fetcher."""

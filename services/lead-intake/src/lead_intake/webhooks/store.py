@@ -1,0 +1,247 @@
+"""Ad-platform leads (waiting for their details, captured already), Meta lead forms mapped to
+our forms, and webhook secrets per form and platform."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from lead_intake.webhooks.models import FormSecret, MetaForm, MetaFormIn
+
+
+@dataclass(frozen=True)
+class PendingLead:
+    platform: str
+    external_id: str
+    form_id: str
+    notice: dict[str, Any]
+    attempts: int
+
+
+async def seen(conn: asyncpg.Connection, platform: str, external_id: str) -> UUID | None:
+    lead_id: UUID | None = await conn.fetchval(
+        "SELECT lead_id FROM platform_leads_seen WHERE platform = $1 AND external_id = $2",
+        platform,
+        external_id,
+    )
+    return lead_id
+
+
+async def mark_seen(
+    conn: asyncpg.Connection, platform: str, external_id: str, lead_id: UUID
+) -> bool:
+    """False when another delivery of the same lead got there first."""
+    inserted = await conn.fetchval(
+        """INSERT INTO platform_leads_seen (platform, external_id, lead_id) VALUES ($1, $2, $3)
+           ON CONFLICT DO NOTHING RETURNING true""",
+        platform,
+        external_id,
+        lead_id,
+    )
+    return bool(inserted)
+
+
+async def add_pending(
+    conn: asyncpg.Connection, platform: str, external_id: str, form_id: str, notice: dict[str, Any]
+) -> bool:
+    inserted = await conn.fetchval(
+        """INSERT INTO pending_platform_leads (platform, external_id, form_id, notice)
+           SELECT $1, $2, $3, $4
+           WHERE NOT EXISTS (SELECT 1 FROM platform_leads_seen WHERE platform = $1
+                             AND external_id = $2)
+           ON CONFLICT DO NOTHING RETURNING true""",
+        platform,
+        external_id,
+        form_id,
+        notice,
+    )
+    return bool(inserted)
+
+
+async def lock_delivery(conn: asyncpg.Connection, platform: str, external_id: str) -> None:
+    """Two deliveries of one lead at once: the second waits here until this transaction ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{platform}:{external_id}")
+
+
+async def claim_due(
+    conn: asyncpg.Connection, platform: str, limit: int, max_attempts: int, lease_seconds: float
+) -> list[PendingLead]:
+    """Due leads, leased: not due again for `lease_seconds` (nobody else fetches them then).
+
+    The lease is taken and counted as an attempt in one statement (other replicas skip the
+    locked rows), so the caller can fetch with no transaction open; a lead whose result is
+    never recorded (a crash) is due again when the lease ends. `attempts` is the count
+    before this attempt.
+    """
+    rows = await conn.fetch(
+        """UPDATE pending_platform_leads p
+           SET attempts = p.attempts + 1, next_attempt_at = now() + make_interval(secs => $4)
+           FROM (SELECT platform, external_id FROM pending_platform_leads
+                 WHERE platform = $1 AND next_attempt_at <= now() AND attempts < $3
+                 ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED) due
+           WHERE p.platform = due.platform AND p.external_id = due.external_id
+           RETURNING p.platform, p.external_id, p.form_id, p.notice, p.attempts - 1 AS attempts""",
+        platform,
+        limit,
+        max_attempts,
+        lease_seconds,
+    )
+    return [
+        PendingLead(r["platform"], r["external_id"], r["form_id"], r["notice"], r["attempts"])
+        for r in rows
+    ]
+
+
+async def retry_later(
+    conn: asyncpg.Connection, lead: PendingLead, error: str, delay_seconds: float
+) -> None:
+    """The attempt (counted when claimed) failed: due again in `delay_seconds`."""
+    await conn.execute(
+        """UPDATE pending_platform_leads SET last_error = $3,
+               next_attempt_at = now() + make_interval(secs => $4)
+           WHERE platform = $1 AND external_id = $2""",
+        lead.platform,
+        lead.external_id,
+        error[:500],
+        delay_seconds,
+    )
+
+
+async def done(conn: asyncpg.Connection, lead: PendingLead) -> None:
+    await conn.execute(
+        "DELETE FROM pending_platform_leads WHERE platform = $1 AND external_id = $2",
+        lead.platform,
+        lead.external_id,
+    )
+
+
+# -- Meta lead forms -----------------------------------------------------------------------
+
+_META_COLUMNS = "meta_form_id, form_id, field_map, created_at, updated_at"
+
+
+def _meta_form(row: Any) -> MetaForm:
+    return MetaForm(
+        meta_form_id=row["meta_form_id"],
+        form_id=row["form_id"],
+        field_map=row["field_map"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def get_meta_form(conn: asyncpg.Connection, meta_form_id: str) -> MetaForm | None:
+    row = await conn.fetchrow(
+        f"SELECT {_META_COLUMNS} FROM meta_forms WHERE meta_form_id = $1",  # noqa: S608
+        meta_form_id,
+    )
+    return _meta_form(row) if row else None
+
+
+async def get_meta_forms(conn: asyncpg.Connection, meta_form_ids: list[str]) -> dict[str, MetaForm]:
+    rows = await conn.fetch(
+        f"SELECT {_META_COLUMNS} FROM meta_forms WHERE meta_form_id = ANY($1::text[])",  # noqa: S608
+        meta_form_ids,
+    )
+    return {r["meta_form_id"]: _meta_form(r) for r in rows}
+
+
+async def list_meta_forms(
+    conn: asyncpg.Connection, *, limit: int, after: str | None
+) -> list[MetaForm]:
+    rows = await conn.fetch(
+        f"SELECT {_META_COLUMNS} FROM meta_forms "  # noqa: S608
+        "WHERE $1::text IS NULL OR meta_form_id > $1 ORDER BY meta_form_id LIMIT $2",
+        after,
+        limit,
+    )
+    return [_meta_form(r) for r in rows]
+
+
+async def save_meta_form(
+    conn: asyncpg.Connection, meta_form_id: str, body: MetaFormIn
+) -> tuple[MetaForm, bool]:
+    """Create or replace; True when created."""
+    row = await conn.fetchrow(
+        f"""INSERT INTO meta_forms (meta_form_id, form_id, field_map) VALUES ($1, $2, $3)
+            ON CONFLICT (meta_form_id) DO UPDATE SET form_id = excluded.form_id,
+                field_map = excluded.field_map, updated_at = now()
+            RETURNING {_META_COLUMNS}, (xmax = 0) AS created""",  # noqa: S608
+        meta_form_id,
+        body.form_id,
+        body.field_map,
+    )
+    return _meta_form(row), bool(row["created"])
+
+
+async def delete_meta_form(conn: asyncpg.Connection, meta_form_id: str) -> bool:
+    deleted = await conn.fetchval(
+        "DELETE FROM meta_forms WHERE meta_form_id = $1 RETURNING true", meta_form_id
+    )
+    return bool(deleted)
+
+
+# -- Webhook secrets -----------------------------------------------------------------------
+
+_FORM_SECRETS_COLUMNS = "platform, secret, rotated_at, previous_secret, previous_valid_until"
+
+
+def _secret(row: Any) -> FormSecret:
+    return FormSecret(
+        row["platform"],
+        row["secret"],
+        row["rotated_at"],
+        row["previous_secret"],
+        row["previous_valid_until"],
+    )
+
+
+async def get_secret(conn: asyncpg.Connection, form_id: str, platform: str) -> FormSecret | None:
+    row = await conn.fetchrow(
+        f"SELECT {_FORM_SECRETS_COLUMNS} FROM form_webhook_secrets "  # noqa: S608 (fixed text)
+        "WHERE form_id = $1 AND platform = $2",
+        form_id,
+        platform,
+    )
+    return _secret(row) if row else None
+
+
+async def list_secrets(conn: asyncpg.Connection, form_id: str) -> list[FormSecret]:
+    rows = await conn.fetch(
+        f"SELECT {_FORM_SECRETS_COLUMNS} FROM form_webhook_secrets "  # noqa: S608 (fixed text)
+        "WHERE form_id = $1 ORDER BY platform",
+        form_id,
+    )
+    return [_secret(r) for r in rows]
+
+
+async def rotate_secret(
+    conn: asyncpg.Connection, form_id: str, platform: str, secret: str, grace_seconds: int
+) -> FormSecret:
+    """The new secret; the one it replaces stays valid for `grace_seconds`."""
+    row = await conn.fetchrow(
+        f"""INSERT INTO form_webhook_secrets (form_id, platform, secret)
+            VALUES ($1, $2, $3)
+            ON CONFLICT (form_id, platform) DO UPDATE SET secret = excluded.secret,
+                previous_secret = form_webhook_secrets.secret,
+                previous_valid_until = now() + make_interval(secs => $4),
+                rotated_at = now()
+            RETURNING {_FORM_SECRETS_COLUMNS}""",  # noqa: S608 (fixed text)
+        form_id,
+        platform,
+        secret,
+        float(grace_seconds),
+    )
+    return _secret(row)
+
+
+async def delete_secret(conn: asyncpg.Connection, form_id: str, platform: str) -> bool:
+    deleted = await conn.fetchval(
+        "DELETE FROM form_webhook_secrets WHERE form_id = $1 AND platform = $2 RETURNING true",
+        form_id,
+        platform,
+    )
+    return bool(deleted)

@@ -1,0 +1,36 @@
+"""What the notifier's routes depend on: its runtime, a pooled connection, one principal alias
+per scope, and the per-IP limit on the public links."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, Request
+
+from funnel_servicekit.auth import Principal, Scope, require_scopes
+from funnel_servicekit.deps import pooled_connection, runtime_of
+from notifier.runtime import NotifierRuntime
+
+
+def _runtime(request: Request) -> NotifierRuntime:
+    runtime: NotifierRuntime = runtime_of(request)
+    return runtime
+
+
+Runtime = Annotated[NotifierRuntime, Depends(_runtime)]
+# Routes name their principal before `Conn`: a caller is refused before a connection is taken.
+Conn = Annotated[asyncpg.Connection, Depends(pooled_connection)]
+Reader = Annotated[Principal, Depends(require_scopes(Scope.LEADS_READ))]
+Admin = Annotated[Principal, Depends(require_scopes(Scope.TOUCHES_ADMIN))]
+
+
+async def limit_link_requests(request: Request, runtime: Runtime) -> None:
+    """One hit on a public link (unsubscribe, open pixel, click redirect) for the caller's IP
+    (uvicorn applies trusted proxies): sliding-window counters in process memory, through the
+    kit's rate limiter, as lead-intake does for its public endpoints. The limit is generous:
+    mail providers fetch pixels and follow links through a few shared proxy addresses, so it
+    blunts floods without dropping real people's opens."""
+    context = runtime.context
+    client = request.client.host if request.client else "unknown"
+    await context.link_limiter.check(context.link_limit, "link", client, what="client")

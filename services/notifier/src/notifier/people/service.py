@@ -1,0 +1,143 @@
+"""People's use cases: remember what a lead event says (in the consumer's transaction, with
+no network call), and resolve sealed contacts once their data key can be fetched."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from funnel_contracts.lead_reader import LeadDetails
+from funnel_contracts.sealed import PersonalData, SealError, unseal
+from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
+from notifier.people import store
+from notifier.people.data_keys import DataKeys, KeyServiceRefused, KeyServiceUnavailable
+from notifier.people.models import PendingContact
+from notifier.wake import CONTACTS_CHANNEL, TOUCHES_CHANNEL, notify
+
+log = logging.getLogger(__name__)
+
+
+async def remember_person(uow: UnitOfWork, details: LeadDetails) -> None:
+    """A captured or updated lead: its contact (a v1 event's at once, a v2 event's sealed data
+    left for the contact resolver) and the consent categories it grants."""
+    conn, lead_id = uow.conn, details.lead_id
+    if await store.is_erased(conn, lead_id):
+        return  # the person asked to be forgotten; a late event must not bring them back
+    if details.sealed is not None:
+        await store.add_pending(
+            conn,
+            lead_id,
+            event_type=details.event_type,
+            sealed=details.sealed,
+            locale=details.locale,
+            time_zone=details.time_zone,
+        )
+        await notify(conn, CONTACTS_CHANNEL)
+    else:
+        person = details.person(None)
+        await store.upsert_contact(
+            conn,
+            lead_id,
+            email=person.email if person else None,
+            first_name=person.first_name if person else None,
+            locale=details.locale,
+            time_zone=details.time_zone,
+        )
+    consent = details.consent
+    if consent is not None and consent.categories:
+        await store.set_consents(
+            conn,
+            lead_id,
+            consent.categories,
+            granted=True,
+            source=f"form:{details.form_id}" if details.form_id else details.source,
+            at=consent.given_at or details.at,
+        )
+    # Touches scheduled before the contact was known can go now.
+    await notify(conn, TOUCHES_CHANNEL)
+
+
+async def open_contact(pending: PendingContact, keys: DataKeys) -> PersonalData | None:
+    """The sealed personal data opened with the lead's key, asked of lead-intake (a network
+    call: no transaction is open); None when the lead is erased or unknown there."""
+    key = await keys.key_of(pending.lead_id)
+    if key is None:
+        return None
+    return unseal(pending.sealed, key=key, lead_id=pending.lead_id, event_type=pending.event_type)
+
+
+@dataclass(frozen=True)
+class Resolving:
+    """How the contact resolver works through waiting rows."""
+
+    batch_size: int
+    lease_seconds: float
+    #: Seconds before the next try of a row that failed `attempts` times.
+    backoff: Callable[[int], float]
+
+
+async def resolve_contacts(tx: Transactions, keys: DataKeys, how: Resolving) -> int:
+    """One batch: lease waiting rows, fetch their keys with no transaction open, then store
+    each contact (or nothing, for a lead erased meanwhile). Returns how many rows it took."""
+    async with tx() as uow:
+        batch = await store.claim_pending(uow.conn, how.batch_size, how.lease_seconds)
+    if not batch:
+        return 0
+    opened = await asyncio.gather(*(open_contact(p, keys) for p in batch), return_exceptions=True)
+    for pending, person in zip(batch, opened, strict=True):
+        if isinstance(person, BaseException):
+            await tx.run(functools.partial(_not_opened, pending=pending, error=person, how=how))
+        else:
+            await tx.run(functools.partial(store_contact, pending=pending, person=person))
+    return len(batch)
+
+
+async def store_contact(
+    uow: UnitOfWork, pending: PendingContact, person: PersonalData | None
+) -> bool:
+    """Store the opened contact and wake the sender; True if stored. Nothing is kept when the
+    lead was erased meanwhile (here or at intake): erasure wins."""
+    conn = uow.conn
+    if not await store.take_pending(conn, pending.id):
+        return False  # erased while its key was fetched
+    if person is None or await store.is_erased(conn, pending.lead_id):
+        return False
+    await store.upsert_contact(
+        conn,
+        pending.lead_id,
+        email=person.email,
+        first_name=person.first_name,
+        locale=pending.locale,
+        time_zone=pending.time_zone,
+    )
+    await notify(conn, TOUCHES_CHANNEL)  # its waiting touches can go now
+    return True
+
+
+async def _not_opened(
+    uow: UnitOfWork, pending: PendingContact, error: BaseException, how: Resolving
+) -> None:
+    if isinstance(error, SealError):
+        # No try will ever open it (a blob sealed for another event or key): kept, parked.
+        log.error("sealed personal data does not open", extra={"lead_id": str(pending.lead_id)})
+        await store.retry_pending(uow.conn, pending.id, f"seal: {error}", delay_s=None)
+        return
+    if not isinstance(error, KeyServiceUnavailable | KeyServiceRefused):
+        raise error
+    delay = how.backoff(pending.attempts)
+    level = logging.WARNING if isinstance(error, KeyServiceUnavailable) else logging.ERROR
+    log.log(
+        level,
+        "data key not fetched; trying again later",
+        extra={"lead_id": str(pending.lead_id), "error": str(error), "retry_in": delay},
+    )
+    await store.retry_pending(uow.conn, pending.id, str(error), delay_s=delay)
+
+
+async def next_pending_in(tx: Transactions) -> float | None:
+    """Seconds until the next waiting row may be tried; None when none waits."""
+    async with tx.pool.acquire() as conn:
+        return await store.next_pending_in_seconds(conn)

@@ -1,0 +1,234 @@
+"""What the notifier knows of each person: contact, consent per category, stage, activities,
+and the sealed personal data still waiting for its data key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+from funnel_contracts.events import Sealed
+from notifier.people.models import PendingContact
+
+
+async def upsert_contact(
+    conn: asyncpg.Connection,
+    lead_id: UUID,
+    *,
+    email: str | None,
+    first_name: str | None,
+    locale: str | None,
+    time_zone: str | None,
+) -> None:
+    """Insert or update; a missing value in an update keeps the known one."""
+    await conn.execute(
+        """INSERT INTO contacts (lead_id, email, first_name, locale, time_zone)
+           VALUES ($1, coalesce($2, ''), $3, $4, $5)
+           ON CONFLICT (lead_id) DO UPDATE SET
+               email = coalesce($2, contacts.email),
+               first_name = coalesce($3, contacts.first_name),
+               locale = coalesce($4, contacts.locale),
+               time_zone = coalesce($5, contacts.time_zone),
+               updated_at = now()""",
+        lead_id,
+        email,
+        first_name,
+        locale,
+        time_zone,
+    )
+
+
+async def set_consents(
+    conn: asyncpg.Connection,
+    lead_id: UUID,
+    categories: Iterable[str],
+    *,
+    granted: bool,
+    source: str,
+    at: datetime,
+) -> list[str]:
+    """Record consent per category; returns the categories whose value changed."""
+    changed: list[str] = []
+    for category in categories:
+        row = await conn.fetchval(
+            """INSERT INTO consents (lead_id, category, granted, source, changed_at)
+               VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (lead_id, category) DO UPDATE SET granted = excluded.granted,
+                   source = excluded.source, changed_at = excluded.changed_at
+               WHERE consents.granted IS DISTINCT FROM excluded.granted
+               RETURNING true""",
+            lead_id,
+            category,
+            granted,
+            source,
+            at,
+        )
+        if row:
+            changed.append(category)
+    return changed
+
+
+async def enter_stage(
+    conn: asyncpg.Connection, lead_id: UUID, funnel_id: str, stage: str, at: datetime
+) -> bool:
+    """Record the lead's stage unless a later move is already known (out-of-order safe)."""
+    moved = await conn.fetchval(
+        """INSERT INTO lead_state (lead_id, funnel_id, stage, stage_changed_at)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (lead_id) DO UPDATE SET funnel_id = $2, stage = $3, stage_changed_at = $4
+           WHERE lead_state.stage_changed_at IS NULL OR lead_state.stage_changed_at <= $4
+           RETURNING true""",
+        lead_id,
+        funnel_id,
+        stage,
+        at,
+    )
+    return bool(moved)
+
+
+async def set_temperature(
+    conn: asyncpg.Connection, lead_id: UUID, temperature: str, score: float, at: datetime
+) -> None:
+    await conn.execute(
+        """INSERT INTO lead_state (lead_id, temperature, score, scored_at) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (lead_id) DO UPDATE SET temperature = $2, score = $3, scored_at = $4
+           WHERE lead_state.scored_at IS NULL OR lead_state.scored_at <= $4""",
+        lead_id,
+        temperature,
+        score,
+        at,
+    )
+
+
+async def temperature(conn: asyncpg.Connection, lead_id: UUID) -> str | None:
+    known: str | None = await conn.fetchval(
+        "SELECT temperature FROM lead_state WHERE lead_id = $1", lead_id
+    )
+    return known
+
+
+async def current_stage(conn: asyncpg.Connection, lead_id: UUID) -> tuple[str | None, str | None]:
+    row = await conn.fetchrow("SELECT funnel_id, stage FROM lead_state WHERE lead_id = $1", lead_id)
+    return (row["funnel_id"], row["stage"]) if row else (None, None)
+
+
+async def record_activity(
+    conn: asyncpg.Connection, lead_id: UUID, activity_type: str, at: datetime
+) -> None:
+    await conn.execute(
+        """INSERT INTO lead_activities (lead_id, activity_type, last_at) VALUES ($1, $2, $3)
+           ON CONFLICT (lead_id, activity_type)
+           DO UPDATE SET last_at = greatest(lead_activities.last_at, $3)""",
+        lead_id,
+        activity_type,
+        at,
+    )
+
+
+async def erase(conn: asyncpg.Connection, lead_id: UUID) -> None:
+    """Remove the person: sealed data waiting for its key, contact details, consent records,
+    state, activities, tasks. The waiting rows go first: a contact resolver that is storing
+    one holds it, so this waits for it and then deletes the contact it stored."""
+    for table in (
+        "pending_contacts",
+        "contacts",
+        "consents",
+        "lead_state",
+        "lead_activities",
+        "tasks",
+    ):
+        await conn.execute(f"DELETE FROM {table} WHERE lead_id = $1", lead_id)  # noqa: S608
+    await conn.execute(
+        "INSERT INTO erased_leads (lead_id) VALUES ($1) ON CONFLICT DO NOTHING", lead_id
+    )
+
+
+async def is_erased(conn: asyncpg.Connection, lead_id: UUID) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM erased_leads WHERE lead_id = $1", lead_id))
+
+
+async def add_pending(
+    conn: asyncpg.Connection,
+    lead_id: UUID,
+    *,
+    event_type: str,
+    sealed: Sealed,
+    locale: str | None,
+    time_zone: str | None,
+) -> None:
+    await conn.execute(
+        """INSERT INTO pending_contacts (lead_id, event_type, sealed, locale, time_zone)
+           VALUES ($1, $2, $3, $4, $5)""",
+        lead_id,
+        event_type,
+        sealed.model_dump(mode="json"),
+        locale,
+        time_zone,
+    )
+
+
+async def claim_pending(
+    conn: asyncpg.Connection, limit: int, lease_seconds: float
+) -> list[PendingContact]:
+    """Lease the oldest waiting row of up to `limit` leads (a lead's rows go in event order;
+    SKIP LOCKED shares the work among replicas)."""
+    rows = await conn.fetch(
+        """WITH due AS (
+               SELECT id FROM pending_contacts pc
+               WHERE next_try_at <= now() AND NOT EXISTS (
+                   SELECT 1 FROM pending_contacts p WHERE p.lead_id = pc.lead_id AND p.id < pc.id)
+               ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+           UPDATE pending_contacts p SET attempts = p.attempts + 1,
+               next_try_at = now() + make_interval(secs => $2)
+           FROM due WHERE p.id = due.id
+           RETURNING p.id, p.lead_id, p.event_type, p.sealed, p.locale, p.time_zone,
+               p.attempts""",
+        limit,
+        float(lease_seconds),
+    )
+    return [
+        PendingContact(
+            id=r["id"],
+            lead_id=r["lead_id"],
+            event_type=r["event_type"],
+            sealed=Sealed.model_validate(r["sealed"]),
+            locale=r["locale"],
+            time_zone=r["time_zone"],
+            attempts=r["attempts"],
+        )
+        for r in sorted(rows, key=lambda r: int(r["id"]))
+    ]
+
+
+async def take_pending(conn: asyncpg.Connection, pending_id: int) -> bool:
+    """Remove a waiting row (locking it against erasure); False when erasure removed it."""
+    return bool(
+        await conn.fetchval("DELETE FROM pending_contacts WHERE id = $1 RETURNING true", pending_id)
+    )
+
+
+async def retry_pending(
+    conn: asyncpg.Connection, pending_id: int, error: str, *, delay_s: float | None
+) -> None:
+    """Try the row again after `delay_s` seconds; None parks it (no try will open it)."""
+    await conn.execute(
+        """UPDATE pending_contacts SET last_error = $2,
+               next_try_at = CASE WHEN $3::float8 IS NULL THEN 'infinity'::timestamptz
+                                  ELSE now() + make_interval(secs => $3) END
+           WHERE id = $1""",
+        pending_id,
+        error[:1000],
+        delay_s,
+    )
+
+
+async def next_pending_in_seconds(conn: asyncpg.Connection) -> float | None:
+    """Seconds until the next waiting row may be tried (negative: overdue); None if none."""
+    wait = await conn.fetchval(
+        """SELECT extract(epoch FROM min(next_try_at) - now()) FROM pending_contacts pc
+           WHERE next_try_at < 'infinity' AND NOT EXISTS (
+               SELECT 1 FROM pending_contacts p WHERE p.lead_id = pc.lead_id AND p.id < pc.id)"""
+    )
+    return None if wait is None else float(wait)

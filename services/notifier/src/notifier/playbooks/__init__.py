@@ -1,0 +1,1 @@
+"""Playbooks: what touches a trigger calls for (shipped defaults, and saved ones on top)."""

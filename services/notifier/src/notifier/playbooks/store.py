@@ -1,0 +1,42 @@
+"""Saved playbooks; together with the shipped defaults they make the effective set."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from notifier.playbooks.catalog import default_playbooks
+from notifier.playbooks.models import Playbook, StoredPlaybook
+
+
+async def effective(conn: asyncpg.Connection) -> dict[str, StoredPlaybook]:
+    """Shipped defaults, each replaced by a saved playbook of the same name."""
+    found = {
+        name: StoredPlaybook(book, "shipped", 0, None) for name, book in default_playbooks().items()
+    }
+    for row in await conn.fetch("SELECT name, definition, version, updated_at FROM playbooks"):
+        found[row["name"]] = StoredPlaybook(
+            Playbook.model_validate(row["definition"]), "saved", row["version"], row["updated_at"]
+        )
+    return found
+
+
+async def playbooks(conn: asyncpg.Connection) -> list[Playbook]:
+    return [s.playbook for s in (await effective(conn)).values()]
+
+
+async def save(conn: asyncpg.Connection, playbook: Playbook, by: str) -> int:
+    version: int = await conn.fetchval(
+        """INSERT INTO playbooks (name, definition, updated_by) VALUES ($1, $2, $3)
+           ON CONFLICT (name) DO UPDATE SET definition = excluded.definition,
+               version = playbooks.version + 1, updated_at = now(), updated_by = excluded.updated_by
+           RETURNING version""",
+        playbook.name,
+        playbook.model_dump(mode="json"),
+        by,
+    )
+    return version
+
+
+async def delete(conn: asyncpg.Connection, name: str) -> bool:
+    deleted = await conn.fetchval("DELETE FROM playbooks WHERE name = $1 RETURNING true", name)
+    return bool(deleted)

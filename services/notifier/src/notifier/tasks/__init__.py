@@ -1,0 +1,1 @@
+"""Sales tasks ("hot lead: call now"), made by task touches and listed for the sales team."""

@@ -1,0 +1,1 @@
+"""Touches: scheduled from events by playbooks, checked again when due, sent once, recorded."""

@@ -1,0 +1,370 @@
+"""The touches' use cases.
+
+From events (in the consumer's transaction, no network call): schedule the touches playbooks
+call for, cancel the ones the person has outgrown, forget an erased person. For the sender:
+claim due touches and decide on each (one transaction), compose what goes out, record each
+outcome once (another transaction). For the API: list a lead's touches, replay a failed one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any, Literal, cast
+from uuid import UUID
+
+import asyncpg
+
+from funnel_contracts import (
+    ActivityRecorded,
+    EventData,
+    LeadScored,
+    StageChanged,
+    TouchFailed,
+    TouchSent,
+)
+from funnel_servicekit.telemetry import current_trace_headers
+from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
+from notifier import metrics
+from notifier.channels import Failed, Outcome, Retry, Sent
+from notifier.links import LinkSigner
+from notifier.people import store as people
+from notifier.people.models import Contact
+from notifier.playbooks import store as playbooks
+from notifier.playbooks.models import Channel, Playbook, StoredPlaybook, plans_for
+from notifier.playbooks.models.templates import pick, render, shipped
+from notifier.retry_policy import backoff_seconds
+from notifier.settings import NotifierSettings
+from notifier.touches import store
+from notifier.touches.models.due import DueTouch
+from notifier.touches.models.email_message import MailEnvelope, build_email
+from notifier.touches.models.send_rules import Defer, Policy, QuietHours, Send, TouchFacts, decide
+from notifier.wake import TOUCHES_CHANNEL, notify
+
+# --- from events -------------------------------------------------------------------------
+
+
+async def forget_lead(uow: UnitOfWork, lead_id: UUID) -> None:
+    """lead.erased: remove what is known of the person and cancel every waiting touch."""
+    if await people.is_erased(uow.conn, lead_id):
+        return
+    await people.erase(uow.conn, lead_id)
+    await store.cancel_all(uow.conn, lead_id, "erased")
+
+
+async def enter_stage(uow: UnitOfWork, cause_id: str, event: StageChanged) -> None:
+    """A stage change: touches that need the old stage are cancelled; the new stage's are
+    scheduled. An older move arriving late changes nothing."""
+    conn = uow.conn
+    if await people.is_erased(conn, event.lead_id):
+        return
+    if not await people.enter_stage(
+        conn, event.lead_id, event.funnel_id, event.to_stage, event.changed_at
+    ):
+        return
+    await store.cancel_left_stage(conn, event.lead_id, event.to_stage)
+    await _schedule(uow, cause_id, event, funnel_id=event.funnel_id, stage=event.to_stage)
+
+
+async def record_activity(uow: UnitOfWork, cause_id: str, event: ActivityRecorded) -> None:
+    """An activity: touches it cancels are cancelled; the ones it triggers are scheduled."""
+    conn = uow.conn
+    if await people.is_erased(conn, event.lead_id):
+        return
+    funnel_id, stage = await people.current_stage(conn, event.lead_id)
+    await people.record_activity(conn, event.lead_id, event.activity_type, event.occurred_at)
+    await store.cancel_on_activity(conn, event.lead_id, event.activity_type, event.occurred_at)
+    await _schedule(uow, cause_id, event, funnel_id=funnel_id, stage=stage)
+
+
+async def record_score(uow: UnitOfWork, cause_id: str, event: LeadScored) -> None:
+    """A new score: the temperature it crosses into may call for a touch (a sales task)."""
+    conn = uow.conn
+    if await people.is_erased(conn, event.lead_id):
+        return
+    funnel_id, stage = await people.current_stage(conn, event.lead_id)
+    known = await people.temperature(conn, event.lead_id)
+    if event.previous_temperature is None and known is not None:
+        # The producer did not say where it came from; what we saw last is the answer,
+        # so a lead that stays hot does not make a new sales task on every score.
+        event = event.model_copy(update={"previous_temperature": known})
+    await people.set_temperature(
+        conn, event.lead_id, event.temperature, event.score, event.scored_at
+    )
+    await _schedule(uow, cause_id, event, funnel_id=funnel_id, stage=stage)
+
+
+async def _schedule(
+    uow: UnitOfWork,
+    cause_id: str,
+    event: EventData,
+    *,
+    funnel_id: str | None,
+    stage: str | None,
+) -> None:
+    conn = uow.conn
+    books = await playbooks.playbooks(conn)
+    plans = plans_for(books, event, cause_id=cause_id, current_stage=stage, funnel_id=funnel_id)
+    # The consume span's context: the send joins the trace that began at the form post.
+    trace_context = current_trace_headers()
+    scheduled = 0
+    for plan in plans:
+        if await store.schedule(
+            conn, event.lead_id, plan, cause_event_id=cause_id, trace_context=trace_context
+        ):
+            scheduled += 1
+    if scheduled:
+        await notify(conn, TOUCHES_CHANNEL)
+
+
+# --- the sender ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A touch leased to this sender ('sending'): what it is, its playbook, its contact."""
+
+    touch: DueTouch
+    playbook: Playbook
+    contact: Contact | None
+
+
+@dataclass(frozen=True)
+class SendRules:
+    """The deployment's send-time rules (quiet hours, caps) and batch settings."""
+
+    policy: Policy
+    cap_window: timedelta
+    batch_size: int
+    lease_seconds: float
+
+    @classmethod
+    def of(cls, settings: NotifierSettings) -> SendRules:
+        quiet = None
+        if settings.quiet_hours_start is not None and settings.quiet_hours_end is not None:
+            quiet = QuietHours(settings.quiet_hours_start, settings.quiet_hours_end)
+        return cls(
+            policy=Policy(quiet, settings.default_time_zone, settings.frequency_caps),
+            cap_window=max(
+                (c.period for caps in settings.frequency_caps.values() for c in caps),
+                default=timedelta(days=7),
+            ),
+            batch_size=settings.send_batch_size,
+            lease_seconds=settings.touch_lease_seconds,
+        )
+
+    def window(self, stored: StoredPlaybook | None) -> timedelta:
+        """How far back sends count against the caps of a touch of this playbook."""
+        own = (
+            max((c.period for c in stored.playbook.caps), default=timedelta(0)) if stored else None
+        )
+        return max(self.cap_window, own or timedelta(0))
+
+
+async def claim_due(tx: Transactions, rules: SendRules) -> tuple[list[Claimed], int]:
+    """One transaction: lock a batch of due touches (SKIP LOCKED: replicas share the work)
+    and their leads, re-check every condition, and lease (to send), defer or suppress each.
+    Returns the leased touches and how many were handled."""
+    now = datetime.now(UTC)
+    async with tx() as uow:
+        conn = uow.conn
+        due = await store.lock_due(conn, rules.batch_size)
+        if not due:
+            return [], 0
+        books = await playbooks.effective(conn)
+        leads = sorted({t.lead_id for t in due}, key=str)
+        await store.lock_leads(conn, leads)
+        window = max(rules.window(books.get(t.playbook)) for t in due)
+        snap = await store.snapshot(conn, leads, now=now, window_start=now - window)
+        leased: list[Claimed] = []
+        for touch in due:
+            stored = books.get(touch.playbook)
+            decision = decide(
+                TouchFacts(
+                    channel=touch.channel,
+                    kind=touch.kind,
+                    category=touch.category,
+                    playbook=touch.playbook,
+                    requires_stage=touch.requires_stage,
+                    cancel_on=touch.cancel_on,
+                    triggered_at=touch.triggered_at,
+                ),
+                snap.facts(touch.lead_id, touch.channel, touch.playbook, touch.id),
+                rules.policy,
+                now,
+                playbook_enabled=stored is not None and stored.playbook.enabled,
+                playbook_caps=stored.playbook.caps if stored else (),
+            )
+            if isinstance(decision, Send) and stored is not None:
+                if touch.kind == "marketing":  # counts against the caps of the next ones
+                    snap.add_send(touch.lead_id, touch.channel, touch.playbook, touch.id)
+                leased.append(Claimed(touch, stored.playbook, snap.contacts.get(touch.lead_id)))
+            elif isinstance(decision, Defer):
+                await store.defer(conn, touch.id, decision.until, decision.why)
+                metrics.TOUCH_OUTCOMES.labels(touch.channel, "deferred").inc()
+            else:
+                why = decision.why if not isinstance(decision, Send) else "playbook removed"
+                await store.suppress(conn, touch.id, why)
+                metrics.TOUCH_OUTCOMES.labels(touch.channel, "suppressed").inc()
+        if leased:
+            await store.lease(conn, [c.touch.id for c in leased], rules.lease_seconds)
+    return leased, len(due)
+
+
+def compose_email(item: Claimed, links: LinkSigner, settings: NotifierSettings) -> EmailMessage:
+    """The email of a claimed touch, in the contact's locale, with its tracked links and, on
+    marketing mail, the unsubscribe link (TemplateProblem, KeyError or ValueError if not)."""
+    touch, contact = item.touch, item.contact
+    assert contact is not None  # an email touch is claimed only once its contact is known
+    templates = item.playbook.templates or shipped(touch.template)
+    locale, template = pick(templates, contact.locale)
+    context: dict[str, Any] = {
+        "first_name": contact.first_name,
+        "name": contact.first_name,
+        "playbook": touch.playbook,
+        "stage": touch.stage,
+        "funnel_id": touch.funnel_id,
+        "tracked": lambda url: links.click_url(touch.id, touch.lead_id, str(url)),
+    }
+    unsubscribe = None
+    if touch.kind == "marketing":
+        unsubscribe = links.unsubscribe_url(touch.id, touch.lead_id, touch.category or "marketing")
+        context["unsubscribe_url"] = unsubscribe
+    rendered = render(template, context, locale)
+    return build_email(
+        MailEnvelope(
+            touch_id=touch.id,
+            to=contact.email,
+            mail_from=settings.mail_from,
+            domain=settings.message_id_domain,
+            locale=locale,
+            unsubscribe_url=unsubscribe,
+            open_pixel_url=links.open_url(touch.id, touch.lead_id),
+        ),
+        rendered,
+    )
+
+
+def webhook_payload(item: Claimed) -> Mapping[str, Any]:
+    """What a webhook playbook's receiver gets."""
+    touch = item.touch
+    return {
+        "touch_id": str(touch.id),
+        "lead_id": str(touch.lead_id),
+        "playbook": touch.playbook,
+        "funnel_id": touch.funnel_id,
+        "stage": touch.stage,
+        "contact": person(item.contact, "email", "first_name", "locale"),
+        "sent_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def person(contact: Contact | None, *fields: str) -> dict[str, Any]:
+    """The contact fields a webhook receiver gets (a CRM needs them; logs never do)."""
+    return {f: getattr(contact, f) if contact else None for f in fields}
+
+
+async def record_outcome(
+    uow: UnitOfWork, touch: DueTouch, outcome: Outcome, now: datetime, settings: NotifierSettings
+) -> str | None:
+    """Record what the channel answered, once (only a touch still 'sending' is marked):
+    sent with funnel.touch.sent, another try after a backoff, or failed for good with
+    funnel.touch.failed. Returns the error when it was not delivered."""
+    conn = uow.conn
+    if isinstance(outcome, Sent):
+        if await store.mark_sent(conn, touch.id, outcome.message_id):
+            await uow.emit(
+                TouchSent(
+                    lead_id=touch.lead_id,
+                    touch_id=touch.id,
+                    playbook=touch.playbook,
+                    channel=_channel(touch.channel),
+                    template=touch.template,
+                    funnel_id=touch.funnel_id,
+                    stage=touch.stage,
+                    message_id=outcome.message_id,
+                    sent_at=now,
+                )
+            )
+            metrics.TOUCH_OUTCOMES.labels(touch.channel, "sent").inc()
+            metrics.SEND_LAG.labels(touch.channel).observe(
+                max(0.0, (now - touch.due_at).total_seconds())
+            )
+        return None
+    attempts = touch.attempts + 1
+    if isinstance(outcome, Failed):
+        give_up, error, delay = True, outcome.error, 0.0
+    else:
+        give_up = _give_up(outcome, touch, attempts, now, settings)
+        error = outcome.error
+        delay = backoff_seconds(
+            attempts,
+            base=settings.retry_base_seconds,
+            cap=settings.retry_max_seconds,
+            retry_after=outcome.delay_s,
+        )
+    if await store.mark_retry(conn, touch.id, error, delay_s=delay, give_up=give_up):
+        if give_up:
+            await uow.emit(
+                TouchFailed(
+                    lead_id=touch.lead_id,
+                    touch_id=touch.id,
+                    playbook=touch.playbook,
+                    channel=_channel(touch.channel),
+                    error=error[:2000],
+                    attempts=attempts,
+                    failed_at=now,
+                )
+            )
+        metrics.TOUCH_OUTCOMES.labels(touch.channel, "failed" if give_up else "retry").inc()
+    return error
+
+
+def no_outcome() -> Outcome:
+    """What a touch that got no answer in its batch is recorded as (tried again, uncounted)."""
+    return Retry("no outcome", counted=False)
+
+
+def _channel(name: str) -> Channel:
+    return cast(Channel, name)
+
+
+def _give_up(
+    outcome: Retry, touch: DueTouch, attempts: int, now: datetime, settings: NotifierSettings
+) -> bool:
+    """Counted tries: after the last one. Uncounted ones (an outage, a temporary refusal):
+    once the touch has been due for longer than the retry window, as a mail queue would,
+    and never before its first touch_max_attempts tries (a replayed touch gets them again)."""
+    if attempts < settings.touch_max_attempts:
+        return False
+    if outcome.counted:
+        return True
+    return (now - touch.first_due_at).total_seconds() > settings.touch_retry_for_seconds
+
+
+async def next_due_in(pool: asyncpg.Pool) -> float | None:
+    """Seconds until the next touch the sender could claim; None when none waits."""
+    async with pool.acquire() as conn:
+        return await store.next_due_in_seconds(conn)
+
+
+# --- the API -------------------------------------------------------------------------------
+
+
+async def touches_of(conn: asyncpg.Connection, lead_id: UUID) -> list[dict[str, Any]]:
+    """Every touch of a lead: scheduled, sent, suppressed or cancelled (with why), failed."""
+    return await store.touches_of(conn, lead_id)
+
+
+Replayed = Literal["scheduled", "not failed", "unknown"]
+
+
+async def replay(tx: Transactions, touch_id: UUID) -> Replayed:
+    """A failed touch scheduled again, due now (same touch id, so receivers can deduplicate)."""
+    async with tx() as uow:
+        if await store.replay(uow.conn, touch_id):
+            await notify(uow.conn, TOUCHES_CHANNEL)
+            return "scheduled"
+        return "unknown" if await store.touch_lead(uow.conn, touch_id) is None else "not failed"

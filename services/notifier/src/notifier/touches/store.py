@@ -1,0 +1,298 @@
+"""The durable touch schedule: schedule, cancel, claim due touches, record outcomes; and the
+batch snapshot of what the send-time rules look at."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from notifier.people.models import Contact
+from notifier.playbooks.models import TouchPlan
+from notifier.touches.models.due import DueTouch
+from notifier.touches.models.snapshot import Snapshot
+
+# Touches waiting to be sent; only these can be cancelled or deferred.
+PENDING = ("scheduled",)
+
+
+async def schedule(
+    conn: asyncpg.Connection,
+    lead_id: UUID,
+    plan: TouchPlan,
+    *,
+    cause_event_id: str,
+    trace_context: dict[str, str],
+) -> UUID | None:
+    """Schedule a touch; None when this playbook already touched the lead for this cause."""
+    touch_id = uuid4()
+    inserted = await conn.fetchval(
+        """INSERT INTO touches (id, lead_id, playbook, channel, template, funnel_id, stage,
+               cause_event_id, due_at, first_due_at, dedupe_key, kind, category,
+               requires_stage, cancel_on, triggered_at, trace_context)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15, $16)
+           ON CONFLICT (lead_id, playbook, dedupe_key) DO NOTHING RETURNING true""",
+        touch_id,
+        lead_id,
+        plan.playbook,
+        plan.channel,
+        plan.template,
+        plan.funnel_id,
+        plan.stage,
+        cause_event_id,
+        plan.due_at,
+        plan.dedupe_key,
+        plan.kind,
+        plan.category,
+        plan.requires_stage,
+        list(plan.cancel_on),
+        plan.triggered_at,
+        trace_context,
+    )
+    return touch_id if inserted else None
+
+
+async def cancel_left_stage(conn: asyncpg.Connection, lead_id: UUID, new_stage: str) -> int:
+    """The lead moved on: touches that need the old stage are cancelled, not sent."""
+    status: str = await conn.execute(
+        """UPDATE touches SET status = 'cancelled', reason = 'left stage ' || requires_stage
+           WHERE lead_id = $1 AND status = 'scheduled'
+             AND requires_stage IS NOT NULL AND requires_stage <> $2""",
+        lead_id,
+        new_stage,
+    )
+    return int(status.split()[-1])
+
+
+async def cancel_on_activity(
+    conn: asyncpg.Connection, lead_id: UUID, activity_type: str, at: datetime
+) -> int:
+    """The person did what the touch was nudging them to (e.g. bought): cancel it."""
+    status: str = await conn.execute(
+        """UPDATE touches SET status = 'cancelled', reason = $2 || ' since the trigger'
+           WHERE lead_id = $1 AND status = 'scheduled' AND $2 = ANY(cancel_on)
+             AND triggered_at <= $3""",
+        lead_id,
+        activity_type,
+        at,
+    )
+    return int(status.split()[-1])
+
+
+async def cancel_category(
+    conn: asyncpg.Connection, lead_id: UUID, category: str, reason: str
+) -> int:
+    status: str = await conn.execute(
+        """UPDATE touches SET status = 'suppressed', reason = $3
+           WHERE lead_id = $1 AND status = 'scheduled' AND kind = 'marketing' AND category = $2""",
+        lead_id,
+        category,
+        reason,
+    )
+    return int(status.split()[-1])
+
+
+async def cancel_all(conn: asyncpg.Connection, lead_id: UUID, reason: str) -> int:
+    status: str = await conn.execute(
+        """UPDATE touches SET status = 'cancelled', reason = $2, lease_until = NULL
+           WHERE lead_id = $1 AND status IN ('scheduled', 'sending', 'failed')""",
+        lead_id,
+        reason,
+    )
+    return int(status.split()[-1])
+
+
+_COLUMNS = """t.id, t.lead_id, t.playbook, t.channel, t.kind, t.category, t.template,
+    t.funnel_id, t.stage, t.requires_stage, t.cancel_on, t.triggered_at, t.due_at,
+    t.first_due_at, t.attempts, t.trace_context"""
+
+
+def _due(row: asyncpg.Record) -> DueTouch:
+    data = dict(row)
+    data["cancel_on"] = tuple(data["cancel_on"] or ())
+    ctx = data["trace_context"]
+    data["trace_context"] = json.loads(ctx) if isinstance(ctx, str) else dict(ctx or {})
+    return DueTouch(**data)
+
+
+async def lock_due(conn: asyncpg.Connection, limit: int) -> list[DueTouch]:
+    """Lock due touches (inside the caller's transaction); SKIP LOCKED shares work among
+    replicas. A touch whose lease ran out (its sender died mid-send) is due again."""
+    rows = await conn.fetch(
+        f"""SELECT {_COLUMNS} FROM touches t
+            WHERE ((t.status = 'scheduled' AND t.due_at <= now())
+                OR (t.status = 'sending' AND t.lease_until < now()))
+              AND (t.channel = 'task' OR EXISTS (
+                   SELECT 1 FROM contacts c WHERE c.lead_id = t.lead_id))
+            ORDER BY t.due_at LIMIT $1 FOR UPDATE OF t SKIP LOCKED""",  # noqa: S608
+        limit,
+    )
+    return sorted((_due(r) for r in rows), key=lambda t: (str(t.lead_id), t.due_at))
+
+
+async def next_due_in_seconds(conn: asyncpg.Connection) -> float | None:
+    """Seconds until the next touch the sender could claim (negative: overdue); None if none
+    (a touch whose contact is not known yet waits for it, and its NOTIFY)."""
+    wait = await conn.fetchval(
+        """SELECT extract(epoch FROM t.due_at - now()) FROM touches t
+           WHERE t.status = 'scheduled' AND (t.channel = 'task'
+               OR EXISTS (SELECT 1 FROM contacts c WHERE c.lead_id = t.lead_id))
+           ORDER BY t.due_at LIMIT 1"""
+    )
+    return None if wait is None else float(wait)
+
+
+async def lock_leads(conn: asyncpg.Connection, lead_ids: list[UUID]) -> None:
+    """Serialize send decisions per lead across replicas (frequency caps count right);
+    locks are taken in one order everywhere, so two replicas cannot deadlock."""
+    await conn.execute(
+        """SELECT pg_advisory_xact_lock(k) FROM (
+               SELECT DISTINCT hashtextextended('notifier-lead:' || l::text, 0) AS k
+               FROM unnest($1::uuid[]) AS l ORDER BY k) AS keys""",
+        lead_ids,
+    )
+
+
+async def lease(conn: asyncpg.Connection, touch_ids: list[UUID], lease_seconds: float) -> None:
+    await conn.execute(
+        """UPDATE touches SET status = 'sending', attempts = attempts + 1,
+               lease_until = now() + make_interval(secs => $2)
+           WHERE id = ANY($1::uuid[])""",
+        touch_ids,
+        float(lease_seconds),
+    )
+
+
+async def defer(conn: asyncpg.Connection, touch_id: UUID, until: datetime, why: str) -> None:
+    await conn.execute(
+        """UPDATE touches SET status = 'scheduled', due_at = $2, reason = $3, lease_until = NULL
+           WHERE id = $1""",
+        touch_id,
+        until,
+        why,
+    )
+
+
+async def suppress(conn: asyncpg.Connection, touch_id: UUID, why: str) -> None:
+    await conn.execute(
+        """UPDATE touches SET status = 'suppressed', reason = $2, lease_until = NULL
+           WHERE id = $1""",
+        touch_id,
+        why,
+    )
+
+
+async def mark_sent(conn: asyncpg.Connection, touch_id: UUID, message_id: str | None) -> bool:
+    """Record the send once: only a touch still leased ('sending') becomes 'sent'."""
+    done = await conn.fetchval(
+        """UPDATE touches SET status = 'sent', sent_at = now(), message_id = $2,
+               lease_until = NULL, reason = NULL
+           WHERE id = $1 AND status = 'sending' RETURNING true""",
+        touch_id,
+        message_id,
+    )
+    return bool(done)
+
+
+async def mark_retry(
+    conn: asyncpg.Connection, touch_id: UUID, error: str, *, delay_s: float, give_up: bool
+) -> bool:
+    """Schedule another try, or fail the touch (kept for replay); True if it was leased."""
+    done = await conn.fetchval(
+        """UPDATE touches SET status = CASE WHEN $4 THEN 'failed' ELSE 'scheduled' END,
+               due_at = now() + make_interval(secs => $3), last_error = $2, lease_until = NULL,
+               reason = CASE WHEN $4 THEN 'delivery failed' ELSE 'retrying' END
+           WHERE id = $1 AND status = 'sending' RETURNING true""",
+        touch_id,
+        error[:1000],
+        float(delay_s),
+        give_up,
+    )
+    return bool(done)
+
+
+async def replay(conn: asyncpg.Connection, touch_id: UUID) -> bool:
+    """A failed touch goes back into the schedule, due now, with its attempts reset."""
+    done = await conn.fetchval(
+        """UPDATE touches SET status = 'scheduled', due_at = now(), attempts = 0,
+               reason = 'replayed', lease_until = NULL
+           WHERE id = $1 AND status = 'failed' RETURNING true""",
+        touch_id,
+    )
+    return bool(done)
+
+
+async def touch_lead(conn: asyncpg.Connection, touch_id: UUID) -> UUID | None:
+    lead: UUID | None = await conn.fetchval("SELECT lead_id FROM touches WHERE id = $1", touch_id)
+    return lead
+
+
+async def first_engagement(
+    conn: asyncpg.Connection, touch_id: UUID, kind: str, url: str = ""
+) -> bool:
+    """True the first time this touch is opened (or this link in it clicked)."""
+    fresh = await conn.fetchval(
+        """INSERT INTO touch_engagements (touch_id, kind, url) VALUES ($1, $2, $3)
+           ON CONFLICT DO NOTHING RETURNING true""",
+        touch_id,
+        kind,
+        url,
+    )
+    if fresh and kind == "open":
+        await conn.execute(
+            "UPDATE touches SET opened_at = coalesce(opened_at, now()) WHERE id = $1", touch_id
+        )
+    return bool(fresh)
+
+
+async def touches_of(conn: asyncpg.Connection, lead_id: UUID) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT id, playbook, channel, kind, category, template, status, reason, due_at,
+               sent_at, attempts, message_id, last_error, opened_at, created_at
+           FROM touches WHERE lead_id = $1 ORDER BY created_at, due_at""",
+        lead_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def snapshot(
+    conn: asyncpg.Connection, lead_ids: list[UUID], *, now: datetime, window_start: datetime
+) -> Snapshot:
+    """Five set-based reads for the whole batch (not five per touch)."""
+    snap = Snapshot(now=now)
+    for r in await conn.fetch(
+        "SELECT lead_id, email, first_name, locale, time_zone FROM contacts"
+        " WHERE lead_id = ANY($1::uuid[])",
+        lead_ids,
+    ):
+        snap.contacts[r["lead_id"]] = Contact(
+            r["email"], r["first_name"], r["locale"], r["time_zone"]
+        )
+    for r in await conn.fetch(
+        "SELECT lead_id, stage FROM lead_state WHERE lead_id = ANY($1::uuid[])", lead_ids
+    ):
+        snap.stages[r["lead_id"]] = r["stage"]
+    for r in await conn.fetch(
+        "SELECT lead_id, category, granted FROM consents WHERE lead_id = ANY($1::uuid[])",
+        lead_ids,
+    ):
+        snap.consents.setdefault(r["lead_id"], {})[r["category"]] = r["granted"]
+    for r in await conn.fetch(
+        "SELECT lead_id, activity_type, last_at FROM lead_activities"
+        " WHERE lead_id = ANY($1::uuid[])",
+        lead_ids,
+    ):
+        snap.activities.setdefault(r["lead_id"], {})[r["activity_type"]] = r["last_at"]
+    for r in await conn.fetch(
+        """SELECT lead_id, channel, playbook, id, coalesce(sent_at, now()) AS at FROM touches
+           WHERE lead_id = ANY($1::uuid[]) AND kind = 'marketing'
+             AND ((status = 'sent' AND sent_at > $2) OR status = 'sending')""",
+        lead_ids,
+        window_start,
+    ):
+        key = (r["lead_id"], r["channel"])
+        snap.sends.setdefault(key, []).append((r["playbook"], r["id"], r["at"]))
+    return snap

@@ -1,0 +1,1 @@
+"""Tracking: the public links in emails (unsubscribe, open pixel, click redirect)."""

@@ -1,0 +1,1 @@
+"""The dashboard: one static page and its assets, reading the report API."""

@@ -1,0 +1,109 @@
+"""reporting's consumer: every funnel topic into the projection, live and in a rebuild.
+
+A partition batch goes to `project` at once; a record processed on its own (a batch that held
+a poison record) goes to the same `project` as a batch of one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from funnel_contracts import (
+    ActivityRecorded,
+    Envelope,
+    EventData,
+    LeadErased,
+    StageChanged,
+    TouchClicked,
+    TouchOpened,
+    TouchSent,
+)
+from funnel_contracts.lead_reader import LEAD_DETAIL_EVENTS
+from funnel_contracts.topics import ALL_TOPICS
+from funnel_servicekit.inbox import BatchHandler, Delivery, Handler, InboxConsumer, consume_span
+from funnel_servicekit.kafka import ProducerFactory
+from funnel_servicekit.runtime import Worker
+from funnel_servicekit.unit_of_work import Outbox, UnitOfWork
+from reporting.projection.service import project
+from reporting.runtime import ReportingRuntime
+from reporting.settings import ReportingSettings
+
+# The events some aggregate depends on; the rest of the topics is read and skipped.
+_PROJECTED: tuple[type[EventData], ...] = (
+    *LEAD_DETAIL_EVENTS,
+    LeadErased,
+    ActivityRecorded,
+    StageChanged,
+    TouchSent,
+    TouchOpened,
+    TouchClicked,
+)
+HANDLED = tuple(model.event_type for model in _PROJECTED)
+
+
+def handlers(outbox: Outbox) -> tuple[Handler, BatchHandler]:
+    """The inbox's handlers, each a call of `project` in the inbox's transaction."""
+
+    async def handle(conn: asyncpg.Connection, envelope: Envelope, event: EventData) -> None:
+        # The kit already holds this record's consumer span.
+        await project(UnitOfWork(conn, outbox), [event])
+
+    async def handle_batch(conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
+        def scope(i: int) -> AbstractContextManager[object]:
+            # One consumer span per event, so each event's trace shows where it was projected.
+            return consume_span(deliveries[i].topic, deliveries[i].envelope)
+
+        await project(UnitOfWork(conn, outbox), [d.event for d in deliveries], scope)
+
+    return handle, handle_batch
+
+
+# The handlers on the service's default schema, for tools that drive them directly (the
+# benches); the service and the rebuild build theirs for the schema they write to.
+handle, handle_batch = handlers(
+    Outbox(
+        schema=ReportingSettings.model_fields["db_schema"].default,
+        source=ReportingSettings.model_fields["service_name"].default,
+    )
+)
+
+
+def projection_consumer(
+    settings: ReportingSettings,
+    *,
+    pool: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+    group_id: str,
+    outbox: Outbox,
+    producer_factory: ProducerFactory | None = None,
+) -> InboxConsumer:
+    """Every funnel topic into `project`, exactly once per event, under `group_id`."""
+    handle_one, handle_many = handlers(outbox)
+    return InboxConsumer(
+        pool=pool,
+        producer=producer,
+        producer_factory=producer_factory,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=group_id,
+        topics=ALL_TOPICS,
+        handler=handle_one,
+        handled_types=HANDLED,
+        max_attempts=settings.consumer_max_attempts,
+        batch_handler=handle_many,  # a partition batch at once; `handle_one` on a poison record
+    )
+
+
+def workers(runtime: ReportingRuntime) -> list[Worker]:
+    consumer = projection_consumer(
+        runtime.settings,
+        pool=runtime.pool,
+        producer=runtime.producer,
+        producer_factory=runtime.producer_factory,
+        group_id=runtime.settings.service_name,
+        outbox=runtime.outbox,
+    )
+    return [Worker("projection-consumer", consumer.run, consumer.stop)]

@@ -1,0 +1,217 @@
+"""What one lead adds to each aggregate table (pure).
+
+The aggregates are sums over leads of `contributions(state)`. When an event changes a lead's
+state, the projection applies `diff(old, new)`: rows the lead leaves are decremented, rows it
+joins incremented. Any order of the same events gives the same sums, and an erased lead
+contributes nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from reporting.domain.dimensions import (
+    ALL,
+    BASELINE,
+    BREAKDOWNS,
+    NONE,
+    REVENUE_BREAKDOWNS,
+    UNKNOWN,
+    Breakdown,
+    dim_name,
+)
+from reporting.domain.windows import WINDOW_COLUMNS, hour_of, stay_bucket, window_counters
+from reporting.projection.models.lead_state import LeadState, Touchpoint
+from reporting.projection.models.stage_history import StageEntry, in_move_order
+
+Number = int | Decimal
+Key = tuple[str, tuple[Any, ...]]  # (table, key columns)
+Contributions = dict[Key, tuple[Number, ...]]
+
+NOT_CONVERTED: tuple[int, ...] = (0,) * len(WINDOW_COLUMNS)
+INTERACTIONS_CAP = 50  # "50" in the histogram means 50 or more; the sum stays exact
+
+
+def contributions(state: LeadState) -> Contributions:
+    """Every aggregate row this lead counts in, with its counters."""
+    out: Contributions = {}
+    if state.erased:
+        return out
+    dims = lead_dimensions(state)
+    for funnel_id, entries in _by_funnel(state.entries).items():
+        _stage_rows(out, funnel_id, entries, dims)
+        _stay_rows(out, funnel_id, entries)
+        _touch_rows(out, funnel_id, entries, state)
+    _money_rows(out, state)
+    return out
+
+
+def _value(tp: Touchpoint | None, breakdown: Breakdown) -> str:
+    if tp is None:
+        return UNKNOWN
+    value: str | None = getattr(tp, breakdown)
+    return value if value else NONE
+
+
+def lead_dimensions(
+    state: LeadState, breakdowns: tuple[Breakdown, ...] = BREAKDOWNS
+) -> list[tuple[str, str]]:
+    """(dimension, value) pairs a lead counts under: "all" plus one per breakdown and touch."""
+    first, last = state.first_touch, state.last_touch()
+    pairs = [ALL]
+    for breakdown in breakdowns:
+        pairs.append((dim_name(breakdown, "first"), _value(first, breakdown)))
+        pairs.append((dim_name(breakdown, "last"), _value(last, breakdown)))
+    return pairs
+
+
+def diff(old: Contributions, new: Contributions) -> Contributions:
+    """new - old, row by row, leaving out rows that do not change."""
+    out: Contributions = {}
+    for key in old.keys() | new.keys():
+        before, after = old.get(key), new.get(key)
+        width = len(before if before is not None else after)  # type: ignore[arg-type]
+        b = before or (0,) * width
+        a = after or (0,) * width
+        delta = tuple(x - y for x, y in zip(a, b, strict=True))
+        if any(delta):
+            out[key] = delta
+    return out
+
+
+def add(total: Contributions, deltas: Contributions) -> None:
+    """total += deltas, row by row; rows that sum to nothing are dropped."""
+    for key, values in deltas.items():
+        current = total.get(key)
+        summed = (
+            values
+            if current is None
+            else tuple(a + b for a, b in zip(current, values, strict=True))
+        )
+        if any(summed):
+            total[key] = summed
+        else:
+            total.pop(key, None)
+
+
+def _add(out: Contributions, key: Key, values: tuple[Number, ...]) -> None:
+    current = out.get(key)
+    out[key] = (
+        values if current is None else tuple(a + b for a, b in zip(current, values, strict=True))
+    )
+
+
+def _by_funnel(entries: Iterable[StageEntry]) -> dict[str, list[StageEntry]]:
+    grouped: dict[str, list[StageEntry]] = defaultdict(list)
+    for entry in in_move_order(entries):
+        grouped[entry.funnel_id].append(entry)
+    return grouped
+
+
+def first_entries(entries: list[StageEntry]) -> dict[str, StageEntry]:
+    """Each stage's first entry (entries are in time order)."""
+    first: dict[str, StageEntry] = {}
+    for entry in entries:
+        first.setdefault(entry.stage, entry)
+    return first
+
+
+def first_entry_at_or_after(
+    entries: list[StageEntry], stage: str, moment: datetime
+) -> datetime | None:
+    """When the lead first entered `stage` at or after `moment`: the conversion that counts."""
+    return next((e.at for e in entries if e.stage == stage and e.at >= moment), None)
+
+
+def _stage_rows(
+    out: Contributions, funnel_id: str, entries: list[StageEntry], dims: list[tuple[str, str]]
+) -> None:
+    now = entries[-1]
+    _add(out, ("stage_counts", (funnel_id, now.stage)), (1,))
+    first = first_entries(entries)
+    for anchor in first.values():
+        hour = hour_of(anchor.at)
+        for dim, value in dims:
+            _add(out, ("entry_counts", (funnel_id, anchor.stage, hour, dim, value)), (1,))
+        for target in first.values():
+            if target.position <= anchor.position:
+                continue
+            reached = first_entry_at_or_after(entries, target.stage, anchor.at)
+            if reached is None:
+                continue
+            counters = window_counters(reached - anchor.at)
+            for dim, value in dims:
+                key = (funnel_id, anchor.stage, target.stage, hour, dim, value)
+                _add(out, ("pair_conversions", key), counters)
+
+
+def _stay_rows(out: Contributions, funnel_id: str, entries: list[StageEntry]) -> None:
+    """Completed stays: from entering a stage to entering the next different one."""
+    start: StageEntry | None = None
+    for entry in entries:
+        if start is not None and entry.stage != start.stage:
+            bucket = stay_bucket(entry.at - start.at)
+            _add(out, ("stage_stays", (funnel_id, start.stage, hour_of(start.at), bucket)), (1,))
+            start = entry
+        elif start is None:
+            start = entry
+
+
+def _orders(state: LeadState) -> list[datetime]:
+    return sorted(m.at for m in state.money.values() if m.kind != "refund")
+
+
+def _touch_rows(
+    out: Contributions, funnel_id: str, entries: list[StageEntry], state: LeadState
+) -> None:
+    """Conversion to an order after a touch at a stage, against leads of that stage no touch
+    reached (anchored at their entry into the stage)."""
+    orders = _orders(state)
+    for stage, entry in first_entries(entries).items():
+        first_send: dict[str, datetime] = {}
+        for touch in sorted(state.touches.values(), key=lambda t: t.at):
+            if touch.stage == stage:
+                first_send.setdefault(touch.playbook, touch.at)
+        anchors = first_send or {BASELINE: entry.at}
+        for playbook, anchor in anchors.items():
+            order = next((o for o in orders if o >= anchor), None)
+            counters = NOT_CONVERTED if order is None else window_counters(order - anchor)
+            key = ("touch_effect", (funnel_id, stage, playbook, hour_of(anchor)))
+            _add(out, key, (1, *counters))
+
+
+def _money_rows(out: Contributions, state: LeadState) -> None:
+    orders = _orders(state)
+    if not state.money:
+        return
+    funnel_id = state.funnel_id or (state.entries[0].funnel_id if state.entries else "")
+    dims = lead_dimensions(state, REVENUE_BREAKDOWNS)
+    if orders:
+        first_order = orders[0]
+        before = sum(1 for at in state.interactions.values() if at < first_order)
+        key = (
+            "purchase_interactions",
+            (funnel_id, hour_of(first_order), min(before, INTERACTIONS_CAP)),
+        )
+        _add(out, key, (1, before))
+        repeat = 1 if len(orders) >= 2 else 0
+        for dim, value in dims:
+            _add(out, ("customer_counts", (funnel_id, dim, value)), (1, repeat))
+    by_currency: dict[str, list[Decimal | int]] = defaultdict(lambda: [Decimal(0), 0, 0])
+    for money in state.money.values():
+        totals = by_currency[money.currency]
+        if money.kind == "refund":
+            totals[0] -= money.amount
+            totals[2] += 1
+        else:
+            totals[0] += money.amount
+            totals[1] += 1
+    for currency, (revenue, order_count, refunds) in by_currency.items():
+        customer = 1 if order_count else 0
+        for dim, value in dims:
+            row = (revenue, order_count, refunds, customer)
+            _add(out, ("revenue", (funnel_id, dim, value, currency)), row)

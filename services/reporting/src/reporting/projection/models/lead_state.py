@@ -1,0 +1,188 @@
+"""What reporting remembers about one lead, and how each event changes it (pure).
+
+The state is a set-like record of everything the lead did: applying an event twice, or two
+events in either order, gives the same state. That is what makes the projections exact under
+redelivery, late events and a rebuild that replays the topics in a different interleaving.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from funnel_contracts import (
+    ActivityRecorded,
+    EventData,
+    LeadErased,
+    StageChanged,
+    TouchClicked,
+    TouchOpened,
+    TouchSent,
+    Utm,
+)
+from funnel_contracts.lead_reader import LeadDetails, lead_details
+from reporting.projection.models.stage_history import StageEntry, in_move_order
+
+REFUND_ACTIVITY = "refund_issued"
+NO_CURRENCY = "XXX"  # ISO 4217's code for "no currency": an order reported without an amount
+
+
+def utc(moment: datetime) -> datetime:
+    """Events carry aware times; a naive one is read as UTC rather than the machine's zone."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class Touchpoint(BaseModel):
+    """Where a lead came from at one moment: UTM, form and landing page."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    source: str | None = None
+    medium: str | None = None
+    campaign: str | None = None
+    form: str | None = None
+    landing_page: str | None = None
+
+    @classmethod
+    def of(cls, at: datetime, utm: Utm, form: str | None, page: str | None) -> Touchpoint:
+        return cls(
+            at=utc(at),
+            source=utm.source,
+            medium=utm.medium,
+            campaign=utm.campaign,
+            form=form,
+            landing_page=page,
+        )
+
+    @property
+    def has_utm(self) -> bool:
+        return any((self.source, self.medium, self.campaign))
+
+
+class Money(BaseModel):
+    """An order (purchase or renewal) or a refund."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["purchase", "renewal", "refund"]
+    at: datetime
+    amount: Decimal
+    currency: str
+
+
+class SentTouch(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    playbook: str
+    stage: str | None
+    at: datetime
+
+
+class LeadState(BaseModel):
+    """Everything about one lead that any aggregate depends on; no contact details."""
+
+    funnel_id: str | None = None
+    first_touch: Touchpoint | None = None
+    # Every touchpoint by key (submission id): the last touch is derived, order-independently.
+    touchpoints: dict[str, Touchpoint] = Field(default_factory=dict)
+    entries: list[StageEntry] = Field(default_factory=list)
+    money: dict[str, Money] = Field(default_factory=dict)
+    interactions: dict[str, datetime] = Field(default_factory=dict)
+    touches: dict[str, SentTouch] = Field(default_factory=dict)
+    erased: bool = False
+
+    def last_touch(self) -> Touchpoint | None:
+        """The latest touchpoint that carried UTM (ties by key), else the first touch."""
+        with_utm = [(tp.at, key, tp) for key, tp in self.touchpoints.items() if tp.has_utm]
+        if with_utm:
+            latest = max(with_utm, key=lambda item: (item[0], item[1]))[2]
+            form, page = self._latest_form_and_page()
+            return latest.model_copy(update={"form": form, "landing_page": page})
+        return self.first_touch
+
+    def _latest_form_and_page(self) -> tuple[str | None, str | None]:
+        ordered = sorted(self.touchpoints.items(), key=lambda item: (item[1].at, item[0]))
+        form = next((tp.form for _, tp in reversed(ordered) if tp.form), None)
+        page = next((tp.landing_page for _, tp in reversed(ordered) if tp.landing_page), None)
+        return form, page
+
+
+def apply(state: LeadState, event: EventData) -> LeadState:
+    """The state after one event; unchanged for events no aggregate depends on."""
+    if state.erased:
+        return state  # an erased person stays erased: later events add nothing back
+    # The items are frozen models: copying the containers is enough, and far cheaper.
+    s = state.model_copy(
+        update={
+            "touchpoints": dict(state.touchpoints),
+            "entries": list(state.entries),
+            "money": dict(state.money),
+            "interactions": dict(state.interactions),
+            "touches": dict(state.touches),
+        }
+    )
+    details = lead_details(event)  # captured or updated, v1 or v2: one shape
+    if details is not None:
+        _apply_details(s, details)
+    elif isinstance(event, StageChanged):
+        entry = StageEntry(
+            funnel_id=event.funnel_id,
+            stage=event.to_stage,
+            position=event.to_stage_position,
+            at=utc(event.changed_at),
+            from_stage=event.from_stage,
+        )
+        if entry not in s.entries:
+            s.entries = in_move_order([*s.entries, entry])
+    elif isinstance(event, ActivityRecorded):
+        _apply_activity(s, event)
+    elif isinstance(event, TouchSent):
+        s.touches[str(event.touch_id)] = SentTouch(
+            playbook=event.playbook, stage=event.stage, at=utc(event.sent_at)
+        )
+    elif isinstance(event, TouchOpened):
+        s.interactions[f"opened:{event.touch_id}"] = utc(event.opened_at)
+    elif isinstance(event, TouchClicked):
+        s.interactions[f"clicked:{event.touch_id}:{event.url}"] = utc(event.clicked_at)
+    elif isinstance(event, LeadErased):
+        return LeadState(erased=True)
+    return s
+
+
+def _apply_details(s: LeadState, lead: LeadDetails) -> None:
+    if lead.new:
+        tp = Touchpoint.of(lead.at, lead.utm, lead.form_id, lead.landing_page)
+        s.first_touch = tp
+        s.funnel_id = lead.funnel_id
+        s.touchpoints[str(lead.submission_id)] = tp
+        s.interactions[f"submission:{lead.submission_id}"] = tp.at
+        return
+    key = str(lead.submission_id or f"update:{lead.at.isoformat()}")
+    s.touchpoints[key] = Touchpoint.of(lead.at, lead.utm, lead.form_id, lead.landing_page)
+    if lead.submission_id is not None:
+        s.interactions[f"submission:{lead.submission_id}"] = utc(lead.at)
+    s.funnel_id = s.funnel_id or lead.funnel_id
+
+
+def _apply_activity(s: LeadState, event: ActivityRecorded) -> None:
+    at = utc(event.occurred_at)
+    amount = event.amount if event.amount is not None else Decimal(0)
+    currency = event.currency or NO_CURRENCY
+    if event.activity_type == "purchase_completed":
+        # A purchase repeated under the same order id is the same order, counted once.
+        key = f"order:{event.order_id}" if event.order_id else f"activity:{event.activity_id}"
+        s.money[key] = Money(kind="purchase", at=at, amount=amount, currency=currency)
+    elif event.activity_type == "subscription_renewed":
+        s.money[f"renewal:{event.activity_id}"] = Money(
+            kind="renewal", at=at, amount=amount, currency=currency
+        )
+    elif event.activity_type == REFUND_ACTIVITY:
+        s.money[f"refund:{event.activity_id}"] = Money(
+            kind="refund", at=at, amount=amount, currency=currency
+        )
+    else:
+        s.interactions[f"activity:{event.activity_id}"] = at

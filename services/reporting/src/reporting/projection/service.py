@@ -1,0 +1,83 @@
+"""The projection's one use case: a batch of events applied to the leads' states, and the
+aggregates changed by the difference they make.
+
+The live consumer and the rebuild both call `project`, with a partition batch or with the one
+event of a record processed on its own; it runs inside the inbox transaction, so an event is
+applied exactly once.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime
+from uuid import UUID
+
+from funnel_contracts import EventData, LeadErased, StageChanged
+from funnel_servicekit.unit_of_work import UnitOfWork
+from reporting.projection import store
+from reporting.projection.models.contributions import Contributions, add, contributions, diff
+from reporting.projection.models.lead_state import LeadState, apply
+
+# What wraps the work of the i-th event of a batch (the consumer's trace span of that event).
+EventScope = Callable[[int], AbstractContextManager[object]]
+
+
+def _unscoped(_: int) -> AbstractContextManager[object]:
+    return nullcontext()
+
+
+async def project(
+    uow: UnitOfWork, events: Sequence[EventData], scope: EventScope = _unscoped
+) -> None:
+    """Project `events` (in delivery order) with the same result as one by one: the leads'
+    states loaded and locked in one statement, each lead's events applied in order, the
+    differences summed over the batch and written with one statement per table."""
+    conn = uow.conn
+    by_lead: dict[UUID, list[int]] = defaultdict(list)
+    for i, event in enumerate(events):
+        by_lead[event.lead_id].append(i)
+    states = await store.lock_states(conn, list(by_lead))
+    await store.note_stages(conn, _stage_positions(events, states))
+    total: Contributions = {}
+    changed: dict[UUID, LeadState] = {}
+    erased: dict[UUID, datetime] = {}
+    gone: list[UUID] = []
+    for lead_id, indexes in by_lead.items():
+        old, was_erased = states[lead_id]
+        if was_erased:  # late events of an erased person: nothing of them is kept
+            gone.append(lead_id)
+            continue
+        new = old
+        for i in indexes:
+            event = events[i]
+            with scope(i):
+                new = apply(new, event)
+            if isinstance(event, LeadErased):
+                erased[lead_id] = event.erased_at
+                break  # what follows it in the batch is a late event of an erased person
+        add(total, diff(contributions(old), contributions(new)))
+        if lead_id not in erased and new != old:
+            changed[lead_id] = new
+    if total:
+        await store.apply_deltas(conn, total)
+    await store.forget_states(conn, gone)
+    await store.erase_many(conn, erased)
+    await store.save_states(conn, changed)
+
+
+def _stage_positions(
+    events: Sequence[EventData], states: dict[UUID, tuple[LeadState, bool]]
+) -> dict[tuple[str, str], int]:
+    """The stage positions the events tell, the latest winning; none from an erased person."""
+    positions: dict[tuple[str, str], int] = {}
+    stopped = {lead_id for lead_id, (_, was_erased) in states.items() if was_erased}
+    for event in events:
+        if event.lead_id in stopped:
+            continue
+        if isinstance(event, StageChanged):
+            positions[(event.funnel_id, event.to_stage)] = event.to_stage_position
+        elif isinstance(event, LeadErased):
+            stopped.add(event.lead_id)
+    return positions

@@ -1,0 +1,222 @@
+"""The projection tables: a lead's state in and out, aggregate deltas applied in one
+statement per table (rows sorted by key, so concurrent writers lock in the same order)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from reporting.domain.slots import DAY, SIX_HOURS, WEEK, floor
+from reporting.domain.windows import WINDOW_COLUMNS
+from reporting.projection.models.contributions import Contributions
+from reporting.projection.models.lead_state import LeadState
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    keys: tuple[tuple[str, str], ...]  # (column, PostgreSQL type)
+    values: tuple[tuple[str, str], ...]
+
+    def upsert_sql(self, table: str) -> str:
+        columns = [c for c, _ in self.keys + self.values]
+        unnest = ", ".join(f"${i + 1}::{t}[]" for i, (_, t) in enumerate(self.keys + self.values))
+        updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c, _ in self.values)
+        return (
+            f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({unnest})"  # noqa: S608
+            f" ON CONFLICT ({', '.join(c for c, _ in self.keys)}) DO UPDATE SET {updates}"
+        )
+
+
+_WINDOWS = tuple((c, "bigint") for c in WINDOW_COLUMNS)
+# The only tables and columns deltas go to; identifiers come from here, never from input.
+TABLES: dict[str, TableSpec] = {
+    "stage_counts": TableSpec((("funnel_id", "text"), ("stage", "text")), (("leads", "bigint"),)),
+    "entry_counts": TableSpec(
+        (
+            ("funnel_id", "text"),
+            ("stage", "text"),
+            ("hour", "timestamptz"),
+            ("dim", "text"),
+            ("value", "text"),
+        ),
+        (("leads", "bigint"),),
+    ),
+    "pair_conversions": TableSpec(
+        (
+            ("funnel_id", "text"),
+            ("from_stage", "text"),
+            ("to_stage", "text"),
+            ("hour", "timestamptz"),
+            ("dim", "text"),
+            ("value", "text"),
+        ),
+        _WINDOWS,
+    ),
+    "stage_stays": TableSpec(
+        (
+            ("funnel_id", "text"),
+            ("stage", "text"),
+            ("hour", "timestamptz"),
+            ("bucket_hours", "integer"),
+        ),
+        (("stays", "bigint"),),
+    ),
+    "touch_effect": TableSpec(
+        (("funnel_id", "text"), ("stage", "text"), ("playbook", "text"), ("hour", "timestamptz")),
+        (("leads", "bigint"), *_WINDOWS),
+    ),
+    "purchase_interactions": TableSpec(
+        (("funnel_id", "text"), ("hour", "timestamptz"), ("interactions", "integer")),
+        (("leads", "bigint"), ("interactions_sum", "bigint")),
+    ),
+    "customer_counts": TableSpec(
+        (("funnel_id", "text"), ("dim", "text"), ("value", "text")),
+        (("customers", "bigint"), ("repeat_customers", "bigint")),
+    ),
+    "revenue": TableSpec(
+        (("funnel_id", "text"), ("dim", "text"), ("value", "text"), ("currency", "text")),
+        (
+            ("revenue", "numeric"),
+            ("orders", "bigint"),
+            ("refunds", "bigint"),
+            ("customers", "bigint"),
+        ),
+    ),
+}
+# Tables that also keep rollups by 6 hours, UTC day and week (reporting.domain.slots reads them),
+# written from the same deltas in the same transaction, so every rollup row is always the
+# sum of its hours.
+ROLLUPS: dict[str, tuple[tuple[str, timedelta], ...]] = {
+    "entry_counts": (
+        ("entry_counts_6h", SIX_HOURS),
+        ("entry_counts_daily", DAY),
+        ("entry_counts_weekly", WEEK),
+    ),
+    "pair_conversions": (
+        ("pair_conversions_6h", SIX_HOURS),
+        ("pair_conversions_daily", DAY),
+        ("pair_conversions_weekly", WEEK),
+    ),
+}
+_BASE = {rollup: table for table, levels in ROLLUPS.items() for rollup, _ in levels}
+_SQL = {table: spec.upsert_sql(table) for table, spec in TABLES.items()}
+_SQL |= {rollup: TABLES[table].upsert_sql(rollup) for rollup, table in _BASE.items()}
+
+
+def _rolled_up(table: str, rows: list[tuple[Any, ...]], size: timedelta) -> list[tuple[Any, ...]]:
+    """The same deltas keyed by the 6 hours, UTC day or week of their hour, summed per key."""
+    spec = TABLES[table]
+    hour_at = [c for c, _ in spec.keys].index("hour")
+    width = len(spec.keys)
+    summed: dict[tuple[Any, ...], list[Any]] = {}
+    for row in rows:
+        key = list(row[:width])
+        key[hour_at] = floor(key[hour_at], size)
+        totals = summed.setdefault(tuple(key), [0] * (len(row) - width))
+        for i, value in enumerate(row[width:]):
+            totals[i] += value
+    return [(*key, *values) for key, values in summed.items()]
+
+
+async def lock_states(
+    conn: asyncpg.Connection, lead_ids: list[UUID]
+) -> dict[UUID, tuple[LeadState, bool]]:
+    """The leads' states, their rows locked for this transaction (created empty when new, so
+    the events of one lead serialize across consumers; locked in id order, as every writer),
+    and whether each lead was erased."""
+    rows = await conn.fetch(
+        """INSERT INTO lead_states AS s (lead_id, state)
+           SELECT id, '{}' FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, n) ORDER BY n
+           ON CONFLICT (lead_id) DO UPDATE SET lead_id = s.lead_id
+           RETURNING s.lead_id, s.state,
+                     EXISTS (SELECT 1 FROM erased_leads e WHERE e.lead_id = s.lead_id) AS erased""",
+        sorted(lead_ids),
+    )
+    return {r["lead_id"]: (LeadState.model_validate(r["state"]), bool(r["erased"])) for r in rows}
+
+
+async def save_states(conn: asyncpg.Connection, states: dict[UUID, LeadState]) -> None:
+    if not states:
+        return
+    await conn.execute(
+        """INSERT INTO lead_states (lead_id, state)
+           SELECT id, state::jsonb FROM unnest($1::uuid[], $2::text[]) AS u(id, state)
+           ON CONFLICT (lead_id) DO UPDATE SET state = excluded.state, updated_at = now()""",
+        list(states),
+        [s.model_dump_json() for s in states.values()],
+    )
+
+
+async def erase_many(conn: asyncpg.Connection, erased: dict[UUID, datetime]) -> None:
+    """Delete every detail row of these people; keep only that their ids were erased."""
+    if not erased:
+        return
+    await conn.execute("DELETE FROM lead_states WHERE lead_id = ANY($1::uuid[])", list(erased))
+    await conn.execute(
+        """INSERT INTO erased_leads (lead_id, erased_at)
+           SELECT * FROM unnest($1::uuid[], $2::timestamptz[]) ON CONFLICT DO NOTHING""",
+        list(erased),
+        list(erased.values()),
+    )
+
+
+async def forget_states(conn: asyncpg.Connection, lead_ids: list[UUID]) -> None:
+    """Drop the rows lock_states made for people erased before (a late event of theirs)."""
+    if lead_ids:
+        await conn.execute("DELETE FROM lead_states WHERE lead_id = ANY($1::uuid[])", lead_ids)
+
+
+async def note_stages(conn: asyncpg.Connection, positions: dict[tuple[str, str], int]) -> None:
+    if not positions:
+        return
+    keys = sorted(positions)
+    await conn.execute(
+        """INSERT INTO funnel_stages (funnel_id, stage, position)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::int[])
+           ON CONFLICT (funnel_id, stage) DO UPDATE SET position = excluded.position""",
+        [f for f, _ in keys],
+        [s for _, s in keys],
+        [positions[k] for k in keys],
+    )
+
+
+async def apply_deltas(conn: asyncpg.Connection, deltas: Contributions) -> None:
+    """Add each delta to its row, one statement per table."""
+    rows: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for (table, key), values in deltas.items():
+        rows[table].append((*key, *values))
+    for table, levels in ROLLUPS.items():
+        for rollup, size in levels if table in rows else ():
+            rows[rollup] = _rolled_up(table, rows[table], size)
+    for table in sorted(rows):
+        spec = TABLES[_BASE.get(table, table)]
+        ordered = sorted(rows[table], key=lambda r: tuple(str(v) for v in r[: len(spec.keys)]))
+        columns = [list(col) for col in zip(*ordered, strict=True)]
+        await conn.execute(_SQL[table], *columns)
+
+
+# The rebuild's statements: a schema name goes into SQL text (identifiers cannot be bound),
+# so callers pass only names they checked to be plain.
+
+
+async def drop_schema(conn: asyncpg.Connection, schema: str) -> None:
+    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def swap_schemas(conn: asyncpg.Connection, live: str, rebuilt: str, retired: str) -> None:
+    """The live schema renamed to `retired` and the rebuilt one to `live`, in one transaction."""
+    async with conn.transaction():
+        await conn.execute(f'ALTER SCHEMA "{live}" RENAME TO "{retired}"')
+        await conn.execute(f'ALTER SCHEMA "{rebuilt}" RENAME TO "{live}"')
+
+
+async def projected_counts(conn: asyncpg.Connection) -> tuple[int, int]:
+    """How many events the inbox holds and how many leads have a state."""
+    events = int(await conn.fetchval("SELECT count(*) FROM inbox"))
+    leads = int(await conn.fetchval("SELECT count(*) FROM lead_states"))
+    return events, leads

@@ -1,0 +1,206 @@
+"""The report queries, the conversion query among them: each reads pre-aggregated rows (per
+hour and dimension value), never per-lead rows, so its cost follows the period and the
+breakdown, not the number of leads."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Literal
+
+import asyncpg
+
+from reporting.domain.dimensions import ALL
+from reporting.domain.slots import LEVELS, Cohort, reading_plan
+from reporting.domain.windows import WINDOW_COLUMNS, window_column
+from reporting.reports.models import GroupKey, Period
+
+
+def _slot_rows(table: Literal["entry_counts", "pair_conversions"], columns: str) -> str:
+    """The signed rows of each slot ($4..$8: cohort label, level, start, end, sign; see
+    reporting.domain.slots), one index range scan per slot on the table of its level.
+    `table` is one of two literals and `columns` a constant of this module."""
+    levels = zip(range(len(LEVELS)), ("", "_6h", "_daily", "_weekly"), strict=True)
+    scans = " UNION ALL ".join(
+        f"SELECT {columns} FROM {table}{suffix} WHERE r.level = {level}"  # noqa: S608
+        " AND funnel_id = $1 AND {first} = $2 AND dim = $3 AND hour >= r.lo AND hour < r.hi"
+        for level, suffix in levels
+    ).replace("{first}", "stage" if table == "entry_counts" else "from_stage")
+    return (
+        "unnest($4::text[], $5::int[], $6::timestamptz[], $7::timestamptz[], $8::int[])"
+        f" AS r(cohort, level, lo, hi, sign) CROSS JOIN LATERAL ({scans}) t"
+    )
+
+
+def _slot_args(period: Period, cohort: Cohort) -> tuple[list[Any], ...]:
+    """$4..$8 of _slot_rows: the period's reading plan as five parallel arrays."""
+    plan = reading_plan(period.start, period.end, period.time_zone, cohort)
+    return (
+        [label for label, _ in plan],
+        [slot.level for _, slot in plan],
+        [slot.start for _, slot in plan],
+        [slot.end for _, slot in plan],
+        [slot.sign for _, slot in plan],
+    )
+
+
+# time_to_convert's two statements (constant text: identifiers from this module only).
+_TTC_ENTERED_SQL = "SELECT coalesce(sum(r.sign * t.leads), 0)::bigint FROM " + _slot_rows(  # noqa: S608
+    "entry_counts", "value, leads"
+)
+_TTC_REACHED_SQL = (
+    "SELECT "  # noqa: S608
+    + ", ".join(f"coalesce(sum(r.sign * t.{c}), 0)::bigint AS {c}" for c in WINDOW_COLUMNS)
+    + " FROM "
+    + _slot_rows("pair_conversions", "value, to_stage, " + ", ".join(WINDOW_COLUMNS))
+    + " WHERE t.to_stage = $9"
+)
+
+
+async def funnels(conn: asyncpg.Connection) -> dict[str, list[str]]:
+    """Every funnel reporting has seen events for, with its stages in order."""
+    rows = await conn.fetch(
+        "SELECT funnel_id, stage, position FROM funnel_stages ORDER BY funnel_id, position"
+    )
+    out: dict[str, list[str]] = {}
+    for r in rows:
+        out.setdefault(r["funnel_id"], []).append(r["stage"])
+    return out
+
+
+async def stage_counts(conn: asyncpg.Connection, funnel_id: str) -> list[asyncpg.Record]:
+    """Leads in each stage of a funnel now (stages without any left out), in funnel order."""
+    return list(
+        await conn.fetch(
+            """SELECT c.stage, coalesce(s.position, 0) AS position, c.leads
+               FROM stage_counts c
+               LEFT JOIN funnel_stages s ON s.funnel_id = c.funnel_id AND s.stage = c.stage
+               WHERE c.funnel_id = $1 AND c.leads > 0 ORDER BY position, c.stage""",
+            funnel_id,
+        )
+    )
+
+
+async def funnel_stages(conn: asyncpg.Connection, funnel_id: str) -> dict[str, int]:
+    rows = await conn.fetch(
+        "SELECT stage, position FROM funnel_stages WHERE funnel_id = $1 ORDER BY position, stage",
+        funnel_id,
+    )
+    return {r["stage"]: r["position"] for r in rows}
+
+
+async def conversion_counts(
+    conn: asyncpg.Connection,
+    funnel_id: str,
+    steps: list[str],
+    period: Period,
+    *,
+    window_days: int,
+    cohort: Cohort,
+    dim: str,
+) -> tuple[dict[GroupKey, int], dict[tuple[str | None, str | None, str], int]]:
+    """Leads that first entered steps[0] in the period, and how many of them reached each
+    later step within the window, per (cohort, segment): signed rows of the hourly, 6-hour,
+    daily and weekly tables (reporting.domain.slots), never rows per lead."""
+    segment_sql = "NULL::text" if dim == ALL[0] else "t.value"
+    slot_args = _slot_args(period, cohort)
+    entered_rows = await conn.fetch(
+        f"""SELECT r.cohort, {segment_sql} AS segment, sum(r.sign * t.leads)::bigint AS n
+            FROM {_slot_rows("entry_counts", "value, leads")}
+            GROUP BY 1, 2""",  # noqa: S608
+        funnel_id,
+        steps[0],
+        dim,
+        *slot_args,
+    )
+    column = window_column(window_days)
+    reached_rows = await conn.fetch(
+        f"""SELECT r.cohort, {segment_sql} AS segment, t.to_stage,
+                   sum(r.sign * t.counted)::bigint AS n
+            FROM {_slot_rows("pair_conversions", f"value, to_stage, {column} AS counted")}
+            WHERE t.to_stage = ANY($9::text[])
+            GROUP BY 1, 2, 3""",  # noqa: S608
+        funnel_id,
+        steps[0],
+        dim,
+        *slot_args,
+        steps[1:],
+    )
+    entered = {(r["cohort"], r["segment"]): int(r["n"]) for r in entered_rows if r["n"]}
+    reached = {(r["cohort"], r["segment"], r["to_stage"]): int(r["n"]) for r in reached_rows}
+    return entered, reached
+
+
+async def stage_stays(
+    conn: asyncpg.Connection, funnel_id: str, period: Period
+) -> dict[str, dict[int, int]]:
+    rows = await conn.fetch(
+        """SELECT stage, bucket_hours, sum(stays)::bigint AS n FROM stage_stays
+           WHERE funnel_id = $1 AND hour >= $2 AND hour < $3 GROUP BY 1, 2""",
+        funnel_id,
+        period.utc_from,
+        period.utc_to,
+    )
+    out: dict[str, dict[int, int]] = defaultdict(dict)
+    for r in rows:
+        if r["n"]:
+            out[r["stage"]][r["bucket_hours"]] = int(r["n"])
+    return out
+
+
+async def time_to_convert(
+    conn: asyncpg.Connection, funnel_id: str, from_stage: str, to_stage: str, period: Period
+) -> dict[str, int]:
+    """Leads that entered from_stage in the period (`entered`), and the cumulative counters
+    per window of those that reached to_stage: signed slots, as conversion_counts."""
+    slot_args = _slot_args(period, "none")
+    entered = await conn.fetchval(_TTC_ENTERED_SQL, funnel_id, from_stage, ALL[0], *slot_args)
+    row = await conn.fetchrow(_TTC_REACHED_SQL, funnel_id, from_stage, ALL[0], *slot_args, to_stage)
+    return {"entered": int(entered), **{c: int(row[c]) for c in WINDOW_COLUMNS}}
+
+
+async def interactions_before_purchase(
+    conn: asyncpg.Connection, funnel_id: str, period: Period
+) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            """SELECT interactions, sum(leads)::bigint AS buyers,
+                      sum(interactions_sum)::bigint AS total
+               FROM purchase_interactions
+               WHERE funnel_id = $1 AND hour >= $2 AND hour < $3
+               GROUP BY 1 HAVING sum(leads) > 0 ORDER BY 1""",
+            funnel_id,
+            period.utc_from,
+            period.utc_to,
+        )
+    )
+
+
+async def touch_effect(
+    conn: asyncpg.Connection, funnel_id: str, period: Period, window_days: int
+) -> list[asyncpg.Record]:
+    column = window_column(window_days)
+    return list(
+        await conn.fetch(
+            f"""SELECT stage, playbook, sum(leads)::bigint AS leads,
+                       sum({column})::bigint AS converted
+                FROM touch_effect WHERE funnel_id = $1 AND hour >= $2 AND hour < $3
+                GROUP BY 1, 2 HAVING sum(leads) > 0 ORDER BY 1, 2""",  # noqa: S608
+            funnel_id,
+            period.utc_from,
+            period.utc_to,
+        )
+    )
+
+
+async def revenue(conn: asyncpg.Connection, funnel_id: str, dim: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT r.value, r.currency, r.revenue, r.orders, r.refunds, r.customers,
+                  c.customers AS all_customers, c.repeat_customers
+           FROM revenue r
+           LEFT JOIN customer_counts c USING (funnel_id, dim, value)
+           WHERE r.funnel_id = $1 AND r.dim = $2 AND (r.orders > 0 OR r.refunds > 0)
+           ORDER BY r.currency, r.revenue DESC, r.value""",
+        funnel_id,
+        dim,
+    )
+    return [dict(r) for r in rows]

@@ -1,0 +1,20 @@
+"""What stage-tracker's routes are handed: its runtime, a pooled connection, the caller."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends
+
+from funnel_servicekit.auth import Principal, Scope, require_scopes
+from funnel_servicekit.deps import pooled_connection, runtime_of
+from stage_tracker.runtime import TrackerRuntime
+
+Runtime = Annotated[TrackerRuntime, Depends(runtime_of)]
+# Declare the caller (Reader, Writer, Admin) before Conn in a route: FastAPI resolves
+# dependencies in order, so a request without a valid key never takes a pooled connection.
+Conn = Annotated[asyncpg.Connection, Depends(pooled_connection)]
+Reader = Annotated[Principal, Depends(require_scopes(Scope.LEADS_READ))]
+Writer = Annotated[Principal, Depends(require_scopes(Scope.LEADS_WRITE))]
+Admin = Annotated[Principal, Depends(require_scopes(Scope.FUNNELS_ADMIN))]

@@ -1,0 +1,1 @@
+"""Funnel definitions: the documents people write, their parsing, versions and registry."""

@@ -1,0 +1,1 @@
+"""Funnel definitions as types and rules (pure): the document, its parsing, the defaults."""

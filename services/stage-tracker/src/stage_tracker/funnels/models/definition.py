@@ -1,0 +1,127 @@
+"""A funnel definition, typed and validated (pure): stages in order, exits, rules, scoring.
+
+The text people write (YAML or JSON) becomes one of these in `funnels.models.parsing`; the state
+machine and the scorer only ever see this form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+PropertyValue = str | int | float | bool | None
+
+STALLED = "stalled"
+LOST = "lost"
+RECYCLED = "recycled"
+# Exits are not stages in the line; they sit after it (positions n, n+1, n+2).
+EXITS = (STALLED, LOST, RECYCLED)
+
+
+@dataclass(frozen=True)
+class Match:
+    """Conditions that all have to hold (a rule with no condition is refused at validation)."""
+
+    event: str | None = None  # a signal kind: an activity type, touch_clicked, unsubscribed...
+    where: Mapping[str, PropertyValue] = field(default_factory=dict)
+    score_at_least: float | None = None
+    answers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # lower-case values
+    answered: tuple[str, ...] = ()  # these qualification questions have an answer
+
+
+@dataclass(frozen=True)
+class EntryRule:
+    """Enter the stage when `match` holds; `from_stages` None means from any earlier stage."""
+
+    match: Match
+    from_stages: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class LostRule:
+    match: Match
+    reason: str
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    enter_when: tuple[EntryRule, ...] = ()
+    stall_after_days: float | None = None
+
+
+@dataclass(frozen=True)
+class FitRule:
+    answer: str
+    values: tuple[str, ...]
+    points: float
+
+
+@dataclass(frozen=True)
+class Scoring:
+    half_life_days: float = 14.0
+    fit: tuple[FitRule, ...] = ()
+    engagement: Mapping[str, float] = field(default_factory=dict)
+    warm_at: float = 20.0
+    hot_at: float = 50.0
+
+
+@dataclass(frozen=True)
+class FunnelDefinition:
+    id: str
+    version: int
+    name: str
+    stages: tuple[Stage, ...]
+    lost_when: tuple[LostRule, ...] = ()
+    lost_after_stalled_days: float | None = None
+    scoring: Scoring = field(default_factory=Scoring)
+    manual_backward: bool = True
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.stages)
+
+    @property
+    def entry_stage(self) -> str:
+        return self.stages[0].name
+
+    def has_stage(self, name: str) -> bool:
+        return name in self.stage_names or name in EXITS
+
+    def position(self, stage: str) -> int:
+        """Line stages count from 0; the exits follow the line."""
+        names = self.stage_names
+        if stage in names:
+            return names.index(stage)
+        return len(names) + EXITS.index(stage)
+
+    def in_line(self, stage: str) -> bool:
+        return stage in self.stage_names
+
+    def stage(self, name: str) -> Stage:
+        return self.stages[self.stage_names.index(name)]
+
+
+class UnknownFunnel(LookupError):
+    """An event or request names a funnel (or a version of it) this tracker does not know."""
+
+
+@dataclass(frozen=True)
+class PublishedVersions:
+    """Which versions of each funnel were published when (None: built in)."""
+
+    versions: Mapping[str, Sequence[tuple[int, datetime | None]]]
+
+    def entered_at(self, funnel_id: str, at: datetime) -> int:
+        """The version a lead captured at `at` enters: the newest one published by then.
+
+        `at` is the capture's CloudEvents time, so the live consumer and a rebuild pick the
+        same version however late they process it. A capture older than the funnel's first
+        version enters that one.
+        """
+        versions = self.versions.get(funnel_id)
+        if not versions:
+            raise UnknownFunnel(f"unknown funnel {funnel_id!r}")
+        by_then = [v for v, when in versions if when is None or when <= at]
+        return max(by_then) if by_then else min(v for v, _ in versions)

@@ -1,0 +1,1 @@
+"""Moves of leads between stages: the stage machine, manual and timer moves, the journey."""

@@ -1,0 +1,1 @@
+"""The stage machine and the commands and events around it (pure)."""

@@ -1,0 +1,185 @@
+"""The use cases of moves: apply consumed events to leads, move a lead (by hand, by the stall
+timer, or a command read back from the tracker's input log), read a lead's journey.
+
+A move is one use case (`move`) whoever asks for it: the API (a person), the stall timers
+and the consumer of the tracker's own commands. Each works on the leads of one unit of work
+(`LeadBatch`): read in a few queries, changed by the pure machine, written at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from funnel_contracts import Envelope, EventData, LeadErased, StageMoveRequested
+from funnel_contracts.lead_reader import lead_details
+from funnel_servicekit.inbox import Delivery, consume_span
+from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
+from stage_tracker.funnels.models.definition import PublishedVersions, UnknownFunnel
+from stage_tracker.funnels.service import FunnelRegistry
+from stage_tracker.moves.models.commands import MoveCommand, apply_command, command_signal
+from stage_tracker.moves.models.machine import Move, Outcome, apply, capture
+from stage_tracker.moves.store import leads as store
+from stage_tracker.moves.store.batch import LeadBatch
+from stage_tracker.scoring.models.signals import CAPTURED, signal_of
+
+
+class UnknownLead(LookupError):
+    """A move for a lead the tracker has no state of (never captured, or erased)."""
+
+
+class UnknownVersion(UnknownFunnel):
+    """A manual move to a version of the lead's funnel that is not published."""
+
+
+# ---------------------------------------------------------------- moves
+
+
+async def move(leads: LeadBatch, registry: FunnelRegistry, command: MoveCommand) -> Outcome | None:
+    """Apply a move command to one of `leads` (in their unit of work); None for no such lead.
+
+    A new command (no id) is kept when it moves the lead: recorded as a seen signal and written
+    to the tracker's input log, so a rebuild makes the move again. A command read back from
+    that log is applied once (live it already was: it changes nothing). A manual move the
+    funnel does not allow raises Refused (MalformedMove for an unknown stage); one to a version
+    that is not published, UnknownVersion.
+    """
+    lead_id = command.lead_id
+    state = leads.state(lead_id)
+    if state is None or (command.id is not None and command.id in state.seen):
+        return None if state is None else Outcome(state)
+    conn = leads.uow.conn
+    funnel = await registry.get(conn, state.funnel_id, state.funnel_version)
+    target = None
+    if command.funnel_version is not None and command.funnel_version != state.funnel_version:
+        try:
+            target = await registry.get(
+                conn, command.funnel_id or state.funnel_id, command.funnel_version
+            )
+        except UnknownFunnel as exc:
+            raise UnknownVersion(str(exc)) from None
+    event = command.event(state.funnel_id)
+    command_id = command.id or str(uuid4())
+    outcome = apply_command(state, funnel, event, command_id, target)
+    fresh = command.id is None
+    if not fresh or outcome.moves:
+        leads.record_signal(lead_id, command_signal(command_id, event), 0.0, applied=True)
+    leads.save(lead_id, outcome, target or funnel)
+    if fresh and outcome.moves:
+        leads.emit(event, event_id=command_id)
+    return outcome
+
+
+async def move_lead(tx: Transactions, registry: FunnelRegistry, command: MoveCommand) -> Move:
+    """A person moves a lead (UnknownLead, UnknownVersion, Refused); returns the move."""
+
+    async def work(uow: UnitOfWork) -> Move:
+        leads = await LeadBatch.load(uow, [command.lead_id])
+        outcome = await move(leads, registry, command)
+        if outcome is None:
+            raise UnknownLead(command.lead_id)
+        await leads.flush()
+        [made] = outcome.moves
+        return made
+
+    return await tx.run(work)
+
+
+async def move_leads(
+    uow: UnitOfWork,
+    registry: FunnelRegistry,
+    commands: Sequence[MoveCommand],
+    *,
+    lock: bool = True,
+) -> list[Outcome | None]:
+    """Several leads' moves in one unit of work (`lock=False`: their rows are held already)."""
+    leads = await LeadBatch.load(uow, [c.lead_id for c in commands], lock=lock)
+    outcomes = [await move(leads, registry, c) for c in commands]
+    await leads.flush()
+    return outcomes
+
+
+# ---------------------------------------------------------------- consumed events
+
+
+async def consume(
+    uow: UnitOfWork, registry: FunnelRegistry, deliveries: Sequence[Delivery]
+) -> None:
+    """A partition's fresh events, in order, in the inbox's unit of work.
+
+    The batch's leads are read and written set-based; each event goes through the machine
+    alone, against the state the previous one left.
+    """
+    leads = await LeadBatch.load(uow, {d.event.lead_id for d in deliveries})
+    versions: list[PublishedVersions] = []  # read at the first capture of the batch
+    for d in deliveries:
+        with consume_span(d.topic, d.envelope):
+            await _apply(leads, registry, versions, d.envelope, d.event)
+    await leads.flush()
+
+
+async def consume_one(
+    uow: UnitOfWork, registry: FunnelRegistry, envelope: Envelope, event: EventData
+) -> None:
+    """One event, in the inbox's unit of work (the kit's path for a batch that failed)."""
+    leads = await LeadBatch.load(uow, [event.lead_id])
+    await _apply(leads, registry, [], envelope, event)
+    await leads.flush()
+
+
+async def _apply(
+    leads: LeadBatch,
+    registry: FunnelRegistry,
+    versions: list[PublishedVersions],
+    envelope: Envelope,
+    event: EventData,
+) -> None:
+    lead_id = event.lead_id
+    if isinstance(event, LeadErased):
+        leads.erase(lead_id, event.erased_at)
+        return
+    if lead_id in leads.erased:
+        return  # a straggler for a forgotten person: keep nothing
+    if isinstance(event, StageMoveRequested):
+        # A manual or timer move read back: live it was made already; a rebuild makes it.
+        await move(leads, registry, MoveCommand.read_back(event, envelope.id))
+        return
+    conn = leads.uow.conn
+    details = lead_details(event)
+    if details is not None and not details.new and details.funnel_id is not None:
+        await registry.latest(conn, details.funnel_id)  # an unknown funnel is refused
+    signal = signal_of(event, envelope.id)
+    if signal is None:
+        return
+    state = leads.state(lead_id)
+    if state is None:
+        if signal.kind != CAPTURED or signal.funnel_id is None:
+            # Arrived before its capture (another topic): kept, folded in at the capture.
+            leads.record_signal(lead_id, signal, 0.0, applied=False)
+            return
+        if not versions:
+            versions.append(await registry.published(conn))
+        version = versions[0].entered_at(signal.funnel_id, envelope.time)
+        funnel = await registry.get(conn, signal.funnel_id, version)
+        pending = leads.pending(lead_id)
+        outcome = capture(funnel, signal, pending)
+        folded = [signal, *pending]
+    else:
+        funnel = await registry.get(conn, state.funnel_id, state.funnel_version)
+        outcome = apply(state, funnel, signal)
+        folded = [signal]
+    for s in folded:
+        points = funnel.scoring.engagement.get(s.kind, 0.0)
+        leads.record_signal(lead_id, s, points, applied=True)
+    leads.save(lead_id, outcome, funnel)
+
+
+# ---------------------------------------------------------------- reads
+
+
+async def journey(conn: asyncpg.Connection, lead_id: UUID) -> dict[str, Any] | None:
+    """A lead's current stage, score and temperature, and every transition with its cause."""
+    return await store.journey(conn, lead_id)

@@ -1,0 +1,1 @@
+"""The lead tables, and the leads one transaction reads and writes (LeadBatch)."""

@@ -1,0 +1,212 @@
+"""stage-tracker's lead tables: current state, transitions, signals, erasure (asyncpg, SQL)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from stage_tracker.moves.models.machine import Answer, LeadState, Move
+from stage_tracker.scoring.models.score import Contribution, Score
+from stage_tracker.scoring.models.signals import Signal
+
+
+async def lock_leads(conn: asyncpg.Connection, lead_ids: Collection[UUID]) -> None:
+    """One writer per lead (topics are not ordered among themselves, replicas share partitions,
+    the API moves leads too): transaction advisory locks, always taken in the same order."""
+    await conn.execute(
+        """SELECT pg_advisory_xact_lock(h) FROM (
+               SELECT hashtext('lead:' || k) AS h FROM unnest($1::text[]) AS k ORDER BY 1
+           ) AS ordered""",
+        [str(lead_id) for lead_id in lead_ids],
+    )
+
+
+async def erased_among(conn: asyncpg.Connection, lead_ids: Collection[UUID]) -> set[UUID]:
+    rows = await conn.fetch(
+        "SELECT lead_id FROM erased_leads WHERE lead_id = ANY($1::uuid[])", list(lead_ids)
+    )
+    return {r["lead_id"] for r in rows}
+
+
+async def load_states(
+    conn: asyncpg.Connection, lead_ids: Collection[UUID]
+) -> tuple[dict[UUID, LeadState], dict[UUID, list[Signal]]]:
+    """The leads' states, rows locked until the transaction ends, and the signals that wait
+    for a capture (leads without a state): two queries for any number of leads."""
+    ids = list(lead_ids)
+    rows = await conn.fetch(
+        "SELECT * FROM lead_stages WHERE lead_id = ANY($1::uuid[]) FOR UPDATE", ids
+    )
+    signal_rows = await conn.fetch(
+        """SELECT lead_id, event_id, occurred_at, points, applied,
+                  CASE WHEN applied THEN NULL ELSE signal END AS signal
+           FROM lead_signals WHERE lead_id = ANY($1::uuid[])""",
+        ids,
+    )
+    applied: dict[UUID, list[asyncpg.Record]] = {}
+    pending: dict[UUID, list[Signal]] = {}
+    for s in signal_rows:
+        if s["applied"]:
+            applied.setdefault(s["lead_id"], []).append(s)
+        else:
+            pending.setdefault(s["lead_id"], []).append(Signal.from_json(json.loads(s["signal"])))
+    states = {r["lead_id"]: _state(r, applied.get(r["lead_id"], [])) for r in rows}
+    return states, pending
+
+
+def _state(row: asyncpg.Record, signals: list[asyncpg.Record]) -> LeadState:
+    answers = json.loads(row["answers"])
+    return LeadState(
+        funnel_id=row["funnel_id"],
+        funnel_version=row["funnel_version"],
+        stage=row["stage"],
+        stage_entered_at=row["entered_at"],
+        previous_stage=row["previous_stage"],
+        answers={
+            k: Answer(a["value"], datetime.fromisoformat(a["at"]), a["event_id"])
+            for k, a in answers.items()
+        },
+        contributions=tuple(
+            Contribution(s["event_id"], s["occurred_at"], s["points"])
+            for s in signals
+            if s["points"]
+        ),
+        seen=frozenset(s["event_id"] for s in signals),
+        last_activity_at=row["last_activity_at"] or row["entered_at"],
+        as_of=row["as_of"] or row["entered_at"],
+        score=Score(row["fit_score"], row["engagement_score"], row["score"], row["temperature"]),
+    )
+
+
+def _answers_json(state: LeadState) -> str:
+    return json.dumps(
+        {
+            k: {"value": a.value, "at": a.at.isoformat(), "event_id": a.event_id}
+            for k, a in state.answers.items()
+        }
+    )
+
+
+async def save_states(
+    conn: asyncpg.Connection, states: Sequence[tuple[UUID, LeadState, datetime | None]]
+) -> None:
+    """Upsert each lead's state and stall timer (lead id, state, timer due at)."""
+    await conn.executemany(
+        """INSERT INTO lead_stages (lead_id, funnel_id, funnel_version, stage, entered_at,
+               previous_stage, fit_score, engagement_score, score, temperature, answers,
+               last_activity_at, as_of, timer_due_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+           ON CONFLICT (lead_id) DO UPDATE SET funnel_id = excluded.funnel_id,
+               funnel_version = excluded.funnel_version, stage = excluded.stage,
+               entered_at = excluded.entered_at, previous_stage = excluded.previous_stage,
+               fit_score = excluded.fit_score, engagement_score = excluded.engagement_score,
+               score = excluded.score, temperature = excluded.temperature,
+               answers = excluded.answers, last_activity_at = excluded.last_activity_at,
+               as_of = excluded.as_of, timer_due_at = excluded.timer_due_at, updated_at = now()""",
+        [
+            (
+                lead_id,
+                state.funnel_id,
+                state.funnel_version,
+                state.stage,
+                state.stage_entered_at,
+                state.previous_stage,
+                state.score.fit,
+                state.score.engagement,
+                state.score.total,
+                state.score.temperature,
+                _answers_json(state),
+                state.last_activity_at,
+                state.as_of,
+                timer_due_at,
+            )
+            for lead_id, state, timer_due_at in states
+        ],
+    )
+
+
+async def record_signals(
+    conn: asyncpg.Connection, signals: Sequence[tuple[UUID, Signal, float, bool]]
+) -> None:
+    """Every signal a lead has had (lead id, signal, engagement points, applied yet)."""
+    await conn.executemany(
+        """INSERT INTO lead_signals (lead_id, event_id, occurred_at, points, applied, signal)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (lead_id, event_id) DO UPDATE SET applied = excluded.applied,
+               points = excluded.points""",
+        [
+            (lead_id, s.event_id, s.occurred_at, points, applied, json.dumps(s.to_json()))
+            for lead_id, s, points, applied in signals
+        ],
+    )
+
+
+async def add_moves(conn: asyncpg.Connection, moves: Sequence[tuple[UUID, Move]]) -> None:
+    """Append transitions in the order given (the history is read back by id)."""
+    await conn.executemany(
+        """INSERT INTO transitions (lead_id, funnel_id, funnel_version, from_stage, to_stage,
+               to_position, reason, cause_event_id, cause_event_type, occurred_at, actor)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
+        [
+            (
+                lead_id,
+                m.funnel_id,
+                m.funnel_version,
+                m.from_stage,
+                m.to_stage,
+                m.to_position,
+                m.reason,
+                m.cause_event_id,
+                m.cause_event_type,
+                m.occurred_at,
+                m.actor,
+            )
+            for lead_id, m in moves
+        ],
+    )
+
+
+async def erase(conn: asyncpg.Connection, erased: Mapping[UUID, datetime]) -> None:
+    """Forget people: state, history, signals; keep only the fact that the id is erased."""
+    ids = list(erased)
+    for table in ("lead_stages", "transitions", "lead_signals"):
+        await conn.execute(f"DELETE FROM {table} WHERE lead_id = ANY($1::uuid[])", ids)  # noqa: S608
+    await conn.executemany(
+        "INSERT INTO erased_leads (lead_id, erased_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        list(erased.items()),
+    )
+
+
+async def journey(conn: asyncpg.Connection, lead_id: UUID) -> dict[str, Any] | None:
+    current = await conn.fetchrow(
+        """SELECT funnel_id, funnel_version, stage, entered_at, score, fit_score,
+                  engagement_score, temperature, timer_due_at
+           FROM lead_stages WHERE lead_id = $1""",
+        lead_id,
+    )
+    if current is None:
+        return None
+    rows = await conn.fetch(
+        """SELECT from_stage, to_stage, to_position, reason, cause_event_id, cause_event_type,
+                  actor, funnel_version, occurred_at
+           FROM transitions WHERE lead_id = $1 ORDER BY id""",
+        lead_id,
+    )
+    return {
+        "lead_id": str(lead_id),
+        "funnel_id": current["funnel_id"],
+        "funnel_version": current["funnel_version"],
+        "current_stage": current["stage"],
+        "entered_at": current["entered_at"],
+        "score": current["score"],
+        "fit_score": current["fit_score"],
+        "engagement_score": current["engagement_score"],
+        "temperature": current["temperature"],
+        "timer_due_at": current["timer_due_at"],
+        "transitions": [dict(r) for r in rows],
+    }

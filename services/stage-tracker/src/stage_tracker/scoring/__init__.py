@@ -1,0 +1,1 @@
+"""Lead scoring: signals, fit and decaying engagement points, temperature (pure)."""

@@ -1,0 +1,1 @@
+"""Scores and the signals that earn them (pure)."""

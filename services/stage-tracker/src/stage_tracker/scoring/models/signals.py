@@ -1,0 +1,90 @@
+"""Contract events -> signals, the one input shape the state machine knows (pure).
+
+A signal's `kind` is what funnel rules name: an activity type (`pricing_viewed`, or a custom
+one such as `renewal_due`), `captured`, `updated`, `touch_opened`, `touch_clicked`,
+`unsubscribed`, `consent_granted`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from funnel_contracts import ActivityRecorded, ConsentChanged, EventData, TouchClicked, TouchOpened
+from funnel_contracts.lead_reader import lead_details
+from stage_tracker.funnels.models.definition import PropertyValue
+
+CAPTURED = "captured"
+UPDATED = "updated"
+TOUCH_OPENED = "touch_opened"
+TOUCH_CLICKED = "touch_clicked"
+UNSUBSCRIBED = "unsubscribed"
+CONSENT_GRANTED = "consent_granted"
+# Signals that say nothing about the person coming back (mail clients load pixels themselves).
+PASSIVE_KINDS = frozenset({TOUCH_OPENED, UNSUBSCRIBED, CONSENT_GRANTED})
+
+
+@dataclass(frozen=True)
+class Signal:
+    event_id: str
+    event_type: str
+    kind: str
+    occurred_at: datetime
+    properties: Mapping[str, PropertyValue] = field(default_factory=dict)
+    answers: Mapping[str, str] = field(default_factory=dict)  # lower-case keys and values
+    funnel_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "kind": self.kind,
+            "occurred_at": self.occurred_at.isoformat(),
+            "properties": dict(self.properties),
+            "answers": dict(self.answers),
+            "funnel_id": self.funnel_id,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Signal:
+        return cls(
+            event_id=data["event_id"],
+            event_type=data["event_type"],
+            kind=data["kind"],
+            occurred_at=datetime.fromisoformat(data["occurred_at"]),
+            properties=dict(data["properties"]),
+            answers=dict(data["answers"]),
+            funnel_id=data["funnel_id"],
+        )
+
+
+def _answers(raw: Mapping[str, str]) -> dict[str, str]:
+    return {k.strip().lower(): v.strip().lower() for k, v in raw.items() if v.strip()}
+
+
+def signal_of(event: EventData, event_id: str) -> Signal | None:
+    """The signal an event carries, or None for events that mean nothing to a stage."""
+    t = event.event_type
+    lead = lead_details(event)  # captured or updated, whatever the version
+    if lead is not None:
+        answers = _answers(lead.qualification)
+        if lead.new:
+            return Signal(event_id, t, CAPTURED, lead.at, answers=answers, funnel_id=lead.funnel_id)
+        return Signal(event_id, t, UPDATED, lead.at, answers=answers)
+    if isinstance(event, ActivityRecorded):
+        properties: dict[str, PropertyValue] = dict(event.properties)
+        if event.amount is not None:
+            properties["amount"] = float(event.amount)
+        if event.currency is not None:
+            properties["currency"] = event.currency
+        return Signal(event_id, t, event.activity_type, event.occurred_at, properties)
+    if isinstance(event, TouchOpened):
+        return Signal(event_id, t, TOUCH_OPENED, event.opened_at)
+    if isinstance(event, TouchClicked):
+        return Signal(event_id, t, TOUCH_CLICKED, event.clicked_at)
+    if isinstance(event, ConsentChanged):
+        kind = CONSENT_GRANTED if event.granted else UNSUBSCRIBED
+        return Signal(event_id, t, kind, event.changed_at, {"category": event.category})
+    return None

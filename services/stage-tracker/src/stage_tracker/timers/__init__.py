@@ -1,0 +1,1 @@
+"""Stall timers: leads with no activity past their stage's limit stall, then are lost."""
