@@ -76,9 +76,8 @@ async def running_intake(dsn: str, kafka: str, **settings: Any) -> AsyncIterator
         database_url=dsn,
         kafka_bootstrap_servers=kafka,
         admin_api_key=ADMIN_KEY,
-        run_workers=False,
         environment="test",
-        **settings,
+        **{"run_workers": False, **settings},
     )
     await migrate(config, MIGRATIONS)
     app = create_app(config)

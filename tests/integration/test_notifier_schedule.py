@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from funnel_contracts import ActivityRecorded, LeadErased
+from funnel_contracts import ActivityRecorded, LeadErased, LeadUpdatedV2
+from funnel_contracts.sealed import PersonalData, new_data_key, seal
 from funnel_devstack.stack import Stack
 from tests.integration.notifier_harness import Harness, captured, entered, notifier_harness
 
@@ -70,6 +71,42 @@ async def test_marketing_without_consent_is_suppressed_with_why(h: Harness) -> N
     status = await h.status(lead)
     assert status["nurture-1"] == ("suppressed", "consent for marketing not given")
     assert status["nurture-2"] == ("scheduled", None)
+    assert h.mail_to(f"{lead.hex[:10]}@example.com") == []
+
+
+async def test_consent_withdrawn_by_a_colleague_suppresses_marketing(h: Harness) -> None:
+    """lead-intake's PATCH withdraws consent; its lead.updated carries it: no more marketing."""
+    lead = uuid4()
+    await h.feed(captured(lead, consent=("marketing",)), entered(lead, "interest", 1, "awareness"))
+    key = new_data_key()
+    sealed = seal(
+        PersonalData(email=f"{lead.hex[:10]}@example.com"),
+        key=key,
+        lead_id=lead,
+        event_type=LeadUpdatedV2.event_type,
+    )
+    withdrawal = LeadUpdatedV2(
+        lead_id=lead,
+        personal_data=sealed,
+        has_email=True,
+        has_phone=False,
+        source="manual",
+        updated_at=datetime.now(UTC),
+        consent_withdrawn=("marketing",),
+    )
+    await h.feed(withdrawal)
+    async with h.pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT granted, source FROM consents WHERE lead_id = $1 AND category = 'marketing'",
+            lead,
+        )
+    assert (row["granted"], row["source"]) == (False, "manual")
+    await h.make_due(lead, "nurture-1")
+    await h.send_due()
+    assert (await h.status(lead))["nurture-1"] == (
+        "suppressed",
+        "consent for marketing withdrawn",
+    )
     assert h.mail_to(f"{lead.hex[:10]}@example.com") == []
 
 
@@ -228,8 +265,14 @@ async def test_a_server_deferring_recipients_delays_touches_until_the_retry_wind
     goes once the server accepts again. Past the retry window it fails for good, once."""
     from funnel_devstack.mailbox import accept_mail, refuse_mail
 
+    # Retries wait seconds (not the harness's 0.01 s): each pass below is then one try per
+    # touch, whatever the machine's speed; the loop makes them due again itself.
     async with notifier_harness(
-        fresh_dsn, infra.kafka_bootstrap, touch_max_attempts=2, touch_retry_for_seconds=3600
+        fresh_dsn,
+        infra.kafka_bootstrap,
+        touch_max_attempts=2,
+        touch_retry_for_seconds=3600,
+        retry_base_seconds=5,
     ) as h:
         patient, late = uuid4(), uuid4()
         await h.feed(captured(patient), entered(patient, "awareness", 0))

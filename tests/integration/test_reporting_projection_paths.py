@@ -20,11 +20,12 @@ from funnel_servicekit.unit_of_work import Outbox
 from reporting.projection.consumer import handlers
 from reporting.projection.store import ROLLUPS, TABLES
 from reporting.settings import MIGRATIONS
+from reporting.timeline.models import item_of
 
 pytestmark = pytest.mark.integration
 
 BATCH = 40
-KEPT = ("lead_states", "erased_leads", "funnel_stages")
+KEPT = ("lead_states", "erased_leads", "funnel_stages", "timeline_timeline")
 PROJECTED = (
     *KEPT,
     *TABLES,
@@ -111,3 +112,13 @@ async def test_one_by_one_and_batched_projection_leave_the_same_tables(
     assert sum(int(r[-1]) for r in batched["stage_counts"]) == len(batched["lead_states"])
     assert [r[0] for r in batched["erased_leads"]] == [str(erased)]
     assert str(erased) not in {r[0] for r in batched["lead_states"]}
+    # One timeline item per distinct event of the people not erased, none of the erased one,
+    # every open and click knowing its touch's playbook.
+    items = {(i.lead_id, i.at, i.key) for e in events if e.lead_id != erased and (i := item_of(e))}
+    assert len(batched["timeline_timeline"]) == len(items) > 5 * len(batched["lead_states"]) // 2
+    assert str(erased) not in {r[0] for r in batched["timeline_timeline"]}
+    responses = [
+        r for r in batched["timeline_timeline"] if r[3] in ("touch_opened", "touch_clicked")
+    ]
+    assert responses
+    assert all("'playbook': None" not in r[4] for r in responses)

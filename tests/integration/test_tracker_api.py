@@ -133,18 +133,19 @@ async def test_manual_moves_are_recorded_or_refused_with_the_reason(h: Harness) 
         assert nobody.status_code == 404
         journey = (await api.get(f"/v1/leads/{lead}/journey")).json()
         last = journey["transitions"][-1]
+        # The actor is the calling key's name ("admin" here), never the body's.
         assert (last["to_stage"], last["actor"], last["reason"], last["cause_event_type"]) == (
             "action",
-            "ana",
+            "admin",
             "paid by invoice",
             "funnel.stage.move-requested.v1",
         )
     changed = await h.emitted("funnel.stage.changed.v1")
-    assert changed[-1]["actor"] == "ana"
+    assert changed[-1]["actor"] == "admin"
     # The move is also a command in the tracker's own input log (what a replay makes again);
     # refused moves leave none.
     [command] = await h.emitted("funnel.stage.move-requested.v1")
-    assert (command["kind"], command["to_stage"], command["actor"]) == ("manual", "action", "ana")
+    assert (command["kind"], command["to_stage"], command["actor"]) == ("manual", "action", "admin")
     assert command["lead_id"] == str(lead)
     assert await h.pool.fetchval(
         "SELECT topic FROM outbox WHERE event_type = 'funnel.stage.move-requested.v1'"

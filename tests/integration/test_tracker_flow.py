@@ -39,7 +39,10 @@ async def test_events_move_a_lead_and_every_move_is_explained(h: Harness) -> Non
     async with h.api() as api:
         journey = (await api.get(f"/v1/leads/{lead}/journey")).json()
     assert journey["current_stage"] == "desire"
-    assert journey["score"] == 11.0
+    # The journey shows the score now: 11 at the pricing visit, cooled since (half-life 14d).
+    age = (datetime.now(UTC) - (T0 + timedelta(minutes=2))).total_seconds()
+    assert journey["score"] == pytest.approx(11 * 2 ** (-age / (14 * 86400)), abs=0.02)
+    assert journey["scored_as_of"].startswith((T0 + timedelta(minutes=2)).date().isoformat())
     assert journey["temperature"] == "cold"
     assert [t["to_stage"] for t in journey["transitions"]] == ["awareness", "interest", "desire"]
     assert journey["transitions"][0]["cause_event_type"] == "funnel.lead.captured.v1"

@@ -62,10 +62,12 @@ def test_v2_update_reads_its_last_touch_and_unseals_only_with_the_key() -> None:
         has_phone=False,
         last_touch_utm=Utm(campaign="spring"),
         updated_at=AT,
+        consent_withdrawn=("marketing",),
     )
     details = lead_details(event)
     assert details is not None
     assert (details.new, details.utm.campaign, details.needs_key) == (False, "spring", True)
+    assert details.consent_withdrawn == ("marketing",)
     assert details.person(None) is None  # erased: no key, nothing readable
     person = details.person(key)
     assert person is not None

@@ -14,6 +14,7 @@ from funnel_servicekit.auth import (
     ApiKeyAuth,
     Principal,
     Scope,
+    api_routes,
     check_route_scopes,
     hash_key,
     require_scopes,
@@ -162,4 +163,25 @@ def test_scopes_are_one_enum_and_a_route_with_an_unknown_scope_refuses_to_start(
         return None
 
     with pytest.raises(RuntimeError, match=r"GET /typo requires unknown scopes: reports:reed"):
+        check_route_scopes(app)
+
+
+def test_routes_inside_included_routers_are_checked_too() -> None:
+    from fastapi import APIRouter
+
+    router = APIRouter()
+
+    def typo_dependency() -> None:
+        """Claims a scope that no key can hold."""
+
+    typo_dependency.required_scopes = ("touches:admn",)  # type: ignore[attr-defined]
+
+    @router.get("/inner", dependencies=[Depends(typo_dependency)])
+    async def inner() -> None:
+        return None
+
+    app = FastAPI()
+    app.include_router(router)
+    assert [r.path for r in api_routes(app)] == ["/inner"]
+    with pytest.raises(RuntimeError, match="GET /inner requires unknown scopes: touches:admn"):
         check_route_scopes(app)

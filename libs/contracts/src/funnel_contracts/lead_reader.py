@@ -58,6 +58,8 @@ class LeadDetails:
     clear: PersonalData | None = None
     #: v2 only: the personal data sealed with the lead's data key.
     sealed: Sealed | None = None
+    #: Consent categories withdrawn by this update (a correction made by hand).
+    consent_withdrawn: tuple[str, ...] = ()
 
     def person(self, key: bytes | None) -> PersonalData | None:
         """The personal data: v1's as written; v2's unsealed with `key` (None: erased)."""
@@ -109,4 +111,5 @@ def lead_details(event: EventData) -> LeadDetails | None:
         time_zone=event.time_zone,
         clear=clear,
         sealed=event.personal_data if isinstance(event, LeadCapturedV2 | LeadUpdatedV2) else None,
+        consent_withdrawn=event.consent_withdrawn if isinstance(event, LeadUpdatedV2) else (),
     )

@@ -14,9 +14,9 @@ from funnel_contracts.events import EVENT_MODELS
 TOPIC_DESCRIPTIONS: dict[str, str] = {
     topics.LEAD_EVENTS: "a person captured, updated, erased",
     topics.ACTIVITY_EVENTS: "what a person did: page views, purchases, calls",
-    topics.STAGE_EVENTS: "stage moves and scores",
-    topics.TOUCH_EVENTS: "touches sent, failed, opened, clicked; consent",
-    topics.STAGE_COMMANDS: "moves asked by people and by stall timers",
+    topics.STAGE_EVENTS: "stage moves, scores and owners",
+    topics.TOUCH_EVENTS: "touches sent, failed, opened, clicked; consent; sales tasks",
+    topics.STAGE_COMMANDS: "moves and owner changes asked by people and by stall timers",
 }
 
 

@@ -43,7 +43,15 @@ def _print_where_to_look(stack: Stack) -> None:
     print(f"  mail           every email sent lands as a file in {stack.mail_dir}")
     print(f"  logs           {stack.logs}")
     print(f"  dashboard      {stack.url('reporting')}/dashboard#key={stack.admin_api_key}")
+    ana = stack.team_keys["ana"]
+    print(
+        f"  leads          {stack.url('reporting')}/dashboard/leads"
+        f"?funnel_id=digital-sales&stage=desire#key={ana}"
+    )
+    print("                 (as ana, a sales rep: click a lead, log a call, move it, take it)")
     print(f"\n  admin API key  {stack.admin_api_key}")
+    for name, key in stack.team_keys.items():
+        print(f"  {name + ' key':<14} {key}   (a named key: what {name} does carries the name)")
     print("\nTry it:")
     print(f"  curl -s -X POST {stack.url('lead-intake')}/v1/forms/demo/submissions \\")
     print("       -H 'content-type: application/json' -d '{\"email\": \"you@example.com\"}'")

@@ -4,16 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 import time
 
+# Below Linux's default ephemeral range (32768-60999): the ports the kernel hands to outgoing
+# connections (a service's own clients of Kafka and PostgreSQL) never land here, and no two
+# calls in this process return the same one; so a port chosen here is still free when the
+# server it was chosen for binds it a few seconds later.
+_RANGE = (20000, 32000)
+_given: set[int] = set()
+_random = random.SystemRandom()
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port on ``host`` that was free a moment ago (bind to port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
+    """Return a TCP port on ``host`` that is free now and that this process never gave out."""
+    for _ in range(1000):
+        port = _random.randrange(*_RANGE)
+        if port in _given:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _given.add(port)
         return port
+    raise RuntimeError(f"no free port in {_RANGE} after 1000 tries")
 
 
 def port_is_open(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -64,6 +64,12 @@ class StackPorts:
         )
 
 
+TEAM_SCOPES: dict[str, list[str]] = {
+    "ana": ["leads:read", "leads:write", "pii:read", "reports:read"],
+    "ben": ["leads:read", "leads:write", "reports:read"],
+}
+
+
 def _secret(path: Path, env_var: str | None = None) -> str:
     """A value from the environment, else the one generated on the first start, kept.
 
@@ -107,6 +113,11 @@ class Stack:
         # The notifier's own intake key, scope pii:decrypt only: it reads people's data keys.
         self.notifier_intake_key = _secret(self.root / "notifier-intake-api-key")
         self.intake_tracker_key = _secret(self.root / "intake-tracker-api-key")
+        # lead-intake's blind-index key for finding people (decision 0024).
+        self.search_index_key = _secret(self.root / "search-index-key")
+        # The demo team: named keys every service knows, so that moves, owners, calls and
+        # tasks name who did them. ana may read contact details; ben may not.
+        self.team_keys = {name: _secret(self.root / f"team-{name}-api-key") for name in TEAM_SCOPES}
         self.postgres = PostgresServer(
             self.root / "postgres",
             self.ports.postgres,
@@ -216,33 +227,48 @@ class Stack:
 
     def _own_env(self, service: str) -> dict[str, str]:
         """What one service needs of another: the notifier reads data keys from lead-intake,
-        lead-intake reads funnels from stage-tracker (to refuse a form naming an unknown one)."""
+        lead-intake reads funnels from stage-tracker (to refuse a form naming an unknown one),
+        reporting's workspace pages reach the other three; and every service knows the team."""
         from funnel_servicekit.auth import hash_key
 
+        keys = [
+            {"name": name, "sha256": hash_key(key), "scopes": TEAM_SCOPES[name]}
+            for name, key in self.team_keys.items()
+        ]
+        env: dict[str, str] = {}
         if service == "lead-intake":
-            entry = {
-                "name": "notifier",
-                "sha256": hash_key(self.notifier_intake_key),
-                "scopes": ["pii:decrypt"],
-            }
-            return {
-                "FUNNEL_API_KEYS": json.dumps([entry]),
+            keys.append(
+                {
+                    "name": "notifier",
+                    "sha256": hash_key(self.notifier_intake_key),
+                    "scopes": ["pii:decrypt"],
+                }
+            )
+            env = {
                 "FUNNEL_TRACKER_URL": self.url("stage-tracker"),
                 "FUNNEL_TRACKER_API_KEY": self.intake_tracker_key,
+                "FUNNEL_SEARCH_INDEX_KEY": self.search_index_key,
             }
         if service == "stage-tracker":
-            entry = {
-                "name": "lead-intake",
-                "sha256": hash_key(self.intake_tracker_key),
-                "scopes": ["leads:read"],
-            }
-            return {"FUNNEL_API_KEYS": json.dumps([entry])}
+            keys.append(
+                {
+                    "name": "lead-intake",
+                    "sha256": hash_key(self.intake_tracker_key),
+                    "scopes": ["leads:read"],
+                }
+            )
         if service == "notifier":
-            return {
+            env = {
                 "FUNNEL_INTAKE_URL": self.url("lead-intake"),
                 "FUNNEL_INTAKE_API_KEY": self.notifier_intake_key,
             }
-        return {}
+        if service == "reporting":
+            env = {
+                "FUNNEL_TRACKER_URL": self.url("stage-tracker"),
+                "FUNNEL_INTAKE_URL": self.url("lead-intake"),
+                "FUNNEL_NOTIFIER_URL": self.url("notifier"),
+            }
+        return {"FUNNEL_API_KEYS": json.dumps(keys), **env}
 
     def service_env(self, service: str) -> dict[str, str]:
         return {

@@ -26,6 +26,8 @@ class Scope(StrEnum):
     TOUCHES_ADMIN = "touches:admin"
     # Reads a person's data key (lead-intake): only the services that must reach people.
     PII_DECRYPT = "pii:decrypt"
+    # Reads a person's contact details (name, email, phone) in the leads workspace.
+    PII_READ = "pii:read"
 
 
 ALL_SCOPES: frozenset[str] = frozenset(s.value for s in Scope)
@@ -59,6 +61,14 @@ class ApiKeyAuth:
         self._admin_hash = hash_key(admin_key) if admin_key else None
         self._lookup = lookup
         self._configured = dict(configured or {})
+
+    def names(self) -> frozenset[str]:
+        """The names of the configured keys (and "admin"): who may own a lead or a task.
+
+        Keys found by the lookup (a table) are not listed: only configured ones are named.
+        """
+        configured = {p.name for p in self._configured.values()}
+        return frozenset(configured | ({"admin"} if self._admin_hash else set()))
 
     async def principal(self, request: Request) -> Principal:
         header = request.headers.get("authorization", "")
@@ -131,13 +141,24 @@ def require_scopes(*scopes: Scope) -> Callable[[Request], Awaitable[Principal]]:
     return dependency
 
 
+def api_routes(app: Any) -> list[Any]:
+    """Every route of `app` with a dependency tree, inside included routers and mounts too."""
+    found, pending = [], list(getattr(app, "routes", ()))
+    while pending:
+        route = pending.pop(0)
+        if getattr(route, "dependant", None) is not None:
+            found.append(route)
+        inner = getattr(route, "original_router", None) or route
+        if inner is not route or not hasattr(route, "dependant"):
+            pending += list(getattr(inner, "routes", ()) or ())
+    return found
+
+
 def route_scopes(app: Any) -> dict[str, tuple[str, ...]]:
     """The scopes each route of `app` requires, read from its dependency tree."""
     found: dict[str, tuple[str, ...]] = {}
-    for route in getattr(app, "routes", ()):
-        dependant = getattr(route, "dependant", None)
-        if dependant is None:
-            continue
+    for route in api_routes(app):
+        dependant = route.dependant
         stack, scopes = [dependant], []
         while stack:
             node = stack.pop()

@@ -20,6 +20,12 @@ def runtime_of(request: Request) -> ServiceRuntime[Any, Any]:
     return runtime
 
 
+async def current_runtime(request: Request) -> ServiceRuntime[Any, Any]:
+    """`runtime_of` as a FastAPI dependency. It is `async def` on purpose: FastAPI runs a plain
+    `def` dependency in a worker thread, a hop that costs more than the whole lookup."""
+    return runtime_of(request)
+
+
 async def pooled_connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
     """A pool connection held until the response is ready (no transaction opened)."""
     async with runtime_of(request).pool.acquire() as conn:

@@ -1,4 +1,4 @@
-"""`python -m lead_intake migrate|serve|seed-form`."""
+"""`python -m lead_intake migrate|serve|seed-form|index-people`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import argparse
 from funnel_servicekit.cli import service_main
 from funnel_servicekit.db import connect
 from lead_intake.app import MIGRATIONS, create_app
+from lead_intake.common.blind_index import BlindIndex
 from lead_intake.forms.models import UNLIMITED, FormIn
 from lead_intake.forms.service import seed_form
+from lead_intake.people.service import index_everyone
 from lead_intake.settings import IntakeSettings
 
 
@@ -37,11 +39,28 @@ async def _seed_form(settings: IntakeSettings, args: argparse.Namespace) -> None
         await conn.close()
 
 
+def _configure_index(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch", type=int, default=500, help="people per transaction")
+
+
+async def _index_people(settings: IntakeSettings, args: argparse.Namespace) -> None:
+    """Index every person for search: leads captured before the index, or a new search key."""
+    conn = await connect(settings.database_url, settings.db_schema)
+    try:
+        count = await index_everyone(conn, BlindIndex(settings.search_key()), batch=args.batch)
+    finally:
+        await conn.close()
+    print(f"indexed {count} people")
+
+
 main = service_main(
     IntakeSettings,
     create_app,
     MIGRATIONS,
-    {"seed-form": ("create or update a form", _configure_seed, _seed_form)},
+    {
+        "seed-form": ("create or update a form", _configure_seed, _seed_form),
+        "index-people": ("index every person for search again", _configure_index, _index_people),
+    },
 )
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from funnel_servicekit.service_app import create_service_app
 from lead_intake.activities import routes as activities
 from lead_intake.forms import routes as forms
 from lead_intake.imports import routes as imports
+from lead_intake.people import routes as people
 from lead_intake.privacy import routes as privacy
 from lead_intake.runtime import IntakeContext, IntakeRuntime
 from lead_intake.settings import IntakeSettings
@@ -40,6 +41,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             activities.router,
             forms.router,
             imports.router,
+            people.router,
             privacy.router,
             webhooks.router,
         ],

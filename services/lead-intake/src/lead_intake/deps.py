@@ -12,12 +12,12 @@ from funnel_servicekit.deps import pooled_connection, runtime_of
 from lead_intake.runtime import IntakeRuntime
 
 
-def _runtime(request: Request) -> IntakeRuntime:
+async def _runtime(request: Request) -> IntakeRuntime:
     runtime: IntakeRuntime = runtime_of(request)
     return runtime
 
 
-def _client_ip(request: Request) -> str | None:
+async def _client_ip(request: Request) -> str | None:
     """The caller's address (uvicorn applies X-Forwarded-For from trusted proxies)."""
     return request.client.host if request.client else None
 
@@ -27,4 +27,6 @@ Conn = Annotated[asyncpg.Connection, Depends(pooled_connection)]
 ClientIp = Annotated[str | None, Depends(_client_ip)]
 Admin = Annotated[Principal, Depends(require_scopes(Scope.FORMS_ADMIN))]
 Writer = Annotated[Principal, Depends(require_scopes(Scope.LEADS_WRITE))]
+# Reads people; their contact details only with pii:read as well (checked by the route).
+PeopleReader = Annotated[Principal, Depends(require_scopes(Scope.LEADS_READ))]
 KeyReader = Annotated[Principal, Depends(require_scopes(Scope.PII_DECRYPT))]

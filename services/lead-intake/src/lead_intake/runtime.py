@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from funnel_servicekit.runtime import ServiceRuntime
+from lead_intake.common.blind_index import BlindIndex
 from lead_intake.common.cache import TtlCache
 from lead_intake.common.rate_limits import PublicRateLimits
 from lead_intake.settings import IntakeSettings
@@ -19,12 +20,15 @@ class IntakeContext:
     # concept package (they import the runtime).
     form_cache: TtlCache[Any]
     rate_limits: PublicRateLimits
+    # Keys the people search index (every capture, import and correction writes to it).
+    search_index: BlindIndex
 
     @classmethod
     def of(cls, settings: IntakeSettings) -> IntakeContext:
         return cls(
             TtlCache(settings.form_cache_seconds),
             PublicRateLimits(settings.rate_limit_per_ip, settings.rate_limit_per_form),
+            BlindIndex(settings.search_key()),
         )
 
 

@@ -1,9 +1,13 @@
 """lead-intake settings (FUNNEL_* environment variables)."""
 
 from limits import parse
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from funnel_servicekit.settings import ServiceSettings
+
+# Outside production without FUNNEL_SEARCH_INDEX_KEY: a fixed key, so that a development
+# database stays searchable across restarts. Production refuses to start without its own.
+DEVELOPMENT_SEARCH_INDEX_KEY = b"funnel-development-search-index-key-not-secret"
 
 
 class IntakeSettings(ServiceSettings):
@@ -61,6 +65,30 @@ class IntakeSettings(ServiceSettings):
     webhook_hmac_secret: SecretStr | None = Field(
         default=None, description="Signs generic webhooks (X-Funnel-Signature: sha256=<hex>)."
     )
+
+    # Keys the blind indexes that find people by email, phone or a name's prefix
+    # (docs/decisions/0024). Never stored in the database; changing it needs
+    # `python -m lead_intake index-people` to index everyone again.
+    search_index_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key of the people search index (32+ characters); required in "
+        "production, a fixed development key otherwise.",
+    )
+
+    def search_key(self) -> bytes:
+        """The search index key's bytes (the development one when unset outside production)."""
+        if self.search_index_key is None:
+            return DEVELOPMENT_SEARCH_INDEX_KEY
+        return self.search_index_key.get_secret_value().encode()
+
+    @model_validator(mode="after")
+    def _search_key_in_production(self) -> "IntakeSettings":
+        key = self.search_index_key.get_secret_value() if self.search_index_key else ""
+        if self.environment == "production" and len(key) < 32:
+            raise ValueError("FUNNEL_SEARCH_INDEX_KEY must be a random key of 32+ characters")
+        if self.search_index_key is not None and len(key) < 16:
+            raise ValueError("FUNNEL_SEARCH_INDEX_KEY needs at least 16 characters")
+        return self
 
     @field_validator("rate_limit_per_ip", "rate_limit_per_form")
     @classmethod

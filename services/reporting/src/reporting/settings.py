@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from pydantic import Field
+
 from funnel_servicekit.settings import ServiceSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -11,3 +13,19 @@ class ReportingSettings(ServiceSettings):
     service_name: str = "reporting"
     db_schema: str = "reporting"
     http_port: int = 8004
+    # The workspace pages reach the other services through reporting (same origin): where.
+    tracker_url: str = Field(
+        default="http://127.0.0.1:8002", description="stage-tracker, for the workspace pages"
+    )
+    intake_url: str = Field(
+        default="http://127.0.0.1:8001", description="lead-intake, for the workspace pages"
+    )
+    notifier_url: str = Field(
+        default="http://127.0.0.1:8003", description="notifier, for the workspace pages"
+    )
+    workspace_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="How long a workspace call may wait for its service."
+    )
+    workspace_max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="The largest body a workspace call forwards."
+    )

@@ -10,6 +10,7 @@ from stage_tracker.funnels import routes as funnels
 from stage_tracker.funnels.service import FunnelRegistry
 from stage_tracker.moves import routes as moves
 from stage_tracker.moves.consumer import event_consumer
+from stage_tracker.queue import routes as queue
 from stage_tracker.runtime import TrackerContext, TrackerRuntime
 from stage_tracker.settings import TrackerSettings
 from stage_tracker.timers.worker import stall_timer_worker
@@ -33,6 +34,6 @@ def create_app(settings: TrackerSettings | None = None) -> FastAPI:
         description="Funnel definitions, scoring, and each lead's stage and why; "
         "lead, activity and touch events in, stage.changed and lead.scored out.",
         migrations_dir=MIGRATIONS,
-        routers=[moves.router, funnels.router],
+        routers=[queue.router, moves.router, funnels.router],
         workers=workers,
     )

@@ -7,7 +7,11 @@ made that way is a new version beside the old one (`funnel.lead.captured.v2` sea
 personal data); consumers read both while old records remain on the topics.
 """
 
-from funnel_contracts.events.activity import KNOWN_ACTIVITY_TYPES, ActivityRecorded
+from funnel_contracts.events.activity import (
+    KNOWN_ACTIVITY_TYPES,
+    OFFLINE_ACTIVITY_TYPES,
+    ActivityRecorded,
+)
 from funnel_contracts.events.base import EVENT_MODELS, EventData, SchemaError, Utm, parse_event
 from funnel_contracts.events.lead import (
     CAPTURE_SOURCES,
@@ -20,13 +24,17 @@ from funnel_contracts.events.lead import (
     Sealed,
 )
 from funnel_contracts.events.stage import (
+    LeadOwnerChanged,
     LeadScored,
+    OwnerAssigned,
     StageChanged,
     StageMoveRequested,
     Temperature,
 )
 from funnel_contracts.events.touch import (
     ConsentChanged,
+    TaskStatus,
+    TaskUpdated,
     TouchClicked,
     TouchFailed,
     TouchOpened,
@@ -37,6 +45,7 @@ __all__ = [
     "CAPTURE_SOURCES",
     "EVENT_MODELS",
     "KNOWN_ACTIVITY_TYPES",
+    "OFFLINE_ACTIVITY_TYPES",
     "ActivityRecorded",
     "Consent",
     "ConsentChanged",
@@ -44,13 +53,17 @@ __all__ = [
     "LeadCaptured",
     "LeadCapturedV2",
     "LeadErased",
+    "LeadOwnerChanged",
     "LeadScored",
     "LeadUpdated",
     "LeadUpdatedV2",
+    "OwnerAssigned",
     "SchemaError",
     "Sealed",
     "StageChanged",
     "StageMoveRequested",
+    "TaskStatus",
+    "TaskUpdated",
     "Temperature",
     "TouchClicked",
     "TouchFailed",

@@ -12,11 +12,16 @@ from pydantic import Field
 from funnel_contracts import topics
 from funnel_contracts.events.base import EventData, Utm
 
+# What people at the business log about a person (a call, a meeting, an event they came to, a
+# note): offline touches, reported with the logging key's name as `actor`, and
+# `properties.outcome` / `properties.text`.
+OFFLINE_ACTIVITY_TYPES = ("call_logged", "meeting_held", "event_attended", "note_added")
+
 KNOWN_ACTIVITY_TYPES = (
     "page_view", "pricing_viewed", "demo_requested", "trial_started", "cart_created",
     "cart_abandoned", "checkout_started", "purchase_completed", "refund_issued",
     "subscription_renewed", "subscription_cancelled", "review_written", "survey_answered",
-    "call_logged",
+    *OFFLINE_ACTIVITY_TYPES,
     # Reported by billing and sales systems; the default funnels move on them: a billing
     # period ending (subscription: back to re-evaluation), a lead ruled out (lost).
     "renewal_due", "disqualified",
@@ -42,3 +47,9 @@ class ActivityRecorded(EventData):
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     order_id: str | None = Field(default=None, max_length=200)
     properties: dict[str, PropertyValue] = Field(default_factory=dict)
+    actor: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The name of the API key that logged it (offline touches); None for what a "
+        "person did on a site.",
+    )

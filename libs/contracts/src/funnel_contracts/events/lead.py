@@ -140,6 +140,11 @@ class LeadUpdatedV2(_LeadDetailsV2):
     last_touch_utm: Utm = Field(default_factory=Utm)
     source: str = "form"
     updated_at: datetime
+    consent_withdrawn: tuple[str, ...] = Field(
+        default=(),
+        description="Consent categories withdrawn at updated_at (a correction made by hand); "
+        "the categories granted travel in `consent`.",
+    )
 
 
 class LeadErased(EventData):

@@ -29,6 +29,7 @@ class StageChanged(EventData):
     cause_event_type: str | None = None
     changed_at: datetime
     actor: str | None = Field(default=None, description="Who moved it by hand, if a person.")
+    owner: str | None = Field(default=None, description="The lead's owner (a key's name), if any.")
 
 
 class LeadScored(EventData):
@@ -45,6 +46,7 @@ class LeadScored(EventData):
     previous_temperature: Temperature | None = None
     cause_event_id: str | None = None
     scored_at: datetime
+    owner: str | None = Field(default=None, description="The lead's owner (a key's name), if any.")
 
 
 class StageMoveRequested(EventData):
@@ -69,3 +71,29 @@ class StageMoveRequested(EventData):
         default=None, ge=1, description="A manual move to this (newer) version of the funnel."
     )
     requested_at: datetime = Field(description="The clock of the request: what the move uses.")
+
+
+class LeadOwnerChanged(EventData):
+    """A person took a lead over, handed it to a colleague, or released it (owner None)."""
+
+    event_type: ClassVar[str] = "funnel.lead.owner-changed.v1"
+    topic: ClassVar[str] = topics.STAGE_EVENTS
+
+    funnel_id: str
+    owner: str | None = Field(description="The new owner (an API key's name); None: released.")
+    previous_owner: str | None = None
+    actor: str = Field(description="The name of the key that made the change.")
+    changed_at: datetime
+
+
+class OwnerAssigned(EventData):
+    """stage-tracker's input log for owner changes (like StageMoveRequested for moves): read
+    back only by a rebuild, so that owners survive it."""
+
+    event_type: ClassVar[str] = "funnel.lead.owner-assigned.v1"
+    topic: ClassVar[str] = topics.STAGE_COMMANDS
+
+    funnel_id: str
+    owner: str | None
+    actor: str
+    requested_at: datetime

@@ -76,3 +76,24 @@ class ConsentChanged(EventData):
     source: str = Field(description="unsubscribe-link, one-click, preferences, api")
     touch_id: UUID | None = None
     changed_at: datetime
+
+
+TaskStatus = Literal["open", "done", "dismissed"]
+
+
+class TaskUpdated(EventData):
+    """A sales task was created by a playbook, or changed by a person (done, dismissed,
+    handed to someone, given another due time). `version` counts the task's changes."""
+
+    event_type: ClassVar[str] = "funnel.task.updated.v1"
+    topic: ClassVar[str] = topics.TOUCH_EVENTS
+
+    task_id: UUID
+    title: str = Field(max_length=500)
+    status: TaskStatus
+    assignee: str | None = None
+    due_at: datetime | None = None
+    playbook: str | None = None
+    version: int = Field(ge=1)
+    actor: str | None = Field(default=None, description="The key's name; None for a playbook.")
+    updated_at: datetime

@@ -12,6 +12,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from funnel_contracts import ActivityRecorded, Utm
+from funnel_contracts.events import OFFLINE_ACTIVITY_TYPES
 from funnel_contracts.events.activity import PropertyValue
 from funnel_servicekit.problems import FieldError, field_error
 from lead_intake.common.normalize import normalize_email
@@ -19,6 +20,9 @@ from lead_intake.common.text_rules import StorableText
 
 MONEY_TYPES = ("purchase_completed", "refund_issued")
 MAX_PROPERTIES = 50
+# An offline touch's `properties.outcome` (e.g. "reached", "voicemail") and `properties.text`.
+MAX_OUTCOME = 100
+MAX_TEXT = 1000
 # What happened to each item of a batch: emitted for its lead now, kept until its person is
 # known (an anonymous visitor, an email nobody has given yet), or stored already.
 ItemStatus = Literal["accepted", "pending", "duplicate"]
@@ -46,6 +50,11 @@ class ActivityIn(BaseModel):
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     order_id: str | None = Field(default=None, min_length=1, max_length=200)
     properties: dict[str, PropertyValue] = Field(default_factory=dict)
+    actor: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Ignored: an offline touch's actor is the name of the key that logs it.",
+    )
 
     @field_validator("email")
     @classmethod
@@ -72,15 +81,19 @@ class ActivityIn(BaseModel):
             raise ValueError("purchase_completed needs order_id (a purchase counts once)")
         return self
 
-    def details(self) -> dict[str, Any]:
-        """What is stored beside the activity's columns (JSON)."""
-        return {
+    def details(self, actor: str | None = None) -> dict[str, Any]:
+        """What is stored beside the activity's columns (JSON); an offline touch keeps the
+        name of the key that logged it (`actor`), never the body's."""
+        details: dict[str, Any] = {
             "page_url": self.page_url,
             "utm": self.utm.model_dump(exclude_none=True) if self.utm else None,
             "amount": str(self.amount) if self.amount is not None else None,
             "currency": self.currency,
             "properties": self.properties,
         }
+        if self.type in OFFLINE_ACTIVITY_TYPES and actor is not None:
+            details["actor"] = actor
+        return details
 
 
 class ActivityBatch(StorableText):
@@ -118,6 +131,7 @@ def activity_event(
         currency=details.get("currency"),
         order_id=order_id,
         properties=details.get("properties") or {},
+        actor=details.get("actor"),
     )
 
 
@@ -171,9 +185,35 @@ def unknown_people(batch: ActivityBatch, known: Known) -> tuple[list[str], list[
     return sorted(emails - known.by_email.keys()), sorted(visitors - known.by_visitor.keys())
 
 
+def offline_errors(batch: ActivityBatch) -> list[FieldError]:
+    """An offline touch's outcome and text are strings of bounded length; a note has a text."""
+    errors: list[FieldError] = []
+    for i, activity in enumerate(batch.activities):
+        if activity.type not in OFFLINE_ACTIVITY_TYPES:
+            continue
+        for name, longest in (("outcome", MAX_OUTCOME), ("text", MAX_TEXT)):
+            value = activity.properties.get(name)
+            if value is not None and (not isinstance(value, str) or len(value) > longest):
+                message = f"a string of at most {longest} characters"
+                errors.append(field_error(f"activities.{i}.properties.{name}", message))
+        if activity.type == "note_added" and not activity.properties.get("text"):
+            errors.append(field_error(f"activities.{i}.properties.text", "a note needs a text"))
+    return errors
+
+
 def public_key_errors(batch: ActivityBatch) -> list[FieldError]:
-    """A public key is in every page's source: it may only speak for anonymous visitors."""
+    """A public key is in every page's source: it may only speak for anonymous visitors, and
+    never log an offline touch (a call, a meeting, a note: the team's, with a named key)."""
     errors = [
+        field_error(
+            f"activities.{i}.type",
+            f"activity_type {a.type} is logged by the team: it needs an internal key "
+            "(leads:write), not a public key",
+        )
+        for i, a in enumerate(batch.activities)
+        if a.type in OFFLINE_ACTIVITY_TYPES
+    ]
+    errors += [
         field_error(f"activities.{i}.{name}", "a public key may only name visitor_id")
         for i, a in enumerate(batch.activities)
         for name in ("lead_id", "email")

@@ -11,7 +11,12 @@ from pydantic import ValidationError
 from funnel_servicekit.auth import Scope, authenticate, check_scopes
 from funnel_servicekit.problems import Problem, invalid_fields, validation_problem
 from lead_intake.activities import service
-from lead_intake.activities.models import ActivitiesAccepted, ActivityBatch, public_key_errors
+from lead_intake.activities.models import (
+    ActivitiesAccepted,
+    ActivityBatch,
+    offline_errors,
+    public_key_errors,
+)
 from lead_intake.common.body import read_json
 from lead_intake.deps import ClientIp, Runtime
 from lead_intake.forms import service as forms
@@ -56,17 +61,18 @@ async def record_activities(
     ] = None,
 ) -> Response:
     """Record up to 500 activities; each is emitted now or, once its person is known, then."""
-    form, cors = await _caller(runtime, request, client_ip, key)
+    form, cors, actor = await _caller(runtime, request, client_ip, key)
     try:
         payload = await read_json(request, runtime.settings.max_activity_body_bytes)
         try:
             batch = ActivityBatch.model_validate(payload)
         except ValidationError as exc:
             raise validation_problem(exc, "Invalid activities") from None
-        if form is not None and (errors := public_key_errors(batch)):
+        errors = public_key_errors(batch) if form is not None else []
+        if errors := errors + offline_errors(batch):
             raise invalid_fields(errors, "Invalid activities")
         result = await service.record_activities(
-            runtime.transactions, batch, form_id=form.id if form else None
+            runtime.transactions, batch, form_id=form.id if form else None, actor=actor
         )
         return JSONResponse(result.model_dump(mode="json"), status_code=202, headers=cors)
     except Problem as problem:
@@ -75,12 +81,13 @@ async def record_activities(
 
 async def _caller(
     runtime: IntakeRuntime, request: Request, client_ip: str | None, key: str | None
-) -> tuple[Form | None, dict[str, str]]:
-    """An internal key with leads:write, or a form's public key (rate limited, CORS checked)."""
+) -> tuple[Form | None, dict[str, str], str | None]:
+    """An internal key with leads:write (and its name, the actor of offline touches), or a
+    form's public key (rate limited, CORS checked)."""
     public_key = request.headers.get(PUBLIC_KEY_HEADER) or key
     if request.headers.get("authorization") or not public_key:
-        check_scopes(await authenticate(request), Scope.LEADS_WRITE)
-        return None, {}
+        principal = check_scopes(await authenticate(request), Scope.LEADS_WRITE)
+        return None, {}, principal.name
     form = await forms.form_by_public_key(runtime, public_key)
     if form is None:
         raise _unauthorized("no form has this public key", field="key")
@@ -89,4 +96,4 @@ async def _caller(
         await forms.count_post(runtime, form, client_ip, scope="activities", endpoint="activities")
     except Problem as problem:
         raise with_cors(problem, cors) from None
-    return form, cors
+    return form, cors, None

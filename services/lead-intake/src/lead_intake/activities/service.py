@@ -28,17 +28,23 @@ from lead_intake.activities.models import (
 
 
 async def record_activities(
-    transactions: Transactions, batch: ActivityBatch, *, form_id: str | None
+    transactions: Transactions,
+    batch: ActivityBatch,
+    *,
+    form_id: str | None,
+    actor: str | None = None,
 ) -> ActivitiesAccepted:
     """Store the batch; emit each activity whose lead is known, keep the others waiting.
 
     Run again whole when PostgreSQL undid it for a deadlock (a bulk import creating the same
     people took their locks in another order).
     """
-    return await transactions.run(lambda uow: _record(uow, batch, form_id))
+    return await transactions.run(lambda uow: _record(uow, batch, form_id, actor))
 
 
-async def _record(uow: UnitOfWork, batch: ActivityBatch, form_id: str | None) -> ActivitiesAccepted:
+async def _record(
+    uow: UnitOfWork, batch: ActivityBatch, form_id: str | None, actor: str | None
+) -> ActivitiesAccepted:
     now = datetime.now(UTC)
     items = batch.activities
     known = await _known(uow, batch)
@@ -57,7 +63,7 @@ async def _record(uow: UnitOfWork, batch: ActivityBatch, form_id: str | None) ->
             occurred_at=activity.occurred_at,
             recorded_at=now,
             order_id=activity.order_id,
-            details=activity.details(),
+            details=activity.details(actor),
             pending_email_sha256=whose.waits_for_email,
         )
         if not await store.insert_activity(uow.conn, stored, form_id):

@@ -25,7 +25,13 @@ async def import_leads(runtime: IntakeRuntime, body: ImportIn) -> ImportOut:
         lead_ids: list[UUID] = []
         for sub, item in zip(subs, body.leads, strict=True):
             captured = await capture(
-                uow, form, sub, source="import", captured_at=item.captured_at, update_known=False
+                uow,
+                form,
+                sub,
+                source="import",
+                captured_at=item.captured_at,
+                index=runtime.context.search_index,
+                update_known=False,
             )
             lead_ids.append(captured.lead_id)
             imported += captured.new_lead

@@ -11,6 +11,7 @@ from datetime import datetime
 from funnel_servicekit.problems import field_error
 from funnel_servicekit.unit_of_work import UnitOfWork
 from lead_intake.activities.service import emit_waiting
+from lead_intake.common.blind_index import BlindIndex
 from lead_intake.forms.models import Form
 from lead_intake.leads import store
 from lead_intake.leads.models import (
@@ -29,6 +30,7 @@ async def capture(
     *,
     source: str,
     captured_at: datetime,
+    index: BlindIndex,
     user_agent: str | None = None,
     ip_truncated: str | None = None,
     update_known: bool = True,
@@ -38,15 +40,19 @@ async def capture(
     A new person emits funnel.lead.captured.v2; a known one funnel.lead.updated.v2 (first
     touchpoint kept, last touchpoint updated), the personal data sealed with the person's key.
     A visitor id links the visitor's anonymous activities, which are emitted now with their
-    original event times. A phone alone finds a known person or captures a new one.
+    original event times. A phone alone finds a known person or captures a new one. The
+    person's search index entries follow their latest details (`index`).
     """
     conn = uow.conn
+    terms = index.person_terms(
+        email=sub.email, phone=sub.phone, first_name=sub.first_name, last_name=sub.last_name
+    )
     # A new lead and its submission go in one statement (one round trip fewer per new person).
     origin = SubmissionOrigin(form.id, user_agent, ip_truncated)
     lead = None
     if sub.email is not None:
         lead = await store.create_lead(
-            conn, sub, source=source, captured_at=captured_at, submission=origin
+            conn, sub, source=source, captured_at=captured_at, submission=origin, terms=terms
         )
     elif sub.phone is not None and update_known:
         # Identity by phone alone: two first posts with one number queue here, so the
@@ -59,13 +65,24 @@ async def capture(
         lead = await store.update_known_lead(conn, sub)
     if lead is None and sub.email is None and sub.phone is not None:
         lead = await store.create_lead(
-            conn, sub, source=source, captured_at=captured_at, submission=origin
+            conn, sub, source=source, captured_at=captured_at, submission=origin, terms=terms
         )
     if lead is None:
         _needs_email()
     assert lead is not None
     submission_id = lead.submission_id  # written with a new lead; a known one's is added now
     if submission_id is None:
+        # A known person: their details may have changed (a name given now, a phone added).
+        await store.index_person(
+            conn,
+            lead.id,
+            index.person_terms(
+                email=lead.email,
+                phone=lead.phone,
+                first_name=lead.first_name,
+                last_name=lead.last_name,
+            ),
+        )
         submission_id = await store.insert_submission(
             conn,
             lead.id,

@@ -44,7 +44,10 @@ _INSERT_LEAD_AND_SUBMISSION = f"""WITH lead AS ({_INSERT_LEAD} {_RETURNING}),
         RETURNING id),
     data_key AS (
         INSERT INTO subject_keys (lead_id, data_key) SELECT lead.id, $22::bytea FROM lead
-        RETURNING data_key)
+        RETURNING data_key),
+    search_terms AS (
+        INSERT INTO lead_search_terms (digest, lead_id)
+        SELECT digest, lead.id FROM lead, unnest($23::bytea[]) AS digest)
     SELECT lead.*, submission.id AS submission_id, data_key.data_key
     FROM lead, submission, data_key"""  # noqa: S608
 
@@ -56,11 +59,13 @@ async def create_lead(
     source: str,
     captured_at: datetime,
     submission: SubmissionOrigin | None = None,
+    terms: list[bytes] | None = None,
 ) -> Lead | None:
     """A new lead for this email; None when the person is known already.
 
-    With `submission`, the new lead's submission is written by the same statement and its id
-    is `Lead.submission_id`.
+    With `submission`, the new lead's submission, data key and search index entries (`terms`)
+    are written by the same statement and its id is `Lead.submission_id`; without, index the
+    lead apart (`index_person`).
     """
     args: list[Any] = [
         uuid4(),
@@ -92,6 +97,7 @@ async def create_lead(
         submission.ip_truncated,
         sub.qualification,
         new_data_key(),
+        terms or [],
     )
     return _lead(row, True) if row else None
 
@@ -198,3 +204,20 @@ async def key_for(conn: asyncpg.Connection, lead_id: UUID) -> bytes:
     if key is None:
         raise LookupError(f"no data key for lead {lead_id}")
     return key
+
+
+async def index_person(conn: asyncpg.Connection, lead_id: UUID, terms: list[bytes]) -> None:
+    """The lead's search index entries are `terms` from now on (the others deleted).
+
+    Callers hold the lead's row (an update, or FOR UPDATE), so two never interleave.
+    """
+    await conn.execute(
+        """WITH gone AS (
+               DELETE FROM lead_search_terms
+               WHERE lead_id = $1 AND NOT (digest = ANY($2::bytea[])))
+           INSERT INTO lead_search_terms (digest, lead_id)
+           SELECT digest, $1 FROM unnest($2::bytea[]) AS digest
+           ON CONFLICT DO NOTHING""",
+        lead_id,
+        terms,
+    )

@@ -20,10 +20,13 @@ async def erase_leads(conn: asyncpg.Connection, lead_ids: list[UUID]) -> None:
     await conn.execute(
         """UPDATE leads SET email = NULL, phone = NULL, first_name = NULL, last_name = NULL,
                consent = NULL, custom_fields = '{}', first_touch = '{}', last_touch = '{}',
-               locale = NULL, time_zone = NULL, erased_at = now(), updated_at = now()
+               locale = NULL, time_zone = NULL, consent_changes = '{}', erased_at = now(),
+               updated_at = now()
            WHERE id = ANY($1::uuid[])""",
         lead_ids,
     )
+    # The search index finds them no more (docs/decisions/0024).
+    await conn.execute("DELETE FROM lead_search_terms WHERE lead_id = ANY($1::uuid[])", lead_ids)
     await conn.execute(
         """UPDATE submissions SET landing_page = NULL, referrer = NULL, user_agent = NULL,
                ip_truncated = NULL, custom_fields = '{}', qualification = '{}', consent = NULL,

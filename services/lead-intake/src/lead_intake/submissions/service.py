@@ -14,6 +14,7 @@ import asyncpg
 from funnel_servicekit.problems import field_problem, invalid_fields
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
 from lead_intake import intake_metrics
+from lead_intake.common.blind_index import BlindIndex
 from lead_intake.forms.models import Form
 from lead_intake.leads.models import Submission, SubmissionInvalid
 from lead_intake.leads.service import capture
@@ -43,6 +44,7 @@ async def submit(
     now: datetime,
     idempotency_key: str | None,
     digest: str,
+    index: BlindIndex,
 ) -> tuple[dict[str, Any], bool]:
     """The answer to the post, and whether it is an earlier answer replayed (same key)."""
 
@@ -70,6 +72,7 @@ async def submit(
                 sub,
                 source="form",
                 captured_at=now,
+                index=index,
                 user_agent=origin.user_agent,
                 ip_truncated=origin.ip_truncated,
             )

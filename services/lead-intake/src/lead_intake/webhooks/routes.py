@@ -141,7 +141,9 @@ async def typeform_webhook(form_id: FormId, request: Request, runtime: Runtime) 
         lead = typeform_lead(parse_json(raw), form.settings.field_map)
     except PayloadInvalid as exc:
         raise _payload_problem(exc) from None
-    return await service.capture_delivery(runtime.transactions, form, TYPEFORM, lead)
+    return await service.capture_delivery(
+        runtime.transactions, form, TYPEFORM, lead, runtime.context.search_index
+    )
 
 
 @router.post("/v1/forms/{form_id}/webhooks/google-ads", tags=["webhooks"])
@@ -162,7 +164,9 @@ async def google_ads_webhook(
         verify_any(keys, lambda expected: verify_shared_key(expected, key))
     except SignatureInvalid:
         raise _bad_signature("google_key") from None
-    return await service.capture_delivery(runtime.transactions, form, GOOGLE_ADS, lead)
+    return await service.capture_delivery(
+        runtime.transactions, form, GOOGLE_ADS, lead, runtime.context.search_index
+    )
 
 
 @router.post("/v1/forms/{form_id}/webhooks/generic", tags=["webhooks"])
@@ -182,7 +186,9 @@ async def generic_webhook(form_id: FormId, request: Request, runtime: Runtime) -
         lead = generic_lead(parse_json(raw), form.settings.field_map)
     except PayloadInvalid as exc:
         raise _payload_problem(exc) from None
-    return await service.capture_delivery(runtime.transactions, form, GENERIC, lead)
+    return await service.capture_delivery(
+        runtime.transactions, form, GENERIC, lead, runtime.context.search_index
+    )
 
 
 # -- Webhook secrets per form ----------------------------------------------------------------

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from funnel_servicekit.problems import Problem, field_problem, invalid, invalid_fields, not_found
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
+from lead_intake.common.blind_index import BlindIndex
 from lead_intake.forms import service as forms
 from lead_intake.forms import store as forms_store
 from lead_intake.forms.models import Form
@@ -56,7 +57,13 @@ def backoff_seconds(attempts: int) -> float:
 
 
 async def capture_platform_lead(
-    uow: UnitOfWork, form: Form, platform: str, lead: PlatformLead, *, now: datetime
+    uow: UnitOfWork,
+    form: Form,
+    platform: str,
+    lead: PlatformLead,
+    *,
+    now: datetime,
+    index: BlindIndex,
 ) -> Captured:
     """Inside the caller's unit of work; a redelivery returns the first capture's lead.
 
@@ -68,18 +75,24 @@ async def capture_platform_lead(
     if known is not None:
         return Captured(known, None, False)
     sub = parse_submission(lead.values, form.settings, now=now)
-    captured = await capture(uow, form, sub, source=platform, captured_at=now)
+    captured = await capture(uow, form, sub, source=platform, captured_at=now, index=index)
     await store.mark_seen(uow.conn, platform, lead.external_id, captured.lead_id)
     return captured
 
 
 async def capture_delivery(
-    transactions: Transactions, form: Form, platform: str, lead: PlatformLead
+    transactions: Transactions,
+    form: Form,
+    platform: str,
+    lead: PlatformLead,
+    index: BlindIndex,
 ) -> WebhookAccepted:
     """A webhook's lead captured (or recognized); a 422 when it does not fit the form."""
     try:
         async with transactions() as uow:
-            captured = await capture_platform_lead(uow, form, platform, lead, now=datetime.now(UTC))
+            captured = await capture_platform_lead(
+                uow, form, platform, lead, now=datetime.now(UTC), index=index
+            )
     except SubmissionInvalid as exc:
         raise invalid_fields(exc.errors, "Lead does not fit the form") from None
     return WebhookAccepted(lead_id=str(captured.lead_id), new_lead=captured.new_lead)
@@ -163,7 +176,9 @@ async def meta_fetch_failed(transactions: Transactions, lead: PendingLead, reaso
         await store.retry_later(uow.conn, lead, reason, backoff_seconds(lead.attempts))
 
 
-async def record_meta_lead(transactions: Transactions, lead: PendingLead, data: Any) -> bool:
+async def record_meta_lead(
+    transactions: Transactions, lead: PendingLead, data: Any, index: BlindIndex
+) -> bool:
     """A fetched Meta lead captured in its own unit of work; False when it does not fit its
     form (kept, and looked at again much later: retrying soon will not change the data)."""
 
@@ -175,7 +190,12 @@ async def record_meta_lead(transactions: Transactions, lead: PendingLead, data: 
             values = meta_values(data, await _field_map(uow.conn, form, lead))
             async with uow.conn.transaction():  # a savepoint: a failure leaves the rest intact
                 await capture_platform_lead(
-                    uow, form, META, PlatformLead(lead.external_id, values), now=datetime.now(UTC)
+                    uow,
+                    form,
+                    META,
+                    PlatformLead(lead.external_id, values),
+                    now=datetime.now(UTC),
+                    index=index,
                 )
         except (PayloadInvalid, SubmissionInvalid) as exc:
             await store.retry_later(uow.conn, lead, str(exc), INVALID_RETRY_SECONDS)

@@ -19,6 +19,7 @@ import httpx
 
 from funnel_servicekit.loops import PollLoop
 from funnel_servicekit.unit_of_work import Outbox, Transactions
+from lead_intake.common.blind_index import BlindIndex
 from lead_intake.settings import IntakeSettings
 from lead_intake.webhooks import service
 from lead_intake.webhooks.store import PendingLead
@@ -40,6 +41,7 @@ class MetaFetcher(PollLoop):
         )
         self.settings = settings
         self.transactions = Transactions(pool, Outbox(settings.db_schema, settings.service_name))
+        self.index = BlindIndex(settings.search_key())
         self._given_client = client  # tests hand one in; otherwise each run makes its own
         self._client = client
 
@@ -76,7 +78,7 @@ class MetaFetcher(PollLoop):
             await service.meta_fetch_failed(self.transactions, lead, reason)
             log.warning("meta lead fetch failed; will retry", extra={"reason": reason})
             return
-        await service.record_meta_lead(self.transactions, lead, data)
+        await service.record_meta_lead(self.transactions, lead, data, self.index)
 
     async def _fetch(self, leadgen_id: str) -> Any:
         if self._client is None:

@@ -56,6 +56,17 @@ async def remember_person(uow: UnitOfWork, details: LeadDetails) -> None:
             source=f"form:{details.form_id}" if details.form_id else details.source,
             at=consent.given_at or details.at,
         )
+    if details.consent_withdrawn:
+        # Withdrawn by hand at lead-intake (a colleague recorded it): the touches that need
+        # these categories are suppressed from now on, as after an unsubscribe.
+        await store.set_consents(
+            conn,
+            lead_id,
+            details.consent_withdrawn,
+            granted=False,
+            source=details.source,
+            at=details.at,
+        )
     # Touches scheduled before the contact was known can go now.
     await notify(conn, TOUCHES_CHANNEL)
 

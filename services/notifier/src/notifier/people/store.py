@@ -102,6 +102,20 @@ async def set_temperature(
     )
 
 
+async def set_owner(
+    conn: asyncpg.Connection, lead_id: UUID, owner: str | None, at: datetime
+) -> None:
+    """The lead's owner since `at`, unless a later owner change is already known."""
+    await conn.execute(
+        """INSERT INTO lead_state (lead_id, owner, owner_changed_at) VALUES ($1, $2, $3)
+           ON CONFLICT (lead_id) DO UPDATE SET owner = $2, owner_changed_at = $3
+           WHERE lead_state.owner_changed_at IS NULL OR lead_state.owner_changed_at <= $3""",
+        lead_id,
+        owner,
+        at,
+    )
+
+
 async def temperature(conn: asyncpg.Connection, lead_id: UUID) -> str | None:
     known: str | None = await conn.fetchval(
         "SELECT temperature FROM lead_state WHERE lead_id = $1", lead_id

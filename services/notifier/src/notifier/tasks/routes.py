@@ -1,14 +1,17 @@
-"""Sales tasks through the internal API (scope leads:read)."""
+"""Sales tasks through the internal API: list and read (leads:read), change (leads:write)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query, Response
+from pydantic import AwareDatetime
 
-from notifier.deps import Conn, Reader
+from funnel_servicekit.problems import invalid
+from notifier.deps import Conn, KeyNames, Reader, Runtime, Writer
 from notifier.tasks import service
+from notifier.tasks.models import DEFAULT_PAGE, MAX_PAGE, Cursor, TaskChange, TaskStatus, etag
 
 router = APIRouter(tags=["tasks"])
 
@@ -17,10 +20,61 @@ router = APIRouter(tags=["tasks"])
 async def list_tasks(
     _: Reader,
     conn: Conn,
-    status: Annotated[service.Status | None, Query()] = None,
+    status: Annotated[TaskStatus | None, Query()] = None,
     lead_id: Annotated[UUID | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    assignee: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    due_before: Annotated[AwareDatetime | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    after: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
-    """Tasks for the sales team ("hot lead: call now"), newest first."""
-    tasks = await service.list_tasks(conn, status=status, lead_id=lead_id, limit=limit)
-    return {"tasks": tasks}
+    """Tasks for the sales team, newest first, a page at a time: pass `next_after` back as
+    `after` for the next page (null on the last). `tasks` repeats `items` for the callers of
+    the first version of this list."""
+    try:
+        cursor = Cursor.decode(after) if after is not None else None
+    except ValueError as exc:
+        raise invalid("after", str(exc)) from exc
+    page = await service.list_tasks(
+        conn,
+        status=status,
+        lead_id=lead_id,
+        assignee=assignee,
+        due_before=due_before,
+        after=cursor,
+        limit=limit,
+    )
+    return {"items": page.items, "next_after": page.next_after, "tasks": page.items}
+
+
+@router.get("/v1/tasks/{task_id}")
+async def get_task(task_id: UUID, _: Reader, conn: Conn, response: Response) -> dict[str, Any]:
+    """One task, its version as ETag (send it back as If-Match to change it)."""
+    task = await service.get_task(conn, task_id)
+    response.headers["ETag"] = etag(task["version"])
+    return task
+
+
+@router.patch("/v1/tasks/{task_id}")
+async def change_task(
+    task_id: UUID,
+    change: TaskChange,
+    principal: Writer,
+    runtime: Runtime,
+    names: KeyNames,
+    response: Response,
+    if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+) -> dict[str, Any]:
+    """Mark a task done or dismissed (or open again), hand it to someone, move its due time.
+    With If-Match, only if the task is still at that version (else 412, nothing written)."""
+    task = await service.change_task(
+        runtime.transactions,
+        service.Change(
+            task_id,
+            change.changes(),
+            actor=principal.name,
+            if_match=if_match,
+            assignees=names,
+        ),
+    )
+    response.headers["ETag"] = etag(task["version"])
+    return task

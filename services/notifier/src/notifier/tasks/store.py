@@ -1,11 +1,17 @@
-"""Sales tasks ("hot lead: call now"): one per task touch, listed for the sales team."""
+"""Sales tasks ("hot lead: call now"): one per task touch, listed, read and changed."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+
+from notifier.tasks.models import Cursor
+
+_COLUMNS = """t.id, t.lead_id, t.playbook, t.title, t.funnel_id, t.stage, t.status, t.score,
+    t.assignee, t.due_at, t.version, t.created_at, t.updated_at, s.temperature"""
 
 
 async def create(
@@ -17,13 +23,18 @@ async def create(
     title: str,
     funnel_id: str | None,
     stage: str | None,
-) -> dict[str, Any]:
-    """The task of a touch (the touch id is the task id: a retried send makes no second)."""
-    await conn.execute(
-        """INSERT INTO tasks (id, lead_id, playbook, title, funnel_id, stage, score)
-           VALUES ($1, $2, $3, $4, $5, $6,
-                   (SELECT score FROM lead_state WHERE lead_id = $2))
-           ON CONFLICT (id) DO NOTHING""",
+) -> tuple[dict[str, Any], bool]:
+    """The task of a touch (the touch id is the task id: a retried send makes no second),
+    and whether this call made it, assigned to the lead's owner if it has one. None is made
+    for an erased lead ({}, False)."""
+    made = await conn.fetchval(
+        """INSERT INTO tasks (id, lead_id, playbook, title, funnel_id, stage, score, assignee,
+                              due_at)
+           SELECT $1, $2, $3, $4, $5, $6, s.score, s.owner, now()
+           FROM (SELECT $2::uuid AS lead_id) l LEFT JOIN lead_state s ON s.lead_id = l.lead_id
+           WHERE NOT EXISTS (SELECT 1 FROM erased_leads WHERE lead_id = $2)
+           ON CONFLICT (id) DO NOTHING
+           RETURNING true""",
         touch_id,
         lead_id,
         playbook,
@@ -31,26 +42,79 @@ async def create(
         funnel_id,
         stage,
     )
+    return await get(conn, touch_id) or {}, bool(made)
+
+
+async def get(
+    conn: asyncpg.Connection, task_id: UUID, *, lock: bool = False
+) -> dict[str, Any] | None:
     row = await conn.fetchrow(
-        """SELECT t.id, t.lead_id, t.playbook, t.title, t.funnel_id, t.stage, t.status,
-               t.score, t.created_at, s.temperature
-           FROM tasks t LEFT JOIN lead_state s ON s.lead_id = t.lead_id WHERE t.id = $1""",
-        touch_id,
+        f"""SELECT {_COLUMNS}
+            FROM tasks t LEFT JOIN lead_state s ON s.lead_id = t.lead_id
+            WHERE t.id = $1 {"FOR UPDATE OF t" if lock else ""}""",  # noqa: S608
+        task_id,
     )
-    return dict(row) if row else {}
+    return dict(row) if row else None
+
+
+async def update(
+    conn: asyncpg.Connection,
+    task_id: UUID,
+    *,
+    status: str,
+    assignee: str | None,
+    due_at: datetime | None,
+) -> dict[str, Any]:
+    """The task's new values, its next version, now as its update time."""
+    await conn.execute(
+        """UPDATE tasks SET status = $2, assignee = $3, due_at = $4,
+               version = version + 1, updated_at = clock_timestamp()
+           WHERE id = $1""",
+        task_id,
+        status,
+        assignee,
+        due_at,
+    )
+    row = await get(conn, task_id)
+    assert row is not None, "the task is locked by this transaction"
+    return row
 
 
 async def listing(
-    conn: asyncpg.Connection, *, status: str | None, lead_id: UUID | None, limit: int
+    conn: asyncpg.Connection,
+    *,
+    status: str | None,
+    lead_id: UUID | None,
+    assignee: str | None,
+    due_before: datetime | None,
+    after: Cursor | None,
+    limit: int,
 ) -> list[dict[str, Any]]:
+    """Up to `limit` tasks, newest first, after the cursor's task. Only the filters given
+    are in the query, so each shape is planned for itself (the cursor on the index)."""
+    where: list[str] = []
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if status is not None:
+        where.append(f"t.status = {arg(status)}")
+    if lead_id is not None:
+        where.append(f"t.lead_id = {arg(lead_id)}")
+    if assignee is not None:
+        where.append(f"t.assignee = {arg(assignee)}")
+    if due_before is not None:
+        where.append(f"t.due_at < {arg(due_before)}")
+    if after is not None:
+        where.append(f"(t.created_at, t.id) < ({arg(after.created_at)}, {arg(after.task_id)})")
     rows = await conn.fetch(
-        """SELECT t.id, t.lead_id, t.playbook, t.title, t.funnel_id, t.stage, t.status,
-               t.score, t.created_at, s.temperature
-           FROM tasks t LEFT JOIN lead_state s ON s.lead_id = t.lead_id
-           WHERE ($1::text IS NULL OR t.status = $1) AND ($2::uuid IS NULL OR t.lead_id = $2)
-           ORDER BY t.created_at DESC LIMIT $3""",
-        status,
-        lead_id,
-        limit,
+        f"""SELECT {_COLUMNS}
+            FROM tasks t LEFT JOIN lead_state s ON s.lead_id = t.lead_id
+            WHERE {" AND ".join(where) or "true"}
+            ORDER BY t.created_at DESC, t.id DESC
+            LIMIT {arg(limit)}""",  # noqa: S608 (only placeholders are interpolated)
+        *args,
     )
     return [dict(r) for r in rows]

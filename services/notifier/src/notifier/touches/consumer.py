@@ -14,6 +14,7 @@ from funnel_contracts import (
     Envelope,
     EventData,
     LeadErased,
+    LeadOwnerChanged,
     LeadScored,
     StageChanged,
 )
@@ -31,6 +32,7 @@ HANDLED = (
     ActivityRecorded.event_type,
     StageChanged.event_type,
     LeadScored.event_type,
+    LeadOwnerChanged.event_type,
 )
 # The notifier's own outbox (the consumer emits nothing; a runtime passes its own).
 OUTBOX = Outbox("notifier", "notifier")
@@ -52,6 +54,8 @@ async def handle(
         await service.record_activity(uow, envelope.id, event)
     elif isinstance(event, LeadScored):
         await service.record_score(uow, envelope.id, event)
+    elif isinstance(event, LeadOwnerChanged):
+        await service.record_owner(uow, event)
 
 
 def consumer_worker(runtime: NotifierRuntime) -> Worker:

@@ -20,6 +20,7 @@ import asyncpg
 from funnel_contracts import (
     ActivityRecorded,
     EventData,
+    LeadOwnerChanged,
     LeadScored,
     StageChanged,
     TouchFailed,
@@ -64,6 +65,8 @@ async def enter_stage(uow: UnitOfWork, cause_id: str, event: StageChanged) -> No
         conn, event.lead_id, event.funnel_id, event.to_stage, event.changed_at
     ):
         return
+    if event.owner is not None:
+        await people.set_owner(conn, event.lead_id, event.owner, event.changed_at)
     await store.cancel_left_stage(conn, event.lead_id, event.to_stage)
     await _schedule(uow, cause_id, event, funnel_id=event.funnel_id, stage=event.to_stage)
 
@@ -93,7 +96,17 @@ async def record_score(uow: UnitOfWork, cause_id: str, event: LeadScored) -> Non
     await people.set_temperature(
         conn, event.lead_id, event.temperature, event.score, event.scored_at
     )
+    if event.owner is not None:
+        await people.set_owner(conn, event.lead_id, event.owner, event.scored_at)
     await _schedule(uow, cause_id, event, funnel_id=funnel_id, stage=stage)
+
+
+async def record_owner(uow: UnitOfWork, event: LeadOwnerChanged) -> None:
+    """A lead taken over, handed on or released: the tasks playbooks make from now on go to
+    its owner (tasks already made keep their assignee: people hand those on themselves)."""
+    if await people.is_erased(uow.conn, event.lead_id):
+        return
+    await people.set_owner(uow.conn, event.lead_id, event.owner, event.changed_at)
 
 
 async def _schedule(

@@ -15,6 +15,10 @@ ALL = ("all", "")  # the dimension row every lead counts in once
 NONE = "(none)"  # the attribute was empty
 UNKNOWN = "(unknown)"  # the capture event has not arrived (yet)
 BASELINE = ""  # the playbook of the touch-effectiveness row of leads no touch reached
+# The playbook of the touch-effectiveness rows of offline touches (a call, a meeting, an event,
+# a note that people at the business logged): "offline:call_logged", at the stage the lead was
+# in when it happened.
+OFFLINE = "offline:"
 
 
 def dim_name(breakdown: Breakdown, attribution: Attribution) -> str:

@@ -17,7 +17,9 @@ from funnel_contracts import (
     Envelope,
     EventData,
     LeadErased,
+    LeadOwnerChanged,
     StageChanged,
+    TaskUpdated,
     TouchClicked,
     TouchOpened,
     TouchSent,
@@ -32,7 +34,8 @@ from reporting.projection.service import project
 from reporting.runtime import ReportingRuntime
 from reporting.settings import ReportingSettings
 
-# The events some aggregate depends on; the rest of the topics is read and skipped.
+# The events some aggregate or the timeline depends on; the rest of the topics is read and
+# skipped.
 _PROJECTED: tuple[type[EventData], ...] = (
     *LEAD_DETAIL_EVENTS,
     LeadErased,
@@ -41,6 +44,8 @@ _PROJECTED: tuple[type[EventData], ...] = (
     TouchSent,
     TouchOpened,
     TouchClicked,
+    TaskUpdated,  # the timeline only
+    LeadOwnerChanged,  # the timeline only
 )
 HANDLED = tuple(model.event_type for model in _PROJECTED)
 

@@ -14,11 +14,19 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from uuid import UUID
 
-from funnel_contracts import EventData, LeadErased, StageChanged
+from funnel_contracts import (
+    EventData,
+    LeadErased,
+    StageChanged,
+    TouchClicked,
+    TouchOpened,
+    TouchSent,
+)
 from funnel_servicekit.unit_of_work import UnitOfWork
 from reporting.projection import store
 from reporting.projection.models.contributions import Contributions, add, contributions, diff
 from reporting.projection.models.lead_state import LeadState, apply
+from reporting.timeline.models import Item, item_of
 
 # What wraps the work of the i-th event of a batch (the consumer's trace span of that event).
 EventScope = Callable[[int], AbstractContextManager[object]]
@@ -33,7 +41,8 @@ async def project(
 ) -> None:
     """Project `events` (in delivery order) with the same result as one by one: the leads'
     states loaded and locked in one statement, each lead's events applied in order, the
-    differences summed over the batch and written with one statement per table."""
+    differences summed over the batch and written with one statement per table, and each
+    event's timeline item beside them (none of a person erased)."""
     conn = uow.conn
     by_lead: dict[UUID, list[int]] = defaultdict(list)
     for i, event in enumerate(events):
@@ -44,19 +53,29 @@ async def project(
     changed: dict[UUID, LeadState] = {}
     erased: dict[UUID, datetime] = {}
     gone: list[UUID] = []
+    items: list[Item] = []
+    touched: set[UUID] = set()  # touches whose opens and clicks may now learn their playbook
     for lead_id, indexes in by_lead.items():
         old, was_erased = states[lead_id]
         if was_erased:  # late events of an erased person: nothing of them is kept
             gone.append(lead_id)
             continue
         new = old
+        own: list[Item] = []
         for i in indexes:
             event = events[i]
             with scope(i):
                 new = apply(new, event)
+                item = item_of(event)
+            if item is not None:
+                own.append(item)
+            if isinstance(event, TouchSent | TouchOpened | TouchClicked):
+                touched.add(event.touch_id)
             if isinstance(event, LeadErased):
                 erased[lead_id] = event.erased_at
                 break  # what follows it in the batch is a late event of an erased person
+        if lead_id not in erased:
+            items += own
         add(total, diff(contributions(old), contributions(new)))
         if lead_id not in erased and new != old:
             changed[lead_id] = new
@@ -65,6 +84,10 @@ async def project(
     await store.forget_states(conn, gone)
     await store.erase_many(conn, erased)
     await store.save_states(conn, changed)
+    await store.add_timeline_items(conn, items)
+    if touched:
+        leads = sorted({i.lead_id for i in items})
+        await store.complete_touch_responses(conn, leads, sorted(touched))
 
 
 def _stage_positions(

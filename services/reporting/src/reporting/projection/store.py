@@ -3,6 +3,7 @@ statement per table (rows sorted by key, so concurrent writers lock in the same 
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,6 +16,7 @@ from reporting.domain.slots import DAY, SIX_HOURS, WEEK, floor
 from reporting.domain.windows import WINDOW_COLUMNS
 from reporting.projection.models.contributions import Contributions
 from reporting.projection.models.lead_state import LeadState
+from reporting.timeline.models import Item
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,9 @@ async def erase_many(conn: asyncpg.Connection, erased: dict[UUID, datetime]) -> 
         return
     await conn.execute("DELETE FROM lead_states WHERE lead_id = ANY($1::uuid[])", list(erased))
     await conn.execute(
+        "DELETE FROM timeline_timeline WHERE lead_id = ANY($1::uuid[])", sorted(erased)
+    )
+    await conn.execute(
         """INSERT INTO erased_leads (lead_id, erased_at)
            SELECT * FROM unnest($1::uuid[], $2::timestamptz[]) ON CONFLICT DO NOTHING""",
         list(erased),
@@ -169,6 +174,47 @@ async def forget_states(conn: asyncpg.Connection, lead_ids: list[UUID]) -> None:
     """Drop the rows lock_states made for people erased before (a late event of theirs)."""
     if lead_ids:
         await conn.execute("DELETE FROM lead_states WHERE lead_id = ANY($1::uuid[])", lead_ids)
+
+
+async def add_timeline_items(conn: asyncpg.Connection, items: list[Item]) -> None:
+    """The items in one statement (in index order); an item already there is kept as it is
+    (its key and time come from its event: a redelivery or a replay writes the same row)."""
+    if not items:
+        return
+    ordered = sorted(items, key=lambda i: (i.lead_id, i.at, i.key))
+    await conn.execute(
+        """INSERT INTO timeline_timeline (lead_id, at, key, kind, fields, touch_id)
+           SELECT l, a, k, kind, f::jsonb, t
+           FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
+                       $6::uuid[]) AS u(l, a, k, kind, f, t)
+           ON CONFLICT DO NOTHING""",
+        [i.lead_id for i in ordered],
+        [i.at for i in ordered],
+        [i.key for i in ordered],
+        [i.kind for i in ordered],
+        [json.dumps(i.fields, separators=(",", ":")) for i in ordered],
+        [i.touch_id for i in ordered],
+    )
+
+
+async def complete_touch_responses(
+    conn: asyncpg.Connection, lead_ids: list[UUID], touch_ids: list[UUID]
+) -> None:
+    """Opens and clicks of these touches take the playbook and channel of the touch's send,
+    whichever of them arrived first (both are in the table by now)."""
+    if not touch_ids:
+        return
+    await conn.execute(
+        """UPDATE timeline_timeline o
+           SET fields = o.fields || jsonb_build_object(
+               'playbook', s.fields -> 'playbook', 'channel', s.fields -> 'channel')
+           FROM timeline_timeline s
+           WHERE o.lead_id = ANY($1::uuid[]) AND o.touch_id = ANY($2::uuid[])
+             AND o.fields ->> 'playbook' IS NULL
+             AND s.lead_id = o.lead_id AND s.key = 'touch:' || o.touch_id::text || ':sent'""",
+        sorted(lead_ids),
+        sorted(touch_ids),
+    )
 
 
 async def note_stages(conn: asyncpg.Connection, positions: dict[tuple[str, str], int]) -> None:

@@ -38,7 +38,7 @@ Steps = Annotated[
 ]
 
 
-def period_param(
+async def period_param(
     start: Annotated[date | None, Query(description="first day in tz (default: end - 29)")] = None,
     end: Annotated[
         date | None, Query(description="last day in tz, inclusive (default: today)")
@@ -51,7 +51,7 @@ def period_param(
         raise invalid(exc.field, str(exc)) from exc
 
 
-def window_param(window_days: WindowDays = DEFAULT_WINDOW_DAYS) -> int:
+async def window_param(window_days: WindowDays = DEFAULT_WINDOW_DAYS) -> int:
     if window_days not in WINDOW_DAYS:
         raise invalid("window_days", f"must be one of {', '.join(map(str, WINDOW_DAYS))}")
     return window_days

@@ -15,6 +15,7 @@ from funnel_servicekit.problems import invalid
 from reporting.domain.dimensions import (
     ALL,
     BASELINE,
+    OFFLINE,
     REVENUE_BREAKDOWNS,
     Attribution,
     Breakdown,
@@ -248,6 +249,7 @@ async def touch_effectiveness(
             {
                 "stage": r["stage"],
                 "playbook": r["playbook"],
+                "channel": "offline" if r["playbook"].startswith(OFFLINE) else "online",
                 "leads": int(r["leads"]),
                 "converted": int(r["converted"]),
                 "conversion": touched_rate,

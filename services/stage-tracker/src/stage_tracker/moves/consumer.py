@@ -13,6 +13,7 @@ from funnel_contracts import (
     Envelope,
     EventData,
     LeadErased,
+    OwnerAssigned,
     StageMoveRequested,
     TouchClicked,
     TouchOpened,
@@ -33,6 +34,7 @@ _HANDLED_EVENTS: tuple[type[EventData], ...] = (
     TouchClicked,
     ConsentChanged,
     StageMoveRequested,
+    OwnerAssigned,
 )
 HANDLED = tuple(e.event_type for e in _HANDLED_EVENTS)
 # The tracker's own commands too: live they change nothing, a rebuild needs them.

@@ -9,21 +9,39 @@ and the consumer of the tracker's own commands. Each works on the leads of one u
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
 
-from funnel_contracts import Envelope, EventData, LeadErased, StageMoveRequested
+from funnel_contracts import (
+    Envelope,
+    EventData,
+    LeadErased,
+    LeadOwnerChanged,
+    OwnerAssigned,
+    StageMoveRequested,
+)
 from funnel_contracts.lead_reader import lead_details
 from funnel_servicekit.inbox import Delivery, consume_span
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
 from stage_tracker.funnels.models.definition import PublishedVersions, UnknownFunnel
 from stage_tracker.funnels.service import FunnelRegistry
-from stage_tracker.moves.models.commands import MoveCommand, apply_command, command_signal
-from stage_tracker.moves.models.machine import Move, Outcome, apply, capture
+from stage_tracker.moves.models.commands import (
+    MoveCommand,
+    OwnerCommand,
+    apply_command,
+    command_signal,
+    owner_signal,
+)
+from stage_tracker.moves.models.machine import LeadState, Move, Outcome, apply, capture
+from stage_tracker.moves.models.versions import IfMatch, VersionMismatch
 from stage_tracker.moves.store import leads as store
 from stage_tracker.moves.store.batch import LeadBatch
+from stage_tracker.scoring.models.decay import current_score, epoch
+from stage_tracker.scoring.models.score import temperature
 from stage_tracker.scoring.models.signals import CAPTURED, signal_of
 
 
@@ -73,11 +91,28 @@ async def move(leads: LeadBatch, registry: FunnelRegistry, command: MoveCommand)
     return outcome
 
 
-async def move_lead(tx: Transactions, registry: FunnelRegistry, command: MoveCommand) -> Move:
-    """A person moves a lead (UnknownLead, UnknownVersion, Refused); returns the move."""
+def _checked(leads: LeadBatch, lead_id: UUID, if_match: IfMatch | None) -> LeadState:
+    """The lead's state, locked; UnknownLead, or VersionMismatch when If-Match says another."""
+    state = leads.state(lead_id)
+    if state is None:
+        raise UnknownLead(lead_id)
+    if if_match is not None and not if_match.matches(state.version):
+        raise VersionMismatch(state.stage, state.version)
+    return state
+
+
+async def move_lead(
+    tx: Transactions,
+    registry: FunnelRegistry,
+    command: MoveCommand,
+    if_match: IfMatch | None = None,
+) -> Move:
+    """A person moves a lead (UnknownLead, VersionMismatch, UnknownVersion, Refused); returns
+    the move."""
 
     async def work(uow: UnitOfWork) -> Move:
         leads = await LeadBatch.load(uow, [command.lead_id])
+        _checked(leads, command.lead_id, if_match)
         outcome = await move(leads, registry, command)
         if outcome is None:
             raise UnknownLead(command.lead_id)
@@ -100,6 +135,68 @@ async def move_leads(
     outcomes = [await move(leads, registry, c) for c in commands]
     await leads.flush()
     return outcomes
+
+
+# ---------------------------------------------------------------- owners
+
+
+async def set_owner(leads: LeadBatch, registry: FunnelRegistry, command: OwnerCommand) -> bool:
+    """Apply an owner command to one of `leads` (in their unit of work); True when it changed
+    the owner. A new command (no id) that changes it is written to the tracker's input log with
+    a `funnel.lead.owner-changed.v1`; one read back from the log is applied once (a rebuild)."""
+    lead_id = command.lead_id
+    state = leads.state(lead_id)
+    if state is None or (command.id is not None and command.id in state.seen):
+        return False
+    fresh = command.id is None
+    if fresh and state.owner == command.owner:
+        return False  # nothing changes: no version, no event
+    command_id = command.id or str(uuid4())
+    event = command.event(state.funnel_id)
+    after = replace(state, owner=command.owner, seen=state.seen | {command_id})
+    funnel = await registry.get(leads.uow.conn, state.funnel_id, state.funnel_version)
+    leads.record_signal(lead_id, owner_signal(command_id, event), 0.0, applied=True)
+    leads.save(lead_id, Outcome(after), funnel)
+    if fresh:
+        leads.emit(event, event_id=command_id)
+    leads.emit(
+        LeadOwnerChanged(
+            lead_id=lead_id,
+            funnel_id=state.funnel_id,
+            owner=command.owner,
+            previous_owner=state.owner,
+            actor=command.actor,
+            changed_at=command.at,
+        )
+    )
+    return True
+
+
+@dataclass(frozen=True)
+class Ownership:
+    lead_id: UUID
+    owner: str | None
+    version: int
+    changed: bool
+
+
+async def assign_owner(
+    tx: Transactions,
+    registry: FunnelRegistry,
+    command: OwnerCommand,
+    if_match: IfMatch | None = None,
+) -> Ownership:
+    """A person sets or releases a lead's owner (UnknownLead, VersionMismatch)."""
+
+    async def work(uow: UnitOfWork) -> Ownership:
+        leads = await LeadBatch.load(uow, [command.lead_id])
+        state = _checked(leads, command.lead_id, if_match)
+        changed = await set_owner(leads, registry, command)
+        await leads.flush()
+        version = await store.version_of(uow.conn, command.lead_id)
+        return Ownership(command.lead_id, command.owner, version or state.version, changed)
+
+    return await tx.run(work)
 
 
 # ---------------------------------------------------------------- consumed events
@@ -147,6 +244,10 @@ async def _apply(
         # A manual or timer move read back: live it was made already; a rebuild makes it.
         await move(leads, registry, MoveCommand.read_back(event, envelope.id))
         return
+    if isinstance(event, OwnerAssigned):
+        # An owner change read back: live it was made already; a rebuild makes it.
+        await set_owner(leads, registry, OwnerCommand.read_back(event, envelope.id))
+        return
     conn = leads.uow.conn
     details = lead_details(event)
     if details is not None and not details.new and details.funnel_id is not None:
@@ -180,6 +281,31 @@ async def _apply(
 # ---------------------------------------------------------------- reads
 
 
-async def journey(conn: asyncpg.Connection, lead_id: UUID) -> dict[str, Any] | None:
-    """A lead's current stage, score and temperature, and every transition with its cause."""
-    return await store.journey(conn, lead_id)
+async def journey(
+    conn: asyncpg.Connection, registry: FunnelRegistry, lead_id: UUID, now: datetime
+) -> dict[str, Any] | None:
+    """A lead's current stage, its owner and version, its score and temperature now (cooled
+    by the wall clock `now`), and every transition with its cause."""
+    row = await store.journey(conn, lead_id)
+    if row is None:
+        return None
+    funnel = await registry.get(conn, row["funnel_id"], row["funnel_version"])
+    h = row["half_life_seconds"]
+    score = current_score(row["fit_score"], row["decay_sign"], row["decay_key"], h, epoch(now))
+    return {
+        "lead_id": str(lead_id),
+        "funnel_id": row["funnel_id"],
+        "funnel_version": row["funnel_version"],
+        "current_stage": row["stage"],
+        "entered_at": row["entered_at"],
+        "owner": row["owner"],
+        "version": row["version"],
+        "score": round(score, 2),
+        "fit_score": row["fit_score"],
+        "engagement_score": round(score - row["fit_score"], 2),
+        "temperature": temperature(funnel.scoring, score),
+        "score_at": now,
+        "scored_as_of": row["as_of"],
+        "timer_due_at": row["timer_due_at"],
+        "transitions": row["transitions"],
+    }

@@ -85,7 +85,13 @@
   }
 
   function chart(id) {
-    if (!charts[id]) charts[id] = echarts.init($(id), null, { renderer: "canvas" });
+    if (!charts[id]) {
+      charts[id] = echarts.init($(id), null, { renderer: "canvas" });
+      // A stage of the funnel (its bar or its name) opens that stage's lead list.
+      if (id === "funnel-chart") {
+        charts[id].on("click", (p) => { location.href = stageLink(p.name || p.value); });
+      }
+    }
     return charts[id];
   }
 
@@ -101,7 +107,7 @@
       grid: { left: 110, right: 170, top: 10, bottom: 10 },
       tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
       xAxis: { type: "value", show: false, max: Math.max(first, 1) },
-      yAxis: { type: "category", inverse: true, data: stages, axisTick: { show: false },
+      yAxis: { type: "category", inverse: true, data: stages, axisTick: { show: false }, triggerEvent: true,
                axisLine: { show: false }, axisLabel: { fontSize: 13, color: "#1d2433", fontWeight: 600 } },
       series: [
         { name: "reached", type: "bar", stack: "f", barWidth: "62%", data: steps.map((s) => s.leads),
@@ -189,6 +195,17 @@
     $("breakdown-table").innerHTML = `<thead>${head}</thead><tbody>${rows.join("")}</tbody>`;
   }
 
+  // Where the leads are now, each stage a link to its lead list (as a click on its bar is).
+  function stageLink(stage) {
+    return `/dashboard/leads?${new URLSearchParams({ funnel_id: $("funnel").value, stage })}`;
+  }
+
+  function renderStagesNow(snapshot) {
+    const links = snapshot.stages.map((s) => `<a href="${stageLink(s.stage)}" data-stage="${escapeHtml(s.stage)}">` +
+      `${escapeHtml(s.stage)} <b data-count>${fmt.format(s.leads)}</b></a>`);
+    $("stages-now").innerHTML = `<span class="label">Now in each stage · open its leads:</span>${links.join("")}`;
+  }
+
   function escapeHtml(text) {
     const div = document.createElement("div");
     div.textContent = text === null ? "" : text;
@@ -210,6 +227,7 @@
         api(`${base}/time-in-stage`, { start: f.start, end: f.end, tz }),
       ]);
       document.querySelector('[data-kpi="now"]').textContent = fmt.format(snapshot.total);
+      renderStagesNow(snapshot);
       renderFunnel(conversion);
       renderOverTime(overTime);
       renderStays(stays);

@@ -19,6 +19,7 @@ from reporting.domain.dimensions import (
     BASELINE,
     BREAKDOWNS,
     NONE,
+    OFFLINE,
     REVENUE_BREAKDOWNS,
     UNKNOWN,
     Breakdown,
@@ -165,17 +166,34 @@ def _orders(state: LeadState) -> list[datetime]:
     return sorted(m.at for m in state.money.values() if m.kind != "refund")
 
 
+def stage_at(entries: list[StageEntry], moment: datetime) -> str | None:
+    """The stage the lead was in at `moment` (its latest entry at or before it, entries in
+    move order); None before its first entry."""
+    current = None
+    for entry in entries:
+        if entry.at > moment:
+            break
+        current = entry.stage
+    return current
+
+
 def _touch_rows(
     out: Contributions, funnel_id: str, entries: list[StageEntry], state: LeadState
 ) -> None:
     """Conversion to an order after a touch at a stage, against leads of that stage no touch
-    reached (anchored at their entry into the stage)."""
+    reached (anchored at their entry into the stage). Offline touches count as touches of
+    the playbook "offline:<type>" at the stage the lead was in when they happened."""
     orders = _orders(state)
+    offline = sorted((t.at, t.activity_type) for t in state.offline.values())
+    offline_stages = [(at, kind, stage_at(entries, at)) for at, kind in offline]
     for stage, entry in first_entries(entries).items():
         first_send: dict[str, datetime] = {}
         for touch in sorted(state.touches.values(), key=lambda t: t.at):
             if touch.stage == stage:
                 first_send.setdefault(touch.playbook, touch.at)
+        for at, kind, at_stage in offline_stages:
+            if at_stage == stage:
+                first_send.setdefault(f"{OFFLINE}{kind}", at)
         anchors = first_send or {BASELINE: entry.at}
         for playbook, anchor in anchors.items():
             order = next((o for o in orders if o >= anchor), None)

@@ -23,6 +23,7 @@ from funnel_contracts import (
     TouchSent,
     Utm,
 )
+from funnel_contracts.events import OFFLINE_ACTIVITY_TYPES
 from funnel_contracts.lead_reader import LeadDetails, lead_details
 from reporting.projection.models.stage_history import StageEntry, in_move_order
 
@@ -82,6 +83,16 @@ class SentTouch(BaseModel):
     at: datetime
 
 
+class OfflineTouch(BaseModel):
+    """A call, meeting, event attended or note someone at the business logged: a touch whose
+    stage is the one the lead was in at that moment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    activity_type: str
+    at: datetime
+
+
 class LeadState(BaseModel):
     """Everything about one lead that any aggregate depends on; no contact details."""
 
@@ -93,6 +104,7 @@ class LeadState(BaseModel):
     money: dict[str, Money] = Field(default_factory=dict)
     interactions: dict[str, datetime] = Field(default_factory=dict)
     touches: dict[str, SentTouch] = Field(default_factory=dict)
+    offline: dict[str, OfflineTouch] = Field(default_factory=dict)  # by activity id
     erased: bool = False
 
     def last_touch(self) -> Touchpoint | None:
@@ -123,6 +135,7 @@ def apply(state: LeadState, event: EventData) -> LeadState:
             "money": dict(state.money),
             "interactions": dict(state.interactions),
             "touches": dict(state.touches),
+            "offline": dict(state.offline),
         }
     )
     details = lead_details(event)  # captured or updated, v1 or v2: one shape
@@ -186,3 +199,7 @@ def _apply_activity(s: LeadState, event: ActivityRecorded) -> None:
         )
     else:
         s.interactions[f"activity:{event.activity_id}"] = at
+        if event.activity_type in OFFLINE_ACTIVITY_TYPES:
+            s.offline[str(event.activity_id)] = OfflineTouch(
+                activity_type=event.activity_type, at=at
+            )

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from funnel_contracts import StageMoveRequested
+from funnel_contracts import OwnerAssigned, StageMoveRequested
 from stage_tracker.funnels.models.definition import FunnelDefinition
 from stage_tracker.moves.models.machine import (
     LeadState,
@@ -130,3 +130,40 @@ def apply_command(
             cause_event_type=command.event_type,
         )
     return replace(outcome, state=replace(outcome.state, seen=outcome.state.seen | {command_id}))
+
+
+# The signal kind an owner command is recorded as (lead_signals): what makes it "seen".
+OWNER_ASSIGNED = "owner_assigned"
+
+
+@dataclass(frozen=True)
+class OwnerCommand:
+    """A person hands a lead to an owner (a key's name) or releases it (`owner` None).
+
+    Like a move by hand, it is written to the tracker's input log (`funnel.lead.owner-assigned.v1`
+    on `funnel.stage-commands`) in the transaction that applies it: `id` None for a new one;
+    otherwise read back from the log (live it changes nothing, a rebuild applies it).
+    """
+
+    lead_id: UUID
+    owner: str | None
+    actor: str
+    at: datetime
+    id: str | None = None
+
+    @classmethod
+    def read_back(cls, command: OwnerAssigned, command_id: str) -> OwnerCommand:
+        return cls(command.lead_id, command.owner, command.actor, command.requested_at, command_id)
+
+    def event(self, funnel_id: str) -> OwnerAssigned:
+        return OwnerAssigned(
+            lead_id=self.lead_id,
+            funnel_id=funnel_id,
+            owner=self.owner,
+            actor=self.actor,
+            requested_at=self.at,
+        )
+
+
+def owner_signal(command_id: str, command: OwnerAssigned) -> Signal:
+    return Signal(command_id, command.event_type, OWNER_ASSIGNED, command.requested_at)

@@ -22,6 +22,7 @@ def outcome_events(lead_id: UUID, outcome: Outcome) -> list[EventData]:
             cause_event_type=move.cause_event_type,
             changed_at=move.occurred_at,
             actor=move.actor,
+            owner=outcome.state.owner,
         )
         for move in outcome.moves
     ]
@@ -40,6 +41,7 @@ def outcome_events(lead_id: UUID, outcome: Outcome) -> list[EventData]:
                 previous_temperature=scored.previous_temperature,
                 cause_event_id=scored.cause_event_id,
                 scored_at=scored.at,
+                owner=outcome.state.owner,
             )
         )
     return events

@@ -51,6 +51,8 @@ class LeadState:
     last_activity_at: datetime
     as_of: datetime  # the newest event time seen: the score is evaluated at it
     score: scoring.Score
+    owner: str | None = None  # a key's name: who works the lead (set by people, not events)
+    version: int = 0  # the row's version as read (bumped by the store on every change)
 
     def answer_values(self) -> dict[str, str]:
         return {k: a.value for k, a in self.answers.items()}

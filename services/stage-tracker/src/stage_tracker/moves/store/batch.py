@@ -20,6 +20,7 @@ from stage_tracker.funnels.models.definition import FunnelDefinition
 from stage_tracker.moves.models.events import outcome_events
 from stage_tracker.moves.models.machine import LeadState, Move, Outcome, timer_due
 from stage_tracker.moves.store import leads as store
+from stage_tracker.scoring.models.decay import half_life_seconds
 from stage_tracker.scoring.models.signals import Signal
 
 
@@ -29,7 +30,7 @@ class LeadBatch:
     states: dict[UUID, LeadState]
     waiting: dict[UUID, dict[str, Signal]]  # signals of leads not captured yet, by event id
     erased: set[UUID]
-    _saved: dict[UUID, tuple[LeadState, datetime | None]] = field(default_factory=dict)
+    _saved: dict[UUID, tuple[LeadState, datetime | None, float]] = field(default_factory=dict)
     _moves: list[tuple[UUID, Move]] = field(default_factory=list)
     _signals: dict[tuple[UUID, str], tuple[Signal, float, bool]] = field(default_factory=dict)
     _newly_erased: dict[UUID, datetime] = field(default_factory=dict)
@@ -64,7 +65,8 @@ class LeadBatch:
     def save(self, lead_id: UUID, outcome: Outcome, funnel: FunnelDefinition) -> None:
         """The lead's new state (seen by the next event of the batch), its moves and events."""
         self.states[lead_id] = outcome.state
-        self._saved[lead_id] = (outcome.state, timer_due(outcome.state, funnel))
+        half_life = half_life_seconds(funnel.scoring.half_life_days)
+        self._saved[lead_id] = (outcome.state, timer_due(outcome.state, funnel), half_life)
         self._moves += [(lead_id, m) for m in outcome.moves]
         for event in outcome_events(lead_id, outcome):
             self.emit(event)
@@ -87,7 +89,7 @@ class LeadBatch:
         gone = self._newly_erased
         if gone:
             await store.erase(conn, gone)
-        states = [(lead, s, due) for lead, (s, due) in self._saved.items() if lead not in gone]
+        states = [(lead, *saved) for lead, saved in self._saved.items() if lead not in gone]
         if states:
             await store.save_states(conn, states)
         moves = [(lead, m) for lead, m in self._moves if lead not in gone]

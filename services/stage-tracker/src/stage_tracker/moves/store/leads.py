@@ -11,8 +11,12 @@ from uuid import UUID
 import asyncpg
 
 from stage_tracker.moves.models.machine import Answer, LeadState, Move
+from stage_tracker.scoring.models.decay import decay_key
 from stage_tracker.scoring.models.score import Contribution, Score
 from stage_tracker.scoring.models.signals import Signal
+
+# (lead id, state, stall timer due at, half-life in seconds of the funnel version scoring it)
+SavedState = tuple[UUID, LeadState, datetime | None, float]
 
 
 async def lock_leads(conn: asyncpg.Connection, lead_ids: Collection[UUID]) -> None:
@@ -80,6 +84,8 @@ def _state(row: asyncpg.Record, signals: list[asyncpg.Record]) -> LeadState:
         last_activity_at=row["last_activity_at"] or row["entered_at"],
         as_of=row["as_of"] or row["entered_at"],
         score=Score(row["fit_score"], row["engagement_score"], row["score"], row["temperature"]),
+        owner=row["owner"],
+        version=row["version"],
     )
 
 
@@ -92,22 +98,36 @@ def _answers_json(state: LeadState) -> str:
     )
 
 
-async def save_states(
-    conn: asyncpg.Connection, states: Sequence[tuple[UUID, LeadState, datetime | None]]
-) -> None:
-    """Upsert each lead's state and stall timer (lead id, state, timer due at)."""
+# Bumped only when something of the row changes (a duplicate event writes the same row).
+_TRACKED = (
+    "funnel_id, funnel_version, stage, entered_at, previous_stage, fit_score, engagement_score,"
+    " score, temperature, answers, last_activity_at, as_of, timer_due_at, owner"
+)
+_OLD = ", ".join(f"lead_stages.{c.strip()}" for c in _TRACKED.split(","))
+_NEW = ", ".join(f"excluded.{c.strip()}" for c in _TRACKED.split(","))
+
+
+async def save_states(conn: asyncpg.Connection, states: Sequence[SavedState]) -> None:
+    """Upsert each lead's state, stall timer and decay key; the version counts the changes."""
     await conn.executemany(
-        """INSERT INTO lead_stages (lead_id, funnel_id, funnel_version, stage, entered_at,
+        f"""INSERT INTO lead_stages (lead_id, funnel_id, funnel_version, stage, entered_at,
                previous_stage, fit_score, engagement_score, score, temperature, answers,
-               last_activity_at, as_of, timer_due_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+               last_activity_at, as_of, timer_due_at, owner, half_life_seconds, decay_sign,
+               decay_key)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                   $18)
            ON CONFLICT (lead_id) DO UPDATE SET funnel_id = excluded.funnel_id,
                funnel_version = excluded.funnel_version, stage = excluded.stage,
                entered_at = excluded.entered_at, previous_stage = excluded.previous_stage,
                fit_score = excluded.fit_score, engagement_score = excluded.engagement_score,
                score = excluded.score, temperature = excluded.temperature,
                answers = excluded.answers, last_activity_at = excluded.last_activity_at,
-               as_of = excluded.as_of, timer_due_at = excluded.timer_due_at, updated_at = now()""",
+               as_of = excluded.as_of, timer_due_at = excluded.timer_due_at,
+               owner = excluded.owner, half_life_seconds = excluded.half_life_seconds,
+               decay_sign = excluded.decay_sign, decay_key = excluded.decay_key,
+               version = lead_stages.version
+                   + CASE WHEN ({_OLD}) IS DISTINCT FROM ({_NEW}) THEN 1 ELSE 0 END,
+               updated_at = now()""",  # noqa: S608 - column names only
         [
             (
                 lead_id,
@@ -124,10 +144,20 @@ async def save_states(
                 state.last_activity_at,
                 state.as_of,
                 timer_due_at,
+                state.owner,
+                half_life,
+                key.sign,
+                key.key,
             )
-            for lead_id, state, timer_due_at in states
+            for lead_id, state, timer_due_at, half_life in states
+            for key in [decay_key(state.score.engagement, state.as_of, half_life)]
         ],
     )
+
+
+async def version_of(conn: asyncpg.Connection, lead_id: UUID) -> int | None:
+    value = await conn.fetchval("SELECT version FROM lead_stages WHERE lead_id = $1", lead_id)
+    return None if value is None else int(value)
 
 
 async def record_signals(
@@ -183,9 +213,10 @@ async def erase(conn: asyncpg.Connection, erased: Mapping[UUID, datetime]) -> No
 
 
 async def journey(conn: asyncpg.Connection, lead_id: UUID) -> dict[str, Any] | None:
+    """The lead's row (with its decay key) and its transitions; None for an unknown lead."""
     current = await conn.fetchrow(
-        """SELECT funnel_id, funnel_version, stage, entered_at, score, fit_score,
-                  engagement_score, temperature, timer_due_at
+        """SELECT funnel_id, funnel_version, stage, entered_at, fit_score, engagement_score,
+                  as_of, timer_due_at, owner, version, half_life_seconds, decay_sign, decay_key
            FROM lead_stages WHERE lead_id = $1""",
         lead_id,
     )
@@ -197,16 +228,4 @@ async def journey(conn: asyncpg.Connection, lead_id: UUID) -> dict[str, Any] | N
            FROM transitions WHERE lead_id = $1 ORDER BY id""",
         lead_id,
     )
-    return {
-        "lead_id": str(lead_id),
-        "funnel_id": current["funnel_id"],
-        "funnel_version": current["funnel_version"],
-        "current_stage": current["stage"],
-        "entered_at": current["entered_at"],
-        "score": current["score"],
-        "fit_score": current["fit_score"],
-        "engagement_score": current["engagement_score"],
-        "temperature": current["temperature"],
-        "timer_due_at": current["timer_due_at"],
-        "transitions": [dict(r) for r in rows],
-    }
+    return {**dict(current), "transitions": [dict(r) for r in rows]}

@@ -18,6 +18,8 @@ from stage_tracker.funnels.models.definition import PropertyValue
 
 CAPTURED = "captured"
 UPDATED = "updated"
+# The source of a lead update a person at the business made (PATCH at lead-intake).
+MANUAL_CORRECTION = "manual"
 TOUCH_OPENED = "touch_opened"
 TOUCH_CLICKED = "touch_clicked"
 UNSUBSCRIBED = "unsubscribed"
@@ -69,6 +71,8 @@ def signal_of(event: EventData, event_id: str) -> Signal | None:
     t = event.event_type
     lead = lead_details(event)  # captured or updated, whatever the version
     if lead is not None:
+        if lead.source == MANUAL_CORRECTION:
+            return None  # a colleague corrected the details: the person did nothing
         answers = _answers(lead.qualification)
         if lead.new:
             return Signal(event_id, t, CAPTURED, lead.at, answers=answers, funnel_id=lead.funnel_id)
