@@ -11,11 +11,16 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
+from funnel_devstack.ports import free_port
+from funnel_devstack.postgres import PostgresServer
 from funnel_devstack.stack import Stack, StackPorts
+from funnel_servicekit import migrations
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -49,10 +54,53 @@ async def running_stack(keep_logs_in: Path | None = None) -> AsyncIterator[Stack
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _fresh_root() -> Path:
-    root = Path(tempfile.mkdtemp(prefix="funnel-bench-"))
-    root.chmod(0o755)
+def _fresh_root(prefix: str = "funnel-bench-") -> Path:
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)  # PostgreSQL runs as its own user and must reach its folder
     return root
+
+
+@contextlib.asynccontextmanager
+async def migrated_postgres(
+    schema: str, migrations_dir: Path, *, name: str, setup_sql: Sequence[str] = ()
+) -> AsyncIterator[PostgresServer]:
+    """A fresh PostgreSQL of its own (no Kafka, no services) with one service's migrations
+    applied to `schema`, after `setup_sql` (server settings); removed afterwards."""
+    root = _fresh_root(f"funnel-bench-{name}-")
+    server = PostgresServer(root / "postgres", free_port(), fast=False)
+    server.start()
+    try:
+        await server.wait_ready()
+        conn = await asyncpg.connect(server.dsn)
+        try:
+            for statement in setup_sql:
+                await conn.execute(statement)
+            await migrations.apply(conn, schema, migrations_dir)
+        finally:
+            await conn.close()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def timed_ms(call: Callable[[], Awaitable[Any]], runs: int) -> list[float]:
+    """Milliseconds each of `runs` awaits of `call` took, one after the other."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        await call()
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def latency_stats(ms: Sequence[float], digits: int = 2) -> dict[str, float]:
+    """p50 and p95 (nearest rank) of timings in ms, and how many there were."""
+    return {
+        "p50": round(percentile(ms, 50), digits),
+        "p95": round(percentile(ms, 95), digits),
+        "runs": len(ms),
+    }
 
 
 def _keep_logs(stack: Stack, target: Path | None) -> None:

@@ -18,9 +18,7 @@ import argparse
 import asyncio
 import json
 import random
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -31,10 +29,7 @@ import asyncpg
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS_DIR, log, percentile
-from funnel_devstack.ports import free_port
-from funnel_devstack.postgres import PostgresServer
-from funnel_servicekit import migrations
+from bench.common import RESULTS_DIR, latency_stats, log, migrated_postgres, percentile, timed_ms
 from funnel_servicekit.db import create_pool
 from lead_intake.app import MIGRATIONS
 from lead_intake.common.blind_index import BlindIndex, fold, query_words
@@ -87,36 +82,8 @@ async def _naive(pool: asyncpg.Pool, q: str) -> list[uuid.UUID]:
         return [r["id"] for r in await conn.fetch(sql, *args)]
 
 
-async def _timed(fn: Any, runs: int) -> list[float]:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        await fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return times
-
-
-def _stats(ms: list[float]) -> dict[str, float]:
-    return {"p50": round(percentile(ms, 50), 3), "p95": round(percentile(ms, 95), 3)}
-
-
-def _fresh_root() -> Path:
-    root = Path(tempfile.mkdtemp(prefix="funnel-bench-search-"))
-    root.chmod(0o755)  # PostgreSQL runs as its own user and must reach its folder
-    return root
-
-
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    root = _fresh_root()
-    server = PostgresServer(root / "postgres", free_port(), fast=False)
-    server.start()
-    try:
-        await server.wait_ready()
-        conn = await asyncpg.connect(server.dsn)
-        try:
-            await migrations.apply(conn, "intake", MIGRATIONS)
-        finally:
-            await conn.close()
+    async with migrated_postgres("intake", MIGRATIONS, name="search") as server:
         pool = await create_pool(server.dsn, "intake", min_size=1, max_size=2)
         index = BlindIndex(KEY)
         await _load(pool, args.people, index)
@@ -135,13 +102,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             # Accents: the index finds Öberg and Sjöberg for "ber"... only as prefixes of words;
             # the naive LIKE sees the same words unfolded, so compare where no accent is involved.
             same = [p.lead_id for p in page.items] == plain[:50]
-            index_ms = await _timed(indexed, args.runs)
-            naive_ms = await _timed(naive, args.runs)
+            index_ms = await timed_ms(indexed, args.runs)
+            naive_ms = await timed_ms(naive, args.runs)
             result["queries"][q] = {
                 "matches_on_page": len(page.items),
                 "same_answer": same,
-                "index_ms": _stats(index_ms),
-                "naive_ms": _stats(naive_ms),
+                "index_ms": latency_stats(index_ms, 3),
+                "naive_ms": latency_stats(naive_ms, 3),
                 "ratio_naive_to_index_p95": round(
                     percentile(naive_ms, 95) / percentile(index_ms, 95), 1
                 ),
@@ -152,12 +119,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async def whole() -> Any:
             return await service.person(pool, some)
 
-        result["person_ms"] = _stats(await _timed(whole, args.runs))
+        result["person_ms"] = latency_stats(await timed_ms(whole, args.runs), 3)
         await pool.close()
         return result
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:

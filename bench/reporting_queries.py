@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
@@ -32,11 +30,9 @@ import asyncpg
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS_DIR, log
+from bench.common import RESULTS_DIR, log, migrated_postgres
 from bench.reporting_dataset import generate
 from funnel_contracts import Envelope
-from funnel_devstack.ports import free_port
-from funnel_devstack.postgres import PostgresServer
 from funnel_servicekit import migrations
 from funnel_servicekit.db import create_pool
 from reporting.app import MIGRATIONS
@@ -439,25 +435,11 @@ async def projection_bench(dsn: str, leads: int, durable: bool) -> dict[str, Any
     }
 
 
-def _fresh_root() -> Path:
-    root = Path(tempfile.mkdtemp(prefix="funnel-bench-reporting-"))
-    root.chmod(0o755)  # PostgreSQL runs as its own user and must reach its folder
-    return root
-
-
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    root = _fresh_root()
-    server = PostgresServer(root / "postgres", free_port(), fast=False)
-    server.start()
-    try:
-        await server.wait_ready()
-        conn = await asyncpg.connect(server.dsn)
-        try:
-            await conn.execute("ALTER SYSTEM SET work_mem = '64MB'")
-            await conn.execute("SELECT pg_reload_conf()")
-            await migrations.apply(conn, "reporting", MIGRATIONS)
-        finally:
-            await conn.close()
+    setup = ("ALTER SYSTEM SET work_mem = '64MB'", "SELECT pg_reload_conf()")
+    async with migrated_postgres(
+        "reporting", MIGRATIONS, name="reporting", setup_sql=setup
+    ) as server:
         result: dict[str, Any] = {
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "period": f"{PERIOD.start}..{PERIOD.end} {TZ}",
@@ -474,9 +456,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
             )
         return result
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def markdown(result: dict[str, Any]) -> str:

@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -34,10 +32,7 @@ import asyncpg
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS_DIR, log
-from funnel_devstack.ports import free_port
-from funnel_devstack.postgres import PostgresServer
-from funnel_servicekit import migrations
+from bench.common import RESULTS_DIR, latency_stats, log, migrated_postgres, timed_ms
 from funnel_servicekit.db import create_pool
 from reporting.settings import MIGRATIONS
 from reporting.timeline import service
@@ -87,25 +82,7 @@ ANALYZE bench_timeline_unindexed;
 """
 
 
-def _p(values: list[float], q: float) -> float:
-    ranked = sorted(values)
-    return ranked[min(int(q * len(ranked)), len(ranked) - 1)]
-
-
-def _stats(ms: list[float]) -> dict[str, float]:
-    return {"p50": round(_p(ms, 0.5), 3), "p95": round(_p(ms, 0.95), 3), "runs": len(ms)}
-
-
 Answer = Callable[[], Awaitable[list[tuple[str, str]]]]
-
-
-async def _timed(fn: Answer, runs: int) -> list[float]:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        await fn()
-        times.append((time.perf_counter() - started) * 1000)
-    return times
 
 
 async def bench(dsn: str, others: int, items: int, runs: int) -> dict[str, Any]:
@@ -222,14 +199,14 @@ async def bench(dsn: str, others: int, items: int, runs: int) -> dict[str, Any]:
             for r in range(rounds):
                 share = runs // rounds
                 if r % 2 == 0:
-                    fast_ms += await _timed(fast, share)
+                    fast_ms += await timed_ms(fast, share)
                 for b, fn in baselines.items():
-                    slow_ms[b] += await _timed(fn, max(runs // rounds // 2, 1))
+                    slow_ms[b] += await timed_ms(fn, max(runs // rounds // 2, 1))
                 if r % 2 == 1:
-                    fast_ms += await _timed(fast, share)
-            entry["service_ms"] = _stats(fast_ms)
+                    fast_ms += await timed_ms(fast, share)
+            entry["service_ms"] = latency_stats(fast_ms)
             for b, ms in slow_ms.items():
-                stats = _stats(ms)
+                stats = latency_stats(ms, 3)
                 entry[f"{b} ms"] = stats
                 entry[f"ratio {b} / service (p95)"] = round(
                     stats["p95"] / entry["service_ms"]["p95"], 1
@@ -241,29 +218,11 @@ async def bench(dsn: str, others: int, items: int, runs: int) -> dict[str, Any]:
         await pool.close()
 
 
-def _fresh_root() -> Path:
-    root = Path(tempfile.mkdtemp(prefix="funnel-bench-timeline-"))
-    root.chmod(0o755)  # PostgreSQL runs as its own user and must reach its folder
-    return root
-
-
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    root = _fresh_root()
-    server = PostgresServer(root / "postgres", free_port(), fast=False)
-    server.start()
-    try:
-        await server.wait_ready()
-        conn = await asyncpg.connect(server.dsn)
-        try:
-            await migrations.apply(conn, "reporting", MIGRATIONS)
-        finally:
-            await conn.close()
+    async with migrated_postgres("reporting", MIGRATIONS, name="timeline") as server:
         result = await bench(server.dsn, args.others, args.items, args.runs)
         result["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         return result
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> None:

@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -33,10 +31,7 @@ import asyncpg
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS_DIR, log, percentile
-from funnel_devstack.ports import free_port
-from funnel_devstack.postgres import PostgresServer
-from funnel_servicekit import migrations
+from bench.common import RESULTS_DIR, latency_stats, log, migrated_postgres, timed_ms
 from stage_tracker.app import MIGRATIONS
 from stage_tracker.funnels.service import FunnelRegistry
 from stage_tracker.queue import service
@@ -117,20 +112,7 @@ def _naive(params: dict[str, Any]) -> Answer:
 
 
 async def _timed(fn: Answer, conn: asyncpg.Connection, runs: int) -> list[float]:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        await fn(conn)
-        times.append((time.perf_counter() - started) * 1000)
-    return times
-
-
-def _stats(ms: list[float]) -> dict[str, float]:
-    return {
-        "p50": round(percentile(ms, 50), 2),
-        "p95": round(percentile(ms, 95), 2),
-        "runs": len(ms),
-    }
+    return await timed_ms(lambda: fn(conn), runs)
 
 
 async def measure(dsn: str, leads: int, runs: int, naive_runs: int) -> dict[str, Any]:
@@ -165,7 +147,7 @@ async def measure(dsn: str, leads: int, runs: int, naive_runs: int) -> dict[str,
                 else:
                     naive_ms += await _timed(slow, conn, 1)
                     fast_ms += await _timed(fast, conn, share)
-            f, n = _stats(fast_ms), _stats(naive_ms)
+            f, n = latency_stats(fast_ms), latency_stats(naive_ms)
             entry = {
                 "answers_equal": True,
                 "items": len(got),
@@ -180,28 +162,10 @@ async def measure(dsn: str, leads: int, runs: int, naive_runs: int) -> dict[str,
         await conn.close()
 
 
-def _fresh_root() -> Path:
-    root = Path(tempfile.mkdtemp(prefix="funnel-bench-tracker-"))
-    root.chmod(0o755)  # PostgreSQL runs as its own user and must reach its folder
-    return root
-
-
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    root = _fresh_root()
-    server = PostgresServer(root / "postgres", free_port(), fast=False)
-    server.start()
-    try:
-        await server.wait_ready()
-        conn = await asyncpg.connect(server.dsn)
-        try:
-            await migrations.apply(conn, "tracker", MIGRATIONS)
-        finally:
-            await conn.close()
+    async with migrated_postgres("tracker", MIGRATIONS, name="tracker") as server:
         result = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         return result | await measure(server.dsn, args.leads, args.runs, args.naive_runs)
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def markdown(result: dict[str, Any]) -> str:
