@@ -16,9 +16,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from funnel_servicekit.auth import hash_key
+from funnel_servicekit.http_client import ReopeningClient
 from funnel_servicekit.settings import ApiKeyEntry
 from reporting.app import create_app
-from reporting.runtime import ReportingContext, UpstreamClient
+from reporting.runtime import ReportingContext
 from reporting.settings import ReportingSettings
 
 ANA = "ana-key-" + "a" * 32
@@ -47,7 +48,7 @@ def _settings(**overrides: object) -> ReportingSettings:
 def _client(handler: Handler, **overrides: object) -> TestClient:
     app = create_app(_settings(**overrides))
     app.state.runtime.context = ReportingContext(
-        UpstreamClient(transport=httpx.MockTransport(handler))
+        ReopeningClient(transport=httpx.MockTransport(handler))
     )
     return TestClient(app, headers={"Authorization": f"Bearer {ANA}"})
 

@@ -1,14 +1,17 @@
 """What every service's `deps.py` builds on: the runtime of the app that serves a request,
-and a pooled connection for the length of a request."""
+a pooled connection for the length of a request, the callers of the shared scopes and the
+names of the configured keys. A service's `deps.py` adds its typed `Runtime` and its own
+scopes' aliases."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
-from fastapi import Request
+from fastapi import Depends, Request
 
+from funnel_servicekit.auth import ApiKeyAuth, Principal, Scope, require_scopes
 from funnel_servicekit.runtime import ServiceRuntime
 
 
@@ -30,3 +33,17 @@ async def pooled_connection(request: Request) -> AsyncIterator[asyncpg.Connectio
     """A pool connection held until the response is ready (no transaction opened)."""
     async with runtime_of(request).pool.acquire() as conn:
         yield conn
+
+
+async def key_names(request: Request) -> frozenset[str]:
+    """The names of the configured API keys ("admin" included): who may own a lead or a task."""
+    auth: ApiKeyAuth = request.app.state.auth
+    return auth.names()
+
+
+# Declare the caller (Reader, Writer, Admin) before Conn in a route: FastAPI resolves
+# dependencies in order, so a request without a valid key never takes a pooled connection.
+Conn = Annotated[asyncpg.Connection, Depends(pooled_connection)]
+Reader = Annotated[Principal, Depends(require_scopes(Scope.LEADS_READ))]
+Writer = Annotated[Principal, Depends(require_scopes(Scope.LEADS_WRITE))]
+KeyNames = Annotated[frozenset[str], Depends(key_names)]

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import asyncpg
 from fastapi import Depends, Request
 
 from funnel_servicekit.auth import Principal, Scope, require_scopes
-from funnel_servicekit.deps import pooled_connection, runtime_of
+from funnel_servicekit.deps import Conn, Writer, current_runtime
+
+__all__ = ["Admin", "ClientIp", "Conn", "KeyReader", "PeopleReader", "Runtime", "Writer"]
 from lead_intake.runtime import IntakeRuntime
-
-
-async def _runtime(request: Request) -> IntakeRuntime:
-    runtime: IntakeRuntime = runtime_of(request)
-    return runtime
 
 
 async def _client_ip(request: Request) -> str | None:
@@ -22,11 +18,9 @@ async def _client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-Runtime = Annotated[IntakeRuntime, Depends(_runtime)]
-Conn = Annotated[asyncpg.Connection, Depends(pooled_connection)]
+Runtime = Annotated[IntakeRuntime, Depends(current_runtime)]
 ClientIp = Annotated[str | None, Depends(_client_ip)]
 Admin = Annotated[Principal, Depends(require_scopes(Scope.FORMS_ADMIN))]
-Writer = Annotated[Principal, Depends(require_scopes(Scope.LEADS_WRITE))]
 # Reads people; their contact details only with pii:read as well (checked by the route).
 PeopleReader = Annotated[Principal, Depends(require_scopes(Scope.LEADS_READ))]
 KeyReader = Annotated[Principal, Depends(require_scopes(Scope.PII_DECRYPT))]

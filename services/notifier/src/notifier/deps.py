@@ -5,34 +5,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import asyncpg
 from fastapi import Depends, Request
 
-from funnel_servicekit.auth import ApiKeyAuth, Principal, Scope, require_scopes
-from funnel_servicekit.deps import pooled_connection, runtime_of
+from funnel_servicekit.auth import Principal, Scope, require_scopes
+from funnel_servicekit.deps import Conn, KeyNames, Reader, Writer, current_runtime
 from notifier.runtime import NotifierRuntime
 
+__all__ = ["Admin", "Conn", "KeyNames", "Reader", "Runtime", "Writer", "limit_link_requests"]
 
-async def _runtime(request: Request) -> NotifierRuntime:
-    runtime: NotifierRuntime = runtime_of(request)
-    return runtime
-
-
-Runtime = Annotated[NotifierRuntime, Depends(_runtime)]
-# Routes name their principal before `Conn`: a caller is refused before a connection is taken.
-Conn = Annotated[asyncpg.Connection, Depends(pooled_connection)]
-Reader = Annotated[Principal, Depends(require_scopes(Scope.LEADS_READ))]
-Writer = Annotated[Principal, Depends(require_scopes(Scope.LEADS_WRITE))]
+Runtime = Annotated[NotifierRuntime, Depends(current_runtime)]
 Admin = Annotated[Principal, Depends(require_scopes(Scope.TOUCHES_ADMIN))]
-
-
-async def _key_names(request: Request) -> frozenset[str]:
-    auth: ApiKeyAuth = request.app.state.auth
-    return auth.names()
-
-
-# The names of the configured API keys: who a task may be handed to.
-KeyNames = Annotated[frozenset[str], Depends(_key_names)]
 
 
 async def limit_link_requests(request: Request, runtime: Runtime) -> None:

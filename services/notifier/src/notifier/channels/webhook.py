@@ -18,6 +18,7 @@ from uuid import UUID
 
 import httpx
 
+from funnel_servicekit.http_client import ReopeningClient
 from notifier.channels import Failed, Outcome, Retry, Sent
 from notifier.channels.webhook_rules import (
     RefusedDestination,
@@ -27,7 +28,6 @@ from notifier.channels.webhook_rules import (
     retry_after_seconds,
     signature,
 )
-from notifier.http_client import ReopeningClient
 
 
 class WebhookChannel:

@@ -13,7 +13,7 @@ from uuid import UUID
 import httpx
 
 from funnel_contracts.sealed import SealError, key_from_text
-from notifier.http_client import ReopeningClient
+from funnel_servicekit.http_client import ReopeningClient
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,10 @@
-"""One httpx client for a loop's calls, made on first use and again after `aclose`.
+"""One httpx client for a process's or a loop's calls, made on first use and again after
+`aclose`.
 
 Building a client costs tens of milliseconds of CPU (it loads the CA bundle), so it is made
-once; the loop closes it when it ends, and a loop run again after a crash gets a new one.
+once; its owner closes it when it ends (a loop run again after a crash, an app started twice,
+gets a new one). Used by the notifier's webhook and data-key calls and reporting's workspace
+proxy.
 """
 
 from __future__ import annotations
