@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -23,7 +23,7 @@ from prometheus_client import REGISTRY
 from funnel_contracts import Envelope, EventData, StageChanged, encode
 from funnel_contracts.topics import dead_letter_topic
 from funnel_devstack.stack import Stack
-from funnel_servicekit.inbox import InboxConsumer
+from funnel_servicekit.inbox import Delivery, InboxConsumer
 from funnel_servicekit.kafka import create_producer
 from funnel_servicekit.runtime import Worker, supervise
 from tests.integration.kit_support import (
@@ -201,6 +201,31 @@ async def test_the_same_event_delivered_twice_is_handled_once(
     assert await db.count("inbox") == 3
     assert await db.count("dead_letters") == 0
     assert await record_count(infra.kafka_bootstrap, dead_letter_topic(topic)) == 0
+    # The hop is observed for what was committed, not for the duplicates dropped.
+    hop = {"hop": "committed", "topic": topic}
+    assert REGISTRY.get_sample_value("funnel_event_hop_seconds_count", hop) == 3
+
+
+async def test_a_batch_handler_gets_the_fresh_events_and_each_commit_is_a_hop(
+    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str
+) -> None:
+    lead = uuid.uuid4()
+    events = [event(lead, i) for i in range(5)]
+    await produce(infra.kafka_bootstrap, topic, [wire(e) for e in [*events, events[0]]])
+    seen: list[str] = []
+
+    async def batch(conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
+        seen.extend(d.envelope.id for d in deliveries)
+
+    group = unique("it-group")
+    consumer = make_consumer(infra, db, producer, topic, group, Handler())
+    consumer.batch_handler = batch
+    async with running(consumer):
+        await wait_all_committed(infra, topic, group)
+    assert sorted(seen) == sorted(e.id for e in events)  # the duplicate never reached it
+    hop = {"hop": "committed", "topic": topic}
+    assert REGISTRY.get_sample_value("funnel_event_hop_seconds_count", hop) == len(events)
+    assert (REGISTRY.get_sample_value("funnel_event_hop_seconds_sum", hop) or 0) > 0
 
 
 async def test_poison_records_are_dead_lettered_and_the_partition_moves_on(

@@ -19,6 +19,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from prometheus_client import REGISTRY
 
 from funnel_contracts import Envelope, encode, parse_event
 from funnel_devstack.stack import Stack
@@ -141,6 +142,10 @@ async def test_committed_events_are_published_once_in_order_with_cloudevents_hea
     # Rows are deleted once the broker acknowledged them, and it holds each event exactly once.
     assert relay.published == total
     assert relay.batches >= total // 17  # in batches, not one by one nor all at once
+    # Each event's hop to the broker is observed once, measured from the event's time.
+    hop = {"hop": "published", "topic": topic}
+    assert REGISTRY.get_sample_value("funnel_event_hop_seconds_count", hop) == total
+    assert (REGISTRY.get_sample_value("funnel_event_hop_seconds_sum", hop) or 0) > 0
     assert await record_count(infra.kafka_bootstrap, topic) == total
 
     records = await read_all(infra.kafka_bootstrap, topic)

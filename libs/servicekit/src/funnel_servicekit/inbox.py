@@ -21,6 +21,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -133,6 +134,8 @@ class InboxConsumer:
         self._stopping = asyncio.Event()
         self._tracer = trace.get_tracer(__name__)
         self._dead_lettered: set[tuple[str, int, int]] = set()
+        # (topic, event time) of the events processed in the batch's open transaction.
+        self._processed: list[tuple[str, datetime]] = []
 
     @property
     def producer(self) -> AIOKafkaProducer:
@@ -198,6 +201,7 @@ class InboxConsumer:
             return None
         delay = 0.2
         while True:
+            self._processed.clear()
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
                     if not await self._process_batch(conn, records):
@@ -211,6 +215,11 @@ class InboxConsumer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self._dead_lettered.clear()
+        committed = datetime.now(UTC)
+        for topic, at in self._processed:
+            hop = (committed - at).total_seconds()
+            metrics.EVENT_HOP_SECONDS.labels("committed", topic).observe(max(hop, 0.0))
+        self._processed.clear()
         last: int = records[-1].offset
         return last
 
@@ -263,6 +272,7 @@ class InboxConsumer:
                 raise  # the batch is retried as a whole
             log.warning("batch handler failed; record by record", extra={"error": repr(exc)})
             return False
+        self._processed.extend((d.topic, d.envelope.time) for d in deliveries)
         for record, envelope, event in decoded:
             if event is None:
                 metrics.EVENTS_CONSUMED.labels(record.topic, envelope.type, "ignored").inc()
@@ -322,6 +332,8 @@ class InboxConsumer:
             try:
                 outcome = await self._handle_once(conn, envelope, event)
                 metrics.EVENTS_CONSUMED.labels(record.topic, envelope.type, outcome).inc()
+                if outcome == "processed":
+                    self._processed.append((record.topic, envelope.time))
                 return
             except Exception as exc:
                 if is_transient(exc):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -191,7 +192,8 @@ class OutboxRelay(PollLoop):
             if not locked:
                 return 0  # another replica's relay is publishing
             rows = await conn.fetch(
-                "SELECT id, topic, key, value, headers FROM outbox ORDER BY id LIMIT $1",
+                "SELECT id, topic, key, value, headers, extract(epoch FROM created_at) AS at"
+                " FROM outbox ORDER BY id LIMIT $1",
                 self.batch_size,
             )
             if not rows:
@@ -207,6 +209,11 @@ class OutboxRelay(PollLoop):
                 for row in rows
             ]
             await asyncio.gather(*futures)
+            acked = time.time()
+            for row in rows:
+                metrics.EVENT_HOP_SECONDS.labels("published", row["topic"]).observe(
+                    max(acked - float(row["at"]), 0.0)
+                )
             await conn.execute(
                 "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
             )
