@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import psutil
 
 from funnel_devstack.ports import free_port
 from funnel_devstack.postgres import PostgresServer
@@ -186,3 +187,30 @@ def _level_of(line: str) -> tuple[str | None, str]:
 def log_offsets(logs_dir: Path) -> dict[str, int]:
     """The current size of every log file, to scan only what comes after."""
     return {p.name: p.stat().st_size for p in logs_dir.glob("*.log")}
+
+
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def tree_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds of a process and each of its children (PostgreSQL: one per backend)."""
+    out: dict[int, float] = {}
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return out
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        out[proc.pid] = float(times.user + times.system)
+    return out
+
+
+def tree_cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    # A process born during the run counts from zero; one gone before the end is missed.
+    return sum(value - before.get(pid, 0.0) for pid, value in after.items())

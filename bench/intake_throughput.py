@@ -34,9 +34,12 @@ from bench.common import (
     BENCH_DIR,
     FORM_PATH,
     SNAPSHOT_PATH,
+    cpu_seconds,
     log,
     median,
     running_stack,
+    tree_cpu_seconds,
+    tree_cpu_used,
 )
 from funnel_devstack.ports import free_port
 from funnel_devstack.stack import Stack
@@ -56,33 +59,6 @@ def generator_version(generator: str) -> str:
         first = (out.stdout or out.stderr).strip().splitlines()
         return first[0] if first else "wrk"
     return f"httpx {httpx.__version__} (asyncio, separate process)"
-
-
-def _cpu_seconds(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
-
-
-def _tree_cpu_seconds(pid: int) -> dict[int, float]:
-    """CPU seconds of a process and each of its children (PostgreSQL: one per backend)."""
-    out: dict[int, float] = {}
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return out
-    for proc in procs:
-        try:
-            times = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        out[proc.pid] = float(times.user + times.system)
-    return out
-
-
-def _tree_cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
-    # A process born during the run counts from zero; one gone before the end is missed.
-    return sum(value - before.get(pid, 0.0) for pid, value in after.items())
 
 
 async def _load(
@@ -124,16 +100,16 @@ async def _load(
             "--nonce",
             nonce,
         ]
-    cpu_before = _cpu_seconds(server_pid)
+    cpu_before = cpu_seconds(server_pid)
     dependency_pids = dependency_pids or {}
-    deps_before = {name: _tree_cpu_seconds(pid) for name, pid in dependency_pids.items()}
+    deps_before = {name: tree_cpu_seconds(pid) for name, pid in dependency_pids.items()}
     proc = await asyncio.create_subprocess_exec(
         *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=seconds + 60)
-    cpu_used = _cpu_seconds(server_pid) - cpu_before
+    cpu_used = cpu_seconds(server_pid) - cpu_before
     deps_used = {
-        name: _tree_cpu_used(before, _tree_cpu_seconds(dependency_pids[name]))
+        name: tree_cpu_used(before, tree_cpu_seconds(dependency_pids[name]))
         for name, before in deps_before.items()
     }
     text = out.decode("utf-8", "replace")

@@ -1,0 +1,606 @@
+"""Pipeline capacity: how many leads a second the whole stack carries in real time.
+
+Open-loop steps of leads a second (default 10, 20, 40, 80, 160, 320), each `--seconds` long
+(default 20), on the stack `funnel up` runs, on this host. Each lead is a form post; one
+second after its answer, the same person's page view is reported (`POST /v1/activities`),
+which moves them from `awareness` to `interest` in the digital-sales funnel. A poller reads
+the reporting snapshot every 20 ms; lead k of a step is visible when the snapshot's total
+reached the step's start plus k (ranked by send time), and its page view when `interest` did
+the same. So each step gives p50/p99 of form -> snapshot and activity -> snapshot, the
+backlog left when the step's last request went out (not yet visible), how long it took to
+drain, and each process's CPU milliseconds per lead (the four services, PostgreSQL, Kafka).
+
+`sustained capacity: N leads/s` is the highest step whose p99s are both <= 250 ms and whose
+backlog drained within 2 s; steps stop after the first one that misses badly.
+
+The baseline, in the same run: the same hops done by bare aiokafka and asyncpg, the minimal
+durable pipeline. Three processes chained by two topics (acks=all, manual offset commits);
+the first INSERTs and COMMITs each lead, then produces it; the second and third consume it,
+INSERT and COMMIT it each, the second producing it on. Visible = the third's commit. The
+same steps and the same rule give its capacity; the ratios of capacities and p99s are printed.
+
+The requests go out on raw asyncio streams (a few microseconds each); httpx would cost about a
+millisecond of CPU a request, taken from the processes being measured on a two-core host.
+
+`.venv/bin/python -m bench.pipeline_capacity [--steps 10,20,40] [--seconds 20]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import contextlib
+import json
+import secrets
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from prometheus_client.parser import text_string_to_metric_families
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    FORM_PATH,
+    RESULTS_DIR,
+    SNAPSHOT_PATH,
+    log,
+    percentile,
+    running_stack,
+    tree_cpu_seconds,
+    tree_cpu_used,
+)
+from funnel_devstack.stack import Stack
+
+STEPS = (10, 20, 40, 80, 160, 320)
+P99_LIMIT_MS = 250.0
+DRAIN_LIMIT_S = 2.0
+GIVE_UP_DRAIN_S = 30.0  # a step that needs longer ends the series
+ACTIVITY_AFTER_S = 1.0
+POLL_PERIOD_S = 0.02
+
+
+# -- a tiny HTTP/1.1 client on asyncio streams -------------------------------------------------
+
+
+class RawClient:
+    """Keep-alive connections to one host; `request` sends prebuilt bytes, returns (status,
+    body). A request waits for an idle connection or opens one (up to `max_connections`)."""
+
+    def __init__(self, base_url: str, max_connections: int = 64) -> None:
+        parts = urlsplit(base_url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 80
+        self.netloc = parts.netloc
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._slots = asyncio.Semaphore(max_connections)
+
+    def build(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.netloc}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        head += f"Content-Length: {len(body)}\r\n\r\n"
+        return head.encode() + body
+
+    async def request(self, raw: bytes) -> tuple[int, bytes]:
+        async with self._slots:
+            if self._idle:
+                reader, writer = self._idle.pop()
+            else:
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+            try:
+                writer.write(raw)
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                status = int(lines[0].split()[1])
+                length = 0
+                keep = True
+                for line in lines[1:]:
+                    name, _, value = line.partition(":")
+                    if name.lower() == "content-length":
+                        length = int(value)
+                    elif name.lower() == "connection" and value.strip().lower() == "close":
+                        keep = False
+                body = await reader.readexactly(length) if length else b""
+            except BaseException:
+                writer.close()
+                raise
+            if keep:
+                self._idle.append((reader, writer))
+            else:
+                writer.close()
+            return status, body
+
+    async def close(self) -> None:
+        for _, writer in self._idle:
+            writer.close()
+        self._idle.clear()
+
+
+# -- what is visible, when -----------------------------------------------------------------------
+
+
+@dataclass
+class Visible:
+    """Each change of a monotone count with the time its answer arrived."""
+
+    times: list[float] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)
+
+    def add(self, at: float, count: int) -> None:
+        if not self.counts or count > self.counts[-1]:
+            self.times.append(at)
+            self.counts.append(count)
+
+    def latest(self) -> int:
+        return self.counts[-1] if self.counts else 0
+
+    def first_reaching(self, count: int) -> float | None:
+        i = bisect.bisect_left(self.counts, count)
+        return self.times[i] if i < len(self.times) else None
+
+
+async def poll_snapshot(
+    client: RawClient, raw: bytes, total: Visible, interest: Visible, stop: asyncio.Event
+) -> None:
+    next_tick = time.perf_counter()
+    while not stop.is_set():
+        with contextlib.suppress(OSError, ValueError, asyncio.IncompleteReadError):
+            status, body = await client.request(raw)
+            if status == 200:
+                snap = json.loads(body)
+                at = time.perf_counter()
+                total.add(at, int(snap["total"]))
+                stages = {s["stage"]: int(s["leads"]) for s in snap["stages"]}
+                interest.add(at, stages.get("interest", 0))
+        next_tick = max(next_tick + POLL_PERIOD_S, time.perf_counter())
+        await asyncio.sleep(next_tick - time.perf_counter())
+
+
+def latencies_ms(sent: list[float], base: int, seen: Visible) -> list[float]:
+    """Rank the sends; send k is visible when the count first reached base + k."""
+    out: list[float] = []
+    for rank, at in enumerate(sorted(sent), start=1):
+        reached = seen.first_reaching(base + rank)
+        if reached is not None:
+            out.append((reached - at) * 1000)
+    return out
+
+
+async def wait_reaching(seen: Visible, target: int, timeout: float) -> float | None:
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        reached = seen.first_reaching(target)
+        if reached is not None:
+            return reached
+        await asyncio.sleep(POLL_PERIOD_S)
+    return None
+
+
+def summarize(
+    rate: int,
+    lead_ms: list[float],
+    activity_ms: list[float],
+    accepted: int,
+    activities: int,
+    backlog: int,
+    drain_s: float | None,
+    cpu_ms_per_lead: dict[str, float],
+) -> dict[str, Any]:
+    def q(values: list[float], p: float) -> float | None:
+        return round(percentile(values, p), 1) if values else None
+
+    p99s = [q(lead_ms, 99), q(activity_ms, 99) if activities else 0.0]
+    return {
+        "rate": rate,
+        "leads_accepted": accepted,
+        "activities_accepted": activities,
+        "form_to_snapshot_p50_ms": q(lead_ms, 50),
+        "form_to_snapshot_p99_ms": p99s[0],
+        "activity_to_snapshot_p50_ms": q(activity_ms, 50),
+        "activity_to_snapshot_p99_ms": p99s[1],
+        "backlog_at_step_end": backlog,
+        "drain_s": round(drain_s, 2) if drain_s is not None else None,
+        "cpu_ms_per_lead": {k: round(v, 2) for k, v in cpu_ms_per_lead.items()},
+        "sustained": (
+            all(p is not None and p <= P99_LIMIT_MS for p in p99s)
+            and drain_s is not None
+            and drain_s <= DRAIN_LIMIT_S
+            and len(lead_ms) == accepted
+        ),
+    }
+
+
+def capacity(steps: list[dict[str, Any]]) -> int:
+    """The highest rate of the series of sustained steps from the first one."""
+    best = 0
+    for step in steps:
+        if not step["sustained"]:
+            break
+        best = step["rate"]
+    return best
+
+
+# -- the hops, from each service's /metrics ------------------------------------------------------
+
+Buckets = dict[tuple[str, str, str], dict[float, float]]  # (service, hop, topic) -> le -> count
+
+
+async def hop_buckets(stack: Stack) -> Buckets:
+    """`funnel_event_hop_seconds` of every service, cumulative bucket counts."""
+    out: Buckets = {}
+    for service in stack.services:
+        client = RawClient(stack.url(service), max_connections=1)
+        try:
+            status, body = await client.request(client.build("GET", "/metrics", b"", {}))
+        except OSError:
+            continue
+        finally:
+            await client.close()
+        if status != 200:
+            continue
+        for family in text_string_to_metric_families(body.decode()):
+            if family.name != "funnel_event_hop_seconds":
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    key = (service, sample.labels["hop"], sample.labels["topic"])
+                    out.setdefault(key, {})[float(sample.labels["le"])] = sample.value
+    return out
+
+
+def hop_quantiles(before: Buckets, after: Buckets) -> dict[str, dict[str, float]]:
+    """p50/p99 (bucket upper bounds) of each hop's observations between the two readings."""
+    out: dict[str, dict[str, float]] = {}
+    for key, buckets in after.items():
+        earlier = before.get(key, {})
+        delta = sorted((le, n - earlier.get(le, 0.0)) for le, n in buckets.items())
+        total = delta[-1][1] if delta else 0.0
+        if total <= 0:
+            continue
+
+        def bound(
+            q: float, delta: list[tuple[float, float]] = delta, total: float = total
+        ) -> float:
+            return next(le for le, n in delta if n >= q * total)
+
+        out["/".join(key)] = {
+            "events": total,
+            "p50_le_ms": bound(0.5) * 1000,
+            "p99_le_ms": bound(0.99) * 1000,
+        }
+    return out
+
+
+# -- the stack ---------------------------------------------------------------------------------
+
+
+def infra_pids(stack: Stack) -> dict[str, int]:
+    found = {"postgres": stack.postgres.pid, "kafka": stack.kafka.pid if stack.kafka else None}
+    return {name: pid for name, pid in found.items() if pid}
+
+
+async def stack_step(
+    stack: Stack, intake: RawClient, rate: int, seconds: float, run_id: str
+) -> dict[str, Any]:
+    auth = {"Authorization": f"Bearer {stack.admin_api_key}", "Content-Type": "application/json"}
+    reporting = RawClient(stack.url("reporting"), max_connections=2)
+    snapshot_raw = reporting.build("GET", SNAPSHOT_PATH, b"", auth)
+    total, interest, stop = Visible(), Visible(), asyncio.Event()
+    poller = asyncio.create_task(poll_snapshot(reporting, snapshot_raw, total, interest, stop))
+    pids = {name: proc.pid for name, proc in stack.services.items()}
+    pids |= infra_pids(stack)
+    try:
+        if await wait_reaching(total, 0, 30) is None:
+            raise RuntimeError("the snapshot never answered")
+        base_total, base_interest = total.latest(), interest.latest()
+        cpu_before = {name: tree_cpu_seconds(pid) for name, pid in pids.items() if pid}
+        hops_before = await hop_buckets(stack)
+        statuses: Counter[str] = Counter()
+        lead_sent: list[float] = []
+        activity_sent: list[float] = []
+        tasks: list[asyncio.Task[None]] = []
+
+        async def lead(i: int, due: float) -> None:
+            body = json.dumps({"email": f"cap-{run_id}-{rate}-{i}@example.com"}).encode()
+            raw = intake.build("POST", FORM_PATH, body, {"Content-Type": "application/json"})
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                status, answer = await intake.request(raw)
+                statuses[str(status)] += 1
+                if status != 202:
+                    return
+                data = json.loads(answer)
+                if not data.get("new_lead", True):
+                    return
+                lead_sent.append(due)
+                await asyncio.sleep(max(due + ACTIVITY_AFTER_S - time.perf_counter(), 0))
+                sent_at = time.perf_counter()
+                now = datetime.now(UTC).isoformat()
+                activity = {"type": "page_view", "lead_id": data["lead_id"], "occurred_at": now}
+                payload = json.dumps({"activities": [activity]}).encode()
+                status, _ = await intake.request(
+                    intake.build("POST", "/v1/activities", payload, auth)
+                )
+                if status in (200, 202):
+                    activity_sent.append(sent_at)
+
+        count = int(rate * seconds)
+        start = time.perf_counter()
+        for i in range(count):
+            due = start + i / rate
+            await asyncio.sleep(max(due - time.perf_counter(), 0))
+            tasks.append(asyncio.create_task(lead(i, due)))
+        await asyncio.gather(*tasks)
+        step_end = time.perf_counter()
+        backlog = (base_total + len(lead_sent) - total.latest()) + (
+            base_interest + len(activity_sent) - interest.latest()
+        )
+        reached_total = await wait_reaching(total, base_total + len(lead_sent), GIVE_UP_DRAIN_S)
+        reached_interest = await wait_reaching(
+            interest, base_interest + len(activity_sent), GIVE_UP_DRAIN_S
+        )
+        drain = (
+            max(reached_total, reached_interest) - step_end
+            if reached_total is not None and reached_interest is not None
+            else None
+        )
+        hops = hop_quantiles(hops_before, await hop_buckets(stack))
+        leads = max(len(lead_sent), 1)
+        cpu = {
+            name: tree_cpu_used(before, tree_cpu_seconds(pids[name])) * 1000 / leads
+            for name, before in cpu_before.items()
+        }
+    finally:
+        stop.set()
+        await poller
+        await reporting.close()
+    result = summarize(
+        rate,
+        latencies_ms(lead_sent, base_total, total),
+        latencies_ms(activity_sent, base_interest, interest),
+        len(lead_sent),
+        len(activity_sent),
+        max(backlog, 0),
+        max(drain, 0.0) if drain is not None else None,
+        cpu,
+    )
+    result["form_statuses"] = dict(statuses)
+    result["hops"] = hops
+    return result
+
+
+async def measure_stack(stack: Stack, steps: list[int], seconds: float) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    intake = RawClient(stack.url("lead-intake"), max_connections=128)
+    run_id = secrets.token_hex(3)
+    try:
+        await stack_step(stack, intake, 5, 5, run_id + "w")  # warm-up, not reported
+        for rate in steps:
+            step = await stack_step(stack, intake, rate, seconds, run_id)
+            log(f"stack {rate}/s: {json.dumps(step)}")
+            results.append(step)
+            if step["drain_s"] is None:
+                break  # not drained within GIVE_UP_DRAIN_S: higher rates only pile up
+            await asyncio.sleep(2)
+    finally:
+        await intake.close()
+    return results
+
+
+async def measure(steps: list[int], seconds: float, baseline: bool) -> dict[str, Any]:
+    """The stack's steps, then (its services stopped) the baseline's on the same PostgreSQL
+    and Kafka."""
+    async with running_stack() as stack:
+        measured = await measure_stack(stack, steps, seconds)
+        base = await baseline_steps(stack, steps, seconds) if baseline else []
+    return {"steps": measured, "baseline_steps": base}
+
+
+# -- the baseline: bare aiokafka and asyncpg -------------------------------------------------
+
+# One stage of the minimal durable pipeline, run as its own process. argv: role (first,
+# middle, last), dsn, bootstrap, topic in, topic out. `first` reads "<lead id> <send time>"
+# lines on stdin; the last writes each lead's commit time into its table.
+STAGE = r"""
+import asyncio, sys, time, uuid
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+role, dsn, bootstrap, topic_in, topic_out, table = sys.argv[1:7]
+
+async def main():
+    conn = await asyncpg.connect(dsn)
+    await conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {table} (lead_id uuid PRIMARY KEY, sent double precision,"
+        " committed double precision)")
+    producer = None
+    if role != "last":
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
+                                    enable_idempotence=True)
+        await producer.start()
+    async def keep(lead, sent):
+        async with conn.transaction():
+            await conn.execute(f"INSERT INTO {table} VALUES ($1, $2, $3)"
+                               " ON CONFLICT DO NOTHING", uuid.UUID(lead), sent, time.time())
+    if role == "first":
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        print("ready", flush=True)
+        while line := await reader.readline():
+            lead, sent = line.decode().split()
+            await keep(lead, float(sent))
+            await producer.send_and_wait(topic_out, f"{lead} {sent}".encode(), key=lead.encode())
+        await producer.stop()
+        return
+    consumer = AIOKafkaConsumer(topic_in, bootstrap_servers=bootstrap, group_id=table,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    print("ready", flush=True)
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=500)
+            for tp, records in batch.items():
+                for record in records:
+                    lead, sent = record.value.decode().split()
+                    await keep(lead, float(sent))
+                    if producer is not None:
+                        await producer.send_and_wait(topic_out, record.value, key=record.key)
+                    await consumer.commit({tp: record.offset + 1})
+    finally:
+        await consumer.stop()
+
+asyncio.run(main())
+"""
+
+
+async def baseline_steps(stack: Stack, steps: list[int], seconds: float) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    # The services are stopped: the baseline has the cores to itself.
+    for name in list(stack.services):
+        stack.stop_service(name)
+    dsn = stack.postgres.dsn
+    bootstrap = stack.kafka_bootstrap
+    tag = secrets.token_hex(3)
+    topics = (f"bench.base.a.{tag}", f"bench.base.b.{tag}")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(t, num_partitions=3, replication_factor=1) for t in topics]
+        )
+    finally:
+        await admin.close()
+    roles = [
+        ("last", topics[1], "-", f"base_c_{tag}"),
+        ("middle", topics[0], topics[1], f"base_b_{tag}"),
+        ("first", "-", topics[0], f"base_a_{tag}"),
+    ]
+    procs: dict[str, asyncio.subprocess.Process] = {}
+    for role, topic_in, topic_out, table in roles:
+        procs[role] = await asyncio.create_subprocess_exec(
+            *[sys.executable, "-c", STAGE, role, dsn, bootstrap, topic_in, topic_out, table],
+            stdin=asyncio.subprocess.PIPE if role == "first" else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        stdout = procs[role].stdout
+        assert stdout is not None
+        ready = await asyncio.wait_for(stdout.readline(), 60)
+        if ready.strip() != b"ready":
+            raise RuntimeError(f"baseline stage {role} did not start")
+    conn = await asyncpg.connect(dsn)
+    last_table = roles[0][3]
+    pids = {f"stage-{role}": p.pid for role, p in procs.items()}
+    pids |= infra_pids(stack)
+    first = procs["first"]
+    assert first.stdin is not None
+    try:
+        for rate in steps:
+            cpu_before = {n: tree_cpu_seconds(pid) for n, pid in pids.items() if pid}
+            count = int(rate * seconds)
+            start = time.time()
+            for i in range(count):
+                due = start + i / rate
+                await asyncio.sleep(max(due - time.time(), 0))
+                first.stdin.write(f"{uuid.uuid4()} {due}\n".encode())
+                await first.stdin.drain()
+            step_end = time.time()
+            drain_deadline = step_end + GIVE_UP_DRAIN_S
+            visible = 0
+            backlog = None
+            while time.time() < drain_deadline:
+                visible = await conn.fetchval(
+                    f"SELECT count(*) FROM {last_table} WHERE sent >= $1",  # noqa: S608
+                    start - 0.001,
+                )
+                if backlog is None:
+                    backlog = count - visible
+                if visible >= count:
+                    break
+                await asyncio.sleep(POLL_PERIOD_S)
+            rows = await conn.fetch(
+                f"SELECT sent, committed FROM {last_table} WHERE sent >= $1",  # noqa: S608
+                start - 0.001,
+            )
+            drained_at = max((r["committed"] for r in rows), default=step_end)
+            drain = drained_at - step_end if visible >= count else None
+            cpu = {
+                n: tree_cpu_used(before, tree_cpu_seconds(pids[n])) * 1000 / max(count, 1)
+                for n, before in cpu_before.items()
+            }
+            lat = [(r["committed"] - r["sent"]) * 1000 for r in rows]
+            step = summarize(rate, lat, [], count, 0, backlog or 0, max(drain or 0, 0), cpu)
+            if drain is None:
+                step["drain_s"] = None
+                step["sustained"] = False
+            log(f"baseline {rate}/s: {json.dumps(step)}")
+            results.append(step)
+            if drain is None:
+                break
+            await asyncio.sleep(2)
+    finally:
+        first.stdin.close()
+        for proc in procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 10)
+        await conn.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", default=",".join(map(str, STEPS)))
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--skip-baseline", action="store_true")
+    args = parser.parse_args()
+    steps = [int(s) for s in args.steps.split(",")]
+    measured = asyncio.run(measure(steps, args.seconds, not args.skip_baseline))
+    stack, base = measured["steps"], measured["baseline_steps"]
+    result: dict[str, Any] = {
+        "steps": stack,
+        "baseline_steps": base,
+        "sustained_capacity": capacity(stack),
+        "baseline_sustained_capacity": capacity(base) if base else None,
+    }
+    if base:
+        result["capacity_ratio"] = (
+            round(result["sustained_capacity"] / result["baseline_sustained_capacity"], 3)
+            if result["baseline_sustained_capacity"]
+            else None
+        )
+        by_rate = {s["rate"]: s for s in base}
+        result["p99_ratio_by_rate"] = {
+            s["rate"]: round(
+                s["form_to_snapshot_p99_ms"] / by_rate[s["rate"]]["form_to_snapshot_p99_ms"], 2
+            )
+            for s in stack
+            if s["rate"] in by_rate
+            and s["form_to_snapshot_p99_ms"]
+            and by_rate[s["rate"]]["form_to_snapshot_p99_ms"]
+        }
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    (RESULTS_DIR / f"pipeline-capacity-{stamp}.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    print(f"sustained capacity: {result['sustained_capacity']} leads/s")
+    if base:
+        print(
+            f"baseline (bare aiokafka + asyncpg) sustained capacity: "
+            f"{result['baseline_sustained_capacity']} leads/s; "
+            f"ratio {result.get('capacity_ratio')}"
+        )
+
+
+if __name__ == "__main__":
+    main()
