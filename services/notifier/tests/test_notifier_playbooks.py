@@ -6,7 +6,7 @@ from uuid import uuid4
 import pytest
 from pydantic import ValidationError
 
-from funnel_contracts import ActivityRecorded, LeadScored, StageChanged
+from funnel_contracts import ActivityRecorded, LeadScored, StageChanged, examples
 from notifier.playbooks.catalog import default_playbooks
 from notifier.playbooks.models import Playbook, plans_for
 from notifier.playbooks.models.templates import check, shipped
@@ -16,14 +16,11 @@ LEAD = uuid4()
 
 
 def _changed(from_stage: str | None, to_stage: str, position: int) -> StageChanged:
-    return StageChanged(
+    return examples.stage_changed(
         lead_id=LEAD,
-        funnel_id="digital-sales",
-        funnel_version=1,
         from_stage=from_stage,
         to_stage=to_stage,
         to_stage_position=position,
-        reason="test",
         changed_at=NOW,
     )
 

@@ -10,7 +10,7 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 
-from funnel_contracts import LeadCaptured, LeadCapturedV2, LeadUpdatedV2
+from funnel_contracts import LeadCapturedV2, LeadUpdatedV2, examples
 from funnel_contracts.lead_reader import lead_details
 from funnel_contracts.sealed import PersonalData, SealError, key_to_text, new_data_key, seal
 from notifier.channels.smtp import without_addresses
@@ -63,15 +63,7 @@ def _keys(answer: httpx.Response | Exception, seen: list[httpx.Request] | None =
 
 
 def test_a_v1_event_gives_its_plain_contact_without_asking_for_a_key() -> None:
-    event = LeadCaptured(
-        lead_id=uuid4(),
-        submission_id=uuid4(),
-        form_id="demo",
-        funnel_id="digital-sales",
-        email="grace@example.com",
-        first_name="Grace",
-        captured_at=NOW,
-    )
+    event = examples.lead_captured(email="grace@example.com", first_name="Grace", captured_at=NOW)
     details = lead_details(event)
     assert details is not None
     assert not details.needs_key

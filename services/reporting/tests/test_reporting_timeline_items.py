@@ -13,10 +13,10 @@ import pytest
 from funnel_contracts import (
     ActivityRecorded,
     EventData,
-    LeadCaptured,
     LeadErased,
     StageChanged,
     TouchSent,
+    examples,
 )
 from reporting.domain.windows import window_counters
 from reporting.projection.models.contributions import contributions
@@ -28,15 +28,8 @@ T0 = datetime(2026, 9, 10, 8, 15, tzinfo=UTC)
 
 
 def _stage(name: str, position: int, at: datetime) -> StageChanged:
-    return StageChanged(
-        lead_id=LEAD,
-        funnel_id="f",
-        funnel_version=1,
-        from_stage=None,
-        to_stage=name,
-        to_stage_position=position,
-        reason="rule",
-        changed_at=at,
+    return examples.stage_changed(
+        lead_id=LEAD, funnel_id="f", to_stage=name, to_stage_position=position, changed_at=at
     )
 
 
@@ -52,12 +45,9 @@ def _activity(kind: str, at: datetime, **extra: object) -> ActivityRecorded:
 
 
 def test_a_capture_keeps_form_source_and_utm_and_no_contact_details() -> None:
-    event = LeadCaptured(
+    event = examples.lead_captured(
         lead_id=LEAD,
-        submission_id=uuid4(),
-        form_id="demo",
         funnel_id="f",
-        email="ada@example.com",
         phone="+46701234567",
         first_name="Ada",
         landing_page="https://shop.example/lp?email=ada@example.com#x",

@@ -16,16 +16,13 @@ def new_public_key() -> str:
     return f"pk_{secrets.token_urlsafe(18)}"
 
 
+# The form's columns that are its fields under the same names (its settings are `definition`).
+_FORM_COLUMNS = ("id", "funnel_id", "name", "public_key", "created_at", "updated_at")
+
+
 def _form(row: Any) -> Form:
-    return Form(
-        id=row["id"],
-        funnel_id=row["funnel_id"],
-        name=row["name"],
-        public_key=row["public_key"],
-        settings=FormSettings.model_validate(row["definition"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+    settings = FormSettings.model_validate(row["definition"])
+    return Form(settings=settings, **{column: row[column] for column in _FORM_COLUMNS})
 
 
 async def get_form(conn: asyncpg.Connection, form_id: str) -> Form | None:

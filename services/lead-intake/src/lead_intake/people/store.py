@@ -90,7 +90,8 @@ async def find(conn: asyncpg.Connection, search: Search) -> list[PersonFound]:
         # The first word's entries are a range of the primary key, in lead id order: read
         # until the page is full, each candidate checked for the other words by a key probe.
         # Nothing aggregates every match, so a 2-letter prefix costs what a rare one does.
-        """SELECT l.id, l.created_at, l.updated_at, l.email, l.phone, l.first_name, l.last_name
+        """SELECT l.id AS lead_id, l.created_at, l.updated_at,
+                  l.email, l.phone, l.first_name, l.last_name
            FROM (SELECT t.lead_id FROM lead_search_terms t
                  WHERE t.digest = $1 AND t.lead_id > $3
                    AND NOT EXISTS (
@@ -106,18 +107,7 @@ async def find(conn: asyncpg.Connection, search: Search) -> list[PersonFound]:
         search.after or _BEFORE_ALL,
         search.limit + 1,
     )
-    return [
-        PersonFound(
-            lead_id=r["id"],
-            created_at=r["created_at"],
-            updated_at=r["updated_at"],
-            email=r["email"],
-            phone=r["phone"],
-            first_name=r["first_name"],
-            last_name=r["last_name"],
-        )
-        for r in rows
-    ]
+    return [PersonFound.model_validate(dict(r)) for r in rows]  # the columns are its fields
 
 
 async def lock_contact(conn: asyncpg.Connection, lead_id: UUID) -> Contact | bool | None:

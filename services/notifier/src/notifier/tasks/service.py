@@ -20,19 +20,16 @@ from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
 from notifier.tasks import store
 from notifier.tasks.models import Cursor, PreconditionFailed, TaskStatus, if_match_allows, public
 
+# The task's own columns the event carries under the same names.
+_EVENT_COLUMNS = ("lead_id", "title", "status", "assignee", "due_at", "playbook", "version")
+
 
 def _updated(task: dict[str, Any], actor: str | None) -> TaskUpdated:
     return TaskUpdated(
-        lead_id=task["lead_id"],
         task_id=task["id"],
-        title=task["title"],
-        status=task["status"],
-        assignee=task["assignee"],
-        due_at=task["due_at"],
-        playbook=task["playbook"],
-        version=task["version"],
         actor=actor,
         updated_at=task["updated_at"],
+        **{column: task[column] for column in _EVENT_COLUMNS},
     )
 
 

@@ -1,0 +1,41 @@
+"""Example events for tests: valid contract events with plain defaults, any field overridden.
+
+One place builds sample events, so a test says only what matters to it (`stage_changed(
+to_stage="desire")`) and a contract change is made here once, not in every service's tests.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import uuid4
+
+from funnel_contracts.events import LeadCaptured, StageChanged
+
+
+def stage_changed(**fields: Any) -> StageChanged:
+    """A lead entered a stage (a first entry from nowhere unless `from_stage` says)."""
+    defaults: dict[str, Any] = {
+        "lead_id": uuid4(),
+        "funnel_id": "digital-sales",
+        "funnel_version": 1,
+        "from_stage": None,
+        "to_stage": "awareness",
+        "to_stage_position": 0,
+        "reason": "test",
+        "changed_at": datetime.now(UTC),
+    }
+    return StageChanged(**(defaults | fields))
+
+
+def lead_captured(**fields: Any) -> LeadCaptured:
+    """A person captured by the demo form (v1: the personal data in clear)."""
+    defaults: dict[str, Any] = {
+        "lead_id": uuid4(),
+        "submission_id": uuid4(),
+        "form_id": "demo",
+        "funnel_id": "digital-sales",
+        "email": "ada@example.com",
+        "captured_at": datetime.now(UTC),
+    }
+    return LeadCaptured(**(defaults | fields))
