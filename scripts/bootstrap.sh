@@ -15,6 +15,7 @@ compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgres
 "$PYTHON" -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)  # the load generator of bench/
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # the browser of the embed.js e2e tests
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)  # promtool: the alert rules' unit tests (deploy/k8s/monitoring)
 
 if ((${#missing[@]})); then
   echo "bootstrap: installing system packages: ${missing[*]}"
