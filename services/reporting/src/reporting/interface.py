@@ -34,6 +34,25 @@ INTERFACE = ServiceInterface(
             made_by=(API,),
         ),
     ),
-    # The dashboard and the leads workspace pages, and their scripts (dashboard/routes.py).
-    public_routes=("/dashboard", "/dashboard/leads", "/dashboard/lead", "/dashboard/static"),
+    # The dashboard and the leads workspace pages, their scripts (dashboard/routes.py), and what
+    # the pages call on their own origin, each with the caller's key: the reports, a lead's
+    # timeline, and the workspace's allow-listed pass-through (decision 0026).
+    public_routes=(
+        "/dashboard",
+        "/dashboard/leads",
+        "/dashboard/lead",
+        "/dashboard/static",
+        "/v1/funnels",
+        "/v1/funnels/{funnel_id}/snapshot",
+        "/v1/funnels/{funnel_id}/conversion",
+        "/v1/funnels/{funnel_id}/conversion-over-time",
+        "/v1/funnels/{funnel_id}/time-in-stage",
+        "/v1/funnels/{funnel_id}/time-to-convert",
+        "/v1/funnels/{funnel_id}/interactions-before-purchase",
+        "/v1/funnels/{funnel_id}/touch-effectiveness",
+        "/v1/funnels/{funnel_id}/revenue",
+        "/v1/leads/{lead_id}/timeline",
+        "/workspace/api/whoami",
+        "/workspace/api/{service_name}/{path:path}",
+    ),
 )
