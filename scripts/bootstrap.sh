@@ -15,7 +15,6 @@ compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgres
 "$PYTHON" -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)  # the load generator of bench/
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # the browser of the embed.js e2e tests
-command -v promtool >/dev/null 2>&1 || missing+=(prometheus)  # promtool: the alert rules' unit tests (deploy/k8s/monitoring)
 
 if ((${#missing[@]})); then
   echo "bootstrap: installing system packages: ${missing[*]}"
@@ -46,6 +45,21 @@ if [[ ! -x $kustomize_dir/kustomize ]]; then
     go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
 fi
 ln -sf "$kustomize_dir/kustomize" .venv/bin/kustomize
+
+# promtool (the alert rules' unit tests, deploy/k8s/monitoring): taken out of Debian's
+# prometheus package, cached; the package itself is not installed (no Prometheus server runs).
+promtool_dir="$cache/promtool"
+if [[ ! -x $promtool_dir/usr/bin/promtool ]]; then
+  echo "bootstrap: fetching promtool from Debian's prometheus package"
+  rm -rf "$promtool_dir" && mkdir -p "$promtool_dir"
+  as_root=""
+  [[ $(id -u) -eq 0 ]] || as_root="sudo"
+  (cd "$promtool_dir" \
+    && { apt-get download prometheus >/dev/null 2>&1 \
+         || { $as_root apt-get update -qq && apt-get download prometheus >/dev/null; }; } \
+    && dpkg-deb -x prometheus_*.deb . && rm prometheus_*.deb)
+fi
+ln -sf "$promtool_dir/usr/bin/promtool" .venv/bin/promtool
 
 .venv/bin/python -c "from funnel_devstack.kafka import default_cache_dir, ensure_kafka_jars as e; e(default_cache_dir())"
 echo "bootstrap: ready"

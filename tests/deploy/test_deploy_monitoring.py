@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,10 @@ ALERTS = {
 
 
 def promtool() -> str:
-    found = shutil.which("promtool")
-    assert found, "promtool is missing: run scripts/bootstrap.sh (Debian's prometheus package)"
+    """promtool as scripts/bootstrap.sh installs it (next to the venv's python), or on PATH."""
+    beside = Path(sys.executable).parent / "promtool"
+    found = str(beside) if beside.is_file() else shutil.which("promtool")
+    assert found, "promtool is missing: run scripts/bootstrap.sh"
     return found
 
 
