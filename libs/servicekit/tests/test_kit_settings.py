@@ -87,7 +87,7 @@ def test_workers_and_migrations_run_without_an_admin_key_in_production() -> None
         ServiceSettings(environment="production", run_api=True, run_workers=False)
 
 
-def test_kafka_clients_are_plaintext_by_default_and_tls_with_scram_when_told(
+async def test_kafka_clients_are_plaintext_by_default_and_tls_with_scram_when_told(
     monkeypatch: pytest.MonkeyPatch, tmp_path: pytest.TempPathFactory
 ) -> None:
     import ssl
@@ -108,6 +108,17 @@ def test_kafka_clients_are_plaintext_by_default_and_tls_with_scram_when_told(
     assert options["sasl_plain_password"] == "s3cret-from-strimzi"
     assert isinstance(options["ssl_context"], ssl.SSLContext)
     assert options["ssl_context"].verify_mode == ssl.CERT_REQUIRED
+    # aiokafka takes them as they are (its constructors check protocol and mechanism).
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from funnel_servicekit.kafka import create_producer
+
+    producer = create_producer("broker:9093", "test")
+    assert producer.client._security_protocol == "SASL_SSL"
+    assert producer.client._sasl_mechanism == "SCRAM-SHA-512"
+    AIOKafkaAdminClient(bootstrap_servers="broker:9093", **options)
+    AIOKafkaConsumer(bootstrap_servers="broker:9093", **options)
     # The service's settings carry the same fields, so that a bad value stops the start.
     settings = ServiceSettings()
     assert settings.kafka_sasl_username == "stage-tracker"
