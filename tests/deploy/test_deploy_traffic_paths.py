@@ -61,6 +61,28 @@ def test_the_paths_named_in_the_issue_are_needed_and_open() -> None:
     assert ("Deployment/lead-intake", "Deployment/stage-tracker", 8002) in dev.allowed()
 
 
+def test_every_address_the_code_can_be_given_is_declared() -> None:
+    """A setting naming somewhere to connect (`*_url`, `*_host`, `*_servers`) is the setting of
+    a declared connection: a new one fails here until it is declared (and then the policies
+    are checked against it)."""
+    from funnel_contracts.topology import KIT_CONNECTIONS
+    from tests.deploy.service_catalog import SERVICES
+    from tests.deploy.traffic import INTERFACES
+
+    inbound_only = {"FUNNEL_PUBLIC_BASE_URL", "FUNNEL_HTTP_HOST"}  # where others reach us
+    for name, service in SERVICES.items():
+        interface = INTERFACES[name]
+        declared = {c.setting for c in (*KIT_CONNECTIONS, *interface.connections)}
+        declared |= {c.port_setting for c in interface.connections if c.port_setting}
+        declared |= {c.setting for c in interface.calls}
+        addresses = {
+            f"FUNNEL_{field.upper()}"
+            for field in service.settings.model_fields
+            if field.endswith(("_url", "_host", "_servers"))
+        }
+        assert addresses - inbound_only <= declared, (name, addresses - inbound_only - declared)
+
+
 # -- the test of the test: broken overlays fail ---------------------------------------------
 
 

@@ -38,6 +38,14 @@ INTERFACE = ServiceInterface(
             made_by=(WORKER,),
             port=443,
         ),
+        # touches/worker.py: a sales task is also posted to this receiver, when one is set.
+        Connection(
+            "sales-task-webhook",
+            "sales tasks to the team's tool",
+            "FUNNEL_SALES_TASK_WEBHOOK_URL",
+            made_by=(WORKER,),
+            when="FUNNEL_SALES_TASK_WEBHOOK_URL",
+        ),
     ),
     public_routes=("/t/u/{token}", "/t/o/{token}", "/t/c/{token}"),
 )
