@@ -2,7 +2,8 @@
 #   docker run funnel python -m lead_intake serve      (or: migrate)
 # Build: docker build -t funnel:0.1.0 .
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# Pinned by digest (the tag moves with every rebuild upstream); bump tag and digest together.
+ARG PYTHON_IMAGE=python:3.11.10-slim-bookworm@sha256:5148c0e4bbb64271bca1d3322360ebf4bfb7564507ae32dd639322e4952a6b16
 
 # -- build: install the workspace packages (not editable) into one virtualenv -----------------
 FROM ${PYTHON_IMAGE} AS build

@@ -1,5 +1,5 @@
 # The common commands. `make run` and `make test` set up whatever is missing first.
-.PHONY: setup run up down demo test test-unit test-integration test-e2e test-fault lint format typecheck schemas tour bench lock clean audit
+.PHONY: image setup run up down demo test test-unit test-integration test-e2e test-fault lint format typecheck schemas tour bench lock clean audit
 
 VENV := .venv/bin
 PYTEST := $(VENV)/python -m pytest
@@ -51,6 +51,13 @@ tour:  ## redraw the README's tour from the topic registry and the services' int
 
 schemas:  ## regenerate libs/contracts/schemas (refuses incompatible changes)
 	$(VENV)/python -m funnel_contracts.schemas
+
+IMAGE ?= funnel:0.1.0
+image:  ## build the image: docker (with a daemon) or buildah; else replay the Dockerfile's steps and start a service
+	@if docker info >/dev/null 2>&1; then docker build -t $(IMAGE) .; \
+	elif command -v buildah >/dev/null 2>&1; then buildah bud --layers -t $(IMAGE) .; \
+	else echo "image: no Docker daemon and no buildah here: replaying the Dockerfile's build into a clean virtualenv and starting a service from it"; \
+	  $(PYTEST) tests/deploy/test_deploy_image_replay.py -q; fi
 
 audit: setup  ## pip-audit of every pinned version; says so when the vulnerability service is unreachable
 	$(VENV)/python scripts/dependency_audit.py

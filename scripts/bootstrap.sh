@@ -46,5 +46,20 @@ if [[ ! -x $kustomize_dir/kustomize ]]; then
 fi
 ln -sf "$kustomize_dir/kustomize" .venv/bin/kustomize
 
+# promtool (the alert rules' unit tests, deploy/k8s/monitoring): taken out of Debian's
+# prometheus package, cached; the package itself is not installed (no Prometheus server runs).
+promtool_dir="$cache/promtool"
+if [[ ! -x $promtool_dir/usr/bin/promtool ]]; then
+  echo "bootstrap: fetching promtool from Debian's prometheus package"
+  rm -rf "$promtool_dir" && mkdir -p "$promtool_dir"
+  as_root=""
+  [[ $(id -u) -eq 0 ]] || as_root="sudo"
+  (cd "$promtool_dir" \
+    && { apt-get download prometheus >/dev/null 2>&1 \
+         || { $as_root apt-get update -qq && apt-get download prometheus >/dev/null; }; } \
+    && dpkg-deb -x prometheus_*.deb . && rm prometheus_*.deb)
+fi
+ln -sf "$promtool_dir/usr/bin/promtool" .venv/bin/promtool
+
 .venv/bin/python -c "from funnel_devstack.kafka import default_cache_dir, ensure_kafka_jars as e; e(default_cache_dir())"
 echo "bootstrap: ready"

@@ -53,6 +53,8 @@ BY_MODULE = {s.module: s for s in SERVICES.values()}
 
 # Read by the OpenTelemetry SDK, not by Settings (docs/settings-common.md).
 OTEL_VARIABLES = {"OTEL_EXPORTER_OTLP_ENDPOINT"}
+# Read by uvicorn, which the kit starts (funnel_servicekit.cli): whose X-Forwarded-* to trust.
+UVICORN_VARIABLES = {"FORWARDED_ALLOW_IPS"}
 
 
 @functools.cache

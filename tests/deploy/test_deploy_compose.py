@@ -114,3 +114,31 @@ def test_every_command_compose_runs_exists_in_the_service_cli(
             main([subcommand, "--help"])
         assert exited.value.code == 0, f"python -m {module} {subcommand}"
     assert "usage:" in capsys.readouterr().out
+
+
+def test_kafka_keeps_its_data_on_its_volume() -> None:
+    kafka = _compose()["services"]["kafka"]
+    log_dirs = kafka["environment"]["KAFKA_LOG_DIRS"].split(",")
+    mounts = [v.split(":")[1] for v in kafka["volumes"]]
+    named_volumes = set(_compose()["volumes"])
+    for directory in log_dirs:
+        [mount] = [m for m in mounts if directory == m or directory.startswith(m + "/")]
+        [volume] = [v.split(":")[0] for v in kafka["volumes"] if v.split(":")[1] == mount]
+        assert volume in named_volumes, f"{directory} is not on a named volume"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_setting_whose_default_is_the_container_itself_is_set(name: str) -> None:
+    """In a container 127.0.0.1 is the container: a setting that defaults to a loopback
+    address (the database, Kafka, the SMTP relay, another service's API) must be given."""
+    service = SERVICES[name]
+    env = {k: _resolved(str(v)) for k, v in _compose()["services"][name]["environment"].items()}
+    required = set()
+    for field, info in service.settings.model_fields.items():
+        default = str(info.get_default(call_default_factory=True))
+        if field != "http_host" and re.search(r"(^|[/@])(127\.0\.0\.1|localhost)([:/]|$)", default):
+            required.add(f"FUNNEL_{field.upper()}")
+    assert "FUNNEL_DATABASE_URL" in required
+    missing = required - set(env)
+    assert not missing, f"{name}: settings left pointing at the container itself: {missing}"
+    assert env.get("FUNNEL_HTTP_HOST") == "0.0.0.0"

@@ -20,14 +20,25 @@ from tests.deploy.rendering import (
     render,
     schema_errors,
 )
-from tests.deploy.service_catalog import BY_MODULE, OTEL_VARIABLES, SERVICES
+from tests.deploy.service_catalog import (
+    BY_MODULE,
+    OTEL_VARIABLES,
+    SERVICES,
+    UVICORN_VARIABLES,
+)
 
 # Custom resources whose CRD no package registry serves: checked structurally below instead.
 UNVENDORED_KINDS = {
     ("kafka.strimzi.io/v1", "Kafka"),
     ("kafka.strimzi.io/v1", "KafkaNodePool"),
     ("kafka.strimzi.io/v1", "KafkaTopic"),
+    ("kafka.strimzi.io/v1", "KafkaUser"),
     ("postgresql.cnpg.io/v1", "Cluster"),
+    ("postgresql.cnpg.io/v1", "Pooler"),
+    ("postgresql.cnpg.io/v1", "ScheduledBackup"),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
 }
 
 
@@ -57,7 +68,7 @@ def _container_env(manifests: list[Manifest], container: dict[str, Any]) -> dict
         elif var["name"] == "FUNNEL_API_KEYS":
             env[var["name"]] = "[]"
         elif var["name"] == "FUNNEL_DATABASE_URL":
-            env[var["name"]] = "postgresql://funnel:secret@funnel-db-rw:5432/funnel"
+            env[var["name"]] = "postgresql://funnel:secret@funnel-db-pooler:5432/funnel"
         else:
             env[var["name"]] = secrets.token_urlsafe(32)
     return env
@@ -142,7 +153,8 @@ def test_env_names_exist_in_the_settings_and_the_settings_accept_the_values(
         names = [e["name"] for e in container["env"]]
         assert len(names) == len(set(names)), f"duplicate env in {deployment['metadata']['name']}"
         env = _container_env(manifests, container)
-        unknown = {k for k in env if k not in service.env_names() | OTEL_VARIABLES}
+        known = service.env_names() | OTEL_VARIABLES | UVICORN_VARIABLES
+        unknown = {k for k in env if k not in known}
         assert not unknown, f"{deployment['metadata']['name']}: not a setting: {unknown}"
         for key in list(os.environ):
             if key.startswith("FUNNEL_"):
@@ -243,11 +255,59 @@ def test_prod_topics_are_exactly_the_contract_topics_and_workers_never_outscale_
         # The consumer group is the service's name (InboxConsumer group_id=service_name).
         group = so["spec"]["scaleTargetRef"]["name"].removesuffix("-worker")
         assert trigger["metadata"]["consumerGroup"] == group
-        assert trigger["metadata"]["bootstrapServers"] == "funnel-kafka-bootstrap:9092"
+        # KEDA's operator runs in its own namespace: the Service's full name, the TLS listener.
+        assert trigger["metadata"]["bootstrapServers"] == "funnel-kafka-bootstrap.funnel.svc:9093"
+        assert trigger["metadata"]["sasl"] == "scram_sha512"
+        assert trigger["metadata"]["tls"] == "enable"
+        auth = named(manifests, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+        assert {t["parameter"] for t in auth["spec"]["secretTargetRef"]} == {
+            "username",
+            "password",
+            "ca",
+        }
     hpas = {
         h["spec"]["scaleTargetRef"]["name"] for h in of_kind(manifests, "HorizontalPodAutoscaler")
     }
     assert hpas == set(SERVICES)
+
+
+def test_autoscaled_deployments_pin_no_replicas_and_the_cpu_target_means_load() -> None:
+    manifests = render("prod")
+    managed = {
+        h["spec"]["scaleTargetRef"]["name"] for h in of_kind(manifests, "HorizontalPodAutoscaler")
+    } | {s["spec"]["scaleTargetRef"]["name"] for s in of_kind(manifests, "ScaledObject")}
+    assert len(managed) == 7
+    for deployment in _funnel_deployments(manifests):
+        name = deployment["metadata"]["name"]
+        assert ("replicas" in deployment["spec"]) is (name not in managed), name
+    for hpa in of_kind(manifests, "HorizontalPodAutoscaler"):
+        target = named(manifests, "Deployment", hpa["spec"]["scaleTargetRef"]["name"])
+        request = target["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+        millicores = int(request["cpu"].removesuffix("m"))
+        [metric] = hpa["spec"]["metrics"]
+        # Scaling starts at 350m of real work, not at 70m (70 % of a 100m request).
+        assert millicores * metric["resource"]["target"]["averageUtilization"] / 100 >= 300
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_replicas_spread_over_zones_then_nodes(overlay: str) -> None:
+    manifests = render(overlay)
+    for deployment in _funnel_deployments(manifests):
+        pod = deployment["spec"]["template"]["spec"]
+        keys = [c["topologyKey"] for c in pod["topologySpreadConstraints"]]
+        assert keys == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        for c in pod["topologySpreadConstraints"]:
+            assert all(labels.get(k) == v for k, v in c["labelSelector"]["matchLabels"].items())
+            assert c["matchLabelKeys"] == ["pod-template-hash"]  # this Deployment's pods
+    if overlay == "prod":
+        [cluster] = of_kind(manifests, "Cluster")
+        [kafka] = of_kind(manifests, "Kafka")
+        for spread in (
+            cluster["spec"]["topologySpreadConstraints"],
+            kafka["spec"]["kafka"]["template"]["pod"]["topologySpreadConstraints"],
+        ):
+            assert spread[0]["topologyKey"] == "topology.kubernetes.io/zone"
 
 
 def test_prod_data_plane_matches_what_the_services_are_given() -> None:
@@ -256,32 +316,98 @@ def test_prod_data_plane_matches_what_the_services_are_given() -> None:
     [pool] = of_kind(manifests, "KafkaNodePool")
     assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
     assert set(pool["spec"]["roles"]) == {"broker", "controller"}
+    # One listener, TLS with SCRAM; authorization by ACLs.
     [listener] = kafka["spec"]["kafka"]["listeners"]
+    assert listener["tls"] is True
+    assert listener["authentication"] == {"type": "scram-sha-512"}
+    assert kafka["spec"]["kafka"]["authorization"] == {"type": "simple"}
     config = named(manifests, "ConfigMap", "funnel-config")["data"]
     assert config["FUNNEL_KAFKA_BOOTSTRAP_SERVERS"] == (
         f"{kafka['metadata']['name']}-kafka-bootstrap:{listener['port']}"
     )
+    assert config["FUNNEL_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert config["FUNNEL_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    users = {u["metadata"]["name"] for u in of_kind(manifests, "KafkaUser")}
+    for deployment in _funnel_deployments(manifests):
+        service = _service_of(deployment).name
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["FUNNEL_KAFKA_SASL_USERNAME"]["value"] == service
+        assert service in users
+        password = env["FUNNEL_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert password == {"name": service, "key": "password"}  # Strimzi's user Secret
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert config["FUNNEL_KAFKA_SSL_CAFILE"].rsplit("/", 1)[0] in mounts
+        # Each service's own database role, through the Pooler.
+        assert env["FUNNEL_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+            "name": f"funnel-{service}",
+            "key": "database-uri",
+        }
+
+
+def test_prod_database_is_backed_up_synchronous_and_pooled() -> None:
+    manifests = render("prod")
     [cluster] = of_kind(manifests, "Cluster")
-    app_secret = f"{cluster['metadata']['name']}-app"  # where CloudNativePG writes the URI
-    for workload, pod in pod_templates(manifests):
-        for container in pod.get("initContainers", []) + pod["containers"]:
-            for var in container.get("env", []):
-                if var["name"] == "FUNNEL_DATABASE_URL":
-                    assert var["valueFrom"]["secretKeyRef"] == {"name": app_secret, "key": "uri"}, (
-                        workload
-                    )
+    spec = cluster["spec"]
+    assert spec["instances"] == 3
+    assert spec["minSyncReplicas"] == 1 <= spec["maxSyncReplicas"]
+    store = spec["backup"]["barmanObjectStore"]
+    assert store["destinationPath"].startswith("s3://")
+    assert store["wal"]["compression"]  # the WAL archive: point-in-time recovery
+    assert spec["backup"]["retentionPolicy"] == "30d"
+    [scheduled] = of_kind(manifests, "ScheduledBackup")
+    assert scheduled["spec"]["cluster"]["name"] == cluster["metadata"]["name"]
+    assert scheduled["spec"]["method"] == "barmanObjectStore"
+    assert len(scheduled["spec"]["schedule"].split()) == 6  # CloudNativePG's: seconds first
+    # A role per service, owner of its schema (the services' db_schema).
+    roles = {r["name"] for r in spec["managed"]["roles"]}
+    schemas = {s.settings.model_fields["db_schema"].default for s in SERVICES.values()}
+    assert roles == schemas
+    sql = spec["bootstrap"]["initdb"]["postInitApplicationSQL"]
+    for schema in schemas:
+        assert f"CREATE SCHEMA {schema} AUTHORIZATION {schema}" in sql
+    [pooler] = of_kind(manifests, "Pooler")
+    assert pooler["spec"]["cluster"]["name"] == cluster["metadata"]["name"]
+    assert pooler["spec"]["type"] == "rw"
+    params = pooler["spec"]["pgbouncer"]["parameters"]
+    server_side = pooler["spec"]["instances"] * len(roles) * int(params["default_pool_size"])
+    assert server_side < int(spec["postgresql"]["parameters"]["max_connections"])
 
 
-def test_prod_ingress_exposes_the_public_paths_only() -> None:
+def test_prod_topics_are_owned_by_kafka_topic_resources_alone() -> None:
+    job = named(render("prod"), "Job", "funnel-migrate")
+    pod = job["spec"]["template"]["spec"]
+    for container in pod.get("initContainers", []) + pod["containers"]:
+        assert container["args"][-1] == "migrate", container["name"]
+    dev_job = named(render("dev"), "Job", "funnel-migrate")
+    assert "ensure_topics" in str(dev_job["spec"]["template"]["spec"]["containers"])
+
+
+def test_kafka_users_may_do_exactly_what_each_service_s_code_does() -> None:
+    from funnel_contracts.topics import dead_letter_topic
+    from tests.deploy.traffic import INTERFACES
+
+    users = {u["metadata"]["name"]: u for u in of_kind(render("prod"), "KafkaUser")}
+    for name, interface in INTERFACES.items():
+        granted: set[tuple[str, str, str]] = set()
+        for acl in users[name]["spec"]["authorization"]["acls"]:
+            for op in acl["operations"]:
+                granted.add((acl["resource"]["type"], acl["resource"]["name"], op))
+        expected = {("topic", t, op) for t in interface.produces for op in ("Write", "Describe")}
+        for t in interface.consumes:
+            expected |= {("topic", t, "Read"), ("topic", t, "Describe")}
+            expected |= {("topic", dead_letter_topic(t), o) for o in ("Write", "Describe")}
+        if interface.consumes:
+            expected.add(("group", name, "Read"))
+        assert granted == expected, name
+    assert {"funnel-redrive", "keda"} <= set(users)
+
+
+def test_prod_ingress_exposes_the_declared_public_routes_and_nothing_else() -> None:
+    from tests.deploy.traffic import INTERFACES
+
     [ingress] = of_kind(render("prod"), "Ingress")
-    public = {
-        ("lead-intake", "/v1/forms/{form_id}/submissions"),
-        ("lead-intake", "/v1/forms/{form_id}/embed.js"),
-        ("lead-intake", "/v1/activities"),
-        ("notifier", "/t/u/{token}"),
-        ("notifier", "/t/o/{token}"),
-        ("notifier", "/t/c/{token}"),
-    }
+    public = {(s, r) for s, i in INTERFACES.items() for r in i.public_routes}
     exposed = set()
     for rule in ingress["spec"]["rules"]:
         for path in rule["http"]["paths"]:
@@ -291,7 +417,27 @@ def test_prod_ingress_exposes_the_public_paths_only() -> None:
                 concrete = re.sub(r"\{[^}]+\}", "abc", route)
                 if pattern.match(concrete):
                     exposed.add((backend, route))
-    assert exposed <= public | {
-        ("reporting", p) for p in SERVICES["reporting"].route_paths() if p.startswith("/dashboard")
-    }
-    assert ("lead-intake", "/v1/forms/{form_id}/submissions") in exposed
+    assert exposed == public
+    for service, route in public:
+        assert route in SERVICES[service].route_paths(), (service, route)
+
+
+def test_the_public_edge_sees_visitors_and_serves_https_urls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import uvicorn
+
+    manifests = render("prod")
+    config = named(manifests, "ConfigMap", "funnel-config")["data"]
+    # uvicorn (the services' server) reads FORWARDED_ALLOW_IPS when the kit starts it.
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", config["FORWARDED_ALLOW_IPS"])
+    server = uvicorn.Config(app=lambda *_: None)
+    assert server.forwarded_allow_ips == config["FORWARDED_ALLOW_IPS"]
+    assert server.proxy_headers is True
+    intake = named(manifests, "Deployment", "lead-intake")
+    env = _container_env(manifests, intake["spec"]["template"]["spec"]["containers"][0])
+    [ingress] = of_kind(manifests, "Ingress")
+    host = ingress["spec"]["tls"][0]["hosts"][0]
+    assert env["FUNNEL_PUBLIC_BASE_URL"] == f"https://{host}"
+    notifier = named(manifests, "ConfigMap", "funnel-notifier-config")["data"]
+    assert notifier["FUNNEL_PUBLIC_BASE_URL"] == f"https://{host}"

@@ -79,3 +79,47 @@ def test_env_vars_are_read_with_the_funnel_prefix(monkeypatch: pytest.MonkeyPatc
 def test_unsafe_schema_names_are_refused(schema: str) -> None:
     with pytest.raises(ValidationError):
         ServiceSettings(db_schema=schema)
+
+
+def test_workers_and_migrations_run_without_an_admin_key_in_production() -> None:
+    assert ServiceSettings(environment="production", run_api=False).admin_api_key is None
+    with pytest.raises(ValidationError, match="FUNNEL_ADMIN_API_KEY"):
+        ServiceSettings(environment="production", run_api=True, run_workers=False)
+
+
+async def test_kafka_clients_are_plaintext_by_default_and_tls_with_scram_when_told(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pytest.TempPathFactory
+) -> None:
+    import ssl
+
+    from funnel_servicekit.kafka import client_security
+
+    assert client_security() == {"security_protocol": "PLAINTEXT"}
+    monkeypatch.setenv("FUNNEL_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    with pytest.raises(ValueError, match="FUNNEL_KAFKA_SASL_USERNAME"):
+        client_security()
+    assert ServiceSettings().kafka_security_protocol == "SASL_SSL"  # the migrations start
+    monkeypatch.setenv("FUNNEL_KAFKA_SASL_USERNAME", "stage-tracker")
+    monkeypatch.setenv("FUNNEL_KAFKA_SASL_PASSWORD", "s3cret-from-strimzi")
+    options = client_security()
+    assert options["security_protocol"] == "SASL_SSL"
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert options["sasl_plain_username"] == "stage-tracker"
+    assert options["sasl_plain_password"] == "s3cret-from-strimzi"
+    assert isinstance(options["ssl_context"], ssl.SSLContext)
+    assert options["ssl_context"].verify_mode == ssl.CERT_REQUIRED
+    # aiokafka takes them as they are (its constructors check protocol and mechanism).
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from funnel_servicekit.kafka import create_producer
+
+    producer = create_producer("broker:9093", "test")
+    assert producer.client._security_protocol == "SASL_SSL"
+    assert producer.client._sasl_mechanism == "SCRAM-SHA-512"
+    AIOKafkaAdminClient(bootstrap_servers="broker:9093", **options)
+    AIOKafkaConsumer(bootstrap_servers="broker:9093", **options)
+    # The service's settings carry the same fields, so that a bad value stops the start.
+    settings = ServiceSettings()
+    assert settings.kafka_sasl_username == "stage-tracker"
+    assert client_security(settings)["sasl_plain_username"] == "stage-tracker"

@@ -25,14 +25,41 @@ def event_types_of(topic: str) -> list[str]:
     return [t for t, model in EVENT_MODELS.items() if model.topic == topic]
 
 
+# The two parts of every service, each its own Deployment on Kubernetes: the API
+# (FUNNEL_RUN_API) and the loops (FUNNEL_RUN_WORKERS: outbox relay, consumers, senders).
+API = "api"
+WORKER = "worker"
+PARTS = (API, WORKER)
+
+
 @dataclass(frozen=True)
 class HttpCall:
-    """A call one service makes to another's API, and the setting that says where."""
+    """A call one service makes to another's API, and the setting that says where.
+    `made_by`: the parts whose code makes it (the network policies open it for those only)."""
 
     service: str
     request: str
     purpose: str
     setting: str
+    made_by: tuple[str, ...] = (API,)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A connection a service's code opens to something that is not one of the services:
+    the destination is wherever `setting` points (a URL, a host, `host:port`, or a list of
+    hosts where empty means any public host), on the port in `port_setting` or `port`.
+    `when`: the setting that switches the code on (the connection is needed only where it
+    is set)."""
+
+    to: str
+    purpose: str
+    setting: str
+    made_by: tuple[str, ...] = PARTS
+    port_setting: str | None = None
+    when: str | None = None
+    # The port when the setting names hosts only (a URL's own port or scheme's wins).
+    port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +72,47 @@ class ServiceInterface:
     produces: tuple[str, ...]
     consumes: tuple[str, ...]
     calls: tuple[HttpCall, ...] = field(default=())
+    connections: tuple[Connection, ...] = field(default=())
+    # The API routes the internet reaches through the Ingress (public pages, posts, links).
+    public_routes: tuple[str, ...] = field(default=())
+
+
+# Connections every part of every service opens through the kit (funnel_servicekit): the
+# asyncpg pool (db.py), the Kafka producer and consumers (kafka.py, inbox.py), and the
+# OpenTelemetry exporter when OTEL_EXPORTER_OTLP_ENDPOINT is set (telemetry.py).
+KIT_CONNECTIONS: tuple[Connection, ...] = (
+    Connection("postgresql", "each service's schema", "FUNNEL_DATABASE_URL"),
+    Connection("kafka", "outbox relay, consumers, readiness", "FUNNEL_KAFKA_BOOTSTRAP_SERVERS"),
+    Connection(
+        "otlp",
+        "traces",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        when="OTEL_EXPORTER_OTLP_ENDPOINT",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class InboundPath:
+    """A caller from outside the services: who, to which parts, on which port."""
+
+    caller: str
+    purpose: str
+    parts: tuple[str, ...]
+    port: str  # "http": the service's own port
+
+
+# What reaches the services from outside them (the kit serves /metrics, /healthz and /readyz
+# on every part; funnel_servicekit.service_app).
+INBOUND_PATHS: tuple[InboundPath, ...] = (
+    InboundPath("prometheus", "scrapes /metrics", PARTS, "http"),
+    InboundPath("internal-clients", "teams' tools call the APIs with their keys", (API,), "http"),
+    InboundPath("ingress", "the public_routes of a service behind the Ingress", (API,), "http"),
+)
+
+# Who else reaches Kafka: KEDA reads the consumer groups' lag (its kafka triggers), and the
+# dead-letter redrive (funnel_servicekit.redrive, run as a one-off pod by the runbook).
+KAFKA_CLIENTS_BESIDE_THE_SERVICES: tuple[str, ...] = ("keda", "redrive")
 
 
 def _node(name: str) -> str:

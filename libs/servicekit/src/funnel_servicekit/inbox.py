@@ -34,7 +34,12 @@ from funnel_contracts.events import EVENT_MODELS
 from funnel_contracts.topics import dead_letter_topic
 from funnel_servicekit import metrics
 from funnel_servicekit.db import DATABASE_UNREACHABLE
-from funnel_servicekit.kafka import FATAL_PRODUCER_ERRORS, ProducerFactory, RenewableProducer
+from funnel_servicekit.kafka import (
+    FATAL_PRODUCER_ERRORS,
+    ProducerFactory,
+    RenewableProducer,
+    client_security,
+)
 from funnel_servicekit.telemetry import context_from_headers
 
 log = logging.getLogger(__name__)
@@ -153,6 +158,7 @@ class InboxConsumer:
             isolation_level="read_committed",
             # Across all assigned partitions: a batch handler gains from larger fetches.
             max_poll_records=self.max_poll_records,
+            **client_security(),
         )
 
     def stop(self) -> None:

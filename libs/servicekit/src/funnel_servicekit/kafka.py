@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import OutOfOrderSequenceNumber, ProducerFenced, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 
 from funnel_contracts.topics import all_topics_with_dead_letters
+from funnel_servicekit.settings import KafkaClientSettings
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +23,28 @@ log = logging.getLogger(__name__)
 # new producer, with a new producer id, can send again.
 FATAL_PRODUCER_ERRORS: tuple[type[BaseException], ...] = (OutOfOrderSequenceNumber, ProducerFenced)
 ProducerFactory = Callable[[], AIOKafkaProducer]
+
+
+def client_security(settings: KafkaClientSettings | None = None) -> dict[str, Any]:
+    """The keyword arguments every aiokafka client of the kit is made with: plaintext, or TLS
+    (with the CA of FUNNEL_KAFKA_SSL_CAFILE) and SASL/SCRAM credentials, as the
+    FUNNEL_KAFKA_* settings say (read from the environment when none are given)."""
+    settings = settings or KafkaClientSettings()
+    options: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(cafile=settings.kafka_ssl_cafile)
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        # Checked here, when a client is made: the migrations run with the same settings and
+        # never connect to Kafka.
+        if not (settings.kafka_sasl_username and settings.kafka_sasl_password):
+            raise ValueError(
+                "FUNNEL_KAFKA_SASL_USERNAME and FUNNEL_KAFKA_SASL_PASSWORD are required with "
+                f"FUNNEL_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol}"
+            )
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return options
 
 
 def create_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
@@ -31,6 +56,7 @@ def create_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
         acks="all",
         linger_ms=5,
         request_timeout_ms=30000,
+        **client_security(),
     )
 
 
@@ -38,7 +64,7 @@ async def ensure_topics(
     bootstrap_servers: str, partitions: int = 6, replication_factor: int = 1
 ) -> list[str]:
     """Create every funnel topic and its dead-letter topic that does not exist yet."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client_security())
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -21,7 +21,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from funnel_contracts.topics import dead_letter_topic
-from funnel_servicekit.kafka import create_producer
+from funnel_servicekit.kafka import client_security, create_producer
 
 DLQ_HEADER_PREFIX = "dlq_"
 
@@ -50,6 +50,7 @@ async def redrive(
         group_id=f"funnel-redrive.{topic}",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        **client_security(),
     )
     producer = create_producer(bootstrap_servers, "funnel-redrive")
     await consumer.start()

@@ -31,7 +31,22 @@ class ApiKeyEntry(BaseModel):
     scopes: frozenset[str]
 
 
-class ServiceSettings(BaseSettings):
+class KafkaClientSettings(BaseSettings):
+    """How every Kafka client of the kit connects (funnel_servicekit.kafka.client_security):
+    plaintext by default (the local stack), or TLS with SCRAM credentials (a cluster)."""
+
+    model_config = SettingsConfigDict(env_prefix="FUNNEL_", extra="ignore")
+
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = Field(
+        default=None, description="PEM file of the CA that signed the brokers' certificates."
+    )
+
+
+class ServiceSettings(KafkaClientSettings):
     """Base settings; each service subclasses it with its own fields and defaults."""
 
     model_config = SettingsConfigDict(env_prefix="FUNNEL_", extra="ignore")
@@ -73,7 +88,8 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> ServiceSettings:
-        if self.environment == "production":
+        # Only an API serves keys: the workers and the migrations run without an admin key.
+        if self.environment == "production" and self.run_api:
             key = self.admin_api_key.get_secret_value() if self.admin_api_key else ""
             if _weak_key(key):
                 raise ValueError("FUNNEL_ADMIN_API_KEY must be a random key of 24+ characters")

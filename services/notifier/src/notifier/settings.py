@@ -85,7 +85,8 @@ class NotifierSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> NotifierSettings:
-        if self.environment == "production":
+        # The migrations (neither API nor loops) sign nothing and read no data keys.
+        if self.environment == "production" and (self.run_api or self.run_workers):
             if self.link_signing_key.get_secret_value() == DEV_LINK_KEY:
                 raise ValueError("set FUNNEL_LINK_SIGNING_KEY in production")
             if self.webhook_signing_secret.get_secret_value().startswith("development-only"):
