@@ -119,7 +119,14 @@ async def _schedule(
 ) -> None:
     conn = uow.conn
     books = await playbooks.playbooks(conn)
-    plans = plans_for(books, event, cause_id=cause_id, current_stage=stage, funnel_id=funnel_id)
+    plans = plans_for(
+        books,
+        event,
+        cause_id=cause_id,
+        current_stage=stage,
+        funnel_id=funnel_id,
+        now=datetime.now(UTC),
+    )
     # The consume span's context: the send joins the trace that began at the form post.
     trace_context = current_trace_headers()
     scheduled = 0
@@ -127,7 +134,10 @@ async def _schedule(
         if await store.schedule(
             conn, event.lead_id, plan, cause_event_id=cause_id, trace_context=trace_context
         ):
-            scheduled += 1
+            if plan.stale:
+                metrics.TOUCH_OUTCOMES.labels(plan.channel, "skipped").inc()
+            else:
+                scheduled += 1
     if scheduled:
         await notify(conn, TOUCHES_CHANNEL)
 
@@ -367,7 +377,8 @@ async def next_due_in(pool: asyncpg.Pool) -> float | None:
 
 
 async def touches_of(conn: asyncpg.Connection, lead_id: UUID) -> list[dict[str, Any]]:
-    """Every touch of a lead: scheduled, sent, suppressed or cancelled (with why), failed."""
+    """Every touch of a lead: scheduled, sent, suppressed, cancelled or skipped (with why),
+    failed."""
     return await store.touches_of(conn, lead_id)
 
 
