@@ -130,3 +130,79 @@ async def test_backdated_imports_and_their_stall_moves_send_nothing(stack: Stack
 
 async def _recipients(client: StackClient) -> dict[str, int]:
     return dict(client.mail_recipients())
+
+
+async def test_an_imported_stage_is_applied_by_the_tracker_and_old_moves_send_nothing(
+    stack: Stack,
+) -> None:
+    client = StackClient(stack)
+    now = datetime.now(UTC)
+
+    def ago(days: float) -> str:
+        return (now - timedelta(days=days)).isoformat()
+
+    text = (
+        "email,captured_at,stage,entered_at\n"
+        f"desire@old.example,{ago(30)},desire,{ago(20)}\n"  # desire stalls after 14 days
+        f"interest@new.example,{ago(0)},interest,{ago(0)}\n"
+        f"nowhere@old.example,{ago(3)},no-such-stage,{ago(2)}\n"
+    )
+    async with httpx.AsyncClient(
+        base_url=stack.url("lead-intake"), headers=client.auth, timeout=30
+    ) as intake:
+        response = await intake.post(
+            "/v1/leads/import",
+            params={"form_id": "demo"},
+            content=text.encode(),
+            headers={"content-type": "text/csv"},
+        )
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert (body["imported"], body["failed"]) == (2, 1)
+    # the funnel's stages come from stage-tracker: a stage it lacks is the row's error
+    assert [(e["row"], e["field"]) for e in body["errors"]] == [(3, "stage")]
+    old, new, _ = body["lead_ids"]
+
+    async def journey(lead_id: str) -> dict[str, Any]:
+        r = await client.get("stage-tracker", f"/v1/leads/{lead_id}/journey")
+        return r.json() if r.is_success else {}
+
+    stalled = await eventually(
+        lambda: journey(old), lambda j: j.get("current_stage") == "stalled", timeout=120
+    )
+    assert [(t["to_stage"], t["reason"]) for t in stalled["transitions"]][:2] == [
+        ("awareness", "captured"),
+        ("desire", "imported"),
+    ]
+    assert stalled["transitions"][2]["to_stage"] == "stalled"
+    fresh = await eventually(
+        lambda: journey(new), lambda j: j.get("current_stage") == "interest", timeout=120
+    )
+    assert [(t["to_stage"], t["reason"]) for t in fresh["transitions"]] == [
+        ("awareness", "captured"),
+        ("interest", "imported"),
+    ]
+
+    async with httpx.AsyncClient(
+        base_url=stack.url("notifier"), headers=client.auth, timeout=30
+    ) as notifier:
+
+        async def touches(lead_id: str) -> dict[str, tuple[str, str | None]]:
+            r = await notifier.get(f"/v1/leads/{lead_id}/touches")
+            return {t["playbook"]: (t["status"], t["reason"]) for t in r.json()["touches"]}
+
+        old_touches = await eventually(
+            lambda: touches(old), lambda t: {"welcome", "decision-offer"} <= set(t)
+        )
+        assert old_touches == {
+            "welcome": ("skipped", "stale"),
+            "decision-offer": ("skipped", "stale"),
+        }
+        new_touches = await eventually(
+            lambda: touches(new), lambda t: t.get("welcome", ("",))[0] == "sent"
+        )
+        # entered interest now: the nurture waits its day, as for a lead captured by a form
+        assert new_touches["nurture-1"] == ("scheduled", None)
+    recipients = await settled(lambda: _recipients(client))
+    assert "desire@old.example" not in recipients
+    assert recipients["interest@new.example"] == 1

@@ -126,6 +126,15 @@ class LeadCapturedV2(_LeadDetailsV2):
     utm: Utm = Field(default_factory=Utm)
     captured_at: datetime
     source: str = Field(default="form", description=f"One of {', '.join(CAPTURE_SOURCES)}.")
+    imported_stage: str | None = Field(
+        default=None,
+        max_length=100,
+        description="An imported contact's stage in the funnel, as the other tool had it: "
+        "the tracker moves the new lead there (journey reason `imported`).",
+    )
+    stage_entered_at: datetime | None = Field(
+        default=None, description="When the imported contact entered `imported_stage`."
+    )
 
 
 class LeadUpdatedV2(_LeadDetailsV2):

@@ -102,8 +102,11 @@ def lead_event(
     submission_id: UUID,
     source: str,
     at: datetime,
+    imported_stage: str | None = None,
+    stage_entered_at: datetime | None = None,
 ) -> LeadCapturedV2 | LeadUpdatedV2:
-    """funnel.lead.captured.v2 for a new person, funnel.lead.updated.v2 for a known one."""
+    """funnel.lead.captured.v2 for a new person, funnel.lead.updated.v2 for a known one
+    (an imported contact's stage, if any, travels with the capture)."""
     person = PersonalData(
         email=lead.email,
         phone=lead.phone,
@@ -130,5 +133,11 @@ def lead_event(
         "time_zone": sub.time_zone,
     }
     if lead.created:
-        return LeadCapturedV2(**common, utm=sub.touchpoint.utm, captured_at=at)
+        return LeadCapturedV2(
+            **common,
+            utm=sub.touchpoint.utm,
+            captured_at=at,
+            imported_stage=imported_stage,
+            stage_entered_at=stage_entered_at if imported_stage else None,
+        )
     return LeadUpdatedV2(**common, last_touch_utm=sub.touchpoint.utm, updated_at=at)

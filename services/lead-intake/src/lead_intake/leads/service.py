@@ -7,6 +7,7 @@ follows the same identity rules and emits the same contract events.
 from __future__ import annotations
 
 from datetime import datetime
+from uuid import UUID
 
 from funnel_servicekit.problems import field_error
 from funnel_servicekit.unit_of_work import UnitOfWork
@@ -34,6 +35,8 @@ async def capture(
     user_agent: str | None = None,
     ip_truncated: str | None = None,
     update_known: bool = True,
+    imported_stage: str | None = None,
+    stage_entered_at: datetime | None = None,
 ) -> Captured:
     """Inside the caller's unit of work: the lead (new or known), its submission, its events.
 
@@ -54,16 +57,23 @@ async def capture(
         lead = await store.create_lead(
             conn, sub, source=source, captured_at=captured_at, submission=origin, terms=terms
         )
-    elif sub.phone is not None and update_known:
+    elif sub.phone is not None:
         # Identity by phone alone: two first posts with one number queue here, so the
         # second finds the lead the first made instead of making another.
         await store.lock_phone(conn, sub.phone)
     if lead is None and not update_known:
-        known = await store.lead_ids_by_email(conn, sub.email) if sub.email else []
-        return Captured(known[0], None, False) if known else _needs_email()
+        if sub.email is not None:
+            known = await store.lead_ids_by_email(conn, sub.email)
+        else:
+            known = await store.lead_ids_by_phone(conn, sub.phone) if sub.phone else []
+        if known:
+            return Captured(known[0], None, False)
+        if sub.email is not None:
+            _needs_email()  # unreachable: the insert above found the email taken
     if lead is None:
         lead = await store.update_known_lead(conn, sub)
     if lead is None and sub.email is None and sub.phone is not None:
+        # A phone no lead has: a new person known by phone alone.
         lead = await store.create_lead(
             conn, sub, source=source, captured_at=captured_at, submission=origin, terms=terms
         )
@@ -97,7 +107,15 @@ async def capture(
     key = lead.data_key or await store.key_for(conn, lead.id)
     await uow.emit(
         lead_event(
-            lead, sub, form, key=key, submission_id=submission_id, source=source, at=captured_at
+            lead,
+            sub,
+            form,
+            key=key,
+            submission_id=submission_id,
+            source=source,
+            at=captured_at,
+            imported_stage=imported_stage if lead.created else None,
+            stage_entered_at=stage_entered_at,
         )
     )
     if sub.visitor_id is not None or lead.created:
@@ -112,5 +130,47 @@ async def capture(
 
 
 def _needs_email() -> Captured:
-    # Only an import (which never updates) gets here without an email.
     raise SubmissionInvalid([field_error("email", "required for a person not known yet by phone")])
+
+
+async def fill_known(
+    uow: UnitOfWork,
+    form: Form,
+    lead_id: UUID,
+    sub: Submission,
+    *,
+    source: str,
+    at: datetime,
+    index: BlindIndex,
+) -> bool:
+    """An import's `on_existing=update`: fill the known person's empty fields from `sub` and
+    take its consent when it is newer; never overwrite a value, never blank one. When that
+    changed anything: a submission, funnel.lead.updated.v2 with the details as they now are,
+    the search index. Returns whether it changed anything."""
+    conn = uow.conn
+    filled = await store.fill_lead(conn, lead_id, sub)
+    if filled is None:
+        return False
+    lead, details = filled
+    await store.index_person(
+        conn,
+        lead.id,
+        index.person_terms(
+            email=lead.email, phone=lead.phone, first_name=lead.first_name, last_name=lead.last_name
+        ),
+    )
+    submission_id = await store.insert_submission(
+        conn,
+        lead.id,
+        form.id,
+        sub,
+        source=source,
+        user_agent=None,
+        ip_truncated=None,
+        captured_at=at,
+    )
+    key = await store.key_for(conn, lead.id)
+    await uow.emit(
+        lead_event(lead, details, form, key=key, submission_id=submission_id, source=source, at=at)
+    )
+    return True

@@ -179,6 +179,75 @@ async def lead_ids_by_email(conn: asyncpg.Connection, email: str) -> list[UUID]:
     return [r["id"] for r in rows]
 
 
+async def lead_ids_by_phone(conn: asyncpg.Connection, phone: str) -> list[UUID]:
+    """The person known by this phone (the oldest lead with it), locked."""
+    rows = await conn.fetch(
+        """SELECT id FROM leads WHERE phone = $1 AND erased_at IS NULL
+           ORDER BY created_at LIMIT 1 FOR UPDATE""",
+        phone,
+    )
+    return [r["id"] for r in rows]
+
+
+async def fill_lead(
+    conn: asyncpg.Connection, lead_id: UUID, sub: Submission
+) -> tuple[Lead, Submission] | None:
+    """Fill the lead's empty fields from `sub`, take its consent when newer; None when that
+    changes nothing. Returns the lead as it now is and its details as the update event's."""
+    consent = sub.consent.model_dump(mode="json") if sub.consent else None
+    row = await conn.fetchrow(
+        """WITH prev AS (SELECT * FROM leads WHERE id = $1 AND erased_at IS NULL FOR UPDATE),
+           merged AS (
+               SELECT COALESCE(prev.first_name, $2) AS first_name,
+                      COALESCE(prev.last_name, $3) AS last_name,
+                      COALESCE(prev.phone, $4) AS phone,
+                      COALESCE(prev.locale, $5) AS locale,
+                      COALESCE(prev.time_zone, $6) AS time_zone,
+                      $7::jsonb || prev.custom_fields AS custom_fields,
+                      $8::jsonb IS NOT NULL AND (prev.consent IS NULL
+                          OR (prev.consent->>'given_at')::timestamptz
+                             < ($8::jsonb->>'given_at')::timestamptz) AS newer_consent
+               FROM prev)
+           UPDATE leads SET first_name = merged.first_name, last_name = merged.last_name,
+               phone = merged.phone, locale = merged.locale, time_zone = merged.time_zone,
+               custom_fields = merged.custom_fields,
+               consent = CASE WHEN merged.newer_consent THEN $8::jsonb ELSE leads.consent END,
+               updated_at = now()
+           FROM prev, merged
+           WHERE leads.id = prev.id AND (
+               merged.newer_consent OR merged.custom_fields <> prev.custom_fields
+               OR (merged.first_name, merged.last_name, merged.phone, merged.locale,
+                   merged.time_zone) IS DISTINCT FROM
+                  (prev.first_name, prev.last_name, prev.phone, prev.locale, prev.time_zone))
+           RETURNING leads.id, leads.email, leads.phone, leads.first_name, leads.last_name,
+               leads.captured_at, leads.locale, leads.time_zone, leads.custom_fields,
+               merged.newer_consent""",
+        lead_id,
+        sub.first_name,
+        sub.last_name,
+        sub.phone,
+        sub.locale,
+        sub.time_zone,
+        sub.custom_fields,
+        consent,
+    )
+    if row is None:
+        return None
+    details = Submission(
+        email=row["email"],
+        phone=row["phone"],
+        first_name=row["first_name"],
+        last_name=row["last_name"],
+        touchpoint=sub.touchpoint,
+        consent=sub.consent if row["newer_consent"] else None,
+        locale=row["locale"],
+        time_zone=row["time_zone"],
+        custom_fields=dict(row["custom_fields"]),
+        qualification=sub.qualification,
+    )
+    return _lead(row, False), details
+
+
 async def lock_phone(conn: asyncpg.Connection, phone: str) -> None:
     """Identity by phone alone: two first posts with one number queue here (this transaction)."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"phone:{phone}")

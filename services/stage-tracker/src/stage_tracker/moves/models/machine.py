@@ -28,7 +28,16 @@ from stage_tracker.funnels.models.definition import (
     PropertyValue,
 )
 from stage_tracker.scoring.models import score as scoring
-from stage_tracker.scoring.models.signals import CAPTURED, PASSIVE_KINDS, Signal
+from stage_tracker.scoring.models.signals import (
+    CAPTURED,
+    IMPORTED_STAGE,
+    PASSIVE_KINDS,
+    STAGE_ENTERED_AT,
+    Signal,
+)
+
+# The journey reason of an imported contact's move into the stage the other tool had them in.
+IMPORTED = "imported"
 
 
 @dataclass(frozen=True)
@@ -144,8 +153,37 @@ def capture(funnel: FunnelDefinition, signal: Signal, pending: Sequence[Signal] 
         signal.occurred_at,
         empty,
     )
+    moves: tuple[Move, ...] = (entry,)
+    imported = _imported_move(funnel, signal)
+    if imported is not None:
+        state = _moved(state, imported, funnel)
+        moves = (entry, imported)
     outcome = _fold(state, funnel, [signal, *sorted(pending, key=_event_order)])
-    return replace(outcome, moves=(entry, *outcome.moves))
+    return replace(outcome, moves=(*moves, *outcome.moves))
+
+
+def _imported_move(funnel: FunnelDefinition, signal: Signal) -> Move | None:
+    """An imported contact's stage, as the other tool had it: a move from the entry stage,
+    dated when they entered it (reason `imported`). A stage not in the line of this funnel
+    (or the entry stage itself) moves nothing: the contact starts at the entry stage."""
+    stage = signal.properties.get(IMPORTED_STAGE)
+    if not isinstance(stage, str) or stage == funnel.entry_stage:
+        return None
+    if not funnel.has_stage(stage) or not funnel.in_line(stage):
+        return None
+    raw = signal.properties.get(STAGE_ENTERED_AT)
+    entered = datetime.fromisoformat(raw) if isinstance(raw, str) else signal.occurred_at
+    return Move(
+        funnel.id,
+        funnel.version,
+        funnel.entry_stage,
+        stage,
+        funnel.position(stage),
+        IMPORTED,
+        max(entered, signal.occurred_at),
+        signal.event_id,
+        signal.event_type,
+    )
 
 
 def _event_order(s: Signal) -> tuple[datetime, str]:
