@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
+import asyncpg
+
 from funnel_contracts import ActivityRecorded
 from funnel_servicekit.problems import invalid_fields
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
@@ -101,6 +103,14 @@ async def _known(uow: UnitOfWork, batch: ActivityBatch) -> Known:
         known.by_email | await store.leads_by_email(conn, emails),
         known.by_visitor | await store.leads_of_visitors(conn, visitors),
     )
+
+
+async def emails_waited_for(conn: asyncpg.Connection, emails: list[str]) -> set[str]:
+    """Of these emails, the ones activities wait for; each email held until the caller's
+    transaction ends (an activity naming one waits for the leads it is making)."""
+    by_hash = {email_sha256(e): e for e in emails}
+    found = await store.lock_and_find_pending_emails(conn, list(by_hash))
+    return {by_hash[h] for h in found}
 
 
 async def emit_waiting(

@@ -6,9 +6,12 @@ follows the same identity rules and emits the same contract events.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from uuid import UUID
+from uuid import UUID, uuid4
 
+from funnel_contracts.sealed import new_data_key
+from funnel_servicekit.outbox import enqueue_many, outbox_record
 from funnel_servicekit.problems import field_error
 from funnel_servicekit.unit_of_work import UnitOfWork
 from lead_intake.activities.service import emit_waiting
@@ -17,6 +20,7 @@ from lead_intake.forms.models import Form
 from lead_intake.leads import store
 from lead_intake.leads.models import (
     Captured,
+    Lead,
     Submission,
     SubmissionInvalid,
     SubmissionOrigin,
@@ -127,6 +131,68 @@ async def capture(
             email=lead.email if lead.created else None,
         )
     return Captured(lead.id, submission_id, lead.created)
+
+
+@dataclass(frozen=True)
+class NewPerson:
+    """A person a batch captures, if nobody has their email yet (an import's row)."""
+
+    sub: Submission
+    captured_at: datetime
+    imported_stage: str | None = None
+    stage_entered_at: datetime | None = None
+
+
+async def capture_new(
+    uow: UnitOfWork, form: Form, people: list[NewPerson], *, source: str, index: BlindIndex
+) -> list[UUID | None]:
+    """Inside the caller's unit of work: many new people by email at once (one statement for
+    their leads, submissions, keys and index entries; one for their events). The same rules
+    and the same funnel.lead.captured.v2 as `capture`, for people nobody had and nothing
+    waits for (the caller checks): a person whose email was taken meanwhile gets None."""
+    made = [
+        store.NewLead(
+            uuid4(),
+            uuid4(),
+            new_data_key(),
+            p.sub,
+            p.captured_at,
+            index.person_terms(
+                email=p.sub.email,
+                phone=p.sub.phone,
+                first_name=p.sub.first_name,
+                last_name=p.sub.last_name,
+            ),
+        )
+        for p in people
+    ]
+    written = await store.create_leads(uow.conn, made, source=source, form_id=form.id)
+    records = []
+    for person, new in zip(people, made, strict=True):
+        if new.id not in written:
+            continue
+        sub = person.sub
+        lead = Lead(new.id, sub.email, sub.phone, sub.first_name, sub.last_name,
+                    person.captured_at, True)  # fmt: skip
+        event = lead_event(
+            lead,
+            sub,
+            form,
+            key=new.data_key,
+            submission_id=new.submission_id,
+            source=source,
+            at=person.captured_at,
+            imported_stage=person.imported_stage,
+            stage_entered_at=person.stage_entered_at,
+        )
+        records.append(outbox_record(event, source=uow.outbox.source))
+    await enqueue_many(uow.conn, uow.outbox.schema, records)
+    return [new.id if new.id in written else None for new in made]
+
+
+async def known_by_email(uow: UnitOfWork, emails: list[str]) -> dict[str, UUID]:
+    """The leads of those of these emails that are known."""
+    return await store.ids_by_email(uow.conn, emails)
 
 
 def _needs_email() -> Captured:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -102,6 +104,89 @@ async def create_lead(
     return _lead(row, True) if row else None
 
 
+@dataclass(frozen=True)
+class NewLead:
+    """A new person as a batch of them is written: ids, key and index entries made by the
+    caller (the events it seals need them before the write)."""
+
+    id: UUID
+    submission_id: UUID
+    data_key: bytes
+    sub: Submission
+    captured_at: datetime
+    terms: list[bytes]
+
+
+_INSERT_MANY = """WITH input AS (
+        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+            $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::text[],
+            $12::text[], $13::text[], $14::text[], $15::text[], $16::bytea[])
+        AS t(id, submission_id, email, phone, first_name, last_name, captured_at, touch,
+             consent, custom_fields, locale, time_zone, utm, landing_page, qualification,
+             data_key)),
+    lead AS (
+        INSERT INTO leads (id, email, phone, first_name, last_name, source, captured_at,
+            first_touch, last_touch, consent, custom_fields, locale, time_zone)
+        SELECT id, email, phone, first_name, last_name, $17, captured_at, touch::jsonb,
+               touch::jsonb, consent::jsonb, custom_fields::jsonb, locale, time_zone
+        FROM input
+        ON CONFLICT (email) DO NOTHING
+        RETURNING id),
+    submission AS (
+        INSERT INTO submissions (id, lead_id, form_id, utm, landing_page, source, consent,
+            custom_fields, qualification, captured_at)
+        SELECT i.submission_id, i.id, $18, i.utm::jsonb, i.landing_page, $17, i.consent::jsonb,
+               i.custom_fields::jsonb, i.qualification::jsonb, i.captured_at
+        FROM input i JOIN lead USING (id)),
+    data_key AS (
+        INSERT INTO subject_keys (lead_id, data_key)
+        SELECT i.id, i.data_key FROM input i JOIN lead USING (id)),
+    search_terms AS (
+        INSERT INTO lead_search_terms (digest, lead_id)
+        SELECT t.digest, t.lead_id FROM unnest($19::bytea[], $20::uuid[]) AS t(digest, lead_id)
+        JOIN lead ON lead.id = t.lead_id
+        ON CONFLICT DO NOTHING)
+    SELECT id FROM lead"""
+
+
+async def create_leads(
+    conn: asyncpg.Connection, leads: list[NewLead], *, source: str, form_id: str
+) -> set[UUID]:
+    """New people by email, each with their first submission, data key and search index
+    entries, in one statement; returns the ids written (an email known by then is not)."""
+    if not leads:
+        return set()
+
+    def js(value: Any) -> str | None:
+        return None if value is None else json.dumps(value)
+
+    subs = [n.sub for n in leads]
+    rows = await conn.fetch(
+        _INSERT_MANY,
+        [n.id for n in leads],
+        [n.submission_id for n in leads],
+        [s.email for s in subs],
+        [s.phone for s in subs],
+        [s.first_name for s in subs],
+        [s.last_name for s in subs],
+        [n.captured_at for n in leads],
+        [js(s.touchpoint.as_json()) for s in subs],
+        [js(s.consent.model_dump(mode="json")) if s.consent else None for s in subs],
+        [js(s.custom_fields) for s in subs],
+        [s.locale for s in subs],
+        [s.time_zone for s in subs],
+        [js(s.touchpoint.utm.model_dump(exclude_none=True)) for s in subs],
+        [s.touchpoint.landing_page for s in subs],
+        [js(s.qualification) for s in subs],
+        [n.data_key for n in leads],
+        source,
+        form_id,
+        [t for n in leads for t in n.terms],
+        [n.id for n in leads for _ in n.terms],
+    )
+    return {r["id"] for r in rows}
+
+
 def _user_agent(value: str | None) -> str | None:
     return (value or "")[:512] or None
 
@@ -177,6 +262,12 @@ async def insert_submission(
 async def lead_ids_by_email(conn: asyncpg.Connection, email: str) -> list[UUID]:
     rows = await conn.fetch("SELECT id FROM leads WHERE email = $1 FOR UPDATE", email)
     return [r["id"] for r in rows]
+
+
+async def ids_by_email(conn: asyncpg.Connection, emails: list[str]) -> dict[str, UUID]:
+    """The leads of those of these emails that are known."""
+    rows = await conn.fetch("SELECT email, id FROM leads WHERE email = ANY($1::text[])", emails)
+    return {r["email"]: r["id"] for r in rows}
 
 
 async def lead_ids_by_phone(conn: asyncpg.Connection, phone: str) -> list[UUID]:
