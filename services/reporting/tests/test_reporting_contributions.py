@@ -240,3 +240,32 @@ def test_revenue_counts_an_order_id_once_and_nets_refunds() -> None:
     )
     assert c[("revenue", ("digital-sales", "all", "", "EUR"))] == (Decimal("15.00"), 2, 1, 1)
     assert c[("customer_counts", ("digital-sales", "all", ""))] == (1, 1)
+
+
+def test_a_test_lead_counts_in_no_report_whatever_order_its_events_come_in() -> None:
+    from funnel_contracts import LeadCapturedV2, Sealed
+
+    test_capture = LeadCapturedV2(
+        lead_id=LEAD, submission_id=uuid4(), form_id="demo", funnel_id="digital-sales",
+        personal_data=Sealed(alg="A256GCM", nonce="AAAAAAAAAAAAAAAA", ciphertext="AAAA"),
+        has_email=True, has_phone=False, captured_at=T0, test=True,
+    )  # fmt: skip
+    events: list[EventData] = [
+        test_capture,
+        stage("awareness", T0),
+        stage("action", T0 + timedelta(days=1)),
+        purchase(T0 + timedelta(days=1), "o-1"),
+    ]
+    real = LeadState()
+    for event in [captured(), *events[1:]]:
+        real = apply(real, event)
+    assert contributions(real)  # the same person, not a test: counted
+    for order in itertools.permutations(events):
+        state = LeadState()
+        total: Contributions = {}
+        for event in order:
+            new = apply(state, event)
+            add(total, diff(contributions(state), contributions(new)))
+            state = new
+        assert state.test
+        assert {k: v for k, v in total.items() if any(v)} == {}, order

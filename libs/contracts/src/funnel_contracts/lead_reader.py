@@ -63,6 +63,8 @@ class LeadDetails:
     #: An imported contact's stage in its funnel, and since when (captured v2 only).
     imported_stage: str | None = None
     stage_entered_at: datetime | None = None
+    #: A test lead (captured v2 only): left out of every report, playbook and funnel count.
+    test: bool = False
 
     def person(self, key: bytes | None) -> PersonalData | None:
         """The personal data: v1's as written; v2's unsealed with `key` (None: erased)."""
@@ -117,4 +119,5 @@ def lead_details(event: EventData) -> LeadDetails | None:
         consent_withdrawn=event.consent_withdrawn if isinstance(event, LeadUpdatedV2) else (),
         imported_stage=event.imported_stage if isinstance(event, LeadCapturedV2) else None,
         stage_entered_at=event.stage_entered_at if isinstance(event, LeadCapturedV2) else None,
+        test=event.test if isinstance(event, LeadCapturedV2) else False,
     )

@@ -135,6 +135,11 @@ class LeadCapturedV2(_LeadDetailsV2):
     stage_entered_at: datetime | None = Field(
         default=None, description="When the imported contact entered `imported_stage`."
     )
+    test: bool = Field(
+        default=False,
+        description="A test lead (an ad platform's test, or set by an admin key): stored and "
+        "found, left out of every report, playbook and funnel count.",
+    )
 
 
 class LeadUpdatedV2(_LeadDetailsV2):

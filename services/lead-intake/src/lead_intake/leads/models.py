@@ -58,6 +58,8 @@ class Submission:
     time_zone: str | None = None
     custom_fields: dict[str, str] = field(default_factory=dict)
     qualification: dict[str, str] = field(default_factory=dict)
+    # A test lead (an ad platform's test, or set by an admin key): kept out of every count.
+    test: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,5 +141,6 @@ def lead_event(
             captured_at=at,
             imported_stage=imported_stage,
             stage_entered_at=stage_entered_at if imported_stage else None,
+            test=sub.test,
         )
     return LeadUpdatedV2(**common, last_touch_utm=sub.touchpoint.utm, updated_at=at)

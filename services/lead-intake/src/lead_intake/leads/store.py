@@ -30,13 +30,16 @@ def _lead(row: Any, created: bool) -> Lead:
     )
 
 
-_INSERT_LEAD = """INSERT INTO leads (id, email, phone, first_name, last_name, source, captured_at,
-        first_touch, last_touch, consent, custom_fields, locale, time_zone)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12)
+# `{test}`: the parameter holding whether it is a test lead (its number differs below).
+_INSERT_LEAD_WITH = """INSERT INTO leads (id, email, phone, first_name, last_name, source,
+        captured_at, first_touch, last_touch, consent, custom_fields, locale, time_zone, is_test)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, {test})
     ON CONFLICT (email) DO NOTHING"""
+_INSERT_LEAD = _INSERT_LEAD_WITH.format(test="$13")
 # A new person's lead, first submission and data key in one statement (one round trip, atomic
 # by itself): the others are written only when the lead was, so a known email writes none.
-_INSERT_LEAD_AND_SUBMISSION = f"""WITH lead AS ({_INSERT_LEAD} {_RETURNING}),
+_INSERT_TEST_AT_24 = _INSERT_LEAD_WITH.format(test="$24")
+_INSERT_LEAD_AND_SUBMISSION = f"""WITH lead AS ({_INSERT_TEST_AT_24} {_RETURNING}),
     submission AS (
         INSERT INTO submissions (id, lead_id, form_id, utm, landing_page, referrer, user_agent,
             source, visitor_id, ip_truncated, consent, custom_fields, qualification, captured_at)
@@ -84,7 +87,7 @@ async def create_lead(
         sub.time_zone,
     ]
     if submission is None:
-        row = await conn.fetchrow(f"{_INSERT_LEAD} {_RETURNING}", *args)
+        row = await conn.fetchrow(f"{_INSERT_LEAD} {_RETURNING}", *args, sub.test)
         return _lead(row, True) if row else None
     row = await conn.fetchrow(
         _INSERT_LEAD_AND_SUBMISSION,
@@ -100,6 +103,7 @@ async def create_lead(
         sub.qualification,
         new_data_key(),
         terms or [],
+        sub.test,
     )
     return _lead(row, True) if row else None
 

@@ -93,6 +93,8 @@ class PlatformLead:
 
     external_id: str
     values: dict[str, object]
+    # The platform's own test lead (Google's `is_test`): stored as a test lead.
+    test: bool = False
 
 
 def _finish(mapped: dict[str, object]) -> dict[str, object]:
@@ -227,7 +229,8 @@ def google_ads_lead(payload: Any, field_map: Mapping[str, str]) -> tuple[Platfor
         if isinstance(column, dict):
             name = str(column.get("column_id") or column.get("column_name") or "")
             _map(name, column.get("string_value"), field_map, GOOGLE_COLUMNS, out)
-    return PlatformLead(lead_id, _finish(out)), payload.get("google_key")
+    test = payload.get("is_test") is True
+    return PlatformLead(lead_id, _finish(out), test), payload.get("google_key")
 
 
 # -- A generic HMAC-signed JSON webhook ----------------------------------------------------

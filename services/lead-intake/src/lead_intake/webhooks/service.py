@@ -7,6 +7,7 @@ fetched from Graph with no transaction open, and each result recorded in its own
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -75,6 +76,8 @@ async def capture_platform_lead(
     if known is not None:
         return Captured(known, None, False)
     sub = parse_submission(lead.values, form.settings, now=now)
+    if lead.test:
+        sub = dataclasses.replace(sub, test=True)
     captured = await capture(uow, form, sub, source=platform, captured_at=now, index=index)
     await store.mark_seen(uow.conn, platform, lead.external_id, captured.lead_id)
     return captured

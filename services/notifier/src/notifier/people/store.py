@@ -159,6 +159,16 @@ async def erase(conn: asyncpg.Connection, lead_id: UUID) -> None:
     )
 
 
+async def mark_test(conn: asyncpg.Connection, lead_id: UUID) -> None:
+    await conn.execute(
+        "INSERT INTO test_leads (lead_id) VALUES ($1) ON CONFLICT DO NOTHING", lead_id
+    )
+
+
+async def is_test(conn: asyncpg.Connection, lead_id: UUID) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM test_leads WHERE lead_id = $1", lead_id))
+
+
 async def is_erased(conn: asyncpg.Connection, lead_id: UUID) -> bool:
     return bool(await conn.fetchval("SELECT true FROM erased_leads WHERE lead_id = $1", lead_id))
 

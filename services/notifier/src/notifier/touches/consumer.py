@@ -46,6 +46,8 @@ async def handle(
     details = lead_details(event)
     if details is not None:
         await people.remember_person(uow, details)
+        if details.test:
+            await service.forget_test_lead(uow, details.lead_id)
     elif isinstance(event, LeadErased):
         await service.forget_lead(uow, event.lead_id)
     elif isinstance(event, StageChanged):

@@ -55,6 +55,12 @@ async def forget_lead(uow: UnitOfWork, lead_id: UUID) -> None:
     await store.cancel_all(uow.conn, lead_id, "erased")
 
 
+async def forget_test_lead(uow: UnitOfWork, lead_id: UUID) -> None:
+    """A test lead: no playbook touches it; what was scheduled before we knew is cancelled."""
+    await people.mark_test(uow.conn, lead_id)
+    await store.cancel_all(uow.conn, lead_id, "test lead")
+
+
 async def enter_stage(uow: UnitOfWork, cause_id: str, event: StageChanged) -> None:
     """A stage change: touches that need the old stage are cancelled; the new stage's are
     scheduled. An older move arriving late changes nothing."""
@@ -118,6 +124,8 @@ async def _schedule(
     stage: str | None,
 ) -> None:
     conn = uow.conn
+    if await people.is_test(conn, event.lead_id):
+        return  # a test lead: left out of every playbook
     books = await playbooks.playbooks(conn)
     plans = plans_for(
         books,

@@ -106,6 +106,8 @@ class LeadState(BaseModel):
     touches: dict[str, SentTouch] = Field(default_factory=dict)
     offline: dict[str, OfflineTouch] = Field(default_factory=dict)  # by activity id
     erased: bool = False
+    # A test lead (an ad platform's test, or set by an admin key): counted in no report.
+    test: bool = False
 
     def last_touch(self) -> Touchpoint | None:
         """The latest touchpoint that carried UTM (ties by key), else the first touch."""
@@ -168,6 +170,7 @@ def apply(state: LeadState, event: EventData) -> LeadState:
 
 def _apply_details(s: LeadState, lead: LeadDetails) -> None:
     if lead.new:
+        s.test = s.test or lead.test
         tp = Touchpoint.of(lead.at, lead.utm, lead.form_id, lead.landing_page)
         s.first_touch = tp
         s.funnel_id = lead.funnel_id
