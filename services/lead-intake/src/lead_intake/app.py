@@ -10,6 +10,7 @@ from lead_intake.activities import routes as activities
 from lead_intake.forms import routes as forms
 from lead_intake.imports import routes as imports
 from lead_intake.imports.worker import ImportRunner
+from lead_intake.leads import routes as leads
 from lead_intake.people import routes as people
 from lead_intake.privacy import routes as privacy
 from lead_intake.runtime import IntakeContext, IntakeRuntime
@@ -45,6 +46,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             activities.router,
             forms.router,
             imports.router,
+            leads.router,
             people.router,
             privacy.router,
             webhooks.router,

@@ -161,6 +161,23 @@ class LeadUpdatedV2(_LeadDetailsV2):
     )
 
 
+MERGE_REASONS = ("manual", "same_phone")
+
+
+class LeadMerged(EventData):
+    """Two leads proved to be one person: `merged_lead_id` is folded into `lead_id` (the
+    older lead, which survives). Every service folds what it keeps of the two into one; a
+    merge is never undone."""
+
+    event_type: ClassVar[str] = "funnel.lead.merged.v1"
+    topic: ClassVar[str] = topics.LEAD_EVENTS
+
+    merged_lead_id: UUID
+    reason: str = Field(description=f"One of {', '.join(MERGE_REASONS)}.")
+    actor: str | None = Field(default=None, description="The key's name, for a manual merge.")
+    merged_at: datetime
+
+
 class LeadErased(EventData):
     """A person asked to be forgotten: every service removes their personal data."""
 

@@ -7,13 +7,14 @@ follows the same identity rules and emits the same contract events.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
+from funnel_contracts import Consent, LeadMerged
 from funnel_contracts.sealed import new_data_key
 from funnel_servicekit.outbox import enqueue_many, outbox_record
-from funnel_servicekit.problems import field_error
-from funnel_servicekit.unit_of_work import UnitOfWork
+from funnel_servicekit.problems import field_error, field_problem
+from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
 from lead_intake.activities.service import emit_waiting
 from lead_intake.common.blind_index import BlindIndex
 from lead_intake.forms.models import Form
@@ -21,10 +22,14 @@ from lead_intake.leads import store
 from lead_intake.leads.models import (
     Captured,
     Lead,
+    MergeRefused,
     Submission,
     SubmissionInvalid,
     SubmissionOrigin,
     lead_event,
+    merge_order,
+    merge_update_event,
+    merged_fields,
 )
 
 
@@ -130,7 +135,16 @@ async def capture(
             visitor_id=sub.visitor_id,
             email=lead.email if lead.created else None,
         )
+    if sub.email is not None and sub.phone is not None and source != IMPORT:
+        # The same phone on a lead found by email: a person known by that phone alone is
+        # this person (an import never merges by itself: its rows are other tools' records).
+        merged = await merge_same_phone(uow, lead.id, sub.phone, at=captured_at, index=index)
+        if merged:
+            return Captured(merged[-1].lead_id, submission_id, lead.created)
     return Captured(lead.id, submission_id, lead.created)
+
+
+IMPORT = "import"
 
 
 @dataclass(frozen=True)
@@ -240,3 +254,96 @@ async def fill_known(
         lead_event(lead, details, form, key=key, submission_id=submission_id, source=source, at=at)
     )
     return True
+
+
+@dataclass(frozen=True)
+class Merged:
+    lead_id: UUID
+    merged_lead_id: UUID
+
+
+async def merge(
+    uow: UnitOfWork,
+    lead_id: UUID,
+    other_id: UUID,
+    *,
+    reason: str,
+    actor: str | None,
+    at: datetime,
+    index: BlindIndex,
+) -> Merged:
+    """Inside the caller's unit of work: two leads proved to be one person. The older
+    survives; the other's submissions, activities, touchpoints (its submissions) and consent
+    fold into it; the other answers with `merged_into` from now on. Emits funnel.lead.merged
+    (every service folds the two) and funnel.lead.updated.v2 with the survivor's details as
+    they now are (source `merge`). MergeRefused when it cannot be made; never undone."""
+    conn = uow.conn
+    rows = await store.lock_leads(conn, [lead_id, other_id])
+    survivor, other = merge_order(rows.get(lead_id), rows.get(other_id), lead_id, other_id)
+    fields = merged_fields(survivor, other)
+    consent = fields["consent"]
+    lead = await store.fold(conn, survivor["id"], other["id"], dict(fields))
+    await store.index_person(
+        conn,
+        lead.id,
+        index.person_terms(
+            email=lead.email, phone=lead.phone, first_name=lead.first_name, last_name=lead.last_name
+        ),
+    )
+    await uow.emit(
+        LeadMerged(
+            lead_id=lead.id, merged_lead_id=other["id"], reason=reason, actor=actor, merged_at=at
+        )
+    )
+    details = Submission(
+        email=lead.email,
+        phone=lead.phone,
+        first_name=lead.first_name,
+        last_name=lead.last_name,
+        consent=Consent.model_validate(consent) if consent else None,
+        locale=fields["locale"],
+        time_zone=fields["time_zone"],
+        custom_fields=fields["custom_fields"],
+    )
+    key = await store.key_for(conn, lead.id)
+    await uow.emit(merge_update_event(lead, details, key=key, at=at))
+    return Merged(lead.id, other["id"])
+
+
+async def merge_same_phone(
+    uow: UnitOfWork, lead_id: UUID, phone: str, *, at: datetime, index: BlindIndex
+) -> list[Merged]:
+    """A submission gave `phone` to the lead found by its email: a person known before by
+    that phone alone is the same person, merged by itself (reason `same_phone`)."""
+    merged = []
+    for other in await store.phone_only_leads(uow.conn, phone, lead_id):
+        merged.append(
+            await merge(uow, lead_id, other, reason="same_phone", actor=None, at=at, index=index)
+        )
+        lead_id = merged[-1].lead_id
+    return merged
+
+
+async def merge_leads(
+    tx: Transactions, lead_id: UUID, other_id: UUID, *, actor: str, index: BlindIndex
+) -> Merged:
+    """POST /v1/leads/{lead_id}/merge: a person merges two leads (reason `manual`); the
+    refusals as problems (422, 404, 410, 409) naming the field."""
+
+    async def work(uow: UnitOfWork) -> Merged:
+        return await merge(
+            uow, lead_id, other_id, reason="manual", actor=actor, at=datetime.now(UTC),
+            index=index,
+        )  # fmt: skip
+
+    try:
+        return await tx.run(work)
+    except MergeRefused as refused:
+        raise field_problem(
+            refused.status,
+            "Merge refused",
+            refused.message,
+            type_=f"urn:funnel:problem:merge-{refused.status}",
+            field=refused.field,
+            message=refused.message,
+        ) from None

@@ -200,11 +200,13 @@ async def update_known_lead(conn: asyncpg.Connection, sub: Submission) -> Lead |
 
     Found by email, else (no email given) by phone; None when neither matches a lead.
     """
+    # A lead merged into another is found as the one it was merged into.
     if sub.email is not None:
-        where, key = "email = $1", sub.email
+        where = "id = (SELECT coalesce(merged_into, id) FROM leads WHERE email = $1)"
+        key = sub.email
     elif sub.phone is not None:
-        where = "id = (SELECT id FROM leads WHERE phone = $1 AND erased_at IS NULL "
-        where += "ORDER BY created_at LIMIT 1)"
+        where = "id = (SELECT coalesce(merged_into, id) FROM leads WHERE phone = $1 "
+        where += "AND erased_at IS NULL ORDER BY created_at LIMIT 1)"
         key = sub.phone
     else:
         return None
@@ -264,21 +266,26 @@ async def insert_submission(
 
 
 async def lead_ids_by_email(conn: asyncpg.Connection, email: str) -> list[UUID]:
-    rows = await conn.fetch("SELECT id FROM leads WHERE email = $1 FOR UPDATE", email)
+    rows = await conn.fetch(
+        "SELECT coalesce(merged_into, id) AS id FROM leads WHERE email = $1 FOR UPDATE", email
+    )
     return [r["id"] for r in rows]
 
 
 async def ids_by_email(conn: asyncpg.Connection, emails: list[str]) -> dict[str, UUID]:
     """The leads of those of these emails that are known."""
-    rows = await conn.fetch("SELECT email, id FROM leads WHERE email = ANY($1::text[])", emails)
+    rows = await conn.fetch(
+        "SELECT email, coalesce(merged_into, id) AS id FROM leads WHERE email = ANY($1::text[])",
+        emails,
+    )
     return {r["email"]: r["id"] for r in rows}
 
 
 async def lead_ids_by_phone(conn: asyncpg.Connection, phone: str) -> list[UUID]:
     """The person known by this phone (the oldest lead with it), locked."""
     rows = await conn.fetch(
-        """SELECT id FROM leads WHERE phone = $1 AND erased_at IS NULL
-           ORDER BY created_at LIMIT 1 FOR UPDATE""",
+        """SELECT coalesce(merged_into, id) AS id FROM leads WHERE phone = $1
+               AND erased_at IS NULL ORDER BY created_at LIMIT 1 FOR UPDATE""",
         phone,
     )
     return [r["id"] for r in rows]
@@ -385,3 +392,66 @@ async def index_person(conn: asyncpg.Connection, lead_id: UUID, terms: list[byte
         lead_id,
         terms,
     )
+
+
+# --- merges ------------------------------------------------------------------------------
+
+_PAIR = """SELECT id, email, phone, first_name, last_name, captured_at, created_at, erased_at,
+       merged_into, locale, time_zone, consent, custom_fields
+    FROM leads WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"""
+
+
+async def lock_leads(conn: asyncpg.Connection, lead_ids: list[UUID]) -> dict[UUID, dict[str, Any]]:
+    """These leads as they are, locked (in id order, as every writer of two leads)."""
+    return {r["id"]: dict(r) for r in await conn.fetch(_PAIR, lead_ids)}
+
+
+async def phone_only_leads(conn: asyncpg.Connection, phone: str, but: UUID) -> list[UUID]:
+    """Leads known by this phone alone (no email), other than `but`, not merged or erased."""
+    rows = await conn.fetch(
+        """SELECT id FROM leads WHERE phone = $1 AND email IS NULL AND id <> $2
+               AND merged_into IS NULL AND erased_at IS NULL ORDER BY created_at""",
+        phone,
+        but,
+    )
+    return [r["id"] for r in rows]
+
+
+async def fold(
+    conn: asyncpg.Connection, survivor: UUID, other: UUID, merged: dict[str, Any]
+) -> Lead:
+    """`other` folded into `survivor`: its submissions, activities, visitors and platform
+    deliveries move; the survivor takes `merged` (its fields after the merge); the other is
+    marked merged into it and found no more by search. Returns the survivor as it now is."""
+    for table in ("submissions", "activities", "visitors", "platform_leads_seen"):
+        await conn.execute(
+            f"UPDATE {table} SET lead_id = $1 WHERE lead_id = $2",  # noqa: S608 (fixed names)
+            survivor,
+            other,
+        )
+    await conn.execute("DELETE FROM lead_search_terms WHERE lead_id = $1", other)
+    # The email moves only when the survivor has none (emails are unique).
+    await conn.execute(
+        """UPDATE leads SET merged_into = $2, updated_at = now(),
+               email = CASE WHEN $3 THEN NULL ELSE email END
+           WHERE id = $1""",
+        other,
+        survivor,
+        merged.pop("takes_email"),
+    )
+    row = await conn.fetchrow(
+        f"""UPDATE leads SET email = $2, phone = $3, first_name = $4, last_name = $5,
+               locale = $6, time_zone = $7, consent = $8, custom_fields = $9,
+               updated_at = now()
+           WHERE id = $1 {_RETURNING}""",  # noqa: S608 (fixed text)
+        survivor,
+        merged["email"],
+        merged["phone"],
+        merged["first_name"],
+        merged["last_name"],
+        merged["locale"],
+        merged["time_zone"],
+        merged["consent"],
+        merged["custom_fields"],
+    )
+    return _lead(row, False)
