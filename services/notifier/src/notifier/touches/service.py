@@ -20,6 +20,7 @@ import asyncpg
 from funnel_contracts import (
     ActivityRecorded,
     EventData,
+    LeadMerged,
     LeadOwnerChanged,
     LeadScored,
     StageChanged,
@@ -59,6 +60,18 @@ async def forget_test_lead(uow: UnitOfWork, lead_id: UUID) -> None:
     """A test lead: no playbook touches it; what was scheduled before we knew is cancelled."""
     await people.mark_test(uow.conn, lead_id)
     await store.cancel_all(uow.conn, lead_id, "test lead")
+
+
+async def merge_leads(uow: UnitOfWork, event: LeadMerged) -> None:
+    """Two leads are one person: what is known of the other and its waiting touches move to
+    the survivor (duplicates dropped), so the person is touched once."""
+    conn = uow.conn
+    survivor, other = event.lead_id, event.merged_lead_id
+    if await people.is_erased(conn, survivor) or await people.is_erased(conn, other):
+        return
+    await people.fold(conn, survivor, other)
+    if await store.move_to(conn, survivor, other):
+        await notify(conn, TOUCHES_CHANNEL)
 
 
 async def enter_stage(uow: UnitOfWork, cause_id: str, event: StageChanged) -> None:

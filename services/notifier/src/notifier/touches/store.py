@@ -86,6 +86,27 @@ async def cancel_on_activity(
     return int(status.split()[-1])
 
 
+async def move_to(conn: asyncpg.Connection, survivor: UUID, other: UUID) -> int:
+    """A merge: the other lead's waiting touches become the survivor's, but for the ones the
+    survivor has already (same playbook and dedupe key), which are cancelled; the other's
+    sent, failed and finished touches stay its history. Returns how many moved."""
+    moved: str = await conn.execute(
+        """UPDATE touches t SET lead_id = $1
+           WHERE t.lead_id = $2 AND t.status = 'scheduled' AND NOT EXISTS (
+               SELECT 1 FROM touches s
+               WHERE s.lead_id = $1 AND s.playbook = t.playbook AND s.dedupe_key = t.dedupe_key)""",
+        survivor,
+        other,
+    )
+    await conn.execute(
+        """UPDATE touches SET status = 'cancelled', reason = 'merged into ' || $1
+           WHERE lead_id = $2 AND status = 'scheduled'""",
+        str(survivor),
+        other,
+    )
+    return int(moved.split()[-1])
+
+
 async def cancel_category(
     conn: asyncpg.Connection, lead_id: UUID, category: str, reason: str
 ) -> int:

@@ -489,3 +489,63 @@ def manual_move(
     after = replace(_moved(state, move, target), last_activity_at=max(state.last_activity_at, when))
     after = rescored(after, target, after.as_of)
     return Outcome(after, (move,), _score_change(state.score, after, None))
+
+
+# ---------------------------------------------------------------- merges
+
+MERGED = "merged"
+
+
+def merged(
+    survivor: LeadState,
+    other: LeadState,
+    funnel: FunnelDefinition,
+    at: datetime,
+    *,
+    cause_event_id: str,
+    cause_event_type: str,
+) -> Outcome:
+    """Two leads are one person: the survivor takes the other's answers, score contributions
+    and activity, and the further stage of the two (a move with reason `merged`, when the
+    other's is further along the same funnel's line); both histories are kept."""
+    if cause_event_id in survivor.seen:
+        return Outcome(survivor)
+    answers = dict(other.answers)
+    for key, answer in survivor.answers.items():
+        old = answers.get(key)
+        if old is None or (old.at, old.event_id) <= (answer.at, answer.event_id):
+            answers[key] = answer
+    known = {c.event_id for c in survivor.contributions}
+    folded = replace(
+        survivor,
+        answers=answers,
+        contributions=(
+            *survivor.contributions,
+            *(c for c in other.contributions if c.event_id not in known),
+        ),
+        seen=survivor.seen | other.seen | {cause_event_id},
+        last_activity_at=max(survivor.last_activity_at, other.last_activity_at),
+    )
+    folded = rescored(folded, funnel, max(folded.as_of, other.as_of))
+    moves: tuple[Move, ...] = ()
+    further = (
+        other.funnel_id == survivor.funnel_id
+        and funnel.in_line(other.stage)
+        and funnel.in_line(survivor.stage)
+        and funnel.position(other.stage) > funnel.position(survivor.stage)
+    )
+    if further:
+        move = Move(
+            funnel.id,
+            funnel.version,
+            survivor.stage,
+            other.stage,
+            funnel.position(other.stage),
+            MERGED,
+            max(at, survivor.stage_entered_at),
+            cause_event_id,
+            cause_event_type,
+        )
+        folded = _moved(folded, move, funnel)
+        moves = (move,)
+    return Outcome(folded, moves, _score_change(survivor.score, folded, cause_event_id))

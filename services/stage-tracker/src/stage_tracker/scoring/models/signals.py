@@ -22,6 +22,8 @@ UPDATED = "updated"
 MANUAL_CORRECTION = "manual"
 # The source of leads imported from another tool (its updates fill details, nothing more).
 IMPORT = "import"
+# The source of the survivor's update a merge emits (its details after the merge).
+MERGE = "merge"
 TOUCH_OPENED = "touch_opened"
 TOUCH_CLICKED = "touch_clicked"
 UNSUBSCRIBED = "unsubscribed"
@@ -78,8 +80,8 @@ def signal_of(event: EventData, event_id: str) -> Signal | None:
     if lead is not None:
         if lead.source == MANUAL_CORRECTION:
             return None  # a colleague corrected the details: the person did nothing
-        if lead.source == IMPORT and not lead.new:
-            return None  # an import filled in known details: the person did nothing now
+        if lead.source in (IMPORT, MERGE) and not lead.new:
+            return None  # an import filled in known details, or a merge: nobody did anything
         answers = _answers(lead.qualification)
         if lead.new:
             imported: dict[str, PropertyValue] = {}
