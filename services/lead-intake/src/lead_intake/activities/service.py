@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from funnel_contracts import ActivityRecorded
+from funnel_contracts import ActivityRecorded, Utm
 from funnel_servicekit.problems import invalid_fields
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
 from lead_intake.activities import store
@@ -103,6 +103,18 @@ async def _known(uow: UnitOfWork, batch: ActivityBatch) -> Known:
         known.by_email | await store.leads_by_email(conn, emails),
         known.by_visitor | await store.leads_of_visitors(conn, visitors),
     )
+
+
+async def first_tagged_visit(
+    conn: asyncpg.Connection, visitor_id: str
+) -> tuple[Utm, str | None, datetime] | None:
+    """An anonymous visitor's first touch: the earliest of its activities with UTM tags (its
+    tags, its page, when), or None."""
+    found = await store.first_tagged_visit(conn, visitor_id)
+    if found is None:
+        return None
+    tags, page, at = found
+    return Utm.model_validate(tags), page, at
 
 
 async def emails_waited_for(conn: asyncpg.Connection, emails: list[str]) -> set[str]:

@@ -34,13 +34,18 @@ class Touchpoint:
     utm: Utm = field(default_factory=Utm)
     landing_page: str | None = None
     referrer: str | None = None
+    # An ad platform's own ids of the ad that brought them (campaign_id, adgroup_id, ...).
+    ad_ids: dict[str, str] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "utm": self.utm.model_dump(exclude_none=True),
             "landing_page": self.landing_page,
             "referrer": self.referrer,
         }
+        if self.ad_ids:
+            out["ad_ids"] = dict(self.ad_ids)
+        return out
 
 
 @dataclass(frozen=True)

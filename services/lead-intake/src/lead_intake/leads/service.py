@@ -6,6 +6,7 @@ follows the same identity rules and emits the same contract events.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
@@ -15,7 +16,7 @@ from funnel_contracts.sealed import new_data_key
 from funnel_servicekit.outbox import enqueue_many, outbox_record
 from funnel_servicekit.problems import field_error, field_problem
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
-from lead_intake.activities.service import emit_waiting
+from lead_intake.activities.service import emit_waiting, first_tagged_visit
 from lead_intake.common.blind_index import BlindIndex
 from lead_intake.forms.models import Form
 from lead_intake.leads import store
@@ -26,6 +27,7 @@ from lead_intake.leads.models import (
     Submission,
     SubmissionInvalid,
     SubmissionOrigin,
+    Touchpoint,
     lead_event,
     merge_order,
     merge_update_event,
@@ -61,6 +63,8 @@ async def capture(
     )
     # A new lead and its submission go in one statement (one round trip fewer per new person).
     origin = SubmissionOrigin(form.id, user_agent, ip_truncated)
+    # An anonymous visitor's first tagged visit is the person's first touch, if they are new.
+    visit = await first_tagged_visit(conn, sub.visitor_id) if sub.visitor_id else None
     lead = None
     if sub.email is not None:
         lead = await store.create_lead(
@@ -112,6 +116,11 @@ async def capture(
             ip_truncated=ip_truncated,
             captured_at=captured_at,
         )
+    if lead.created and visit is not None and visit[2] <= captured_at:
+        utm, page, _ = visit
+        first = Touchpoint(utm=utm, landing_page=page or sub.touchpoint.landing_page)
+        await store.set_first_touch(conn, lead.id, first)
+        sub = dataclasses.replace(sub, touchpoint=first)  # the capture's UTM: the first touch
     # The person's details travel sealed under their own key, destroyed on erasure.
     key = lead.data_key or await store.key_for(conn, lead.id)
     await uow.emit(

@@ -11,7 +11,7 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from funnel_contracts.sealed import new_data_key
-from lead_intake.leads.models import Lead, Submission, SubmissionOrigin
+from lead_intake.leads.models import Lead, Submission, SubmissionOrigin, Touchpoint
 
 _RETURNING = "RETURNING id, email, phone, first_name, last_name, captured_at"
 
@@ -348,6 +348,10 @@ async def fill_lead(
         qualification=sub.qualification,
     )
     return _lead(row, False), details
+
+
+async def set_first_touch(conn: asyncpg.Connection, lead_id: UUID, first: Touchpoint) -> None:
+    await conn.execute("UPDATE leads SET first_touch = $2 WHERE id = $1", lead_id, first.as_json())
 
 
 async def lock_phone(conn: asyncpg.Connection, phone: str) -> None:

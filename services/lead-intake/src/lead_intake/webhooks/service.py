@@ -39,6 +39,7 @@ from lead_intake.webhooks.models import (
     SecretOut,
     WebhookAccepted,
     field_map_for,
+    meta_ad_ids,
     meta_form_id,
     meta_values,
     new_secret,
@@ -78,6 +79,19 @@ async def capture_platform_lead(
     sub = parse_submission(lead.values, form.settings, now=now)
     if lead.test:
         sub = dataclasses.replace(sub, test=True)
+    if lead.ad_ids:
+        # The ad that brought them: its platform and campaign as UTM (reporting's breakdowns
+        # read those), its ids on the touchpoint; tags the form mapped itself win.
+        tp = sub.touchpoint
+        utm = tp.utm.model_copy(
+            update={
+                "source": tp.utm.source or lead.source,
+                "campaign": tp.utm.campaign or lead.campaign,
+            }
+        )
+        sub = dataclasses.replace(
+            sub, touchpoint=dataclasses.replace(tp, utm=utm, ad_ids=lead.ad_ids)
+        )
     captured = await capture(uow, form, sub, source=platform, captured_at=now, index=index)
     await store.mark_seen(uow.conn, platform, lead.external_id, captured.lead_id)
     return captured
@@ -196,7 +210,7 @@ async def record_meta_lead(
                     uow,
                     form,
                     META,
-                    PlatformLead(lead.external_id, values),
+                    PlatformLead(lead.external_id, values, source="meta", ad_ids=meta_ad_ids(data)),
                     now=datetime.now(UTC),
                     index=index,
                 )
