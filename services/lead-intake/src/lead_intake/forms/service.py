@@ -221,5 +221,7 @@ def embed_script(form: Form, base_url: str) -> str:
             "message": form.settings.thank_you_message,
             "honeypot": form.settings.honeypot_field,
             "trackPageViews": True,
+            "attributionDays": form.settings.attribution_days,
+            "consentRequired": form.settings.consent_required,
         }
     )
