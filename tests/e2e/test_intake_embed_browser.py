@@ -51,12 +51,12 @@ async def intake_url(module_infra: Stack) -> AsyncIterator[str]:
         yield url
 
 
-def _page(intake: str) -> str:
+def _page(intake: str, form_id: str = "landing") -> str:
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Spring sale</title>
-<script src="{intake}/v1/forms/landing/embed.js" defer></script></head>
+<script src="{intake}/v1/forms/{form_id}/embed.js" defer></script></head>
 <body><h1>Spring sale</h1>
-<form data-funnel-form="landing" action="{intake}/v1/forms/landing/submissions" method="post">
+<form data-funnel-form="{form_id}" action="{intake}/v1/forms/{form_id}/submissions" method="post">
   <input name="email" type="email" required>
   <input name="first_name">
   <select name="plan"><option value="basic">Basic</option><option value="pro">Pro</option></select>
@@ -66,9 +66,9 @@ def _page(intake: str) -> str:
 
 
 @contextlib.contextmanager
-def landing_server(intake: str) -> Iterator[str]:
+def landing_server(intake: str, form_id: str = "landing") -> Iterator[str]:
     """The site: every path answers the landing page (UTM tags ride on the query)."""
-    body = _page(intake).encode()
+    body = _page(intake, form_id).encode()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -133,13 +133,16 @@ async def _devtools_up(endpoint: str) -> bool:
         return False
 
 
-async def _create_form(stack: Stack, intake: str, origin: str) -> None:
+async def _create_form(
+    stack: Stack, intake: str, origin: str, form_id: str = "landing", **settings: Any
+) -> None:
     async with httpx.AsyncClient(
         base_url=intake, headers={"Authorization": f"Bearer {stack.admin_api_key}"}
     ) as c:
         response = await c.put(
-            "/v1/forms/landing",
+            f"/v1/forms/{form_id}",
             json={
+                **settings,
                 "funnel_id": "digital-sales",
                 "name": "Landing",
                 "allowed_origins": [origin],
@@ -240,3 +243,69 @@ async def test_without_javascript_the_same_form_still_posts(
 
     lead = await _row(module_infra, "SELECT id FROM intake.leads WHERE email = 'no-js@example.com'")
     assert lead is not None  # the answer came after the commit: nothing to wait for
+
+
+FIRST = "localStorage.getItem('funnel_first_touch')"
+
+
+async def test_the_first_touch_is_kept_across_visits_for_the_attribution_days(
+    module_infra: Stack, intake_url: str
+) -> None:
+    with landing_server(intake_url) as site:
+        await _create_form(module_infra, intake_url, site)
+        async with chromium() as browser:
+            context = await browser.new_context()
+            first = await context.new_page()
+            await first.goto(f"{site}/ep1?utm_source=podcast&utm_campaign=ep1")
+            await first.wait_for_function(f"{FIRST} !== null")
+            await first.close()
+            # Days later, another visit (a new tab: nothing in its session) from an ad.
+            later = await context.new_page()
+            await later.goto(f"{site}/sale?utm_source=google&utm_campaign=sale")
+            await later.wait_for_function(
+                "document.querySelector('input[name=utm_source]')?.value === 'podcast'"
+            )
+            assert await later.input_value("input[name=utm_campaign]") == "ep1"
+            await later.fill("input[name=email]", "first.touch@example.com")
+            await later.click("button[type=submit]")
+            await later.locator(".funnel-thank-you").wait_for(timeout=15_000)
+            # Past the attribution days, the kept touch is forgotten: this visit's counts.
+            stale = "Date.now() - 31 * 86400000"
+            await later.evaluate(
+                "localStorage.setItem('funnel_first_touch', JSON.stringify("
+                f"{{utm: {{utm_source: 'old'}}, at: {stale}}}))"
+            )
+            expired = await context.new_page()
+            await expired.goto(f"{site}/x?utm_source=partner")
+            await expired.wait_for_function(
+                "document.querySelector('input[name=utm_source]')?.value === 'partner'"
+            )
+            kept = json.loads(await expired.evaluate(FIRST))
+            assert kept["utm"] == {"utm_source": "partner"}
+            await context.close()
+    lead = await _row(
+        module_infra, "SELECT id FROM intake.leads WHERE email = $1", "first.touch@example.com"
+    )
+    sub = await _row(
+        module_infra, "SELECT utm FROM intake.submissions WHERE lead_id = $1", lead["id"]
+    )
+    assert sub["utm"] == {"source": "podcast", "campaign": "ep1"}
+
+
+async def test_the_first_touch_is_kept_only_with_the_consent_the_form_requires(
+    module_infra: Stack, intake_url: str
+) -> None:
+    with landing_server(intake_url, "consented") as site:
+        await _create_form(module_infra, intake_url, site, "consented", consent_required=True)
+        async with chromium() as browser:
+            context = await browser.new_context()
+            page = await context.new_page()
+            await page.goto(f"{site}/ep2?utm_source=podcast")
+            await page.wait_for_function(
+                "document.querySelector('input[name=utm_source]')?.value === 'podcast'"
+            )
+            assert await page.evaluate(FIRST) is None  # no consent: nothing kept
+            await page.check("input[name=consent]")
+            await page.wait_for_function(f"{FIRST} !== null")
+            assert json.loads(await page.evaluate(FIRST))["utm"] == {"utm_source": "podcast"}
+            await context.close()

@@ -124,7 +124,9 @@ async def test_import_keeps_the_original_capture_time_and_skips_known_people(
     assert (await intake.person(second)).phone == "+12015550199"
 
 
-async def test_a_bad_import_names_the_row_and_imports_nothing(intake: Intake) -> None:
+async def test_a_bad_row_is_named_by_its_number_and_field_and_the_good_ones_go_in(
+    intake: Intake,
+) -> None:
     now = datetime.now(UTC).isoformat()
     response = await intake.client.post(
         "/v1/leads/import",
@@ -139,11 +141,16 @@ async def test_a_bad_import_names_the_row_and_imports_nothing(intake: Intake) ->
     )
     unknown_form = await intake.client.post(
         "/v1/leads/import",
-        json={"form_id": "nope", "leads": [{"email": "ok@example.com", "captured_at": now}]},
+        json={"form_id": "nope", "leads": [{"email": "new@example.com", "captured_at": now}]},
         headers=ADMIN,
     )
 
-    assert response.status_code == 422
-    assert [e["field"] for e in response.json()["errors"]] == ["leads.1.email"]
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert (body["status"], body["rows"], body["imported"], body["failed"]) == ("done", 2, 1, 1)
+    [error] = body["errors"]
+    assert (error["row"], error["field"]) == (2, "email")
+    assert body["lead_ids"][1] is None
     assert unknown_form.status_code == 404
-    assert await intake.count("leads") == 0
+    assert await intake.val("SELECT array_agg(email) FROM leads") == ["ok@example.com"]
+    assert await intake.count("imports") == 1  # the refused request left nothing

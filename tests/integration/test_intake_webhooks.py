@@ -50,6 +50,9 @@ class FakeGraph:
         return {
             "created_time": "2026-11-01T09:30:00+0000",
             "id": LEADGEN_ID,
+            "ad_id": "120200000000000001",
+            "adset_id": "120200000000000002",
+            "campaign_id": "120200000000000003",
             "field_data": [
                 {"name": "email", "values": ["Meta.Person@Example.com"]},
                 {"name": "full_name", "values": ["Meta Person"]},
@@ -236,6 +239,14 @@ async def test_a_meta_lead_waits_through_graph_failures_and_is_captured_once(
         "+12015550123",
     )
     assert event.qualification == {"budget": "10k"}  # a BANT answer, mapped from its question
+    # The ad it came from, fetched with the lead: its platform and campaign as UTM, its ids.
+    assert (event.utm.source, event.utm.campaign) == ("meta", "120200000000000003")
+    first = await intake.val("SELECT first_touch FROM leads WHERE id = $1", event.lead_id)
+    assert first["ad_ids"] == {
+        "ad_id": "120200000000000001", "adset_id": "120200000000000002",
+        "campaign_id": "120200000000000003",
+    }  # fmt: skip
+    assert all("campaign_id" in path for path in graph[0].requests)
     assert all("access_token=graph-token" in path for path in graph[0].requests)
     assert len(graph[0].requests) == 3
 
@@ -545,6 +556,14 @@ async def test_google_ads_leads_are_checked_by_google_key(intake: Intake) -> Non
         "LastName",
         "+16505550123",
     )
+    assert event.test is True  # Google's is_test: a test lead, counted nowhere
+    assert (event.utm.source, event.utm.campaign) == ("google", "20000000000")
+    first = await intake.val("SELECT first_touch FROM leads WHERE id = $1", event.lead_id)
+    assert first["ad_ids"] == {
+        "campaign_id": "20000000000", "adgroup_id": "20000000000",
+        "creative_id": "30000000000", "gcl_id": GOOGLE_TEST_ID,
+    }  # fmt: skip
+    assert await intake.val("SELECT is_test FROM leads WHERE id = $1", event.lead_id) is True
 
 
 async def test_a_generic_hmac_webhook_maps_dotted_paths(intake: Intake) -> None:

@@ -122,8 +122,15 @@ def test_google_columns_and_key() -> None:
         {"email": "g@example.com", "city": "Oslo"},
         "k",
     )
+    assert lead.test is False
     with pytest.raises(PayloadInvalid):
         google_ads_lead({"user_column_data": []}, {})
+
+
+def test_a_google_test_lead_is_a_test_lead() -> None:
+    columns = [{"column_id": "EMAIL", "string_value": "t@example.com"}]
+    lead, _ = google_ads_lead({"lead_id": "T", "is_test": True, "user_column_data": columns}, {})
+    assert (lead.test, lead.values) == (True, {"email": "t@example.com"})
 
 
 def test_generic_dotted_paths() -> None:

@@ -55,18 +55,18 @@ def test_every_shipped_template_renders_in_the_four_languages(book: Playbook) ->
 
 
 def test_entering_the_first_stage_calls_for_the_welcome_only() -> None:
-    [plan] = plans_for(BOOKS, _changed(None, "awareness", 0), cause_id="e1")
+    [plan] = plans_for(BOOKS, _changed(None, "awareness", 0), cause_id="e1", now=NOW)
     assert (plan.playbook, plan.kind, plan.due_at, plan.dedupe_key) == (
         "welcome",
         "transactional",
         NOW,
         "",
     )
-    assert plans_for(BOOKS, _changed("interest", "awareness", 0), cause_id="e2") == []
+    assert plans_for(BOOKS, _changed("interest", "awareness", 0), cause_id="e2", now=NOW) == []
 
 
 def test_interest_starts_the_nurture_sequence_which_needs_the_stage() -> None:
-    plans = plans_for(BOOKS, _changed("awareness", "interest", 1), cause_id="e1")
+    plans = plans_for(BOOKS, _changed("awareness", "interest", 1), cause_id="e1", now=NOW)
     by_name = {p.playbook: p for p in plans}
     assert set(by_name) == {"nurture-1", "nurture-2", "nurture-3"}
     assert by_name["nurture-1"].due_at == NOW + timedelta(days=1)
@@ -75,7 +75,9 @@ def test_interest_starts_the_nurture_sequence_which_needs_the_stage() -> None:
 
 
 def test_an_abandoned_cart_schedules_two_reminders_the_purchase_cancels() -> None:
-    plans = plans_for(BOOKS, _activity("cart_abandoned"), cause_id="cart-1", current_stage="desire")
+    plans = plans_for(
+        BOOKS, _activity("cart_abandoned"), cause_id="cart-1", current_stage="desire", now=NOW
+    )
     assert sorted(p.playbook for p in plans) == ["abandoned-cart-1", "abandoned-cart-2"]
     assert all("purchase_completed" in p.cancel_on for p in plans)
     assert all(p.dedupe_key == "cart-1" for p in plans)  # once per cart, not once ever
@@ -88,15 +90,52 @@ def test_a_lead_turning_hot_makes_a_task_for_sales_once_per_crossing() -> None:
             engagement_score=30, temperature=temp, previous_temperature=prev, scored_at=NOW,
         )  # fmt: skip
 
-    [plan] = plans_for(BOOKS, scored("hot", "warm"), cause_id="s1")
+    [plan] = plans_for(BOOKS, scored("hot", "warm"), cause_id="s1", now=NOW)
     assert (plan.playbook, plan.channel) == ("hot-lead-call", "task")
-    assert plans_for(BOOKS, scored("hot", "hot"), cause_id="s2") == []
-    assert plans_for(BOOKS, scored("warm", "cold"), cause_id="s3") == []
+    assert plans_for(BOOKS, scored("hot", "hot"), cause_id="s2", now=NOW) == []
+    assert plans_for(BOOKS, scored("warm", "cold"), cause_id="s3", now=NOW) == []
 
 
 def test_a_disabled_playbook_schedules_nothing() -> None:
     welcome = default_playbooks()["welcome"].model_copy(update={"enabled": False})
-    assert plans_for([welcome], _changed(None, "awareness", 0), cause_id="e") == []
+    assert plans_for([welcome], _changed(None, "awareness", 0), cause_id="e", now=NOW) == []
+
+
+def test_every_playbook_acts_on_triggers_of_the_last_day_by_default() -> None:
+    assert {b.max_trigger_age for b in BOOKS} == {timedelta(days=1)}
+    fresh = plans_for(
+        BOOKS, _changed(None, "awareness", 0), cause_id="e1", now=NOW + timedelta(hours=23)
+    )
+    assert [(p.playbook, p.stale, p.dedupe_key) for p in fresh] == [("welcome", False, "")]
+
+
+def test_a_trigger_older_than_max_trigger_age_is_a_stale_plan_keyed_by_its_cause() -> None:
+    later = NOW + timedelta(days=1, seconds=1)
+    [welcome] = plans_for(BOOKS, _changed(None, "awareness", 0), cause_id="import-1", now=later)
+    assert (welcome.playbook, welcome.stale) == ("welcome", True)
+    # keyed by its cause: a stale skip never takes the place of a fresh trigger later
+    assert welcome.dedupe_key == "stale:import-1"
+    # a stall move dated at a limit passed long ago, a weeks-old activity: stale too
+    carts = plans_for(
+        BOOKS, _activity("cart_abandoned"), cause_id="c", now=NOW + timedelta(days=40)
+    )
+    assert sorted((p.playbook, p.stale) for p in carts) == [
+        ("abandoned-cart-1", True), ("abandoned-cart-2", True),
+    ]  # fmt: skip
+
+
+def test_a_playbook_may_act_on_older_triggers() -> None:
+    patient = default_playbooks()["welcome"].model_copy(
+        update={"max_trigger_age": timedelta(days=45)}
+    )
+    [plan] = plans_for(
+        [patient], _changed(None, "awareness", 0), cause_id="e", now=NOW + timedelta(days=40)
+    )
+    assert (plan.stale, plan.dedupe_key) == (False, "")
+    assert Playbook.model_validate(
+        {"name": "x", "trigger": {"type": "stage_entered", "position": 0}, "template": "welcome",
+         "max_trigger_age": "P7D"}
+    ).max_trigger_age == timedelta(days=7)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -108,6 +147,7 @@ def test_a_disabled_playbook_schedules_nothing() -> None:
         ({"channel": "webhook"}, "webhook"),
         ({"templates": {"sv": {"text": "Hej"}}}, "en"),
         ({"delay": "-PT1H"}, "delay"),
+        ({"max_trigger_age": "PT0S"}, "max_trigger_age"),
     ],
 )
 def test_a_bad_playbook_is_refused_naming_what_is_wrong(

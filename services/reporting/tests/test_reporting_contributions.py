@@ -240,3 +240,65 @@ def test_revenue_counts_an_order_id_once_and_nets_refunds() -> None:
     )
     assert c[("revenue", ("digital-sales", "all", "", "EUR"))] == (Decimal("15.00"), 2, 1, 1)
     assert c[("customer_counts", ("digital-sales", "all", ""))] == (1, 1)
+
+
+def test_a_test_lead_counts_in_no_report_whatever_order_its_events_come_in() -> None:
+    from funnel_contracts import LeadCapturedV2, Sealed
+
+    test_capture = LeadCapturedV2(
+        lead_id=LEAD, submission_id=uuid4(), form_id="demo", funnel_id="digital-sales",
+        personal_data=Sealed(alg="A256GCM", nonce="AAAAAAAAAAAAAAAA", ciphertext="AAAA"),
+        has_email=True, has_phone=False, captured_at=T0, test=True,
+    )  # fmt: skip
+    events: list[EventData] = [
+        test_capture,
+        stage("awareness", T0),
+        stage("action", T0 + timedelta(days=1)),
+        purchase(T0 + timedelta(days=1), "o-1"),
+    ]
+    real = LeadState()
+    for event in [captured(), *events[1:]]:
+        real = apply(real, event)
+    assert contributions(real)  # the same person, not a test: counted
+    for order in itertools.permutations(events):
+        state = LeadState()
+        total: Contributions = {}
+        for event in order:
+            new = apply(state, event)
+            add(total, diff(contributions(state), contributions(new)))
+            state = new
+        assert state.test
+        assert {k: v for k, v in total.items() if any(v)} == {}, order
+
+
+def test_a_merge_counts_the_person_once_with_what_both_leads_did() -> None:
+    from reporting.projection.models.lead_state import fold
+
+    other_id = UUID("00000000-0000-4000-8000-000000000002")
+    survivor = LeadState()
+    for event in (captured("fair"), stage("awareness", T0), purchase(T0, "o-1")):
+        survivor = apply(survivor, event)
+    other = LeadState()
+    earlier = captured("ads").model_copy(
+        update={"lead_id": other_id, "captured_at": T0 - timedelta(days=3)}
+    )
+    late_buy = purchase(T0 + timedelta(days=2), "o-2").model_copy(update={"lead_id": other_id})
+    for event in (earlier, stage("awareness", T0 - timedelta(days=3)), late_buy):
+        other = apply(other, event)
+    before: Contributions = {}
+    add(before, contributions(survivor))
+    add(before, contributions(other))
+
+    merged, gone = fold(survivor, other, LEAD)
+
+    assert gone.merged_into == LEAD
+    assert contributions(gone) == {}
+    assert apply(gone, purchase(T0, "o-3")) == gone  # a straggler counts nowhere
+    assert sorted(merged.money) == sorted({*survivor.money, *other.money})  # both purchases
+    assert merged.first_touch is not None
+    assert merged.first_touch.source == "ads"  # the earlier first touch
+    assert [e.at for e in merged.entries] == [T0]  # one stage history: the survivor's
+    after = contributions(merged)
+    assert after != contributions(survivor)
+    # fewer lead rows than the two leads together (the person counted once)
+    assert len(after) < len(before)

@@ -60,6 +60,11 @@ class LeadDetails:
     sealed: Sealed | None = None
     #: Consent categories withdrawn by this update (a correction made by hand).
     consent_withdrawn: tuple[str, ...] = ()
+    #: An imported contact's stage in its funnel, and since when (captured v2 only).
+    imported_stage: str | None = None
+    stage_entered_at: datetime | None = None
+    #: A test lead (captured v2 only): left out of every report, playbook and funnel count.
+    test: bool = False
 
     def person(self, key: bytes | None) -> PersonalData | None:
         """The personal data: v1's as written; v2's unsealed with `key` (None: erased)."""
@@ -112,4 +117,7 @@ def lead_details(event: EventData) -> LeadDetails | None:
         clear=clear,
         sealed=event.personal_data if isinstance(event, LeadCapturedV2 | LeadUpdatedV2) else None,
         consent_withdrawn=event.consent_withdrawn if isinstance(event, LeadUpdatedV2) else (),
+        imported_stage=event.imported_stage if isinstance(event, LeadCapturedV2) else None,
+        stage_entered_at=event.stage_entered_at if isinstance(event, LeadCapturedV2) else None,
+        test=event.test if isinstance(event, LeadCapturedV2) else False,
     )

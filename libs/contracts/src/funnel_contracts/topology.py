@@ -12,7 +12,7 @@ from funnel_contracts import topics
 from funnel_contracts.events import EVENT_MODELS
 
 TOPIC_DESCRIPTIONS: dict[str, str] = {
-    topics.LEAD_EVENTS: "a person captured, updated, erased",
+    topics.LEAD_EVENTS: "a person captured, updated, merged, erased",
     topics.ACTIVITY_EVENTS: "what a person did: page views, purchases, calls",
     topics.STAGE_EVENTS: "stage moves, scores and owners",
     topics.TOUCH_EVENTS: "touches sent, failed, opened, clicked; consent; sales tasks",

@@ -9,6 +9,8 @@ from funnel_servicekit.service_app import create_service_app
 from lead_intake.activities import routes as activities
 from lead_intake.forms import routes as forms
 from lead_intake.imports import routes as imports
+from lead_intake.imports.worker import ImportRunner
+from lead_intake.leads import routes as leads
 from lead_intake.people import routes as people
 from lead_intake.privacy import routes as privacy
 from lead_intake.runtime import IntakeContext, IntakeRuntime
@@ -25,7 +27,10 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
 
     def workers(runtime: IntakeRuntime) -> list[Worker]:
-        loops = [IdempotencyPurger(runtime.pool, settings.idempotency_hours).worker()]
+        loops = [
+            IdempotencyPurger(runtime.pool, settings.idempotency_hours).worker(),
+            ImportRunner(runtime).worker(),
+        ]
         if settings.meta_access_token:
             loops.append(MetaFetcher(runtime.pool, settings).worker())
         return loops
@@ -41,6 +46,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             activities.router,
             forms.router,
             imports.router,
+            leads.router,
             people.router,
             privacy.router,
             webhooks.router,

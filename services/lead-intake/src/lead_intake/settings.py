@@ -39,6 +39,25 @@ class IntakeSettings(ServiceSettings):
         description="How browsers reach this service, for embed.js (else the request's).",
     )
     max_activity_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Imports of existing contacts (POST /v1/leads/import, CSV or JSON).
+    import_max_rows: int = Field(
+        default=100_000, ge=1, description="Rows one import takes at most (more: 413)."
+    )
+    import_max_bytes: int = Field(
+        default=128 * 1024 * 1024, ge=1024, description="Largest import body (more: 413)."
+    )
+    import_inline_rows: int = Field(
+        default=1000,
+        ge=0,
+        description="Imports of at most this many rows are done before the answer; larger "
+        "ones answer 202 at once and the import runner works through them.",
+    )
+    import_batch_size: int = Field(
+        default=500, ge=1, le=10_000, description="Rows per transaction of an import."
+    )
+    import_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often the import runner looks for waiting rows."
+    )
     # Funnels belong to stage-tracker: a form is saved only if its funnel is published there.
     tracker_url: str | None = Field(
         default=None, description="stage-tracker's base URL; unset: forms are saved unchecked."

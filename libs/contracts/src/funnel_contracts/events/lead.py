@@ -126,6 +126,20 @@ class LeadCapturedV2(_LeadDetailsV2):
     utm: Utm = Field(default_factory=Utm)
     captured_at: datetime
     source: str = Field(default="form", description=f"One of {', '.join(CAPTURE_SOURCES)}.")
+    imported_stage: str | None = Field(
+        default=None,
+        max_length=100,
+        description="An imported contact's stage in the funnel, as the other tool had it: "
+        "the tracker moves the new lead there (journey reason `imported`).",
+    )
+    stage_entered_at: datetime | None = Field(
+        default=None, description="When the imported contact entered `imported_stage`."
+    )
+    test: bool = Field(
+        default=False,
+        description="A test lead (an ad platform's test, or set by an admin key): stored and "
+        "found, left out of every report, playbook and funnel count.",
+    )
 
 
 class LeadUpdatedV2(_LeadDetailsV2):
@@ -145,6 +159,23 @@ class LeadUpdatedV2(_LeadDetailsV2):
         description="Consent categories withdrawn at updated_at (a correction made by hand); "
         "the categories granted travel in `consent`.",
     )
+
+
+MERGE_REASONS = ("manual", "same_phone")
+
+
+class LeadMerged(EventData):
+    """Two leads proved to be one person: `merged_lead_id` is folded into `lead_id` (the
+    older lead, which survives). Every service folds what it keeps of the two into one; a
+    merge is never undone."""
+
+    event_type: ClassVar[str] = "funnel.lead.merged.v1"
+    topic: ClassVar[str] = topics.LEAD_EVENTS
+
+    merged_lead_id: UUID
+    reason: str = Field(description=f"One of {', '.join(MERGE_REASONS)}.")
+    actor: str | None = Field(default=None, description="The key's name, for a manual merge.")
+    merged_at: datetime
 
 
 class LeadErased(EventData):

@@ -10,7 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
-from funnel_contracts import ActivityRecorded
+import asyncpg
+
+from funnel_contracts import ActivityRecorded, Utm
 from funnel_servicekit.problems import invalid_fields
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
 from lead_intake.activities import store
@@ -101,6 +103,26 @@ async def _known(uow: UnitOfWork, batch: ActivityBatch) -> Known:
         known.by_email | await store.leads_by_email(conn, emails),
         known.by_visitor | await store.leads_of_visitors(conn, visitors),
     )
+
+
+async def first_tagged_visit(
+    conn: asyncpg.Connection, visitor_id: str
+) -> tuple[Utm, str | None, datetime] | None:
+    """An anonymous visitor's first touch: the earliest of its activities with UTM tags (its
+    tags, its page, when), or None."""
+    found = await store.first_tagged_visit(conn, visitor_id)
+    if found is None:
+        return None
+    tags, page, at = found
+    return Utm.model_validate(tags), page, at
+
+
+async def emails_waited_for(conn: asyncpg.Connection, emails: list[str]) -> set[str]:
+    """Of these emails, the ones activities wait for; each email held until the caller's
+    transaction ends (an activity naming one waits for the leads it is making)."""
+    by_hash = {email_sha256(e): e for e in emails}
+    found = await store.lock_and_find_pending_emails(conn, list(by_hash))
+    return {by_hash[h] for h in found}
 
 
 async def emit_waiting(

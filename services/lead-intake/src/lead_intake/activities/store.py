@@ -109,6 +109,47 @@ async def lock_unknown_people(
         )
 
 
+async def lock_and_find_pending_emails(
+    conn: asyncpg.Connection, email_sha256s: list[str]
+) -> set[str]:
+    """Of these emails (their hashes), the ones activities wait for; each email's key held
+    until this transaction ends (the keys of claim_pending_activities, in one sorted order),
+    so an activity naming one of them waits for this transaction's leads."""
+    if not email_sha256s:
+        return set()
+    hashes = sorted(set(email_sha256s))
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('pending-email:' || h)) "
+        "FROM unnest($1::text[]) WITH ORDINALITY AS t(h, n) ORDER BY n",
+        hashes,
+    )
+    rows = await conn.fetch(
+        """SELECT DISTINCT pending_email_sha256 AS h FROM activities
+           WHERE lead_id IS NULL AND pending_email_sha256 = ANY($1::text[])""",
+        hashes,
+    )
+    return {r["h"] for r in rows}
+
+
+async def first_tagged_visit(
+    conn: asyncpg.Connection, visitor_id: str
+) -> tuple[dict[str, Any], str | None, datetime] | None:
+    """The anonymous visitor's earliest activity that carried UTM tags: the tags, its page,
+    when it happened; None when none did."""
+    row = await conn.fetchrow(
+        """SELECT details->'utm' AS utm, details->>'page_url' AS page_url, occurred_at
+           FROM activities
+           WHERE visitor_id = $1 AND lead_id IS NULL AND pending_email_sha256 IS NULL
+             AND jsonb_typeof(details->'utm') = 'object' AND details->'utm' <> '{}'::jsonb
+           ORDER BY occurred_at LIMIT 1""",
+        visitor_id,
+    )
+    if row is None:
+        return None
+    utm = row["utm"]
+    return (utm if isinstance(utm, dict) else {}), row["page_url"], row["occurred_at"]
+
+
 async def claim_pending(
     conn: asyncpg.Connection, lead_id: UUID, *, visitor_id: str | None, email: str | None
 ) -> list[StoredActivity]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import tempfile
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from typing import IO
 from urllib.parse import parse_qsl
 
 from fastapi import Request
@@ -82,6 +85,33 @@ async def read_limited(request: Request, limit: int) -> bytes:
             raise too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+# Past this, a spooled body goes to a temporary file instead of memory.
+SPOOL_IN_MEMORY = 1024 * 1024
+
+
+async def read_spooled(request: Request, limit: int) -> tuple[IO[bytes], bytes]:
+    """A large body (an import) streamed to a temporary file past 1 MiB, refused with 413 as
+    soon as it passes `limit`; with its SHA-256. The caller closes the file."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit)
+            digest.update(chunk)
+            spool.write(chunk)
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return spool, digest.digest()
 
 
 async def read_json(request: Request, limit: int) -> object:

@@ -116,6 +116,14 @@ class FormSettings(StorableText):
     consent_version: str | None = Field(default=None, max_length=100)
     consent_categories: tuple[str, ...] = ()
     consent_required: bool = False
+    attribution_days: int = Field(
+        default=30,
+        ge=0,
+        le=395,
+        description="How long embed.js keeps a visitor's first touch (the UTM tags of their "
+        "first tagged visit) in the site's own storage; 0: never across visits. Kept only "
+        "with consent when the form requires it.",
+    )
     default_phone_region: str | None = Field(
         default=None, description="ISO 3166 region for numbers written without +country."
     )

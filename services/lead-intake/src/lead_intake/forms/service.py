@@ -162,8 +162,14 @@ async def seed_form(conn: asyncpg.Connection, form_id: str, definition: FormIn) 
 
 async def check_funnel(settings: IntakeSettings, funnel_id: str) -> None:
     """Return when `funnel_id` has a published version; else raise the Problem to answer."""
+    await funnel_stages(settings, funnel_id)
+
+
+async def funnel_stages(settings: IntakeSettings, funnel_id: str) -> tuple[str, ...] | None:
+    """The line stages of the funnel's newest version, as stage-tracker has it (None when no
+    tracker is configured); the Problem to answer when it has no such funnel or is away."""
     if not settings.tracker_url:
-        return
+        return None
     key = settings.tracker_api_key.get_secret_value() if settings.tracker_api_key else None
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
@@ -181,6 +187,8 @@ async def check_funnel(settings: IntakeSettings, funnel_id: str) -> None:
         )
     if response.status_code != 200:
         raise _unavailable(f"stage-tracker answered {response.status_code}")
+    stages = response.json().get("stages")
+    return tuple(str(s) for s in stages) if isinstance(stages, list) else None
 
 
 def _unavailable(why: str) -> Problem:
@@ -213,5 +221,7 @@ def embed_script(form: Form, base_url: str) -> str:
             "message": form.settings.thank_you_message,
             "honeypot": form.settings.honeypot_field,
             "trackPageViews": True,
+            "attributionDays": form.settings.attribution_days,
+            "consentRequired": form.settings.consent_required,
         }
     )

@@ -1,42 +1,424 @@
-"""Bulk import: up to 1000 contacts in one unit of work, with their original capture time."""
+"""Imports of existing contacts: staged whole in one transaction when they arrive (a refused
+request leaves nothing), then imported in batches, each in its own unit of work, by the
+request itself (small ones) or the import runner (the rest), counting as they go.
+
+A row is imported with the capture every way in uses (lead_intake.leads.service): a new person
+is captured (funnel.lead.captured.v2, with their original capture time and, if given, the stage
+of the funnel they are in); a known one is left as is (`on_existing=skip`) or has their empty
+fields filled (`update`). A bad row is recorded with its number and field; the others go on.
+"""
 
 from __future__ import annotations
 
-from uuid import UUID
+import hashlib
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO, Any, Literal
+from uuid import UUID, uuid4
 
-from funnel_servicekit.problems import invalid_fields
-from funnel_servicekit.unit_of_work import UnitOfWork
+import asyncpg
+
+from funnel_servicekit.db import DATABASE_UNREACHABLE
+from funnel_servicekit.problems import Problem, field_problem, invalid, not_found
+from funnel_servicekit.unit_of_work import RETRYABLE, UnitOfWork
+from lead_intake.activities.service import emails_waited_for
 from lead_intake.forms import service as forms
-from lead_intake.imports.models import ImportIn, ImportOut, submissions_of
-from lead_intake.leads.service import capture
+from lead_intake.forms.models import Form
+from lead_intake.imports import store
+from lead_intake.imports.models import (
+    ON_EXISTING,
+    BatchCounts,
+    ImportState,
+    MalformedCsv,
+    OnExisting,
+    csv_rows,
+    flat_row,
+)
+from lead_intake.imports.models.mapping import MappingInvalid
+from lead_intake.imports.models.rows import FormRules, ImportRow, RowError, parse_row
+from lead_intake.leads.service import (
+    NewPerson,
+    capture,
+    capture_new,
+    fill_known,
+    known_by_email,
+)
 from lead_intake.runtime import IntakeRuntime
 
+# Errors that say nothing about a row: the database away, or a transaction to run again.
+_NOT_A_ROW = (*DATABASE_UNREACHABLE, *RETRYABLE)
+# Rows COPYed into the staging table at a time while a request is read.
+STAGE_CHUNK = 2000
+Outcome = Literal["imported", "existing", "updated"]
 
-async def import_leads(runtime: IntakeRuntime, body: ImportIn) -> ImportOut:
-    """All of them, or none on any error; people known already are left as they are."""
+
+@dataclass(frozen=True)
+class Upload:
+    """What a request asks: the form, what to do with known people, the column mapping, the
+    Idempotency-Key, and who asks."""
+
+    form_id: str
+    on_existing: OnExisting
+    mapping: dict[str, str]
+    idempotency_key: str | None
+    created_by: str | None
+
+    def fingerprint(self, body_sha256: bytes) -> bytes:
+        """The same content: the same form, options and bytes."""
+        options = json.dumps(
+            [self.form_id, self.on_existing, sorted(self.mapping.items())], ensure_ascii=True
+        ).encode()
+        return hashlib.sha256(options + b"\0" + body_sha256).digest()
+
+
+@dataclass(frozen=True)
+class Started:
+    """An import as a request leaves it: its state, whether this request made it, and the
+    lead of each row when it was imported before the answer (None for a bad row)."""
+
+    state: ImportState
+    new: bool
+    lead_ids: list[str | None] | None = None
+
+
+def too_many_rows(limit: int) -> Problem:
+    return field_problem(
+        413,
+        "Too many rows",
+        f"an import takes at most {limit} rows; split the file",
+        type_="urn:funnel:problem:too-large",
+        field="body",
+        message=f"more than {limit} rows",
+    )
+
+
+def _refused(exc: MappingInvalid) -> Problem:
+    return invalid(exc.field, exc.message, "Invalid import")
+
+
+async def import_csv(
+    runtime: IntakeRuntime, upload: Upload, body: IO[bytes], body_sha256: bytes
+) -> Started:
+    """A CSV file (a header row, then one row per person), read from `body` as it goes."""
+    text = io.TextIOWrapper(body, encoding="utf-8-sig", newline="")
+    try:
+        return await _start(runtime, upload, csv_rows(text, upload.mapping), body_sha256)
+    except UnicodeDecodeError:
+        raise invalid("body", "not UTF-8 text", "Invalid import") from None
+    except MalformedCsv as exc:
+        raise invalid("body", f"not a CSV file: {exc}", "Invalid import") from None
+    finally:
+        text.detach()
+
+
+async def import_json(
+    runtime: IntakeRuntime, upload: Upload, leads: object, body_sha256: bytes
+) -> Started:
+    """`{"form_id", "leads": [...], "on_existing"}`: each lead an object of fields."""
+    if not isinstance(leads, list) or not leads:
+        raise invalid("leads", "a list of at least one lead", "Invalid import")
+    rows = ((i + 1, flat_row(i, item)) for i, item in enumerate(leads))
+    return await _start(runtime, upload, rows, body_sha256)
+
+
+async def _start(
+    runtime: IntakeRuntime,
+    upload: Upload,
+    rows: Iterator[tuple[int, dict[str, str]]],
+    body_sha256: bytes,
+) -> Started:
+    if upload.on_existing not in ON_EXISTING:
+        raise invalid("on_existing", "skip or update", "Invalid import")
+    fingerprint = upload.fingerprint(body_sha256)
     async with runtime.pool.acquire() as conn:
-        form = await forms.registered_form(conn, body.form_id)
-    subs, errors = submissions_of(body.leads, form.settings.default_phone_region)
-    if errors:
-        raise invalid_fields(errors, "Invalid import")
-
-    async def work(uow: UnitOfWork) -> ImportOut:
-        imported = existing = 0
-        lead_ids: list[UUID] = []
-        for sub, item in zip(subs, body.leads, strict=True):
-            captured = await capture(
-                uow,
-                form,
-                sub,
-                source="import",
-                captured_at=item.captured_at,
-                index=runtime.context.search_index,
-                update_known=False,
+        form = await forms.registered_form(conn, upload.form_id)  # 404 for an unknown form
+        known = await store.find(conn, upload.idempotency_key, fingerprint)
+        if known is not None:
+            return Started(await _state(conn, known), new=False)
+    import_id = uuid4()
+    limit = runtime.settings.import_max_rows
+    try:
+        async with runtime.transactions() as uow:
+            made = await store.create(
+                uow.conn,
+                import_id,
+                form.id,
+                upload.on_existing,
+                upload.idempotency_key,
+                fingerprint,
+                upload.created_by,
             )
-            lead_ids.append(captured.lead_id)
-            imported += captured.new_lead
-            existing += not captured.new_lead
-        return ImportOut(imported=imported, existing=existing, lead_ids=lead_ids)
+            if not made:
+                raise _Repeated
+            count = await _stage(uow, import_id, rows, limit)
+            if count == 0:
+                raise invalid("body", "no rows to import", "Invalid import")
+            await store.set_rows(uow.conn, import_id, count)
+    except MappingInvalid as exc:
+        raise _refused(exc) from None
+    except (_Repeated, asyncpg.UniqueViolationError):
+        # The same file, sent again while the first was being read: that import answers.
+        async with runtime.pool.acquire() as conn:
+            known = await store.find(conn, upload.idempotency_key, fingerprint)
+            if known is None:
+                raise
+            return Started(await _state(conn, known), new=False)
+    if count > runtime.settings.import_inline_rows:
+        async with runtime.pool.acquire() as conn:
+            return Started(await _state(conn, import_id), new=True)
+    lead_ids: dict[int, UUID] = {}
+    try:
+        while True:
+            handled = await import_batch(runtime, import_id, lead_ids)
+            if handled == 0:
+                break
+    except Problem as away:
+        if away.status != 503:
+            raise
+        # stage-tracker is away (the stages of the funnel cannot be checked): the runner
+        # imports it once it is back; the answer says where to look.
+    async with runtime.pool.acquire() as conn:
+        state = await _state(conn, import_id)
+    ids = None
+    if state.status == "done":
+        ids = [str(lead_ids[n]) if n in lead_ids else None for n in range(1, state.rows + 1)]
+    return Started(state, new=True, lead_ids=ids)
 
-    # Run again whole when PostgreSQL undid it (activities locking the same people).
-    return await runtime.transactions.run(work)
+
+class _Repeated(Exception):
+    """Another request made this import (same key or content) a moment before."""
+
+
+async def _stage(
+    uow: UnitOfWork, import_id: UUID, rows: Iterator[tuple[int, dict[str, str]]], limit: int
+) -> int:
+    chunk: list[tuple[int, dict[str, str]]] = []
+    count = 0
+    for number, row in rows:
+        count = number
+        if count > limit:
+            raise too_many_rows(limit)
+        chunk.append((number, row))
+        if len(chunk) >= STAGE_CHUNK:
+            await store.stage_rows(uow.conn, import_id, chunk)
+            chunk = []
+    if chunk:
+        await store.stage_rows(uow.conn, import_id, chunk)
+    return count
+
+
+async def _state(conn: asyncpg.Connection, import_id: UUID) -> ImportState:
+    found = await store.state(conn, import_id)
+    if found is None:
+        raise not_found("import", "import_id", import_id)
+    return found
+
+
+async def state_of(conn: asyncpg.Connection, import_id: UUID) -> ImportState:
+    """GET /v1/imports/{import_id}: how far it got, its counts and the errors of bad rows."""
+    return await _state(conn, import_id)
+
+
+# --- importing the staged rows ---------------------------------------------------------------
+
+
+async def import_batch(
+    runtime: IntakeRuntime, import_id: UUID | None = None, lead_ids: dict[int, UUID] | None = None
+) -> int:
+    """One batch of the oldest waiting import (or of `import_id`) in one unit of work;
+    returns how many rows it handled (0: nothing waits). The funnel's stages are read from
+    stage-tracker before the transaction opens (a 503 Problem while it is away)."""
+    async with runtime.pool.acquire() as conn:
+        job = await store.claim(conn, import_id, lock=False)
+        if job is None:
+            return 0
+        form = await forms.registered_form(conn, job["form_id"])
+    stages = await forms.funnel_stages(runtime.settings, form.funnel_id)
+    rules = FormRules(
+        phone_region=form.settings.default_phone_region,
+        consent_text=form.settings.consent_text,
+        consent_version=form.settings.consent_version,
+        consent_categories=form.settings.consent_categories,
+        stages=stages,
+    )
+    size = runtime.settings.import_batch_size
+    ids: dict[int, UUID] = {}
+
+    async def work(uow: UnitOfWork, careful: bool) -> int:
+        ids.clear()
+        claimed = await store.claim(uow.conn, job["id"], lock=True)
+        if claimed is None:
+            return 0  # another runner has it, or it is done
+        rows = await store.rows_from(uow.conn, claimed["id"], claimed["next_row"], size)
+        counts, errors = await _import_rows(
+            uow, runtime, form, rules, claimed, rows, ids, careful=careful
+        )
+        next_row = rows[-1][0] + 1 if rows else claimed["rows"] + 1
+        await store.record_batch(uow.conn, claimed["id"], next_row, counts, errors)
+        return max(len(rows), 1)
+
+    try:
+        handled = await runtime.transactions.run(lambda uow: work(uow, False))
+    except asyncpg.PostgresError as exc:
+        if isinstance(exc, _NOT_A_ROW):
+            raise
+        # A row PostgreSQL refused: the batch again, each row on its own savepoint.
+        handled = await runtime.transactions.run(lambda uow: work(uow, True))
+    if lead_ids is not None:
+        lead_ids.update(ids)
+    return handled
+
+
+async def _import_rows(
+    uow: UnitOfWork,
+    runtime: IntakeRuntime,
+    form: Form,
+    rules: FormRules,
+    job: asyncpg.Record,
+    rows: Iterable[tuple[int, dict[str, str]]],
+    ids: dict[int, UUID],
+    *,
+    careful: bool,
+) -> tuple[BatchCounts, list[RowError]]:
+    counts = BatchCounts()
+    errors: list[RowError] = []
+    now = datetime.now(UTC)
+    valid: list[ImportRow] = []
+    for number, data in rows:
+        counts.rows += 1
+        parsed = parse_row(number, data, rules, now=now, default_time=job["created_at"])
+        if isinstance(parsed, list):
+            errors += parsed
+            counts.failed += 1
+        else:
+            valid.append(parsed)
+    one_by_one = valid
+    if not careful:
+        one_by_one = await _in_bulk(uow, runtime, form, job, valid, ids, counts)
+    for row in one_by_one:
+        try:
+            if careful:
+                async with uow.conn.transaction():
+                    outcome, lead_id = await _import_one(uow, runtime, form, row, job, now)
+            else:
+                outcome, lead_id = await _import_one(uow, runtime, form, row, job, now)
+        except asyncpg.PostgresError as exc:
+            if not careful or isinstance(exc, _NOT_A_ROW):
+                raise
+            errors.append(RowError(row.row, "row", f"refused by the database: {exc}"[:500]))
+            counts.failed += 1
+            continue
+        ids[row.row] = lead_id
+        setattr(counts, outcome, getattr(counts, outcome) + 1)
+    return counts, errors
+
+
+async def _in_bulk(
+    uow: UnitOfWork,
+    runtime: IntakeRuntime,
+    form: Form,
+    job: asyncpg.Record,
+    rows: list[ImportRow],
+    ids: dict[int, UUID],
+    counts: BatchCounts,
+) -> list[ImportRow]:
+    """The common case at the speed of a few statements per batch: new people by email
+    (nobody has the email, no activity waits for it) are captured together; known people
+    are counted `existing` when they are to be skipped. Returns the rows left to import one
+    by one (phone only, an email twice in the batch, a known person to update, an email
+    activities wait for, an email taken meanwhile)."""
+    first: dict[str, ImportRow] = {}
+    rest: list[ImportRow] = []
+    for row in rows:
+        email = row.submission.email
+        if email is None or email in first:
+            rest.append(row)
+        else:
+            first[email] = row
+    known = await known_by_email(uow, list(first))
+    new = {e: r for e, r in first.items() if e not in known}
+    waited = await emails_waited_for(uow.conn, list(new))
+    for email, row in first.items():
+        if email in known and job["on_existing"] == "skip":
+            ids[row.row] = known[email]
+            counts.existing += 1
+        elif email in known or email in waited:
+            rest.append(row)
+    bulk = [r for e, r in new.items() if e not in waited]
+    made = await capture_new(
+        uow,
+        form,
+        [NewPerson(r.submission, r.captured_at, r.stage, r.entered_at or r.captured_at)
+         for r in bulk],
+        source="import",
+        index=runtime.context.search_index,
+    )  # fmt: skip
+    for row, lead_id in zip(bulk, made, strict=True):
+        if lead_id is None:
+            rest.append(row)  # taken by a form post a moment ago: as any known person
+        else:
+            ids[row.row] = lead_id
+            counts.imported += 1
+    return sorted(rest, key=lambda r: r.row)
+
+
+async def _import_one(
+    uow: UnitOfWork,
+    runtime: IntakeRuntime,
+    form: Form,
+    row: ImportRow,
+    job: asyncpg.Record,
+    now: datetime,
+) -> tuple[Outcome, UUID]:
+    index = runtime.context.search_index
+    captured = await capture(
+        uow,
+        form,
+        row.submission,
+        source="import",
+        captured_at=row.captured_at,
+        index=index,
+        update_known=False,
+        imported_stage=row.stage,
+        stage_entered_at=row.entered_at or row.captured_at,
+    )
+    if captured.new_lead:
+        return "imported", captured.lead_id
+    if job["on_existing"] == "update" and await fill_known(
+        uow, form, captured.lead_id, row.submission, source="import", at=now, index=index
+    ):
+        return "updated", captured.lead_id
+    return "existing", captured.lead_id
+
+
+def upload_of(
+    form_id: str | None,
+    on_existing: str | None,
+    mapping: dict[str, str],
+    idempotency_key: str | None,
+    created_by: str | None,
+) -> Upload:
+    """The request's options checked (422 naming the one at fault)."""
+    if not form_id:
+        raise invalid("form_id", "required", "Invalid import")
+    choice = on_existing or "skip"
+    if choice not in ON_EXISTING:
+        raise invalid("on_existing", "skip or update", "Invalid import")
+    return Upload(form_id, choice, mapping, idempotency_key, created_by)  # type: ignore[arg-type]
+
+
+def mapping_problem(exc: MappingInvalid) -> Problem:
+    return _refused(exc)
+
+
+def json_options(payload: object) -> dict[str, Any]:
+    """A JSON import's body: an object with `leads` (and `form_id`, `on_existing`)."""
+    if not isinstance(payload, dict):
+        raise invalid("body", "must be a JSON object with leads", "Invalid import")
+    unknown = set(payload) - {"form_id", "on_existing", "leads"}
+    if unknown:
+        raise invalid(sorted(unknown)[0], "not a field of an import", "Invalid import")
+    return payload

@@ -34,13 +34,18 @@ class Touchpoint:
     utm: Utm = field(default_factory=Utm)
     landing_page: str | None = None
     referrer: str | None = None
+    # An ad platform's own ids of the ad that brought them (campaign_id, adgroup_id, ...).
+    ad_ids: dict[str, str] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "utm": self.utm.model_dump(exclude_none=True),
             "landing_page": self.landing_page,
             "referrer": self.referrer,
         }
+        if self.ad_ids:
+            out["ad_ids"] = dict(self.ad_ids)
+        return out
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,8 @@ class Submission:
     time_zone: str | None = None
     custom_fields: dict[str, str] = field(default_factory=dict)
     qualification: dict[str, str] = field(default_factory=dict)
+    # A test lead (an ad platform's test, or set by an admin key): kept out of every count.
+    test: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,8 +109,11 @@ def lead_event(
     submission_id: UUID,
     source: str,
     at: datetime,
+    imported_stage: str | None = None,
+    stage_entered_at: datetime | None = None,
 ) -> LeadCapturedV2 | LeadUpdatedV2:
-    """funnel.lead.captured.v2 for a new person, funnel.lead.updated.v2 for a known one."""
+    """funnel.lead.captured.v2 for a new person, funnel.lead.updated.v2 for a known one
+    (an imported contact's stage, if any, travels with the capture)."""
     person = PersonalData(
         email=lead.email,
         phone=lead.phone,
@@ -130,5 +140,86 @@ def lead_event(
         "time_zone": sub.time_zone,
     }
     if lead.created:
-        return LeadCapturedV2(**common, utm=sub.touchpoint.utm, captured_at=at)
+        return LeadCapturedV2(
+            **common,
+            utm=sub.touchpoint.utm,
+            captured_at=at,
+            imported_stage=imported_stage,
+            stage_entered_at=stage_entered_at if imported_stage else None,
+            test=sub.test,
+        )
     return LeadUpdatedV2(**common, last_touch_utm=sub.touchpoint.utm, updated_at=at)
+
+
+# --- merges (a merge is never undone) ------------------------------------------------------
+
+
+class MergeRefused(ValueError):
+    """A merge that cannot be made: the answer's status, the field at fault and why."""
+
+    def __init__(self, status: int, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.status = status
+        self.field = field
+        self.message = message
+
+
+def merge_order(
+    a: dict[str, Any] | None, b: dict[str, Any] | None, a_id: UUID, b_id: UUID
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(survivor, other): the older lead survives. MergeRefused for a lead merged into itself
+    (422), an unknown one (404), an erased one (410), one merged already (409)."""
+    if a_id == b_id:
+        raise MergeRefused(422, "other_lead_id", "a lead cannot be merged into itself")
+    for row, name, lead_id in ((a, "lead_id", a_id), (b, "other_lead_id", b_id)):
+        if row is None:
+            raise MergeRefused(404, name, f"no lead {lead_id}")
+    assert a is not None
+    assert b is not None
+    for row, name in ((a, "lead_id"), (b, "other_lead_id")):
+        if row["erased_at"] is not None:
+            raise MergeRefused(410, name, "the person was erased")
+        if row["merged_into"] is not None:
+            raise MergeRefused(409, name, f"merged into {row['merged_into']} already")
+    older = min((a, b), key=lambda r: (r["captured_at"], r["created_at"], str(r["id"])))
+    return older, (b if older is a else a)
+
+
+def merged_fields(survivor: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """The survivor's fields after the merge: its own, its empty ones filled from the other,
+    the newer consent, custom fields of both (its own winning)."""
+    out = {
+        k: survivor[k] if survivor[k] is not None else other[k]
+        for k in ("email", "phone", "first_name", "last_name", "locale", "time_zone")
+    }
+    out["takes_email"] = survivor["email"] is None and other["email"] is not None
+    consents = [c for c in (survivor["consent"], other["consent"]) if c]
+    out["consent"] = max(consents, key=lambda c: str(c.get("given_at", ""))) if consents else None
+    out["custom_fields"] = {**(other["custom_fields"] or {}), **(survivor["custom_fields"] or {})}
+    return out
+
+
+# The source of the lead update a merge emits (the survivor's details as they now are).
+MERGE = "merge"
+
+
+def merge_update_event(lead: Lead, sub: Submission, *, key: bytes, at: datetime) -> LeadUpdatedV2:
+    """funnel.lead.updated.v2 of a merge's survivor: its details after the merge (sealed)."""
+    person = PersonalData(
+        email=lead.email,
+        phone=lead.phone,
+        first_name=lead.first_name,
+        last_name=lead.last_name,
+        custom_fields=sub.custom_fields,
+    )
+    return LeadUpdatedV2(
+        lead_id=lead.id,
+        personal_data=seal(person, key=key, lead_id=lead.id, event_type=LeadUpdatedV2.event_type),
+        has_email=lead.email is not None,
+        has_phone=lead.phone is not None,
+        source=MERGE,
+        consent=sub.consent,
+        locale=sub.locale,
+        time_zone=sub.time_zone,
+        updated_at=at,
+    )

@@ -6,20 +6,32 @@ follows the same identity rules and emits the same contract events.
 
 from __future__ import annotations
 
-from datetime import datetime
+import dataclasses
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
 
-from funnel_servicekit.problems import field_error
-from funnel_servicekit.unit_of_work import UnitOfWork
-from lead_intake.activities.service import emit_waiting
+from funnel_contracts import Consent, LeadMerged
+from funnel_contracts.sealed import new_data_key
+from funnel_servicekit.outbox import enqueue_many, outbox_record
+from funnel_servicekit.problems import field_error, field_problem
+from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
+from lead_intake.activities.service import emit_waiting, first_tagged_visit
 from lead_intake.common.blind_index import BlindIndex
 from lead_intake.forms.models import Form
 from lead_intake.leads import store
 from lead_intake.leads.models import (
     Captured,
+    Lead,
+    MergeRefused,
     Submission,
     SubmissionInvalid,
     SubmissionOrigin,
+    Touchpoint,
     lead_event,
+    merge_order,
+    merge_update_event,
+    merged_fields,
 )
 
 
@@ -34,6 +46,8 @@ async def capture(
     user_agent: str | None = None,
     ip_truncated: str | None = None,
     update_known: bool = True,
+    imported_stage: str | None = None,
+    stage_entered_at: datetime | None = None,
 ) -> Captured:
     """Inside the caller's unit of work: the lead (new or known), its submission, its events.
 
@@ -49,21 +63,30 @@ async def capture(
     )
     # A new lead and its submission go in one statement (one round trip fewer per new person).
     origin = SubmissionOrigin(form.id, user_agent, ip_truncated)
+    # An anonymous visitor's first tagged visit is the person's first touch, if they are new.
+    visit = await first_tagged_visit(conn, sub.visitor_id) if sub.visitor_id else None
     lead = None
     if sub.email is not None:
         lead = await store.create_lead(
             conn, sub, source=source, captured_at=captured_at, submission=origin, terms=terms
         )
-    elif sub.phone is not None and update_known:
+    elif sub.phone is not None:
         # Identity by phone alone: two first posts with one number queue here, so the
         # second finds the lead the first made instead of making another.
         await store.lock_phone(conn, sub.phone)
     if lead is None and not update_known:
-        known = await store.lead_ids_by_email(conn, sub.email) if sub.email else []
-        return Captured(known[0], None, False) if known else _needs_email()
+        if sub.email is not None:
+            known = await store.lead_ids_by_email(conn, sub.email)
+        else:
+            known = await store.lead_ids_by_phone(conn, sub.phone) if sub.phone else []
+        if known:
+            return Captured(known[0], None, False)
+        if sub.email is not None:
+            _needs_email()  # unreachable: the insert above found the email taken
     if lead is None:
         lead = await store.update_known_lead(conn, sub)
     if lead is None and sub.email is None and sub.phone is not None:
+        # A phone no lead has: a new person known by phone alone.
         lead = await store.create_lead(
             conn, sub, source=source, captured_at=captured_at, submission=origin, terms=terms
         )
@@ -93,11 +116,24 @@ async def capture(
             ip_truncated=ip_truncated,
             captured_at=captured_at,
         )
+    if lead.created and visit is not None and visit[2] <= captured_at:
+        utm, page, _ = visit
+        first = Touchpoint(utm=utm, landing_page=page or sub.touchpoint.landing_page)
+        await store.set_first_touch(conn, lead.id, first)
+        sub = dataclasses.replace(sub, touchpoint=first)  # the capture's UTM: the first touch
     # The person's details travel sealed under their own key, destroyed on erasure.
     key = lead.data_key or await store.key_for(conn, lead.id)
     await uow.emit(
         lead_event(
-            lead, sub, form, key=key, submission_id=submission_id, source=source, at=captured_at
+            lead,
+            sub,
+            form,
+            key=key,
+            submission_id=submission_id,
+            source=source,
+            at=captured_at,
+            imported_stage=imported_stage if lead.created else None,
+            stage_entered_at=stage_entered_at,
         )
     )
     if sub.visitor_id is not None or lead.created:
@@ -108,9 +144,215 @@ async def capture(
             visitor_id=sub.visitor_id,
             email=lead.email if lead.created else None,
         )
+    if sub.email is not None and sub.phone is not None and source != IMPORT:
+        # The same phone on a lead found by email: a person known by that phone alone is
+        # this person (an import never merges by itself: its rows are other tools' records).
+        merged = await merge_same_phone(uow, lead.id, sub.phone, at=captured_at, index=index)
+        if merged:
+            return Captured(merged[-1].lead_id, submission_id, lead.created)
     return Captured(lead.id, submission_id, lead.created)
 
 
+IMPORT = "import"
+
+
+@dataclass(frozen=True)
+class NewPerson:
+    """A person a batch captures, if nobody has their email yet (an import's row)."""
+
+    sub: Submission
+    captured_at: datetime
+    imported_stage: str | None = None
+    stage_entered_at: datetime | None = None
+
+
+async def capture_new(
+    uow: UnitOfWork, form: Form, people: list[NewPerson], *, source: str, index: BlindIndex
+) -> list[UUID | None]:
+    """Inside the caller's unit of work: many new people by email at once (one statement for
+    their leads, submissions, keys and index entries; one for their events). The same rules
+    and the same funnel.lead.captured.v2 as `capture`, for people nobody had and nothing
+    waits for (the caller checks): a person whose email was taken meanwhile gets None."""
+    made = [
+        store.NewLead(
+            uuid4(),
+            uuid4(),
+            new_data_key(),
+            p.sub,
+            p.captured_at,
+            index.person_terms(
+                email=p.sub.email,
+                phone=p.sub.phone,
+                first_name=p.sub.first_name,
+                last_name=p.sub.last_name,
+            ),
+        )
+        for p in people
+    ]
+    written = await store.create_leads(uow.conn, made, source=source, form_id=form.id)
+    records = []
+    for person, new in zip(people, made, strict=True):
+        if new.id not in written:
+            continue
+        sub = person.sub
+        lead = Lead(new.id, sub.email, sub.phone, sub.first_name, sub.last_name,
+                    person.captured_at, True)  # fmt: skip
+        event = lead_event(
+            lead,
+            sub,
+            form,
+            key=new.data_key,
+            submission_id=new.submission_id,
+            source=source,
+            at=person.captured_at,
+            imported_stage=person.imported_stage,
+            stage_entered_at=person.stage_entered_at,
+        )
+        records.append(outbox_record(event, source=uow.outbox.source))
+    await enqueue_many(uow.conn, uow.outbox.schema, records)
+    return [new.id if new.id in written else None for new in made]
+
+
+async def known_by_email(uow: UnitOfWork, emails: list[str]) -> dict[str, UUID]:
+    """The leads of those of these emails that are known."""
+    return await store.ids_by_email(uow.conn, emails)
+
+
 def _needs_email() -> Captured:
-    # Only an import (which never updates) gets here without an email.
     raise SubmissionInvalid([field_error("email", "required for a person not known yet by phone")])
+
+
+async def fill_known(
+    uow: UnitOfWork,
+    form: Form,
+    lead_id: UUID,
+    sub: Submission,
+    *,
+    source: str,
+    at: datetime,
+    index: BlindIndex,
+) -> bool:
+    """An import's `on_existing=update`: fill the known person's empty fields from `sub` and
+    take its consent when it is newer; never overwrite a value, never blank one. When that
+    changed anything: a submission, funnel.lead.updated.v2 with the details as they now are,
+    the search index. Returns whether it changed anything."""
+    conn = uow.conn
+    filled = await store.fill_lead(conn, lead_id, sub)
+    if filled is None:
+        return False
+    lead, details = filled
+    await store.index_person(
+        conn,
+        lead.id,
+        index.person_terms(
+            email=lead.email, phone=lead.phone, first_name=lead.first_name, last_name=lead.last_name
+        ),
+    )
+    submission_id = await store.insert_submission(
+        conn,
+        lead.id,
+        form.id,
+        sub,
+        source=source,
+        user_agent=None,
+        ip_truncated=None,
+        captured_at=at,
+    )
+    key = await store.key_for(conn, lead.id)
+    await uow.emit(
+        lead_event(lead, details, form, key=key, submission_id=submission_id, source=source, at=at)
+    )
+    return True
+
+
+@dataclass(frozen=True)
+class Merged:
+    lead_id: UUID
+    merged_lead_id: UUID
+
+
+async def merge(
+    uow: UnitOfWork,
+    lead_id: UUID,
+    other_id: UUID,
+    *,
+    reason: str,
+    actor: str | None,
+    at: datetime,
+    index: BlindIndex,
+) -> Merged:
+    """Inside the caller's unit of work: two leads proved to be one person. The older
+    survives; the other's submissions, activities, touchpoints (its submissions) and consent
+    fold into it; the other answers with `merged_into` from now on. Emits funnel.lead.merged
+    (every service folds the two) and funnel.lead.updated.v2 with the survivor's details as
+    they now are (source `merge`). MergeRefused when it cannot be made; never undone."""
+    conn = uow.conn
+    rows = await store.lock_leads(conn, [lead_id, other_id])
+    survivor, other = merge_order(rows.get(lead_id), rows.get(other_id), lead_id, other_id)
+    fields = merged_fields(survivor, other)
+    consent = fields["consent"]
+    lead = await store.fold(conn, survivor["id"], other["id"], dict(fields))
+    await store.index_person(
+        conn,
+        lead.id,
+        index.person_terms(
+            email=lead.email, phone=lead.phone, first_name=lead.first_name, last_name=lead.last_name
+        ),
+    )
+    await uow.emit(
+        LeadMerged(
+            lead_id=lead.id, merged_lead_id=other["id"], reason=reason, actor=actor, merged_at=at
+        )
+    )
+    details = Submission(
+        email=lead.email,
+        phone=lead.phone,
+        first_name=lead.first_name,
+        last_name=lead.last_name,
+        consent=Consent.model_validate(consent) if consent else None,
+        locale=fields["locale"],
+        time_zone=fields["time_zone"],
+        custom_fields=fields["custom_fields"],
+    )
+    key = await store.key_for(conn, lead.id)
+    await uow.emit(merge_update_event(lead, details, key=key, at=at))
+    return Merged(lead.id, other["id"])
+
+
+async def merge_same_phone(
+    uow: UnitOfWork, lead_id: UUID, phone: str, *, at: datetime, index: BlindIndex
+) -> list[Merged]:
+    """A submission gave `phone` to the lead found by its email: a person known before by
+    that phone alone is the same person, merged by itself (reason `same_phone`)."""
+    merged = []
+    for other in await store.phone_only_leads(uow.conn, phone, lead_id):
+        merged.append(
+            await merge(uow, lead_id, other, reason="same_phone", actor=None, at=at, index=index)
+        )
+        lead_id = merged[-1].lead_id
+    return merged
+
+
+async def merge_leads(
+    tx: Transactions, lead_id: UUID, other_id: UUID, *, actor: str, index: BlindIndex
+) -> Merged:
+    """POST /v1/leads/{lead_id}/merge: a person merges two leads (reason `manual`); the
+    refusals as problems (422, 404, 410, 409) naming the field."""
+
+    async def work(uow: UnitOfWork) -> Merged:
+        return await merge(
+            uow, lead_id, other_id, reason="manual", actor=actor, at=datetime.now(UTC),
+            index=index,
+        )  # fmt: skip
+
+    try:
+        return await tx.run(work)
+    except MergeRefused as refused:
+        raise field_problem(
+            refused.status,
+            "Merge refused",
+            refused.message,
+            type_=f"urn:funnel:problem:merge-{refused.status}",
+            field=refused.field,
+            message=refused.message,
+        ) from None

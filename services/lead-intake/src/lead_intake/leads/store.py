@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -9,7 +11,7 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from funnel_contracts.sealed import new_data_key
-from lead_intake.leads.models import Lead, Submission, SubmissionOrigin
+from lead_intake.leads.models import Lead, Submission, SubmissionOrigin, Touchpoint
 
 _RETURNING = "RETURNING id, email, phone, first_name, last_name, captured_at"
 
@@ -28,13 +30,16 @@ def _lead(row: Any, created: bool) -> Lead:
     )
 
 
-_INSERT_LEAD = """INSERT INTO leads (id, email, phone, first_name, last_name, source, captured_at,
-        first_touch, last_touch, consent, custom_fields, locale, time_zone)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12)
+# `{test}`: the parameter holding whether it is a test lead (its number differs below).
+_INSERT_LEAD_WITH = """INSERT INTO leads (id, email, phone, first_name, last_name, source,
+        captured_at, first_touch, last_touch, consent, custom_fields, locale, time_zone, is_test)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, {test})
     ON CONFLICT (email) DO NOTHING"""
+_INSERT_LEAD = _INSERT_LEAD_WITH.format(test="$13")
 # A new person's lead, first submission and data key in one statement (one round trip, atomic
 # by itself): the others are written only when the lead was, so a known email writes none.
-_INSERT_LEAD_AND_SUBMISSION = f"""WITH lead AS ({_INSERT_LEAD} {_RETURNING}),
+_INSERT_TEST_AT_24 = _INSERT_LEAD_WITH.format(test="$24")
+_INSERT_LEAD_AND_SUBMISSION = f"""WITH lead AS ({_INSERT_TEST_AT_24} {_RETURNING}),
     submission AS (
         INSERT INTO submissions (id, lead_id, form_id, utm, landing_page, referrer, user_agent,
             source, visitor_id, ip_truncated, consent, custom_fields, qualification, captured_at)
@@ -82,7 +87,7 @@ async def create_lead(
         sub.time_zone,
     ]
     if submission is None:
-        row = await conn.fetchrow(f"{_INSERT_LEAD} {_RETURNING}", *args)
+        row = await conn.fetchrow(f"{_INSERT_LEAD} {_RETURNING}", *args, sub.test)
         return _lead(row, True) if row else None
     row = await conn.fetchrow(
         _INSERT_LEAD_AND_SUBMISSION,
@@ -98,8 +103,92 @@ async def create_lead(
         sub.qualification,
         new_data_key(),
         terms or [],
+        sub.test,
     )
     return _lead(row, True) if row else None
+
+
+@dataclass(frozen=True)
+class NewLead:
+    """A new person as a batch of them is written: ids, key and index entries made by the
+    caller (the events it seals need them before the write)."""
+
+    id: UUID
+    submission_id: UUID
+    data_key: bytes
+    sub: Submission
+    captured_at: datetime
+    terms: list[bytes]
+
+
+_INSERT_MANY = """WITH input AS (
+        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+            $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::text[],
+            $12::text[], $13::text[], $14::text[], $15::text[], $16::bytea[])
+        AS t(id, submission_id, email, phone, first_name, last_name, captured_at, touch,
+             consent, custom_fields, locale, time_zone, utm, landing_page, qualification,
+             data_key)),
+    lead AS (
+        INSERT INTO leads (id, email, phone, first_name, last_name, source, captured_at,
+            first_touch, last_touch, consent, custom_fields, locale, time_zone)
+        SELECT id, email, phone, first_name, last_name, $17, captured_at, touch::jsonb,
+               touch::jsonb, consent::jsonb, custom_fields::jsonb, locale, time_zone
+        FROM input
+        ON CONFLICT (email) DO NOTHING
+        RETURNING id),
+    submission AS (
+        INSERT INTO submissions (id, lead_id, form_id, utm, landing_page, source, consent,
+            custom_fields, qualification, captured_at)
+        SELECT i.submission_id, i.id, $18, i.utm::jsonb, i.landing_page, $17, i.consent::jsonb,
+               i.custom_fields::jsonb, i.qualification::jsonb, i.captured_at
+        FROM input i JOIN lead USING (id)),
+    data_key AS (
+        INSERT INTO subject_keys (lead_id, data_key)
+        SELECT i.id, i.data_key FROM input i JOIN lead USING (id)),
+    search_terms AS (
+        INSERT INTO lead_search_terms (digest, lead_id)
+        SELECT t.digest, t.lead_id FROM unnest($19::bytea[], $20::uuid[]) AS t(digest, lead_id)
+        JOIN lead ON lead.id = t.lead_id
+        ON CONFLICT DO NOTHING)
+    SELECT id FROM lead"""
+
+
+async def create_leads(
+    conn: asyncpg.Connection, leads: list[NewLead], *, source: str, form_id: str
+) -> set[UUID]:
+    """New people by email, each with their first submission, data key and search index
+    entries, in one statement; returns the ids written (an email known by then is not)."""
+    if not leads:
+        return set()
+
+    def js(value: Any) -> str | None:
+        return None if value is None else json.dumps(value)
+
+    subs = [n.sub for n in leads]
+    rows = await conn.fetch(
+        _INSERT_MANY,
+        [n.id for n in leads],
+        [n.submission_id for n in leads],
+        [s.email for s in subs],
+        [s.phone for s in subs],
+        [s.first_name for s in subs],
+        [s.last_name for s in subs],
+        [n.captured_at for n in leads],
+        [js(s.touchpoint.as_json()) for s in subs],
+        [js(s.consent.model_dump(mode="json")) if s.consent else None for s in subs],
+        [js(s.custom_fields) for s in subs],
+        [s.locale for s in subs],
+        [s.time_zone for s in subs],
+        [js(s.touchpoint.utm.model_dump(exclude_none=True)) for s in subs],
+        [s.touchpoint.landing_page for s in subs],
+        [js(s.qualification) for s in subs],
+        [n.data_key for n in leads],
+        source,
+        form_id,
+        [t for n in leads for t in n.terms],
+        [n.id for n in leads for _ in n.terms],
+    )
+    return {r["id"] for r in rows}
 
 
 def _user_agent(value: str | None) -> str | None:
@@ -111,11 +200,13 @@ async def update_known_lead(conn: asyncpg.Connection, sub: Submission) -> Lead |
 
     Found by email, else (no email given) by phone; None when neither matches a lead.
     """
+    # A lead merged into another is found as the one it was merged into.
     if sub.email is not None:
-        where, key = "email = $1", sub.email
+        where = "id = (SELECT coalesce(merged_into, id) FROM leads WHERE email = $1)"
+        key = sub.email
     elif sub.phone is not None:
-        where = "id = (SELECT id FROM leads WHERE phone = $1 AND erased_at IS NULL "
-        where += "ORDER BY created_at LIMIT 1)"
+        where = "id = (SELECT coalesce(merged_into, id) FROM leads WHERE phone = $1 "
+        where += "AND erased_at IS NULL ORDER BY created_at LIMIT 1)"
         key = sub.phone
     else:
         return None
@@ -175,8 +266,92 @@ async def insert_submission(
 
 
 async def lead_ids_by_email(conn: asyncpg.Connection, email: str) -> list[UUID]:
-    rows = await conn.fetch("SELECT id FROM leads WHERE email = $1 FOR UPDATE", email)
+    rows = await conn.fetch(
+        "SELECT coalesce(merged_into, id) AS id FROM leads WHERE email = $1 FOR UPDATE", email
+    )
     return [r["id"] for r in rows]
+
+
+async def ids_by_email(conn: asyncpg.Connection, emails: list[str]) -> dict[str, UUID]:
+    """The leads of those of these emails that are known."""
+    rows = await conn.fetch(
+        "SELECT email, coalesce(merged_into, id) AS id FROM leads WHERE email = ANY($1::text[])",
+        emails,
+    )
+    return {r["email"]: r["id"] for r in rows}
+
+
+async def lead_ids_by_phone(conn: asyncpg.Connection, phone: str) -> list[UUID]:
+    """The person known by this phone (the oldest lead with it), locked."""
+    rows = await conn.fetch(
+        """SELECT coalesce(merged_into, id) AS id FROM leads WHERE phone = $1
+               AND erased_at IS NULL ORDER BY created_at LIMIT 1 FOR UPDATE""",
+        phone,
+    )
+    return [r["id"] for r in rows]
+
+
+async def fill_lead(
+    conn: asyncpg.Connection, lead_id: UUID, sub: Submission
+) -> tuple[Lead, Submission] | None:
+    """Fill the lead's empty fields from `sub`, take its consent when newer; None when that
+    changes nothing. Returns the lead as it now is and its details as the update event's."""
+    consent = sub.consent.model_dump(mode="json") if sub.consent else None
+    row = await conn.fetchrow(
+        """WITH prev AS (SELECT * FROM leads WHERE id = $1 AND erased_at IS NULL FOR UPDATE),
+           merged AS (
+               SELECT COALESCE(prev.first_name, $2) AS first_name,
+                      COALESCE(prev.last_name, $3) AS last_name,
+                      COALESCE(prev.phone, $4) AS phone,
+                      COALESCE(prev.locale, $5) AS locale,
+                      COALESCE(prev.time_zone, $6) AS time_zone,
+                      $7::jsonb || prev.custom_fields AS custom_fields,
+                      $8::jsonb IS NOT NULL AND (prev.consent IS NULL
+                          OR (prev.consent->>'given_at')::timestamptz
+                             < ($8::jsonb->>'given_at')::timestamptz) AS newer_consent
+               FROM prev)
+           UPDATE leads SET first_name = merged.first_name, last_name = merged.last_name,
+               phone = merged.phone, locale = merged.locale, time_zone = merged.time_zone,
+               custom_fields = merged.custom_fields,
+               consent = CASE WHEN merged.newer_consent THEN $8::jsonb ELSE leads.consent END,
+               updated_at = now()
+           FROM prev, merged
+           WHERE leads.id = prev.id AND (
+               merged.newer_consent OR merged.custom_fields <> prev.custom_fields
+               OR (merged.first_name, merged.last_name, merged.phone, merged.locale,
+                   merged.time_zone) IS DISTINCT FROM
+                  (prev.first_name, prev.last_name, prev.phone, prev.locale, prev.time_zone))
+           RETURNING leads.id, leads.email, leads.phone, leads.first_name, leads.last_name,
+               leads.captured_at, leads.locale, leads.time_zone, leads.custom_fields,
+               merged.newer_consent""",
+        lead_id,
+        sub.first_name,
+        sub.last_name,
+        sub.phone,
+        sub.locale,
+        sub.time_zone,
+        sub.custom_fields,
+        consent,
+    )
+    if row is None:
+        return None
+    details = Submission(
+        email=row["email"],
+        phone=row["phone"],
+        first_name=row["first_name"],
+        last_name=row["last_name"],
+        touchpoint=sub.touchpoint,
+        consent=sub.consent if row["newer_consent"] else None,
+        locale=row["locale"],
+        time_zone=row["time_zone"],
+        custom_fields=dict(row["custom_fields"]),
+        qualification=sub.qualification,
+    )
+    return _lead(row, False), details
+
+
+async def set_first_touch(conn: asyncpg.Connection, lead_id: UUID, first: Touchpoint) -> None:
+    await conn.execute("UPDATE leads SET first_touch = $2 WHERE id = $1", lead_id, first.as_json())
 
 
 async def lock_phone(conn: asyncpg.Connection, phone: str) -> None:
@@ -221,3 +396,66 @@ async def index_person(conn: asyncpg.Connection, lead_id: UUID, terms: list[byte
         lead_id,
         terms,
     )
+
+
+# --- merges ------------------------------------------------------------------------------
+
+_PAIR = """SELECT id, email, phone, first_name, last_name, captured_at, created_at, erased_at,
+       merged_into, locale, time_zone, consent, custom_fields
+    FROM leads WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"""
+
+
+async def lock_leads(conn: asyncpg.Connection, lead_ids: list[UUID]) -> dict[UUID, dict[str, Any]]:
+    """These leads as they are, locked (in id order, as every writer of two leads)."""
+    return {r["id"]: dict(r) for r in await conn.fetch(_PAIR, lead_ids)}
+
+
+async def phone_only_leads(conn: asyncpg.Connection, phone: str, but: UUID) -> list[UUID]:
+    """Leads known by this phone alone (no email), other than `but`, not merged or erased."""
+    rows = await conn.fetch(
+        """SELECT id FROM leads WHERE phone = $1 AND email IS NULL AND id <> $2
+               AND merged_into IS NULL AND erased_at IS NULL ORDER BY created_at""",
+        phone,
+        but,
+    )
+    return [r["id"] for r in rows]
+
+
+async def fold(
+    conn: asyncpg.Connection, survivor: UUID, other: UUID, merged: dict[str, Any]
+) -> Lead:
+    """`other` folded into `survivor`: its submissions, activities, visitors and platform
+    deliveries move; the survivor takes `merged` (its fields after the merge); the other is
+    marked merged into it and found no more by search. Returns the survivor as it now is."""
+    for table in ("submissions", "activities", "visitors", "platform_leads_seen"):
+        await conn.execute(
+            f"UPDATE {table} SET lead_id = $1 WHERE lead_id = $2",  # noqa: S608 (fixed names)
+            survivor,
+            other,
+        )
+    await conn.execute("DELETE FROM lead_search_terms WHERE lead_id = $1", other)
+    # The email moves only when the survivor has none (emails are unique).
+    await conn.execute(
+        """UPDATE leads SET merged_into = $2, updated_at = now(),
+               email = CASE WHEN $3 THEN NULL ELSE email END
+           WHERE id = $1""",
+        other,
+        survivor,
+        merged.pop("takes_email"),
+    )
+    row = await conn.fetchrow(
+        f"""UPDATE leads SET email = $2, phone = $3, first_name = $4, last_name = $5,
+               locale = $6, time_zone = $7, consent = $8, custom_fields = $9,
+               updated_at = now()
+           WHERE id = $1 {_RETURNING}""",  # noqa: S608 (fixed text)
+        survivor,
+        merged["email"],
+        merged["phone"],
+        merged["first_name"],
+        merged["last_name"],
+        merged["locale"],
+        merged["time_zone"],
+        merged["consent"],
+        merged["custom_fields"],
+    )
+    return _lead(row, False)

@@ -28,6 +28,8 @@ async def erase(transactions: Transactions, body: ErasureIn, *, requested_by: st
         else:
             assert body.phone is not None
             lead_ids = await store.lead_ids_by_phone_alone(conn, body.phone)
+        # A person's leads merged into one (or into another) are all theirs.
+        lead_ids = await store.with_merged(conn, lead_ids)
         await store.erase_leads(conn, lead_ids)
         # Same transaction: once the erasure commits, no key exists that opens what the
         # topics still hold of this person.

@@ -15,6 +15,19 @@ async def lead_ids_by_phone_alone(conn: asyncpg.Connection, phone: str) -> list[
     return [r["id"] for r in rows]
 
 
+async def with_merged(conn: asyncpg.Connection, lead_ids: list[UUID]) -> list[UUID]:
+    """These leads, the ones they were merged into and the ones merged into them, locked."""
+    rows = await conn.fetch(
+        """WITH found AS (
+               SELECT DISTINCT coalesce(merged_into, id) AS id FROM leads
+               WHERE id = ANY($1::uuid[]))
+           SELECT l.id FROM leads l, found f
+           WHERE l.id = f.id OR l.merged_into = f.id ORDER BY l.id FOR UPDATE OF l""",
+        lead_ids,
+    )
+    return [r["id"] for r in rows]
+
+
 async def erase_leads(conn: asyncpg.Connection, lead_ids: list[UUID]) -> None:
     """Remove every piece of personal data of these leads; ids and counts stay."""
     await conn.execute(

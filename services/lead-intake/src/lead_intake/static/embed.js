@@ -8,6 +8,8 @@
   var config = __FUNNEL_CONFIG__;
   var VISITOR_KEY = "funnel_visitor_id";
   var UTM_KEY = "funnel_utm";
+  var FIRST_KEY = "funnel_first_touch";
+  var DAY_MS = 86400000;
   var UTM = ["utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"];
 
   function randomId() {
@@ -50,6 +52,39 @@
       return found;
     }
     try { return JSON.parse(stored("sessionStorage", UTM_KEY) || "{}"); } catch (e) { return {}; }
+  }
+
+  /* Consent to keep the first touch, when the form requires consent: the site's consent
+   * manager sets window.funnelConsent = true, or the form's consent box is ticked. */
+  function consented(form) {
+    if (!config.consentRequired) return true;
+    if (window.funnelConsent === true) return true;
+    var box = form && form.elements.consent;
+    return !!(box && box.checked);
+  }
+
+  function keptFirstTouch() {
+    var kept = null;
+    try { kept = JSON.parse(stored("localStorage", FIRST_KEY) || "null"); } catch (e) { kept = null; }
+    if (!kept || !kept.utm || !kept.at) return null;
+    if (Date.now() - kept.at > config.attributionDays * DAY_MS) {
+      try { window.localStorage.removeItem(FIRST_KEY); } catch (e) { /* nothing kept */ }
+      return null;
+    }
+    return kept.utm;
+  }
+
+  /* The first touch across visits: the UTM tags of the first tagged visit, kept in this
+   * site's own storage for the form's attribution_days, and only with the consent the form
+   * requires; without one kept, this visit's tags. */
+  function firstTouch(utm, form) {
+    var kept = keptFirstTouch();
+    if (kept) return kept;
+    var any = UTM.some(function (name) { return !!utm[name]; });
+    if (any && config.attributionDays > 0 && consented(form)) {
+      store("localStorage", FIRST_KEY, JSON.stringify({ utm: utm, at: Date.now() }));
+    }
+    return utm;
   }
 
   function hidden(form, name, value) {
@@ -153,7 +188,9 @@
     var utm = visitUtm();
     var forms = document.querySelectorAll('form[data-funnel-form="' + config.formId + '"]');
     Array.prototype.forEach.call(forms, function (form) {
-      UTM.forEach(function (name) { hidden(form, name, utm[name]); });
+      var first = firstTouch(utm, form);
+      UTM.forEach(function (name) { hidden(form, name, first[name]); });
+      form.addEventListener("change", function () { firstTouch(utm, form); });
       hidden(form, "landing_page", window.location.href.slice(0, 2048));
       hidden(form, "referrer", document.referrer.slice(0, 2048));
       hidden(form, "visitor_id", vid);

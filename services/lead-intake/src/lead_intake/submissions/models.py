@@ -67,6 +67,23 @@ def idempotency_key(header: str | None) -> str | None:
     return key
 
 
+# The field of a post that makes it a test lead (an admin key's post only).
+TEST_FIELD = "test"
+
+
+def take_test_flag(values: dict[str, object]) -> bool:
+    """Whether the post asks to be a test lead (`test`: true), the field taken out of it."""
+    raw = values.pop(TEST_FIELD, None)
+    if raw is None or raw is False:
+        return False
+    if raw is True:
+        return True
+    try:
+        return isinstance(raw, str) and _truthy(raw) == "true"
+    except ValueError:
+        raise invalid(TEST_FIELD, "must be true or false", "Invalid submission") from None
+
+
 def is_honeypot_filled(values: Mapping[str, object], form: FormSettings) -> bool:
     """Bots fill every field; people never see the honeypot, so they leave it empty."""
     value = values.get(form.honeypot_field)

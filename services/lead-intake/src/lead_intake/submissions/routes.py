@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +11,7 @@ from uuid import uuid4
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
+from funnel_servicekit.auth import Scope, authenticate, check_scopes
 from funnel_servicekit.deps import runtime_of
 from funnel_servicekit.problems import Problem, invalid_fields
 from lead_intake import intake_metrics
@@ -26,6 +28,7 @@ from lead_intake.submissions.models import (
     idempotency_key,
     is_honeypot_filled,
     parse_submission,
+    take_test_flag,
 )
 
 router = APIRouter(tags=["public"])
@@ -70,12 +73,17 @@ async def submit_form(form_id: FormId, request: Request) -> Response:
             answer = {"lead_id": str(uuid4()), "submission_id": str(uuid4()), "new_lead": True}
             return _respond(request, form, posted, answer, cors, replayed=False)
         now = datetime.now(UTC)
+        test = take_test_flag(posted.values)
+        if test:  # only an admin key makes a test lead (401 / 403 otherwise)
+            check_scopes(await authenticate(request), Scope.FORMS_ADMIN)
         try:
             sub = parse_submission(
                 posted.values, form.settings, now=now, page_url=request.headers.get("referer")
             )
         except SubmissionInvalid as exc:
             raise invalid_fields(exc.errors, "Invalid submission") from None
+        if test:
+            sub = dataclasses.replace(sub, test=True)
         answer, replayed = await service.submit(
             runtime.transactions,
             form,

@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -93,6 +93,16 @@ class PlatformLead:
 
     external_id: str
     values: dict[str, object]
+    # The platform's own test lead (Google's `is_test`): stored as a test lead.
+    test: bool = False
+    # The ad that brought the lead, as the platform names it: `utm_source` (meta, google),
+    # the campaign (`utm_campaign`) and the platform's ids (campaign, ad group or ad set, ad).
+    source: str | None = None
+    ad_ids: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def campaign(self) -> str | None:
+        return self.ad_ids.get("campaign_id")
 
 
 def _finish(mapped: dict[str, object]) -> dict[str, object]:
@@ -227,7 +237,29 @@ def google_ads_lead(payload: Any, field_map: Mapping[str, str]) -> tuple[Platfor
         if isinstance(column, dict):
             name = str(column.get("column_id") or column.get("column_name") or "")
             _map(name, column.get("string_value"), field_map, GOOGLE_COLUMNS, out)
-    return PlatformLead(lead_id, _finish(out)), payload.get("google_key")
+    test = payload.get("is_test") is True
+    ids = _ids(payload, GOOGLE_AD_IDS)
+    lead = PlatformLead(lead_id, _finish(out), test, "google" if ids else None, ids)
+    return lead, payload.get("google_key")
+
+
+# The ids of the ad a lead came from, as each platform names them in its payload.
+GOOGLE_AD_IDS = ("campaign_id", "adgroup_id", "creative_id", "gcl_id")
+META_AD_IDS = ("campaign_id", "adset_id", "ad_id", "form_id")
+
+
+def _ids(payload: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, str]:
+    """The platform's ids present in the payload, as text (ids are numbers in some)."""
+    return {
+        n: str(payload[n])
+        for n in names
+        if isinstance(payload.get(n), str | int) and str(payload[n]).strip()
+    }
+
+
+def meta_ad_ids(lead: Any) -> dict[str, str]:
+    """A Graph API lead's ad, ad set and campaign ids (fetched with the lead's fields)."""
+    return _ids(lead, META_AD_IDS) if isinstance(lead, dict) else {}
 
 
 # -- A generic HMAC-signed JSON webhook ----------------------------------------------------

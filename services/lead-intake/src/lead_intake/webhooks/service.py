@@ -7,6 +7,7 @@ fetched from Graph with no transaction open, and each result recorded in its own
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +39,7 @@ from lead_intake.webhooks.models import (
     SecretOut,
     WebhookAccepted,
     field_map_for,
+    meta_ad_ids,
     meta_form_id,
     meta_values,
     new_secret,
@@ -75,6 +77,21 @@ async def capture_platform_lead(
     if known is not None:
         return Captured(known, None, False)
     sub = parse_submission(lead.values, form.settings, now=now)
+    if lead.test:
+        sub = dataclasses.replace(sub, test=True)
+    if lead.ad_ids:
+        # The ad that brought them: its platform and campaign as UTM (reporting's breakdowns
+        # read those), its ids on the touchpoint; tags the form mapped itself win.
+        tp = sub.touchpoint
+        utm = tp.utm.model_copy(
+            update={
+                "source": tp.utm.source or lead.source,
+                "campaign": tp.utm.campaign or lead.campaign,
+            }
+        )
+        sub = dataclasses.replace(
+            sub, touchpoint=dataclasses.replace(tp, utm=utm, ad_ids=lead.ad_ids)
+        )
     captured = await capture(uow, form, sub, source=platform, captured_at=now, index=index)
     await store.mark_seen(uow.conn, platform, lead.external_id, captured.lead_id)
     return captured
@@ -193,7 +210,7 @@ async def record_meta_lead(
                     uow,
                     form,
                     META,
-                    PlatformLead(lead.external_id, values),
+                    PlatformLead(lead.external_id, values, source="meta", ad_ids=meta_ad_ids(data)),
                     now=datetime.now(UTC),
                     index=index,
                 )

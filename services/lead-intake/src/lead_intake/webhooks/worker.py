@@ -88,7 +88,8 @@ class MetaFetcher(PollLoop):
             f"{self.settings.meta_graph_base_url.rstrip('/')}/{leadgen_id}",
             params={
                 "access_token": token.get_secret_value() if token else "",
-                "fields": "id,created_time,field_data",
+                # The ad, ad set and campaign come with the fields: the lead's first touch.
+                "fields": "id,created_time,field_data,ad_id,adset_id,campaign_id,form_id",
             },
         )
         response.raise_for_status()

@@ -159,6 +159,49 @@ async def erase(conn: asyncpg.Connection, lead_id: UUID) -> None:
     )
 
 
+async def fold(conn: asyncpg.Connection, survivor: UUID, other: UUID) -> None:
+    """A merge: what is known of `other` that the survivor lacks becomes the survivor's (its
+    contact, the consent per category changed last, the last time of each activity)."""
+    await conn.execute(
+        """INSERT INTO contacts (lead_id, email, first_name, locale, time_zone)
+           SELECT $1, email, first_name, locale, time_zone FROM contacts WHERE lead_id = $2
+           ON CONFLICT (lead_id) DO UPDATE SET
+               email = coalesce(contacts.email, excluded.email),
+               first_name = coalesce(contacts.first_name, excluded.first_name),
+               locale = coalesce(contacts.locale, excluded.locale),
+               time_zone = coalesce(contacts.time_zone, excluded.time_zone)""",
+        survivor,
+        other,
+    )
+    await conn.execute(
+        """INSERT INTO consents (lead_id, category, granted, source, changed_at)
+           SELECT $1, category, granted, source, changed_at FROM consents WHERE lead_id = $2
+           ON CONFLICT (lead_id, category) DO UPDATE SET granted = excluded.granted,
+               source = excluded.source, changed_at = excluded.changed_at
+           WHERE consents.changed_at < excluded.changed_at""",
+        survivor,
+        other,
+    )
+    await conn.execute(
+        """INSERT INTO lead_activities (lead_id, activity_type, last_at)
+           SELECT $1, activity_type, last_at FROM lead_activities WHERE lead_id = $2
+           ON CONFLICT (lead_id, activity_type) DO UPDATE
+           SET last_at = greatest(lead_activities.last_at, excluded.last_at)""",
+        survivor,
+        other,
+    )
+
+
+async def mark_test(conn: asyncpg.Connection, lead_id: UUID) -> None:
+    await conn.execute(
+        "INSERT INTO test_leads (lead_id) VALUES ($1) ON CONFLICT DO NOTHING", lead_id
+    )
+
+
+async def is_test(conn: asyncpg.Connection, lead_id: UUID) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM test_leads WHERE lead_id = $1", lead_id))
+
+
 async def is_erased(conn: asyncpg.Connection, lead_id: UUID) -> bool:
     return bool(await conn.fetchval("SELECT true FROM erased_leads WHERE lead_id = $1", lead_id))
 

@@ -14,6 +14,7 @@ from funnel_contracts import (
     Envelope,
     EventData,
     LeadErased,
+    LeadMerged,
     LeadOwnerChanged,
     LeadScored,
     StageChanged,
@@ -29,6 +30,7 @@ from notifier.touches import service
 HANDLED = (
     *(e.event_type for e in LEAD_DETAIL_EVENTS),
     LeadErased.event_type,
+    LeadMerged.event_type,
     ActivityRecorded.event_type,
     StageChanged.event_type,
     LeadScored.event_type,
@@ -46,8 +48,12 @@ async def handle(
     details = lead_details(event)
     if details is not None:
         await people.remember_person(uow, details)
+        if details.test:
+            await service.forget_test_lead(uow, details.lead_id)
     elif isinstance(event, LeadErased):
         await service.forget_lead(uow, event.lead_id)
+    elif isinstance(event, LeadMerged):
+        await service.merge_leads(uow, event)
     elif isinstance(event, StageChanged):
         await service.enter_stage(uow, envelope.id, event)
     elif isinstance(event, ActivityRecorded):

@@ -20,6 +20,7 @@ import asyncpg
 from funnel_contracts import (
     ActivityRecorded,
     EventData,
+    LeadMerged,
     LeadOwnerChanged,
     LeadScored,
     StageChanged,
@@ -53,6 +54,24 @@ async def forget_lead(uow: UnitOfWork, lead_id: UUID) -> None:
         return
     await people.erase(uow.conn, lead_id)
     await store.cancel_all(uow.conn, lead_id, "erased")
+
+
+async def forget_test_lead(uow: UnitOfWork, lead_id: UUID) -> None:
+    """A test lead: no playbook touches it; what was scheduled before we knew is cancelled."""
+    await people.mark_test(uow.conn, lead_id)
+    await store.cancel_all(uow.conn, lead_id, "test lead")
+
+
+async def merge_leads(uow: UnitOfWork, event: LeadMerged) -> None:
+    """Two leads are one person: what is known of the other and its waiting touches move to
+    the survivor (duplicates dropped), so the person is touched once."""
+    conn = uow.conn
+    survivor, other = event.lead_id, event.merged_lead_id
+    if await people.is_erased(conn, survivor) or await people.is_erased(conn, other):
+        return
+    await people.fold(conn, survivor, other)
+    if await store.move_to(conn, survivor, other):
+        await notify(conn, TOUCHES_CHANNEL)
 
 
 async def enter_stage(uow: UnitOfWork, cause_id: str, event: StageChanged) -> None:
@@ -118,8 +137,17 @@ async def _schedule(
     stage: str | None,
 ) -> None:
     conn = uow.conn
+    if await people.is_test(conn, event.lead_id):
+        return  # a test lead: left out of every playbook
     books = await playbooks.playbooks(conn)
-    plans = plans_for(books, event, cause_id=cause_id, current_stage=stage, funnel_id=funnel_id)
+    plans = plans_for(
+        books,
+        event,
+        cause_id=cause_id,
+        current_stage=stage,
+        funnel_id=funnel_id,
+        now=datetime.now(UTC),
+    )
     # The consume span's context: the send joins the trace that began at the form post.
     trace_context = current_trace_headers()
     scheduled = 0
@@ -127,7 +155,10 @@ async def _schedule(
         if await store.schedule(
             conn, event.lead_id, plan, cause_event_id=cause_id, trace_context=trace_context
         ):
-            scheduled += 1
+            if plan.stale:
+                metrics.TOUCH_OUTCOMES.labels(plan.channel, "skipped").inc()
+            else:
+                scheduled += 1
     if scheduled:
         await notify(conn, TOUCHES_CHANNEL)
 
@@ -367,7 +398,8 @@ async def next_due_in(pool: asyncpg.Pool) -> float | None:
 
 
 async def touches_of(conn: asyncpg.Connection, lead_id: UUID) -> list[dict[str, Any]]:
-    """Every touch of a lead: scheduled, sent, suppressed or cancelled (with why), failed."""
+    """Every touch of a lead: scheduled, sent, suppressed, cancelled or skipped (with why),
+    failed."""
     return await store.touches_of(conn, lead_id)
 
 

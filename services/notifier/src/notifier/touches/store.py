@@ -27,13 +27,16 @@ async def schedule(
     cause_event_id: str,
     trace_context: dict[str, str],
 ) -> UUID | None:
-    """Schedule a touch; None when this playbook already touched the lead for this cause."""
+    """Schedule a touch; None when this playbook already touched the lead for this cause.
+    A stale plan is recorded at once as 'skipped' (reason 'stale'): never due, never sent."""
     touch_id = uuid4()
     inserted = await conn.fetchval(
         """INSERT INTO touches (id, lead_id, playbook, channel, template, funnel_id, stage,
                cause_event_id, due_at, first_due_at, dedupe_key, kind, category,
-               requires_stage, cancel_on, triggered_at, trace_context)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15, $16)
+               requires_stage, cancel_on, triggered_at, trace_context, status, reason)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15, $16,
+                   CASE WHEN $17 THEN 'skipped' ELSE 'scheduled' END,
+                   CASE WHEN $17 THEN 'stale' END)
            ON CONFLICT (lead_id, playbook, dedupe_key) DO NOTHING RETURNING true""",
         touch_id,
         lead_id,
@@ -51,6 +54,7 @@ async def schedule(
         list(plan.cancel_on),
         plan.triggered_at,
         trace_context,
+        plan.stale,
     )
     return touch_id if inserted else None
 
@@ -80,6 +84,27 @@ async def cancel_on_activity(
         at,
     )
     return int(status.split()[-1])
+
+
+async def move_to(conn: asyncpg.Connection, survivor: UUID, other: UUID) -> int:
+    """A merge: the other lead's waiting touches become the survivor's, but for the ones the
+    survivor has already (same playbook and dedupe key), which are cancelled; the other's
+    sent, failed and finished touches stay its history. Returns how many moved."""
+    moved: str = await conn.execute(
+        """UPDATE touches t SET lead_id = $1
+           WHERE t.lead_id = $2 AND t.status = 'scheduled' AND NOT EXISTS (
+               SELECT 1 FROM touches s
+               WHERE s.lead_id = $1 AND s.playbook = t.playbook AND s.dedupe_key = t.dedupe_key)""",
+        survivor,
+        other,
+    )
+    await conn.execute(
+        """UPDATE touches SET status = 'cancelled', reason = 'merged into ' || $1
+           WHERE lead_id = $2 AND status = 'scheduled'""",
+        str(survivor),
+        other,
+    )
+    return int(moved.split()[-1])
 
 
 async def cancel_category(
@@ -250,8 +275,9 @@ async def first_engagement(
 
 async def touches_of(conn: asyncpg.Connection, lead_id: UUID) -> list[dict[str, Any]]:
     rows = await conn.fetch(
-        """SELECT id, playbook, channel, kind, category, template, status, reason, due_at,
-               sent_at, attempts, message_id, last_error, opened_at, created_at
+        """SELECT id, playbook, channel, kind, category, template, status, reason,
+               triggered_at, due_at, sent_at, attempts, message_id, last_error, opened_at,
+               created_at
            FROM touches WHERE lead_id = $1 ORDER BY created_at, due_at""",
         lead_id,
     )

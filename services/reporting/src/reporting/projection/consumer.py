@@ -17,6 +17,7 @@ from funnel_contracts import (
     Envelope,
     EventData,
     LeadErased,
+    LeadMerged,
     LeadOwnerChanged,
     StageChanged,
     TaskUpdated,
@@ -39,6 +40,7 @@ from reporting.settings import ReportingSettings
 _PROJECTED: tuple[type[EventData], ...] = (
     *LEAD_DETAIL_EVENTS,
     LeadErased,
+    LeadMerged,
     ActivityRecorded,
     StageChanged,
     TouchSent,

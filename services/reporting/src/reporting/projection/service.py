@@ -17,6 +17,7 @@ from uuid import UUID
 from funnel_contracts import (
     EventData,
     LeadErased,
+    LeadMerged,
     StageChanged,
     TouchClicked,
     TouchOpened,
@@ -25,7 +26,7 @@ from funnel_contracts import (
 from funnel_servicekit.unit_of_work import UnitOfWork
 from reporting.projection import store
 from reporting.projection.models.contributions import Contributions, add, contributions, diff
-from reporting.projection.models.lead_state import LeadState, apply
+from reporting.projection.models.lead_state import LeadState, apply, fold
 from reporting.timeline.models import Item, item_of
 
 # What wraps the work of the i-th event of a batch (the consumer's trace span of that event).
@@ -44,10 +45,22 @@ async def project(
     differences summed over the batch and written with one statement per table, and each
     event's timeline item beside them (none of a person erased)."""
     conn = uow.conn
+    merges = [e for e in events if isinstance(e, LeadMerged)]
+    ids = {e.lead_id for e in events} | {m.merged_lead_id for m in merges}
+    states = await store.lock_states(conn, sorted(ids))
+    # A lead merged into another before: what it does counts for its survivor (a rebuild
+    # replays the merge before some of the other's events), but for its own stage moves
+    # (the tracker's `merged` move says where the person is).
+    survivors = {lead: s.merged_into for lead, (s, _) in states.items() if s.merged_into}
+    missing = set(survivors.values()) - set(states)
+    if missing:
+        states.update(await store.lock_states(conn, sorted(missing)))
     by_lead: dict[UUID, list[int]] = defaultdict(list)
     for i, event in enumerate(events):
-        by_lead[event.lead_id].append(i)
-    states = await store.lock_states(conn, list(by_lead))
+        lead = event.lead_id
+        if lead in survivors and not isinstance(event, StageChanged | LeadMerged | LeadErased):
+            lead = survivors[lead]
+        by_lead[lead].append(i)
     await store.note_stages(conn, _stage_positions(events, states))
     total: Contributions = {}
     changed: dict[UUID, LeadState] = {}
@@ -79,6 +92,16 @@ async def project(
         add(total, diff(contributions(old), contributions(new)))
         if lead_id not in erased and new != old:
             changed[lead_id] = new
+    for m in merges:
+        # After the batch's own events: the person's two leads folded into the survivor.
+        if states[m.lead_id][1] or states[m.merged_lead_id][1] or m.lead_id in erased:
+            continue
+        old_s = changed.get(m.lead_id, states[m.lead_id][0])
+        old_o = changed.get(m.merged_lead_id, states[m.merged_lead_id][0])
+        new_s, new_o = fold(old_s, old_o, m.lead_id)
+        add(total, diff(contributions(old_s), contributions(new_s)))
+        add(total, diff(contributions(old_o), contributions(new_o)))
+        changed[m.lead_id], changed[m.merged_lead_id] = new_s, new_o
     if total:
         await store.apply_deltas(conn, total)
     await store.forget_states(conn, gone)

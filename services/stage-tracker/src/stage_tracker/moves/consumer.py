@@ -13,6 +13,7 @@ from funnel_contracts import (
     Envelope,
     EventData,
     LeadErased,
+    LeadMerged,
     OwnerAssigned,
     StageMoveRequested,
     TouchClicked,
@@ -29,6 +30,7 @@ from stage_tracker.runtime import TrackerRuntime
 _HANDLED_EVENTS: tuple[type[EventData], ...] = (
     *LEAD_DETAIL_EVENTS,  # captured and updated, v1 and v2
     LeadErased,
+    LeadMerged,
     ActivityRecorded,
     TouchOpened,
     TouchClicked,

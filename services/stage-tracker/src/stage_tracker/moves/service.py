@@ -20,6 +20,7 @@ from funnel_contracts import (
     Envelope,
     EventData,
     LeadErased,
+    LeadMerged,
     LeadOwnerChanged,
     OwnerAssigned,
     StageMoveRequested,
@@ -36,7 +37,14 @@ from stage_tracker.moves.models.commands import (
     command_signal,
     owner_signal,
 )
-from stage_tracker.moves.models.machine import LeadState, Move, Outcome, apply, capture
+from stage_tracker.moves.models.machine import (
+    LeadState,
+    Move,
+    Outcome,
+    apply,
+    capture,
+    merged,
+)
 from stage_tracker.moves.models.versions import IfMatch, VersionMismatch
 from stage_tracker.moves.store import leads as store
 from stage_tracker.moves.store.batch import LeadBatch
@@ -210,7 +218,9 @@ async def consume(
     The batch's leads are read and written set-based; each event goes through the machine
     alone, against the state the previous one left.
     """
-    leads = await LeadBatch.load(uow, {d.event.lead_id for d in deliveries})
+    ids = {d.event.lead_id for d in deliveries}
+    ids |= {d.event.merged_lead_id for d in deliveries if isinstance(d.event, LeadMerged)}
+    leads = await LeadBatch.load(uow, ids)
     versions: list[PublishedVersions] = []  # read at the first capture of the batch
     for d in deliveries:
         with consume_span(d.topic, d.envelope):
@@ -222,7 +232,10 @@ async def consume_one(
     uow: UnitOfWork, registry: FunnelRegistry, envelope: Envelope, event: EventData
 ) -> None:
     """One event, in the inbox's unit of work (the kit's path for a batch that failed)."""
-    leads = await LeadBatch.load(uow, [event.lead_id])
+    ids = [event.lead_id]
+    if isinstance(event, LeadMerged):
+        ids.append(event.merged_lead_id)
+    leads = await LeadBatch.load(uow, ids)
     await _apply(leads, registry, [], envelope, event)
     await leads.flush()
 
@@ -240,6 +253,9 @@ async def _apply(
         return
     if lead_id in leads.erased:
         return  # a straggler for a forgotten person: keep nothing
+    if isinstance(event, LeadMerged):
+        await _merge(leads, registry, event, envelope.id)
+        return
     if isinstance(event, StageMoveRequested):
         # A manual or timer move read back: live it was made already; a rebuild makes it.
         await move(leads, registry, MoveCommand.read_back(event, envelope.id))
@@ -276,6 +292,25 @@ async def _apply(
         points = funnel.scoring.engagement.get(s.kind, 0.0)
         leads.record_signal(lead_id, s, points, applied=True)
     leads.save(lead_id, outcome, funnel)
+
+
+async def _merge(
+    leads: LeadBatch, registry: FunnelRegistry, event: LeadMerged, event_id: str
+) -> None:
+    """Two leads of one person: the survivor folds the other in (the further stage wins,
+    reason `merged`); the other keeps its history and stalls no more."""
+    survivor, other = leads.state(event.lead_id), leads.state(event.merged_lead_id)
+    if survivor is None or other is None or event.merged_lead_id in leads.erased:
+        return  # one was never captured here, or is forgotten: nothing to fold
+    conn = leads.uow.conn
+    funnel = await registry.get(conn, survivor.funnel_id, survivor.funnel_version)
+    outcome = merged(
+        survivor, other, funnel, event.merged_at,
+        cause_event_id=event_id, cause_event_type=event.event_type,
+    )  # fmt: skip
+    leads.save(event.lead_id, outcome, funnel)
+    other_funnel = await registry.get(conn, other.funnel_id, other.funnel_version)
+    leads.park(event.merged_lead_id, other_funnel)
 
 
 # ---------------------------------------------------------------- reads

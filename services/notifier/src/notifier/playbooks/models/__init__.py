@@ -101,6 +101,13 @@ class Playbook(Strict):
     )
     once_per: Literal["lead", "trigger"] = "lead"
     caps: tuple[Cap, ...] = ()
+    max_trigger_age: timedelta = Field(
+        default=timedelta(days=1),
+        description=(
+            "a trigger (stage entry, capture, activity, score) older than this when the touch "
+            "would be scheduled is not acted on: the touch is recorded skipped, reason stale"
+        ),
+    )
     webhook: WebhookTarget | None = None
     task_title: str = Field(default="", max_length=200)
 
@@ -108,6 +115,8 @@ class Playbook(Strict):
     def _consistent(self) -> Playbook:
         if self.delay < timedelta(0):
             raise ValueError("delay must not be negative")
+        if self.max_trigger_age <= timedelta(0):
+            raise ValueError("max_trigger_age must be positive")
         if self.channel == "email" and not (self.template or self.templates):
             raise ValueError("an email playbook needs a template or inline templates")
         if self.templates and "en" not in self.templates:
@@ -150,6 +159,7 @@ class TouchPlan:
     stage: str | None
     requires_stage: str | None
     cancel_on: tuple[str, ...]
+    stale: bool = False  # the trigger was older than the playbook's max_trigger_age
 
 
 def _matches(playbook: Playbook, event: EventData) -> tuple[datetime, str | None] | None:
@@ -182,8 +192,14 @@ def plans_for(
     cause_id: str,
     current_stage: str | None = None,
     funnel_id: str | None = None,
+    now: datetime,
 ) -> list[TouchPlan]:
-    """The touches `event` calls for; `cause_id` makes "once per trigger" idempotent."""
+    """The touches `event` calls for; `cause_id` makes "once per trigger" idempotent.
+
+    A trigger older than its playbook's `max_trigger_age` at `now` (an imported contact's
+    weeks-old capture, a stall move dated at a limit passed long ago) gives a `stale` plan:
+    recorded as skipped, never sent. Its dedupe key is the cause, so a stale trigger never
+    takes the place of a fresh one later ("once per lead" still holds for what is sent)."""
     plans: list[TouchPlan] = []
     for playbook in playbooks:
         if not playbook.enabled:
@@ -193,6 +209,7 @@ def plans_for(
             continue
         at, stage = matched
         stage = stage or current_stage
+        stale = now - at > playbook.max_trigger_age
         event_funnel = getattr(event, "funnel_id", None)
         plans.append(
             TouchPlan(
@@ -203,11 +220,16 @@ def plans_for(
                 template=playbook.template or playbook.name,
                 due_at=at + playbook.delay,
                 triggered_at=at,
-                dedupe_key="" if playbook.once_per == "lead" else cause_id,
+                dedupe_key=(
+                    f"stale:{cause_id}"
+                    if stale
+                    else ("" if playbook.once_per == "lead" else cause_id)
+                ),
                 funnel_id=event_funnel if isinstance(event_funnel, str) else funnel_id,
                 stage=stage,
                 requires_stage=stage if playbook.conditions.still_in_stage else None,
                 cancel_on=tuple(sorted({*playbook.cancel_on, *playbook.conditions.none_since})),
+                stale=stale,
             )
         )
     return plans

@@ -40,8 +40,8 @@ INTERACTIONS_CAP = 50  # "50" in the histogram means 50 or more; the sum stays e
 def contributions(state: LeadState) -> Contributions:
     """Every aggregate row this lead counts in, with its counters."""
     out: Contributions = {}
-    if state.erased:
-        return out
+    if state.erased or state.test or state.merged_into is not None:
+        return out  # an erased person, a test lead, a lead merged into another: in no report
     dims = lead_dimensions(state)
     for funnel_id, entries in _by_funnel(state.entries).items():
         _stage_rows(out, funnel_id, entries, dims)

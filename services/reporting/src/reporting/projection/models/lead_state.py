@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -106,6 +107,10 @@ class LeadState(BaseModel):
     touches: dict[str, SentTouch] = Field(default_factory=dict)
     offline: dict[str, OfflineTouch] = Field(default_factory=dict)  # by activity id
     erased: bool = False
+    # A test lead (an ad platform's test, or set by an admin key): counted in no report.
+    test: bool = False
+    # Merged into another lead (the same person): it counts there, not here.
+    merged_into: UUID | None = None
 
     def last_touch(self) -> Touchpoint | None:
         """The latest touchpoint that carried UTM (ties by key), else the first touch."""
@@ -125,8 +130,8 @@ class LeadState(BaseModel):
 
 def apply(state: LeadState, event: EventData) -> LeadState:
     """The state after one event; unchanged for events no aggregate depends on."""
-    if state.erased:
-        return state  # an erased person stays erased: later events add nothing back
+    if state.erased or state.merged_into is not None:
+        return state  # an erased person stays erased, a merged lead counts in its survivor
     # The items are frozen models: copying the containers is enough, and far cheaper.
     s = state.model_copy(
         update={
@@ -168,9 +173,12 @@ def apply(state: LeadState, event: EventData) -> LeadState:
 
 def _apply_details(s: LeadState, lead: LeadDetails) -> None:
     if lead.new:
+        s.test = s.test or lead.test
         tp = Touchpoint.of(lead.at, lead.utm, lead.form_id, lead.landing_page)
-        s.first_touch = tp
-        s.funnel_id = lead.funnel_id
+        # The earlier first touch: a merged lead's capture may come to its survivor late.
+        if s.first_touch is None or tp.at < s.first_touch.at:
+            s.first_touch = tp
+        s.funnel_id = s.funnel_id or lead.funnel_id
         s.touchpoints[str(lead.submission_id)] = tp
         s.interactions[f"submission:{lead.submission_id}"] = tp.at
         return
@@ -203,3 +211,25 @@ def _apply_activity(s: LeadState, event: ActivityRecorded) -> None:
             s.offline[str(event.activity_id)] = OfflineTouch(
                 activity_type=event.activity_type, at=at
             )
+
+
+def fold(survivor: LeadState, other: LeadState, into: UUID) -> tuple[LeadState, LeadState]:
+    """A merge: the survivor takes what the other lead did (its touchpoints, the earlier first
+    touch, its money, interactions and touches; its stage history only when the survivor has
+    none: the tracker's `merged` move says where the person is); the other counts no more."""
+    if survivor.erased or other.erased or other.merged_into is not None:
+        return survivor, other
+    touches = [t for t in (survivor.first_touch, other.first_touch) if t is not None]
+    merged = survivor.model_copy(
+        update={
+            "funnel_id": survivor.funnel_id or other.funnel_id,
+            "first_touch": min(touches, key=lambda t: t.at) if touches else None,
+            "touchpoints": {**other.touchpoints, **survivor.touchpoints},
+            "entries": list(survivor.entries or other.entries),
+            "money": {**other.money, **survivor.money},
+            "interactions": {**other.interactions, **survivor.interactions},
+            "touches": {**other.touches, **survivor.touches},
+            "offline": {**other.offline, **survivor.offline},
+        }
+    )
+    return merged, other.model_copy(update={"merged_into": into})

@@ -28,7 +28,16 @@ from stage_tracker.funnels.models.definition import (
     PropertyValue,
 )
 from stage_tracker.scoring.models import score as scoring
-from stage_tracker.scoring.models.signals import CAPTURED, PASSIVE_KINDS, Signal
+from stage_tracker.scoring.models.signals import (
+    CAPTURED,
+    IMPORTED_STAGE,
+    PASSIVE_KINDS,
+    STAGE_ENTERED_AT,
+    Signal,
+)
+
+# The journey reason of an imported contact's move into the stage the other tool had them in.
+IMPORTED = "imported"
 
 
 @dataclass(frozen=True)
@@ -144,8 +153,37 @@ def capture(funnel: FunnelDefinition, signal: Signal, pending: Sequence[Signal] 
         signal.occurred_at,
         empty,
     )
+    moves: tuple[Move, ...] = (entry,)
+    imported = _imported_move(funnel, signal)
+    if imported is not None:
+        state = _moved(state, imported, funnel)
+        moves = (entry, imported)
     outcome = _fold(state, funnel, [signal, *sorted(pending, key=_event_order)])
-    return replace(outcome, moves=(entry, *outcome.moves))
+    return replace(outcome, moves=(*moves, *outcome.moves))
+
+
+def _imported_move(funnel: FunnelDefinition, signal: Signal) -> Move | None:
+    """An imported contact's stage, as the other tool had it: a move from the entry stage,
+    dated when they entered it (reason `imported`). A stage not in the line of this funnel
+    (or the entry stage itself) moves nothing: the contact starts at the entry stage."""
+    stage = signal.properties.get(IMPORTED_STAGE)
+    if not isinstance(stage, str) or stage == funnel.entry_stage:
+        return None
+    if not funnel.has_stage(stage) or not funnel.in_line(stage):
+        return None
+    raw = signal.properties.get(STAGE_ENTERED_AT)
+    entered = datetime.fromisoformat(raw) if isinstance(raw, str) else signal.occurred_at
+    return Move(
+        funnel.id,
+        funnel.version,
+        funnel.entry_stage,
+        stage,
+        funnel.position(stage),
+        IMPORTED,
+        max(entered, signal.occurred_at),
+        signal.event_id,
+        signal.event_type,
+    )
 
 
 def _event_order(s: Signal) -> tuple[datetime, str]:
@@ -451,3 +489,63 @@ def manual_move(
     after = replace(_moved(state, move, target), last_activity_at=max(state.last_activity_at, when))
     after = rescored(after, target, after.as_of)
     return Outcome(after, (move,), _score_change(state.score, after, None))
+
+
+# ---------------------------------------------------------------- merges
+
+MERGED = "merged"
+
+
+def merged(
+    survivor: LeadState,
+    other: LeadState,
+    funnel: FunnelDefinition,
+    at: datetime,
+    *,
+    cause_event_id: str,
+    cause_event_type: str,
+) -> Outcome:
+    """Two leads are one person: the survivor takes the other's answers, score contributions
+    and activity, and the further stage of the two (a move with reason `merged`, when the
+    other's is further along the same funnel's line); both histories are kept."""
+    if cause_event_id in survivor.seen:
+        return Outcome(survivor)
+    answers = dict(other.answers)
+    for key, answer in survivor.answers.items():
+        old = answers.get(key)
+        if old is None or (old.at, old.event_id) <= (answer.at, answer.event_id):
+            answers[key] = answer
+    known = {c.event_id for c in survivor.contributions}
+    folded = replace(
+        survivor,
+        answers=answers,
+        contributions=(
+            *survivor.contributions,
+            *(c for c in other.contributions if c.event_id not in known),
+        ),
+        seen=survivor.seen | other.seen | {cause_event_id},
+        last_activity_at=max(survivor.last_activity_at, other.last_activity_at),
+    )
+    folded = rescored(folded, funnel, max(folded.as_of, other.as_of))
+    moves: tuple[Move, ...] = ()
+    further = (
+        other.funnel_id == survivor.funnel_id
+        and funnel.in_line(other.stage)
+        and funnel.in_line(survivor.stage)
+        and funnel.position(other.stage) > funnel.position(survivor.stage)
+    )
+    if further:
+        move = Move(
+            funnel.id,
+            funnel.version,
+            survivor.stage,
+            other.stage,
+            funnel.position(other.stage),
+            MERGED,
+            max(at, survivor.stage_entered_at),
+            cause_event_id,
+            cause_event_type,
+        )
+        folded = _moved(folded, move, funnel)
+        moves = (move,)
+    return Outcome(folded, moves, _score_change(survivor.score, folded, cause_event_id))

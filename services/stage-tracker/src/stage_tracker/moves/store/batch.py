@@ -71,6 +71,13 @@ class LeadBatch:
         for event in outcome_events(lead_id, outcome):
             self.emit(event)
 
+    def park(self, lead_id: UUID, funnel: FunnelDefinition) -> None:
+        """A lead merged into another: kept as it is, its stall timer stopped."""
+        state = self.states.get(lead_id)
+        if state is not None:
+            half_life = half_life_seconds(funnel.scoring.half_life_days)
+            self._saved[lead_id] = (state, None, half_life)
+
     def emit(self, event: EventData, *, event_id: str | None = None) -> None:
         """Encode an event for the outbox now (in the current span: it carries its trace);
         written at the flush."""

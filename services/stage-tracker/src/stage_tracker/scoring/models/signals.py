@@ -20,9 +20,16 @@ CAPTURED = "captured"
 UPDATED = "updated"
 # The source of a lead update a person at the business made (PATCH at lead-intake).
 MANUAL_CORRECTION = "manual"
+# The source of leads imported from another tool (its updates fill details, nothing more).
+IMPORT = "import"
+# The source of the survivor's update a merge emits (its details after the merge).
+MERGE = "merge"
 TOUCH_OPENED = "touch_opened"
 TOUCH_CLICKED = "touch_clicked"
 UNSUBSCRIBED = "unsubscribed"
+# A captured signal's properties for an imported contact's stage (and since when, ISO 8601).
+IMPORTED_STAGE = "imported_stage"
+STAGE_ENTERED_AT = "stage_entered_at"
 CONSENT_GRANTED = "consent_granted"
 # Signals that say nothing about the person coming back (mail clients load pixels themselves).
 PASSIVE_KINDS = frozenset({TOUCH_OPENED, UNSUBSCRIBED, CONSENT_GRANTED})
@@ -73,9 +80,18 @@ def signal_of(event: EventData, event_id: str) -> Signal | None:
     if lead is not None:
         if lead.source == MANUAL_CORRECTION:
             return None  # a colleague corrected the details: the person did nothing
+        if lead.source in (IMPORT, MERGE) and not lead.new:
+            return None  # an import filled in known details, or a merge: nobody did anything
         answers = _answers(lead.qualification)
         if lead.new:
-            return Signal(event_id, t, CAPTURED, lead.at, answers=answers, funnel_id=lead.funnel_id)
+            imported: dict[str, PropertyValue] = {}
+            if lead.imported_stage:
+                imported[IMPORTED_STAGE] = lead.imported_stage
+                entered = max(lead.stage_entered_at or lead.at, lead.at)
+                imported[STAGE_ENTERED_AT] = entered.isoformat()
+            return Signal(
+                event_id, t, CAPTURED, lead.at, imported, answers=answers, funnel_id=lead.funnel_id
+            )
         return Signal(event_id, t, UPDATED, lead.at, answers=answers)
     if isinstance(event, ActivityRecorded):
         properties: dict[str, PropertyValue] = dict(event.properties)

@@ -1,0 +1,174 @@
+"""Importing existing contacts: the import against a plain COPY of the same file.
+
+`.venv/bin/python -m bench.intake_import --rows 20000`
+
+A fresh PostgreSQL (the devstack's, fsync on) gets intake's schema and a form. A CSV of N
+contacts (email, first and last name, phone, captured_at, locale, time zone, consent with its
+time, a UTM source, a custom field) is imported with the service's own code, end to end:
+the request's part (`lead_intake.imports.service.import_csv`: the header checked, every row
+staged in one transaction) and then the import runner's batches (`import_batch`, each row
+checked, normalized and captured: lead, submission, data key, search index entries, the sealed
+funnel.lead.captured.v2 in the outbox) until the import is done. In the same run, the same
+bytes are loaded with `COPY ... FROM STDIN (FORMAT csv, HEADER)` into a plain table with the
+same columns (no checks, no events, no index): **ratio = import seconds / COPY seconds**, and
+rows/s of both. Each is run `--rounds` times (ABBA order), on a fresh schema each time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import io
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import asyncpg
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import RESULTS_DIR, log, migrated_postgres
+from funnel_servicekit import migrations
+from funnel_servicekit.db import connect, create_pool
+from funnel_servicekit.unit_of_work import Outbox, Transactions
+from lead_intake.app import MIGRATIONS
+from lead_intake.forms.models import UNLIMITED, FormIn
+from lead_intake.forms.service import seed_form
+from lead_intake.imports import service
+from lead_intake.runtime import IntakeContext
+from lead_intake.settings import IntakeSettings
+
+HEADER = (
+    "email,first_name,last_name,phone,captured_at,locale,time_zone,consent,consent_at,"
+    "utm_source,custom.plan\n"
+)
+PLAIN = """CREATE TABLE plain_import (email text, first_name text, last_name text, phone text,
+    captured_at timestamptz, locale text, time_zone text, consent text, consent_at timestamptz,
+    utm_source text, plan text)"""
+
+
+def contacts(rows: int) -> bytes:
+    lines = [HEADER]
+    for n in range(rows):
+        lines.append(
+            f"person{n}@example.com,Anna{n % 97},Berg{n % 89},+4670{n:07d},"
+            f"2024-{1 + n % 12:02d}-{1 + n % 28:02d}T09:00:00Z,sv-SE,Europe/Stockholm,yes,"
+            f"2024-01-01T00:00:00Z,fair-{n % 7},plan-{n % 3}\n"
+        )
+    return "".join(lines).encode()
+
+
+async def _fresh(dsn: str, schema: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await migrations.apply(conn, schema, MIGRATIONS)
+    finally:
+        await conn.close()
+    conn = await connect(dsn, schema)  # the service's codecs (json) and search path
+    try:
+        await seed_form(
+            conn,
+            "bench",
+            FormIn(
+                funnel_id="digital-sales",
+                name="Bench",
+                rate_limit_per_ip=UNLIMITED,
+                rate_limit_per_form=UNLIMITED,
+            ),
+        )
+        await conn.execute(PLAIN)
+    finally:
+        await conn.close()
+
+
+async def _import(dsn: str, schema: str, body: bytes, batch: int) -> float:
+    settings = IntakeSettings(
+        database_url=dsn, db_schema=schema, import_inline_rows=0, import_batch_size=batch,
+        import_max_rows=len(body),
+    )  # fmt: skip
+    pool = await create_pool(dsn, schema, min_size=1, max_size=2)
+    runtime: Any = SimpleNamespace(
+        pool=pool,
+        settings=settings,
+        transactions=Transactions(pool, Outbox(schema, "lead-intake")),
+        context=IntakeContext.of(settings),
+    )
+    upload = service.upload_of("bench", "skip", {}, None, "bench")
+    try:
+        started = time.perf_counter()
+        await service.import_csv(runtime, upload, io.BytesIO(body), hashlib.sha256(body).digest())
+        while await service.import_batch(runtime):
+            pass
+        elapsed = time.perf_counter() - started
+        async with pool.acquire() as conn:
+            done = await conn.fetchrow("SELECT status, imported, failed FROM imports")
+            leads = await conn.fetchval("SELECT count(*) FROM leads")
+            events = await conn.fetchval("SELECT count(*) FROM outbox")
+    finally:
+        await pool.close()
+    assert (done["status"], done["failed"]) == ("done", 0), dict(done)
+    assert leads == events == done["imported"], (leads, events, dict(done))
+    return elapsed
+
+
+async def _copy(dsn: str, schema: str, body: bytes, rows: int) -> float:
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+    try:
+        started = time.perf_counter()
+        await conn.copy_to_table("plain_import", source=io.BytesIO(body), format="csv", header=True)
+        elapsed = time.perf_counter() - started
+        assert await conn.fetchval("SELECT count(*) FROM plain_import") == rows
+    finally:
+        await conn.close()
+    return elapsed
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    body = contacts(args.rows)
+    times: dict[str, list[float]] = {"import": [], "copy": []}
+    async with migrated_postgres("intake", MIGRATIONS, name="import") as server:
+        order = ["copy", "import", "import", "copy"] * ((args.rounds + 1) // 2)
+        for n, which in enumerate(order[: 2 * args.rounds]):
+            schema = f"import_bench_{n}"
+            await _fresh(server.dsn, schema)
+            if which == "import":
+                seconds = await _import(server.dsn, schema, body, args.batch)
+            else:
+                seconds = await _copy(server.dsn, schema, body, args.rows)
+            times[which].append(seconds)
+            log(f"{which}: {args.rows} rows in {seconds:.2f}s ({args.rows / seconds:,.0f} rows/s)")
+    imp, copy = statistics.median(times["import"]), statistics.median(times["copy"])
+    return {
+        "rows": args.rows,
+        "batch": args.batch,
+        "bytes": len(body),
+        "import_s": [round(t, 3) for t in times["import"]],
+        "copy_s": [round(t, 3) for t in times["copy"]],
+        "import_rows_per_s": round(args.rows / imp),
+        "copy_rows_per_s": round(args.rows / copy),
+        "ratio_import_to_copy_time": round(imp / copy, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Contacts import against a plain COPY.")
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=500, help="rows per import transaction")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args(argv)
+    result = asyncio.run(run(args))
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = RESULTS_DIR / f"intake-import-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
