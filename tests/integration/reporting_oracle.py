@@ -182,3 +182,148 @@ def interactions_before_first_order(oracle: Oracle, lo: datetime, hi: datetime) 
         if lo <= first < hi:
             out.append(sum(1 for at in moments[lead].values() if at < first))
     return out
+
+
+def _bucket(moment: datetime, zone: ZoneInfo, interval: str) -> str:
+    local = moment.astimezone(zone)
+    if interval == "day":
+        return local.date().isoformat()
+    if interval == "week":
+        return (local.date() - timedelta(days=local.weekday())).isoformat()
+    return local.strftime("%Y-%m")
+
+
+def _buckets(
+    start: date, end: date, zone: ZoneInfo, interval: str
+) -> list[tuple[str, datetime, datetime]]:
+    """Each day/week/month touching start..end, clipped to it: (label, from, to) in UTC."""
+    out: dict[str, list[datetime]] = {}
+    day = start
+    while day <= end:
+        lo = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+        hi = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
+        label = _bucket(lo, zone, interval)
+        span = out.setdefault(label, [lo, hi])
+        span[1] = hi
+        day += timedelta(days=1)
+    return [(label, lo, hi) for label, (lo, hi) in out.items()]
+
+
+def money_events(oracle: Oracle) -> dict[UUID, list[tuple[datetime, str, Decimal, str]]]:
+    """Per lead: (at, kind, amount, currency) of each distinct order, renewal and refund, and
+    (at, "cancel", 0, "") of each cancellation."""
+    seen: dict[tuple[UUID, str], tuple[datetime, str, Decimal, str]] = {}
+    for e in oracle.events:
+        if not isinstance(e, ActivityRecorded):
+            continue
+        amount, currency = e.amount or Decimal(0), e.currency or "XXX"
+        at = e.occurred_at.astimezone(UTC)
+        if e.activity_type == "purchase_completed":
+            key = f"order:{e.order_id}" if e.order_id else f"activity:{e.activity_id}"
+            seen[(e.lead_id, key)] = (at, "order", amount, currency)
+        elif e.activity_type == "subscription_renewed":
+            seen[(e.lead_id, f"renewal:{e.activity_id}")] = (at, "renewal", amount, currency)
+        elif e.activity_type == "refund_issued":
+            seen[(e.lead_id, f"refund:{e.activity_id}")] = (at, "refund", amount, currency)
+        elif e.activity_type == "subscription_cancelled":
+            seen[(e.lead_id, f"cancel:{e.activity_id}")] = (at, "cancel", Decimal(0), "")
+    out: dict[UUID, list[tuple[datetime, str, Decimal, str]]] = defaultdict(list)
+    for (lead, _), item in seen.items():
+        out[lead].append(item)
+    return out
+
+
+def revenue_series(
+    oracle: Oracle, start: date, end: date, tz: str, interval: str
+) -> dict[tuple[str, str], tuple[Decimal, int, int, int, int]]:
+    """Per (period, currency): net revenue, orders, refunds, customers whose first order in
+    the currency falls in the period, and customers whose second one does."""
+    zone = ZoneInfo(tz)
+    spans = _buckets(start, end, zone, interval)
+
+    def label(at: datetime) -> str | None:
+        return next((name for name, lo, hi in spans if lo <= at < hi), None)
+
+    totals: dict[tuple[str, str], list[Any]] = defaultdict(lambda: [Decimal(0), 0, 0, 0, 0])
+    for items in money_events(oracle).values():
+        nth: Counter[str] = Counter()
+        for at, kind, amount, currency in sorted(items, key=lambda i: i[0]):
+            if kind == "cancel":
+                continue
+            period = label(at)
+            if kind == "refund":
+                if period:
+                    totals[(period, currency)][0] -= amount
+                    totals[(period, currency)][2] += 1
+                continue
+            nth[currency] += 1
+            if period:
+                t = totals[(period, currency)]
+                t[0] += amount
+                t[1] += 1
+                t[3] += nth[currency] == 1
+                t[4] += nth[currency] == 2
+    return {k: tuple(v) for k, v in totals.items()}  # type: ignore[misc]
+
+
+def subscription_series(
+    oracle: Oracle, start: date, end: date, tz: str, interval: str, funnel: str = ""
+) -> dict[tuple[str, str], tuple[Decimal, int, int, int, float | None]]:
+    """Per (period, currency): MRR and subscribers at the period's end (the state of each
+    subscriber after every payment and cancellation before that instant), new subscriptions
+    and cancellations in it, churn = cancellations / subscribers at its start."""
+    zone = ZoneInfo(tz)
+    leads = money_events(oracle)
+    subscribers = {
+        lead: sorted(items, key=lambda i: (i[0], i[1] == "cancel"))
+        for lead, items in leads.items()
+        if any(k in ("order", "renewal") for _, k, _, _ in items)
+        and (funnel == "subscription" or any(k in ("renewal", "cancel") for _, k, _, _ in items))
+    }
+
+    def state(
+        items: list[tuple[datetime, str, Decimal, str]], before: datetime
+    ) -> tuple[Decimal, str] | None:
+        current = None
+        for at, kind, amount, currency in items:
+            if at >= before:
+                break
+            if kind == "cancel":
+                current = None
+            elif kind != "refund":
+                current = (amount, currency)
+        return current
+
+    out: dict[tuple[str, str], tuple[Decimal, int, int, int, float | None]] = {}
+    for name, lo, hi in _buckets(start, end, zone, interval):
+        currencies = {
+            c
+            for items in subscribers.values()
+            for at, k, _, c in items
+            if k != "cancel" and at < hi
+        }
+        for currency in currencies:
+            mrr, now, at_start, new, cancelled = Decimal(0), 0, 0, 0, 0
+            for items in subscribers.values():
+                end_state = state(items, hi)
+                if end_state and end_state[1] == currency:
+                    mrr += end_state[0]
+                    now += 1
+                start_state = state(items, lo)
+                if start_state and start_state[1] == currency:
+                    at_start += 1
+                active: tuple[Decimal, str] | None = None
+                for at, kind, amount, cur in items:
+                    if at >= hi:
+                        break
+                    if kind == "cancel":
+                        if active and active[1] == currency and at >= lo:
+                            cancelled += 1
+                        active = None
+                    elif kind != "refund":
+                        if active is None and cur == currency and at >= lo:
+                            new += 1
+                        active = (amount, cur)
+            churn = None if at_start == 0 else round(cancelled / at_start, 4)
+            out[(name, currency)] = (mrr, now, new, cancelled, churn)
+    return out

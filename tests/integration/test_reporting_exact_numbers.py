@@ -8,8 +8,9 @@ import csv
 import io
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -22,7 +23,9 @@ from tests.integration.reporting_oracle import (
     Oracle,
     bucket_percentile,
     interactions_before_first_order,
+    revenue_series,
     stays_by_stage,
+    subscription_series,
 )
 from tests.integration.reporting_support import counts_by_group, get, publish
 
@@ -111,6 +114,12 @@ async def test_the_snapshot_counts_each_lead_in_its_latest_stage(loaded) -> None
         # Read as weeks minus and plus days, 6-hour blocks and hours (reporting.domain.slots).
         ("America/Los_Angeles", 14, "none", "campaign", "first"),
         ("America/New_York", 3, "week", "medium", "last"),
+        # Zones off the whole hour: days begin on a quarter hour of UTC.
+        ("Asia/Kolkata", 14, "day", None, "first"),
+        ("Asia/Kolkata", 7, "week", "source", "first"),
+        ("Asia/Kathmandu", 14, "day", "campaign", "last"),
+        ("Australia/Adelaide", 30, "week", None, "first"),
+        ("America/St_Johns", 14, "day", "medium", "first"),
     ],
 )
 async def test_conversion_equals_the_brute_force_count(  # type: ignore[no-untyped-def]
@@ -155,6 +164,29 @@ async def test_chosen_steps_and_a_short_period_in_los_angeles(loaded) -> None:  
         for d in [date(2026, 9, d)]
     }
     assert la == {"2026-09-19": {(None, None): [1, 0]}, "2026-09-20": {}}
+
+
+async def test_midnight_in_india_splits_two_leads_a_microsecond_apart(loaded) -> None:  # type: ignore[no-untyped-def]
+    stack, data, oracle = loaded
+    steps = "awareness,interest"
+    days = {}
+    for day in (date(2026, 9, 20), date(2026, 9, 21)):
+        body = await get(
+            stack,
+            "/v1/funnels/digital-sales/conversion",
+            start=str(day),
+            end=str(day),
+            tz="Asia/Kolkata",
+            steps=steps,
+        )
+        days[day] = counts_by_group(body)
+        assert days[day] == oracle.conversion(steps.split(","), day, day, "Asia/Kolkata", 14)
+    pair = (data.edge["india_20th"], data.edge["india_21st"])
+    two = Oracle([e for e in data.events if e.lead_id in pair])
+    for day in days:
+        assert two.conversion(steps.split(","), day, day, "Asia/Kolkata", 14) == {
+            (None, None): [1, 0]
+        }
 
 
 async def test_the_window_edge_is_inside_and_one_microsecond_later_is_not(loaded) -> None:  # type: ignore[no-untyped-def]
@@ -231,11 +263,14 @@ def _csv(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-async def test_time_in_stage_and_interactions_equal_the_brute_force_figures(loaded) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("tz", ["UTC", "Asia/Kolkata", "Asia/Kathmandu"])
+async def test_time_in_stage_and_interactions_equal_the_brute_force_figures(loaded, tz) -> None:  # type: ignore[no-untyped-def]
     stack, _, oracle = loaded
-    lo, hi = datetime(2026, 9, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
+    zone = ZoneInfo(tz)
+    lo = datetime.combine(START, time(0), tzinfo=zone).astimezone(UTC)
+    hi = datetime.combine(END + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
     body = await get(
-        stack, "/v1/funnels/digital-sales/time-in-stage", start=str(START), end=str(END)
+        stack, "/v1/funnels/digital-sales/time-in-stage", start=str(START), end=str(END), tz=tz
     )
     stays = stays_by_stage(oracle, lo, hi)
     assert {s["stage"]: s["stays"] for s in body["stages"]} == {k: len(v) for k, v in stays.items()}
@@ -248,7 +283,75 @@ async def test_time_in_stage_and_interactions_equal_the_brute_force_figures(load
         "/v1/funnels/digital-sales/interactions-before-purchase",
         start=str(START),
         end=str(END),
+        tz=tz,
     )
     assert body["buyers"] == len(counts) > 10
     assert body["average"] == round(sum(counts) / len(counts), 2)
     assert {h["interactions"]: h["buyers"] for h in body["histogram"]} == dict(Counter(counts))
+
+
+@pytest.mark.parametrize(
+    ("tz", "interval"),
+    [("UTC", "day"), ("Asia/Kolkata", "week"), ("America/St_Johns", "month"), ("UTC", "month")],
+)
+async def test_revenue_over_time_equals_the_brute_force_sums(loaded, tz, interval) -> None:  # type: ignore[no-untyped-def]
+    stack, _, oracle = loaded
+    first, last = date(2026, 8, 1), date(2027, 3, 31)  # every order and refund of the data
+    params = {"start": str(first), "end": str(last), "tz": tz, "interval": interval}
+    body = await get(stack, "/v1/funnels/digital-sales/revenue", **params)
+    assert (body["time_zone"], body["interval"]) == (tz, interval)
+    got = {
+        (p["period"], p["currency"]): (
+            Decimal(p["revenue"]),
+            p["orders"],
+            p["refunds"],
+            p["new_customers"],
+            p["repeat_customers"],
+        )
+        for p in body["series"]
+    }
+    assert got == revenue_series(oracle, first, last, tz, interval)
+    assert sum(v[2] for v in got.values()) > 0  # refunds are in it
+    assert sum(v[4] for v in got.values()) > 0  # and repeat customers
+    # Every order of the data lies in the period: the series adds up to the lifetime figures.
+    lifetime = oracle.revenue()["EUR"]
+    assert sum(v[0] for v in got.values()) == lifetime[0]
+    assert sum(v[1] for v in got.values()) == lifetime[1]
+    assert sum(v[3] for v in got.values()) == lifetime[2]
+    # The CSV of a series is the series, number for number.
+    text = await get(stack, "/v1/funnels/digital-sales/revenue", **params, format="csv")
+    rows = _csv(text)
+    assert list(rows[0]) == [
+        "period", "currency", "revenue", "orders", "refunds", "new_customers", "repeat_customers"
+    ]  # fmt: skip
+    assert [list(r.values()) for r in rows] == [
+        [str(v) for v in p.values()] for p in body["series"]
+    ]
+
+
+@pytest.mark.parametrize(("tz", "interval"), [("UTC", "month"), ("Asia/Kathmandu", "week")])
+async def test_mrr_and_churn_equal_the_brute_force_state_of_each_subscriber(  # type: ignore[no-untyped-def]
+    loaded, tz, interval
+) -> None:
+    stack, _, oracle = loaded
+    end = date(2027, 1, 31)
+    params = {"start": str(START), "end": str(end), "tz": tz, "interval": interval}
+    body = await get(stack, "/v1/funnels/digital-sales/subscriptions", **params)
+    got = {
+        (p["period"], p["currency"]): (
+            Decimal(p["mrr"]),
+            p["subscribers"],
+            p["new_subscribers"],
+            p["cancellations"],
+            p["churn_rate"],
+        )
+        for p in body["series"]
+    }
+    expected = subscription_series(oracle, START, end, tz, interval)
+    assert got == expected
+    assert sum(v[3] for v in got.values()) > 0  # cancellations happened
+    assert any(v[4] for v in got.values())  # and churn was measured
+    text = await get(stack, "/v1/funnels/digital-sales/subscriptions", **params, format="csv")
+    assert [list(r.values()) for r in _csv(text)] == [
+        ["" if v is None else str(v) for v in p.values()] for p in body["series"]
+    ]

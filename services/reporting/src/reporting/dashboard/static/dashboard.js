@@ -8,7 +8,9 @@
   const pct = (x) => (x === null || x === undefined ? "–" : `${(x * 100).toFixed(1)}%`);
   const charts = {};
   let timer = null;
+  // The browser's zone, whatever it is: every IANA zone's days are exact (India's +05:30 too).
   let tz = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  let tzNote = "";
 
   // The key: from the URL fragment once (#key=...), then kept for this tab only.
   function apiKey() {
@@ -165,6 +167,47 @@
     }, true);
   }
 
+  // Net revenue per period (bars, one series per currency) with new and repeat customers.
+  function renderRevenue(body) {
+    const periods = [...new Set(body.series.map((p) => p.period))];
+    const currencies = [...new Set(body.series.map((p) => p.currency))];
+    const at = (period, currency) => body.series.find((p) => p.period === period && p.currency === currency);
+    $("revenue-hint").textContent = `net of refunds, by ${body.interval}, ${body.time_zone}`;
+    const perPeriod = (field) => periods.map((period) => body.series.filter((p) => p.period === period).reduce((n, p) => n + p[field], 0));
+    chart("revenue-chart").setOption({
+      tooltip: { trigger: "axis" },
+      legend: { top: 0, left: 0, itemWidth: 14, itemHeight: 8, textStyle: { fontSize: 11 } },
+      grid: { left: 56, right: 40, top: 40, bottom: 28 },
+      xAxis: { type: "category", data: periods, axisTick: { show: false } },
+      yAxis: [{ type: "value", splitLine: { lineStyle: { color: "#eef0f5" } } }, { type: "value", splitLine: { show: false } }],
+      series: [
+        ...currencies.map((c, i) => ({ name: `revenue ${c}`, type: "bar", stack: c, data: periods.map((p) => { const row = at(p, c); return row ? Number(row.revenue) : 0; }), itemStyle: { color: palette[i % palette.length], borderRadius: [3, 3, 0, 0] } })),
+        { name: "new customers", type: "line", yAxisIndex: 1, data: perPeriod("new_customers"), symbolSize: 5 },
+        { name: "repeat customers", type: "line", yAxisIndex: 1, data: perPeriod("repeat_customers"), symbolSize: 5 },
+      ],
+    }, true);
+  }
+
+  // MRR at the end of each period (bars) and churn (line), per currency.
+  function renderSubscriptions(body) {
+    const periods = [...new Set(body.series.map((p) => p.period))];
+    const currencies = [...new Set(body.series.map((p) => p.currency))];
+    const at = (period, currency) => body.series.find((p) => p.period === period && p.currency === currency);
+    $("mrr-hint").textContent = body.series.length ? `MRR at each ${body.interval}'s end, and churn` : "no subscriptions in this funnel";
+    chart("mrr-chart").setOption({
+      tooltip: { trigger: "axis" },
+      legend: { top: 0, left: 0, itemWidth: 14, itemHeight: 8, textStyle: { fontSize: 11 } },
+      grid: { left: 56, right: 44, top: 40, bottom: 28 },
+      xAxis: { type: "category", data: periods, axisTick: { show: false } },
+      yAxis: [{ type: "value", splitLine: { lineStyle: { color: "#eef0f5" } } },
+              { type: "value", min: 0, axisLabel: { formatter: (v) => `${Math.round(v * 100)}%` }, splitLine: { show: false } }],
+      series: currencies.flatMap((c, i) => [
+        { name: `MRR ${c}`, type: "bar", data: periods.map((p) => { const row = at(p, c); return row ? Number(row.mrr) : 0; }), itemStyle: { color: palette[(i + 3) % palette.length], borderRadius: [3, 3, 0, 0] } },
+        { name: `churn ${c}`, type: "line", yAxisIndex: 1, connectNulls: true, data: periods.map((p) => { const row = at(p, c); return row ? row.churn_rate : null; }), symbolSize: 5 },
+      ]),
+    }, true);
+  }
+
   const days = (hours) => (hours === null ? null : Math.round((hours / 24) * 10) / 10);
 
   function renderStays(body) {
@@ -219,12 +262,15 @@
     const base = `/v1/funnels/${encodeURIComponent(funnel)}`;
     const f = filters();
     try {
-      const [snapshot, conversion, breakdown, overTime, stays] = await Promise.all([
+      const period = { start: f.start, end: f.end, tz };
+      const [snapshot, conversion, breakdown, overTime, stays, revenue, subscriptions] = await Promise.all([
         api(`${base}/snapshot`),
         api(`${base}/conversion`, f),
         api(`${base}/conversion`, { ...f, breakdown: $("breakdown").value, attribution: $("attribution").value }),
         api(`${base}/conversion`, { ...f, cohort: interval(f) }),
-        api(`${base}/time-in-stage`, { start: f.start, end: f.end, tz }),
+        api(`${base}/time-in-stage`, period),
+        api(`${base}/revenue`, { ...period, interval: interval(f) }),
+        api(`${base}/subscriptions`, { ...period, interval: interval(f) === "day" ? "week" : "month" }),
       ]);
       document.querySelector('[data-kpi="now"]').textContent = fmt.format(snapshot.total);
       renderStagesNow(snapshot);
@@ -232,12 +278,16 @@
       renderOverTime(overTime);
       renderStays(stays);
       renderBreakdown(breakdown);
+      renderRevenue(revenue);
+      renderSubscriptions(subscriptions);
       $("error").hidden = true;
       $("live").classList.remove("stale");
-      $("updated").textContent = `live · ${new Date().toLocaleTimeString()} · ${tz}`;
+      $("updated").textContent = `live · ${new Date().toLocaleTimeString()} · ${tz}${tzNote}`;
+      document.body.dataset.tz = tz;
       document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
     } catch (err) {
-      if (err.field === "tz" && tz !== "UTC") { tz = "UTC"; return refresh(); }
+      // Only a zone the server's time-zone database does not know falls back, and says so.
+      if (err.field === "tz" && tz !== "UTC") { tzNote = ` (${tz} unknown to the server)`; tz = "UTC"; return refresh(); }
       $("live").classList.add("stale");
       $("error").hidden = false;
       $("error").textContent = `Could not load the numbers: ${err.message}`;
