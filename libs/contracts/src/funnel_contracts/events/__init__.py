@@ -23,6 +23,7 @@ from funnel_contracts.events.lead import (
     LeadUpdatedV2,
     Sealed,
 )
+from funnel_contracts.events.leak import LeakDetected, LeakResolved
 from funnel_contracts.events.stage import (
     LeadOwnerChanged,
     LeadScored,
@@ -57,6 +58,8 @@ __all__ = [
     "LeadScored",
     "LeadUpdated",
     "LeadUpdatedV2",
+    "LeakDetected",
+    "LeakResolved",
     "OwnerAssigned",
     "SchemaError",
     "Sealed",

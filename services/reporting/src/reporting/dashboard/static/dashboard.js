@@ -238,6 +238,25 @@
     $("breakdown-table").innerHTML = `<thead>${head}</thead><tbody>${rows.join("")}</tbody>`;
   }
 
+  // Leak alerts of the funnel (reporting's leak watch): open ones first, recent recoveries
+  // struck through; the funnel chart marks each leaking step's stage with a warning sign.
+  function renderLeaks(body) {
+    const box = $("leak-alerts");
+    const open = body.items.filter((l) => !l.resolved_at);
+    const recent = body.items.filter((l) => l.resolved_at);
+    box.hidden = body.items.length === 0;
+    const item = (l) => `<span class="leak${l.resolved_at ? " resolved" : ""}" data-leak="${escapeHtml(l.leak_id)}" data-segment="${escapeHtml(l.segment)}">` +
+      `${escapeHtml(l.from_stage)} → ${escapeHtml(l.to_stage)} · ${escapeHtml(l.segment)} · ${pct(l.baseline_rate)} → ${pct(l.current_rate)}` +
+      ` · since ${escapeHtml(l.opened_at.slice(0, 10))}</span>`;
+    box.innerHTML = `<span class="label">${open.length ? `⚠ ${open.length} leaking step${open.length > 1 ? "s" : ""}` : "Recovered"}</span>` +
+      [...open, ...recent].map(item).join("");
+    const leakingStages = new Set(open.map((l) => l.to_stage));
+    const funnel = charts["funnel-chart"];
+    if (funnel) {
+      funnel.setOption({ yAxis: { axisLabel: { formatter: (s) => (leakingStages.has(s) ? `⚠ ${s}` : s) } } });
+    }
+  }
+
   // Where the leads are now, each stage a link to its lead list (as a click on its bar is).
   function stageLink(stage) {
     return `/dashboard/leads?${new URLSearchParams({ funnel_id: $("funnel").value, stage })}`;
@@ -263,7 +282,7 @@
     const f = filters();
     try {
       const period = { start: f.start, end: f.end, tz };
-      const [snapshot, conversion, breakdown, overTime, stays, revenue, subscriptions] = await Promise.all([
+      const [snapshot, conversion, breakdown, overTime, stays, revenue, subscriptions, leaks] = await Promise.all([
         api(`${base}/snapshot`),
         api(`${base}/conversion`, f),
         api(`${base}/conversion`, { ...f, breakdown: $("breakdown").value, attribution: $("attribution").value }),
@@ -271,6 +290,7 @@
         api(`${base}/time-in-stage`, period),
         api(`${base}/revenue`, { ...period, interval: interval(f) }),
         api(`${base}/subscriptions`, { ...period, interval: interval(f) === "day" ? "week" : "month" }),
+        api(`${base}/leaks`),
       ]);
       document.querySelector('[data-kpi="now"]').textContent = fmt.format(snapshot.total);
       renderStagesNow(snapshot);
@@ -280,6 +300,7 @@
       renderBreakdown(breakdown);
       renderRevenue(revenue);
       renderSubscriptions(subscriptions);
+      renderLeaks(leaks);
       $("error").hidden = true;
       $("live").classList.remove("stale");
       $("updated").textContent = `live · ${new Date().toLocaleTimeString()} · ${tz}${tzNote}`;
