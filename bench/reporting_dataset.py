@@ -21,8 +21,10 @@ from funnel_contracts import (
     ActivityRecorded,
     EventData,
     LeadCaptured,
+    LeadCapturedV2,
     LeadErased,
     LeadUpdated,
+    LeadUpdatedV2,
     StageChanged,
     TouchClicked,
     TouchOpened,
@@ -264,3 +266,52 @@ def _edge_cases(rng: random.Random, data: Dataset) -> None:
         india_20th=india_20th,
         india_21st=india_21st,
     )
+
+
+# What reporting never opens: a v2 event's sealed personal data (a well-formed stand-in).
+_SEALED = {"alg": "A256GCM", "nonce": "AAAAAAAAAAAAAAAA", "ciphertext": "c2VhbGVk"}
+
+
+def as_v2(events: list[EventData]) -> list[EventData]:
+    """Half the people (by lead id) captured and updated with v2 events, as lead-intake
+    writes them now (personal data sealed, the rest the same); the others keep v1."""
+    out: list[EventData] = []
+    for e in events:
+        if isinstance(e, LeadCaptured) and e.lead_id.int % 2 == 0:
+            e = LeadCapturedV2(
+                lead_id=e.lead_id,
+                personal_data=_SEALED,
+                has_email=True,
+                has_phone=False,
+                landing_page=e.landing_page,
+                submission_id=e.submission_id,
+                form_id=e.form_id,
+                funnel_id=e.funnel_id,
+                utm=e.utm,
+                captured_at=e.captured_at,
+            )
+        elif isinstance(e, LeadUpdated) and e.lead_id.int % 2 == 0:
+            e = LeadUpdatedV2(
+                lead_id=e.lead_id,
+                personal_data=_SEALED,
+                has_email=True,
+                has_phone=False,
+                landing_page=e.landing_page,
+                submission_id=e.submission_id,
+                form_id=e.form_id,
+                funnel_id=e.funnel_id,
+                last_touch_utm=e.last_touch_utm,
+                updated_at=e.updated_at,
+            )
+        out.append(e)
+    return out
+
+
+def in_funnel(events: list[EventData], funnel_id: str) -> list[EventData]:
+    """The same events in another funnel (a generated history of its own)."""
+    return [
+        e.model_copy(update={"funnel_id": funnel_id})
+        if getattr(e, "funnel_id", None) is not None
+        else e
+        for e in events
+    ]

@@ -18,10 +18,17 @@ from funnel_contracts import (
     ActivityRecorded,
     EventData,
     LeadCaptured,
+    LeadCapturedV2,
     LeadErased,
     LeadUpdated,
+    LeadUpdatedV2,
     StageChanged,
+    TouchSent,
 )
+
+# Both versions of the lead events carry the attribution fields under the same names.
+CAPTURED = (LeadCaptured, LeadCapturedV2)
+UPDATED = (LeadUpdated, LeadUpdatedV2)
 
 
 class Oracle:
@@ -38,7 +45,7 @@ class Oracle:
         return dict(now)
 
     def attribute(self, lead: UUID, breakdown: str, attribution: str) -> str:
-        captured = [e for e in self.events if isinstance(e, LeadCaptured) and e.lead_id == lead]
+        captured = [e for e in self.events if isinstance(e, CAPTURED) and e.lead_id == lead]
         if attribution == "first":
             if not captured:
                 return "(unknown)"
@@ -52,7 +59,7 @@ class Oracle:
         ] + [
             (u.updated_at, u.form_id, u.landing_page, u.last_touch_utm)
             for u in self.events
-            if isinstance(u, LeadUpdated) and u.lead_id == lead
+            if isinstance(u, UPDATED) and u.lead_id == lead
         ]
         touches.sort(key=lambda t: t[0])
         if breakdown in ("form", "landing_page"):
@@ -168,9 +175,9 @@ def interactions_before_first_order(oracle: Oracle, lo: datetime, hi: datetime) 
                 orders[e.lead_id].append(e.occurred_at)
             elif e.activity_type != "refund_issued":
                 moments[e.lead_id][f"a{e.activity_id}"] = e.occurred_at
-        elif isinstance(e, LeadCaptured):
+        elif isinstance(e, CAPTURED):
             moments[e.lead_id][f"s{e.submission_id}"] = e.captured_at
-        elif isinstance(e, LeadUpdated) and e.submission_id:
+        elif isinstance(e, UPDATED) and e.submission_id:
             moments[e.lead_id][f"s{e.submission_id}"] = e.updated_at
         elif isinstance(e, TouchOpened):
             moments[e.lead_id][f"o{e.touch_id}"] = e.opened_at
@@ -326,4 +333,125 @@ def subscription_series(
                         active = (amount, cur)
             churn = None if at_start == 0 else round(cancelled / at_start, 4)
             out[(name, currency)] = (mrr, now, new, cancelled, churn)
+    return out
+
+
+WINDOWS = (1, 3, 7, 14, 30, 60, 90)
+
+
+def time_to_convert(
+    oracle: Oracle, from_stage: str, to_stage: str, start: date, end: date, tz: str
+) -> dict[str, int]:
+    """Leads whose first entry into from_stage lies in the period, and how many first
+    reached to_stage (at or after it) within each window, cumulative, and at all."""
+    zone = ZoneInfo(tz)
+    lo = datetime.combine(start, time(0), tzinfo=zone)
+    hi = datetime.combine(end + timedelta(days=1), time(0), tzinfo=zone)
+    out = {"entered": 0, **{f"c{d}d": 0 for d in WINDOWS}, "c_any": 0}
+    for entries in oracle.stages.values():
+        firsts = sorted(at for at, _, s in entries if s == from_stage)
+        if not firsts or not lo <= firsts[0] < hi:
+            continue
+        out["entered"] += 1
+        later = sorted(at for at, _, s in entries if s == to_stage and at >= firsts[0])
+        if later:
+            took = later[0] - firsts[0]
+            out["c_any"] += 1
+            for d in WINDOWS:
+                out[f"c{d}d"] += took <= timedelta(days=d)
+    return out
+
+
+def touch_effectiveness(
+    oracle: Oracle, start: date, end: date, tz: str, window_days: int
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """Per (stage, playbook): leads whose first send of the playbook at that stage lies in
+    the period, and how many ordered within the window after it; playbook "" is the leads
+    of the stage no touch reached, from their first entry into it. Offline touches count at
+    the stage the lead was in when they happened, as "offline:<type>"."""
+    from funnel_contracts.events import OFFLINE_ACTIVITY_TYPES
+
+    zone = ZoneInfo(tz)
+    lo = datetime.combine(start, time(0), tzinfo=zone)
+    hi = datetime.combine(end + timedelta(days=1), time(0), tzinfo=zone)
+    window = timedelta(days=window_days)
+    sends: dict[UUID, list[tuple[datetime, str, str | None]]] = defaultdict(list)
+    orders: dict[UUID, list[datetime]] = defaultdict(list)
+    seen_orders: set[tuple[UUID, str]] = set()
+    for e in oracle.events:
+        if isinstance(e, TouchSent):
+            sends[e.lead_id].append((e.sent_at, e.playbook, e.stage))
+        elif isinstance(e, ActivityRecorded):
+            if e.activity_type == "purchase_completed":
+                key = (e.lead_id, f"o{e.order_id}" if e.order_id else f"a{e.activity_id}")
+                if key not in seen_orders:
+                    seen_orders.add(key)
+                    orders[e.lead_id].append(e.occurred_at)
+            elif e.activity_type == "subscription_renewed":
+                orders[e.lead_id].append(e.occurred_at)
+            elif e.activity_type in OFFLINE_ACTIVITY_TYPES:
+                sends[e.lead_id].append((e.occurred_at, f"offline:{e.activity_type}", "@"))
+    out: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for lead, entries in oracle.stages.items():
+        ordered = sorted(entries)
+        first_entry: dict[str, datetime] = {}
+        for at, _, stage in ordered:
+            first_entry.setdefault(stage, at)
+
+        def stage_at(moment: datetime) -> str | None:
+            current = None
+            for at, _, stage in ordered:  # noqa: B023
+                if at > moment:
+                    break
+                current = stage
+            return current
+
+        for stage, entered in first_entry.items():
+            anchors: dict[str, datetime] = {}
+            for at, playbook, at_stage in sorted(sends[lead]):
+                where = stage_at(at) if at_stage == "@" else at_stage
+                if where == stage:
+                    anchors.setdefault(playbook, at)
+            for playbook, anchor in (anchors or {"": entered}).items():
+                if not lo <= anchor < hi:
+                    continue
+                t = out[(stage, playbook)]
+                t[0] += 1
+                after = [o for o in sorted(orders[lead]) if o >= anchor]
+                t[1] += bool(after) and after[0] - anchor <= window
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def revenue_by(
+    oracle: Oracle, breakdown: str | None, attribution: str
+) -> dict[tuple[str | None, str], tuple[Decimal, int, int, int, float | None]]:
+    """Lifetime, per (segment, currency): net revenue, orders, refunds, customers, and the
+    repeat-purchase rate (customers with two orders or more, any currency, of the segment's
+    customers)."""
+    totals: dict[tuple[str | None, str], list[Any]] = defaultdict(lambda: [Decimal(0), 0, 0, set()])
+    buyers: dict[str | None, dict[UUID, int]] = defaultdict(dict)
+    for lead, items in money_events(oracle).items():
+        segment = None if breakdown is None else oracle.attribute(lead, breakdown, attribution)
+        paid = [i for i in items if i[1] in ("order", "renewal")]
+        if paid:
+            buyers[segment][lead] = len(paid)
+        for _, kind, amount, currency in items:
+            if kind == "cancel":
+                continue
+            t = totals[(segment, currency)]
+            if kind == "refund":
+                t[0] -= amount
+                t[2] += 1
+            else:
+                t[0] += amount
+                t[1] += 1
+                t[3].add(lead)
+    out = {}
+    for (segment, currency), (revenue, n_orders, refunds, customers) in totals.items():
+        if not n_orders and not refunds:
+            continue
+        seg_buyers = buyers[segment]
+        repeat = sum(1 for n in seg_buyers.values() if n >= 2)
+        rate = None if not seg_buyers else round(repeat / len(seg_buyers), 4)
+        out[(segment, currency)] = (revenue, n_orders, refunds, len(customers), rate)
     return out
