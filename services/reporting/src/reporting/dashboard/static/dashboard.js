@@ -53,13 +53,13 @@
     const today = new Date();
     $("end").value = url.get("end") || isoDay(today);
     $("start").value = url.get("start") || isoDay(new Date(today.getTime() - 29 * 86400000));
-    for (const name of ["window", "breakdown", "attribution"]) {
+    for (const name of ["window", "breakdown", "attribution", "compare"]) {
       if (url.get(name)) $(name).value = url.get(name);
     }
     if (url.get("tz")) tz = url.get("tz");
     $("filters").addEventListener("change", () => {
       const params = new URLSearchParams(location.search);
-      for (const name of ["funnel", "start", "end", "window", "breakdown", "attribution"]) params.set(name, $(name).value);
+      for (const name of ["funnel", "start", "end", "window", "breakdown", "attribution", "compare"]) params.set(name, $(name).value);
       history.replaceState(null, "", `${location.pathname}?${params}`);
       refresh();
     });
@@ -257,6 +257,109 @@
     }
   }
 
+  // The period just before the chosen one, of the same length (whole days).
+  function previousPeriod(f) {
+    const day = 86400000;
+    const start = new Date(`${f.start}T00:00:00Z`);
+    const end = new Date(`${f.end}T00:00:00Z`);
+    const days = Math.round((end - start) / day) + 1;
+    const iso = (d) => d.toISOString().slice(0, 10);
+    return { start: iso(new Date(start.getTime() - days * day)), end: iso(new Date(start.getTime() - day)) };
+  }
+
+  // KPI deltas against the compared period, and its funnel as markers on the bars.
+  function renderComparison(current, previous, prev) {
+    for (const name of ["entered", "converted", "conversion"]) {
+      const el = document.querySelector(`[data-kpi-delta="${name}"]`);
+      el.textContent = ""; el.className = "delta";
+      if (!previous) continue;
+      const now = current.groups[0], then = previous.groups[0];
+      let text = "", diff = 0;
+      if (name === "conversion") {
+        const a = now ? now.overall_conversion : null, b = then ? then.overall_conversion : null;
+        if (a === null || b === null) { text = "no earlier figure"; } else { diff = a - b; text = `${diff >= 0 ? "+" : "−"}${(Math.abs(diff) * 100).toFixed(1)} pts`; }
+      } else {
+        const pick = (g) => (g ? (name === "entered" ? g.steps[0].leads : g.steps[g.steps.length - 1].leads) : 0);
+        diff = pick(now) - pick(then);
+        text = `${diff >= 0 ? "+" : "−"}${fmt.format(Math.abs(diff))}`;
+      }
+      el.textContent = `${text} vs ${prev.start} – ${prev.end}`;
+      el.dataset.diff = String(diff);
+      el.classList.add(diff > 0 ? "up" : diff < 0 ? "down" : "same");
+    }
+    const chartFunnel = charts["funnel-chart"];
+    if (!chartFunnel) return;
+    const series = chartFunnel.getOption().series.filter((s) => s.name !== "previous period");
+    if (previous) {
+      const steps = previous.groups[0] ? previous.groups[0].steps : [];
+      series.push({ name: "previous period", type: "scatter", symbol: "rect", symbolSize: [3, 26],
+        itemStyle: { color: "#1d2433" }, z: 5, data: current.steps.map((stage) => { const s = steps.find((x) => x.stage === stage); return s ? s.leads : 0; }) });
+    }
+    chartFunnel.setOption({ series }, { replaceMerge: ["series"] });
+  }
+
+  // Cohort heat map: entry week (rows) x later step (columns), the share reaching it.
+  function renderHeatmap(body) {
+    const weeks = body.groups.map((g) => g.cohort);
+    const later = body.steps.slice(1);
+    const data = [];
+    body.groups.forEach((g, y) => g.steps.slice(1).forEach((s, x) => data.push([x, y, s.conversion_from_first === null ? null : s.conversion_from_first])));
+    chart("heatmap-chart").setOption({
+      tooltip: { formatter: (p) => `${weeks[p.value[1]]} → ${later[p.value[0]]}: ${pct(p.value[2])}` },
+      grid: { left: 90, right: 20, top: 10, bottom: 60 },
+      xAxis: { type: "category", data: later, splitArea: { show: true } },
+      yAxis: { type: "category", data: weeks, inverse: true, splitArea: { show: true } },
+      visualMap: { min: 0, max: Math.max(0.05, ...data.map((d) => d[2] || 0)), calculable: false, orient: "horizontal", left: "center", bottom: 0,
+                   inRange: { color: ["#eef2ff", "#4f46e5"] }, formatter: (v) => pct(v) },
+      series: [{ name: "reached", type: "heatmap", data, label: { show: true, formatter: (p) => pct(p.value[2]) } }],
+    }, true);
+  }
+
+  // Every view's request (to export its CSV) and its chart (to export its PNG).
+  const views = {};
+
+  function download(name, blob) {
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(blob);
+    a.download = name;
+    document.body.appendChild(a);
+    a.click();
+    setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+  }
+
+  // A table (the breakdown) drawn as an image: its text, row by row.
+  function tablePng(table) {
+    const rows = [...table.querySelectorAll("tr")].map((tr) => [...tr.children].map((td) => td.textContent.replace(/\s+/g, " ").trim()));
+    const canvas = document.createElement("canvas");
+    const colWidth = 150, rowHeight = 26;
+    canvas.width = Math.max(1, (rows[0] || []).length) * colWidth;
+    canvas.height = Math.max(1, rows.length) * rowHeight;
+    const ctx = canvas.getContext("2d");
+    ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.font = "13px sans-serif"; ctx.fillStyle = "#1d2433";
+    rows.forEach((cells, y) => cells.forEach((text, x) => ctx.fillText(text, x * colWidth + 6, y * rowHeight + 18)));
+    return canvas.toDataURL("image/png");
+  }
+
+  async function exportView(view, format) {
+    const v = views[view];
+    if (!v) return;
+    const name = `${$("funnel").value}-${view}-${$("start").value}-${$("end").value}`;
+    if (format === "csv") {
+      const query = new URLSearchParams(Object.entries({ ...v.params, format: "csv" }).filter(([, x]) => x !== null && x !== ""));
+      const response = await fetch(`${v.path}?${query}`, { headers: { Authorization: `Bearer ${apiKey()}` } });
+      download(`${name}.csv`, await response.blob());
+      return;
+    }
+    const url = v.chart ? charts[v.chart].getDataURL({ type: "png", pixelRatio: 2, backgroundColor: "#fff" }) : tablePng($("breakdown-table"));
+    download(`${name}.png`, await (await fetch(url)).blob());
+  }
+
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest(".export button");
+    if (button) exportView(button.parentElement.dataset.view, button.dataset.format);
+  });
+
   // Where the leads are now, each stage a link to its lead list (as a click on its bar is).
   function stageLink(stage) {
     return `/dashboard/leads?${new URLSearchParams({ funnel_id: $("funnel").value, stage })}`;
@@ -282,15 +385,27 @@
     const f = filters();
     try {
       const period = { start: f.start, end: f.end, tz };
-      const [snapshot, conversion, breakdown, overTime, stays, revenue, subscriptions, leaks] = await Promise.all([
+      const prev = $("compare").value === "previous" ? previousPeriod(f) : null;
+      Object.assign(views, {
+        funnel: { path: `${base}/conversion`, params: f, chart: "funnel-chart" },
+        breakdown: { path: `${base}/conversion`, params: { ...f, breakdown: $("breakdown").value, attribution: $("attribution").value }, chart: null },
+        time: { path: `${base}/conversion`, params: { ...f, cohort: interval(f) }, chart: "time-chart" },
+        stays: { path: `${base}/time-in-stage`, params: period, chart: "stay-chart" },
+        revenue: { path: `${base}/revenue`, params: { ...period, interval: interval(f) }, chart: "revenue-chart" },
+        mrr: { path: `${base}/subscriptions`, params: { ...period, interval: interval(f) === "day" ? "week" : "month" }, chart: "mrr-chart" },
+        heatmap: { path: `${base}/conversion`, params: { ...f, cohort: "week" }, chart: "heatmap-chart" },
+      });
+      const [snapshot, conversion, breakdown, overTime, stays, revenue, subscriptions, leaks, weekly, previous] = await Promise.all([
         api(`${base}/snapshot`),
-        api(`${base}/conversion`, f),
-        api(`${base}/conversion`, { ...f, breakdown: $("breakdown").value, attribution: $("attribution").value }),
-        api(`${base}/conversion`, { ...f, cohort: interval(f) }),
-        api(`${base}/time-in-stage`, period),
-        api(`${base}/revenue`, { ...period, interval: interval(f) }),
-        api(`${base}/subscriptions`, { ...period, interval: interval(f) === "day" ? "week" : "month" }),
+        api(views.funnel.path, views.funnel.params),
+        api(views.breakdown.path, views.breakdown.params),
+        api(views.time.path, views.time.params),
+        api(views.stays.path, views.stays.params),
+        api(views.revenue.path, views.revenue.params),
+        api(views.mrr.path, views.mrr.params),
         api(`${base}/leaks`),
+        api(views.heatmap.path, views.heatmap.params),
+        prev ? api(`${base}/conversion`, { ...f, ...prev }) : Promise.resolve(null),
       ]);
       document.querySelector('[data-kpi="now"]').textContent = fmt.format(snapshot.total);
       renderStagesNow(snapshot);
@@ -301,6 +416,8 @@
       renderRevenue(revenue);
       renderSubscriptions(subscriptions);
       renderLeaks(leaks);
+      renderHeatmap(weekly);
+      renderComparison(conversion, previous, prev);
       $("error").hidden = true;
       $("live").classList.remove("stale");
       $("updated").textContent = `live · ${new Date().toLocaleTimeString()} · ${tz}${tzNote}`;
