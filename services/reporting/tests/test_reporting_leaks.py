@@ -149,3 +149,13 @@ def test_the_test_is_one_sided_and_the_budget_is_split_over_the_tests() -> None:
         False,
         drop_p_value(Counts(1000, 400), Counts(50, 40)),
     )
+
+
+def test_the_leak_window_is_one_of_the_report_grid() -> None:
+    from pydantic import ValidationError
+
+    from reporting.settings import ReportingSettings
+
+    assert ReportingSettings(leak_window_days=14).leak_window_days == 14
+    with pytest.raises(ValidationError, match="leak_window_days"):
+        ReportingSettings(leak_window_days=10)

@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from funnel_servicekit.settings import ServiceSettings
+from reporting.domain.windows import WINDOW_DAYS
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -46,3 +47,11 @@ class ReportingSettings(ServiceSettings):
     workspace_max_body_bytes: int = Field(
         default=64 * 1024, ge=1024, description="The largest body a workspace call forwards."
     )
+
+    @field_validator("leak_window_days")
+    @classmethod
+    def _on_the_grid(cls, days: int) -> int:
+        """The leak watch reads the conversion aggregates: its window is one of theirs."""
+        if days not in WINDOW_DAYS:
+            raise ValueError(f"must be one of {', '.join(map(str, WINDOW_DAYS))}")
+        return days
