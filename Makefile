@@ -7,8 +7,8 @@ PYTEST := $(VENV)/python -m pytest
 setup:  ## install system packages, the virtualenv and the Kafka jars when missing
 	@scripts/bootstrap.sh
 
-run: setup  ## start the whole stack, post a demo of 300 leads, keep running until Ctrl-C
-	$(VENV)/funnel up --demo 300
+run: setup  ## start the whole stack, import 60 days of demo history, post a demo of 300 leads, keep running until Ctrl-C
+	$(VENV)/funnel up --history-days 60 --demo 300
 
 up: setup  ## start the stack in the background
 	$(VENV)/funnel up --detach

@@ -1,10 +1,12 @@
 """Realistic funnel event streams for reporting's exactness test and benchmark.
 
 Leads arrive from a mix of sources and campaigns, move through the digital-sales stages with
-drop-offs and random delays, buy, renew, get refunds and touches; a share of them re-enter a
+drop-offs and random delays, buy, renew (a third of renewals then cancel), get refunds and
+touches; a share of them re-enter a
 stage, convert twice, resubmit from another campaign, or arrive late and duplicated. The
 named edge cases are always present: a conversion exactly at the 14-day edge, a stage entered
-before the first step, a lead that converts twice, a lead captured at 00:30 UTC.
+before the first step, a lead that converts twice, a lead captured at 00:30 UTC, two leads on
+either side of midnight in India (18:30 UTC).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from funnel_contracts import (
     ActivityRecorded,
     EventData,
     LeadCaptured,
+    LeadCapturedV2,
     LeadErased,
     LeadUpdated,
+    LeadUpdatedV2,
     StageChanged,
     TouchClicked,
     TouchOpened,
@@ -153,6 +157,17 @@ def _journey(rng: random.Random, lead: UUID, captured: datetime) -> list[EventDa
             events.append(
                 _activity(rng, lead, "subscription_renewed", at + timedelta(days=30), "19.00")
             )
+            if lead.int % 3 == 0:  # a third of the renewals end (no draw: the rest stays as it was)
+                cancelled = at + timedelta(days=45, minutes=lead.int % 1440)
+                events.append(
+                    ActivityRecorded(
+                        lead_id=lead,
+                        activity_id=UUID(int=(lead.int + 7) % 2**128, version=4),
+                        activity_type="subscription_cancelled",
+                        occurred_at=cancelled,
+                        recorded_at=cancelled,
+                    )
+                )
         prev = stage
     if orders and rng.random() < 0.1:
         events.append(_activity(rng, lead, "refund_issued", at + timedelta(days=3), "49.90"))
@@ -232,6 +247,71 @@ def _edge_cases(rng: random.Random, data: Dataset) -> None:
         *_journey(rng, erased, day),
         LeadErased(lead_id=erased, request_id=_uuid(rng), erased_at=day + timedelta(days=40)),
     ]
+    # Midnight of 21 September in India is 18:30 UTC on the 20th: the lead a microsecond
+    # before it is on the 20th there, the lead at it on the 21st.
+    india_midnight = datetime(2026, 9, 20, 18, 30, tzinfo=UTC)
+    india_20th, india_21st = _uuid(rng), _uuid(rng)
+    for lead, at in (
+        (india_20th, india_midnight - timedelta(microseconds=1)),
+        (india_21st, india_midnight),
+    ):
+        data.events += [_capture(rng, lead, at), _stage(lead, "awareness", at, None)]
     data.edge.update(
-        edge=edge, past_edge=past, before_first=before, twice=twice, night=night, erased=erased
+        edge=edge,
+        past_edge=past,
+        before_first=before,
+        twice=twice,
+        night=night,
+        erased=erased,
+        india_20th=india_20th,
+        india_21st=india_21st,
     )
+
+
+# What reporting never opens: a v2 event's sealed personal data (a well-formed stand-in).
+_SEALED = {"alg": "A256GCM", "nonce": "AAAAAAAAAAAAAAAA", "ciphertext": "c2VhbGVk"}
+
+
+def as_v2(events: list[EventData]) -> list[EventData]:
+    """Half the people (by lead id) captured and updated with v2 events, as lead-intake
+    writes them now (personal data sealed, the rest the same); the others keep v1."""
+    out: list[EventData] = []
+    for e in events:
+        if isinstance(e, LeadCaptured) and e.lead_id.int % 2 == 0:
+            e = LeadCapturedV2(
+                lead_id=e.lead_id,
+                personal_data=_SEALED,
+                has_email=True,
+                has_phone=False,
+                landing_page=e.landing_page,
+                submission_id=e.submission_id,
+                form_id=e.form_id,
+                funnel_id=e.funnel_id,
+                utm=e.utm,
+                captured_at=e.captured_at,
+            )
+        elif isinstance(e, LeadUpdated) and e.lead_id.int % 2 == 0:
+            e = LeadUpdatedV2(
+                lead_id=e.lead_id,
+                personal_data=_SEALED,
+                has_email=True,
+                has_phone=False,
+                landing_page=e.landing_page,
+                submission_id=e.submission_id,
+                form_id=e.form_id,
+                funnel_id=e.funnel_id,
+                last_touch_utm=e.last_touch_utm,
+                updated_at=e.updated_at,
+            )
+        out.append(e)
+    return out
+
+
+def in_funnel(events: list[EventData], funnel_id: str) -> list[EventData]:
+    """The same events in another funnel (a generated history of its own)."""
+    return [
+        e.model_copy(update={"funnel_id": funnel_id})
+        if getattr(e, "funnel_id", None) is not None
+        else e
+        for e in events
+    ]

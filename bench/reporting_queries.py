@@ -39,12 +39,14 @@ from reporting.app import MIGRATIONS
 from reporting.domain.windows import WINDOW_COLUMNS
 from reporting.projection.consumer import handle
 from reporting.reports import store as queries
-from reporting.reports.models import conversion_groups, parse_period
+from reporting.reports.models import Period, conversion_groups, parse_period
 
 STAGES = ["awareness", "interest", "desire", "action", "loyalty"]
 TZ = "America/Los_Angeles"
-# A 30-day period inside the generated 60 days of captures.
+INDIA = "Asia/Kolkata"  # +05:30: days begin on a quarter hour of UTC
+# A 30-day period inside the generated 60 days of captures, in an hourly and a half-hour zone.
 PERIOD = parse_period(date(2026, 9, 15), date(2026, 10, 14), TZ, datetime.now(UTC))
+PERIOD_INDIA = parse_period(date(2026, 9, 15), date(2026, 10, 14), INDIA, datetime.now(UTC))
 
 GENERATE_SQL = """
 SELECT setseed(0.42);
@@ -115,6 +117,7 @@ def dims_sql(names: tuple[str, ...]) -> str:
 AGGREGATE_SQL = """
 TRUNCATE reporting.entry_counts, reporting.pair_conversions, reporting.funnel_stages,
          reporting.stage_counts,
+         reporting.entry_counts_hourly, reporting.pair_conversions_hourly,
          reporting.entry_counts_daily, reporting.pair_conversions_daily,
          reporting.entry_counts_6h, reporting.pair_conversions_6h,
          reporting.entry_counts_weekly, reporting.pair_conversions_weekly;
@@ -125,11 +128,13 @@ SELECT 'digital-sales', stage, count(*)
 FROM (SELECT DISTINCT ON (lead_id) stage FROM bench_stage_events
       ORDER BY lead_id, changed_at DESC, position DESC) current GROUP BY stage;
 INSERT INTO reporting.entry_counts (funnel_id, stage, dim, hour, value, leads)
-SELECT 'digital-sales', e.stage, d.dim, date_trunc('hour', e.changed_at), d.value, count(*)
+SELECT 'digital-sales', e.stage, d.dim,
+       date_bin('15 minutes', e.changed_at, timestamptz '2001-01-01 00:00+00'), d.value, count(*)
 FROM bench_stage_events e JOIN bench_leads l USING (lead_id) DIMS
 GROUP BY 2, 3, 4, 5;
 INSERT INTO reporting.pair_conversions
-SELECT 'digital-sales', a.stage, b.stage, d.dim, date_trunc('hour', a.changed_at), d.value,
+SELECT 'digital-sales', a.stage, b.stage, d.dim,
+       date_bin('15 minutes', a.changed_at, timestamptz '2001-01-01 00:00+00'), d.value,
        count(*) FILTER (WHERE b.changed_at - a.changed_at <= interval '1 day'),
        count(*) FILTER (WHERE b.changed_at - a.changed_at <= interval '3 days'),
        count(*) FILTER (WHERE b.changed_at - a.changed_at <= interval '7 days'),
@@ -143,24 +148,33 @@ JOIN bench_stage_events b ON b.lead_id = a.lead_id AND b.position > a.position
      AND b.changed_at >= a.changed_at
 JOIN bench_leads l ON l.lead_id = a.lead_id DIMS
 GROUP BY 2, 3, 4, 5, 6;
+INSERT INTO reporting.entry_counts_hourly
+SELECT funnel_id, stage, dim, date_trunc('hour', hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
+       value, sum(leads)
+FROM reporting.entry_counts GROUP BY 1, 2, 3, 4, 5;
+INSERT INTO reporting.pair_conversions_hourly
+SELECT funnel_id, from_stage, to_stage, dim,
+       date_trunc('hour', hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', value,
+       sum(c1d), sum(c3d), sum(c7d), sum(c14d), sum(c30d), sum(c60d), sum(c90d), sum(c_any)
+FROM reporting.pair_conversions GROUP BY 1, 2, 3, 4, 5, 6;
 INSERT INTO reporting.entry_counts_daily
 SELECT funnel_id, stage, dim, date_trunc('day', hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
        value, sum(leads)
-FROM reporting.entry_counts GROUP BY 1, 2, 3, 4, 5;
+FROM reporting.entry_counts_hourly GROUP BY 1, 2, 3, 4, 5;
 INSERT INTO reporting.pair_conversions_daily
 SELECT funnel_id, from_stage, to_stage, dim,
        date_trunc('day', hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', value,
        sum(c1d), sum(c3d), sum(c7d), sum(c14d), sum(c30d), sum(c60d), sum(c90d), sum(c_any)
-FROM reporting.pair_conversions GROUP BY 1, 2, 3, 4, 5, 6;
+FROM reporting.pair_conversions_hourly GROUP BY 1, 2, 3, 4, 5, 6;
 INSERT INTO reporting.entry_counts_6h
 SELECT funnel_id, stage, dim, date_bin('6 hours', hour, timestamptz '2001-01-01 00:00+00'),
        value, sum(leads)
-FROM reporting.entry_counts GROUP BY 1, 2, 3, 4, 5;
+FROM reporting.entry_counts_hourly GROUP BY 1, 2, 3, 4, 5;
 INSERT INTO reporting.pair_conversions_6h
 SELECT funnel_id, from_stage, to_stage, dim,
        date_bin('6 hours', hour, timestamptz '2001-01-01 00:00+00'), value,
        sum(c1d), sum(c3d), sum(c7d), sum(c14d), sum(c30d), sum(c60d), sum(c90d), sum(c_any)
-FROM reporting.pair_conversions GROUP BY 1, 2, 3, 4, 5, 6;
+FROM reporting.pair_conversions_hourly GROUP BY 1, 2, 3, 4, 5, 6;
 INSERT INTO reporting.entry_counts_weekly
 SELECT funnel_id, stage, dim, date_trunc('week', hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
        value, sum(leads)
@@ -227,6 +241,8 @@ SIZED = (
     "bench_stage_events",
     "entry_counts",
     "pair_conversions",
+    "entry_counts_hourly",
+    "pair_conversions_hourly",
     "entry_counts_daily",
     "pair_conversions_daily",
     "entry_counts_6h",
@@ -241,22 +257,26 @@ def _p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
-async def _aggregate_answer(conn: asyncpg.Connection, breakdown: str | None) -> dict[str, Any]:
+async def _aggregate_answer(
+    conn: asyncpg.Connection, breakdown: str | None, period: Period = PERIOD
+) -> dict[str, Any]:
     dim = "all" if breakdown is None else f"first_{breakdown}"
     entered, reached = await queries.conversion_counts(
-        conn, "digital-sales", STAGES, PERIOD, window_days=14, cohort="none", dim=dim
+        conn, "digital-sales", STAGES, period, window_days=14, cohort="none", dim=dim
     )
     groups = conversion_groups(STAGES, entered, reached)
     return {g["segment"] or "": [s["leads"] for s in g["steps"]] for g in groups}
 
 
-async def _naive_answer(conn: asyncpg.Connection, breakdown: str | None) -> dict[str, Any]:
+async def _naive_answer(
+    conn: asyncpg.Connection, breakdown: str | None, period: Period = PERIOD
+) -> dict[str, Any]:
     segment = "''" if breakdown is None else f"l.{breakdown}"
     rows = await conn.fetch(
         NAIVE_SQL.format(segment=segment),
         STAGES[0],
-        PERIOD.utc_from,
-        PERIOD.utc_to,
+        period.utc_from,
+        period.utc_to,
         STAGES[1:],
         14,
     )
@@ -266,12 +286,12 @@ async def _naive_answer(conn: asyncpg.Connection, breakdown: str | None) -> dict
     return out
 
 
-async def _weekly_answer(conn: asyncpg.Connection) -> dict[str, Any]:
+async def _weekly_answer(conn: asyncpg.Connection, period: Period = PERIOD) -> dict[str, Any]:
     entered, reached = await queries.conversion_counts(
         conn,
         "digital-sales",
         [STAGES[0], STAGES[-1]],
-        PERIOD,
+        period,
         window_days=14,
         cohort="week",
         dim="all",
@@ -281,9 +301,14 @@ async def _weekly_answer(conn: asyncpg.Connection) -> dict[str, Any]:
     }
 
 
-async def _naive_weekly(conn: asyncpg.Connection) -> dict[str, Any]:
+async def _naive_weekly(conn: asyncpg.Connection, period: Period = PERIOD) -> dict[str, Any]:
     rows = await conn.fetch(
-        NAIVE_WEEKLY_SQL, STAGES[0], PERIOD.utc_from, PERIOD.utc_to, TZ, STAGES[-1]
+        NAIVE_WEEKLY_SQL,
+        STAGES[0],
+        period.utc_from,
+        period.utc_to,
+        period.time_zone,
+        STAGES[-1],
     )
     return {r["week"]: [int(r["entered"]), int(r["converted"])] for r in rows}
 
@@ -323,6 +348,19 @@ QUESTIONS: dict[str, tuple[Answer, Answer]] = {
     ),
     "conversion over time (weekly)": (_weekly_answer, _naive_weekly),
     "time to convert": (_time_to_convert_answer, _naive_time_to_convert),
+    # The same questions in India (+05:30): the period's edges read quarter-hour rows.
+    "conversion (Asia/Kolkata)": (
+        lambda c: _aggregate_answer(c, None, PERIOD_INDIA),
+        lambda c: _naive_answer(c, None, PERIOD_INDIA),
+    ),
+    "conversion by campaign (Asia/Kolkata)": (
+        lambda c: _aggregate_answer(c, "campaign", PERIOD_INDIA),
+        lambda c: _naive_answer(c, "campaign", PERIOD_INDIA),
+    ),
+    "conversion over time (weekly, Asia/Kolkata)": (
+        lambda c: _weekly_answer(c, PERIOD_INDIA),
+        lambda c: _naive_weekly(c, PERIOD_INDIA),
+    ),
 }
 
 

@@ -7,6 +7,8 @@ import secrets
 import subprocess
 import sys
 import tempfile
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -41,6 +43,8 @@ def test_up_detach_runs_the_demo_and_down_stops_everything() -> None:
             "up",
             "--detach",
             "--free-ports",
+            "--history-days",
+            "60",
             "--demo",
             "40",
             env={"FUNNEL_ADMIN_API_KEY": key},
@@ -64,7 +68,40 @@ def test_up_detach_runs_the_demo_and_down_stops_everything() -> None:
             headers={"Authorization": f"Bearer {key}"},
         ).json()
         people = int(out.split(" distinct people")[0].rsplit(", ", 1)[1])
-        assert snapshot["total"] == people
+        history = int(out.split(" people captured over 60 days")[0].rsplit("\n", 1)[1])
+        assert history > 1000
+        assert snapshot["total"] == people + history
+        # 60 days of history: conversion over time, time in stage, cohorts, subscriptions.
+        headers = {"Authorization": f"Bearer {key}"}
+        base = f"{info['urls']['reporting']}/v1/funnels/digital-sales"
+        today = datetime.now(UTC).date()
+        period = {"start": str(today - timedelta(days=60)), "end": str(today)}
+        weekly = httpx.get(
+            f"{base}/conversion-over-time",
+            params={**period, "interval": "week", "steps": "awareness,action"},
+            headers=headers,
+        ).json()["series"]
+        assert len([w for w in weekly if w["entered"] > 50]) >= 8
+        assert sum(w["converted"] for w in weekly) > 50
+        stays = httpx.get(f"{base}/time-in-stage", params=period, headers=headers).json()
+        assert {"awareness", "interest", "desire"} <= {s["stage"] for s in stays["stages"]}
+        cohorts = httpx.get(
+            f"{base}/conversion", params={**period, "cohort": "week"}, headers=headers
+        ).json()["groups"]
+        assert len(cohorts) >= 8
+        subscriptions = httpx.get(
+            f"{base}/subscriptions", params={**period, "interval": "week"}, headers=headers
+        ).json()["series"]
+        assert max(Decimal(s["mrr"]) for s in subscriptions) > 0
+        # The autumn-sale campaign's people of the last two weeks stopped buying.
+        recent = {"start": str(today - timedelta(days=13)), "end": str(today)}
+        by_campaign = httpx.get(
+            f"{base}/conversion",
+            params={**recent, "breakdown": "campaign", "steps": "interest,action"},
+            headers=headers,
+        ).json()["groups"]
+        rates = {g["segment"]: g["overall_conversion"] for g in by_campaign}
+        assert rates["autumn-sale"] < rates["brand-search"] / 2
         assert len(list((root / "mail").glob("*.eml"))) >= 1
     finally:
         down = _funnel(root, "down")

@@ -170,3 +170,168 @@ async def test_the_dashboard_shows_the_apis_numbers_follows_filters_and_refreshe
             assert errors == []
         finally:
             await browser.close()
+
+
+async def test_a_browser_in_india_sees_its_own_days(reporting: Stack) -> None:
+    """A browser in Asia/Kolkata (+05:30): the dashboard asks for its zone, not UTC, and its
+    daily bars are the API's days in India, which differ from UTC's days."""
+    stack = reporting
+    india = "Asia/Kolkata"
+    september = {"start": "2026-09-01", "end": "2026-09-30"}  # <= 42 days: daily points
+    conversion = "/v1/funnels/digital-sales/conversion"
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            context = await browser.new_context(
+                timezone_id=india, viewport={"width": 1440, "height": 1180}
+            )
+            page = await context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            asked: list[str] = []
+            page.on("request", lambda r: asked.append(r.url))
+            await page.goto(
+                f"{stack.url('reporting')}/dashboard?start={september['start']}"
+                f"&end={september['end']}#key={stack.admin_api_key}"
+            )
+            await _next_render(page, 0)
+            # Chromium names the zone by ICU's canonical id, Asia/Calcutta (a link to
+            # Asia/Kolkata in the IANA database): the API answers it the same.
+            zone = await page.evaluate("document.body.dataset.tz")
+            assert zone in (india, "Asia/Calcutta")
+            assert zone in await page.locator("#updated").inner_text()
+            conversions = [u for u in asked if "/conversion?" in u]
+            assert conversions
+            assert all(f"tz={zone.replace('/', '%2F')}" in u for u in conversions)
+
+            api = await get(stack, conversion, **september, tz=india)
+            steps = [s["leads"] for s in api["groups"][0]["steps"]]
+            assert await _kpi(page, "entered") == f"{steps[0]:,}"
+            daily = await get(stack, conversion, **september, tz=india, cohort="day")
+            drawn = await page.evaluate(
+                "echarts.getInstanceByDom(document.getElementById('time-chart')).getOption()"
+            )
+            assert drawn["xAxis"][0]["data"] == [g["cohort"] for g in daily["groups"]]
+            assert drawn["series"][0]["data"] == [g["steps"][0]["leads"] for g in daily["groups"]]
+            utc_daily = await get(stack, conversion, **september, tz="UTC", cohort="day")
+            assert [g["steps"][0]["leads"] for g in utc_daily["groups"]] != drawn["series"][0][
+                "data"
+            ]
+            # Revenue per day and MRR per week, in India's days, as the API answers them.
+            revenue = await get(
+                stack, "/v1/funnels/digital-sales/revenue", **september, tz=zone, interval="day"
+            )
+            assert revenue["series"]
+            drawn_revenue = await page.evaluate(
+                "echarts.getInstanceByDom(document.getElementById('revenue-chart')).getOption()"
+            )
+            periods = sorted({p["period"] for p in revenue["series"]})
+            assert drawn_revenue["xAxis"][0]["data"] == periods
+            by_period = {p["period"]: float(p["revenue"]) for p in revenue["series"]}
+            assert drawn_revenue["series"][0]["data"] == [by_period[p] for p in periods]
+            subs = await get(
+                stack,
+                "/v1/funnels/digital-sales/subscriptions",
+                **september,
+                tz=zone,
+                interval="week",
+            )
+            assert subs["series"]
+            drawn_mrr = await page.evaluate(
+                "echarts.getInstanceByDom(document.getElementById('mrr-chart')).getOption()"
+            )
+            assert drawn_mrr["series"][0]["data"] == [float(p["mrr"]) for p in subs["series"]]
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(
+                path=str(ARTIFACTS / "reporting-dashboard-kolkata.png"), full_page=True
+            )
+            assert errors == []
+        finally:
+            await browser.close()
+
+
+async def test_compare_two_periods_cohort_heat_map_and_every_view_exported(
+    reporting: Stack,
+) -> None:
+    """The previous period's figures beside the KPIs, the week x step heat map equal to the
+    API's weekly cohorts, and each view downloaded as the API's CSV and as a PNG."""
+    stack = reporting
+    conversion = "/v1/funnels/digital-sales/conversion"
+    period = {"start": "2026-09-15", "end": "2026-10-14"}
+    previous = {"start": "2026-08-16", "end": "2026-09-14"}
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            context = await browser.new_context(
+                timezone_id=TZ, viewport={"width": 1440, "height": 1180}, accept_downloads=True
+            )
+            page = await context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.goto(
+                f"{stack.url('reporting')}/dashboard?start={period['start']}"
+                f"&end={period['end']}&compare=previous#key={stack.admin_api_key}"
+            )
+            await _next_render(page, 0)
+
+            now = await get(stack, conversion, **period, tz=TZ)
+            then = await get(stack, conversion, **previous, tz=TZ)
+            entered = now["groups"][0]["steps"][0]["leads"]
+            before = then["groups"][0]["steps"][0]["leads"] if then["groups"] else 0
+            delta = page.locator('[data-kpi-delta="entered"]')
+            assert int(await delta.get_attribute("data-diff") or "x") == entered - before
+            assert "2026-08-16 \u2013 2026-09-14" in await delta.inner_text()
+            rates = [g["overall_conversion"] for g in (now["groups"][0], then["groups"][0])]
+            shown = await page.locator('[data-kpi-delta="conversion"]').get_attribute("data-diff")
+            assert float(shown or "nan") == pytest.approx(rates[0] - rates[1])
+
+            weekly = await get(stack, conversion, **period, tz=TZ, cohort="week")
+            heat = await page.evaluate(
+                "echarts.getInstanceByDom(document.getElementById('heatmap-chart'))"
+                ".getOption().series[0].data"
+            )
+            expected = [
+                [x, y, s["conversion_from_first"]]
+                for y, g in enumerate(weekly["groups"])
+                for x, s in enumerate(g["steps"][1:])
+            ]
+            assert heat == expected
+            assert len(weekly["groups"]) == 5  # the weeks from Monday the period touches
+
+            params = {**period, "tz": TZ, "window_days": "14"}
+            api_csv = {
+                "funnel": await get(stack, conversion, **params, format="csv"),
+                "heatmap": await get(stack, conversion, **params, cohort="week", format="csv"),
+                "stays": await get(
+                    stack, "/v1/funnels/digital-sales/time-in-stage", **period, tz=TZ,
+                    format="csv",
+                ),
+                "breakdown": await get(
+                    stack, conversion, **params, breakdown="source", attribution="first",
+                    format="csv",
+                ),
+            }  # fmt: skip
+            for view in ("funnel", "time", "stays", "revenue", "mrr", "heatmap", "breakdown"):
+                for fmt in ("csv", "png"):
+                    button = page.locator(
+                        f'.export[data-view="{view}"] button[data-format="{fmt}"]'
+                    )
+                    async with page.expect_download() as info:
+                        await button.click()
+                    download = await info.value
+                    assert download.suggested_filename.endswith(f".{fmt}"), view
+                    data = Path(await download.path()).read_bytes()
+                    if fmt == "png":
+                        assert data[:8] == b"\x89PNG\r\n\x1a\n", view
+                        assert len(data) > 2000, view
+                    elif view in api_csv:
+                        assert data.decode() == api_csv[view], view
+                    else:
+                        assert data.decode().count("\n") >= 2, view
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(
+                path=str(ARTIFACTS / "reporting-dashboard-compare.png"), full_page=True
+            )
+            assert errors == []
+        finally:
+            await browser.close()

@@ -18,10 +18,17 @@ from funnel_contracts import (
     ActivityRecorded,
     EventData,
     LeadCaptured,
+    LeadCapturedV2,
     LeadErased,
     LeadUpdated,
+    LeadUpdatedV2,
     StageChanged,
+    TouchSent,
 )
+
+# Both versions of the lead events carry the attribution fields under the same names.
+CAPTURED = (LeadCaptured, LeadCapturedV2)
+UPDATED = (LeadUpdated, LeadUpdatedV2)
 
 
 class Oracle:
@@ -38,7 +45,7 @@ class Oracle:
         return dict(now)
 
     def attribute(self, lead: UUID, breakdown: str, attribution: str) -> str:
-        captured = [e for e in self.events if isinstance(e, LeadCaptured) and e.lead_id == lead]
+        captured = [e for e in self.events if isinstance(e, CAPTURED) and e.lead_id == lead]
         if attribution == "first":
             if not captured:
                 return "(unknown)"
@@ -52,7 +59,7 @@ class Oracle:
         ] + [
             (u.updated_at, u.form_id, u.landing_page, u.last_touch_utm)
             for u in self.events
-            if isinstance(u, LeadUpdated) and u.lead_id == lead
+            if isinstance(u, UPDATED) and u.lead_id == lead
         ]
         touches.sort(key=lambda t: t[0])
         if breakdown in ("form", "landing_page"):
@@ -168,9 +175,9 @@ def interactions_before_first_order(oracle: Oracle, lo: datetime, hi: datetime) 
                 orders[e.lead_id].append(e.occurred_at)
             elif e.activity_type != "refund_issued":
                 moments[e.lead_id][f"a{e.activity_id}"] = e.occurred_at
-        elif isinstance(e, LeadCaptured):
+        elif isinstance(e, CAPTURED):
             moments[e.lead_id][f"s{e.submission_id}"] = e.captured_at
-        elif isinstance(e, LeadUpdated) and e.submission_id:
+        elif isinstance(e, UPDATED) and e.submission_id:
             moments[e.lead_id][f"s{e.submission_id}"] = e.updated_at
         elif isinstance(e, TouchOpened):
             moments[e.lead_id][f"o{e.touch_id}"] = e.opened_at
@@ -181,4 +188,270 @@ def interactions_before_first_order(oracle: Oracle, lo: datetime, hi: datetime) 
         first = min(times)
         if lo <= first < hi:
             out.append(sum(1 for at in moments[lead].values() if at < first))
+    return out
+
+
+def _bucket(moment: datetime, zone: ZoneInfo, interval: str) -> str:
+    local = moment.astimezone(zone)
+    if interval == "day":
+        return local.date().isoformat()
+    if interval == "week":
+        return (local.date() - timedelta(days=local.weekday())).isoformat()
+    return local.strftime("%Y-%m")
+
+
+def _buckets(
+    start: date, end: date, zone: ZoneInfo, interval: str
+) -> list[tuple[str, datetime, datetime]]:
+    """Each day/week/month touching start..end, clipped to it: (label, from, to) in UTC."""
+    out: dict[str, list[datetime]] = {}
+    day = start
+    while day <= end:
+        lo = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+        hi = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
+        label = _bucket(lo, zone, interval)
+        span = out.setdefault(label, [lo, hi])
+        span[1] = hi
+        day += timedelta(days=1)
+    return [(label, lo, hi) for label, (lo, hi) in out.items()]
+
+
+def money_events(oracle: Oracle) -> dict[UUID, list[tuple[datetime, str, Decimal, str]]]:
+    """Per lead: (at, kind, amount, currency) of each distinct order, renewal and refund, and
+    (at, "cancel", 0, "") of each cancellation."""
+    seen: dict[tuple[UUID, str], tuple[datetime, str, Decimal, str]] = {}
+    for e in oracle.events:
+        if not isinstance(e, ActivityRecorded):
+            continue
+        amount, currency = e.amount or Decimal(0), e.currency or "XXX"
+        at = e.occurred_at.astimezone(UTC)
+        if e.activity_type == "purchase_completed":
+            key = f"order:{e.order_id}" if e.order_id else f"activity:{e.activity_id}"
+            seen[(e.lead_id, key)] = (at, "order", amount, currency)
+        elif e.activity_type == "subscription_renewed":
+            seen[(e.lead_id, f"renewal:{e.activity_id}")] = (at, "renewal", amount, currency)
+        elif e.activity_type == "refund_issued":
+            seen[(e.lead_id, f"refund:{e.activity_id}")] = (at, "refund", amount, currency)
+        elif e.activity_type == "subscription_cancelled":
+            seen[(e.lead_id, f"cancel:{e.activity_id}")] = (at, "cancel", Decimal(0), "")
+    out: dict[UUID, list[tuple[datetime, str, Decimal, str]]] = defaultdict(list)
+    for (lead, _), item in seen.items():
+        out[lead].append(item)
+    return out
+
+
+def revenue_series(
+    oracle: Oracle, start: date, end: date, tz: str, interval: str
+) -> dict[tuple[str, str], tuple[Decimal, int, int, int, int]]:
+    """Per (period, currency): net revenue, orders, refunds, customers whose first order in
+    the currency falls in the period, and customers whose second one does."""
+    zone = ZoneInfo(tz)
+    spans = _buckets(start, end, zone, interval)
+
+    def label(at: datetime) -> str | None:
+        return next((name for name, lo, hi in spans if lo <= at < hi), None)
+
+    totals: dict[tuple[str, str], list[Any]] = defaultdict(lambda: [Decimal(0), 0, 0, 0, 0])
+    for items in money_events(oracle).values():
+        nth: Counter[str] = Counter()
+        for at, kind, amount, currency in sorted(items, key=lambda i: i[0]):
+            if kind == "cancel":
+                continue
+            period = label(at)
+            if kind == "refund":
+                if period:
+                    totals[(period, currency)][0] -= amount
+                    totals[(period, currency)][2] += 1
+                continue
+            nth[currency] += 1
+            if period:
+                t = totals[(period, currency)]
+                t[0] += amount
+                t[1] += 1
+                t[3] += nth[currency] == 1
+                t[4] += nth[currency] == 2
+    return {k: tuple(v) for k, v in totals.items()}  # type: ignore[misc]
+
+
+def subscription_series(
+    oracle: Oracle, start: date, end: date, tz: str, interval: str, funnel: str = ""
+) -> dict[tuple[str, str], tuple[Decimal, int, int, int, float | None]]:
+    """Per (period, currency): MRR and subscribers at the period's end (the state of each
+    subscriber after every payment and cancellation before that instant), new subscriptions
+    and cancellations in it, churn = cancellations / subscribers at its start."""
+    zone = ZoneInfo(tz)
+    leads = money_events(oracle)
+    subscribers = {
+        lead: sorted(items, key=lambda i: (i[0], i[1] == "cancel"))
+        for lead, items in leads.items()
+        if any(k in ("order", "renewal") for _, k, _, _ in items)
+        and (funnel == "subscription" or any(k in ("renewal", "cancel") for _, k, _, _ in items))
+    }
+
+    def state(
+        items: list[tuple[datetime, str, Decimal, str]], before: datetime
+    ) -> tuple[Decimal, str] | None:
+        current = None
+        for at, kind, amount, currency in items:
+            if at >= before:
+                break
+            if kind == "cancel":
+                current = None
+            elif kind != "refund":
+                current = (amount, currency)
+        return current
+
+    out: dict[tuple[str, str], tuple[Decimal, int, int, int, float | None]] = {}
+    for name, lo, hi in _buckets(start, end, zone, interval):
+        currencies = {
+            c
+            for items in subscribers.values()
+            for at, k, _, c in items
+            if k != "cancel" and at < hi
+        }
+        for currency in currencies:
+            mrr, now, at_start, new, cancelled = Decimal(0), 0, 0, 0, 0
+            for items in subscribers.values():
+                end_state = state(items, hi)
+                if end_state and end_state[1] == currency:
+                    mrr += end_state[0]
+                    now += 1
+                start_state = state(items, lo)
+                if start_state and start_state[1] == currency:
+                    at_start += 1
+                active: tuple[Decimal, str] | None = None
+                for at, kind, amount, cur in items:
+                    if at >= hi:
+                        break
+                    if kind == "cancel":
+                        if active and active[1] == currency and at >= lo:
+                            cancelled += 1
+                        active = None
+                    elif kind != "refund":
+                        if active is None and cur == currency and at >= lo:
+                            new += 1
+                        active = (amount, cur)
+            churn = None if at_start == 0 else round(cancelled / at_start, 4)
+            out[(name, currency)] = (mrr, now, new, cancelled, churn)
+    return out
+
+
+WINDOWS = (1, 3, 7, 14, 30, 60, 90)
+
+
+def time_to_convert(
+    oracle: Oracle, from_stage: str, to_stage: str, start: date, end: date, tz: str
+) -> dict[str, int]:
+    """Leads whose first entry into from_stage lies in the period, and how many first
+    reached to_stage (at or after it) within each window, cumulative, and at all."""
+    zone = ZoneInfo(tz)
+    lo = datetime.combine(start, time(0), tzinfo=zone)
+    hi = datetime.combine(end + timedelta(days=1), time(0), tzinfo=zone)
+    out = {"entered": 0, **{f"c{d}d": 0 for d in WINDOWS}, "c_any": 0}
+    for entries in oracle.stages.values():
+        firsts = sorted(at for at, _, s in entries if s == from_stage)
+        if not firsts or not lo <= firsts[0] < hi:
+            continue
+        out["entered"] += 1
+        later = sorted(at for at, _, s in entries if s == to_stage and at >= firsts[0])
+        if later:
+            took = later[0] - firsts[0]
+            out["c_any"] += 1
+            for d in WINDOWS:
+                out[f"c{d}d"] += took <= timedelta(days=d)
+    return out
+
+
+def touch_effectiveness(
+    oracle: Oracle, start: date, end: date, tz: str, window_days: int
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """Per (stage, playbook): leads whose first send of the playbook at that stage lies in
+    the period, and how many ordered within the window after it; playbook "" is the leads
+    of the stage no touch reached, from their first entry into it. Offline touches count at
+    the stage the lead was in when they happened, as "offline:<type>"."""
+    from funnel_contracts.events import OFFLINE_ACTIVITY_TYPES
+
+    zone = ZoneInfo(tz)
+    lo = datetime.combine(start, time(0), tzinfo=zone)
+    hi = datetime.combine(end + timedelta(days=1), time(0), tzinfo=zone)
+    window = timedelta(days=window_days)
+    sends: dict[UUID, list[tuple[datetime, str, str | None]]] = defaultdict(list)
+    orders: dict[UUID, list[datetime]] = defaultdict(list)
+    seen_orders: set[tuple[UUID, str]] = set()
+    for e in oracle.events:
+        if isinstance(e, TouchSent):
+            sends[e.lead_id].append((e.sent_at, e.playbook, e.stage))
+        elif isinstance(e, ActivityRecorded):
+            if e.activity_type == "purchase_completed":
+                key = (e.lead_id, f"o{e.order_id}" if e.order_id else f"a{e.activity_id}")
+                if key not in seen_orders:
+                    seen_orders.add(key)
+                    orders[e.lead_id].append(e.occurred_at)
+            elif e.activity_type == "subscription_renewed":
+                orders[e.lead_id].append(e.occurred_at)
+            elif e.activity_type in OFFLINE_ACTIVITY_TYPES:
+                sends[e.lead_id].append((e.occurred_at, f"offline:{e.activity_type}", "@"))
+    out: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for lead, entries in oracle.stages.items():
+        ordered = sorted(entries)
+        first_entry: dict[str, datetime] = {}
+        for at, _, stage in ordered:
+            first_entry.setdefault(stage, at)
+
+        def stage_at(moment: datetime) -> str | None:
+            current = None
+            for at, _, stage in ordered:  # noqa: B023
+                if at > moment:
+                    break
+                current = stage
+            return current
+
+        for stage, entered in first_entry.items():
+            anchors: dict[str, datetime] = {}
+            for at, playbook, at_stage in sorted(sends[lead]):
+                where = stage_at(at) if at_stage == "@" else at_stage
+                if where == stage:
+                    anchors.setdefault(playbook, at)
+            for playbook, anchor in (anchors or {"": entered}).items():
+                if not lo <= anchor < hi:
+                    continue
+                t = out[(stage, playbook)]
+                t[0] += 1
+                after = [o for o in sorted(orders[lead]) if o >= anchor]
+                t[1] += bool(after) and after[0] - anchor <= window
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def revenue_by(
+    oracle: Oracle, breakdown: str | None, attribution: str
+) -> dict[tuple[str | None, str], tuple[Decimal, int, int, int, float | None]]:
+    """Lifetime, per (segment, currency): net revenue, orders, refunds, customers, and the
+    repeat-purchase rate (customers with two orders or more, any currency, of the segment's
+    customers)."""
+    totals: dict[tuple[str | None, str], list[Any]] = defaultdict(lambda: [Decimal(0), 0, 0, set()])
+    buyers: dict[str | None, dict[UUID, int]] = defaultdict(dict)
+    for lead, items in money_events(oracle).items():
+        segment = None if breakdown is None else oracle.attribute(lead, breakdown, attribution)
+        paid = [i for i in items if i[1] in ("order", "renewal")]
+        if paid:
+            buyers[segment][lead] = len(paid)
+        for _, kind, amount, currency in items:
+            if kind == "cancel":
+                continue
+            t = totals[(segment, currency)]
+            if kind == "refund":
+                t[0] -= amount
+                t[2] += 1
+            else:
+                t[0] += amount
+                t[1] += 1
+                t[3].add(lead)
+    out = {}
+    for (segment, currency), (revenue, n_orders, refunds, customers) in totals.items():
+        if not n_orders and not refunds:
+            continue
+        seg_buyers = buyers[segment]
+        repeat = sum(1 for n in seg_buyers.values() if n >= 2)
+        rate = None if not seg_buyers else round(repeat / len(seg_buyers), 4)
+        out[(segment, currency)] = (revenue, n_orders, refunds, len(customers), rate)
     return out

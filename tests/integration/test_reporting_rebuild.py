@@ -39,7 +39,11 @@ AGGREGATES = (
     "purchase_interactions",
     "customer_counts",
     "revenue",
+    "revenue_by_time",
+    "subscription_changes",
     "funnel_stages",
+    "entry_counts_hourly",
+    "pair_conversions_hourly",
     "entry_counts_6h",
     "pair_conversions_6h",
     "entry_counts_daily",
@@ -109,7 +113,12 @@ async def _differences(stack: Stack, left: str, right: str) -> dict[str, int]:
     to zero is the same as no row."""
     out = {}
     for table in AGGREGATES:
-        spec = TABLES.get(table.removesuffix("_6h").removesuffix("_daily").removesuffix("_weekly"))
+        spec = TABLES.get(
+            table.removesuffix("_hourly")
+            .removesuffix("_6h")
+            .removesuffix("_daily")
+            .removesuffix("_weekly")
+        )
         nonzero = " OR ".join(f"{c} <> 0" for c, _ in spec.values) if spec else "true"
         query = f"""SELECT count(*) FROM (
             (SELECT * FROM {left}.{table} WHERE {nonzero}

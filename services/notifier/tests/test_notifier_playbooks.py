@@ -6,7 +6,7 @@ from uuid import uuid4
 import pytest
 from pydantic import ValidationError
 
-from funnel_contracts import ActivityRecorded, LeadScored, StageChanged, examples
+from funnel_contracts import ActivityRecorded, LeadScored, LeakDetected, StageChanged, examples
 from notifier.playbooks.catalog import default_playbooks
 from notifier.playbooks.models import Playbook, plans_for
 from notifier.playbooks.models.templates import check, shipped
@@ -42,7 +42,7 @@ def test_the_shipped_playbooks_cover_every_touch_of_the_domain() -> None:
     assert set(default_playbooks()) == {
         "welcome", "nurture-1", "nurture-2", "nurture-3", "decision-offer",
         "abandoned-cart-1", "abandoned-cart-2", "delivery-feedback", "review-request",
-        "renewal-reminder", "win-back", "hot-lead-call",
+        "renewal-reminder", "win-back", "hot-lead-call", "leak-alert",
     }  # fmt: skip
     assert all(not b.unknown_activity_types() for b in BOOKS)
 
@@ -157,3 +157,44 @@ def test_a_bad_playbook_is_refused_naming_what_is_wrong(
     with pytest.raises(ValidationError) as caught:
         Playbook.model_validate({**raw, **patch})
     assert field in str(caught.value)
+
+
+def _leak(funnel_id: str = "digital-sales") -> LeakDetected:
+    leak = uuid4()
+    return LeakDetected(
+        lead_id=leak,
+        leak_id=leak,
+        funnel_id=funnel_id,
+        from_stage="interest",
+        to_stage="desire",
+        segment="source:google",
+        window_days=7,
+        baseline_rate=0.5,
+        baseline_entered=800,
+        current_rate=0.1,
+        current_entered=200,
+        p_value=1e-9,
+        detected_at=NOW,
+    )
+
+
+def test_a_leak_calls_for_the_teams_task_only() -> None:
+    event = _leak()
+    plans = plans_for(BOOKS, event, cause_id="e-1")
+    assert [(p.playbook, p.channel, p.stage, p.funnel_id) for p in plans] == [
+        ("leak-alert", "task", "desire", "digital-sales")
+    ]
+    assert plans[0].dedupe_key == "e-1"
+    only_b2b = Playbook.model_validate(
+        {
+            "name": "b2b-leaks",
+            "trigger": {"type": "leak", "funnels": ["b2b-sales-cycle"], "events": ["resolved"]},
+            "channel": "task",
+            "task_title": "leak",
+        }
+    )
+    assert plans_for([only_b2b], event, cause_id="e-1") == []
+    with pytest.raises(ValueError, match="leak playbook makes a task"):
+        Playbook.model_validate(
+            {"name": "leak-mail", "trigger": {"type": "leak"}, "template": "welcome"}
+        )

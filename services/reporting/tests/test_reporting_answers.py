@@ -22,9 +22,30 @@ def test_a_day_in_los_angeles_starts_at_07_or_08_utc() -> None:
     assert winter.utc_from.hour == 8
 
 
-def test_zones_off_the_hour_are_refused_naming_tz() -> None:
+def test_zones_off_the_whole_hour_have_their_own_days() -> None:
+    india = parse_period(date(2026, 9, 1), date(2026, 9, 30), "Asia/Kolkata", NOW)
+    assert india.utc_from == datetime(2026, 8, 31, 18, 30, tzinfo=UTC)
+    assert india.utc_to == datetime(2026, 9, 30, 18, 30, tzinfo=UTC)
+    nepal = parse_period(date(2026, 9, 1), date(2026, 9, 1), "Asia/Kathmandu", NOW)
+    assert nepal.utc_from == datetime(2026, 8, 31, 18, 15, tzinfo=UTC)
+    # Adelaide moves from +09:30 to +10:30 on 4 October; St John's from -02:30 to -03:30 on
+    # 1 November: every midnight still falls on a quarter hour.
+    adelaide = parse_period(date(2026, 10, 1), date(2026, 10, 10), "Australia/Adelaide", NOW)
+    assert (adelaide.utc_from, adelaide.utc_to) == (
+        datetime(2026, 9, 30, 14, 30, tzinfo=UTC),
+        datetime(2026, 10, 10, 13, 30, tzinfo=UTC),
+    )
+    st_johns = parse_period(date(2026, 10, 31), date(2026, 11, 1), "America/St_Johns", NOW)
+    assert (st_johns.utc_from, st_johns.utc_to) == (
+        datetime(2026, 10, 31, 2, 30, tzinfo=UTC),
+        datetime(2026, 11, 2, 3, 30, tzinfo=UTC),
+    )
+
+
+def test_a_local_mean_time_off_the_quarter_is_refused_naming_tz() -> None:
+    # Liberia kept -00:44:30 until 1972: those midnights are no quarter hour of UTC.
     with pytest.raises(PeriodError) as refused:
-        parse_period(date(2026, 9, 1), date(2026, 9, 30), "Asia/Kolkata", NOW)
+        parse_period(date(1970, 1, 1), date(1970, 1, 31), "Africa/Monrovia", NOW)
     assert refused.value.field == "tz"
     with pytest.raises(PeriodError) as unknown:
         parse_period(None, None, "Mars/Olympus", NOW)

@@ -1,11 +1,14 @@
-"""Which rows answer a range of hours: signed slots of hourly, daily and weekly rows add up
-to exactly the hours of the range, and read far fewer rows than the hours themselves."""
+"""Which rows answer a range of quarter hours: signed slots of quarter-hour, hourly, 6-hour,
+daily and weekly rows add up to exactly the quarters of the range, and read far fewer rows
+than the quarters themselves; every IANA zone's days are whole quarters."""
 
 from __future__ import annotations
 
 import random
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, available_timezones
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +16,7 @@ from reporting.domain.slots import (
     DAY,
     HOUR,
     LEVELS,
+    QUARTER,
     SIX_HOURS,
     WEEK,
     Slot,
@@ -24,16 +28,17 @@ from reporting.domain.slots import (
 )
 
 BASE = datetime(2026, 8, 1, tzinfo=UTC)  # a Saturday
-SPAN_HOURS = 24 * 7 * 16
-# One random count per hour; a level's row is the sum of its hours, as the store keeps it.
+SPAN_QUARTERS = 4 * 24 * 7 * 16
+# One random count per quarter hour; a level's row is the sum of its quarters, as the store
+# keeps it.
 _rng = random.Random(5)
-HOURLY = [_rng.randrange(0, 50) for _ in range(SPAN_HOURS + 24 * 14)]
+QUARTERLY = [_rng.randrange(0, 50) for _ in range(SPAN_QUARTERS + 4 * 24 * 14)]
 
 
 def _hours(start: datetime, end: datetime) -> int:
-    """The brute-force sum of the hourly counts in [start, end)."""
-    first = (start - BASE) // HOUR
-    return sum(HOURLY[first : first + (end - start) // HOUR])
+    """The brute-force sum of the quarter-hour counts in [start, end)."""
+    first = (start - BASE) // QUARTER
+    return sum(QUARTERLY[first : first + (end - start) // QUARTER])
 
 
 def _read(slots: list[Slot]) -> int:
@@ -55,21 +60,21 @@ def _aligned(s: Slot) -> bool:
 
 @settings(max_examples=400, deadline=None)
 @given(
-    st.integers(min_value=24 * 7, max_value=SPAN_HOURS - 24 * 7),
-    st.integers(min_value=0, max_value=24 * 7 * 8),
+    st.integers(min_value=4 * 24 * 7, max_value=SPAN_QUARTERS - 4 * 24 * 7),
+    st.integers(min_value=0, max_value=4 * 24 * 7 * 8),
 )
-def test_signed_slots_sum_to_exactly_the_hours_of_any_range(first: int, length: int) -> None:
-    start = BASE + first * HOUR
-    end = start + length * HOUR
+def test_signed_slots_sum_to_exactly_the_quarters_of_any_range(first: int, length: int) -> None:
+    start = BASE + first * QUARTER
+    end = start + length * QUARTER
     slots = cover(start, end)
     assert _read(slots) == _hours(start, end)
     assert all(_aligned(s) for s in slots)
-    # Never more rows than the hours themselves, and never more than a handful per edge.
+    # Never more rows than the quarters themselves, and never more than a handful per edge.
     assert sum(s.buckets for s in slots) <= max(length, 1)
-    assert sum(s.buckets for s in slots) <= length // 168 + 2 * (4 + 12) + 1
+    assert sum(s.buckets for s in slots) <= length // (4 * 168) + 2 * (4 + 2 + 3 + 2) + 1
 
 
-H, Q, D, W = (LEVELS.index(size) for size in (HOUR, SIX_HOURS, DAY, WEEK))
+M, H, Q, D, W = (LEVELS.index(size) for size in (QUARTER, HOUR, SIX_HOURS, DAY, WEEK))
 
 
 def _utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
@@ -155,3 +160,52 @@ def test_every_hour_of_a_cohort_plan_is_counted_once() -> None:
             if lab == label
         )
         assert _read(slots) == _hours(lo, hi)
+
+
+def test_a_30_day_period_in_kolkata_reads_a_few_quarter_rows_more_at_its_edges() -> None:
+    plan = reading_plan(date(2026, 9, 15), date(2026, 10, 14), "Asia/Kolkata", "none")
+    slots = [s for _, s in plan]
+    lo = datetime(2026, 9, 14, 18, 30, tzinfo=UTC)  # midnight of the 15th in India
+    hi = datetime(2026, 10, 14, 18, 30, tzinfo=UTC)
+    assert _read(slots) == _hours(lo, hi)
+    assert sum(s.buckets for s in slots) <= 16
+    assert {s.level for s in slots} >= {M}
+
+
+@pytest.mark.parametrize(
+    "zone",
+    [
+        "Asia/Kolkata",
+        "Asia/Kathmandu",
+        "Australia/Adelaide",
+        "America/St_Johns",
+        "Australia/Eucla",
+        "Pacific/Chatham",
+        "Australia/Lord_Howe",
+    ],
+)
+def test_each_day_of_a_quarter_hour_zone_is_the_sum_of_its_slots(zone: str) -> None:
+    start, end = date(2026, 9, 1), date(2026, 11, 30)  # across daylight saving changes
+    plan = reading_plan(start, end, zone, "day")
+    tz = ZoneInfo(zone)
+    day = start
+    while day <= end:
+        lo = datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+        hi = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
+        slots = [s for label, s in plan if label == day.isoformat()]
+        assert _read(slots) == _hours(lo, hi), day
+        day += timedelta(days=1)
+
+
+def test_every_iana_zones_midnights_fall_on_a_quarter_hour_of_utc() -> None:
+    """The premise of the design: each zone's every midnight of 2025-2027 is a quarter key."""
+    off = []
+    for name in sorted(available_timezones()):
+        tz = ZoneInfo(name)
+        day = date(2025, 1, 1)
+        while day < date(2028, 1, 1):
+            at = datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+            if at.minute % 15 or at.second:
+                off.append((name, day))
+            day += timedelta(days=1)
+    assert off == []

@@ -9,8 +9,12 @@ TOUCH_EVENTS: Final = "funnel.touch-events"
 # stage-tracker's own input log: moves by people and by the stall timer, so that a replay of
 # the topics rebuilds them too. Only stage-tracker reads it.
 STAGE_COMMANDS: Final = "funnel.stage-commands"
+# What reporting finds in the numbers (a funnel step leaking, and recovering).
+REPORT_EVENTS: Final = "funnel.report-events"
 
-ALL_TOPICS: Final = (LEAD_EVENTS, ACTIVITY_EVENTS, STAGE_EVENTS, TOUCH_EVENTS)
+ALL_TOPICS: Final = (LEAD_EVENTS, ACTIVITY_EVENTS, STAGE_EVENTS, TOUCH_EVENTS, REPORT_EVENTS)
+# The topics about people (reporting's projection reads these).
+PEOPLE_TOPICS: Final = (LEAD_EVENTS, ACTIVITY_EVENTS, STAGE_EVENTS, TOUCH_EVENTS)
 # Topics one service writes for itself; not part of the events every consumer may read.
 COMMAND_TOPICS: Final = (STAGE_COMMANDS,)
 

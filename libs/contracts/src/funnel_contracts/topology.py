@@ -17,6 +17,7 @@ TOPIC_DESCRIPTIONS: dict[str, str] = {
     topics.STAGE_EVENTS: "stage moves, scores and owners",
     topics.TOUCH_EVENTS: "touches sent, failed, opened, clicked; consent; sales tasks",
     topics.STAGE_COMMANDS: "moves and owner changes asked by people and by stall timers",
+    topics.REPORT_EVENTS: "what reporting finds in the numbers: a funnel step leaking, recovering",
 }
 
 

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from funnel_devstack.demo import run_demo
+from funnel_devstack.demo import run_demo, run_history
 from funnel_devstack.processes import is_alive, read_state, terminate
 from funnel_devstack.stack import SERVICES, Stack, StackPorts
 
@@ -59,10 +59,20 @@ def _print_where_to_look(stack: Stack) -> None:
     print(f"       {stack.url('reporting')}/v1/funnels/digital-sales/snapshot")
 
 
-async def _up(stack: Stack, demo: int) -> None:
+async def _up(stack: Stack, demo: int, history_days: int = 0) -> None:
     await stack.up()
     (stack.root / "stack.json").write_text(json.dumps(_stack_info(stack), indent=2) + "\n")
     _print_where_to_look(stack)
+    if history_days:
+        print(f"\nImporting {history_days} days of history (leads and what they did since)...")
+        history = await run_history(
+            stack.url("lead-intake"), stack.url("reporting"), stack.admin_api_key, history_days
+        )
+        print(
+            f"  {history.people} people captured over {history.days} days and"
+            f" {history.activities} activities at their own times, in the numbers"
+            f" after {history.seconds:.0f}s"
+        )
     if demo:
         print(f"\nPosting a demo of {demo} form submissions...")
         result = await run_demo(
@@ -113,7 +123,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     ports = StackPorts.free() if args.free_ports else StackPorts()
     stack = Stack(root, ports, partitions=args.partitions)
     try:
-        asyncio.run(_up(stack, args.demo))
+        asyncio.run(_up(stack, args.demo, args.history_days))
     except BaseException:
         stack.down()
         raise
@@ -245,6 +255,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--partitions", type=int, default=6, help="partitions per topic")
     up.add_argument("--demo", type=int, default=0, metavar="N", help="post N demo form posts")
     up.add_argument("--free-ports", action="store_true", help="use free ports, not 8001-8004")
+    up.add_argument(
+        "--history-days",
+        type=int,
+        default=0,
+        metavar="D",
+        help="first import D days of demo history through the public APIs",
+    )
     down = sub.add_parser("down", help="stop a stack started with --detach")
     down.add_argument("--purge", action="store_true", help="also delete the data folder")
     sub.add_parser("status", help="what runs")

@@ -142,9 +142,9 @@ async def wait_for_snapshot(
     async with httpx.AsyncClient(
         base_url=reporting_url, timeout=10, headers={"Authorization": f"Bearer {api_key}"}
     ) as client:
-        while time.monotonic() < deadline:
+        while True:
             snapshot = (await client.get(f"/v1/funnels/{funnel_id}/snapshot")).json()
-            if snapshot.get("total", 0) >= total:
+            if snapshot.get("total", 0) >= total or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(0.25)
     return snapshot
@@ -171,11 +171,165 @@ async def wait_until_settled(
 
 async def run_demo(intake_url: str, reporting_url: str, api_key: str, leads: int) -> DemoResult:
     payloads = demo_payloads(leads)
+    # Leads already counted (a history imported first) are not the demo's.
+    before = (await wait_for_snapshot(reporting_url, api_key, "digital-sales", 0, 0)).get(
+        "total", 0
+    )
     started = time.monotonic()
     lead_ids = await post_all(intake_url, payloads)
     people = unique_people(payloads)
-    await wait_for_snapshot(reporting_url, api_key, "digital-sales", people)
+    await wait_for_snapshot(reporting_url, api_key, "digital-sales", before + people)
     seen = time.monotonic() - started
     activities = await post_activities(intake_url, api_key, demo_journeys(lead_ids))
     snapshot = await wait_until_settled(reporting_url, api_key, "digital-sales")
     return DemoResult(len(payloads), len(lead_ids), people, snapshot, seen, activities)
+
+
+# --- 60 days of history ----------------------------------------------------------------------
+# (utm_source, utm_medium, utm_campaign, weight, p(page view), p(pricing | view),
+#  p(purchase | pricing)): sources of different quality.
+HISTORY_SOURCES = [
+    ("google", "cpc", "brand-search", 30, 0.75, 0.55, 0.5),
+    ("facebook", "paid-social", "autumn-sale", 25, 0.65, 0.5, 0.4),
+    ("newsletter", "email", "weekly-issue", 20, 0.8, 0.6, 0.55),
+    ("linkedin", "social", "webinar", 10, 0.5, 0.3, 0.2),
+    (None, None, None, 15, 0.55, 0.35, 0.3),
+]
+LEAKING_CAMPAIGN = "autumn-sale"  # its pricing and purchase steps collapse lately
+WEEKDAY_LEADS = (32, 34, 33, 31, 27, 14, 10)  # Monday first: a business's weekday rhythm
+
+
+@dataclass
+class HistoryPerson:
+    import_row: dict[str, Any]
+    # (seconds after capture, activity) pairs, only those that happened before `now`.
+    activities: list[tuple[float, dict[str, Any]]]
+
+
+def demo_history(now: datetime, *, days: int = 60, seed: int = 11) -> list[HistoryPerson]:
+    """People captured over the last `days` days (weekday rhythm, five sources of different
+    quality), with what they did since, at their own times: page views, pricing, purchases,
+    repeat purchases, monthly subscription renewals and a few cancellations. The
+    autumn-sale campaign's people of the last two weeks mostly stop at the catalogue."""
+    rng = random.Random(seed)  # noqa: S311 (demo data, not security)
+    weights = [s[3] for s in HISTORY_SOURCES]
+    people: list[HistoryPerson] = []
+    first_day = (now - timedelta(days=days)).date()
+    for offset in range(days + 1):
+        day = first_day + timedelta(days=offset)
+        for i in range(round(WEEKDAY_LEADS[day.weekday()] * rng.uniform(0.8, 1.2))):
+            source, medium, campaign, _, p_view, p_pricing, p_buy = rng.choices(
+                HISTORY_SOURCES, weights
+            )[0]
+            start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+            # Mostly office hours, some evenings.
+            captured = start + timedelta(hours=rng.choice((8, 9, 10, 11, 13, 14, 15, 16, 20, 21)),
+                                         minutes=rng.randrange(60))  # fmt: skip
+            if captured >= now:
+                continue
+            row: dict[str, Any] = {
+                "email": f"history.{day.isoformat()}.{i}@example.com",
+                "first_name": rng.choice(FIRST_NAMES),
+                "captured_at": captured.isoformat(),
+                "landing_page": "https://shop.example.com/autumn",
+                "original_source": "demo history",
+            }
+            if source:
+                row["utm"] = {"source": source, "medium": medium, "campaign": campaign}
+            if campaign == LEAKING_CAMPAIGN and now - captured < timedelta(days=14):
+                p_pricing, p_buy = 0.2, 0.03
+            people.append(HistoryPerson(row, _history_journey(rng, p_view, p_pricing, p_buy)))
+    for person in people:
+        captured = datetime.fromisoformat(person.import_row["captured_at"])
+        person.activities = [
+            (s, a) for s, a in person.activities if captured + timedelta(seconds=s) < now
+        ]
+    return people
+
+
+def _history_journey(
+    rng: random.Random, p_view: float, p_pricing: float, p_buy: float
+) -> list[tuple[float, dict[str, Any]]]:
+    out: list[tuple[float, dict[str, Any]]] = []
+    if rng.random() > p_view:
+        return out
+    at = rng.uniform(600, 2 * 86400)
+    out.append((at, {"type": "page_view", "page_url": "https://shop.example.com/autumn/catalogue"}))
+    if rng.random() > p_pricing:
+        return out
+    at += rng.uniform(600, 4 * 86400)
+    out.append((at, {"type": "pricing_viewed", "page_url": "https://shop.example.com/pricing"}))
+    if rng.random() > p_buy:
+        return out
+    at += rng.uniform(1800, 6 * 86400)
+    price = rng.choice([19, 29, 49, 99])
+    order = f"H-{rng.getrandbits(40):x}"
+    out.append((at, {"type": "purchase_completed", "amount": f"{price}.00", "currency": "EUR",
+                     "order_id": f"{order}-1"}))  # fmt: skip
+    if rng.random() < 0.2:  # buys again: loyalty
+        again = at + rng.uniform(10, 40) * 86400
+        out.append((again, {"type": "purchase_completed", "amount": f"{price}.00",
+                            "currency": "EUR", "order_id": f"{order}-2"}))  # fmt: skip
+    if rng.random() < 0.4:  # a subscriber: renews monthly, a few cancel
+        renewal = at
+        for _ in range(3):
+            renewal += 30 * 86400
+            if rng.random() < 0.12:
+                out.append((renewal - 86400, {"type": "subscription_cancelled"}))
+                break
+            out.append((renewal, {"type": "subscription_renewed", "amount": f"{price}.00",
+                                  "currency": "EUR"}))  # fmt: skip
+    return out
+
+
+async def import_history(
+    intake_url: str, api_key: str, people: list[HistoryPerson], form_id: str = "demo"
+) -> tuple[list[str], int]:
+    """Import the people (their own capture times) and report what they did (their own
+    times), through the public APIs; returns the lead ids and the activities accepted."""
+    lead_ids: list[str] = []
+    async with httpx.AsyncClient(
+        base_url=intake_url, timeout=60, headers={"Authorization": f"Bearer {api_key}"}
+    ) as client:
+        for start in range(0, len(people), 1000):
+            batch = people[start : start + 1000]
+            response = await client.post(
+                "/v1/leads/import",
+                json={"form_id": form_id, "leads": [p.import_row for p in batch]},
+            )
+            response.raise_for_status()
+            lead_ids += [str(i) for i in response.json()["lead_ids"]]
+    activities = [
+        {
+            **activity,
+            "lead_id": lead_id,
+            "occurred_at": (
+                datetime.fromisoformat(person.import_row["captured_at"])
+                + timedelta(seconds=seconds)
+            ).isoformat(),
+        }
+        for person, lead_id in zip(people, lead_ids, strict=True)
+        for seconds, activity in person.activities
+    ]
+    activities.sort(key=lambda a: a["occurred_at"])
+    return lead_ids, await post_activities(intake_url, api_key, activities)
+
+
+@dataclass
+class HistoryResult:
+    days: int
+    people: int
+    activities: int
+    seconds: float
+    snapshot: dict[str, Any]
+
+
+async def run_history(
+    intake_url: str, reporting_url: str, api_key: str, days: int
+) -> HistoryResult:
+    started = time.monotonic()
+    people = demo_history(datetime.now(UTC), days=days)
+    lead_ids, activities = await import_history(intake_url, api_key, people)
+    await wait_for_snapshot(reporting_url, api_key, "digital-sales", len(set(lead_ids)))
+    snapshot = await wait_until_settled(reporting_url, api_key, "digital-sales")
+    return HistoryResult(days, len(set(lead_ids)), activities, time.monotonic() - started, snapshot)

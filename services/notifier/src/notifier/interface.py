@@ -1,7 +1,13 @@
 """notifier's wiring, as the README's tour draws it (tests/consistency checks it) and the
 network policies open it (tests/deploy/test_deploy_traffic_paths.py checks them)."""
 
-from funnel_contracts.topics import ACTIVITY_EVENTS, LEAD_EVENTS, STAGE_EVENTS, TOUCH_EVENTS
+from funnel_contracts.topics import (
+    ACTIVITY_EVENTS,
+    LEAD_EVENTS,
+    REPORT_EVENTS,
+    STAGE_EVENTS,
+    TOUCH_EVENTS,
+)
 from funnel_contracts.topology import WORKER, Connection, HttpCall, ServiceInterface
 
 INTERFACE = ServiceInterface(
@@ -9,7 +15,7 @@ INTERFACE = ServiceInterface(
     port=8003,
     schema="notifier",
     produces=(TOUCH_EVENTS,),
-    consumes=(LEAD_EVENTS, ACTIVITY_EVENTS, STAGE_EVENTS),
+    consumes=(LEAD_EVENTS, ACTIVITY_EVENTS, STAGE_EVENTS, REPORT_EVENTS),
     calls=(
         # people/worker.py: the contact resolver, a loop of the worker (never the API).
         HttpCall(

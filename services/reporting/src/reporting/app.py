@@ -8,7 +8,9 @@ from fastapi import FastAPI
 from funnel_servicekit.service_app import create_service_app
 from reporting.dashboard.routes import mount_static
 from reporting.dashboard.routes import router as dashboard_router
-from reporting.projection.consumer import workers
+from reporting.leaks.routes import router as leaks_router
+from reporting.leaks.worker import leak_watch_worker
+from reporting.projection.consumer import workers as projection_workers
 from reporting.reports.routes import router as reports_router
 from reporting.runtime import ReportingContext
 from reporting.settings import MIGRATIONS, ReportingSettings
@@ -27,8 +29,8 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
         title="Funnel reporting",
         description="Every funnel topic in; live conversion views, CSV and a dashboard out.",
         migrations_dir=MIGRATIONS,
-        routers=[reports_router, timeline_router, dashboard_router, workspace_router],
-        workers=workers,
+        routers=[reports_router, leaks_router, timeline_router, dashboard_router, workspace_router],
+        workers=lambda runtime: [*projection_workers(runtime), leak_watch_worker(runtime)],
     )
     mount_static(app)
     kit_lifespan = app.router.lifespan_context

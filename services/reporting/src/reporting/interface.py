@@ -1,6 +1,6 @@
 """reporting's wiring, as the README's tour draws it (tests/consistency checks it)."""
 
-from funnel_contracts.topics import ALL_TOPICS
+from funnel_contracts.topics import ALL_TOPICS, REPORT_EVENTS
 from funnel_contracts.topology import API, HttpCall, ServiceInterface
 
 # The workspace pages (served here, under /dashboard) call the other services through
@@ -9,7 +9,7 @@ INTERFACE = ServiceInterface(
     name="reporting",
     port=8004,
     schema="reporting",
-    produces=(),
+    produces=(REPORT_EVENTS,),
     consumes=ALL_TOPICS,
     calls=(
         HttpCall(

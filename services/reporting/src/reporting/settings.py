@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from funnel_servicekit.settings import ServiceSettings
+from reporting.domain.windows import WINDOW_DAYS
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -26,6 +27,31 @@ class ReportingSettings(ServiceSettings):
     workspace_timeout_seconds: float = Field(
         default=5.0, gt=0, description="How long a workspace call may wait for its service."
     )
+    leak_check_seconds: float = Field(
+        default=3600.0, gt=0, description="How often the leak watch checks every funnel step."
+    )
+    leak_window_days: int = Field(
+        default=7, description="Conversion window of the leak watch (one of the report grid's)."
+    )
+    leak_current_days: int = Field(default=7, ge=1, description="Days of recent entry cohorts.")
+    leak_baseline_days: int = Field(default=28, ge=1, description="Days of the trailing baseline.")
+    leak_min_entered: int = Field(
+        default=100, ge=1, description="Leads a step needs in each period to be tested."
+    )
+    leak_false_alarm_budget: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="Chance of any alert in a quarter on a funnel whose rates do not change.",
+    )
     workspace_max_body_bytes: int = Field(
         default=64 * 1024, ge=1024, description="The largest body a workspace call forwards."
     )
+
+    @field_validator("leak_window_days")
+    @classmethod
+    def _on_the_grid(cls, days: int) -> int:
+        """The leak watch reads the conversion aggregates: its window is one of theirs."""
+        if days not in WINDOW_DAYS:
+            raise ValueError(f"must be one of {', '.join(map(str, WINDOW_DAYS))}")
+        return days

@@ -24,6 +24,7 @@ from funnel_contracts.events.lead import (
     LeadUpdatedV2,
     Sealed,
 )
+from funnel_contracts.events.leak import LeakDetected, LeakResolved
 from funnel_contracts.events.stage import (
     LeadOwnerChanged,
     LeadScored,
@@ -59,6 +60,8 @@ __all__ = [
     "LeadScored",
     "LeadUpdated",
     "LeadUpdatedV2",
+    "LeakDetected",
+    "LeakResolved",
     "OwnerAssigned",
     "SchemaError",
     "Sealed",

@@ -17,6 +17,8 @@ from funnel_contracts import (
     LeadMerged,
     LeadOwnerChanged,
     LeadScored,
+    LeakDetected,
+    LeakResolved,
     StageChanged,
 )
 from funnel_contracts.lead_reader import LEAD_DETAIL_EVENTS, lead_details
@@ -35,6 +37,8 @@ HANDLED = (
     StageChanged.event_type,
     LeadScored.event_type,
     LeadOwnerChanged.event_type,
+    LeakDetected.event_type,
+    LeakResolved.event_type,
 )
 # The notifier's own outbox (the consumer emits nothing; a runtime passes its own).
 OUTBOX = Outbox("notifier", "notifier")
@@ -62,6 +66,8 @@ async def handle(
         await service.record_score(uow, envelope.id, event)
     elif isinstance(event, LeadOwnerChanged):
         await service.record_owner(uow, event)
+    elif isinstance(event, LeakDetected | LeakResolved):
+        await service.record_leak(uow, envelope.id, event)
 
 
 def consumer_worker(runtime: NotifierRuntime) -> Worker:

@@ -23,6 +23,8 @@ from funnel_contracts import (
     LeadMerged,
     LeadOwnerChanged,
     LeadScored,
+    LeakDetected,
+    LeakResolved,
     StageChanged,
     TouchFailed,
     TouchSent,
@@ -99,6 +101,12 @@ async def record_activity(uow: UnitOfWork, cause_id: str, event: ActivityRecorde
     await people.record_activity(conn, event.lead_id, event.activity_type, event.occurred_at)
     await store.cancel_on_activity(conn, event.lead_id, event.activity_type, event.occurred_at)
     await _schedule(uow, cause_id, event, funnel_id=funnel_id, stage=stage)
+
+
+async def record_leak(uow: UnitOfWork, cause_id: str, event: LeakDetected | LeakResolved) -> None:
+    """Reporting found a funnel step leaking or recovering: the leak playbooks' tasks, keyed
+    by the leak's id (the event's lead_id), one per event."""
+    await _schedule(uow, cause_id, event, funnel_id=event.funnel_id, stage=event.to_stage)
 
 
 async def record_score(uow: UnitOfWork, cause_id: str, event: LeadScored) -> None:

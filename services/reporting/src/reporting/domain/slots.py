@@ -1,11 +1,14 @@
-"""Which pre-aggregated rows answer a range of UTC hours, reading as few as possible (pure).
+"""Which pre-aggregated rows answer a range of UTC quarter hours, reading as few as possible
+(pure).
 
-The two tables a conversion question reads are kept per UTC hour and rolled up by 6 hours,
-by UTC day and by week (from Monday, UTC). A range is answered by the whole weeks inside it,
-its edges by whole days, then 6-hour blocks and hours, and an edge that is most of a bucket
-by the bucket minus the part outside (a day minus 6 + 1 hours, not 17 hours). The counters
-are sums, so the signed rows add up to exactly the hours of the range; the number of rows
-read follows the range's shape and the breakdown's values, never the number of leads.
+The two tables a conversion question reads are kept per UTC quarter hour and rolled up by
+hour, 6 hours, UTC day and week (from Monday, UTC). A range is answered by the whole weeks
+inside it, its edges by whole days, then 6-hour blocks, hours and quarters, and an edge that is
+most of a bucket by the bucket minus the part outside (a day minus 6 + 1 hours, not 17 hours).
+The counters are sums, so the signed rows add up to exactly the quarters of the range; the
+number of rows read follows the range's shape and the breakdown's values, never the number of
+leads. Quarters make every zone's days exact (India's +05:30, Nepal's +05:45); an hourly
+zone's period never reads a quarter row.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 Cohort = Literal["none", "day", "week", "month"]
-HOUR, SIX_HOURS = timedelta(hours=1), timedelta(hours=6)
+QUARTER, HOUR, SIX_HOURS = timedelta(minutes=15), timedelta(hours=1), timedelta(hours=6)
 DAY, WEEK = timedelta(days=1), timedelta(weeks=1)
 # Bucket sizes, finest first: the index is the `level` of a Slot.
-LEVELS = (HOUR, SIX_HOURS, DAY, WEEK)
+LEVELS = (QUARTER, HOUR, SIX_HOURS, DAY, WEEK)
 # A Monday at midnight UTC: every level's buckets are aligned on it (as date_trunc('week')).
 _ORIGIN = datetime(2001, 1, 1, tzinfo=UTC)
 
@@ -66,7 +69,7 @@ def _edge(start: datetime, end: datetime, level: int, bucket: datetime) -> list[
 
 
 def cover(start: datetime, end: datetime, level: int = len(LEVELS) - 1) -> list[Slot]:
-    """Signed slots whose rows sum to the hours [start, end) (both whole hours)."""
+    """Signed slots whose rows sum to the quarters [start, end) (both whole quarters)."""
     if start >= end:
         return []
     if level == 0:

@@ -31,9 +31,12 @@ def window_counters(delay: timedelta) -> tuple[int, ...]:
     return (*(1 if delay <= timedelta(days=d) else 0 for d in WINDOW_DAYS), 1)
 
 
-def hour_of(moment: datetime) -> datetime:
-    """The UTC hour an instant falls in: the time key of every aggregate."""
-    return moment.replace(minute=0, second=0, microsecond=0)
+def quarter_of(moment: datetime) -> datetime:
+    """The quarter hour (UTC) an instant falls in: the time key of every aggregate (the
+    column is still named `hour`). Every zone's midnight since 1972 is a whole quarter hour
+    from UTC midnight (India +05:30, Nepal +05:45, Adelaide +09:30/+10:30), so a day in any
+    zone is a whole number of these keys."""
+    return moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
 
 
 def stay_bucket(duration: timedelta) -> int:

@@ -12,7 +12,7 @@ from uuid import UUID
 
 import asyncpg
 
-from reporting.domain.slots import DAY, SIX_HOURS, WEEK, floor
+from reporting.domain.slots import DAY, HOUR, SIX_HOURS, WEEK, floor
 from reporting.domain.windows import WINDOW_COLUMNS
 from reporting.projection.models.contributions import Contributions
 from reporting.projection.models.lead_state import LeadState
@@ -80,6 +80,25 @@ TABLES: dict[str, TableSpec] = {
         (("funnel_id", "text"), ("dim", "text"), ("value", "text")),
         (("customers", "bigint"), ("repeat_customers", "bigint")),
     ),
+    "revenue_by_time": TableSpec(
+        (("funnel_id", "text"), ("hour", "timestamptz"), ("currency", "text")),
+        (
+            ("revenue", "numeric"),
+            ("orders", "bigint"),
+            ("refunds", "bigint"),
+            ("new_customers", "bigint"),
+            ("repeat_customers", "bigint"),
+        ),
+    ),
+    "subscription_changes": TableSpec(
+        (("funnel_id", "text"), ("hour", "timestamptz"), ("currency", "text")),
+        (
+            ("mrr", "numeric"),
+            ("subscribers", "bigint"),
+            ("new_subscribers", "bigint"),
+            ("cancellations", "bigint"),
+        ),
+    ),
     "revenue": TableSpec(
         (("funnel_id", "text"), ("dim", "text"), ("value", "text"), ("currency", "text")),
         (
@@ -90,16 +109,18 @@ TABLES: dict[str, TableSpec] = {
         ),
     ),
 }
-# Tables that also keep rollups by 6 hours, UTC day and week (reporting.domain.slots reads them),
-# written from the same deltas in the same transaction, so every rollup row is always the
-# sum of its hours.
+# Tables that also keep rollups by hour, 6 hours, UTC day and week (reporting.domain.slots
+# reads them), written from the same deltas in the same transaction, so every rollup row is
+# always the sum of its quarter hours.
 ROLLUPS: dict[str, tuple[tuple[str, timedelta], ...]] = {
     "entry_counts": (
+        ("entry_counts_hourly", HOUR),
         ("entry_counts_6h", SIX_HOURS),
         ("entry_counts_daily", DAY),
         ("entry_counts_weekly", WEEK),
     ),
     "pair_conversions": (
+        ("pair_conversions_hourly", HOUR),
         ("pair_conversions_6h", SIX_HOURS),
         ("pair_conversions_daily", DAY),
         ("pair_conversions_weekly", WEEK),
@@ -111,7 +132,8 @@ _SQL |= {rollup: TABLES[table].upsert_sql(rollup) for rollup, table in _BASE.ite
 
 
 def _rolled_up(table: str, rows: list[tuple[Any, ...]], size: timedelta) -> list[tuple[Any, ...]]:
-    """The same deltas keyed by the 6 hours, UTC day or week of their hour, summed per key."""
+    """The same deltas keyed by the hour, 6 hours, UTC day or week of their quarter hour,
+    summed per key."""
     spec = TABLES[table]
     hour_at = [c for c, _ in spec.keys].index("hour")
     width = len(spec.keys)

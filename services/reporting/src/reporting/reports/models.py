@@ -2,9 +2,11 @@
 drop-off, percentiles from buckets), and the shape of an answer. No I/O here.
 
 A period is whole days in the caller's time zone, turned into UTC instants. Aggregates are
-keyed by UTC hour, so a period or a day/week/month bucket is exact in every zone whose offset
-is a whole number of hours over the period; other zones (India's +05:30, Nepal's +05:45) are
-refused rather than answered approximately.
+keyed by UTC quarter hour, so a period or a day/week/month bucket is exact in every zone whose
+midnights fall on a quarter hour of UTC: every IANA zone since 1972 (India's +05:30, Nepal's
++05:45, Adelaide's +09:30 and Newfoundland's -03:30 among them). A period reaching back to a
+local mean time off the quarter (Liberia's -00:44:30 before 1972) is refused rather than
+answered approximately.
 """
 
 from __future__ import annotations
@@ -63,11 +65,11 @@ def parse_period(start: date | None, end: date | None, tz: str, now: datetime) -
         raise PeriodError("start", "start must not be after end")
     if (end - start).days > MAX_DAYS:
         raise PeriodError("start", f"a period spans at most {MAX_DAYS} days")
-    day = start - timedelta(days=1)
+    day = start
     while day <= end + timedelta(days=1):
-        offset = datetime.combine(day, time(12), tzinfo=zone).utcoffset() or timedelta()
-        if offset.total_seconds() % 3600:
-            raise PeriodError("tz", f"{tz} is not a whole number of hours from UTC")
+        midnight = _local_midnight(day, zone)
+        if midnight.minute % 15 or midnight.second or midnight.microsecond:
+            raise PeriodError("tz", f"{tz}'s midnight of {day} is not on a quarter hour of UTC")
         day += timedelta(days=1)
     return Period(start, end, tz)
 

@@ -186,10 +186,36 @@ async def get_revenue(
     funnel_id: FunnelId,
     runtime: Runtime,
     _: Reader,
+    period: PeriodParam,
     breakdown: Annotated[Breakdown | None, Query(description="source, medium or campaign")] = None,
     attribution: Annotated[Attribution, Query(description="first- or last-touch")] = "first",
+    interval: Annotated[
+        Cohort | None,
+        Query(description="day, week or month of the series (default day); the CSV is then it"),
+    ] = None,
     format: Format = "json",
 ) -> dict[str, Any] | Response:
-    """Lifetime net revenue, LTV and repeat-purchase rate, per currency, by source or campaign."""
-    report = await service.revenue(runtime, funnel_id, breakdown=breakdown, attribution=attribution)
+    """Lifetime net revenue, LTV and repeat-purchase rate, per currency, by source or campaign,
+    and the period's revenue, orders, refunds, new and repeat customers per interval."""
+    report = await service.revenue(
+        runtime,
+        funnel_id,
+        breakdown=breakdown,
+        attribution=attribution,
+        period=period,
+        interval=interval,
+    )
     return answer(report, format)
+
+
+@router.get("/v1/funnels/{funnel_id}/subscriptions", response_model=None)
+async def get_subscriptions(
+    funnel_id: FunnelId,
+    runtime: Runtime,
+    _: Reader,
+    period: PeriodParam,
+    interval: Annotated[Cohort, Query(description="day, week or month")] = "month",
+    format: Format = "json",
+) -> dict[str, Any] | Response:
+    """MRR, subscribers, new subscriptions, cancellations and churn per interval."""
+    return answer(await service.subscriptions(runtime, funnel_id, period, interval), format)

@@ -273,12 +273,31 @@ async def revenue(
     *,
     breakdown: Breakdown | None,
     attribution: Attribution,
+    period: Period,
+    interval: Cohort | None,
 ) -> Report:
-    """Lifetime net revenue, LTV and repeat-purchase rate, per currency, by source or campaign."""
+    """Lifetime net revenue, LTV and repeat-purchase rate, per currency, by source or campaign
+    (`segments`), and the period's revenue per day, week or month in its zone (`series`).
+    The CSV is the series when an interval was asked for, else the segments."""
     if breakdown is not None and breakdown not in REVENUE_BREAKDOWNS:
         raise invalid("breakdown", "revenue is broken down by source, medium or campaign")
+    if interval == "none":
+        raise invalid("interval", "choose day, week or month")
     async with runtime.pool.acquire() as conn:
         rows = await store.revenue(conn, funnel_id, dimension(breakdown, attribution))
+        timed = await store.revenue_series(conn, funnel_id, period, interval or "day")
+    series = [
+        {
+            "period": r["period"],
+            "currency": r["currency"],
+            "revenue": str(r["revenue"]),
+            "orders": int(r["orders"]),
+            "refunds": int(r["refunds"]),
+            "new_customers": int(r["new_customers"]),
+            "repeat_customers": int(r["repeat_customers"]),
+        }
+        for r in timed
+    ]
     segments = [
         {
             "segment": r["value"] if breakdown else None,
@@ -294,10 +313,80 @@ async def revenue(
         }
         for r in rows
     ]
-    body = {"funnel_id": funnel_id, "breakdown": breakdown, "segments": segments}
+    body = {
+        "funnel_id": funnel_id,
+        "breakdown": breakdown,
+        "segments": segments,
+        "start": period.start.isoformat(),
+        "end": period.end.isoformat(),
+        "time_zone": period.time_zone,
+        "interval": interval or "day",
+        "series": series,
+    }
+    if interval is not None:
+        return Report(
+            f"{funnel_id}-revenue-by-{interval}",
+            body,
+            SERIES_HEADER,
+            [tuple(s.values()) for s in series],
+        )
     header = tuple(segments[0]) if segments else ("segment", "currency", "revenue")
     table = [tuple(s.values()) for s in segments]
     return Report(f"{funnel_id}-revenue", body, header, table)
+
+
+SERIES_HEADER = (
+    "period",
+    "currency",
+    "revenue",
+    "orders",
+    "refunds",
+    "new_customers",
+    "repeat_customers",
+)
+SUBSCRIPTION_HEADER = (
+    "period",
+    "currency",
+    "mrr",
+    "subscribers",
+    "new_subscribers",
+    "cancellations",
+    "churn_rate",
+)
+
+
+async def subscriptions(
+    runtime: ReportingRuntime, funnel_id: str, period: Period, interval: Cohort
+) -> Report:
+    """MRR and subscribers at the end of each day, week or month of the period, the new
+    subscriptions and cancellations in it, and churn: cancellations over the subscribers at
+    its start (null when there were none)."""
+    if interval == "none":
+        raise invalid("interval", "choose day, week or month")
+    async with runtime.pool.acquire() as conn:
+        rows = await store.subscription_series(conn, funnel_id, period, interval)
+    series = [
+        {
+            "period": r["period"],
+            "currency": r["currency"],
+            "mrr": str(r["mrr"]),
+            "subscribers": int(r["subscribers"]),
+            "new_subscribers": int(r["new_subscribers"]),
+            "cancellations": int(r["cancellations"]),
+            "churn_rate": rate(int(r["cancellations"]), int(r["subscribers_at_start"])),
+        }
+        for r in rows
+    ]
+    body = {
+        "funnel_id": funnel_id,
+        "start": period.start.isoformat(),
+        "end": period.end.isoformat(),
+        "time_zone": period.time_zone,
+        "interval": interval,
+        "series": series,
+    }
+    table = [tuple(s.values()) for s in series]
+    return Report(f"{funnel_id}-subscriptions-by-{interval}", body, SUBSCRIPTION_HEADER, table)
 
 
 def _ltv(revenue: Decimal, customers: int) -> Decimal:

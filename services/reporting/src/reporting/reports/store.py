@@ -1,6 +1,6 @@
 """The report queries, the conversion query among them: each reads pre-aggregated rows (per
-hour and dimension value), never per-lead rows, so its cost follows the period and the
-breakdown, not the number of leads."""
+quarter hour, or a rollup of them, and dimension value), never per-lead rows, so its cost
+follows the period and the breakdown, not the number of leads."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any, Literal
 import asyncpg
 
 from reporting.domain.dimensions import ALL
-from reporting.domain.slots import LEVELS, Cohort, reading_plan
+from reporting.domain.slots import LEVELS, Cohort, cohort_ranges, reading_plan
 from reporting.domain.windows import WINDOW_COLUMNS, window_column
 from reporting.reports.models import GroupKey, Period
 
@@ -19,7 +19,7 @@ def _slot_rows(table: Literal["entry_counts", "pair_conversions"], columns: str)
     """The signed rows of each slot ($4..$8: cohort label, level, start, end, sign; see
     reporting.domain.slots), one index range scan per slot on the table of its level.
     `table` is one of two literals and `columns` a constant of this module."""
-    levels = zip(range(len(LEVELS)), ("", "_6h", "_daily", "_weekly"), strict=True)
+    levels = zip(range(len(LEVELS)), ("", "_hourly", "_6h", "_daily", "_weekly"), strict=True)
     scans = " UNION ALL ".join(
         f"SELECT {columns} FROM {table}{suffix} WHERE r.level = {level}"  # noqa: S608
         " AND funnel_id = $1 AND {first} = $2 AND dim = $3 AND hour >= r.lo AND hour < r.hi"
@@ -99,8 +99,8 @@ async def conversion_counts(
     dim: str,
 ) -> tuple[dict[GroupKey, int], dict[tuple[str | None, str | None, str], int]]:
     """Leads that first entered steps[0] in the period, and how many of them reached each
-    later step within the window, per (cohort, segment): signed rows of the hourly, 6-hour,
-    daily and weekly tables (reporting.domain.slots), never rows per lead."""
+    later step within the window, per (cohort, segment): signed rows of the quarter-hour,
+    hourly, 6-hour, daily and weekly tables (reporting.domain.slots), never rows per lead."""
     segment_sql = "NULL::text" if dim == ALL[0] else "t.value"
     slot_args = _slot_args(period, cohort)
     entered_rows = await conn.fetch(
@@ -204,3 +204,57 @@ async def revenue(conn: asyncpg.Connection, funnel_id: str, dim: str) -> list[di
         dim,
     )
     return [dict(r) for r in rows]
+
+
+def _bucket_args(period: Period, interval: Cohort) -> tuple[list[Any], ...]:
+    """The period's day/week/month buckets in its zone as three parallel arrays."""
+    ranges = cohort_ranges(period.start, period.end, period.time_zone, interval)
+    return [r[0] for r in ranges], [r[1] for r in ranges], [r[2] for r in ranges]
+
+
+async def revenue_series(
+    conn: asyncpg.Connection, funnel_id: str, period: Period, interval: Cohort
+) -> list[asyncpg.Record]:
+    """Per bucket of the period and currency: net revenue, orders, refunds, new and repeat
+    customers (rows per quarter hour and currency, never per lead)."""
+    return list(
+        await conn.fetch(
+            """SELECT r.label AS period, t.currency, sum(t.revenue) AS revenue,
+                      sum(t.orders)::bigint AS orders, sum(t.refunds)::bigint AS refunds,
+                      sum(t.new_customers)::bigint AS new_customers,
+                      sum(t.repeat_customers)::bigint AS repeat_customers
+               FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[]) AS r(label, lo, hi)
+               JOIN revenue_by_time t
+                 ON t.funnel_id = $1 AND t.hour >= r.lo AND t.hour < r.hi
+               GROUP BY 1, 2
+               HAVING sum(t.orders) > 0 OR sum(t.refunds) > 0
+               ORDER BY 1, 2""",
+            funnel_id,
+            *_bucket_args(period, interval),
+        )
+    )
+
+
+async def subscription_series(
+    conn: asyncpg.Connection, funnel_id: str, period: Period, interval: Cohort
+) -> list[asyncpg.Record]:
+    """Per bucket and currency: subscribers at its start, MRR and subscribers at its end,
+    new subscriptions and cancellations in it (sums of the changes before each instant)."""
+    return list(
+        await conn.fetch(
+            """SELECT r.label AS period, t.currency,
+                      coalesce(sum(t.subscribers) FILTER (WHERE t.hour < r.lo), 0)::bigint
+                          AS subscribers_at_start,
+                      sum(t.mrr) AS mrr, sum(t.subscribers)::bigint AS subscribers,
+                      coalesce(sum(t.new_subscribers) FILTER (WHERE t.hour >= r.lo), 0)::bigint
+                          AS new_subscribers,
+                      coalesce(sum(t.cancellations) FILTER (WHERE t.hour >= r.lo), 0)::bigint
+                          AS cancellations
+               FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[]) AS r(label, lo, hi)
+               JOIN subscription_changes t ON t.funnel_id = $1 AND t.hour < r.hi
+               GROUP BY 1, 2
+               ORDER BY 1, 2""",
+            funnel_id,
+            *_bucket_args(period, interval),
+        )
+    )

@@ -14,7 +14,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from funnel_contracts import ActivityRecorded, EventData, LeadScored, StageChanged
+from funnel_contracts import (
+    ActivityRecorded,
+    EventData,
+    LeadScored,
+    LeakDetected,
+    LeakResolved,
+    StageChanged,
+)
 from funnel_contracts.events import KNOWN_ACTIVITY_TYPES
 from notifier.frequency_caps import Cap as Cap  # a playbook's caps, re-exported
 
@@ -56,7 +63,16 @@ class TemperatureTrigger(Strict):
     temperature: Literal["warm", "hot"] = "hot"
 
 
-Trigger = StageEntered | ActivityTrigger | TemperatureTrigger
+class LeakTrigger(Strict):
+    """Reporting found a funnel step leaking (or recovering): a message to the team, not to a
+    person, so only a task (delivered to the sales system's webhook when one is set)."""
+
+    type: Literal["leak"] = "leak"
+    funnels: tuple[str, ...] = Field(default=(), description="empty = every funnel")
+    events: tuple[Literal["detected", "resolved"], ...] = Field(default=("detected",), min_length=1)
+
+
+Trigger = StageEntered | ActivityTrigger | TemperatureTrigger | LeakTrigger
 
 
 class Conditions(Strict):
@@ -125,6 +141,8 @@ class Playbook(Strict):
             raise ValueError("a webhook playbook needs webhook.url")
         if self.channel == "task" and not self.task_title:
             raise ValueError("a task playbook needs a task_title")
+        if isinstance(self.trigger, LeakTrigger) and self.channel != "task":
+            raise ValueError("a leak playbook makes a task (for the team, not a person)")
         return self
 
     def unknown_activity_types(self) -> list[str]:
@@ -178,6 +196,12 @@ def _matches(playbook: Playbook, event: EventData) -> tuple[datetime, str | None
         if event.activity_type in trigger.activity_types:
             return event.occurred_at, None
         return None
+    if isinstance(trigger, LeakTrigger) and isinstance(event, LeakDetected | LeakResolved):
+        if trigger.funnels and event.funnel_id not in trigger.funnels:
+            return None
+        if isinstance(event, LeakDetected):
+            return (event.detected_at, event.to_stage) if "detected" in trigger.events else None
+        return (event.resolved_at, event.to_stage) if "resolved" in trigger.events else None
     if isinstance(trigger, TemperatureTrigger) and isinstance(event, LeadScored):
         crossed = event.temperature == trigger.temperature
         if crossed and event.previous_temperature != trigger.temperature:

@@ -8,7 +8,9 @@
   const pct = (x) => (x === null || x === undefined ? "–" : `${(x * 100).toFixed(1)}%`);
   const charts = {};
   let timer = null;
+  // The browser's zone, whatever it is: every IANA zone's days are exact (India's +05:30 too).
   let tz = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  let tzNote = "";
 
   // The key: from the URL fragment once (#key=...), then kept for this tab only.
   function apiKey() {
@@ -51,13 +53,13 @@
     const today = new Date();
     $("end").value = url.get("end") || isoDay(today);
     $("start").value = url.get("start") || isoDay(new Date(today.getTime() - 29 * 86400000));
-    for (const name of ["window", "breakdown", "attribution"]) {
+    for (const name of ["window", "breakdown", "attribution", "compare"]) {
       if (url.get(name)) $(name).value = url.get(name);
     }
     if (url.get("tz")) tz = url.get("tz");
     $("filters").addEventListener("change", () => {
       const params = new URLSearchParams(location.search);
-      for (const name of ["funnel", "start", "end", "window", "breakdown", "attribution"]) params.set(name, $(name).value);
+      for (const name of ["funnel", "start", "end", "window", "breakdown", "attribution", "compare"]) params.set(name, $(name).value);
       history.replaceState(null, "", `${location.pathname}?${params}`);
       refresh();
     });
@@ -165,6 +167,47 @@
     }, true);
   }
 
+  // Net revenue per period (bars, one series per currency) with new and repeat customers.
+  function renderRevenue(body) {
+    const periods = [...new Set(body.series.map((p) => p.period))];
+    const currencies = [...new Set(body.series.map((p) => p.currency))];
+    const at = (period, currency) => body.series.find((p) => p.period === period && p.currency === currency);
+    $("revenue-hint").textContent = `net of refunds, by ${body.interval}, ${body.time_zone}`;
+    const perPeriod = (field) => periods.map((period) => body.series.filter((p) => p.period === period).reduce((n, p) => n + p[field], 0));
+    chart("revenue-chart").setOption({
+      tooltip: { trigger: "axis" },
+      legend: { top: 0, left: 0, itemWidth: 14, itemHeight: 8, textStyle: { fontSize: 11 } },
+      grid: { left: 56, right: 40, top: 40, bottom: 28 },
+      xAxis: { type: "category", data: periods, axisTick: { show: false } },
+      yAxis: [{ type: "value", splitLine: { lineStyle: { color: "#eef0f5" } } }, { type: "value", splitLine: { show: false } }],
+      series: [
+        ...currencies.map((c, i) => ({ name: `revenue ${c}`, type: "bar", stack: c, data: periods.map((p) => { const row = at(p, c); return row ? Number(row.revenue) : 0; }), itemStyle: { color: palette[i % palette.length], borderRadius: [3, 3, 0, 0] } })),
+        { name: "new customers", type: "line", yAxisIndex: 1, data: perPeriod("new_customers"), symbolSize: 5 },
+        { name: "repeat customers", type: "line", yAxisIndex: 1, data: perPeriod("repeat_customers"), symbolSize: 5 },
+      ],
+    }, true);
+  }
+
+  // MRR at the end of each period (bars) and churn (line), per currency.
+  function renderSubscriptions(body) {
+    const periods = [...new Set(body.series.map((p) => p.period))];
+    const currencies = [...new Set(body.series.map((p) => p.currency))];
+    const at = (period, currency) => body.series.find((p) => p.period === period && p.currency === currency);
+    $("mrr-hint").textContent = body.series.length ? `MRR at each ${body.interval}'s end, and churn` : "no subscriptions in this funnel";
+    chart("mrr-chart").setOption({
+      tooltip: { trigger: "axis" },
+      legend: { top: 0, left: 0, itemWidth: 14, itemHeight: 8, textStyle: { fontSize: 11 } },
+      grid: { left: 56, right: 44, top: 40, bottom: 28 },
+      xAxis: { type: "category", data: periods, axisTick: { show: false } },
+      yAxis: [{ type: "value", splitLine: { lineStyle: { color: "#eef0f5" } } },
+              { type: "value", min: 0, axisLabel: { formatter: (v) => `${Math.round(v * 100)}%` }, splitLine: { show: false } }],
+      series: currencies.flatMap((c, i) => [
+        { name: `MRR ${c}`, type: "bar", data: periods.map((p) => { const row = at(p, c); return row ? Number(row.mrr) : 0; }), itemStyle: { color: palette[(i + 3) % palette.length], borderRadius: [3, 3, 0, 0] } },
+        { name: `churn ${c}`, type: "line", yAxisIndex: 1, connectNulls: true, data: periods.map((p) => { const row = at(p, c); return row ? row.churn_rate : null; }), symbolSize: 5 },
+      ]),
+    }, true);
+  }
+
   const days = (hours) => (hours === null ? null : Math.round((hours / 24) * 10) / 10);
 
   function renderStays(body) {
@@ -195,6 +238,128 @@
     $("breakdown-table").innerHTML = `<thead>${head}</thead><tbody>${rows.join("")}</tbody>`;
   }
 
+  // Leak alerts of the funnel (reporting's leak watch): open ones first, recent recoveries
+  // struck through; the funnel chart marks each leaking step's stage with a warning sign.
+  function renderLeaks(body) {
+    const box = $("leak-alerts");
+    const open = body.items.filter((l) => !l.resolved_at);
+    const recent = body.items.filter((l) => l.resolved_at);
+    box.hidden = body.items.length === 0;
+    const item = (l) => `<span class="leak${l.resolved_at ? " resolved" : ""}" data-leak="${escapeHtml(l.leak_id)}" data-segment="${escapeHtml(l.segment)}">` +
+      `${escapeHtml(l.from_stage)} → ${escapeHtml(l.to_stage)} · ${escapeHtml(l.segment)} · ${pct(l.baseline_rate)} → ${pct(l.current_rate)}` +
+      ` · since ${escapeHtml(l.opened_at.slice(0, 10))}</span>`;
+    box.innerHTML = `<span class="label">${open.length ? `⚠ ${open.length} leaking step${open.length > 1 ? "s" : ""}` : "Recovered"}</span>` +
+      [...open, ...recent].map(item).join("");
+    const leakingStages = new Set(open.map((l) => l.to_stage));
+    const funnel = charts["funnel-chart"];
+    if (funnel) {
+      funnel.setOption({ yAxis: { axisLabel: { formatter: (s) => (leakingStages.has(s) ? `⚠ ${s}` : s) } } });
+    }
+  }
+
+  // The period just before the chosen one, of the same length (whole days).
+  function previousPeriod(f) {
+    const day = 86400000;
+    const start = new Date(`${f.start}T00:00:00Z`);
+    const end = new Date(`${f.end}T00:00:00Z`);
+    const days = Math.round((end - start) / day) + 1;
+    const iso = (d) => d.toISOString().slice(0, 10);
+    return { start: iso(new Date(start.getTime() - days * day)), end: iso(new Date(start.getTime() - day)) };
+  }
+
+  // KPI deltas against the compared period, and its funnel as markers on the bars.
+  function renderComparison(current, previous, prev) {
+    for (const name of ["entered", "converted", "conversion"]) {
+      const el = document.querySelector(`[data-kpi-delta="${name}"]`);
+      el.textContent = ""; el.className = "delta";
+      if (!previous) continue;
+      const now = current.groups[0], then = previous.groups[0];
+      let text = "", diff = 0;
+      if (name === "conversion") {
+        const a = now ? now.overall_conversion : null, b = then ? then.overall_conversion : null;
+        if (a === null || b === null) { text = "no earlier figure"; } else { diff = a - b; text = `${diff >= 0 ? "+" : "−"}${(Math.abs(diff) * 100).toFixed(1)} pts`; }
+      } else {
+        const pick = (g) => (g ? (name === "entered" ? g.steps[0].leads : g.steps[g.steps.length - 1].leads) : 0);
+        diff = pick(now) - pick(then);
+        text = `${diff >= 0 ? "+" : "−"}${fmt.format(Math.abs(diff))}`;
+      }
+      el.textContent = `${text} vs ${prev.start} – ${prev.end}`;
+      el.dataset.diff = String(diff);
+      el.classList.add(diff > 0 ? "up" : diff < 0 ? "down" : "same");
+    }
+    const chartFunnel = charts["funnel-chart"];
+    if (!chartFunnel) return;
+    const series = chartFunnel.getOption().series.filter((s) => s.name !== "previous period");
+    if (previous) {
+      const steps = previous.groups[0] ? previous.groups[0].steps : [];
+      series.push({ name: "previous period", type: "scatter", symbol: "rect", symbolSize: [3, 26],
+        itemStyle: { color: "#1d2433" }, z: 5, data: current.steps.map((stage) => { const s = steps.find((x) => x.stage === stage); return s ? s.leads : 0; }) });
+    }
+    chartFunnel.setOption({ series }, { replaceMerge: ["series"] });
+  }
+
+  // Cohort heat map: entry week (rows) x later step (columns), the share reaching it.
+  function renderHeatmap(body) {
+    const weeks = body.groups.map((g) => g.cohort);
+    const later = body.steps.slice(1);
+    const data = [];
+    body.groups.forEach((g, y) => g.steps.slice(1).forEach((s, x) => data.push([x, y, s.conversion_from_first === null ? null : s.conversion_from_first])));
+    chart("heatmap-chart").setOption({
+      tooltip: { formatter: (p) => `${weeks[p.value[1]]} → ${later[p.value[0]]}: ${pct(p.value[2])}` },
+      grid: { left: 90, right: 20, top: 10, bottom: 60 },
+      xAxis: { type: "category", data: later, splitArea: { show: true } },
+      yAxis: { type: "category", data: weeks, inverse: true, splitArea: { show: true } },
+      visualMap: { min: 0, max: Math.max(0.05, ...data.map((d) => d[2] || 0)), calculable: false, orient: "horizontal", left: "center", bottom: 0,
+                   inRange: { color: ["#eef2ff", "#4f46e5"] }, formatter: (v) => pct(v) },
+      series: [{ name: "reached", type: "heatmap", data, label: { show: true, formatter: (p) => pct(p.value[2]) } }],
+    }, true);
+  }
+
+  // Every view's request (to export its CSV) and its chart (to export its PNG).
+  const views = {};
+
+  function download(name, blob) {
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(blob);
+    a.download = name;
+    document.body.appendChild(a);
+    a.click();
+    setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+  }
+
+  // A table (the breakdown) drawn as an image: its text, row by row.
+  function tablePng(table) {
+    const rows = [...table.querySelectorAll("tr")].map((tr) => [...tr.children].map((td) => td.textContent.replace(/\s+/g, " ").trim()));
+    const canvas = document.createElement("canvas");
+    const colWidth = 150, rowHeight = 26;
+    canvas.width = Math.max(1, (rows[0] || []).length) * colWidth;
+    canvas.height = Math.max(1, rows.length) * rowHeight;
+    const ctx = canvas.getContext("2d");
+    ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.font = "13px sans-serif"; ctx.fillStyle = "#1d2433";
+    rows.forEach((cells, y) => cells.forEach((text, x) => ctx.fillText(text, x * colWidth + 6, y * rowHeight + 18)));
+    return canvas.toDataURL("image/png");
+  }
+
+  async function exportView(view, format) {
+    const v = views[view];
+    if (!v) return;
+    const name = `${$("funnel").value}-${view}-${$("start").value}-${$("end").value}`;
+    if (format === "csv") {
+      const query = new URLSearchParams(Object.entries({ ...v.params, format: "csv" }).filter(([, x]) => x !== null && x !== ""));
+      const response = await fetch(`${v.path}?${query}`, { headers: { Authorization: `Bearer ${apiKey()}` } });
+      download(`${name}.csv`, await response.blob());
+      return;
+    }
+    const url = v.chart ? charts[v.chart].getDataURL({ type: "png", pixelRatio: 2, backgroundColor: "#fff" }) : tablePng($("breakdown-table"));
+    download(`${name}.png`, await (await fetch(url)).blob());
+  }
+
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest(".export button");
+    if (button) exportView(button.parentElement.dataset.view, button.dataset.format);
+  });
+
   // Where the leads are now, each stage a link to its lead list (as a click on its bar is).
   function stageLink(stage) {
     return `/dashboard/leads?${new URLSearchParams({ funnel_id: $("funnel").value, stage })}`;
@@ -219,12 +384,28 @@
     const base = `/v1/funnels/${encodeURIComponent(funnel)}`;
     const f = filters();
     try {
-      const [snapshot, conversion, breakdown, overTime, stays] = await Promise.all([
+      const period = { start: f.start, end: f.end, tz };
+      const prev = $("compare").value === "previous" ? previousPeriod(f) : null;
+      Object.assign(views, {
+        funnel: { path: `${base}/conversion`, params: f, chart: "funnel-chart" },
+        breakdown: { path: `${base}/conversion`, params: { ...f, breakdown: $("breakdown").value, attribution: $("attribution").value }, chart: null },
+        time: { path: `${base}/conversion`, params: { ...f, cohort: interval(f) }, chart: "time-chart" },
+        stays: { path: `${base}/time-in-stage`, params: period, chart: "stay-chart" },
+        revenue: { path: `${base}/revenue`, params: { ...period, interval: interval(f) }, chart: "revenue-chart" },
+        mrr: { path: `${base}/subscriptions`, params: { ...period, interval: interval(f) === "day" ? "week" : "month" }, chart: "mrr-chart" },
+        heatmap: { path: `${base}/conversion`, params: { ...f, cohort: "week" }, chart: "heatmap-chart" },
+      });
+      const [snapshot, conversion, breakdown, overTime, stays, revenue, subscriptions, leaks, weekly, previous] = await Promise.all([
         api(`${base}/snapshot`),
-        api(`${base}/conversion`, f),
-        api(`${base}/conversion`, { ...f, breakdown: $("breakdown").value, attribution: $("attribution").value }),
-        api(`${base}/conversion`, { ...f, cohort: interval(f) }),
-        api(`${base}/time-in-stage`, { start: f.start, end: f.end, tz }),
+        api(views.funnel.path, views.funnel.params),
+        api(views.breakdown.path, views.breakdown.params),
+        api(views.time.path, views.time.params),
+        api(views.stays.path, views.stays.params),
+        api(views.revenue.path, views.revenue.params),
+        api(views.mrr.path, views.mrr.params),
+        api(`${base}/leaks`),
+        api(views.heatmap.path, views.heatmap.params),
+        prev ? api(`${base}/conversion`, { ...f, ...prev }) : Promise.resolve(null),
       ]);
       document.querySelector('[data-kpi="now"]').textContent = fmt.format(snapshot.total);
       renderStagesNow(snapshot);
@@ -232,12 +413,19 @@
       renderOverTime(overTime);
       renderStays(stays);
       renderBreakdown(breakdown);
+      renderRevenue(revenue);
+      renderSubscriptions(subscriptions);
+      renderLeaks(leaks);
+      renderHeatmap(weekly);
+      renderComparison(conversion, previous, prev);
       $("error").hidden = true;
       $("live").classList.remove("stale");
-      $("updated").textContent = `live · ${new Date().toLocaleTimeString()} · ${tz}`;
+      $("updated").textContent = `live · ${new Date().toLocaleTimeString()} · ${tz}${tzNote}`;
+      document.body.dataset.tz = tz;
       document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
     } catch (err) {
-      if (err.field === "tz" && tz !== "UTC") { tz = "UTC"; return refresh(); }
+      // Only a zone the server's time-zone database does not know falls back, and says so.
+      if (err.field === "tz" && tz !== "UTC") { tzNote = ` (${tz} unknown to the server)`; tz = "UTC"; return refresh(); }
       $("live").classList.add("stale");
       $("error").hidden = false;
       $("error").textContent = `Could not load the numbers: ${err.message}`;

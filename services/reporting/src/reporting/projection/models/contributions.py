@@ -25,7 +25,7 @@ from reporting.domain.dimensions import (
     Breakdown,
     dim_name,
 )
-from reporting.domain.windows import WINDOW_COLUMNS, hour_of, stay_bucket, window_counters
+from reporting.domain.windows import WINDOW_COLUMNS, quarter_of, stay_bucket, window_counters
 from reporting.projection.models.lead_state import LeadState, Touchpoint
 from reporting.projection.models.stage_history import StageEntry, in_move_order
 
@@ -35,6 +35,9 @@ Contributions = dict[Key, tuple[Number, ...]]
 
 NOT_CONVERTED: tuple[int, ...] = (0,) * len(WINDOW_COLUMNS)
 INTERACTIONS_CAP = 50  # "50" in the histogram means 50 or more; the sum stays exact
+# The funnel whose every order is a subscription payment (stage-tracker's default of that
+# name); in other funnels a lead is a subscriber once it renews or cancels.
+SUBSCRIPTION_FUNNEL = "subscription"
 
 
 def contributions(state: LeadState) -> Contributions:
@@ -48,6 +51,8 @@ def contributions(state: LeadState) -> Contributions:
         _stay_rows(out, funnel_id, entries)
         _touch_rows(out, funnel_id, entries, state)
     _money_rows(out, state)
+    _revenue_time_rows(out, state)
+    _subscription_rows(out, state)
     return out
 
 
@@ -135,7 +140,7 @@ def _stage_rows(
     _add(out, ("stage_counts", (funnel_id, now.stage)), (1,))
     first = first_entries(entries)
     for anchor in first.values():
-        hour = hour_of(anchor.at)
+        hour = quarter_of(anchor.at)
         for dim, value in dims:
             _add(out, ("entry_counts", (funnel_id, anchor.stage, hour, dim, value)), (1,))
         for target in first.values():
@@ -156,7 +161,7 @@ def _stay_rows(out: Contributions, funnel_id: str, entries: list[StageEntry]) ->
     for entry in entries:
         if start is not None and entry.stage != start.stage:
             bucket = stay_bucket(entry.at - start.at)
-            _add(out, ("stage_stays", (funnel_id, start.stage, hour_of(start.at), bucket)), (1,))
+            _add(out, ("stage_stays", (funnel_id, start.stage, quarter_of(start.at), bucket)), (1,))
             start = entry
         elif start is None:
             start = entry
@@ -198,7 +203,7 @@ def _touch_rows(
         for playbook, anchor in anchors.items():
             order = next((o for o in orders if o >= anchor), None)
             counters = NOT_CONVERTED if order is None else window_counters(order - anchor)
-            key = ("touch_effect", (funnel_id, stage, playbook, hour_of(anchor)))
+            key = ("touch_effect", (funnel_id, stage, playbook, quarter_of(anchor)))
             _add(out, key, (1, *counters))
 
 
@@ -213,7 +218,7 @@ def _money_rows(out: Contributions, state: LeadState) -> None:
         before = sum(1 for at in state.interactions.values() if at < first_order)
         key = (
             "purchase_interactions",
-            (funnel_id, hour_of(first_order), min(before, INTERACTIONS_CAP)),
+            (funnel_id, quarter_of(first_order), min(before, INTERACTIONS_CAP)),
         )
         _add(out, key, (1, before))
         repeat = 1 if len(orders) >= 2 else 0
@@ -233,3 +238,75 @@ def _money_rows(out: Contributions, state: LeadState) -> None:
         for dim, value in dims:
             row = (revenue, order_count, refunds, customer)
             _add(out, ("revenue", (funnel_id, dim, value, currency)), row)
+
+
+def _money_funnel(state: LeadState) -> str:
+    return state.funnel_id or (state.entries[0].funnel_id if state.entries else "")
+
+
+def _revenue_time_rows(out: Contributions, state: LeadState) -> None:
+    """Revenue by the quarter hour of each order and refund, per currency: net revenue,
+    orders, refunds; a customer is new at their first order in a currency and becomes a
+    repeat customer at their second (so a period's new and repeat customers add up, over
+    all periods, to the lifetime customers and repeat customers)."""
+    if not state.money:
+        return
+    funnel_id = _money_funnel(state)
+    seen: dict[str, int] = defaultdict(int)
+    for money in sorted(state.money.values(), key=lambda m: (m.at, m.kind, m.amount)):
+        key = ("revenue_by_time", (funnel_id, quarter_of(money.at), money.currency))
+        if money.kind == "refund":
+            _add(out, key, (-money.amount, 0, 1, 0, 0))
+            continue
+        seen[money.currency] += 1
+        nth = seen[money.currency]
+        _add(out, key, (money.amount, 1, 0, 1 if nth == 1 else 0, 1 if nth == 2 else 0))
+
+
+def is_subscriber(state: LeadState) -> bool:
+    """A lead of the subscription funnel, or one that renewed or cancelled, with an order."""
+    has_order = any(m.kind != "refund" for m in state.money.values())
+    renews = any(m.kind == "renewal" for m in state.money.values())
+    return has_order and (
+        _money_funnel(state) == SUBSCRIPTION_FUNNEL or renews or bool(state.cancellations)
+    )
+
+
+def _subscription_rows(out: Contributions, state: LeadState) -> None:
+    """MRR changes by quarter hour and currency. Each payment (the first order, a renewal) is
+    one month's charge: it starts the subscription (+amount, +1 subscriber, +1 new) or sets
+    its amount (+new - old); a cancellation ends it (-amount, -1 subscriber, +1
+    cancellation); a payment after a cancellation starts it again. MRR at an instant is the
+    sum of the changes before it; refunds do not change it."""
+    if not is_subscriber(state):
+        return
+    funnel_id = _money_funnel(state)
+    moments: list[tuple[datetime, int, Decimal, str]] = [
+        (m.at, 0, m.amount, m.currency) for m in state.money.values() if m.kind != "refund"
+    ]
+    moments += [(at, 1, Decimal(0), "") for at in state.cancellations.values()]
+    active: tuple[Decimal, str] | None = None
+    for at, kind, amount, currency in sorted(moments):
+        quarter = quarter_of(at)
+        if kind == 1:  # a cancellation (after a payment at the same instant)
+            if active is not None:
+                key = ("subscription_changes", (funnel_id, quarter, active[1]))
+                _add(out, key, (-active[0], -1, 0, 1))
+                active = None
+            continue
+        if active is None:
+            _add(out, ("subscription_changes", (funnel_id, quarter, currency)), (amount, 1, 1, 0))
+        elif active[1] == currency:
+            _add(
+                out,
+                ("subscription_changes", (funnel_id, quarter, currency)),
+                (amount - active[0], 0, 0, 0),
+            )
+        else:  # the same subscription, billed in another currency from now on
+            _add(
+                out,
+                ("subscription_changes", (funnel_id, quarter, active[1])),
+                (-active[0], -1, 0, 0),
+            )
+            _add(out, ("subscription_changes", (funnel_id, quarter, currency)), (amount, 1, 0, 0))
+        active = (amount, currency)

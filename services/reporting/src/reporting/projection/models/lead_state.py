@@ -29,6 +29,7 @@ from funnel_contracts.lead_reader import LeadDetails, lead_details
 from reporting.projection.models.stage_history import StageEntry, in_move_order
 
 REFUND_ACTIVITY = "refund_issued"
+CANCEL_ACTIVITY = "subscription_cancelled"
 NO_CURRENCY = "XXX"  # ISO 4217's code for "no currency": an order reported without an amount
 
 
@@ -106,6 +107,8 @@ class LeadState(BaseModel):
     interactions: dict[str, datetime] = Field(default_factory=dict)
     touches: dict[str, SentTouch] = Field(default_factory=dict)
     offline: dict[str, OfflineTouch] = Field(default_factory=dict)  # by activity id
+    # Subscription cancellations by activity id (they end the lead's MRR).
+    cancellations: dict[str, datetime] = Field(default_factory=dict)
     erased: bool = False
     # A test lead (an ad platform's test, or set by an admin key): counted in no report.
     test: bool = False
@@ -141,6 +144,7 @@ def apply(state: LeadState, event: EventData) -> LeadState:
             "interactions": dict(state.interactions),
             "touches": dict(state.touches),
             "offline": dict(state.offline),
+            "cancellations": dict(state.cancellations),
         }
     )
     details = lead_details(event)  # captured or updated, v1 or v2: one shape
@@ -207,6 +211,8 @@ def _apply_activity(s: LeadState, event: ActivityRecorded) -> None:
         )
     else:
         s.interactions[f"activity:{event.activity_id}"] = at
+        if event.activity_type == CANCEL_ACTIVITY:
+            s.cancellations[str(event.activity_id)] = at
         if event.activity_type in OFFLINE_ACTIVITY_TYPES:
             s.offline[str(event.activity_id)] = OfflineTouch(
                 activity_type=event.activity_type, at=at

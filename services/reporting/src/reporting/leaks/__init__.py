@@ -1,0 +1,1 @@
+"""Leak alerts: each funnel step watched against its own trailing baseline."""

@@ -1,0 +1,122 @@
+"""The leaks table, and the step counts a check reads (the conversion query's signed rows)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from reporting.domain.dimensions import ALL
+from reporting.leaks.models import Counts, Finding
+from reporting.reports import store as reports
+from reporting.reports.models import Period
+
+SOURCE_DIM = "first_source"
+
+
+async def funnels(conn: asyncpg.Connection) -> dict[str, list[str]]:
+    return await reports.funnels(conn)
+
+
+async def step_counts(
+    conn: asyncpg.Connection,
+    funnel_id: str,
+    from_stage: str,
+    to_stage: str,
+    period: Period,
+    window_days: int,
+) -> dict[str, Counts]:
+    """Leads entering from_stage in the period and reaching to_stage within the window:
+    overall ("all") and per first-touch source ("source:<value>")."""
+    out: dict[str, Counts] = {}
+    for dim in (ALL[0], SOURCE_DIM):
+        entered, reached = await reports.conversion_counts(
+            conn,
+            funnel_id,
+            [from_stage, to_stage],
+            period,
+            window_days=window_days,
+            cohort="none",
+            dim=dim,
+        )
+        for (_, segment), n in entered.items():
+            name = "all" if dim == ALL[0] else f"source:{segment}"
+            out[name] = Counts(n, reached.get((None, segment, to_stage), 0))
+    return out
+
+
+async def open_leaks(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return list(await conn.fetch("SELECT * FROM leaks WHERE resolved_at IS NULL FOR UPDATE"))
+
+
+async def open_leak(
+    conn: asyncpg.Connection,
+    leak_id: UUID,
+    funnel_id: str,
+    finding: Finding,
+    window_days: int,
+    at: datetime,
+) -> bool:
+    """A new open leak; False when the step already has one open."""
+    from_stage, to_stage, segment = finding.key
+    return bool(
+        await conn.fetchval(
+            """INSERT INTO leaks (leak_id, funnel_id, from_stage, to_stage, segment,
+                   window_days, baseline_entered, baseline_converted, current_entered,
+                   current_converted, p_value, opened_at, checked_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+               ON CONFLICT (funnel_id, from_stage, to_stage, segment)
+                   WHERE resolved_at IS NULL DO NOTHING
+               RETURNING true""",
+            leak_id,
+            funnel_id,
+            from_stage,
+            to_stage,
+            segment,
+            window_days,
+            finding.baseline.entered,
+            finding.baseline.converted,
+            finding.current.entered,
+            finding.current.converted,
+            finding.p_value,
+            at,
+        )
+    )
+
+
+async def update_leak(
+    conn: asyncpg.Connection,
+    leak_id: UUID,
+    current: Counts,
+    p_value: float,
+    at: datetime,
+    *,
+    resolved: bool,
+) -> None:
+    await conn.execute(
+        """UPDATE leaks SET current_entered = $2, current_converted = $3, p_value = $4,
+               checked_at = $5, resolved_at = CASE WHEN $6::boolean THEN $5::timestamptz END
+           WHERE leak_id = $1""",
+        leak_id,
+        current.entered,
+        current.converted,
+        p_value,
+        at,
+        resolved,
+    )
+
+
+async def leaks_of(
+    conn: asyncpg.Connection, funnel_id: str, since: datetime
+) -> list[dict[str, Any]]:
+    """Open leaks, and those resolved since `since`, newest first."""
+    rows = await conn.fetch(
+        """SELECT * FROM leaks
+           WHERE funnel_id = $1 AND (resolved_at IS NULL OR resolved_at >= $2)
+           ORDER BY opened_at DESC, leak_id""",
+        funnel_id,
+        since,
+    )
+    return [dict(r) for r in rows]
