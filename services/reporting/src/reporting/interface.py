@@ -51,6 +51,8 @@ INTERFACE = ServiceInterface(
         "/v1/funnels/{funnel_id}/interactions-before-purchase",
         "/v1/funnels/{funnel_id}/touch-effectiveness",
         "/v1/funnels/{funnel_id}/revenue",
+        "/v1/funnels/{funnel_id}/subscriptions",
+        "/v1/funnels/{funnel_id}/leaks",
         "/v1/leads/{lead_id}/timeline",
         "/workspace/api/whoami",
         "/workspace/api/{service_name}/{path:path}",
