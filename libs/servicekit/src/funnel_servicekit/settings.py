@@ -65,6 +65,11 @@ class ServiceSettings(BaseSettings):
     outbox_poll_seconds: float = Field(default=2.0, gt=0)
     consumer_max_attempts: int = Field(default=3, ge=1, description="Tries before the DLQ.")
     drain_seconds: float = Field(default=20.0, gt=0)
+    transaction_guard: bool = Field(
+        default=False,
+        description="Raise (and log) when an HTTP call, a Kafka send or SMTP happens while the "
+        "task has a database transaction open; the test stacks turn it on.",
+    )
     gc_freeze_after_startup: bool = Field(
         default=True,
         description="Freeze the objects alive after startup so that garbage collections skip "

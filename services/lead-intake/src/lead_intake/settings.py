@@ -63,7 +63,8 @@ class IntakeSettings(ServiceSettings):
     typeform_secret: SecretStr | None = None
     google_ads_key: SecretStr | None = None
     webhook_hmac_secret: SecretStr | None = Field(
-        default=None, description="Signs generic webhooks (X-Funnel-Signature: sha256=<hex>)."
+        default=None,
+        description="Signs generic webhooks (X-Funnel-Signature: t=<unix s>,v1=<hex>).",
     )
 
     # Keys the blind indexes that find people by email, phone or a name's prefix
