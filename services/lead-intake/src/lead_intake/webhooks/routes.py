@@ -65,6 +65,10 @@ def _bad_signature(field: str, message: str = "does not match") -> Problem:
     return service.bad_signature(field, message)
 
 
+def _client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
 def _payload_problem(exc: PayloadInvalid) -> Problem:
     return invalid(exc.field, exc.message, "Unexpected payload")
 
@@ -90,6 +94,7 @@ async def meta_handshake(
 @router.post("/v1/webhooks/meta", tags=["webhooks"])
 async def meta_webhook(request: Request, runtime: Runtime) -> WebhookAccepted:
     """Meta Lead Ads leadgen notifications: ids kept, fields fetched from Graph afterwards."""
+    await service.count_delivery(runtime, META, "-", _client_ip(request))
     secret = service.secret_of(runtime.settings.meta_app_secret, META)
     raw = await read_limited(request, runtime.settings.max_body_bytes)
     try:
@@ -114,6 +119,7 @@ async def _signed_body(
 ) -> bytes:
     """The body, once its `header` is a signature by one of the form's (or the service's)
     secrets for `platform`; a 401 naming the header otherwise."""
+    await service.count_delivery(runtime, platform, form_id, _client_ip(request))
     secrets = await service.form_secrets(runtime, form_id, platform, fallback)
     raw = await read_limited(request, runtime.settings.max_body_bytes)
     signature = request.headers.get(header)
@@ -152,6 +158,7 @@ async def google_ads_webhook(
 ) -> WebhookAccepted:
     """A Google Ads lead form extension webhook: its google_key checked before anything else
     (an unknown form and a bad key answer the same 401)."""
+    await service.count_delivery(runtime, GOOGLE_ADS, form_id, _client_ip(request))
     keys = await service.form_secrets(
         runtime, form_id, "google-ads", runtime.settings.google_ads_key
     )
@@ -179,6 +186,7 @@ async def generic_webhook(form_id: FormId, request: Request, runtime: Runtime) -
     """Any JSON signed with `X-Funnel-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
     "t.body">`: five minutes' tolerance, each signature taken once. The old body-only
     `sha256=<hex>` only where the form's `accept_body_only_signature` allows it."""
+    await service.count_delivery(runtime, GENERIC, form_id, _client_ip(request))
     secrets = await service.form_secrets(
         runtime, form_id, "generic", runtime.settings.webhook_hmac_secret
     )

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from funnel_servicekit.problems import Problem, field_problem, invalid, invalid_fields, not_found
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
+from lead_intake import intake_metrics
 from lead_intake.common.blind_index import BlindIndex
 from lead_intake.forms import service as forms
 from lead_intake.forms import store as forms_store
@@ -128,6 +129,18 @@ async def capture_delivery(
     except SubmissionInvalid as exc:
         raise invalid_fields(exc.errors, "Lead does not fit the form") from None
     return WebhookAccepted(lead_id=str(captured.lead_id), new_lead=captured.new_lead)
+
+
+async def count_delivery(
+    runtime: IntakeRuntime, platform: str, form_id: str, client_ip: str | None
+) -> None:
+    """One hit on the webhook limits (per source address, per form), before anything else;
+    the 429 past them."""
+    try:
+        await runtime.context.rate_limits.check_webhook(runtime.pool, platform, form_id, client_ip)
+    except Problem:
+        intake_metrics.RATE_LIMITED.labels("webhooks").inc()
+        raise
 
 
 def secret_of(value: SecretStr | None, platform: str) -> str:
