@@ -6,8 +6,9 @@ away), and a retry of the call cannot be told apart from the first. Use cases ma
 calls before they open a unit of work, or after it committed (docs/decisions/0040).
 
 `arm()` makes that checkable: every asyncpg transaction started marks the running task until
-it ends, and the HTTP client (httpx), the Kafka producer (aiokafka) and the SMTP client
-(aiosmtplib) raise `NetworkCallInTransaction` when called from a marked task. Each violation
+it ends (tasks it starts are not marked), and the HTTP client (httpx), the Kafka producer
+(aiokafka) and the SMTP client (aiosmtplib) raise `NetworkCallInTransaction` when called from
+a marked task. Each violation
 is also kept in `violations()` and logged, because a loop that retries any error would
 otherwise swallow the exception: the tests fail on what was kept. Services arm it when
 `FUNNEL_TRANSACTION_GUARD` is true (the test stacks set it); production leaves it off.
@@ -15,19 +16,22 @@ otherwise swallow the exception: the tests fail on what was kept. Services arm i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
 import traceback
+import weakref
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from typing import Any
 
 log = logging.getLogger(__name__)
 MARKER = "network call inside a database transaction"
 
-# The ids of the transactions the running task has open (savepoints included).
-_open: ContextVar[tuple[int, ...]] = ContextVar("funnel_open_transactions", default=())
+# The ids of the transactions each task has open (savepoints included). Per task, not a
+# context variable: a task started inside a transaction (which copies the context) is not
+# inside it, and must not stay marked after it ended.
+_open: weakref.WeakKeyDictionary[asyncio.Task[Any], list[int]] = weakref.WeakKeyDictionary()
 _violations: list[str] = []
 _armed = False
 
@@ -36,8 +40,16 @@ class NetworkCallInTransaction(RuntimeError):
     """A network call was made while the calling task had a database transaction open."""
 
 
+def _task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running loop
+        return None
+
+
 def in_transaction() -> bool:
-    return bool(_open.get())
+    task = _task()
+    return task is not None and bool(_open.get(task))
 
 
 def violations() -> list[str]:
@@ -51,7 +63,7 @@ def clear() -> None:
 
 def check(what: str) -> None:
     """Raise (and keep) a violation when the running task has a transaction open."""
-    if not _armed or not _open.get():
+    if not _armed or not in_transaction():
         return
     where = "".join(traceback.format_stack(limit=12)[:-2])
     _violations.append(f"{what}\n{where}")
@@ -73,7 +85,9 @@ def _tracked_start(start: Callable[..., Awaitable[None]]) -> Callable[..., Await
     @functools.wraps(start)
     async def tracked(self: Any) -> None:
         await start(self)
-        _open.set((*_open.get(), id(self)))
+        task = _task()
+        if task is not None:
+            _open.setdefault(task, []).append(id(self))
 
     return tracked
 
@@ -84,7 +98,10 @@ def _tracked_end(end: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable
         try:
             await end(self)
         finally:
-            _open.set(tuple(t for t in _open.get() if t != id(self)))
+            task = _task()
+            held = _open.get(task) if task is not None else None
+            if held is not None and id(self) in held:
+                held.remove(id(self))
 
     return tracked
 
