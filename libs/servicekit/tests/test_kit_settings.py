@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 
 import pytest
@@ -79,3 +80,12 @@ def test_env_vars_are_read_with_the_funnel_prefix(monkeypatch: pytest.MonkeyPatc
 def test_unsafe_schema_names_are_refused(schema: str) -> None:
     with pytest.raises(ValidationError):
         ServiceSettings(db_schema=schema)
+
+
+def test_production_accepts_the_admin_key_as_a_hash_alone() -> None:
+    """A pod may carry only the hash (it checks keys, it never sends the admin key)."""
+    digest = hashlib.sha256(secrets.token_urlsafe(24).encode()).hexdigest()
+    settings = ServiceSettings(environment="production", admin_api_key_sha256=digest)
+    assert (settings.admin_api_key, settings.admin_api_key_sha256) == (None, digest)
+    with pytest.raises(ValidationError, match="admin_api_key_sha256"):
+        ServiceSettings(environment="production", admin_api_key_sha256="not-a-hash")

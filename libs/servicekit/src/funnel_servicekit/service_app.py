@@ -131,6 +131,7 @@ def create_service_app(
         settings.admin_api_key.get_secret_value() if settings.admin_api_key else None,
         key_lookup,
         {k.sha256: Principal(k.name, k.scopes) for k in settings.api_keys},
+        admin_sha256=settings.admin_api_key_sha256,
     )
     install_problem_handlers(app)
     app.include_router(health.router)
