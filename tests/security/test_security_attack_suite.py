@@ -27,6 +27,7 @@ from funnel_devstack.stack import Stack
 from lead_intake.app import create_app
 from lead_intake.settings import IntakeSettings
 from lead_intake.webhooks.models import timed_signature
+from tests.integration.notifier_harness import notifier_harness
 from tests.integration.test_intake_harness import ADMIN, Intake, running_intake
 from tests.security.test_auth_matrix import PUBLIC
 
@@ -241,6 +242,47 @@ async def test_every_webhook_refuses_missing_wrong_replayed_and_expired_signatur
         lambda: "pending leads",
     )
     print(f"attack suite, webhook signatures: {tally.cases} cases, {len(tally.failures)} failures")
+    assert tally.failures == []
+
+
+NOTIFIER_POSTS = sorted(p for s, m, p in PUBLIC if s == "notifier" and m == "POST")
+
+
+async def test_bad_bodies_and_forged_tokens_on_the_notifier_s_public_posts(
+    fresh_dsn: str, infra: Stack
+) -> None:
+    """The notifier's public POST routes (RFC 8058 one-click): any body with a forged or
+    mangled token is a 4xx problem, never a 5xx, and nothing changes."""
+    assert NOTIFIER_POSTS, "the auth matrix lists the notifier's public POST routes"
+    tally = Tally()
+    tokens = ["x", "A" * 5000, "..%2F..%2Fetc", "e30.e30.e30", "%00"]
+    async with notifier_harness(fresh_dsn, infra.kafka_bootstrap) as h, h.api() as api:
+        before = await h.pool.fetchval("SELECT count(*) FROM outbox")
+        for path in NOTIFIER_POSTS:
+            for token in tokens:
+                for name, body, content_type in [
+                    (
+                        "one-click",
+                        b"List-Unsubscribe=One-Click",
+                        "application/x-www-form-urlencoded",
+                    ),
+                    *_bad_bodies(),
+                ]:
+                    r = await api.post(
+                        path.replace("{token}", token),
+                        content=body,
+                        headers={"content-type": content_type, "authorization": ""},
+                    )
+                    tally.check(
+                        f"{path} {token[:12]} {name}",
+                        400 <= r.status_code < 500,
+                        lambda r=r: f"{r.status_code} {r.text[:200]}",
+                    )
+        after = await h.pool.fetchval("SELECT count(*) FROM outbox")
+    tally.check("nothing emitted", after == before, lambda: f"{before} -> {after}")
+    print(
+        f"attack suite, notifier public posts: {tally.cases} cases, {len(tally.failures)} failures"
+    )
     assert tally.failures == []
 
 
