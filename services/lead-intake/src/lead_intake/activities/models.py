@@ -112,11 +112,12 @@ def activity_event(
     activity_type: str,
     occurred_at: datetime,
     recorded_at: datetime,
-    visitor_id: str | None,
     order_id: str | None,
     details: dict[str, Any],
 ) -> ActivityRecorded:
-    """The contract event of a stored activity (also of one linked later to its visitor)."""
+    """The contract event of a stored activity (also of one linked later to its visitor).
+
+    Neither the visitor id nor the page's query string is in it (decision 0043)."""
     utm = details.get("utm")
     amount = details.get("amount")
     return ActivityRecorded(
@@ -125,7 +126,6 @@ def activity_event(
         activity_type=activity_type,
         occurred_at=occurred_at,
         recorded_at=recorded_at,
-        # Neither the visitor id nor the page's query string leaves intake (decision 0043).
         page_url=page_address(details.get("page_url")),
         utm=Utm.model_validate(utm) if utm else None,
         amount=Decimal(amount) if amount is not None else None,
