@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from funnel_devstack.stack import Stack, StackPorts
+from funnel_servicekit import transaction_guard
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
@@ -87,8 +88,35 @@ def _keep_logs(stack: Stack, name: str) -> None:
 def stop_stack(stack: Stack, name: str) -> None:
     _keep_logs(stack, name)
     stack.down()
+    guarded = _network_calls_in_transactions(stack)
     shutil.rmtree(stack.root, ignore_errors=True)  # the logs were kept in tests/artifacts
+    assert not guarded, f"{transaction_guard.MARKER}: {guarded[:5]}"
+
+
+def _network_calls_in_transactions(stack: Stack) -> list[str]:
+    """Lines the services' transaction guard logged (they run with it armed, see below)."""
+    return [
+        f"{log.name}: {line[:300]}"
+        for log in stack.logs.glob("*.log")
+        for line in log.read_text(errors="replace").splitlines()
+        if transaction_guard.MARKER in line
+    ]
 
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("FUNNEL_ENVIRONMENT", "test")
+    # Every service the tests start, in this process or as a child, has the guard armed: an
+    # HTTP call, a Kafka send or SMTP inside a database transaction raises and is recorded.
+    os.environ.setdefault("FUNNEL_TRANSACTION_GUARD", "true")
+    transaction_guard.arm()
+
+
+@pytest.fixture(autouse=True)
+def _no_network_call_in_a_transaction() -> Iterator[None]:
+    """Fails the test when anything in this process called out with a transaction open (a
+    loop that retries every error would otherwise hide it)."""
+    transaction_guard.clear()
+    yield
+    found = transaction_guard.violations()
+    transaction_guard.clear()
+    assert not found, f"{transaction_guard.MARKER}:\n" + "\n".join(found)

@@ -37,6 +37,23 @@ ERASED = {
 KEPT_EMAIL = "wendeline.ostrakova@example.net"
 KEPT = {"email": KEPT_EMAIL, "first name": "Wendeline", "phone E.164": "+46731234599"}
 VISITOR = "zq-visitor-0001"
+# Unique markers in every other field that can name a person (docs/decisions/0043): the
+# query strings of the landing page, the referrer and an activity's page, and the visitor id.
+# None may be readable in the clear on a topic even before the erasure, nor anywhere after.
+MARKERS = {
+    "landing page query": "zqmarklanding7731",
+    "referrer query": "zqmarkreferrer7732",
+    "activity page query": "zqmarkpage7733",
+    "visitor id": VISITOR,
+}
+LANDING = (
+    f"https://shop.example.com/spring?email=zq%40example.org&gclid={MARKERS['landing page query']}"
+)
+REFERRER = f"https://news.example.net/issue?reader={MARKERS['referrer query']}"
+PAGE = f"https://shop.example.com/spring?name=zelphira&click={MARKERS['activity page query']}"
+# The consent text is the form's (it stays in the form's definition): sealed on the topics,
+# gone from them with the person's key.
+CONSENT_MARKER = "zqmarkconsent7734"
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +83,7 @@ async def _walk_the_whole_funnel(client: StackClient) -> str:
     await _activities(
         client,
         [{"type": "page_view", "occurred_at": (now - timedelta(minutes=5)).isoformat(),
-          "visitor_id": VISITOR, "page_url": "https://shop.example.com/spring"}],
+          "visitor_id": VISITOR, "page_url": PAGE}],
     )  # fmt: skip
     posted = await client.post_form(
         {
@@ -75,6 +92,9 @@ async def _walk_the_whole_funnel(client: StackClient) -> str:
             "first_name": "Zelphira",
             "last_name": "Quandtmoor",
             "visitor_id": VISITOR,
+            "landing_page": LANDING,
+            "referrer": REFERRER,
+            "consent": True,
             "utm_source": "newsletter",
             "utm_campaign": "privacy-spring",
         },
@@ -132,6 +152,17 @@ async def test_an_erased_person_is_readable_nowhere_and_others_still_get_their_e
     stack: Stack,
 ) -> None:
     client = StackClient(stack)
+    async with httpx.AsyncClient(
+        base_url=stack.url("lead-intake"), headers=client.auth, timeout=30
+    ) as c:
+        consent = await c.patch(
+            "/v1/forms/demo",
+            json={
+                "consent_text": f"Yes, email me offers ({CONSENT_MARKER}).",
+                "consent_categories": ["marketing"],
+            },
+        )
+        assert consent.status_code == 200, consent.text
     lead_id = await _walk_the_whole_funnel(client)
     await _applied_everywhere(client, lead_id)
 
@@ -139,14 +170,24 @@ async def test_an_erased_person_is_readable_nowhere_and_others_still_get_their_e
     key = keys_before[next(k for k in keys_before if str(k) == lead_id)]
     # The key as a dump writes bytea (hex), and as the key API sends it (base64url).
     key_forms = {key.hex(), base64.urlsafe_b64encode(key).rstrip(b"=").decode()}
-    before = await scan(stack, [*ERASED.values(), *key_forms])
+    before = await scan(stack, [*ERASED.values(), *MARKERS.values(), CONSENT_MARKER, *key_forms])
     # The scan sees them where they rest until the erasure (intake's lead, the notifier's
     # contact), and through the person's key in the sealed lead events on the topic...
     assert {ERASED_EMAIL, "+46708682491", "Zelphira", "Quandtmoor"} <= before.tables
     assert {ERASED_EMAIL, "+46708682491", "Zelphira", "Quandtmoor"} <= before.topics_opened
     assert before.opened_events >= 1
-    # ...but never in the clear on a topic, even now.
+    # The other fields travel sealed (full URLs, visitor id, consent text)...
+    sealed_markers = {
+        MARKERS["landing page query"],
+        MARKERS["referrer query"],
+        VISITOR,
+        CONSENT_MARKER,
+    }
+    assert sealed_markers <= before.topics_opened, before.report()
+    # ...but nothing is ever in the clear on a topic, even now (an activity's query string
+    # never leaves intake at all).
     assert before.topics_plain == {}, before.report()
+    assert MARKERS["activity page query"] not in before.topics_opened
     assert key.hex() in before.tables  # the scan would find the key, too
 
     async with httpx.AsyncClient(
@@ -171,9 +212,14 @@ async def test_an_erased_person_is_readable_nowhere_and_others_still_get_their_e
     assert await eventually(welcomed, lambda n: n >= 1) >= 1
     assert "Wendeline" in _mail_to(stack, KEPT_EMAIL)[0].get_body(("plain",)).get_content()
 
-    after = await scan(stack, [*ERASED.values(), *KEPT.values(), *key_forms])
-    erased_found = after.anywhere() & (set(ERASED.values()) | key_forms)
+    after = await scan(
+        stack, [*ERASED.values(), *KEPT.values(), *MARKERS.values(), CONSENT_MARKER, *key_forms]
+    )
+    erased_found = after.anywhere() & (set(ERASED.values()) | set(MARKERS.values()) | key_forms)
     assert erased_found == set(), after.report()
+    # The form's consent text stays in its definition, and on no topic in any readable form.
+    on_topics = after.topics_opened.union(*after.topics_plain.values())
+    assert CONSENT_MARKER not in on_topics, after.report()
     # The same scan still sees the person who was not erased, in a table and on the topic.
     assert {KEPT_EMAIL, "Wendeline", "+46731234599"} <= after.tables
     assert {KEPT_EMAIL, "Wendeline", "+46731234599"} <= after.topics_opened

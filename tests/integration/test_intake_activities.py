@@ -144,7 +144,9 @@ async def test_anonymous_visits_are_linked_when_the_visitor_fills_a_form(intake:
     assert later.json()["pending"] == 0
     events = await intake.events()
     assert isinstance(events[0], LeadCapturedV2)
-    assert events[0].visitor_id == VISITOR
+    assert events[0].visitor_id is None  # a visitor id names a browser: sealed only
+    assert (await intake.person(events[0])).visitor_id == VISITOR
+    assert all(e.visitor_id is None for e in events[1:])  # type: ignore[attr-defined]
     activities = events[1:]
     assert [e.activity_type for e in activities] == ["page_view", "pricing_viewed", "cart_created"]  # type: ignore[attr-defined]
     assert all(str(e.lead_id) == lead_id for e in activities)

@@ -74,11 +74,17 @@ async def test_json_post_captures_a_normalized_lead_with_its_touch(intake: Intak
         "cpc",
         "spring-sale",
     )
-    assert event.referrer == "https://www.google.com/"
+    # In the clear: the pages' host and path, the consent's categories; the rest sealed.
+    assert (event.landing_page, event.referrer) == ("shop.example.com/spring", "www.google.com/")
+    assert event.visitor_id is None
+    assert person.landing_page == "https://shop.example.com/spring?utm_source=google&utm_medium=cpc"
+    assert person.referrer == "https://www.google.com/"
+    assert b"utm_medium=cpc" not in event.model_dump_json().encode()
     assert person.custom_fields == {"company_size": "11-50"}
     assert event.qualification == {"budget": "10k"}
     assert event.consent is not None
-    assert event.consent.text == "Send me offers by email."
+    assert event.consent.text == ""
+    assert person.consent_text == "Send me offers by email."
     assert event.consent.categories == ("marketing",)
     row = await intake.pool.fetchrow("SELECT user_agent, ip_truncated FROM submissions")
     assert row["user_agent"] == "Mozilla/5.0 test"
@@ -167,7 +173,10 @@ async def test_a_plain_html_form_post_is_redirected_to_the_thank_you_page(intake
     assert response.headers["location"] == "https://shop.example.com/thanks"
     [event] = await intake.events()
     assert isinstance(event, LeadCapturedV2)
-    assert event.landing_page == "https://shop.example.com/spring?utm_medium=print"
+    assert event.landing_page == "shop.example.com/spring"  # the full URL is sealed
+    assert (await intake.person(event)).landing_page == (
+        "https://shop.example.com/spring?utm_medium=print"
+    )
     assert (event.utm.source, event.utm.medium) == ("flyer", "print")
 
 
@@ -338,7 +347,8 @@ async def test_consent_required_by_the_form_is_enforced(intake: Intake) -> None:
     [event] = await intake.events()
     assert isinstance(event, LeadCapturedV2)
     assert event.consent is not None
-    assert event.consent.text == "I agree."
+    assert event.consent.text == ""  # the text the person saw travels sealed
+    assert (await intake.person(event)).consent_text == "I agree."
     assert isinstance(event.consent.given_at, datetime)
 
 

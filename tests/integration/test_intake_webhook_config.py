@@ -8,6 +8,7 @@ import copy
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 from funnel_devstack.stack import Stack
 from lead_intake.settings import IntakeSettings
+from lead_intake.webhooks.models import timed_signature
 from lead_intake.webhooks.worker import MetaFetcher
 from tests.integration.test_intake_harness import ADMIN, Intake, running_intake
 from tests.integration.test_intake_webhooks import (
@@ -215,7 +217,9 @@ async def test_a_form_secret_replaces_the_service_wide_one_and_rotates_with_grac
     async def deliver(n: int, secret: str) -> int:
         body = json.dumps({"id": f"evt-{n}", "contact": {"email": f"p{n}@example.com"}}).encode()
         response = await intake.client.post(
-            url, content=body, headers={"x-funnel-signature": _hex(secret, body)}
+            url,
+            content=body,
+            headers={"x-funnel-signature": timed_signature(secret, body, int(time.time()))},
         )
         return response.status_code
 

@@ -11,6 +11,7 @@ import hmac
 import http.server
 import json
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, cast
 
@@ -24,9 +25,10 @@ from funnel_devstack.stack import Stack
 from funnel_servicekit.runtime import Worker, supervise
 from lead_intake.settings import IntakeSettings
 from lead_intake.webhooks import service as meta_service
+from lead_intake.webhooks.models import timed_signature
 from lead_intake.webhooks.worker import LEASE_SECONDS, MetaFetcher
 from tests.integration.kit_support import CrashingPool, eventually
-from tests.integration.test_intake_harness import Intake, running_intake
+from tests.integration.test_intake_harness import ADMIN, Intake, running_intake
 
 pytestmark = pytest.mark.integration
 META_SECRET = "meta-app-secret-0123456789"
@@ -566,6 +568,10 @@ async def test_google_ads_leads_are_checked_by_google_key(intake: Intake) -> Non
     assert await intake.val("SELECT is_test FROM leads WHERE id = $1", event.lead_id) is True
 
 
+def _timed(secret: str, body: bytes, at: float | None = None) -> str:
+    return timed_signature(secret, body, int(time.time() if at is None else at))
+
+
 async def test_a_generic_hmac_webhook_maps_dotted_paths(intake: Intake) -> None:
     payload = {
         "id": "evt_1001",
@@ -577,18 +583,18 @@ async def test_a_generic_hmac_webhook_maps_dotted_paths(intake: Intake) -> None:
     bad = await intake.client.post(
         "/v1/forms/partner/webhooks/generic",
         content=body,
-        headers={"x-funnel-signature": _hex("x", body)},
+        headers={"x-funnel-signature": _timed("x", body)},
     )
     ok = await intake.client.post(
         "/v1/forms/partner/webhooks/generic",
         content=body,
-        headers={"x-funnel-signature": _hex(HMAC_SECRET, body)},
+        headers={"x-funnel-signature": _timed(HMAC_SECRET, body)},
     )
     broken = json.dumps({"id": "evt_1002", "contact": {"email": "not-an-email"}}).encode()
     refused = await intake.client.post(
         "/v1/forms/partner/webhooks/generic",
         content=broken,
-        headers={"x-funnel-signature": _hex(HMAC_SECRET, broken)},
+        headers={"x-funnel-signature": _timed(HMAC_SECRET, broken)},
     )
 
     assert bad.status_code == 401
@@ -604,3 +610,165 @@ async def test_a_generic_hmac_webhook_maps_dotted_paths(intake: Intake) -> None:
         "Pat",
         "partner-site",
     )
+
+
+def _generic_body(n: int) -> bytes:
+    return json.dumps({"id": f"evt_{n}", "contact": {"email": f"signed{n}@example.com"}}).encode()
+
+
+async def test_a_generic_signature_is_taken_once_within_five_minutes(intake: Intake) -> None:
+    url = "/v1/forms/partner/webhooks/generic"
+
+    async def post(body: bytes, signature: str | None) -> httpx.Response:
+        headers = {} if signature is None else {"x-funnel-signature": signature}
+        return await intake.client.post(url, content=body, headers=headers)
+
+    now = time.time()
+    first, second = _generic_body(1), _generic_body(2)
+    signed = _timed(HMAC_SECRET, first, now)
+    ok = await post(first, signed)
+    replayed = await post(first, signed)
+    old = await post(second, _timed(HMAC_SECRET, second, now - 301))
+    ahead = await post(second, _timed(HMAC_SECRET, second, now + 301))
+    edge = await post(second, _timed(HMAC_SECRET, second, now - 290))
+    missing = await post(_generic_body(3), None)
+    other_body = await post(_generic_body(3), signed)  # a signature of another body
+    # Re-signing the same delivery (a sender's retry) is a new signature: taken, same lead.
+    retried = await post(first, _timed(HMAC_SECRET, first, now + 1))
+
+    assert ok.status_code == 200, ok.text
+    assert (replayed.status_code, replayed.json()["errors"]) == (
+        401,
+        [{"field": "X-Funnel-Signature", "message": "already used (a replay)"}],
+    )
+    assert (old.status_code, ahead.status_code) == (401, 401)
+    assert old.json()["errors"][0]["message"].startswith("expired")
+    assert edge.status_code == 200, edge.text
+    assert (missing.status_code, other_body.status_code) == (401, 401)
+    assert retried.status_code == 200
+    assert retried.json()["lead_id"] == ok.json()["lead_id"]
+    assert len(await intake.events()) == 2  # the first lead and the edge one; nothing else
+    assert await intake.count("webhook_signatures_used") == 3
+
+
+async def test_a_body_only_signature_only_where_the_form_allows_it(intake: Intake) -> None:
+    url = "/v1/forms/partner/webhooks/generic"
+    body = _generic_body(7)
+    legacy = {"x-funnel-signature": _hex(HMAC_SECRET, body)}
+
+    new_form = await intake.client.post(url, content=body, headers=legacy)
+    allowed = await intake.client.patch(
+        "/v1/forms/partner", json={"accept_body_only_signature": True}, headers=ADMIN
+    )
+    allowed_post = await intake.client.post(url, content=body, headers=legacy)
+    bad_legacy = await intake.client.post(
+        url, content=body, headers={"x-funnel-signature": _hex("wrong", body)}
+    )
+
+    assert new_form.status_code == 401
+    assert new_form.json()["errors"][0]["field"] == "X-Funnel-Signature"
+    assert allowed.status_code == 200, allowed.text
+    assert allowed.json()["accept_body_only_signature"] is True
+    assert allowed_post.status_code == 200, allowed_post.text
+    assert bad_legacy.status_code == 401
+    assert len(await intake.events()) == 1
+
+
+def _problem(response: httpx.Response) -> tuple[int, str, Any]:
+    body = response.json()
+    return response.status_code, body["type"], body["errors"]
+
+
+async def test_an_unknown_form_and_a_bad_key_answer_the_same_401(intake: Intake) -> None:
+    """Nothing about a form (whether it exists, its payload rules) answers before the key."""
+    client = intake.client
+    bad_google = {**GOOGLE_PAYLOAD, "google_key": "nope"}
+    google_known = await client.post("/v1/forms/google/webhooks/google-ads", json=bad_google)
+    google_unknown = await client.post("/v1/forms/no-such/webhooks/google-ads", json=bad_google)
+    google_garbage = await client.post(
+        "/v1/forms/google/webhooks/google-ads",
+        content=b'{"user_column_data": 5, "google_key": "nope"}',
+        headers={"content-type": "application/json"},
+    )
+    google_truncated = await client.post(
+        "/v1/forms/no-such/webhooks/google-ads", content=b'{"lead_id": "x", "goo'
+    )
+    body = _generic_body(9)
+    generic_known = await client.post(
+        "/v1/forms/partner/webhooks/generic",
+        content=body,
+        headers={"x-funnel-signature": _timed("wrong", body)},
+    )
+    generic_unknown = await client.post(
+        "/v1/forms/no-such/webhooks/generic",
+        content=body,
+        headers={"x-funnel-signature": _timed("wrong", body)},
+    )
+    typeform_known = await client.post(
+        "/v1/forms/typeform/webhooks/typeform",
+        content=b"{}",
+        headers={"typeform-signature": "sha256=AAAA"},
+    )
+    typeform_unknown = await client.post(
+        "/v1/forms/no-such/webhooks/typeform",
+        content=b"{}",
+        headers={"typeform-signature": "sha256=AAAA"},
+    )
+    # Signed right for an unknown form (the service-wide secret): only now a 404.
+    generic_signed_unknown = await client.post(
+        "/v1/forms/no-such/webhooks/generic",
+        content=body,
+        headers={"x-funnel-signature": _timed(HMAC_SECRET, body)},
+    )
+    google_right_key_bad_payload = await client.post(
+        "/v1/forms/google/webhooks/google-ads",
+        content=b'{"user_column_data": 5, "google_key": "' + GOOGLE_KEY.encode() + b'"}',
+    )
+
+    google_401 = (
+        401,
+        "urn:funnel:problem:bad-signature",
+        [{"field": "google_key", "message": "does not match"}],
+    )
+    assert _problem(google_known) == google_401
+    assert _problem(google_unknown) == google_401
+    assert _problem(google_garbage) == google_401
+    assert _problem(google_truncated) == google_401
+    assert _problem(generic_known) == _problem(generic_unknown)
+    assert _problem(generic_known)[0] == 401
+    assert _problem(typeform_known) == _problem(typeform_unknown)
+    assert _problem(typeform_known)[0] == 401
+    assert generic_signed_unknown.status_code == 404
+    assert google_right_key_bad_payload.status_code == 422
+    assert await intake.count("outbox") == 0
+
+
+async def test_with_no_secret_anywhere_every_form_answers_401(fresh_dsn: str, infra: Stack) -> None:
+    """No service-wide secret: a form with one of its own and an unknown form look alike."""
+    async with running_intake(fresh_dsn, infra.kafka_bootstrap) as running:
+        await running.create_form("own-secret", field_map={"contact.email": "email"})
+        rotated = await running.client.post(
+            "/v1/forms/own-secret/webhook-secrets/generic",
+            json={"secret": "own-secret-value-0001"},
+            headers=ADMIN,
+        )
+        assert rotated.status_code == 200, rotated.text
+        body = _generic_body(11)
+        answers = [
+            await running.client.post(
+                f"/v1/forms/{form_id}/webhooks/{platform}",
+                content=body,
+                headers={"x-funnel-signature": _timed("guess", body), "typeform-signature": "x"},
+            )
+            for form_id in ("own-secret", "no-such")
+            for platform in ("generic", "typeform", "google-ads")
+        ]
+        ok = await running.client.post(
+            "/v1/forms/own-secret/webhooks/generic",
+            content=body,
+            headers={"x-funnel-signature": _timed("own-secret-value-0001", body)},
+        )
+
+    assert [a.status_code for a in answers] == [401] * 6
+    assert [_problem(a) for a in answers[:3]] == [_problem(a) for a in answers[3:]]
+    assert ok.status_code == 200, ok.text

@@ -16,7 +16,7 @@ from tests.integration.kit_support import unique
 
 pytestmark = pytest.mark.integration
 
-KIT = ["kit/0001_outbox_inbox"]
+KIT = ["kit/0001_outbox_inbox", "kit/0002_rate_limit_buckets"]
 
 
 @pytest.fixture
@@ -66,6 +66,7 @@ async def test_applying_twice_applies_nothing_the_second_time(
     )
     assert await migrations.pending(conn, schema, service) == [
         "kit/0001",
+        "kit/0002",
         "service/0001",
         "service/0002",
     ]
@@ -78,6 +79,7 @@ async def test_applying_twice_applies_nothing_the_second_time(
     assert await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".outbox') is not None
     assert await ledger(conn, schema) == [
         ("kit", 1, "outbox_inbox"),
+        ("kit", 2, "rate_limit_buckets"),
         ("service", 1, "leads"),
         ("service", 2, "counter"),
     ]
@@ -103,7 +105,11 @@ async def test_an_edited_applied_migration_is_refused(
         await migrations.apply(conn, schema, service)
     # Nothing after the edited file ran, and the lock was released (apply works once fixed).
     assert await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".after_edit') is None
-    assert await ledger(conn, schema) == [("kit", 1, "outbox_inbox"), ("service", 1, "leads")]
+    assert await ledger(conn, schema) == [
+        ("kit", 1, "outbox_inbox"),
+        ("kit", 2, "rate_limit_buckets"),
+        ("service", 1, "leads"),
+    ]
     write(service, {"0001_leads.sql": "CREATE TABLE leads (id uuid);"})
     assert await migrations.apply(conn, schema, service) == ["service/0002_after"]
 
@@ -145,7 +151,7 @@ async def test_concurrent_applies_on_a_fresh_schema_apply_each_file_once(
         applied = [name for result in results for name in result]  # type: ignore[union-attr]
         assert sorted(applied) == sorted([*KIT, "service/0001_slow", "service/0002_count"])
         assert await conns[0].fetchval(f'SELECT count(*) FROM "{schema}".once') == 1  # noqa: S608
-        assert len(await ledger(conns[0], schema)) == 3
+        assert len(await ledger(conns[0], schema)) == len(KIT) + 2
         # Every session released the migration lock.
         held = await conns[0].fetchval(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = ANY($1::int[])",

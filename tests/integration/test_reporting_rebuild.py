@@ -99,7 +99,7 @@ async def _rebuild(stack: Stack, *extra: str) -> str:
         "reporting",
         "rebuild",
         *extra,
-        env={**os.environ, **stack.service_env("reporting")},
+        env={**os.environ, **stack.command_env("reporting")},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )

@@ -489,7 +489,7 @@ async def test_the_rebuild_writes_the_same_timeline(world) -> None:  # type: ign
         "rebuild",
         "--schema",
         "reporting_timeline_rebuild",
-        env={**os.environ, **stack.service_env("reporting")},
+        env={**os.environ, **stack.command_env("reporting")},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )

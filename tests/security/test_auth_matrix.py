@@ -17,6 +17,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from funnel_servicekit.auth import route_scopes
 from lead_intake.app import create_app as intake_app
 from lead_intake.settings import IntakeSettings
 from notifier.app import create_app as notifier_app
@@ -60,6 +61,29 @@ FACTORIES: dict[str, Callable[[], FastAPI]] = {
     "notifier": lambda: notifier_app(NotifierSettings(admin_api_key=ADMIN, api_keys=KEYS)),
     "reporting": lambda: reporting_app(ReportingSettings(admin_api_key=ADMIN, api_keys=KEYS)),
 }
+
+
+def _required_scopes() -> dict[tuple[str, str, str], frozenset[str]]:
+    """(service, METHOD, path) -> the scopes its route requires, read from the code."""
+    found = {}
+    for service, factory in FACTORIES.items():
+        for route, scopes in route_scopes(factory()).items():
+            methods, path = route.split(" ", 1)
+            for method in methods.split(","):
+                found[(service, method, path)] = frozenset(map(str, scopes))
+    return found
+
+
+REQUIRED = _required_scopes()
+# A key holding exactly the scopes of each route (one key per distinct set): the right key.
+RIGHT_KEYS = {
+    scopes: f"fk_right_{i}_" + hashlib.sha256(str(sorted(scopes)).encode()).hexdigest()[:24]
+    for i, scopes in enumerate(sorted(set(REQUIRED.values()), key=sorted))
+}
+KEYS += [
+    {"name": f"right-{i}", "sha256": hashlib.sha256(key.encode()).hexdigest(), "scopes": sorted(s)}
+    for i, (s, key) in enumerate(RIGHT_KEYS.items())
+]
 SAMPLE = {
     "form_id": "demo",
     "funnel_id": "digital-sales",
@@ -100,6 +124,16 @@ def test_without_a_key_401(service: str, method: str, path: str) -> None:
     response = _call(service, method, path, {})
     assert response.status_code == 401, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize(("service", "method", "path"), GUARDED, ids=lambda v: str(v))
+def test_with_the_right_key_the_guard_lets_it_through(service: str, method: str, path: str) -> None:
+    """A key with exactly the route's scopes passes the guard (what follows, with no
+    database here, may refuse the request, but not for its key)."""
+    scopes = REQUIRED.get((service, method, path))
+    assert scopes, f"{method} {path}: guarded, yet its route declares no scope"
+    response = _call(service, method, path, {"Authorization": f"Bearer {RIGHT_KEYS[scopes]}"})
+    assert response.status_code not in (401, 403), response.text
 
 
 @pytest.mark.parametrize(("service", "method", "path"), GUARDED, ids=lambda v: str(v))

@@ -185,3 +185,22 @@ def test_routes_inside_included_routers_are_checked_too() -> None:
     assert [r.path for r in api_routes(app)] == ["/inner"]
     with pytest.raises(RuntimeError, match="GET /inner requires unknown scopes: touches:admn"):
         check_route_scopes(app)
+
+
+def test_the_admin_key_checked_by_its_hash_alone() -> None:
+    """A service given only FUNNEL_ADMIN_API_KEY_SHA256 accepts the admin key, holding none."""
+    app = FastAPI()
+    app.state.auth = ApiKeyAuth(None, None, admin_sha256=hash_key(ADMIN_KEY))
+    install_problem_handlers(app)
+
+    @app.get("/reports")
+    async def reports(who: Reader) -> dict[str, str]:
+        return {"who": who.name}
+
+    with TestClient(app) as c:
+        ok = c.get("/reports", headers=_bearer(ADMIN_KEY))
+        the_hash = c.get("/reports", headers=_bearer(hash_key(ADMIN_KEY)))
+        other = c.get("/reports", headers=_bearer(READER_KEY))
+    assert (ok.status_code, ok.json()) == (200, {"who": "admin"})
+    assert the_hash.status_code == 401  # the hash is not a key
+    assert other.status_code == 401

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 
 import pytest
@@ -123,3 +124,12 @@ async def test_kafka_clients_are_plaintext_by_default_and_tls_with_scram_when_to
     settings = ServiceSettings()
     assert settings.kafka_sasl_username == "stage-tracker"
     assert client_security(settings)["sasl_plain_username"] == "stage-tracker"
+
+
+def test_production_accepts_the_admin_key_as_a_hash_alone() -> None:
+    """A pod may carry only the hash (it checks keys, it never sends the admin key)."""
+    digest = hashlib.sha256(secrets.token_urlsafe(24).encode()).hexdigest()
+    settings = ServiceSettings(environment="production", admin_api_key_sha256=digest)
+    assert (settings.admin_api_key, settings.admin_api_key_sha256) == (None, digest)
+    with pytest.raises(ValidationError, match="admin_api_key_sha256"):
+        ServiceSettings(environment="production", admin_api_key_sha256="not-a-hash")

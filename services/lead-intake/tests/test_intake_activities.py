@@ -67,6 +67,7 @@ def test_the_event_carries_what_was_stored() -> None:
         currency="SEK",
         order_id="o1",
         utm={"source": "mail"},
+        page_url="https://shop.example.com/checkout?email=ada%40example.com",
         properties={"sku": "A1"},  # type: ignore[arg-type]
     )
     lead_id, activity_id = uuid4(), uuid4()
@@ -76,10 +77,12 @@ def test_the_event_carries_what_was_stored() -> None:
         activity_type=activity.type,
         occurred_at=T,
         recorded_at=T,
-        visitor_id=None,
         order_id="o1",
         details=activity.details(),
     )
+    # The page's host and path only: its query string may name the person.
+    assert event.page_url == "shop.example.com/checkout"
+    assert event.visitor_id is None
     assert (event.amount, event.currency, event.order_id) == (Decimal("9.5"), "SEK", "o1")
     assert event.utm is not None
     assert event.utm.source == "mail"

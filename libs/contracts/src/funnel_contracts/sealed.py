@@ -40,6 +40,13 @@ class PersonalData(BaseModel):
     first_name: str | None = None
     last_name: str | None = None
     custom_fields: dict[str, str] = Field(default_factory=dict)
+    # What can name a person beside their contact details: the pages' full addresses (query
+    # strings carry emails, names and click ids), the visitor id, the consent text they saw.
+    # The events carry only the pages' host and path in the clear (`page_address`).
+    landing_page: str | None = None
+    referrer: str | None = None
+    visitor_id: str | None = None
+    consent_text: str | None = None
 
 
 def new_data_key() -> bytes:

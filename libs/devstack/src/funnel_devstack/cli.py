@@ -237,7 +237,7 @@ def cmd_report_rebuild(args: argparse.Namespace) -> int:
         sig = signal.SIGINT if running.get("signal") == "SIGINT" else signal.SIGTERM
         terminate(running["pid"], timeout=30, sig=sig)
         print("stopped reporting for the swap")
-    env = {**os.environ, **stack.service_env("reporting")}
+    env = {**os.environ, **stack.command_env("reporting")}
     code = subprocess.run(command, env=env, check=False).returncode
     if stopped:
         stack.start_service("reporting")

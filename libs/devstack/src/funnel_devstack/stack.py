@@ -7,6 +7,7 @@ developer runs: fresh data folders and free ports in tests, `.funnel/` and fixed
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import secrets
@@ -16,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 
@@ -63,6 +65,16 @@ class StackPorts:
             {name: free_port() for name in SERVICES},
         )
 
+
+# Each service's own database role: rows of its own schema, nothing else (decision 0044).
+# The schemas belong to the server's owner role, which only `migrate` and the admin commands
+# (`seed-form`, `rebuild`) use, through FUNNEL_MIGRATION_DATABASE_URL.
+SERVICE_ROLES: dict[str, str] = {
+    "lead-intake": "funnel_intake",
+    "stage-tracker": "funnel_tracker",
+    "notifier": "funnel_notifier",
+    "reporting": "funnel_reporting",
+}
 
 TEAM_SCOPES: dict[str, list[str]] = {
     "ana": ["leads:read", "leads:write", "pii:read", "reports:read"],
@@ -118,6 +130,10 @@ class Stack:
         # The demo team: named keys every service knows, so that moves, owners, calls and
         # tasks name who did them. ana may read contact details; ben may not.
         self.team_keys = {name: _secret(self.root / f"team-{name}-api-key") for name in TEAM_SCOPES}
+        self.db_passwords = {
+            service: _secret(self.root / f"db-{role}-password")
+            for service, role in SERVICE_ROLES.items()
+        }
         self.postgres = PostgresServer(
             self.root / "postgres",
             self.ports.postgres,
@@ -149,7 +165,26 @@ class Stack:
         self._record("kafka", self.kafka.pid)
         self.start_mailbox()
         await asyncio.gather(self.postgres.wait_ready(), self.kafka.wait_ready())
+        await self.ensure_service_roles()
         await asyncio.to_thread(wait_for_port, "127.0.0.1", self.ports.smtp, 20)
+
+    async def ensure_service_roles(self) -> None:
+        """A login role per service (its password kept beside the stack), allowed nothing
+        until its service's `migrate` grants it the rows of its own schema."""
+        from funnel_servicekit.roles import ensure_roles
+
+        await ensure_roles(
+            self.postgres.dsn,
+            {role: self.db_passwords[service] for service, role in SERVICE_ROLES.items()},
+        )
+
+    def service_dsn(self, service: str) -> str:
+        """The DSN a service runs with: its own role."""
+        role, password = SERVICE_ROLES[service], quote(self.db_passwords[service], safe="")
+        return (
+            f"postgresql://{role}:{password}@127.0.0.1:{self.ports.postgres}"
+            f"/{quote(self.postgres.database, safe='')}"
+        )
 
     def start_mailbox(self) -> None:
         self.mailbox = start_process(
@@ -272,17 +307,23 @@ class Stack:
 
     def service_env(self, service: str) -> dict[str, str]:
         return {
-            "FUNNEL_DATABASE_URL": self.postgres.dsn,
+            "FUNNEL_DATABASE_URL": self.service_dsn(service),
             "FUNNEL_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
             "FUNNEL_HTTP_HOST": "127.0.0.1",
             "FUNNEL_HTTP_PORT": str(self.ports.services[service]),
-            "FUNNEL_ADMIN_API_KEY": self.admin_api_key,
+            # The services check the admin key by its hash: they never hold the key itself.
+            "FUNNEL_ADMIN_API_KEY_SHA256": hashlib.sha256(self.admin_api_key.encode()).hexdigest(),
             "FUNNEL_SMTP_HOST": "127.0.0.1",
             "FUNNEL_SMTP_PORT": str(self.ports.smtp),
             "FUNNEL_ENVIRONMENT": "development",
             **self._own_env(service),
             **self.extra_env,
         }
+
+    def command_env(self, service: str) -> dict[str, str]:
+        """What a service's commands run with (`migrate`, `seed-form`, `rebuild`): its settings
+        and the schema owner's DSN, which `serve` never gets."""
+        return {**self.service_env(service), "FUNNEL_MIGRATION_DATABASE_URL": self.postgres.dsn}
 
     async def _run_command(self, service: str, *args: str) -> None:
         module, _ = SERVICES[service]
@@ -291,7 +332,7 @@ class Stack:
             "-m",
             module,
             *args,
-            env={**os.environ, **self.service_env(service)},
+            env={**os.environ, **self.command_env(service)},
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )

@@ -57,8 +57,10 @@ class ApiKeyAuth:
         admin_key: str | None,
         lookup: KeyLookup | None = None,
         configured: dict[str, Principal] | None = None,
+        *,
+        admin_sha256: str | None = None,
     ) -> None:
-        self._admin_hash = hash_key(admin_key) if admin_key else None
+        self._admin_hash = hash_key(admin_key) if admin_key else admin_sha256
         self._lookup = lookup
         self._configured = dict(configured or {})
 

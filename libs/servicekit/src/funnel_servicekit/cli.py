@@ -27,10 +27,15 @@ SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 
 async def migrate(settings: ServiceSettings, migrations_dir: Path) -> list[str]:
-    """Apply the kit's and the service's pending migrations to the service's schema."""
-    conn = await connect(settings.database_url, settings.db_schema)
+    """Apply the kit's and the service's pending migrations to the service's schema, as its
+    owner; then the service's own role (when another) gets data rights on that schema alone."""
+    conn = await connect(settings.owner_database_url(), settings.db_schema)
     try:
-        return await migrations.apply(conn, settings.db_schema, migrations_dir)
+        applied = await migrations.apply(conn, settings.db_schema, migrations_dir)
+        runtime = migrations.role_of(settings.database_url)
+        if runtime is not None and runtime != migrations.role_of(settings.owner_database_url()):
+            await migrations.grant_runtime(conn, settings.db_schema, runtime)
+        return applied
     finally:
         await conn.close()
 

@@ -141,6 +141,9 @@ class InboxConsumer:
         self._dead_lettered: set[tuple[str, int, int]] = set()
         # (topic, event time) of the events processed in the batch's open transaction.
         self._processed: list[tuple[str, datetime]] = []
+        # Dead letters found inside a batch's transaction: sent once it has ended (no network
+        # call inside a transaction), before the batch's offset is committed.
+        self._dead_letters_due: list[tuple[ConsumerRecord[Any, Any], str]] = []
 
     @property
     def producer(self) -> AIOKafkaProducer:
@@ -208,6 +211,7 @@ class InboxConsumer:
         delay = 0.2
         while True:
             self._processed.clear()
+            self._dead_letters_due.clear()
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
                     if not await self._process_batch(conn, records):
@@ -220,6 +224,9 @@ class InboxConsumer:
                 log.warning("transient failure; retrying the batch", extra={"error": repr(exc)})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        for record, error in self._dead_letters_due:
+            await self._send_dead_letter(record, error)
+        self._dead_letters_due.clear()
         self._dead_lettered.clear()
         committed = datetime.now(UTC)
         for topic, at in self._processed:
@@ -368,10 +375,18 @@ class InboxConsumer:
             return "processed"
 
     async def _dead_letter(self, record: ConsumerRecord[Any, Any], exc: BaseException) -> None:
+        """Due for the dead-letter topic once the batch's transaction has ended."""
         where = (record.topic, record.partition, record.offset)
         if where in self._dead_lettered:
             return  # sent before this batch was retried: the topic holds it once
-        error = f"{type(exc).__name__}: {exc}"[:2000]
+        self._dead_letters_due.append((record, f"{type(exc).__name__}: {exc}"[:2000]))
+
+    async def _send_dead_letter(self, record: ConsumerRecord[Any, Any], error: str) -> None:
+        """To the dead-letter topic (retried until the broker takes it), after the batch's
+        transaction ended; then noted in `dead_letters`."""
+        where = (record.topic, record.partition, record.offset)
+        if where in self._dead_lettered:
+            return
         headers = [
             *(record.headers or []),
             ("dlq_error", error.encode()),

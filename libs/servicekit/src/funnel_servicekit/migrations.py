@@ -11,6 +11,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 
@@ -105,6 +106,28 @@ async def apply(conn: asyncpg.Connection, schema: str, service_dir: Path) -> lis
     finally:
         await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"migrate:{schema}")
     return applied_now
+
+
+def role_of(dsn: str) -> str | None:
+    """The user name of a `postgresql://user:...@host/db` DSN."""
+    user = urlsplit(dsn).username
+    return unquote(user) if user else None
+
+
+async def grant_runtime(conn: asyncpg.Connection, schema: str, role: str) -> None:
+    """What a service's own role may do: read and write the rows of its schema's tables and
+    sequences, run its functions; nothing else (no DDL, no other schema). Run again after every
+    migration (the grants cover the objects that exist)."""
+    schema = _checked(schema)
+    who = '"' + role.replace('"', '""') + '"'
+    await conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO {who}')
+    await conn.execute(
+        f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}" TO {who}'
+    )
+    await conn.execute(
+        f'GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA "{schema}" TO {who}'
+    )
+    await conn.execute(f'GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA "{schema}" TO {who}')
 
 
 async def pending(conn: asyncpg.Connection, schema: str, service_dir: Path) -> list[str]:

@@ -3,7 +3,8 @@
 `enqueue` runs inside the caller's transaction. `OutboxRelay` publishes rows in id order with
 the idempotent producer, in batches, woken by NOTIFY with a slow poll as the fallback, and
 deletes them once the broker has acknowledged them. One relay at a time holds the schema's
-advisory lock, so per-lead order holds even with several replicas.
+advisory lock (a session lock: no transaction stays open while the broker is waited on), so
+per-lead order holds even with several replicas.
 """
 
 from __future__ import annotations
@@ -184,43 +185,56 @@ class OutboxRelay(PollLoop):
             raise RetryLater from exc
 
     async def publish_batch(self) -> int:
-        """Publish one batch in id order; returns how many rows went out."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            locked = await conn.fetchval(
-                "SELECT pg_try_advisory_xact_lock(hashtext($1))", f"outbox:{self.schema}"
-            )
-            if not locked:
+        """Publish one batch in id order; returns how many rows went out.
+
+        No transaction is open while the broker is waited on: the relay's exclusivity is a
+        session advisory lock on its connection (released at the end, or with the session),
+        the rows are read, sent, and deleted once acknowledged, each statement on its own.
+        """
+        lock_key = f"outbox:{self.schema}"
+        async with self.pool.acquire() as conn:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", lock_key):
                 return 0  # another replica's relay is publishing
-            rows = await conn.fetch(
-                "SELECT id, topic, key, value, headers, extract(epoch FROM created_at) AS at"
-                " FROM outbox ORDER BY id LIMIT $1",
-                self.batch_size,
-            )
-            if not rows:
-                await self._record_backlog(conn)
-                return 0
-            futures = [
-                await self.producer.send(
-                    row["topic"],
-                    value=row["value"],
-                    key=row["key"],
-                    headers=[(k, v.encode()) for k, v in row["headers"]],
-                )
-                for row in rows
-            ]
-            await asyncio.gather(*futures)
-            acked = time.time()
-            for row in rows:
-                metrics.EVENT_HOP_SECONDS.labels("published", row["topic"]).observe(
-                    max(acked - float(row["at"]), 0.0)
-                )
-            await conn.execute(
-                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
-            )
-            for row in rows:
-                metrics.OUTBOX_PUBLISHED.labels(row["topic"]).inc()
+            try:
+                return await self._publish_locked(conn)
+            finally:
+                try:
+                    await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", lock_key)
+                except BaseException:
+                    conn.terminate()  # the lock goes with the session, not back to the pool
+                    raise
+
+    async def _publish_locked(self, conn: asyncpg.Connection) -> int:
+        rows = await conn.fetch(
+            "SELECT id, topic, key, value, headers, extract(epoch FROM created_at) AS at"
+            " FROM outbox ORDER BY id LIMIT $1",
+            self.batch_size,
+        )
+        if not rows:
             await self._record_backlog(conn)
-            return len(rows)
+            return 0
+        futures = [
+            await self.producer.send(
+                row["topic"],
+                value=row["value"],
+                key=row["key"],
+                headers=[(k, v.encode()) for k, v in row["headers"]],
+            )
+            for row in rows
+        ]
+        await asyncio.gather(*futures)
+        acked = time.time()
+        for row in rows:
+            metrics.EVENT_HOP_SECONDS.labels("published", row["topic"]).observe(
+                max(acked - float(row["at"]), 0.0)
+            )
+        await conn.execute(
+            "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+        )
+        for row in rows:
+            metrics.OUTBOX_PUBLISHED.labels(row["topic"]).inc()
+        await self._record_backlog(conn)
+        return len(rows)
 
     async def _record_backlog(self, conn: asyncpg.Connection) -> None:
         stats: Any = await conn.fetchrow(

@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-from funnel_servicekit import health
+from funnel_servicekit import health, transaction_guard
 from funnel_servicekit.auth import ApiKeyAuth, KeyLookup, Principal, check_route_scopes
 from funnel_servicekit.db import create_pool
 from funnel_servicekit.gc_pauses import freeze_startup_heap, measure_gc_pauses, thaw
@@ -74,6 +74,9 @@ def create_service_app(
     runtime: ServiceRuntime[SettingsT, ContextT] = ServiceRuntime(
         settings=settings, migrations_dir=migrations_dir, context=context
     )
+
+    if settings.transaction_guard:
+        transaction_guard.arm()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -128,6 +131,7 @@ def create_service_app(
         settings.admin_api_key.get_secret_value() if settings.admin_api_key else None,
         key_lookup,
         {k.sha256: Principal(k.name, k.scopes) for k in settings.api_keys},
+        admin_sha256=settings.admin_api_key_sha256,
     )
     install_problem_handlers(app)
     app.include_router(health.router)

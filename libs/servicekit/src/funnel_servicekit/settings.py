@@ -55,6 +55,12 @@ class ServiceSettings(KafkaClientSettings):
     environment: Literal["development", "test", "production"] = "development"
     db_schema: str = Field(default="public", pattern=r"^[a-z_][a-z0-9_]*$")
     database_url: str = "postgresql://funnel:funnel@127.0.0.1:5432/funnel"
+    migration_database_url: SecretStr | None = Field(
+        default=None,
+        description="The schema owner's DSN, for `migrate` and the admin commands only (never "
+        "for `serve`). When set, the role of FUNNEL_DATABASE_URL gets data rights on this "
+        "service's schema alone (docs/decisions/0044).",
+    )
     db_pool_min_size: int = Field(default=2, ge=1)
     db_pool_max_size: int = Field(default=10, ge=1)
     db_pool_reset_on_release: bool = Field(
@@ -69,6 +75,12 @@ class ServiceSettings(KafkaClientSettings):
         default=0, ge=0, description="Requests served at once before 503 + Retry-After (0: no cap)."
     )
     admin_api_key: SecretStr | None = None
+    admin_api_key_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="The admin key's hex SHA-256 instead of the key itself: a service only "
+        "checks it, so its pods need not carry the secret (decision 0044).",
+    )
     api_keys: list[ApiKeyEntry] = Field(
         default_factory=list,
         description='JSON list of {"name", "sha256", "scopes"}; `funnel keys new` makes one.',
@@ -80,16 +92,32 @@ class ServiceSettings(KafkaClientSettings):
     outbox_poll_seconds: float = Field(default=2.0, gt=0)
     consumer_max_attempts: int = Field(default=3, ge=1, description="Tries before the DLQ.")
     drain_seconds: float = Field(default=20.0, gt=0)
+    transaction_guard: bool = Field(
+        default=False,
+        description="Raise (and log) when an HTTP call, a Kafka send or SMTP happens while the "
+        "task has a database transaction open; the test stacks turn it on.",
+    )
     gc_freeze_after_startup: bool = Field(
         default=True,
         description="Freeze the objects alive after startup so that garbage collections skip "
         "them (full collections paused the event loop for ~60 ms without it).",
     )
 
+    def owner_database_url(self) -> str:
+        """Who creates and alters the schema: the owner when one is set, else the service."""
+        if self.migration_database_url is not None:
+            return self.migration_database_url.get_secret_value()
+        return self.database_url
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> ServiceSettings:
-        # Only an API serves keys: the workers and the migrations run without an admin key.
-        if self.environment == "production" and self.run_api:
+        # Only an API serves keys: the workers and the migrations run without an admin key;
+        # an API may hold the key's hash alone (it checks keys, it never sends the admin key).
+        if (
+            self.environment == "production"
+            and self.run_api
+            and (self.admin_api_key is not None or self.admin_api_key_sha256 is None)
+        ):
             key = self.admin_api_key.get_secret_value() if self.admin_api_key else ""
             if _weak_key(key):
                 raise ValueError("FUNNEL_ADMIN_API_KEY must be a random key of 24+ characters")

@@ -27,7 +27,12 @@ class IntakeContext:
     def of(cls, settings: IntakeSettings) -> IntakeContext:
         return cls(
             TtlCache(settings.form_cache_seconds),
-            PublicRateLimits(settings.rate_limit_per_ip, settings.rate_limit_per_form),
+            PublicRateLimits(
+                settings.rate_limit_per_ip,
+                settings.rate_limit_per_form,
+                settings.webhook_rate_limit_per_ip,
+                settings.webhook_rate_limit_per_form,
+            ),
             BlindIndex(settings.search_key()),
         )
 

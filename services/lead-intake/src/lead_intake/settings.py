@@ -29,6 +29,14 @@ class IntakeSettings(ServiceSettings):
     rate_limit_per_form: str = Field(
         default="6000/minute", description="Posts per form from everyone, unless the form says."
     )
+    webhook_rate_limit_per_ip: str = Field(
+        default="300/minute",
+        description="Webhook deliveries per source address, platform and form (ad platforms "
+        "send from a few addresses; a guesser of keys from any).",
+    )
+    webhook_rate_limit_per_form: str = Field(
+        default="6000/minute", description="Webhook deliveries per platform and form."
+    )
     form_cache_seconds: float = Field(
         default=5.0, ge=0, description="How long a replica reuses a form it read (0: never)."
     )
@@ -82,7 +90,8 @@ class IntakeSettings(ServiceSettings):
     typeform_secret: SecretStr | None = None
     google_ads_key: SecretStr | None = None
     webhook_hmac_secret: SecretStr | None = Field(
-        default=None, description="Signs generic webhooks (X-Funnel-Signature: sha256=<hex>)."
+        default=None,
+        description="Signs generic webhooks (X-Funnel-Signature: t=<unix s>,v1=<hex>).",
     )
 
     # Keys the blind indexes that find people by email, phone or a name's prefix
@@ -109,7 +118,12 @@ class IntakeSettings(ServiceSettings):
             raise ValueError("FUNNEL_SEARCH_INDEX_KEY needs at least 16 characters")
         return self
 
-    @field_validator("rate_limit_per_ip", "rate_limit_per_form")
+    @field_validator(
+        "rate_limit_per_ip",
+        "rate_limit_per_form",
+        "webhook_rate_limit_per_ip",
+        "webhook_rate_limit_per_form",
+    )
     @classmethod
     def _rate(cls, value: str) -> str:
         if value != "unlimited":

@@ -19,10 +19,12 @@ Admin = Annotated[Principal, Depends(require_scopes(Scope.TOUCHES_ADMIN))]
 
 async def limit_link_requests(request: Request, runtime: Runtime) -> None:
     """One hit on a public link (unsubscribe, open pixel, click redirect) for the caller's IP
-    (uvicorn applies trusted proxies): sliding-window counters in process memory, through the
-    kit's rate limiter, as lead-intake does for its public endpoints. The limit is generous:
+    (uvicorn applies trusted proxies): the kit's token buckets in this service's schema, shared
+    by its replicas, as lead-intake does for its public endpoints. The limit is generous:
     mail providers fetch pixels and follow links through a few shared proxy addresses, so it
     blunts floods without dropping real people's opens."""
     context = runtime.context
     client = request.client.host if request.client else "unknown"
-    await context.link_limiter.check(context.link_limit, "link", client, what="client")
+    await context.link_limiter.check(
+        runtime.pool, context.link_limit, "link", client, what="client"
+    )

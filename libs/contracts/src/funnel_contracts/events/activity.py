@@ -40,8 +40,12 @@ class ActivityRecorded(EventData):
     activity_type: str = Field(pattern=r"^[a-z][a-z0-9_.-]{0,63}$")
     occurred_at: datetime
     recorded_at: datetime
-    visitor_id: str | None = None
-    page_url: str | None = None
+    visitor_id: str | None = Field(
+        default=None, description="Always null: a visitor id names a browser, so a person."
+    )
+    page_url: str | None = Field(
+        default=None, description="The page's host and path only (no scheme, query, fragment)."
+    )
     utm: Utm | None = None
     amount: Decimal | None = Field(default=None, description="purchase/refund amount")
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -50,6 +51,19 @@ class Utm(ValueModel):
     campaign: str | None = Field(default=None, max_length=255)
     term: str | None = Field(default=None, max_length=255)
     content: str | None = Field(default=None, max_length=255)
+
+
+def page_address(url: str | None) -> str | None:
+    """A page's host and path, without its scheme, query, fragment or user info: what the
+    tracker and reporting need of a URL in the clear (a query string may carry an email, a
+    name or a click id; those travel only sealed, or not at all)."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return f"{host}{parts.path}"[:2048] or None
 
 
 def parse_event(event_type: str, data: Any) -> EventData:

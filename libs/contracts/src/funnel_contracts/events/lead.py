@@ -98,15 +98,24 @@ class _LeadDetailsV2(EventData):
     """What v2 lead events share: no personal data in the clear, only sealed."""
 
     personal_data: Sealed = Field(
-        description="email, phone, first_name, last_name, custom_fields, sealed for this lead "
-        "and this event type; only services given the lead's data key can read it."
+        description="email, phone, first_name, last_name, custom_fields, and the full "
+        "landing_page and referrer URLs, the visitor_id and the consent_text, sealed for this "
+        "lead and this event type; only services given the lead's data key can read it."
     )
     has_email: bool
     has_phone: bool
-    landing_page: str | None = None
-    referrer: str | None = None
-    visitor_id: str | None = Field(default=None, description="Anonymous visitor id, if known.")
-    consent: Consent | None = None
+    landing_page: str | None = Field(
+        default=None, description="Host and path only (the full URL is sealed)."
+    )
+    referrer: str | None = Field(
+        default=None, description="Host and path only (the full URL is sealed)."
+    )
+    visitor_id: str | None = Field(
+        default=None, description="Always null since the id is sealed (personal_data)."
+    )
+    consent: Consent | None = Field(
+        default=None, description="Categories, version and time; its text is sealed (empty)."
+    )
     qualification: dict[str, str] = Field(
         default_factory=dict, description="Answers to budget, authority, need, timing."
     )

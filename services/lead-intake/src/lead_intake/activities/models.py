@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from funnel_contracts import ActivityRecorded, Utm
 from funnel_contracts.events import OFFLINE_ACTIVITY_TYPES
 from funnel_contracts.events.activity import PropertyValue
+from funnel_contracts.events.base import page_address
 from funnel_servicekit.problems import FieldError, field_error
 from lead_intake.common.normalize import normalize_email
 from lead_intake.common.text_rules import StorableText
@@ -111,11 +112,12 @@ def activity_event(
     activity_type: str,
     occurred_at: datetime,
     recorded_at: datetime,
-    visitor_id: str | None,
     order_id: str | None,
     details: dict[str, Any],
 ) -> ActivityRecorded:
-    """The contract event of a stored activity (also of one linked later to its visitor)."""
+    """The contract event of a stored activity (also of one linked later to its visitor).
+
+    Neither the visitor id nor the page's query string is in it (decision 0043)."""
     utm = details.get("utm")
     amount = details.get("amount")
     return ActivityRecorded(
@@ -124,8 +126,7 @@ def activity_event(
         activity_type=activity_type,
         occurred_at=occurred_at,
         recorded_at=recorded_at,
-        visitor_id=visitor_id,
-        page_url=details.get("page_url"),
+        page_url=page_address(details.get("page_url")),
         utm=Utm.model_validate(utm) if utm else None,
         amount=Decimal(amount) if amount is not None else None,
         currency=details.get("currency"),

@@ -152,7 +152,6 @@ def _event(activity: store.StoredActivity, lead_id: UUID) -> ActivityRecorded:
         activity_type=activity.activity_type,
         occurred_at=activity.occurred_at,
         recorded_at=activity.recorded_at,
-        visitor_id=activity.visitor_id,
         order_id=activity.order_id,
         details=activity.details,
     )

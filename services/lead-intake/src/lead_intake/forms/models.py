@@ -139,6 +139,12 @@ class FormSettings(StorableText):
         description="Webhook field (Typeform ref, Google column_id, Meta field name, or a "
         "dotted path in a generic webhook's JSON) -> this form's field name.",
     )
+    accept_body_only_signature: bool = Field(
+        default=False,
+        description="The generic webhook also takes the old `X-Funnel-Signature: sha256=<hex "
+        "HMAC of the body>`, which a captured request can replay forever; off for new forms "
+        "(forms made before the timestamped signature keep it on until switched off).",
+    )
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
@@ -239,6 +245,7 @@ class FormPatch(StorableText):
     rate_limit_per_ip: str | None = None
     rate_limit_per_form: str | None = None
     field_map: dict[str, str] | None = None
+    accept_body_only_signature: bool | None = None
 
 
 class Form(BaseModel):

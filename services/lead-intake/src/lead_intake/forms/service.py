@@ -82,6 +82,7 @@ async def count_post(
     """One hit on the form's public rate limits; the 429 (counted by endpoint) past them."""
     try:
         await runtime.context.rate_limits.check(
+            runtime.pool,
             form.id,
             client_ip,
             per_ip=form.settings.rate_limit_per_ip,

@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from funnel_contracts import Consent, LeadCapturedV2, LeadUpdatedV2, Utm
+from funnel_contracts.events.base import page_address
 from funnel_contracts.sealed import PersonalData, seal
 from funnel_servicekit.problems import FieldError
 from lead_intake.forms.models import Form
@@ -120,6 +121,10 @@ def lead_event(
         first_name=lead.first_name,
         last_name=lead.last_name,
         custom_fields=sub.custom_fields,
+        landing_page=sub.touchpoint.landing_page,
+        referrer=sub.touchpoint.referrer,
+        visitor_id=sub.visitor_id,
+        consent_text=sub.consent.text if sub.consent else None,
     )
     event_type = (LeadCapturedV2 if lead.created else LeadUpdatedV2).event_type
     common = {
@@ -130,11 +135,12 @@ def lead_event(
         "submission_id": submission_id,
         "form_id": form.id,
         "funnel_id": form.funnel_id,
-        "landing_page": sub.touchpoint.landing_page,
-        "referrer": sub.touchpoint.referrer,
+        # In the clear only what the tracker and reporting use (docs/decisions/0043): the
+        # pages' host and path, the consent's categories and time; the rest is sealed above.
+        "landing_page": page_address(sub.touchpoint.landing_page),
+        "referrer": page_address(sub.touchpoint.referrer),
         "source": source,
-        "visitor_id": sub.visitor_id,
-        "consent": sub.consent,
+        "consent": sub.consent.model_copy(update={"text": ""}) if sub.consent else None,
         "qualification": sub.qualification,
         "locale": sub.locale,
         "time_zone": sub.time_zone,

@@ -43,12 +43,14 @@ async def erase_leads(conn: asyncpg.Connection, lead_ids: list[UUID]) -> None:
     await conn.execute(
         """UPDATE submissions SET landing_page = NULL, referrer = NULL, user_agent = NULL,
                ip_truncated = NULL, custom_fields = '{}', qualification = '{}', consent = NULL,
-               utm = '{}'
+               utm = '{}', visitor_id = NULL
            WHERE lead_id = ANY($1::uuid[])""",
         lead_ids,
     )
     await conn.execute(
-        """UPDATE activities SET details = '{}' WHERE lead_id = ANY($1::uuid[])""", lead_ids
+        """UPDATE activities SET details = '{}', visitor_id = NULL
+           WHERE lead_id = ANY($1::uuid[])""",
+        lead_ids,
     )
     await conn.execute("DELETE FROM visitors WHERE lead_id = ANY($1::uuid[])", lead_ids)
 

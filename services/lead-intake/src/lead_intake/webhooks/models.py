@@ -18,11 +18,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -34,6 +35,7 @@ META = "meta-lead-ads"
 TYPEFORM = "typeform"
 GOOGLE_ADS = "google-ads"
 GENERIC = "webhook"
+T = TypeVar("T")
 
 # What each platform calls the standard fields, unless the form's field_map says otherwise.
 META_FIELDS = {
@@ -72,6 +74,56 @@ def verify_hex_signature(
     expected = prefix + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     if not header or not hmac.compare_digest(expected, header.strip()):
         raise SignatureInvalid("signature does not match")
+
+
+SIGNATURE_TOLERANCE_SECONDS = 300
+
+
+class SignatureExpired(SignatureInvalid):
+    """Signed too long ago (or too far ahead): a captured request is not valid forever."""
+
+
+@dataclass(frozen=True)
+class TimedSignature:
+    """`X-Funnel-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">` (one or more v1,
+    so a sender may sign with both secrets while one is rotated)."""
+
+    timestamp: int
+    digests: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, header: str | None) -> TimedSignature | None:
+        """None when the header is not of this shape (absent, or the body-only form)."""
+        if not header or not header.strip().startswith("t="):
+            return None
+        timestamp: int | None = None
+        digests: list[str] = []
+        for part in header.split(","):
+            key, _, value = part.strip().partition("=")
+            if key == "t" and value.isdigit() and len(value) <= 12:
+                timestamp = int(value)
+            elif key == "v1" and value:
+                digests.append(value.lower())
+        if timestamp is None or not digests:
+            return None
+        return cls(timestamp, tuple(digests[:4]))
+
+    def verify(self, secret: str, body: bytes, *, now: float, tolerance: float) -> str:
+        """The matching digest (what a replay would reuse); raises SignatureInvalid."""
+        signed = str(self.timestamp).encode() + b"." + body
+        expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+        for digest in self.digests:
+            if hmac.compare_digest(expected, digest):
+                if abs(now - self.timestamp) > tolerance:
+                    raise SignatureExpired("signed outside the tolerance")
+                return digest
+        raise SignatureInvalid("signature does not match")
+
+
+def timed_signature(secret: str, body: bytes, timestamp: int) -> str:
+    """The header value a sender puts in X-Funnel-Signature (for documentation and tests)."""
+    signed = str(timestamp).encode() + b"." + body
+    return f"t={timestamp},v1={hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()}"
 
 
 def verify_typeform_signature(secret: str, body: bytes, header: str | None) -> None:
@@ -327,15 +379,35 @@ class FormSecret:
         return [self.secret]
 
 
-def verify_any(candidates: list[str], check: Callable[[str], None]) -> None:
+def verify_any(candidates: list[str], check: Callable[[str], object]) -> None:
     """Passes when `check` (which raises SignatureInvalid) passes for one of the secrets."""
+    verified_by(candidates, check)
+
+
+def verified_by(candidates: list[str], check: Callable[[str], T]) -> T:
+    """What `check` returns for the first secret it passes with; SignatureExpired when the
+    signature matched but is too old, SignatureInvalid when it matched none."""
+    expired: SignatureExpired | None = None
     for candidate in candidates:
         try:
-            check(candidate)
+            return check(candidate)
+        except SignatureExpired as exc:
+            expired = exc
         except SignatureInvalid:
             continue
-        return
+    if expired is not None:
+        raise expired
     raise SignatureInvalid("signed with none of the valid secrets")
+
+
+def google_key_of(raw: bytes) -> object:
+    """The `google_key` of a Google Ads delivery, read before anything else of it (the key is
+    checked before the form is looked up or the payload judged); None when there is none."""
+    try:
+        payload = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return payload.get("google_key") if isinstance(payload, dict) else None
 
 
 class SecretIn(BaseModel):

@@ -1,12 +1,14 @@
 """Ad platforms and webhooks: Meta Lead Ads, Typeform, Google Ads lead forms, generic HMAC;
 their per-form secrets and the Meta form mappings (internal: `forms:admin`).
 
-Each webhook verifies its signature or shared key first; a bad one is a 401 and stores nothing.
+Each webhook verifies its signature or shared key before it looks up the form or reads the
+payload: an unknown form and a bad signature are the same 401, which stores nothing.
 Only hints of stored secrets ever leave, bar a newly generated one.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Annotated
 
@@ -14,7 +16,7 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import SecretStr
 
-from funnel_servicekit.problems import Problem, field_problem, invalid
+from funnel_servicekit.problems import Problem, invalid
 from lead_intake.common.body import parse_json, read_limited
 from lead_intake.deps import Admin, Runtime
 from lead_intake.forms import service as forms
@@ -26,6 +28,7 @@ from lead_intake.webhooks.models import (
     GOOGLE_ADS,
     META,
     META_FORM_ID_PATTERN,
+    SIGNATURE_TOLERANCE_SECONDS,
     TYPEFORM,
     MetaForm,
     MetaFormIn,
@@ -35,12 +38,16 @@ from lead_intake.webhooks.models import (
     SecretList,
     SecretOut,
     SecretPlatform,
+    SignatureExpired,
     SignatureInvalid,
+    TimedSignature,
     WebhookAccepted,
     generic_lead,
     google_ads_lead,
+    google_key_of,
     meta_lead_ids,
     typeform_lead,
+    verified_by,
     verify_any,
     verify_hex_signature,
     verify_shared_key,
@@ -54,15 +61,12 @@ MetaFormId = Annotated[
 ]
 
 
-def _bad_signature(field: str) -> Problem:
-    return field_problem(
-        401,
-        "Bad signature",
-        "the payload is not signed with the shared secret",
-        type_="urn:funnel:problem:bad-signature",
-        field=field,
-        message="does not match",
-    )
+def _bad_signature(field: str, message: str = "does not match") -> Problem:
+    return service.bad_signature(field, message)
+
+
+def _client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
 
 
 def _payload_problem(exc: PayloadInvalid) -> Problem:
@@ -90,6 +94,7 @@ async def meta_handshake(
 @router.post("/v1/webhooks/meta", tags=["webhooks"])
 async def meta_webhook(request: Request, runtime: Runtime) -> WebhookAccepted:
     """Meta Lead Ads leadgen notifications: ids kept, fields fetched from Graph afterwards."""
+    await service.count_delivery(runtime, META, "-", _client_ip(request))
     secret = service.secret_of(runtime.settings.meta_app_secret, META)
     raw = await read_limited(request, runtime.settings.max_body_bytes)
     try:
@@ -114,6 +119,7 @@ async def _signed_body(
 ) -> bytes:
     """The body, once its `header` is a signature by one of the form's (or the service's)
     secrets for `platform`; a 401 naming the header otherwise."""
+    await service.count_delivery(runtime, platform, form_id, _client_ip(request))
     secrets = await service.form_secrets(runtime, form_id, platform, fallback)
     raw = await read_limited(request, runtime.settings.max_body_bytes)
     signature = request.headers.get(header)
@@ -150,44 +156,68 @@ async def typeform_webhook(form_id: FormId, request: Request, runtime: Runtime) 
 async def google_ads_webhook(
     form_id: FormId, request: Request, runtime: Runtime
 ) -> WebhookAccepted:
-    """A Google Ads lead form extension webhook: checked by its google_key."""
+    """A Google Ads lead form extension webhook: its google_key checked before anything else
+    (an unknown form and a bad key answer the same 401)."""
+    await service.count_delivery(runtime, GOOGLE_ADS, form_id, _client_ip(request))
     keys = await service.form_secrets(
         runtime, form_id, "google-ads", runtime.settings.google_ads_key
     )
     raw = await read_limited(request, runtime.settings.max_body_bytes)
-    form = await forms.public_form(runtime, form_id)
-    try:
-        lead, key = google_ads_lead(parse_json(raw), form.settings.field_map)
-    except PayloadInvalid as exc:
-        raise _payload_problem(exc) from None
+    key = google_key_of(raw)
     try:
         verify_any(keys, lambda expected: verify_shared_key(expected, key))
     except SignatureInvalid:
         raise _bad_signature("google_key") from None
+    form = await forms.public_form(runtime, form_id)
+    try:
+        lead, _key = google_ads_lead(parse_json(raw), form.settings.field_map)
+    except PayloadInvalid as exc:
+        raise _payload_problem(exc) from None
     return await service.capture_delivery(
         runtime.transactions, form, GOOGLE_ADS, lead, runtime.context.search_index
     )
 
 
+GENERIC_SIGNATURE = "X-Funnel-Signature"
+
+
 @router.post("/v1/forms/{form_id}/webhooks/generic", tags=["webhooks"])
 async def generic_webhook(form_id: FormId, request: Request, runtime: Runtime) -> WebhookAccepted:
-    """Any JSON signed with X-Funnel-Signature: sha256=<hex HMAC>; fields by the form's map."""
-    raw = await _signed_body(
-        request,
-        runtime,
-        form_id,
-        "generic",
-        runtime.settings.webhook_hmac_secret,
-        "X-Funnel-Signature",
-        verify_hex_signature,
+    """Any JSON signed with `X-Funnel-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
+    "t.body">`: five minutes' tolerance, each signature taken once. The old body-only
+    `sha256=<hex>` only where the form's `accept_body_only_signature` allows it."""
+    await service.count_delivery(runtime, GENERIC, form_id, _client_ip(request))
+    secrets = await service.form_secrets(
+        runtime, form_id, "generic", runtime.settings.webhook_hmac_secret
     )
+    raw = await read_limited(request, runtime.settings.max_body_bytes)
+    header = request.headers.get(GENERIC_SIGNATURE)
+    timed = TimedSignature.parse(header)
+    used: service.UsedSignature | None = None
+    try:
+        if timed is not None:
+            digest = verified_by(
+                secrets,
+                lambda secret: timed.verify(
+                    secret, raw, now=time.time(), tolerance=SIGNATURE_TOLERANCE_SECONDS
+                ),
+            )
+            used = service.UsedSignature(digest, timed.timestamp)
+        else:
+            verify_any(secrets, lambda secret: verify_hex_signature(secret, raw, header))
+    except SignatureExpired:
+        raise _bad_signature(GENERIC_SIGNATURE, "expired: t is more than 5 minutes away") from None
+    except SignatureInvalid:
+        raise _bad_signature(GENERIC_SIGNATURE) from None
     form = await forms.public_form(runtime, form_id)
+    if used is None and not form.settings.accept_body_only_signature:
+        raise _bad_signature(GENERIC_SIGNATURE, "sign t=<unix seconds>,v1=<hex HMAC of t.body>")
     try:
         lead = generic_lead(parse_json(raw), form.settings.field_map)
     except PayloadInvalid as exc:
         raise _payload_problem(exc) from None
     return await service.capture_delivery(
-        runtime.transactions, form, GENERIC, lead, runtime.context.search_index
+        runtime.transactions, form, GENERIC, lead, runtime.context.search_index, used
     )
 
 

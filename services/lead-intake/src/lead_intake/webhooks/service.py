@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from pydantic import SecretStr
 
 from funnel_servicekit.problems import Problem, field_problem, invalid, invalid_fields, not_found
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
+from lead_intake import intake_metrics
 from lead_intake.common.blind_index import BlindIndex
 from lead_intake.forms import service as forms
 from lead_intake.forms import store as forms_store
@@ -28,6 +30,7 @@ from lead_intake.submissions.models import parse_submission
 from lead_intake.webhooks import store
 from lead_intake.webhooks.models import (
     META,
+    SIGNATURE_TOLERANCE_SECONDS,
     FormSecret,
     MetaForm,
     MetaFormIn,
@@ -97,22 +100,64 @@ async def capture_platform_lead(
     return captured
 
 
+@dataclass(frozen=True)
+class UsedSignature:
+    """A timestamped signature a delivery came with: used once, in the capture's transaction."""
+
+    digest: str
+    timestamp: int
+
+
+def bad_signature(field: str, message: str = "does not match") -> Problem:
+    """The one 401 of every webhook: the same whether the form exists or not."""
+    return field_problem(
+        401,
+        "Bad signature",
+        "the payload is not signed with the shared secret",
+        type_="urn:funnel:problem:bad-signature",
+        field=field,
+        message=message,
+    )
+
+
 async def capture_delivery(
     transactions: Transactions,
     form: Form,
     platform: str,
     lead: PlatformLead,
     index: BlindIndex,
+    signature: UsedSignature | None = None,
 ) -> WebhookAccepted:
-    """A webhook's lead captured (or recognized); a 422 when it does not fit the form."""
+    """A webhook's lead captured (or recognized); a 422 when it does not fit the form, a 401
+    when its signature was used before (a replay: every replica sees the same table)."""
     try:
         async with transactions() as uow:
+            if signature is not None and not await store.use_signature(
+                uow.conn,
+                form.id,
+                signature.digest,
+                datetime.fromtimestamp(signature.timestamp, UTC),
+                2 * SIGNATURE_TOLERANCE_SECONDS,
+            ):
+                raise bad_signature("X-Funnel-Signature", "already used (a replay)")
             captured = await capture_platform_lead(
                 uow, form, platform, lead, now=datetime.now(UTC), index=index
             )
     except SubmissionInvalid as exc:
         raise invalid_fields(exc.errors, "Lead does not fit the form") from None
     return WebhookAccepted(lead_id=str(captured.lead_id), new_lead=captured.new_lead)
+
+
+async def count_delivery(
+    runtime: IntakeRuntime, platform: str, form_id: str, client_ip: str | None
+) -> None:
+    """One hit on the webhook limits (per source address, per form), before anything else;
+    the 429 past them."""
+    try:
+        await runtime.context.rate_limits.check_webhook(runtime.pool, platform, form_id, client_ip)
+    except Problem:
+        intake_metrics.RATE_LIMITED.labels("webhooks").inc()
+        raise
 
 
 def secret_of(value: SecretStr | None, platform: str) -> str:
@@ -133,12 +178,14 @@ async def form_secrets(
     runtime: IntakeRuntime, form_id: str, platform: str, fallback: SecretStr | None
 ) -> list[str]:
     """The form's own secrets (the current one, and the previous during its grace), else the
-    service-wide one."""
+    service-wide one; looked up the same way whether the form exists or not."""
     async with runtime.pool.acquire() as conn:
         stored = await store.get_secret(conn, form_id, platform)
     if stored is not None:
         return stored.valid(datetime.now(UTC))
-    return [secret_of(fallback, platform)]
+    # None at all: nothing can be signed right, and the 401 is the same as for a bad signature
+    # (a 404 here would tell which forms have secrets of their own).
+    return [fallback.get_secret_value()] if fallback is not None else []
 
 
 # -- Meta: notices kept, leads fetched later -------------------------------------------------

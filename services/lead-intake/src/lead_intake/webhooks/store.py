@@ -4,6 +4,7 @@ our forms, and webhook secrets per form and platform."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -245,3 +246,28 @@ async def delete_secret(conn: asyncpg.Connection, form_id: str, platform: str) -
         platform,
     )
     return bool(deleted)
+
+
+async def use_signature(
+    conn: asyncpg.Connection, form_id: str, digest: str, signed_at: datetime, keep_seconds: float
+) -> bool:
+    """Records a timestamped signature as used; False when it was used before (a replay).
+
+    A concurrent second use waits on the key until the first commits, then finds it. Rows
+    signed longer ago than `keep_seconds` can no longer be replayed (too old): a few go each
+    time.
+    """
+    await conn.execute(
+        """DELETE FROM webhook_signatures_used WHERE ctid = ANY(ARRAY(
+               SELECT ctid FROM webhook_signatures_used
+               WHERE signed_at < now() - make_interval(secs => $1) LIMIT 50))""",
+        keep_seconds,
+    )
+    inserted = await conn.fetchval(
+        """INSERT INTO webhook_signatures_used (form_id, digest, signed_at) VALUES ($1, $2, $3)
+           ON CONFLICT DO NOTHING RETURNING true""",
+        form_id,
+        digest,
+        signed_at,
+    )
+    return bool(inserted)

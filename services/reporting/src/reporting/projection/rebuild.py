@@ -81,10 +81,15 @@ async def rebuild(settings: ReportingSettings, schema: str, timeout: float) -> d
     """Replay into `schema` (dropped and re-created first); returns what it counted."""
     if schema == settings.db_schema:
         raise SystemExit("the rebuild target must not be the live schema")
-    conn = await connect(settings.database_url, settings.db_schema)
+    # As the schema's owner (FUNNEL_MIGRATION_DATABASE_URL when set); the service's own role
+    # then writes the rows, with the rights the live schema gives it.
+    conn = await connect(settings.owner_database_url(), settings.db_schema)
     try:
         await store.drop_schema(conn, _safe(schema))
         await migrations.apply(conn, schema, MIGRATIONS)
+        runtime = migrations.role_of(settings.database_url)
+        if runtime is not None and runtime != migrations.role_of(settings.owner_database_url()):
+            await migrations.grant_runtime(conn, schema, runtime)
     finally:
         await conn.close()
     bootstrap = settings.kafka_bootstrap_servers
@@ -135,7 +140,7 @@ async def swap(settings: ReportingSettings, schema: str) -> str:
     """Put the rebuilt schema in place of the live one; the old one is kept, renamed."""
     live, rebuilt = _safe(settings.db_schema), _safe(schema)
     retired = f"{live}_replaced_{time.strftime('%Y%m%d%H%M%S')}"
-    conn = await connect(settings.database_url, "public")
+    conn = await connect(settings.owner_database_url(), "public")
     try:
         await store.swap_schemas(conn, live, rebuilt, retired)
     finally:
