@@ -83,6 +83,13 @@ class ServiceInterface:
 # OpenTelemetry exporter when OTEL_EXPORTER_OTLP_ENDPOINT is set (telemetry.py).
 KIT_CONNECTIONS: tuple[Connection, ...] = (
     Connection("postgresql", "each service's schema", "FUNNEL_DATABASE_URL"),
+    # The schema owner's role, for the migrations only (the same database server).
+    Connection(
+        "postgresql",
+        "migrations as the schema's owner",
+        "FUNNEL_MIGRATION_DATABASE_URL",
+        when="FUNNEL_MIGRATION_DATABASE_URL",
+    ),
     Connection("kafka", "outbox relay, consumers, readiness", "FUNNEL_KAFKA_BOOTSTRAP_SERVERS"),
     Connection(
         "otlp",
