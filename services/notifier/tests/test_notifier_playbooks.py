@@ -180,7 +180,7 @@ def _leak(funnel_id: str = "digital-sales") -> LeakDetected:
 
 def test_a_leak_calls_for_the_teams_task_only() -> None:
     event = _leak()
-    plans = plans_for(BOOKS, event, cause_id="e-1")
+    plans = plans_for(BOOKS, event, cause_id="e-1", now=event.detected_at)
     assert [(p.playbook, p.channel, p.stage, p.funnel_id) for p in plans] == [
         ("leak-alert", "task", "desire", "digital-sales")
     ]
@@ -193,7 +193,7 @@ def test_a_leak_calls_for_the_teams_task_only() -> None:
             "task_title": "leak",
         }
     )
-    assert plans_for([only_b2b], event, cause_id="e-1") == []
+    assert plans_for([only_b2b], event, cause_id="e-1", now=event.detected_at) == []
     with pytest.raises(ValueError, match="leak playbook makes a task"):
         Playbook.model_validate(
             {"name": "leak-mail", "trigger": {"type": "leak"}, "template": "welcome"}
