@@ -161,7 +161,8 @@ async def test_a_person_known_by_phone_alone_is_erased_by_phone(intake: Intake) 
     )
     assert by_phone.status_code == 202, by_phone.text
     phone_only = by_phone.json()["lead_id"]
-    with_email = await _submit(intake, email="also.pia@example.com", phone="070 444 55 66")
+    # Another number: the same one would prove them one person and merge them (by itself).
+    with_email = await _submit(intake, email="also.pia@example.com", phone="070 444 55 67")
     assert phone_only != with_email
 
     both = await intake.client.post(

@@ -96,6 +96,14 @@ async def test_a_merge_folds_the_newer_lead_into_the_older_for_good(intake: Inta
     assert again.status_code == 409
     assert [e["field"] for e in again.json()["errors"]] == ["other_lead_id"]
 
+    # One person: erasing them erases both leads.
+    erased = await intake.client.post(
+        "/v1/erasure-requests", json={"email": "ola@example.com"}, headers=ADMIN
+    )
+    assert erased.status_code == 202, erased.text
+    assert sorted(erased.json()["erased_leads"]) == sorted([older, newer])
+    assert await intake.count("subject_keys") == 0
+
 
 async def test_the_same_phone_on_a_lead_found_by_email_merges_by_itself(intake: Intake) -> None:
     by_phone = await _post(intake, "callback", {"phone": "070 222 22 22"})

@@ -96,3 +96,12 @@ def test_every_field_at_fault_is_named() -> None:
     assert sorted(e.field for e in errors) == ["captured_at", "email", "stage", "time_zone"]
     assert {e.row for e in errors} == {7}
     assert parse_row(8, {}, RULES, now=NOW)[0].field == "email"  # type: ignore[index]
+
+
+def test_a_cell_postgresql_cannot_store_is_a_bad_row_not_a_refused_file() -> None:
+    rows = list(csv_rows(io.StringIO("email,first_name\na@example.com,A\x00n\n"), {}))
+    assert rows == [(1, {"_shape": "first_name holds a NUL or an unpaired surrogate character"})]
+    [error] = parse_row(1, rows[0][1], RULES, now=NOW)  # type: ignore[misc]
+    assert (error.row, error.field) == (1, "row")
+    with pytest.raises(MappingInvalid):
+        mapping_of("[" * 5000 + "]" * 5000, None)

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
+from lead_intake.common.text_rules import nul_path
 from lead_intake.imports.models.mapping import (
     CUSTOM,
     FIELDS,
@@ -27,6 +28,9 @@ from lead_intake.imports.models.mapping import (
     columns_to_fields,
 )
 
+# A row that cannot be a row (a CSV record whose cell count differs from the header's, a cell
+# PostgreSQL cannot store): kept as a bad row under this key, its message the value.
+SHAPE_ERROR = "_shape"
 OnExisting = Literal["skip", "update"]
 ON_EXISTING: tuple[str, ...] = ("skip", "update")
 Status = Literal["queued", "running", "done"]
@@ -55,12 +59,21 @@ def mapping_of(raw: str | None, preset: str | None) -> dict[str, str]:
     if text:
         try:
             given = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise MappingInvalid("mapping", "a preset's name or a JSON object") from None
         if not isinstance(given, dict):
             raise MappingInvalid("mapping", "a preset's name or a JSON object")
         combined.update(check_mapping(given))
     return combined
+
+
+def storable(row: dict[str, str]) -> dict[str, str]:
+    """The row as it can be staged: one with a NUL or an unpaired surrogate (which PostgreSQL
+    cannot store) becomes a bad row naming the field."""
+    for name, value in row.items():
+        if nul_path(value) is not None:
+            return {SHAPE_ERROR: f"{name} holds a NUL or an unpaired surrogate character"}
+    return row
 
 
 def flat_row(index: int, item: object) -> dict[str, str]:
@@ -79,7 +92,7 @@ def flat_row(index: int, item: object) -> dict[str, str]:
             row[key] = _text(index, key, value)
         else:
             raise MappingInvalid(f"leads.{index}.{key}", "not a field of an import")
-    return row
+    return storable(row)
 
 
 def _nested(index: int, key: str, value: Mapping[str, Any]) -> dict[str, str]:
@@ -156,10 +169,6 @@ class BatchCounts:
     rows: int = 0
 
 
-# A CSV record whose cell count differs from the header's: kept as a bad row under this key.
-SHAPE_ERROR = "_shape"
-
-
 class MalformedCsv(ValueError):
     """A file the csv reader cannot read (a runaway quote, a cell far too long)."""
 
@@ -189,6 +198,7 @@ def csv_rows(
                 shape = f"{len(record)} cells where the header has {len(fields)}"
                 yield number, {SHAPE_ERROR: shape}
                 continue
-            yield number, {f: v for f, v in zip(fields, record, strict=True) if f != IGNORE and v}
+            row = {f: v for f, v in zip(fields, record, strict=True) if f != IGNORE and v}
+            yield number, storable(row)
     except csv.Error as exc:
         raise MalformedCsv(f"line {reader.line_num}: {exc}") from None
