@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -159,3 +160,24 @@ async def test_the_outbox_relay_publishes_with_no_transaction_open(infra: Stack,
             "SELECT pg_try_advisory_lock(hashtext($1))", f"outbox:{db.schema}"
         )
         await conn.execute("SELECT pg_advisory_unlock_all()")
+
+
+async def test_a_transaction_lost_with_its_connection_leaves_no_mark(db: Db) -> None:
+    """PostgreSQL gone mid-transaction (asyncpg raises before it commits or rolls back): the
+    task is not left marked, so what it sends afterwards (a dead letter) is no violation."""
+
+    async def lose_the_connection() -> None:
+        conn = await asyncpg.connect(db.dsn)
+        async with conn.transaction():
+            conn.terminate()
+
+    with http_server() as (url, seen):
+        async with httpx.AsyncClient(base_url=url) as client:
+            with pytest.raises(asyncpg.InterfaceError):
+                await lose_the_connection()
+            after = await client.get("/after-the-loss")
+
+    assert after.status_code == 204
+    assert seen == ["/after-the-loss"]
+    assert not transaction_guard.in_transaction()
+    assert transaction_guard.violations() == []

@@ -92,16 +92,24 @@ def _tracked_start(start: Callable[..., Awaitable[None]]) -> Callable[..., Await
     return tracked
 
 
-def _tracked_end(end: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+def _ended(transaction: Any) -> None:
+    task = _task()
+    held = _open.get(task) if task is not None else None
+    if held is not None and id(transaction) in held:
+        held.remove(id(transaction))
+
+
+def _tracked_end(end: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Commit, rollback, and the context manager's exit: the last one also when the connection
+    was lost (asyncpg then raises before it commits or rolls back, and the transaction is gone
+    with the session)."""
+
     @functools.wraps(end)
-    async def tracked(self: Any) -> None:
+    async def tracked(self: Any, *args: Any) -> Any:
         try:
-            await end(self)
+            return await end(self, *args)
         finally:
-            task = _task()
-            held = _open.get(task) if task is not None else None
-            if held is not None and id(self) in held:
-                held.remove(id(self))
+            _ended(self)
 
     return tracked
 
@@ -118,6 +126,7 @@ def arm() -> None:
     tx.start = _tracked_start(tx.start)
     tx._Transaction__commit = _tracked_end(tx._Transaction__commit)
     tx._Transaction__rollback = _tracked_end(tx._Transaction__rollback)
+    tx.__aexit__ = _tracked_end(tx.__aexit__)
     producer: Any = aiokafka.AIOKafkaProducer
     producer.send = _guarded("Kafka send (aiokafka)", producer.send)
     producer.send_batch = _guarded("Kafka send (aiokafka)", producer.send_batch)
