@@ -18,6 +18,8 @@ from funnel_contracts import (
     EventData,
     LeadErased,
     LeadOwnerChanged,
+    LeakDetected,
+    LeakResolved,
     StageChanged,
     TaskUpdated,
     TouchClicked,
@@ -46,6 +48,8 @@ _PROJECTED: tuple[type[EventData], ...] = (
     TouchClicked,
     TaskUpdated,  # the timeline only
     LeadOwnerChanged,  # the timeline only
+    LeakDetected,  # the leaks table only (a rebuild gets the leaks back)
+    LeakResolved,
 )
 HANDLED = tuple(model.event_type for model in _PROJECTED)
 

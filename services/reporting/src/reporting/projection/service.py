@@ -17,12 +17,15 @@ from uuid import UUID
 from funnel_contracts import (
     EventData,
     LeadErased,
+    LeakDetected,
+    LeakResolved,
     StageChanged,
     TouchClicked,
     TouchOpened,
     TouchSent,
 )
 from funnel_servicekit.unit_of_work import UnitOfWork
+from reporting.leaks import store as leaks
 from reporting.projection import store
 from reporting.projection.models.contributions import Contributions, add, contributions, diff
 from reporting.projection.models.lead_state import LeadState, apply
@@ -42,11 +45,16 @@ async def project(
     """Project `events` (in delivery order) with the same result as one by one: the leads'
     states loaded and locked in one statement, each lead's events applied in order, the
     differences summed over the batch and written with one statement per table, and each
-    event's timeline item beside them (none of a person erased)."""
+    event's timeline item beside them (none of a person erased). Leak events (about a
+    funnel, not a person) go to the leaks table only."""
     conn = uow.conn
+    found = [e for e in events if isinstance(e, LeakDetected | LeakResolved)]
+    if found:
+        await leaks.record_leak_events(conn, found)
     by_lead: dict[UUID, list[int]] = defaultdict(list)
     for i, event in enumerate(events):
-        by_lead[event.lead_id].append(i)
+        if not isinstance(event, LeakDetected | LeakResolved):
+            by_lead[event.lead_id].append(i)
     states = await store.lock_states(conn, list(by_lead))
     await store.note_stages(conn, _stage_positions(events, states))
     total: Contributions = {}
