@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from uuid import uuid4
 
 import asyncpg
@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.reporting_dataset import STAGES, Dataset, generate
-from funnel_contracts import LeadErased
+from funnel_contracts import EventData, LeadErased, LeakDetected, LeakResolved
 from funnel_devstack.ports import free_port
 from funnel_devstack.stack import Stack
 from reporting.projection.store import TABLES
@@ -50,13 +50,34 @@ AGGREGATES = (
     "pair_conversions_daily",
     "entry_counts_weekly",
     "pair_conversions_weekly",
+    "leaks",
 )
+
+
+def _leak_events() -> list[EventData]:
+    """Two leaks of one step as reporting's watch would announce them: one found and
+    resolved, then another one still open; a rebuild must get both back."""
+    first, second = uuid4(), uuid4()
+    at = datetime(2026, 10, 20, 4, tzinfo=UTC)
+    common = {"funnel_id": "digital-sales", "from_stage": "interest", "to_stage": "desire",
+              "segment": "source:google"}  # fmt: skip
+    detected = {"window_days": 7, "baseline_rate": 0.5, "baseline_entered": 800,
+                "baseline_converted": 400, "current_rate": 0.1, "current_entered": 200,
+                "current_converted": 20, "p_value": 1e-12}  # fmt: skip
+    return [
+        LeakDetected(lead_id=first, leak_id=first, **common, **detected, detected_at=at),
+        LeakResolved(lead_id=first, leak_id=first, **common, baseline_rate=0.5,
+                     current_rate=0.49, p_value=0.4, resolved_at=at + timedelta(days=9)),
+        LeakDetected(lead_id=second, leak_id=second, **common, **detected,
+                     detected_at=at + timedelta(days=20)),
+    ]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 async def loaded(module_infra: Stack) -> AsyncIterator[tuple[Stack, Dataset]]:
     stack = module_infra
     data = generate(150, seed=23)
+    data.events += _leak_events()
     await stack._run_command("reporting", "migrate")
     stack.start_service("reporting")
     await stack.wait_service_ready("reporting")
@@ -176,6 +197,14 @@ async def test_a_rebuild_from_the_topics_ends_with_identical_tables(loaded) -> N
     assert await _differences(stack, "reporting", "reporting_rebuild") == dict.fromkeys(
         AGGREGATES, 0
     )
+    # The leaks came back from funnel.report-events: one resolved, one open.
+    assert (
+        await _sql(
+            stack, "SELECT count(*) FILTER (WHERE resolved_at IS NULL) FROM reporting_rebuild.leaks"
+        )
+        == 1
+    )
+    assert await _sql(stack, "SELECT count(*) FROM reporting_rebuild.leaks") == 2
     assert await _sql(stack, "SELECT count(*) FROM reporting_rebuild.lead_states") == await _sql(
         stack, "SELECT count(*) FROM reporting.lead_states"
     )

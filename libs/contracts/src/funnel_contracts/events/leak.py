@@ -31,8 +31,10 @@ class LeakDetected(EventData):
     window_days: int = Field(ge=1, description="Conversion counted within this many days.")
     baseline_rate: float = Field(ge=0, le=1)
     baseline_entered: int = Field(ge=0)
+    baseline_converted: int | None = Field(default=None, ge=0)
     current_rate: float = Field(ge=0, le=1)
     current_entered: int = Field(ge=0)
+    current_converted: int | None = Field(default=None, ge=0)
     p_value: float = Field(ge=0, le=1)
     detected_at: datetime
 

@@ -93,8 +93,10 @@ async def check(tx: Transactions, rule: Rule, now: datetime) -> dict[str, int]:
                         window_days=rule.window_days,
                         baseline_rate=_rate(finding.baseline),
                         baseline_entered=finding.baseline.entered,
+                        baseline_converted=finding.baseline.converted,
                         current_rate=_rate(finding.current),
                         current_entered=finding.current.entered,
+                        current_converted=finding.current.converted,
                         p_value=finding.p_value,
                         detected_at=now,
                     )

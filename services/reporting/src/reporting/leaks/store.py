@@ -8,6 +8,7 @@ from uuid import UUID
 
 import asyncpg
 
+from funnel_contracts import LeakDetected, LeakResolved
 from reporting.domain.dimensions import ALL
 from reporting.leaks.models import Counts, Finding
 from reporting.reports import store as reports
@@ -120,3 +121,44 @@ async def leaks_of(
         since,
     )
     return [dict(r) for r in rows]
+
+
+async def record_leak_events(
+    conn: asyncpg.Connection, events: list[LeakDetected | LeakResolved]
+) -> None:
+    """The leaks as their events tell them (the projection of funnel.report-events): what
+    the watch wrote itself is already there; a rebuild gets the leaks back from the topic.
+    A leak the table has already, or one whose step already has an open leak, is kept as is."""
+    for e in events:
+        if isinstance(e, LeakDetected):
+            await conn.execute(
+                """INSERT INTO leaks (leak_id, funnel_id, from_stage, to_stage, segment,
+                       window_days, baseline_entered, baseline_converted, current_entered,
+                       current_converted, p_value, opened_at, checked_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+                   ON CONFLICT DO NOTHING""",
+                e.leak_id,
+                e.funnel_id,
+                e.from_stage,
+                e.to_stage,
+                e.segment,
+                e.window_days,
+                e.baseline_entered,
+                _converted(e.baseline_converted, e.baseline_rate, e.baseline_entered),
+                e.current_entered,
+                _converted(e.current_converted, e.current_rate, e.current_entered),
+                e.p_value,
+                e.detected_at,
+            )
+        else:
+            await conn.execute(
+                """UPDATE leaks SET resolved_at = $2, checked_at = $2, p_value = $3
+                   WHERE leak_id = $1 AND resolved_at IS NULL""",
+                e.leak_id,
+                e.resolved_at,
+                e.p_value,
+            )
+
+
+def _converted(count: int | None, rate: float, entered: int) -> int:
+    return count if count is not None else round(rate * entered)

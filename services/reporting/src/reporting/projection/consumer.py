@@ -19,6 +19,8 @@ from funnel_contracts import (
     LeadErased,
     LeadMerged,
     LeadOwnerChanged,
+    LeakDetected,
+    LeakResolved,
     StageChanged,
     TaskUpdated,
     TouchClicked,
@@ -48,6 +50,8 @@ _PROJECTED: tuple[type[EventData], ...] = (
     TouchClicked,
     TaskUpdated,  # the timeline only
     LeadOwnerChanged,  # the timeline only
+    LeakDetected,  # the leaks table only (a rebuild gets the leaks back)
+    LeakResolved,
 )
 HANDLED = tuple(model.event_type for model in _PROJECTED)
 

@@ -18,12 +18,15 @@ from funnel_contracts import (
     EventData,
     LeadErased,
     LeadMerged,
+    LeakDetected,
+    LeakResolved,
     StageChanged,
     TouchClicked,
     TouchOpened,
     TouchSent,
 )
 from funnel_servicekit.unit_of_work import UnitOfWork
+from reporting.leaks import store as leaks
 from reporting.projection import store
 from reporting.projection.models.contributions import Contributions, add, contributions, diff
 from reporting.projection.models.lead_state import LeadState, apply, fold
@@ -43,10 +46,15 @@ async def project(
     """Project `events` (in delivery order) with the same result as one by one: the leads'
     states loaded and locked in one statement, each lead's events applied in order, the
     differences summed over the batch and written with one statement per table, and each
-    event's timeline item beside them (none of a person erased)."""
+    event's timeline item beside them (none of a person erased). Leak events (about a
+    funnel, not a person) go to the leaks table only."""
     conn = uow.conn
+    found = [e for e in events if isinstance(e, LeakDetected | LeakResolved)]
+    if found:
+        await leaks.record_leak_events(conn, found)
     merges = [e for e in events if isinstance(e, LeadMerged)]
-    ids = {e.lead_id for e in events} | {m.merged_lead_id for m in merges}
+    ids = {e.lead_id for e in events if not isinstance(e, LeakDetected | LeakResolved)}
+    ids |= {m.merged_lead_id for m in merges}
     states = await store.lock_states(conn, sorted(ids))
     # A lead merged into another before: what it does counts for its survivor (a rebuild
     # replays the merge before some of the other's events), but for its own stage moves
@@ -57,6 +65,8 @@ async def project(
         states.update(await store.lock_states(conn, sorted(missing)))
     by_lead: dict[UUID, list[int]] = defaultdict(list)
     for i, event in enumerate(events):
+        if isinstance(event, LeakDetected | LeakResolved):
+            continue  # a finding about a funnel, not about a person
         lead = event.lead_id
         if lead in survivors and not isinstance(event, StageChanged | LeadMerged | LeadErased):
             lead = survivors[lead]
