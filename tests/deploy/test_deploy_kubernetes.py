@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import re
 import secrets
@@ -69,6 +70,8 @@ def _container_env(manifests: list[Manifest], container: dict[str, Any]) -> dict
             env[var["name"]] = "[]"
         elif var["name"] == "FUNNEL_DATABASE_URL":
             env[var["name"]] = "postgresql://funnel:secret@funnel-db-pooler:5432/funnel"
+        elif var["name"].endswith("_SHA256"):
+            env[var["name"]] = hashlib.sha256(secrets.token_bytes(32)).hexdigest()
         else:
             env[var["name"]] = secrets.token_urlsafe(32)
     return env
@@ -441,3 +444,16 @@ def test_the_public_edge_sees_visitors_and_serves_https_urls(
     assert env["FUNNEL_PUBLIC_BASE_URL"] == f"https://{host}"
     notifier = named(manifests, "ConfigMap", "funnel-notifier-config")["data"]
     assert notifier["FUNNEL_PUBLIC_BASE_URL"] == f"https://{host}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_pod_holds_the_admin_key_itself(overlay: str) -> None:
+    """The APIs check the admin key by its SHA-256; the key stays with the admins."""
+    manifests = render(overlay)
+    apis = 0
+    for workload, pod in pod_templates(manifests):
+        for container in pod["containers"] + pod.get("initContainers", []):
+            names = {e["name"] for e in container.get("env", [])}
+            assert "FUNNEL_ADMIN_API_KEY" not in names, f"{workload} holds the admin key"
+            apis += "FUNNEL_ADMIN_API_KEY_SHA256" in names
+    assert apis == 4  # each service's API checks it
