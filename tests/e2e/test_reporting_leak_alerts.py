@@ -24,7 +24,7 @@ from funnel_devstack.stack import Stack
 from notifier.channels.webhook_rules import verify
 from tests.e2e.test_reporting_dashboard import CHROMIUM, FLAGS
 from tests.e2e.waiting import eventually
-from tests.integration.notifier_harness import WebhookReceiver
+from tests.integration.notifier_harness import WebhookReceiver, running_receiver
 from tests.integration.reporting_support import get, publish
 
 pytestmark = pytest.mark.e2e
@@ -81,12 +81,8 @@ def _stage(lead: UUID, stage: str, prev: str | None, at: datetime) -> StageChang
 
 @pytest.fixture(scope="module")
 async def receiver() -> AsyncIterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    await server.start()
-    try:
+    async with running_receiver() as server:
         yield server
-    finally:
-        await server.stop()
 
 
 async def _inbox(stack: Stack) -> int:

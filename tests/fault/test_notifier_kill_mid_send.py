@@ -27,7 +27,7 @@ from aiosmtpd.controller import Controller
 from funnel_contracts import Consent, Envelope, LeadCaptured, StageChanged, decode
 from funnel_contracts.topics import TOUCH_EVENTS
 from funnel_devstack.ports import free_port
-from funnel_devstack.stack import Stack
+from funnel_devstack.stack import SERVICE_ROLES, Stack
 from funnel_servicekit import migrations
 from funnel_servicekit.db import create_pool
 from notifier.app import MIGRATIONS
@@ -66,10 +66,12 @@ class KillingMailbox:
 
 
 async def _seed(dsn: str) -> list[str]:
-    """Migrations, then LEADS leads with a due welcome each (as the consumer records them)."""
+    """Migrations (and the notifier's own role's grants, as `migrate` gives them), then LEADS
+    leads with a due welcome each (as the consumer records them)."""
     conn = await asyncpg.connect(dsn)
     try:
         await migrations.apply(conn, "notifier", MIGRATIONS)
+        await migrations.grant_runtime(conn, "notifier", SERVICE_ROLES["notifier"])
     finally:
         await conn.close()
     pool = await create_pool(dsn, "notifier", min_size=1, max_size=4)

@@ -233,3 +233,14 @@ class WebhookReceiver:
             await writer.drain()
         finally:
             writer.close()
+
+
+@contextlib.asynccontextmanager
+async def running_receiver() -> AsyncIterator[WebhookReceiver]:
+    """A started WebhookReceiver, stopped afterwards (the body of every receiver fixture)."""
+    server = WebhookReceiver()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

@@ -59,7 +59,9 @@ async def test_the_first_tagged_visit_is_the_first_touch_when_the_visitor_identi
     [event] = await intake.events("funnel.lead.captured.v2")
     assert isinstance(event, LeadCapturedV2)
     assert (event.utm.source, event.utm.campaign) == ("newsletter", "spring")
-    assert event.landing_page == "https://shop.example/a"
+    # In the clear the page's host and path only; the whole URL is sealed with the person.
+    assert event.landing_page == "shop.example/a"
+    assert (await intake.person(event)).landing_page == "https://shop.example/a"
     first = await intake.val("SELECT first_touch FROM leads WHERE id = $1", event.lead_id)
     assert first["utm"] == {"source": "newsletter", "campaign": "spring"}
     # the submission keeps what it was posted with

@@ -91,12 +91,13 @@ async def test_a_csv_carries_phones_consent_locale_answers_custom_fields_and_sta
     assert ada.consent is not None
     assert ada.consent.categories == ("marketing", "product-news")
     assert ada.consent.given_at == datetime(2024, 3, 1, 10, tzinfo=UTC)
-    assert ada.consent.text == "Yes, email me"
+    assert ada.consent.text == ""  # the consent's words travel sealed, with the person
     assert (ada.locale, ada.time_zone) == ("sv-SE", "Europe/Stockholm")
     assert ada.qualification == {"budget": "yes", "seats": "12"}
     assert ada.utm.source == "fair"
     person = await intake.person(ada)
     assert (person.first_name, person.custom_fields) == ("Ada", {"shoe_size": "42"})
+    assert person.consent_text == "Yes, email me"
 
     phone_only = captured["+12015550123"]
     assert (phone_only.has_email, phone_only.has_phone, phone_only.imported_stage) == (

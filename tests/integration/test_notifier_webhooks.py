@@ -21,6 +21,7 @@ from tests.integration.notifier_harness import (
     WebhookReceiver,
     captured,
     notifier_harness,
+    running_receiver,
 )
 
 pytestmark = pytest.mark.integration
@@ -29,12 +30,8 @@ SECRET = "webhook-secret-for-the-integration-tests"
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    await server.start()
-    try:
+    async with running_receiver() as server:
         yield server
-    finally:
-        await server.stop()
 
 
 def _settings(receiver: WebhookReceiver, **extra: Any) -> dict[str, Any]:

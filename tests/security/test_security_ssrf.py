@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from notifier.channels import Failed, Sent
 from notifier.channels.webhook import WebhookChannel
 from notifier.channels.webhook_rules import RefusedDestination, check_addresses, check_host
-from tests.integration.notifier_harness import WebhookReceiver
+from tests.integration.notifier_harness import WebhookReceiver, running_receiver
 
 INTERNAL = [
     "127.0.0.1",
@@ -150,12 +150,8 @@ async def test_each_send_resolves_again_and_calls_the_checked_address(
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    await server.start()
-    try:
+    async with running_receiver() as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest.mark.integration
