@@ -232,7 +232,9 @@ async def import_batch(
     returns how many rows it handled (0: nothing waits). The funnel's stages are read from
     stage-tracker before the transaction opens (a 503 Problem while it is away)."""
     async with runtime.pool.acquire() as conn:
-        job = await store.claim(conn, import_id, lock=False)
+        # The runner (no `import_id`) leaves the small imports to their own requests.
+        inline = runtime.settings.import_inline_rows if import_id is None else None
+        job = await store.claim(conn, import_id, lock=False, inline_rows=inline)
         if job is None:
             return 0
         form = await forms.registered_form(conn, job["form_id"])

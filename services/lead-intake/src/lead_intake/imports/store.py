@@ -68,16 +68,31 @@ async def set_rows(conn: asyncpg.Connection, import_id: UUID, rows: int) -> None
     await conn.execute("UPDATE imports SET rows = $2 WHERE id = $1", import_id, rows)
 
 
+# An import small enough to be done in its request is the request's: the runner takes it
+# only when that request has clearly died (it was made longer ago than this).
+INLINE_ABANDONED_AFTER = "2 minutes"
+
+
 async def claim(
-    conn: asyncpg.Connection, import_id: UUID | None = None, *, lock: bool
+    conn: asyncpg.Connection,
+    import_id: UUID | None = None,
+    *,
+    lock: bool,
+    inline_rows: int | None = None,
 ) -> asyncpg.Record | None:
     """The oldest import with rows waiting (or `import_id`, if it has); with `lock`, locked
-    for this transaction (another runner skips it)."""
+    for this transaction (another runner skips it). With `inline_rows` (the runner's look),
+    an import of at most that many rows is left to the request that imports it, unless that
+    request died long ago: the runner taking it meanwhile would leave the request's answer
+    without its lead ids."""
     row: asyncpg.Record | None = await conn.fetchrow(
         f"""SELECT id, form_id, on_existing, rows, next_row, created_at FROM imports
             WHERE status <> 'done' AND ($1::uuid IS NULL OR id = $1)
+              AND ($2::int IS NULL OR rows > $2
+                   OR created_at < now() - '{INLINE_ABANDONED_AFTER}'::interval)
             ORDER BY created_at LIMIT 1 {"FOR UPDATE SKIP LOCKED" if lock else ""}""",  # noqa: S608
         import_id,
+        inline_rows,
     )
     return row
 
