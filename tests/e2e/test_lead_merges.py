@@ -54,6 +54,14 @@ async def test_a_merge_counts_the_person_once_and_survives_a_rebuild() -> None:
                 return r.json() if r.is_success else {}
 
             await eventually(lambda: journey(newer), lambda j: j.get("current_stage") == "action")
+
+            async def snapshot_total() -> int:
+                r = await http.get(f"{urls['reporting']}/v1/funnels/digital-sales/snapshot")
+                return int(r.json()["total"]) if r.is_success else -1
+
+            # The reports answer once reporting has projected the two people (the tracker
+            # knowing them first says nothing of reporting's consumer).
+            await eventually(snapshot_total, lambda n: n == 2)
             two = await settled(lambda: _numbers(urls["reporting"], key), quiet=4, timeout=120)
             assert two["snapshot"]["total"] == 2
 
