@@ -341,8 +341,17 @@
     return canvas.toDataURL("image/png");
   }
 
+  // A view is known once its first answer arrived: a click while it loads waits for it
+  // (up to ten seconds) rather than doing nothing.
+  async function loadedView(view) {
+    for (let i = 0; i < 100 && !views[view]; i += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return views[view];
+  }
+
   async function exportView(view, format) {
-    const v = views[view];
+    const v = await loadedView(view);
     if (!v) return;
     const name = `${$("funnel").value}-${view}-${$("start").value}-${$("end").value}`;
     if (format === "csv") {
