@@ -179,10 +179,16 @@ class InboxConsumer:
         try:
             while not self._stopping.is_set():
                 batch = await self.consumer.getmany(timeout_ms=500)
+                offsets: dict[TopicPartition, int] = {}
                 for tp, records in batch.items():
                     done = await self._process_partition(records)
                     if done is not None:
-                        await self._commit(tp, done + 1)
+                        offsets[tp] = done + 1
+                if offsets:
+                    # One round trip to the group coordinator for the whole poll, after every
+                    # partition's transaction committed (a crash in between redelivers what
+                    # the inboxes already hold: no-ops).
+                    await self._commit(offsets)
                 await self._record_lag()
         finally:
             await self.consumer.stop()
@@ -293,15 +299,18 @@ class InboxConsumer:
             metrics.EVENTS_CONSUMED.labels(topic, event_type, outcome).inc()
         return True
 
-    async def _commit(self, tp: TopicPartition, offset: int) -> None:
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         while True:
             try:
-                await self.consumer.commit({tp: offset})
+                await self.consumer.commit(offsets)
                 return
             except CommitFailedError:
-                # The partition moved to another member; it resumes from the last commit and
+                # A partition moved to another member; it resumes from the last commit and
                 # the inbox turns the redelivered events into no-ops.
-                log.warning("offset commit refused after a rebalance", extra={"tp": str(tp)})
+                log.warning(
+                    "offset commit refused after a rebalance",
+                    extra={"tps": sorted(str(tp) for tp in offsets)},
+                )
                 return
             except KafkaError:
                 log.warning("offset commit failed; retrying")
