@@ -129,11 +129,21 @@ async def _rebuild(stack: Stack, *extra: str) -> str:
     return out.decode()
 
 
+# What the leak events carry. The live watch also refreshes an open leak's latest check
+# (current counts, p-value, checked_at) every few minutes without an event, so those
+# columns follow the wall clock and a rebuild cannot, and need not, restore them.
+LEAK_COLUMNS = (
+    "leak_id, funnel_id, from_stage, to_stage, segment, window_days, baseline_entered,"
+    " baseline_converted, opened_at, resolved_at"
+)
+
+
 async def _differences(stack: Stack, left: str, right: str) -> dict[str, int]:
     """Rows in one schema's aggregate and not the other's; a row whose counters went back
     to zero is the same as no row."""
     out = {}
     for table in AGGREGATES:
+        columns = LEAK_COLUMNS if table == "leaks" else "*"
         spec = TABLES.get(
             table.removesuffix("_hourly")
             .removesuffix("_6h")
@@ -142,11 +152,11 @@ async def _differences(stack: Stack, left: str, right: str) -> dict[str, int]:
         )
         nonzero = " OR ".join(f"{c} <> 0" for c, _ in spec.values) if spec else "true"
         query = f"""SELECT count(*) FROM (
-            (SELECT * FROM {left}.{table} WHERE {nonzero}
-             EXCEPT SELECT * FROM {right}.{table} WHERE {nonzero})
+            (SELECT {columns} FROM {left}.{table} WHERE {nonzero}
+             EXCEPT SELECT {columns} FROM {right}.{table} WHERE {nonzero})
             UNION ALL
-            (SELECT * FROM {right}.{table} WHERE {nonzero}
-             EXCEPT SELECT * FROM {left}.{table} WHERE {nonzero})) d"""  # noqa: S608
+            (SELECT {columns} FROM {right}.{table} WHERE {nonzero}
+             EXCEPT SELECT {columns} FROM {left}.{table} WHERE {nonzero})) d"""  # noqa: S608
         out[table] = int(await _sql(stack, query))  # type: ignore[call-overload]
     return out
 
