@@ -13,7 +13,8 @@ from typing import Any
 
 import asyncpg
 import pytest
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Download, Locator, Page, async_playwright
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from bench.reporting_dataset import generate
 from funnel_devstack.stack import Stack
@@ -250,6 +251,25 @@ async def test_a_browser_in_india_sees_its_own_days(reporting: Stack) -> None:
             await browser.close()
 
 
+async def _download(page: Page, button: Locator, name: str, console: list[str]) -> Download:
+    """The file a click on an export button saves; when none comes, the page as it was and
+    what its console said are kept for the reader of the failure. The click is dispatched on
+    the button itself: the page refreshes every few seconds, and what is under a point of the
+    screen at that moment is not what this test is about."""
+    try:
+        async with page.expect_download() as info:
+            await button.dispatch_event("click")
+        return await info.value
+    except PlaywrightTimeoutError:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / f"export-{name}-failed.png"), full_page=True)
+        state = await page.evaluate(
+            "({loaded: document.body.dataset.loaded, error: document.getElementById('error')"
+            ".textContent, active: document.activeElement && document.activeElement.tagName})"
+        )
+        raise AssertionError(f"no download for {name}: page {state}, console {console}") from None
+
+
 async def test_compare_two_periods_cohort_heat_map_and_every_view_exported(
     reporting: Stack,
 ) -> None:
@@ -268,6 +288,8 @@ async def test_compare_two_periods_cohort_heat_map_and_every_view_exported(
             page = await context.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
+            console: list[str] = []
+            page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
             await page.goto(
                 f"{stack.url('reporting')}/dashboard?start={period['start']}"
                 f"&end={period['end']}&compare=previous#key={stack.admin_api_key}"
@@ -316,9 +338,7 @@ async def test_compare_two_periods_cohort_heat_map_and_every_view_exported(
                     button = page.locator(
                         f'.export[data-view="{view}"] button[data-format="{fmt}"]'
                     )
-                    async with page.expect_download() as info:
-                        await button.click()
-                    download = await info.value
+                    download = await _download(page, button, f"{view}-{fmt}", console)
                     assert download.suggested_filename.endswith(f".{fmt}"), view
                     data = Path(await download.path()).read_bytes()
                     if fmt == "png":

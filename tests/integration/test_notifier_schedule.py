@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from funnel_contracts import ActivityRecorded, LeadErased, LeadUpdatedV2
+from funnel_contracts import ActivityRecorded, LeadErased, LeadUpdatedV2, examples
 from funnel_contracts.sealed import PersonalData, new_data_key, seal
 from funnel_devstack.stack import Stack
 from tests.integration.notifier_harness import Harness, captured, entered, notifier_harness
@@ -28,9 +28,8 @@ async def h(fresh_dsn: str, infra: Stack) -> AsyncIterator[Harness]:
 
 
 def _activity(lead_id: object, kind: str, at: datetime | None = None) -> ActivityRecorded:
-    now = at or datetime.now(UTC)
-    return ActivityRecorded(
-        lead_id=lead_id, activity_id=uuid4(), activity_type=kind, occurred_at=now, recorded_at=now
+    return examples.activity_recorded(
+        lead_id=lead_id, activity_type=kind, occurred_at=at or datetime.now(UTC)
     )
 
 

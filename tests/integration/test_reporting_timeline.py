@@ -31,6 +31,7 @@ from funnel_contracts import (
     TouchOpened,
     TouchSent,
     Utm,
+    examples,
 )
 from funnel_devstack.stack import Stack
 from tests.integration.kit_support import eventually
@@ -63,12 +64,11 @@ def _stage(lead: UUID, to: str, at: datetime, prev: str | None, **extra: Any) ->
 def _activity(
     lead: UUID, kind: str, at: datetime, activity_id: UUID | None = None, **extra: Any
 ) -> ActivityRecorded:
-    return ActivityRecorded(
+    return examples.activity_recorded(
         lead_id=lead,
         activity_id=activity_id or uuid4(),
         activity_type=kind,
         occurred_at=at,
-        recorded_at=at,
         **extra,
     )
 

@@ -31,6 +31,7 @@ from funnel_contracts import (
     TouchClicked,
     TouchOpened,
     encode,
+    examples,
     parse_event,
 )
 from funnel_devstack.stack import Stack
@@ -62,13 +63,8 @@ def captured(
 
 
 def activity(lead_id: UUID, kind: str, at: datetime, **properties: Any) -> ActivityRecorded:
-    return ActivityRecorded(
-        lead_id=lead_id,
-        activity_id=uuid4(),
-        activity_type=kind,
-        occurred_at=at,
-        recorded_at=at,
-        properties=properties,
+    return examples.activity_recorded(
+        lead_id=lead_id, activity_type=kind, occurred_at=at, properties=properties
     )
 
 

@@ -26,13 +26,7 @@ def _changed(from_stage: str | None, to_stage: str, position: int) -> StageChang
 
 
 def _activity(kind: str) -> ActivityRecorded:
-    return ActivityRecorded(
-        lead_id=LEAD,
-        activity_id=uuid4(),
-        activity_type=kind,
-        occurred_at=NOW,
-        recorded_at=NOW,
-    )
+    return examples.activity_recorded(lead_id=LEAD, activity_type=kind, occurred_at=NOW)
 
 
 BOOKS = list(default_playbooks().values())

@@ -16,6 +16,7 @@ from funnel_contracts import (
     LeadUpdated,
     StageChanged,
     Utm,
+    examples,
 )
 from reporting.domain.windows import WINDOW_COLUMNS, window_counters
 from reporting.projection.models.contributions import Contributions, add, contributions, diff
@@ -52,12 +53,10 @@ def captured(source: str = "google") -> LeadCaptured:
 
 
 def purchase(at: datetime, order: str, amount: str = "10.00") -> ActivityRecorded:
-    return ActivityRecorded(
+    return examples.activity_recorded(
         lead_id=LEAD,
-        activity_id=uuid4(),
         activity_type="purchase_completed",
         occurred_at=at,
-        recorded_at=at,
         amount=Decimal(amount),
         currency="EUR",
         order_id=order,

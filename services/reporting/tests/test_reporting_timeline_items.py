@@ -34,14 +34,7 @@ def _stage(name: str, position: int, at: datetime) -> StageChanged:
 
 
 def _activity(kind: str, at: datetime, **extra: object) -> ActivityRecorded:
-    return ActivityRecorded(
-        lead_id=LEAD,
-        activity_id=uuid4(),
-        activity_type=kind,
-        occurred_at=at,
-        recorded_at=at,
-        **extra,  # type: ignore[arg-type]
-    )
+    return examples.activity_recorded(lead_id=LEAD, activity_type=kind, occurred_at=at, **extra)
 
 
 def test_a_capture_keeps_form_source_and_utm_and_no_contact_details() -> None:

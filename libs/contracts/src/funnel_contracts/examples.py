@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
-from funnel_contracts.events import LeadCaptured, StageChanged
+from funnel_contracts.events import ActivityRecorded, LeadCaptured, StageChanged
 
 
 def stage_changed(**fields: Any) -> StageChanged:
@@ -39,3 +39,17 @@ def lead_captured(**fields: Any) -> LeadCaptured:
         "captured_at": datetime.now(UTC),
     }
     return LeadCaptured(**(defaults | fields))
+
+
+def activity_recorded(**fields: Any) -> ActivityRecorded:
+    """Something a lead did (a page view unless `activity_type` says), recorded when it
+    happened unless `recorded_at` says otherwise."""
+    at = fields.get("occurred_at") or datetime.now(UTC)
+    defaults: dict[str, Any] = {
+        "lead_id": uuid4(),
+        "activity_id": uuid4(),
+        "activity_type": "page_view",
+        "occurred_at": at,
+        "recorded_at": at,
+    }
+    return ActivityRecorded(**(defaults | fields))
