@@ -38,6 +38,7 @@ ALERTS = {
     "FunnelOutboxBacklogOld",
     "FunnelHighErrorRate",
     "FunnelGcPauses",
+    "FunnelPipelineSlow",
     "FunnelTouchSendFailures",
     "FunnelWorkerRestarts",
 }
