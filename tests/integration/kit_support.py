@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import OutOfOrderSequenceNumber
+from aiokafka.errors import GroupCoordinatorNotAvailableError, OutOfOrderSequenceNumber
 
 from funnel_contracts import StageChanged
 from funnel_contracts.topics import dead_letter_topic
@@ -150,9 +150,15 @@ async def read_all(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, byt
 
 
 async def committed_offsets(bootstrap: str, group_id: str) -> dict[int, int]:
-    """The consumer group's committed offset per partition (absent: nothing committed)."""
+    """The consumer group's committed offset per partition (absent: nothing committed).
+
+    On a new broker the group coordinator appears with the offsets topic, a moment after the
+    first consumer joins: until then nothing is committed."""
     async with kafka_admin(bootstrap) as admin:
-        offsets = await admin.list_consumer_group_offsets(group_id)
+        try:
+            offsets = await admin.list_consumer_group_offsets(group_id)
+        except GroupCoordinatorNotAvailableError:
+            return {}
     return {tp.partition: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
 
 

@@ -27,6 +27,7 @@ from funnel_servicekit.inbox import Delivery, InboxConsumer
 from funnel_servicekit.kafka import create_producer
 from funnel_servicekit.runtime import Worker, supervise
 from tests.integration.kit_support import (
+    PARTITIONS,
     CrashingPool,
     Db,
     SessionLostProducer,
@@ -58,7 +59,8 @@ async def db(infra: Stack) -> AsyncIterator[Db]:
 async def create_handled_table(pool: asyncpg.Pool) -> None:
     await pool.execute(
         "CREATE TABLE handled (seq bigserial PRIMARY KEY, event_id text NOT NULL,"
-        " source text NOT NULL, position int NOT NULL)"
+        " source text NOT NULL, position int NOT NULL,"
+        " tx bigint NOT NULL DEFAULT txid_current())"  # the top transaction, not a savepoint's
     )
 
 
@@ -510,3 +512,20 @@ async def test_a_consumer_loop_that_crashed_is_restarted_and_resumes_from_its_co
     assert [h[0] for h in await handled(db)] == [first.id, second.id, third.id]
     assert await db.count("inbox") == 3
     assert await db.count("dead_letters") == 0
+
+
+async def test_what_one_poll_fetched_from_every_partition_commits_in_one_transaction(
+    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str
+) -> None:
+    """The records of many partitions, there before the consumer starts, arrive in one or
+    two polls; each poll is one transaction (one fsync), not one per partition, so the
+    handler's rows carry fewer transaction ids than there are partitions."""
+    events = [event(uuid.uuid4(), 0) for _ in range(60)]
+    await produce(infra.kafka_bootstrap, topic, [wire(e) for e in events])
+    ends = {p: o for p, o in (await end_offsets(infra.kafka_bootstrap, topic)).items() if o}
+    assert len(ends) == PARTITIONS  # the leads' keys spread over every partition
+    group = unique("it-group")
+    async with running(make_consumer(infra, db, producer, topic, group, Handler())):
+        await wait_all_committed(infra, topic, group)
+    assert await db.count("handled") == len(events)
+    assert await db.pool.fetchval("SELECT count(DISTINCT tx) FROM handled") < PARTITIONS
