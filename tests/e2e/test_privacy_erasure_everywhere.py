@@ -245,6 +245,9 @@ async def test_an_erased_person_is_readable_nowhere_and_others_still_get_their_e
         assert erasure.json()["erased_leads"] == [lead_id]
         gone = await c.get(f"/v1/leads/{lead_id}/data-key")
         assert gone.status_code == 410
+        notes = await c.get(f"/v1/leads/{lead_id}/notes")
+        assert notes.status_code == 410, notes.text
+        assert notes.json()["errors"][0]["field"] == "lead_id"
     await _erased_everywhere(client, lead_id)
 
     # Someone else arrives afterwards: their details are sealed too, and still reach them.

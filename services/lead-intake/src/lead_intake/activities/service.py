@@ -59,9 +59,13 @@ async def _record(
     if errors:
         raise invalid_fields(errors, "Unknown people")
     result: list[ItemResult] = []
-    keys = await store.data_keys(
-        uow.conn, sorted({o.lead_id for o in owners if isinstance(o, Owner) and o.lead_id})
-    )
+    # The keys of the leads whose activities have something to seal (no round trip else).
+    sealing = {
+        o.lead_id
+        for a, o in zip(items, owners, strict=True)
+        if isinstance(o, Owner) and o.lead_id and (a.properties or a.page_url)
+    }
+    keys = await store.data_keys(uow.conn, sorted(sealing)) if sealing else {}
     for activity, whose in zip(items, owners, strict=True):
         assert isinstance(whose, Owner)
         stored = store.StoredActivity(
@@ -149,7 +153,9 @@ async def emit_waiting(
     waiting = await store.claim_pending(uow.conn, lead_id, visitor_id=visitor_id, email=email)
     if not waiting:
         return 0
-    key = (await store.data_keys(uow.conn, [lead_id])).get(lead_id)
+    key = None
+    if any(a.details.get("properties") or a.details.get("page_url") for a in waiting):
+        key = (await store.data_keys(uow.conn, [lead_id])).get(lead_id)
     for activity in waiting:
         await uow.emit(_event(activity, lead_id, key))
     return len(waiting)
