@@ -362,13 +362,15 @@ def test_prod_database_is_backed_up_synchronous_and_pooled() -> None:
     assert scheduled["spec"]["cluster"]["name"] == cluster["metadata"]["name"]
     assert scheduled["spec"]["method"] == "barmanObjectStore"
     assert len(scheduled["spec"]["schedule"].split()) == 6  # CloudNativePG's: seconds first
-    # A role per service, owner of its schema (the services' db_schema).
+    # A role per service (named as the services' db_schema), owning nothing: the schemas are
+    # the database owner's, who migrates (tests/deploy/test_deploy_database_roles.py).
     roles = {r["name"] for r in spec["managed"]["roles"]}
     schemas = {s.settings.model_fields["db_schema"].default for s in SERVICES.values()}
     assert roles == schemas
     sql = spec["bootstrap"]["initdb"]["postInitApplicationSQL"]
+    owner = spec["bootstrap"]["initdb"]["owner"]
     for schema in schemas:
-        assert f"CREATE SCHEMA {schema} AUTHORIZATION {schema}" in sql
+        assert f"CREATE SCHEMA {schema} AUTHORIZATION {owner}" in sql
     [pooler] = of_kind(manifests, "Pooler")
     assert pooler["spec"]["cluster"]["name"] == cluster["metadata"]["name"]
     assert pooler["spec"]["type"] == "rw"

@@ -45,7 +45,8 @@ def _walk(node: Any, parent: str = "") -> Iterator[Reference]:
         elif key == "secretTargetRef":
             for target in value:
                 yield ("Secret", target["name"], target["key"])
-        elif key == "passwordSecret":  # CloudNativePG managed roles: basic-auth Secrets
+        elif key == "passwordSecret" or (key == "secret" and parent == "initdb"):
+            # CloudNativePG's basic-auth Secrets: the managed roles', the owner's (initdb)
             yield ("Secret", value["name"], "username")
             yield ("Secret", value["name"], "password")
         elif key in S3_KEYS and isinstance(value, dict) and {"name", "key"} <= set(value):

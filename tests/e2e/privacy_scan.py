@@ -1,6 +1,7 @@
 """Where a person's data could rest in a running stack, read raw: every table, every log file,
 every record of every topic. "Readable" means in the clear, or opened by a data key the
-platform still holds (funnel.lead.*.v2 events are sealed with the person's key)."""
+platform still holds (funnel.lead.*.v2 events and activity events' `personal_data` are
+sealed with the person's key)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,17 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from funnel_contracts import LeadCapturedV2, LeadUpdatedV2, decode, parse_event
+from funnel_contracts import ActivityRecorded, LeadCapturedV2, LeadUpdatedV2, decode, parse_event
 from funnel_contracts.sealed import SealError, unseal
 from funnel_contracts.topics import all_topics_with_dead_letters
 from funnel_devstack.postgres import find_pg_bin_dir
 from funnel_devstack.stack import Stack
 
-SEALED_TYPES = {LeadCapturedV2.event_type, LeadUpdatedV2.event_type}
+SEALED_TYPES = {
+    LeadCapturedV2.event_type,
+    LeadUpdatedV2.event_type,
+    ActivityRecorded.event_type,
+}
 
 
 @dataclass(frozen=True)
@@ -125,8 +130,8 @@ async def topic_records(stack: Stack) -> list[RawRecord]:
 
 
 def opened(records: Iterable[RawRecord], keys: Mapping[UUID, bytes]) -> tuple[bytes, int]:
-    """The personal data of every sealed lead event that a key in `keys` opens, as JSON text,
-    and how many opened."""
+    """The personal data of every sealed lead or activity event that a key in `keys` opens, as
+    JSON text, and how many opened."""
     texts: list[bytes] = []
     for record in records:
         try:
@@ -136,9 +141,9 @@ def opened(records: Iterable[RawRecord], keys: Mapping[UUID, bytes]) -> tuple[by
         if envelope.type not in SEALED_TYPES:
             continue
         event = parse_event(envelope.type, envelope.data)
-        assert isinstance(event, LeadCapturedV2 | LeadUpdatedV2)
+        assert isinstance(event, LeadCapturedV2 | LeadUpdatedV2 | ActivityRecorded)
         key = keys.get(event.lead_id)
-        if key is None:
+        if key is None or event.personal_data is None:
             continue
         try:
             person = unseal(

@@ -15,11 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
+from funnel_contracts import ActivityRecorded, LeadCapturedV2, decode, parse_event
 from funnel_devstack.mailbox import read_messages
 from funnel_devstack.stack import Stack
 from tests.conftest import start_stack, stop_stack
 from tests.e2e.client import StackClient
-from tests.e2e.privacy_scan import data_keys_held, scan
+from tests.e2e.privacy_scan import SEALED_TYPES, data_keys_held, scan, topic_records
 from tests.e2e.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -45,7 +46,14 @@ MARKERS = {
     "referrer query": "zqmarkreferrer7732",
     "activity page query": "zqmarkpage7733",
     "visitor id": VISITOR,
+    # Words in a qualification answer, an activity's property and an offline touch's note
+    # (decision 0054): sealed, the clear copies say only "*".
+    "qualification answer": "zqmarkanswer7735",
+    "activity property": "zqmarkproperty7736",
+    "note text": "zqmarknote7737",
 }
+NEED = f"We need it for Zelphira's team ({MARKERS['qualification answer']})"
+COMMENT = f"met at the fair, ask for {MARKERS['activity property']}"
 LANDING = (
     f"https://shop.example.com/spring?email=zq%40example.org&gclid={MARKERS['landing page query']}"
 )
@@ -97,6 +105,8 @@ async def _walk_the_whole_funnel(client: StackClient) -> str:
             "consent": True,
             "utm_source": "newsletter",
             "utm_campaign": "privacy-spring",
+            "budget": "approved",
+            "need": NEED,
         },
         headers={"Idempotency-Key": "zq-form-post-1"},
     )
@@ -107,7 +117,11 @@ async def _walk_the_whole_funnel(client: StackClient) -> str:
         [
             {"type": "pricing_viewed", "occurred_at": now.isoformat(), "email": ERASED_EMAIL},
             {"type": "purchase_completed", "occurred_at": (now + timedelta(seconds=1)).isoformat(),
-             "lead_id": lead_id, "amount": "49.00", "currency": "SEK", "order_id": "zq-order-1"},
+             "lead_id": lead_id, "amount": "49.00", "currency": "SEK", "order_id": "zq-order-1",
+             "properties": {"comment": COMMENT, "plan": "pro"}},
+            {"type": "note_added", "occurred_at": (now + timedelta(seconds=2)).isoformat(),
+             "lead_id": lead_id,
+             "properties": {"text": MARKERS["note text"], "outcome": "reached"}},
         ],
     )  # fmt: skip
     return lead_id
@@ -120,7 +134,7 @@ async def _applied_everywhere(client: StackClient, lead_id: str) -> None:
         return (
             len(_mail_to(client.stack, ERASED_EMAIL)),
             await client.sql(
-                # the capture, the page view before it, pricing and the purchase
+                # the capture, the page view before it, pricing, the purchase and the note
                 "SELECT count(*) FROM tracker.lead_signals WHERE lead_id = $1::uuid",
                 lead_id,
             ),
@@ -131,8 +145,8 @@ async def _applied_everywhere(client: StackClient, lead_id: str) -> None:
             ),
         )
 
-    reached = await eventually(state, lambda s: s[0] >= 1 and s[1] == 4 and s[2] is True)
-    assert reached[0] >= 1 and reached[1] == 4 and reached[2] is True, reached  # noqa: PT018
+    reached = await eventually(state, lambda s: s[0] >= 1 and s[1] == 5 and s[2] is True)
+    assert reached[0] >= 1 and reached[1] == 5 and reached[2] is True, reached  # noqa: PT018
 
 
 async def _erased_everywhere(client: StackClient, lead_id: str) -> None:
@@ -146,6 +160,38 @@ async def _erased_everywhere(client: StackClient, lead_id: str) -> None:
         ]
 
     assert await eventually(erased, lambda counts: counts == [1, 1, 1]) == [1, 1, 1]
+
+
+async def _clear_copies(stack: Stack, lead_id: str) -> dict[str, Any]:
+    """What the topics say in the clear of the person's answers and activities' properties."""
+    out: dict[str, Any] = {}
+    for record in await topic_records(stack):
+        try:
+            envelope = decode(record.key, record.value, list(record.headers))
+        except ValueError:
+            continue
+        if envelope.type not in SEALED_TYPES:
+            continue
+        event = parse_event(envelope.type, envelope.data)
+        if str(event.lead_id) != lead_id:
+            continue
+        if isinstance(event, LeadCapturedV2):
+            out["qualification"] = dict(event.qualification)
+        elif isinstance(event, ActivityRecorded) and event.properties:
+            out[event.activity_type] = dict(event.properties)
+    return out
+
+
+async def _team_still_reads_them(client: StackClient, lead_id: str) -> None:
+    async with httpx.AsyncClient(
+        base_url=client.stack.url("lead-intake"), headers=client.auth, timeout=30
+    ) as c:
+        person = (await c.get(f"/v1/leads/{lead_id}")).json()
+        notes = (await c.get(f"/v1/leads/{lead_id}/notes")).json()["items"]
+    assert person["qualification"] == {"budget": "approved", "need": NEED}, person
+    assert [(n["activity_type"], n["text"]) for n in notes] == [
+        ("note_added", MARKERS["note text"])
+    ]
 
 
 async def test_an_erased_person_is_readable_nowhere_and_others_still_get_their_email(
@@ -176,18 +222,19 @@ async def test_an_erased_person_is_readable_nowhere_and_others_still_get_their_e
     assert {ERASED_EMAIL, "+46708682491", "Zelphira", "Quandtmoor"} <= before.tables
     assert {ERASED_EMAIL, "+46708682491", "Zelphira", "Quandtmoor"} <= before.topics_opened
     assert before.opened_events >= 1
-    # The other fields travel sealed (full URLs, visitor id, consent text)...
-    sealed_markers = {
-        MARKERS["landing page query"],
-        MARKERS["referrer query"],
-        VISITOR,
-        CONSENT_MARKER,
-    }
-    assert sealed_markers <= before.topics_opened, before.report()
-    # ...but nothing is ever in the clear on a topic, even now (an activity's query string
-    # never leaves intake at all).
+    # The other fields travel sealed (full URLs, visitor id, consent text, the answer's, the
+    # property's and the note's words)...
+    assert {*MARKERS.values(), CONSENT_MARKER} <= before.topics_opened, before.report()
+    # ...but nothing is ever in the clear on a topic, even now.
     assert before.topics_plain == {}, before.report()
-    assert MARKERS["activity page query"] not in before.topics_opened
+    # What the tracker's rules match travels in the clear: the answer that is a choice, the
+    # note's outcome, the property that is a choice; the words only as "*".
+    clear = await _clear_copies(stack, lead_id)
+    assert clear["qualification"] == {"budget": "approved", "need": "*"}, clear
+    assert clear["note_added"] == {"text": "*", "outcome": "reached"}, clear
+    assert clear["purchase_completed"] == {"comment": "*", "plan": "pro"}, clear
+    # The team still reads the words where the key is: intake's person and its notes.
+    await _team_still_reads_them(client, lead_id)
     assert key.hex() in before.tables  # the scan would find the key, too
 
     async with httpx.AsyncClient(
@@ -198,6 +245,9 @@ async def test_an_erased_person_is_readable_nowhere_and_others_still_get_their_e
         assert erasure.json()["erased_leads"] == [lead_id]
         gone = await c.get(f"/v1/leads/{lead_id}/data-key")
         assert gone.status_code == 410
+        notes = await c.get(f"/v1/leads/{lead_id}/notes")
+        assert notes.status_code == 410, notes.text
+        assert notes.json()["errors"][0]["field"] == "lead_id"
     await _erased_everywhere(client, lead_id)
 
     # Someone else arrives afterwards: their details are sealed too, and still reach them.

@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -130,4 +131,27 @@ async def test_an_offline_touch_reaches_the_topic_with_its_actor(
     [event] = await _events_of(infra.kafka_bootstrap, ACTIVITY_EVENTS, lead_id, 1)
     print("on the topic:", event.model_dump_json())
     assert event.model_dump()["actor"] == "ana"
-    assert event.model_dump()["properties"] == {"outcome": "voicemail", "text": "call back Friday"}
+    # The note's words travel sealed with the person's key, the outcome (a choice) in the
+    # clear for the tracker's rules (decision 0054).
+    assert event.model_dump()["properties"] == {"outcome": "voicemail", "text": "*"}
+    assert "call back Friday" not in event.model_dump_json()
+    key = await intake.val("SELECT data_key FROM subject_keys WHERE lead_id = $1::uuid", lead_id)
+    assert event.personal_data is not None
+    opened = unseal(
+        event.personal_data, key=key, lead_id=event.lead_id, event_type=event.event_type
+    )
+    assert opened.properties == {"outcome": "voicemail", "text": "call back Friday"}
+
+    # The team reads the words where the key is: lead-intake's notes of the person.
+    notes = await intake.client.get(f"/v1/leads/{lead_id}/notes", headers=ANA)
+    assert notes.status_code == 200, notes.text
+    [note] = notes.json()["items"]
+    assert (note["activity_type"], note["outcome"], note["text"], note["actor"]) == (
+        "call_logged",
+        "voicemail",
+        "call back Friday",
+        "ana",
+    )
+    unknown = await intake.client.get(f"/v1/leads/{uuid4()}/notes", headers=ANA)
+    assert unknown.status_code == 404
+    assert unknown.json()["errors"][0]["field"] == "lead_id"

@@ -49,6 +49,7 @@ async def test_json_post_captures_a_normalized_lead_with_its_touch(intake: Intak
             "consent": True,
             "company_size": "11-50",
             "budget": "10k",
+            "need": "A CRM for Ada's team of 12",
         },
         headers={"user-agent": "Mozilla/5.0 test"},
     )
@@ -81,7 +82,10 @@ async def test_json_post_captures_a_normalized_lead_with_its_touch(intake: Intak
     assert person.referrer == "https://www.google.com/"
     assert b"utm_medium=cpc" not in event.model_dump_json().encode()
     assert person.custom_fields == {"company_size": "11-50"}
-    assert event.qualification == {"budget": "10k"}
+    # A choice in the clear (the tracker's rules match it); words only sealed (decision 0054).
+    assert event.qualification == {"budget": "10k", "need": "*"}
+    assert b"CRM for Ada" not in event.model_dump_json().encode()
+    assert person.qualification == {"budget": "10k", "need": "A CRM for Ada's team of 12"}
     assert event.consent is not None
     assert event.consent.text == ""
     assert person.consent_text == "Send me offers by email."

@@ -7,6 +7,7 @@ from uuid import uuid4
 import pytest
 from pydantic import ValidationError
 
+from funnel_contracts.sealed import SealError, new_data_key, unseal
 from funnel_servicekit.problems import field_error
 from lead_intake.activities.models import (
     ActivityBatch,
@@ -68,9 +69,17 @@ def test_the_event_carries_what_was_stored() -> None:
         order_id="o1",
         utm={"source": "mail"},
         page_url="https://shop.example.com/checkout?email=ada%40example.com",
-        properties={"sku": "A1"},  # type: ignore[arg-type]
+        properties={  # type: ignore[arg-type]
+            "sku": "A1",
+            "text": "Ada called back",
+            "phone": 4915112345678,
+            "quantity": 2,
+            "gift": True,
+            "ada@example.com": "x",
+        },
     )
     lead_id, activity_id = uuid4(), uuid4()
+    key = new_data_key()
     event = activity_event(
         activity_id=activity_id,
         lead_id=lead_id,
@@ -79,6 +88,7 @@ def test_the_event_carries_what_was_stored() -> None:
         recorded_at=T,
         order_id="o1",
         details=activity.details(),
+        key=key,
     )
     # The page's host and path only: its query string may name the person.
     assert event.page_url == "shop.example.com/checkout"
@@ -86,8 +96,33 @@ def test_the_event_carries_what_was_stored() -> None:
     assert (event.amount, event.currency, event.order_id) == (Decimal("9.5"), "SEK", "o1")
     assert event.utm is not None
     assert event.utm.source == "mail"
-    assert event.properties == {"sku": "A1"}
+    # In the clear only choices, small numbers and booleans; a note's text, a long number
+    # and a key that is not a choice travel only sealed (decision 0054).
+    assert event.properties == {"sku": "A1", "text": "*", "phone": "*", "quantity": 2, "gift": True}
     assert event.lead_id == lead_id
+    assert event.personal_data is not None
+    whole = unseal(event.personal_data, key=key, lead_id=lead_id, event_type=event.event_type)
+    assert whole.properties == activity.properties
+    assert whole.page_url == "https://shop.example.com/checkout?email=ada%40example.com"
+    with pytest.raises(SealError):
+        unseal(
+            event.personal_data, key=new_data_key(), lead_id=lead_id, event_type=event.event_type
+        )
+
+
+def test_without_a_key_nothing_is_sealed_and_the_clear_copy_stays_choices() -> None:
+    event = activity_event(
+        activity_id=uuid4(),
+        lead_id=uuid4(),
+        activity_type="note_added",
+        occurred_at=T,
+        recorded_at=T,
+        order_id=None,
+        details={"properties": {"text": "likes", "outcome": "reached"}},
+        key=None,
+    )
+    assert event.personal_data is None
+    assert event.properties == {"text": "*", "outcome": "reached"}
 
 
 def _batch(*items: dict[str, object]) -> ActivityBatch:

@@ -47,6 +47,12 @@ class PersonalData(BaseModel):
     referrer: str | None = None
     visitor_id: str | None = None
     consent_text: str | None = None
+    # What a person answered and what an activity said about them, whole (decision 0054): the
+    # clear copies keep only choices (`funnel_contracts.events.base.clear_answers`,
+    # `clear_properties`). An activity event seals `properties` and `page_url` alone.
+    qualification: dict[str, str] = Field(default_factory=dict)
+    properties: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    page_url: str | None = None
 
 
 def new_data_key() -> bytes:

@@ -10,7 +10,8 @@ from uuid import UUID
 from pydantic import Field
 
 from funnel_contracts import topics
-from funnel_contracts.events.base import EventData, Utm
+from funnel_contracts.events.base import SEALED_VALUE, EventData, Utm
+from funnel_contracts.events.lead import Sealed
 
 # What people at the business log about a person (a call, a meeting, an event they came to, a
 # note): offline touches, reported with the logging key's name as `actor`, and
@@ -50,7 +51,18 @@ class ActivityRecorded(EventData):
     amount: Decimal | None = Field(default=None, description="purchase/refund amount")
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     order_id: str | None = Field(default=None, max_length=200)
-    properties: dict[str, PropertyValue] = Field(default_factory=dict)
+    properties: dict[str, PropertyValue] = Field(
+        default_factory=dict,
+        description="Numbers, booleans and one-word choices as reported; other text, a note's "
+        f"`text` and integers of seven digits or more are {SEALED_VALUE!r}, whole only in "
+        "`personal_data` (decision 0054).",
+    )
+    personal_data: Sealed | None = Field(
+        default=None,
+        description="The whole `properties` and the full `page_url`, sealed with the lead's data "
+        "key for this lead and this event type (`funnel_contracts.sealed`); null when there is "
+        "neither. Unreadable once the person is erased.",
+    )
     actor: str | None = Field(
         default=None,
         max_length=200,

@@ -99,7 +99,8 @@ class _LeadDetailsV2(EventData):
 
     personal_data: Sealed = Field(
         description="email, phone, first_name, last_name, custom_fields, and the full "
-        "landing_page and referrer URLs, the visitor_id and the consent_text, sealed for this "
+        "landing_page and referrer URLs, the visitor_id, the consent_text and the whole "
+        "qualification answers, sealed for this "
         "lead and this event type; only services given the lead's data key can read it."
     )
     has_email: bool
@@ -117,7 +118,9 @@ class _LeadDetailsV2(EventData):
         default=None, description="Categories, version and time; its text is sealed (empty)."
     )
     qualification: dict[str, str] = Field(
-        default_factory=dict, description="Answers to budget, authority, need, timing."
+        default_factory=dict,
+        description="Answers to budget, authority, need, timing: a one-word choice as given, "
+        "any other answer '*' (answered; the words are sealed in personal_data).",
     )
     locale: str | None = Field(default=None, description="BCP 47, e.g. sv-SE, zh-Hant.")
     time_zone: str | None = Field(default=None, description="IANA, e.g. Europe/Stockholm.")

@@ -14,7 +14,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from funnel_contracts import ActivityRecorded, Utm
 from funnel_contracts.events import OFFLINE_ACTIVITY_TYPES
 from funnel_contracts.events.activity import PropertyValue
-from funnel_contracts.events.base import page_address
+from funnel_contracts.events.base import clear_properties, page_address
+from funnel_contracts.sealed import PersonalData, seal
 from funnel_servicekit.problems import FieldError, field_error
 from lead_intake.common.normalize import normalize_email
 from lead_intake.common.text_rules import StorableText
@@ -114,12 +115,24 @@ def activity_event(
     recorded_at: datetime,
     order_id: str | None,
     details: dict[str, Any],
+    key: bytes | None,
 ) -> ActivityRecorded:
     """The contract event of a stored activity (also of one linked later to its visitor).
 
-    Neither the visitor id nor the page's query string is in it (decision 0043)."""
+    Neither the visitor id nor the page's query string is in it (decision 0043); properties
+    travel whole only sealed with the lead's `key`, in the clear only their choices (0054)."""
     utm = details.get("utm")
     amount = details.get("amount")
+    properties = details.get("properties") or {}
+    page_url = details.get("page_url")
+    sealed = None
+    if key is not None and (properties or page_url):
+        sealed = seal(
+            PersonalData(properties=properties, page_url=page_url),
+            key=key,
+            lead_id=lead_id,
+            event_type=ActivityRecorded.event_type,
+        )
     return ActivityRecorded(
         lead_id=lead_id,
         activity_id=activity_id,
@@ -131,7 +144,8 @@ def activity_event(
         amount=Decimal(amount) if amount is not None else None,
         currency=details.get("currency"),
         order_id=order_id,
-        properties=details.get("properties") or {},
+        properties=clear_properties(properties),
+        personal_data=sealed,
         actor=details.get("actor"),
     )
 
@@ -252,3 +266,41 @@ class ActivitiesAccepted(BaseModel):
             activity_ids=[i.id for i in items],
             items=items,
         )
+
+
+class NoteOut(BaseModel):
+    """An offline touch as logged: its outcome and words (sealed on the topics, decision 0054)."""
+
+    activity_id: UUID
+    activity_type: str = Field(description=f"One of {', '.join(OFFLINE_ACTIVITY_TYPES)}.")
+    occurred_at: datetime
+    outcome: str | None = None
+    text: str | None = None
+    actor: str | None = Field(default=None, description="The name of the key that logged it.")
+
+
+class NotesOut(BaseModel):
+    """`GET /v1/leads/{lead_id}/notes`: a person's offline touches, newest first."""
+
+    items: list[NoteOut]
+
+
+MAX_NOTES = 200
+
+
+def note_of(stored: Any) -> NoteOut:
+    """A stored offline touch as the team reads it."""
+    details = stored.details or {}
+    properties = details.get("properties") or {}
+
+    def text(value: object) -> str | None:
+        return None if value is None else str(value)
+
+    return NoteOut(
+        activity_id=stored.id,
+        activity_type=stored.activity_type,
+        occurred_at=stored.occurred_at,
+        outcome=text(properties.get("outcome")),
+        text=text(properties.get("text")),
+        actor=details.get("actor"),
+    )

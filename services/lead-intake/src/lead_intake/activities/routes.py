@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -14,11 +15,12 @@ from lead_intake.activities import service
 from lead_intake.activities.models import (
     ActivitiesAccepted,
     ActivityBatch,
+    NotesOut,
     offline_errors,
     public_key_errors,
 )
 from lead_intake.common.body import read_json
-from lead_intake.deps import ClientIp, Runtime
+from lead_intake.deps import ClientIp, PeopleReader, Runtime
 from lead_intake.forms import service as forms
 from lead_intake.forms.models import Form, cors_headers, preflight_headers, with_cors
 from lead_intake.runtime import IntakeRuntime
@@ -77,6 +79,17 @@ async def record_activities(
         return JSONResponse(result.model_dump(mode="json"), status_code=202, headers=cors)
     except Problem as problem:
         raise with_cors(problem, cors) from None
+
+
+@router.get(
+    "/v1/leads/{lead_id}/notes",
+    response_model=NotesOut,
+    responses={404: {"description": "No such lead"}, 410: {"description": "Erased"}},
+)
+async def get_notes(lead_id: UUID, runtime: Runtime, _: PeopleReader) -> NotesOut:
+    """A person's calls, meetings, events and notes, newest first (up to 200), with their
+    outcome and words: the events carry the words only sealed (decision 0054)."""
+    return await service.notes(runtime.pool, lead_id)
 
 
 async def _caller(

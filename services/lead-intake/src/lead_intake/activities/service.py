@@ -13,17 +13,21 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from funnel_contracts import ActivityRecorded, Utm
-from funnel_servicekit.problems import invalid_fields
+from funnel_contracts.events import OFFLINE_ACTIVITY_TYPES
+from funnel_servicekit.problems import field_problem, invalid_fields, not_found
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
 from lead_intake.activities import store
 from lead_intake.activities.models import (
+    MAX_NOTES,
     ActivitiesAccepted,
     ActivityBatch,
     ItemResult,
     Known,
+    NotesOut,
     Owner,
     activity_event,
     email_sha256,
+    note_of,
     owner,
     unknown_people,
 )
@@ -55,6 +59,13 @@ async def _record(
     if errors:
         raise invalid_fields(errors, "Unknown people")
     result: list[ItemResult] = []
+    # The keys of the leads whose activities have something to seal (no round trip else).
+    sealing = {
+        o.lead_id
+        for a, o in zip(items, owners, strict=True)
+        if isinstance(o, Owner) and o.lead_id and (a.properties or a.page_url)
+    }
+    keys = await store.data_keys(uow.conn, sorted(sealing)) if sealing else {}
     for activity, whose in zip(items, owners, strict=True):
         assert isinstance(whose, Owner)
         stored = store.StoredActivity(
@@ -74,7 +85,7 @@ async def _record(
         if whose.lead_id is None:
             result.append(ItemResult(id=stored.id, status="pending"))
             continue
-        await uow.emit(_event(stored, whose.lead_id))
+        await uow.emit(_event(stored, whose.lead_id, keys.get(whose.lead_id)))
         result.append(ItemResult(id=stored.id, status="accepted"))
     return ActivitiesAccepted.of(result)
 
@@ -140,12 +151,17 @@ async def emit_waiting(
     if visitor_id is not None:
         await store.link_visitor(uow.conn, visitor_id, lead_id)
     waiting = await store.claim_pending(uow.conn, lead_id, visitor_id=visitor_id, email=email)
+    if not waiting:
+        return 0
+    key = None
+    if any(a.details.get("properties") or a.details.get("page_url") for a in waiting):
+        key = (await store.data_keys(uow.conn, [lead_id])).get(lead_id)
     for activity in waiting:
-        await uow.emit(_event(activity, lead_id))
+        await uow.emit(_event(activity, lead_id, key))
     return len(waiting)
 
 
-def _event(activity: store.StoredActivity, lead_id: UUID) -> ActivityRecorded:
+def _event(activity: store.StoredActivity, lead_id: UUID, key: bytes | None) -> ActivityRecorded:
     return activity_event(
         activity_id=activity.id,
         lead_id=lead_id,
@@ -154,4 +170,25 @@ def _event(activity: store.StoredActivity, lead_id: UUID) -> ActivityRecorded:
         recorded_at=activity.recorded_at,
         order_id=activity.order_id,
         details=activity.details,
+        key=key,
     )
+
+
+async def notes(pool: asyncpg.Pool, lead_id: UUID) -> NotesOut:
+    """A person's calls, meetings, events and notes as logged (the words travel only sealed,
+    so the team reads them here); 404 unknown, 410 erased."""
+    async with pool.acquire() as conn:
+        erased = await store.lead_status(conn, lead_id)
+        if erased is None:
+            raise not_found("lead", "lead_id", lead_id)
+        if erased:
+            raise field_problem(
+                410,
+                "Lead erased",
+                "the person was erased; nothing of them is kept",
+                type_="urn:funnel:problem:erased",
+                field="lead_id",
+                message="erased",
+            )
+        found = await store.offline_touches(conn, lead_id, OFFLINE_ACTIVITY_TYPES, MAX_NOTES)
+    return NotesOut(items=[note_of(a) for a in found])

@@ -9,6 +9,7 @@ from uuid import UUID
 
 import asyncpg
 
+from funnel_contracts.sealed import new_data_key
 from lead_intake.activities.models import email_sha256
 
 
@@ -61,6 +62,52 @@ async def insert_activity(
         activity.pending_email_sha256,
     )
     return bool(inserted)
+
+
+async def data_keys(conn: asyncpg.Connection, lead_ids: list[UUID]) -> dict[UUID, bytes]:
+    """The data keys of these leads, made now for a lead that has none (captured before keys
+    existed), in one round trip. Inside the caller's transaction, so a key is never used by an
+    event that is not committed; an erased lead has no key and gets none."""
+    rows = await conn.fetch(
+        """WITH want AS (
+               SELECT w.lead_id, w.data_key
+               FROM unnest($1::uuid[], $2::bytea[]) AS w (lead_id, data_key)
+               JOIN leads l ON l.id = w.lead_id AND l.erased_at IS NULL),
+           made AS (
+               INSERT INTO subject_keys (lead_id, data_key)
+               SELECT lead_id, data_key FROM want
+               ON CONFLICT (lead_id) DO NOTHING RETURNING lead_id, data_key)
+           SELECT lead_id, data_key FROM made
+           UNION ALL
+           SELECT k.lead_id, k.data_key FROM subject_keys k JOIN want USING (lead_id)""",
+        lead_ids,
+        [new_data_key() for _ in lead_ids],
+    )
+    return {r["lead_id"]: r["data_key"] for r in rows}
+
+
+async def lead_status(conn: asyncpg.Connection, lead_id: UUID) -> bool | None:
+    """None for an unknown lead, True for an erased one, False otherwise."""
+    erased: bool | None = await conn.fetchval(
+        "SELECT erased_at IS NOT NULL FROM leads WHERE id = $1", lead_id
+    )
+    return erased
+
+
+async def offline_touches(
+    conn: asyncpg.Connection, lead_id: UUID, types: tuple[str, ...], limit: int
+) -> list[StoredActivity]:
+    """The lead's offline touches (and those of leads merged into it), newest first."""
+    rows = await conn.fetch(
+        """SELECT * FROM activities
+           WHERE (lead_id = $1 OR lead_id IN (SELECT id FROM leads WHERE merged_into = $1))
+             AND activity_type = ANY($2::text[])
+           ORDER BY occurred_at DESC, id LIMIT $3""",
+        lead_id,
+        list(types),
+        limit,
+    )
+    return [_activity(r) for r in rows]
 
 
 async def link_visitor(conn: asyncpg.Connection, visitor_id: str, lead_id: UUID) -> None:

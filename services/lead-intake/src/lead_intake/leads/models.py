@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from funnel_contracts import Consent, LeadCapturedV2, LeadUpdatedV2, Utm
-from funnel_contracts.events.base import page_address
+from funnel_contracts.events.base import clear_answers, page_address
 from funnel_contracts.sealed import PersonalData, seal
 from funnel_servicekit.problems import FieldError
 from lead_intake.forms.models import Form
@@ -125,6 +125,7 @@ def lead_event(
         referrer=sub.touchpoint.referrer,
         visitor_id=sub.visitor_id,
         consent_text=sub.consent.text if sub.consent else None,
+        qualification=sub.qualification,
     )
     event_type = (LeadCapturedV2 if lead.created else LeadUpdatedV2).event_type
     common = {
@@ -136,12 +137,13 @@ def lead_event(
         "form_id": form.id,
         "funnel_id": form.funnel_id,
         # In the clear only what the tracker and reporting use (docs/decisions/0043): the
-        # pages' host and path, the consent's categories and time; the rest is sealed above.
+        # pages' host and path, the consent's categories and time, answers that are choices
+        # (decision 0054); the rest is sealed above.
         "landing_page": page_address(sub.touchpoint.landing_page),
         "referrer": page_address(sub.touchpoint.referrer),
         "source": source,
         "consent": sub.consent.model_copy(update={"text": ""}) if sub.consent else None,
-        "qualification": sub.qualification,
+        "qualification": clear_answers(sub.qualification),
         "locale": sub.locale,
         "time_zone": sub.time_zone,
     }

@@ -146,6 +146,22 @@
       <span>${W.escapeHtml(describe(item))}</span></div><time>${W.escapeHtml(W.when(item.at))}</time></li>`;
   }
 
+  // The words of a call, meeting or note travel sealed ("*" in the timeline): lead-intake,
+  // which holds the person's key, gives them (GET /v1/leads/{id}/notes), read again only
+  // when the timeline shows one not read yet.
+  const SEALED = "*";
+  const OFFLINE = new Set(["call_logged", "meeting_held", "event_attended", "note_added"]);
+  let noteWords = new Map();
+
+  async function withNoteWords(items) {
+    const sealed = items.filter((i) => OFFLINE.has(i.kind) && i.text === SEALED);
+    if (sealed.some((i) => !noteWords.has(i.activity_id))) {
+      const answer = await W.call("GET", W.intake(`/v1/leads/${encodeURIComponent(leadId)}/notes`));
+      if (answer.ok) noteWords = new Map(answer.body.items.map((n) => [n.activity_id, n.text]));
+    }
+    return items.map((i) => (OFFLINE.has(i.kind) && i.text === SEALED ? { ...i, text: noteWords.get(i.activity_id) ?? "" } : i));
+  }
+
   async function loadTimeline(older) {
     const query = { limit: 30, before: older ? timelineBefore : null };
     const answer = await W.call("GET", `/v1/leads/${encodeURIComponent(leadId)}/timeline`, { query });
@@ -153,7 +169,7 @@
       if (!older) $("timeline").innerHTML = `<li class="muted">${W.escapeHtml(W.problemText(answer))}</li>`;
       return;
     }
-    const html = answer.body.items.map(timelineItem).join("");
+    const html = (await withNoteWords(answer.body.items)).map(timelineItem).join("");
     if (older) $("timeline").insertAdjacentHTML("beforeend", html);
     else $("timeline").innerHTML = html || '<li class="muted">nothing yet</li>';
     if (!older || answer.body.next_before) timelineBefore = answer.body.next_before;
