@@ -37,6 +37,7 @@ from notifier.channels import Failed, Outcome, Sent
 from notifier.channels.smtp import SmtpChannel
 from notifier.channels.webhook import WebhookChannel
 from notifier.links import LinkSigner
+from notifier.playbooks.models import LeakTrigger
 from notifier.playbooks.models.templates import TemplateProblem
 from notifier.runtime import NotifierRuntime
 from notifier.settings import NotifierSettings
@@ -213,6 +214,8 @@ class TouchSender(PollLoop):
                 title=playbook.task_title,
                 funnel_id=touch.funnel_id,
                 stage=touch.stage,
+                # A leak's touch is keyed by the leak's id: the team's task, no person's.
+                leak_id=touch.lead_id if isinstance(playbook.trigger, LeakTrigger) else None,
             )
             if not task:
                 return Failed("the lead was erased")
