@@ -257,13 +257,21 @@ class TouchSender(PollLoop):
         async with self.tx() as uow:
             for item in leased:
                 outcome = outcomes.get(item.touch.id, service.no_outcome())
+                # A leak's touch makes the team's task: no person was touched.
+                team = isinstance(item.claimed.playbook.trigger, LeakTrigger)
                 with trace.use_span(item.span):
-                    await self._record_one(uow, item.touch, outcome, now)
+                    await self._record_one(uow, item.touch, outcome, now, team=team)
 
     async def _record_one(
-        self, uow: UnitOfWork, touch: DueTouch, outcome: Outcome, now: datetime
+        self,
+        uow: UnitOfWork,
+        touch: DueTouch,
+        outcome: Outcome,
+        now: datetime,
+        *,
+        team: bool = False,
     ) -> None:
-        error = await service.record_outcome(uow, touch, outcome, now, self.settings)
+        error = await service.record_outcome(uow, touch, outcome, now, self.settings, team=team)
         if error is not None:
             log.warning(
                 "touch not delivered",
