@@ -3,7 +3,9 @@
 Leads arrive from a mix of sources and campaigns, move through the digital-sales stages with
 drop-offs and random delays, buy, renew (a third of renewals then cancel), get refunds and
 touches; a share of them re-enter a
-stage, convert twice, resubmit from another campaign, or arrive late and duplicated. The
+stage, convert twice, resubmit from another campaign, or arrive late and duplicated. With
+`merges`, that many people also became a second lead that was then merged into their first
+(`funnel.lead.merged.v1`, published after everything else). The
 named edge cases are always present: a conversion exactly at the 14-day edge, a stage entered
 before the first step, a lead that converts twice, a lead captured at 00:30 UTC, two leads on
 either side of midnight in India (18:30 UTC).
@@ -23,6 +25,7 @@ from funnel_contracts import (
     LeadCaptured,
     LeadCapturedV2,
     LeadErased,
+    LeadMerged,
     LeadUpdated,
     LeadUpdatedV2,
     StageChanged,
@@ -50,6 +53,13 @@ class Dataset:
     events: list[EventData] = field(default_factory=list)
     duplicates: list[int] = field(default_factory=list)  # indexes published twice
     edge: dict[str, UUID] = field(default_factory=dict)
+    # Where the merges begin in `events`: each merge, the tracker's `merged` move it causes
+    # and the other lead's events still in flight come after this index (published once what
+    # precedes it is projected, as a merge follows both leads), and from `erase_phase` on, a
+    # survivor's later erasure (a day after its merge: projected after it).
+    merge_phase: int | None = None
+    erase_phase: int | None = None
+    merged: dict[UUID, UUID] = field(default_factory=dict)  # other lead -> survivor
 
 
 def _uuid(rng: random.Random) -> UUID:
@@ -190,13 +200,15 @@ def _journey(rng: random.Random, lead: UUID, captured: datetime) -> list[EventDa
     return events
 
 
-def generate(leads: int, seed: int = 7, days: int = 60) -> Dataset:
+def generate(leads: int, seed: int = 7, days: int = 60, merges: int = 0) -> Dataset:
     rng = random.Random(seed)
     data = Dataset()
+    people: list[UUID] = []
     for _ in range(leads):
         lead = _uuid(rng)
         captured = START + timedelta(minutes=rng.randrange(days * 24 * 60))
         data.events += _journey(rng, lead, captured)
+        people.append(lead)
     _edge_cases(rng, data)
     # Late events: a share of stage events published after everything else.
     late = [
@@ -204,8 +216,115 @@ def generate(leads: int, seed: int = 7, days: int = 60) -> Dataset:
     ]
     moved = [data.events[i] for i in late]
     data.events = [e for i, e in enumerate(data.events) if i not in set(late)] + moved
+    if merges:
+        # A generator of its own: the data without merges stays what it was for a seed.
+        _merges(random.Random(seed + 1), data, people, merges)
     data.duplicates = [i for i in range(len(data.events)) if rng.random() < 0.03]
     return data
+
+
+def _stage_at(events: list[EventData], lead: UUID, moment: datetime) -> str | None:
+    """The stage `lead` was in at `moment` (its latest entry at or before it)."""
+    entries = sorted(
+        (e.changed_at, e.to_stage_position, e.to_stage)
+        for e in events
+        if isinstance(e, StageChanged) and e.lead_id == lead and e.changed_at <= moment
+    )
+    return entries[-1][2] if entries else None
+
+
+def _merges(rng: random.Random, data: Dataset, people: list[UUID], count: int) -> None:
+    """`count` people who also became a newer lead (known by phone alone, from another
+    campaign), merged into their first lead once both were projected: the newer lead's
+    capture (sometimes back-dated before the survivor's, as an import may), its entry and
+    maybe a step further, a page view, a touch, an order of its own or the survivor's same
+    order reported again; then the merge, the tracker's `merged` move when the newer lead
+    was further along, an order and a page view of the newer lead still in flight, and,
+    for one of them, the survivor's erasure."""
+    first_phase: list[EventData] = []
+    second_phase: list[EventData] = []
+    third_phase: list[EventData] = []
+    survivors = rng.sample(people, min(count, len(people)))
+    for n, survivor in enumerate(survivors):
+        own = [e for e in data.events if e.lead_id == survivor]
+        captured = min(e.captured_at for e in own if isinstance(e, LeadCaptured))
+        last_move = max(e.changed_at for e in own if isinstance(e, StageChanged))
+        other = _uuid(rng)
+        back_dated = rng.random() < 0.2
+        at = captured + (
+            -timedelta(days=2)
+            if back_dated
+            else timedelta(days=rng.choice((0, 1, 3, 8)), minutes=rng.randrange(1, 600))
+        )
+        events: list[EventData] = [_capture(rng, other, at), _stage(other, STAGES[0], at, None)]
+        other_stage = STAGES[0]
+        if rng.random() < 0.5:
+            other_stage = STAGES[1]
+            events.append(_stage(other, other_stage, at + timedelta(days=1), STAGES[0]))
+        events.append(_activity(rng, other, "page_viewed", at + timedelta(hours=2)))
+        if rng.random() < 0.4:
+            touch = _uuid(rng)
+            sent = at + timedelta(hours=5)
+            events += [
+                TouchSent(
+                    lead_id=other,
+                    touch_id=touch,
+                    playbook="welcome",
+                    channel="email",
+                    template="t",
+                    funnel_id=FUNNEL,
+                    stage=STAGES[0],
+                    sent_at=sent,
+                ),
+                TouchOpened(lead_id=other, touch_id=touch, opened_at=sent + timedelta(hours=1)),
+            ]
+        orders = [e for e in own if isinstance(e, ActivityRecorded) and e.order_id]
+        if orders and rng.random() < 0.5:  # the survivor's order reported for the other too
+            events.append(
+                orders[0].model_copy(update={"lead_id": other, "activity_id": _uuid(rng)})
+            )
+        elif rng.random() < 0.3:
+            order = f"o-{other.hex[:8]}-1"
+            events.append(
+                _activity(rng, other, "purchase_completed", at + timedelta(days=2), "29.00", order)
+            )
+        first_phase += events
+        merged_at = max(last_move, at + timedelta(days=3)) + timedelta(minutes=rng.randrange(600))
+        second_phase.append(
+            LeadMerged(
+                lead_id=survivor,
+                merged_lead_id=other,
+                reason=rng.choice(("manual", "same_phone")),
+                actor=None,
+                merged_at=merged_at,
+            )
+        )
+        survivor_stage = _stage_at(data.events, survivor, merged_at)
+        assert survivor_stage is not None
+        if STAGES.index(other_stage) > STAGES.index(survivor_stage):
+            move = _stage(survivor, other_stage, merged_at, survivor_stage)
+            second_phase.append(move.model_copy(update={"reason": "merged"}))
+        # In flight when the merge was made: counted for the survivor once they arrive.
+        second_phase.append(
+            _activity(rng, other, "pricing_viewed", merged_at - timedelta(minutes=1))
+        )
+        if rng.random() < 0.3:
+            order = f"o-{other.hex[:8]}-late"
+            when = merged_at - timedelta(minutes=2)
+            second_phase.append(_activity(rng, other, "purchase_completed", when, "15.00", order))
+        data.merged[other] = survivor
+        if n == 0 and count >= 3:  # the person then asked to be forgotten: both leads go
+            third_phase.append(
+                LeadErased(
+                    lead_id=survivor, request_id=_uuid(rng), erased_at=merged_at + timedelta(days=1)
+                )
+            )
+            data.edge["merged_then_erased"] = survivor
+    data.events += first_phase
+    data.merge_phase = len(data.events)
+    data.events += second_phase
+    data.erase_phase = len(data.events)
+    data.events += third_phase
 
 
 def _edge_cases(rng: random.Random, data: Dataset) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -268,6 +269,51 @@ async def _aggregate_answer(
     return {g["segment"] or "": [s["leads"] for s in g["steps"]] for g in groups}
 
 
+Answer = Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]]
+
+
+# The conversion query as it was before decision record 0059, for the same-run comparison:
+# two statements, each row's counters read from the heap (index-only scans turned off).
+PREVIOUS_ENTERED_SQL = """SELECT r.cohort, t.value AS segment, sum(r.sign * t.leads)::bigint AS n
+FROM {rows} GROUP BY 1, 2"""
+PREVIOUS_REACHED_SQL = """SELECT r.cohort, t.value AS segment, t.to_stage,
+       sum(r.sign * t.counted)::bigint AS n
+FROM {rows} WHERE t.to_stage = ANY($9::text[]) GROUP BY 1, 2, 3"""
+
+
+async def _previous_answer(
+    conn: asyncpg.Connection, breakdown: str, period: Period = PERIOD
+) -> dict[str, Any]:
+    args = queries._slot_args(period, "none")
+    async with conn.transaction():
+        await conn.execute("SET LOCAL enable_indexonlyscan = off")
+        entered_rows = await conn.fetch(
+            PREVIOUS_ENTERED_SQL.format(rows=queries._slot_rows("entry_counts", "value, leads")),
+            "digital-sales",
+            STAGES[0],
+            f"first_{breakdown}",
+            *args,
+        )
+        reached_rows = await conn.fetch(
+            PREVIOUS_REACHED_SQL.format(
+                rows=queries._slot_rows("pair_conversions", "value, to_stage, c14d AS counted")
+            ),
+            "digital-sales",
+            STAGES[0],
+            f"first_{breakdown}",
+            *args,
+            STAGES[1:],
+        )
+    entered = {(r["cohort"], r["segment"]): int(r["n"]) for r in entered_rows if r["n"]}
+    reached = {(r["cohort"], r["segment"], r["to_stage"]): int(r["n"]) for r in reached_rows}
+    groups = conversion_groups(STAGES, entered, reached)
+    return {g["segment"] or "": [s["leads"] for s in g["steps"]] for g in groups}
+
+
+# The questions also timed against the previous query shape (heap reads, two statements).
+PREVIOUS: dict[str, Answer] = {}
+
+
 async def _naive_answer(
     conn: asyncpg.Connection, breakdown: str | None, period: Period = PERIOD
 ) -> dict[str, Any]:
@@ -334,7 +380,6 @@ async def _naive_time_to_convert(conn: asyncpg.Connection) -> dict[str, Any]:
     return {k: int(row[k]) for k in ("entered", *WINDOW_COLUMNS)}
 
 
-Answer = Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]]
 # Every report question the generated tables can answer: (the service's code, the naive SQL).
 QUESTIONS: dict[str, tuple[Answer, Answer]] = {
     "snapshot": (_snapshot_answer, _naive_snapshot),
@@ -364,6 +409,16 @@ QUESTIONS: dict[str, tuple[Answer, Answer]] = {
 }
 
 
+PREVIOUS.update(
+    {
+        "conversion by campaign": lambda c: _previous_answer(c, "campaign"),
+        "conversion by campaign (Asia/Kolkata)": lambda c: _previous_answer(
+            c, "campaign", PERIOD_INDIA
+        ),
+    }
+)
+
+
 async def _timed(fn: Answer, conn: asyncpg.Connection, runs: int) -> list[float]:
     times = []
     for _ in range(runs):
@@ -378,7 +433,7 @@ def _stats(ms: list[float], digits: int) -> dict[str, float]:
 
 
 async def query_bench(
-    dsn: str, leads: int, runs: int, naive_runs: int, all_dims: bool
+    dsn: str, leads: int, runs: int, naive_runs: int, all_dims: bool, only: str | None = None
 ) -> dict[str, Any]:
     conn = await asyncpg.connect(dsn, server_settings={"search_path": "reporting,public"})
     try:
@@ -388,6 +443,11 @@ async def query_bench(
         started = time.perf_counter()
         names = tuple(ALL_DIMS) if all_dims else TIMED_DIMS
         await conn.execute(AGGREGATE_SQL.replace("DIMS", dims_sql(names)))
+        # What autovacuum does to the freshly written tables (migration 0011 has it run after
+        # 2% of a conversion table changed): the visibility map lets the conversion queries
+        # read their rows from the index alone. The raw tables of the naive answer too.
+        for table in (*SIZED, "stage_counts", "funnel_stages"):
+            await conn.execute(f"VACUUM ANALYZE {table}")
         aggregated = time.perf_counter() - started
         sizes = {t: int(await conn.fetchval(f"SELECT count(*) FROM {t}")) for t in SIZED}  # noqa: S608
         log(f"{leads:,} leads: generated {generated:.0f}s, aggregated {aggregated:.0f}s: {sizes}")
@@ -400,6 +460,8 @@ async def query_bench(
             "queries": {},
         }
         for name, (fast_fn, naive_fn) in QUESTIONS.items():
+            if only and only not in name:
+                continue
             fast = await fast_fn(conn)
             slow = await naive_fn(conn)
             assert fast == slow, f"{name}: aggregate {fast} != naive {slow}"
@@ -422,8 +484,28 @@ async def query_bench(
                 "naive_ms": naive_stats,
                 "ratio_naive_to_aggregate_p95": round(naive_stats["p95"] / fast_stats["p95"], 1),
             }
+            if name in PREVIOUS:
+                # The same question by the previous query shape, in alternating rounds with
+                # the current one: ratio = previous p95 / current p95.
+                previous_fn = PREVIOUS[name]
+                assert await previous_fn(conn) == fast, f"{name}: previous shape differs"
+                now_ms: list[float] = []
+                before_ms: list[float] = []
+                for r in range(10):
+                    pair = ((now_ms, fast_fn), (before_ms, previous_fn))
+                    for out, fn in pair if r % 2 == 0 else pair[::-1]:
+                        out += await _timed(fn, conn, runs // 10)
+                now_stats, before_stats = _stats(now_ms, 2), _stats(before_ms, 2)
+                entry |= {
+                    "current_ms": now_stats,
+                    "previous_ms": before_stats,
+                    "ratio_previous_to_current_p95": round(
+                        before_stats["p95"] / now_stats["p95"], 2
+                    ),
+                }
             result["queries"][name] = entry
             log(f"{leads:,} {name}: {entry}")
+        result["load_average"] = [round(x, 1) for x in os.getloadavg()]
         return result
     finally:
         await conn.close()
@@ -486,11 +568,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         result["projection"] = [
             await projection_bench(server.dsn, args.projection_leads, durable)
             for durable in (True, False)
+            if not args.skip_projection
         ]
         for leads in args.leads:
             result["scales"].append(
                 await query_bench(
-                    server.dsn, leads, args.runs, args.naive_runs, leads <= args.all_dims_up_to
+                    server.dsn,
+                    leads,
+                    args.runs,
+                    args.naive_runs,
+                    leads <= args.all_dims_up_to,
+                    args.only,
                 )
             )
         return result
@@ -514,6 +602,16 @@ def markdown(result: dict[str, Any]) -> str:
                 f"**{q['ratio_naive_to_aggregate_p95']}x** |"
             )
     lines.append("")
+    for scale in result["scales"]:
+        for name, q in scale["queries"].items():
+            if "previous_ms" in q:
+                lines.append(
+                    f"- {scale['leads']:,} {name}: current p50/p95 {q['current_ms']['p50']}/"
+                    f"{q['current_ms']['p95']} ms, previous shape (heap, two statements) "
+                    f"{q['previous_ms']['p50']}/{q['previous_ms']['p95']} ms: "
+                    f"**{q['ratio_previous_to_current_p95']}x** (p95), load average "
+                    f"{scale['load_average']}"
+                )
     for scale in result["scales"]:
         lines.append(
             f"- {scale['leads']:,} leads: rows {scale['rows']}; dimensions built:"
@@ -546,6 +644,10 @@ def main(argv: list[str] | None = None) -> None:
         help="above this many leads, only the dimensions the timed queries read are built"
         " (the bulk build of all eleven takes ~9 min per million leads on 2 cores)",
     )
+    parser.add_argument(
+        "--only", help="time only the questions whose name contains this (e.g. 'by campaign')"
+    )
+    parser.add_argument("--skip-projection", action="store_true", help="time the queries only")
     args = parser.parse_args(argv)
     args.leads = args.leads or [1_000_000]
     result = asyncio.run(run(args))

@@ -2,7 +2,8 @@
 collapses in the latest matured week; reporting (a process) detects the leak and writes
 funnel.leak.detected.v1; the notifier (a process) makes the team's task from the shipped
 `leak-alert` playbook and delivers it as a signed webhook to a real HTTP receiver; the
-leak is listed by GET /v1/funnels/{funnel_id}/leaks."""
+leak is listed by GET /v1/funnels/{funnel_id}/leaks. The task is the team's: listed by the
+notifier's GET /v1/tasks with its leak_id and no lead, and in no person's timeline."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import httpx
 import pytest
 from playwright.async_api import async_playwright
 
@@ -150,7 +152,7 @@ async def test_a_leak_travels_from_the_events_to_a_delivered_signed_task(
 
         def delivered() -> list[dict[str, Any]]:
             bodies = [json.loads(r.body) for r in receiver.received]
-            return [b for b in bodies if b.get("task", {}).get("lead_id") == leak["leak_id"]]
+            return [b for b in bodies if b.get("task", {}).get("leak_id") == leak["leak_id"]]
 
         await eventually(lambda: _async(delivered()), lambda found: len(found) == 1, timeout=120)
         [payload] = delivered()
@@ -164,6 +166,37 @@ async def test_a_leak_travels_from_the_events_to_a_delivered_signed_task(
             "interest",
         )
         assert task["title"].startswith("Funnel leak")
+        assert task["lead_id"] is None  # the team's task: no person's
+
+        # Listed where the sales team sees its tasks, as the team's task about the leak...
+        listed = await _notifier(stack, "/v1/tasks", status="open")
+        [team] = [t for t in listed["items"] if t["leak_id"] == leak["leak_id"]]
+        assert (team["lead_id"], team["playbook"], team["funnel_id"], team["stage"]) == (
+            None,
+            "leak-alert",
+            "digital-sales",
+            "interest",
+        )
+        assert (await _notifier(stack, "/v1/tasks", lead_id=leak["leak_id"]))["items"] == []
+        # ...and, once reporting has consumed every task event, in no person's timeline.
+        await eventually(
+            lambda: _task_events(stack), lambda counts: counts[0] >= counts[1] >= 1, timeout=120
+        )
+        assert (
+            await _sql(
+                stack,
+                "SELECT count(*) FROM reporting.timeline_timeline"
+                " WHERE lead_id = $1 OR fields ->> 'playbook' = 'leak-alert'",
+                UUID(leak["leak_id"]),
+            )
+            == 0
+        )
+        async with httpx.AsyncClient(
+            base_url=stack.url("reporting"),
+            headers={"Authorization": f"Bearer {stack.admin_api_key}"},
+        ) as client:
+            response = await client.get(f"/v1/leads/{leak['leak_id']}/timeline")
+        assert response.status_code == 404, response.text
 
         # The dashboard marks it, in real headless Chromium.
         async with async_playwright() as pw:
@@ -199,3 +232,31 @@ async def test_a_leak_travels_from_the_events_to_a_delivered_signed_task(
 
 async def _async(value: Any) -> Any:
     return value
+
+
+async def _notifier(stack: Stack, path: str, **params: Any) -> Any:
+    async with httpx.AsyncClient(
+        base_url=stack.url("notifier"),
+        headers={"Authorization": f"Bearer {stack.admin_api_key}"},
+        timeout=30,
+    ) as client:
+        response = await client.get(path, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def _sql(stack: Stack, query: str, *args: Any) -> int:
+    conn = await asyncpg.connect(stack.postgres.dsn)
+    try:
+        return int(await conn.fetchval(query, *args))
+    finally:
+        await conn.close()
+
+
+async def _task_events(stack: Stack) -> tuple[int, int]:
+    """Task events reporting has projected, and tasks the notifier has made."""
+    projected = await _sql(
+        stack,
+        "SELECT count(*) FROM reporting.inbox WHERE event_type = 'funnel.task.updated.v1'",
+    )
+    return projected, await _sql(stack, "SELECT count(*) FROM notifier.tasks")

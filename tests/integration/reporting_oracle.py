@@ -20,6 +20,7 @@ from funnel_contracts import (
     LeadCaptured,
     LeadCapturedV2,
     LeadErased,
+    LeadMerged,
     LeadUpdated,
     LeadUpdatedV2,
     StageChanged,
@@ -31,8 +32,40 @@ CAPTURED = (LeadCaptured, LeadCapturedV2)
 UPDATED = (LeadUpdated, LeadUpdatedV2)
 
 
+def merged_away(events: Sequence[EventData]) -> list[EventData]:
+    """The events as if each merged pair had always been one lead (the survivor).
+
+    A merge (`funnel.lead.merged.v1`) makes the newer lead's every event the survivor's:
+    its captures and updates (the earlier capture is the first touch), activities, orders
+    (one order id counted once for the person), touches, opens and clicks. Its stage moves
+    are not: where the person is follows the survivor's own moves, the tracker's `merged`
+    move among them; only a survivor without any stage move takes the other's. A merge of a
+    lead erased before it did not happen; a survivor erased takes the other lead with it.
+    """
+    erased = {e.lead_id for e in events if isinstance(e, LeadErased)}
+    into = {
+        m.merged_lead_id: m.lead_id
+        for m in events
+        if isinstance(m, LeadMerged) and m.merged_lead_id not in erased
+    }
+    moved = {e.lead_id for e in events if isinstance(e, StageChanged)}
+    out: list[EventData] = []
+    for e in events:
+        if isinstance(e, LeadMerged):
+            continue
+        survivor = into.get(e.lead_id)
+        if survivor is None:
+            out.append(e)
+        elif survivor in erased:
+            continue  # merged into a person who was then forgotten
+        elif not isinstance(e, StageChanged) or survivor not in moved:
+            out.append(e.model_copy(update={"lead_id": survivor}))
+    return out
+
+
 class Oracle:
     def __init__(self, events: Sequence[EventData]) -> None:
+        events = merged_away(events)
         erased = {e.lead_id for e in events if isinstance(e, LeadErased)}
         self.events = [e for e in events if e.lead_id not in erased]
         self.stages: dict[UUID, set[tuple[datetime, int, str]]] = defaultdict(set)
@@ -49,7 +82,7 @@ class Oracle:
         if attribution == "first":
             if not captured:
                 return "(unknown)"
-            c = captured[0]
+            c = min(captured, key=lambda e: e.captured_at)  # a merged lead's may be earlier
             value = {"form": c.form_id, "landing_page": c.landing_page}.get(
                 breakdown, getattr(c.utm, breakdown, None)
             )

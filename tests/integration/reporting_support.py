@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
 from funnel_contracts import Envelope, EventData, encode
+from funnel_contracts.topics import ALL_TOPICS
 from funnel_devstack.stack import Stack
 from funnel_servicekit.kafka import create_producer
+from tests.integration.kit_support import end_offsets, eventually, kafka_admin
 
 
 async def publish(stack: Stack, events: Sequence[EventData], duplicates: Sequence[int] = ()) -> int:
@@ -31,6 +34,42 @@ async def publish(stack: Stack, events: Sequence[EventData], duplicates: Sequenc
     finally:
         await producer.stop()
     return sent
+
+
+async def consumed_everything(bootstrap: str, group: str = "reporting") -> bool:
+    """Whether `group` has committed the end of every partition of every funnel topic."""
+    async with kafka_admin(bootstrap) as admin:
+        offsets = await admin.list_consumer_group_offsets(group)
+    committed = {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
+    for topic in ALL_TOPICS:
+        for partition, end in (await end_offsets(bootstrap, topic)).items():
+            if end > 0 and committed.get((topic, partition), -1) < end:
+                return False
+    return True
+
+
+async def publish_in_phases(
+    stack: Stack,
+    events: Sequence[EventData],
+    duplicates: Sequence[int],
+    phases: Sequence[int | None],
+    timeout: float = 120,
+) -> None:
+    """Publish the events phase by phase (`phases`: the indexes where the later phases
+    begin, such as a dataset's merge_phase and erase_phase), each once reporting has
+    consumed every topic: a merge is made once both leads are known, an erasure after it."""
+    cuts = [0, *sorted({p for p in phases if p is not None}), len(events)]
+    for lo, hi in itertools.pairwise(cuts):
+        if lo == hi:
+            continue
+        twice = [i - lo for i in duplicates if lo <= i < hi]
+        await publish(stack, events[lo:hi], twice)
+        await eventually(
+            lambda: consumed_everything(stack.kafka_bootstrap),
+            lambda done: done,
+            timeout=timeout,
+            what="every topic consumed by reporting",
+        )
 
 
 async def get(stack: Stack, path: str, **params: Any) -> Any:

@@ -40,7 +40,13 @@ class OutageWhileRecording(TouchSender):
         self.dsn = h.settings.database_url
 
     async def _record_one(
-        self, uow: UnitOfWork, touch: DueTouch, outcome: Outcome, now: datetime
+        self,
+        uow: UnitOfWork,
+        touch: DueTouch,
+        outcome: Outcome,
+        now: datetime,
+        *,
+        team: bool = False,
     ) -> None:
         if self.terminated < self.outages:
             admin = await asyncpg.connect(self.dsn)
@@ -52,7 +58,7 @@ class OutageWhileRecording(TouchSender):
                 await admin.close()
             assert gone is True
             self.terminated += 1
-        await super()._record_one(uow, touch, outcome, now)
+        await super()._record_one(uow, touch, outcome, now, team=team)
 
 
 async def _due_welcome(h: Harness) -> str:

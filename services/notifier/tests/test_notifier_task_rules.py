@@ -8,7 +8,14 @@ from uuid import uuid4
 import pytest
 from pydantic import ValidationError
 
-from notifier.tasks.models import Cursor, PreconditionFailed, TaskChange, etag, if_match_allows
+from notifier.tasks.models import (
+    Cursor,
+    PreconditionFailed,
+    TaskChange,
+    etag,
+    if_match_allows,
+    public,
+)
 
 
 def test_if_match_lets_through_only_the_current_version() -> None:
@@ -49,3 +56,17 @@ def test_a_change_names_only_the_fields_sent_and_never_the_actor() -> None:
         TaskChange.model_validate({"due_at": "2026-12-24T09:00:00"})
     with pytest.raises(ValidationError):
         TaskChange.model_validate({"colour": "red"})
+
+
+def test_a_team_task_about_a_leak_shows_no_person() -> None:
+    leak, lead, now = uuid4(), uuid4(), datetime(2026, 9, 1, tzinfo=UTC)
+    row = {
+        "id": uuid4(), "lead_id": leak, "leak_id": leak, "title": "Funnel leak",
+        "playbook": "leak-alert", "funnel_id": "f", "stage": "interest", "assignee": None,
+        "status": "open", "due_at": now, "created_at": now, "updated_at": now, "version": 1,
+        "score": None, "temperature": None,
+    }  # fmt: skip
+    team = public(row)
+    assert (team["lead_id"], team["leak_id"]) == (None, leak)
+    person = public({**row, "lead_id": lead, "leak_id": None, "playbook": "hot-lead"})
+    assert (person["lead_id"], person["leak_id"]) == (lead, None)

@@ -15,6 +15,7 @@ from funnel_contracts import (
     EventData,
     LeadErased,
     StageChanged,
+    TaskUpdated,
     TouchSent,
     examples,
 )
@@ -118,3 +119,14 @@ def test_offline_touches_count_at_the_stage_of_their_moment_in_any_order() -> No
         *window_counters(timedelta(days=4)),
     )
     assert rows[("f", "interest", "offline:note_added")] == (1, *window_counters(timedelta(days=2)))
+
+
+def test_a_team_task_about_a_leak_is_no_persons_timeline_item() -> None:
+    leak = uuid4()
+    common = {"title": "Funnel leak", "status": "open", "version": 1, "updated_at": T0}
+    person = TaskUpdated(lead_id=LEAD, task_id=uuid4(), playbook="hot-lead", **common)  # type: ignore[arg-type]
+    team = TaskUpdated(lead_id=leak, leak_id=leak, task_id=uuid4(), playbook="leak-alert", **common)  # type: ignore[arg-type]
+    item = item_of(person)
+    assert item is not None
+    assert (item.lead_id, item.kind) == (LEAD, "task")
+    assert item_of(team) is None

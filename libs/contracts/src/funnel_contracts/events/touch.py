@@ -83,7 +83,10 @@ TaskStatus = Literal["open", "done", "dismissed"]
 
 class TaskUpdated(EventData):
     """A sales task was created by a playbook, or changed by a person (done, dismissed,
-    handed to someone, given another due time). `version` counts the task's changes."""
+    handed to someone, given another due time). `version` counts the task's changes.
+
+    A team task (a leak playbook's) is about a funnel, not a person: `leak_id` names the
+    leak, and `lead_id` repeats it only as the record key."""
 
     event_type: ClassVar[str] = "funnel.task.updated.v1"
     topic: ClassVar[str] = topics.TOUCH_EVENTS
@@ -97,3 +100,8 @@ class TaskUpdated(EventData):
     version: int = Field(ge=1)
     actor: str | None = Field(default=None, description="The key's name; None for a playbook.")
     updated_at: datetime
+    leak_id: UUID | None = Field(
+        default=None,
+        description="Set for a team task about a funnel leak: then no person's task (lead_id "
+        "is the leak's id, the record key).",
+    )

@@ -124,11 +124,14 @@ class PreconditionFailed(Problem):
 
 def public(row: dict[str, Any]) -> dict[str, Any]:
     """A task as the API shows it (and as it is pushed to the sales webhook). `id` repeats
-    `task_id` for the callers of the first version of the list."""
+    `task_id` for the callers of the first version of the list. A team task (a leak's) has
+    `leak_id` and no `lead_id`: it is no person's."""
+    leak_id = row.get("leak_id")
     return {
         "task_id": row["id"],
         "id": row["id"],
-        "lead_id": row["lead_id"],
+        "lead_id": None if leak_id is not None else row["lead_id"],
+        "leak_id": leak_id,
         "title": row["title"],
         "playbook": row["playbook"],
         "funnel_id": row["funnel_id"],

@@ -29,6 +29,7 @@ def _updated(task: dict[str, Any], actor: str | None) -> TaskUpdated:
         task_id=task["id"],
         actor=actor,
         updated_at=task["updated_at"],
+        leak_id=task.get("leak_id"),
         **{column: task[column] for column in _EVENT_COLUMNS},
     )
 
@@ -42,9 +43,11 @@ async def open_task(
     title: str,
     funnel_id: str | None,
     stage: str | None,
+    leak_id: UUID | None = None,
 ) -> dict[str, Any]:
     """The task of a touch, made once (the touch id is the task id); {} for an erased lead.
-    The first time, `funnel.task.updated.v1` (open, version 1) goes out with it."""
+    The first time, `funnel.task.updated.v1` (open, version 1) goes out with it. With
+    `leak_id`, the team's task about that leak (no person's)."""
     async with tx() as uow:
         task, made = await store.create(
             uow.conn,
@@ -54,6 +57,7 @@ async def open_task(
             title=title,
             funnel_id=funnel_id,
             stage=stage,
+            leak_id=leak_id,
         )
         if made:
             await uow.emit(_updated(task, None))

@@ -10,8 +10,8 @@ import asyncpg
 
 from notifier.tasks.models import Cursor
 
-_COLUMNS = """t.id, t.lead_id, t.playbook, t.title, t.funnel_id, t.stage, t.status, t.score,
-    t.assignee, t.due_at, t.version, t.created_at, t.updated_at, s.temperature"""
+_COLUMNS = """t.id, t.lead_id, t.leak_id, t.playbook, t.title, t.funnel_id, t.stage, t.status,
+    t.score, t.assignee, t.due_at, t.version, t.created_at, t.updated_at, s.temperature"""
 
 
 async def create(
@@ -23,14 +23,16 @@ async def create(
     title: str,
     funnel_id: str | None,
     stage: str | None,
+    leak_id: UUID | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """The task of a touch (the touch id is the task id: a retried send makes no second),
     and whether this call made it, assigned to the lead's owner if it has one. None is made
-    for an erased lead ({}, False)."""
+    for an erased lead ({}, False). A team task (`leak_id`: the touch's lead_id is the
+    leak's id) belongs to no person."""
     made = await conn.fetchval(
         """INSERT INTO tasks (id, lead_id, playbook, title, funnel_id, stage, score, assignee,
-                              due_at)
-           SELECT $1, $2, $3, $4, $5, $6, s.score, s.owner, now()
+                              due_at, leak_id)
+           SELECT $1, $2, $3, $4, $5, $6, s.score, s.owner, now(), $7
            FROM (SELECT $2::uuid AS lead_id) l LEFT JOIN lead_state s ON s.lead_id = l.lead_id
            WHERE NOT EXISTS (SELECT 1 FROM erased_leads WHERE lead_id = $2)
            ON CONFLICT (id) DO NOTHING
@@ -41,6 +43,7 @@ async def create(
         title,
         funnel_id,
         stage,
+        leak_id,
     )
     return await get(conn, touch_id) or {}, bool(made)
 
@@ -101,8 +104,8 @@ async def listing(
 
     if status is not None:
         where.append(f"t.status = {arg(status)}")
-    if lead_id is not None:
-        where.append(f"t.lead_id = {arg(lead_id)}")
+    if lead_id is not None:  # a person's tasks: never a team task keyed by a leak's id
+        where.append(f"t.lead_id = {arg(lead_id)} AND t.leak_id IS NULL")
     if assignee is not None:
         where.append(f"t.assignee = {arg(assignee)}")
     if due_before is not None:

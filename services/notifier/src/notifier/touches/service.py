@@ -319,27 +319,36 @@ def person(contact: Contact | None, *fields: str) -> dict[str, Any]:
 
 
 async def record_outcome(
-    uow: UnitOfWork, touch: DueTouch, outcome: Outcome, now: datetime, settings: NotifierSettings
+    uow: UnitOfWork,
+    touch: DueTouch,
+    outcome: Outcome,
+    now: datetime,
+    settings: NotifierSettings,
+    *,
+    team: bool = False,
 ) -> str | None:
     """Record what the channel answered, once (only a touch still 'sending' is marked):
     sent with funnel.touch.sent, another try after a backoff, or failed for good with
-    funnel.touch.failed. Returns the error when it was not delivered."""
+    funnel.touch.failed. Returns the error when it was not delivered. A `team` touch (a
+    leak's task for the team, keyed by the leak's id) touched no person: it is recorded
+    here, and no touch event tells the others of a lead that does not exist."""
     conn = uow.conn
     if isinstance(outcome, Sent):
         if await store.mark_sent(conn, touch.id, outcome.message_id):
-            await uow.emit(
-                TouchSent(
-                    lead_id=touch.lead_id,
-                    touch_id=touch.id,
-                    playbook=touch.playbook,
-                    channel=_channel(touch.channel),
-                    template=touch.template,
-                    funnel_id=touch.funnel_id,
-                    stage=touch.stage,
-                    message_id=outcome.message_id,
-                    sent_at=now,
+            if not team:
+                await uow.emit(
+                    TouchSent(
+                        lead_id=touch.lead_id,
+                        touch_id=touch.id,
+                        playbook=touch.playbook,
+                        channel=_channel(touch.channel),
+                        template=touch.template,
+                        funnel_id=touch.funnel_id,
+                        stage=touch.stage,
+                        message_id=outcome.message_id,
+                        sent_at=now,
+                    )
                 )
-            )
             metrics.TOUCH_OUTCOMES.labels(touch.channel, "sent").inc()
             metrics.SEND_LAG.labels(touch.channel).observe(
                 max(0.0, (now - touch.due_at).total_seconds())
@@ -358,7 +367,7 @@ async def record_outcome(
             retry_after=outcome.delay_s,
         )
     if await store.mark_retry(conn, touch.id, error, delay_s=delay, give_up=give_up):
-        if give_up:
+        if give_up and not team:
             await uow.emit(
                 TouchFailed(
                     lead_id=touch.lead_id,

@@ -37,6 +37,7 @@ from notifier.channels import Failed, Outcome, Sent
 from notifier.channels.smtp import SmtpChannel
 from notifier.channels.webhook import WebhookChannel
 from notifier.links import LinkSigner
+from notifier.playbooks.models import LeakTrigger
 from notifier.playbooks.models.templates import TemplateProblem
 from notifier.runtime import NotifierRuntime
 from notifier.settings import NotifierSettings
@@ -213,6 +214,8 @@ class TouchSender(PollLoop):
                 title=playbook.task_title,
                 funnel_id=touch.funnel_id,
                 stage=touch.stage,
+                # A leak's touch is keyed by the leak's id: the team's task, no person's.
+                leak_id=touch.lead_id if isinstance(playbook.trigger, LeakTrigger) else None,
             )
             if not task:
                 return Failed("the lead was erased")
@@ -254,13 +257,21 @@ class TouchSender(PollLoop):
         async with self.tx() as uow:
             for item in leased:
                 outcome = outcomes.get(item.touch.id, service.no_outcome())
+                # A leak's touch makes the team's task: no person was touched.
+                team = isinstance(item.claimed.playbook.trigger, LeakTrigger)
                 with trace.use_span(item.span):
-                    await self._record_one(uow, item.touch, outcome, now)
+                    await self._record_one(uow, item.touch, outcome, now, team=team)
 
     async def _record_one(
-        self, uow: UnitOfWork, touch: DueTouch, outcome: Outcome, now: datetime
+        self,
+        uow: UnitOfWork,
+        touch: DueTouch,
+        outcome: Outcome,
+        now: datetime,
+        *,
+        team: bool = False,
     ) -> None:
-        error = await service.record_outcome(uow, touch, outcome, now, self.settings)
+        error = await service.record_outcome(uow, touch, outcome, now, self.settings, team=team)
         if error is not None:
             log.warning(
                 "touch not delivered",

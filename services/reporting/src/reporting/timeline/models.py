@@ -145,6 +145,8 @@ def item_of(event: EventData) -> Item | None:
             touch_id=event.touch_id,
         )
     if isinstance(event, TaskUpdated):
+        if event.leak_id is not None:
+            return None  # the team's task about a funnel leak: no person's timeline
         return Item(
             event.lead_id,
             utc(event.updated_at),

@@ -33,8 +33,11 @@ async def lead_status(
     conn: asyncpg.Connection, lead_id: UUID
 ) -> Literal["seen", "erased", "unknown"]:
     row = await conn.fetchrow(
+        # A state still empty is no person's (the record key of an event about something
+        # else, such as a team task about a funnel leak), unless it has timeline items.
         """SELECT EXISTS (SELECT 1 FROM erased_leads WHERE lead_id = $1) AS erased,
-                  EXISTS (SELECT 1 FROM lead_states WHERE lead_id = $1) AS seen""",
+                  EXISTS (SELECT 1 FROM lead_states WHERE lead_id = $1 AND state <> '{}')
+                  OR EXISTS (SELECT 1 FROM timeline_timeline WHERE lead_id = $1) AS seen""",
         lead_id,
     )
     if row["erased"]:
