@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
@@ -30,6 +31,8 @@ from funnel_servicekit.telemetry import current_trace_headers
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
+# The headers column as json.dumps writes it (the pool's jsonb codec), made once.
+_JSON = json.JSONEncoder()
 
 
 def _channel(schema: str) -> str:
@@ -77,55 +80,100 @@ class OutboxRecord:
 
 
 def outbox_record(
-    event: EventData, *, source: str, event_id: str | None = None, topic: str | None = None
+    event: EventData,
+    *,
+    source: str,
+    event_id: str | None = None,
+    topic: str | None = None,
+    trace: Mapping[str, str] | None = None,
 ) -> OutboxRecord:
-    """`enqueue` without the write: encode now, in the current span; `enqueue_many` writes."""
-    envelope = _traced_envelope(event, source, event_id, topic)
-    return OutboxRecord(topic or event.topic, envelope, encode(envelope))
+    """`enqueue` without the write: encode now, in the current span; `enqueue_many` writes.
+
+    `trace`: the trace headers to carry as they are, made by the caller (see
+    `telemetry.unrecorded_child_headers`); then no producer span is started.
+    """
+    return outbox_record_json(
+        event.event_type,
+        topic or event.topic,
+        str(event.lead_id),
+        event.model_dump(mode="json"),
+        source=source,
+        event_id=event_id,
+        trace=trace,
+    )
+
+
+def outbox_record_json(
+    event_type: str,
+    topic: str,
+    subject: str,
+    data: dict[str, Any],
+    *,
+    source: str,
+    event_id: str | None = None,
+    trace: Mapping[str, str] | None = None,
+) -> OutboxRecord:
+    """`outbox_record` for an event already in its JSON form: `data` exactly as the event
+    model's `model_dump(mode="json")` (a hot path that builds it directly must hold its bytes
+    equal to the model's in a test), `subject` its lead id."""
+    event_id = event_id or str(uuid4())
+    headers = _producer_trace(event_type, topic, event_id) if trace is None else dict(trace)
+    envelope = Envelope(
+        type=event_type, source=source, subject=subject, data=data, id=event_id, trace=headers
+    )
+    return OutboxRecord(topic, envelope, encode(envelope))
+
+
+def _producer_trace(event_type: str, topic: str, event_id: str) -> dict[str, str]:
+    """The trace context of a producer span of the event's own, started and ended here.
+
+    A producer span per event: the trace shows where each event was written, and the span of
+    whoever consumes it becomes its child (through the headers stored with the row).
+    """
+    with _tracer.start_as_current_span(
+        f"outbox {event_type}",
+        kind=trace.SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.destination.name": topic,
+            "messaging.message.id": event_id,
+        },
+    ):
+        return current_trace_headers()
 
 
 def _traced_envelope(
     event: EventData, source: str, event_id: str | None, topic: str | None
 ) -> Envelope:
-    """The event's envelope carrying a producer span of its own as its trace context.
-
-    A producer span per event: the trace shows where each event was written, and the span of
-    whoever consumes it becomes its child (through the headers stored with the row).
-    """
+    """The event's envelope carrying a producer span of its own as its trace context."""
     event_id = event_id or str(uuid4())
-    with _tracer.start_as_current_span(
-        f"outbox {event.event_type}",
-        kind=trace.SpanKind.PRODUCER,
-        attributes={
-            "messaging.system": "kafka",
-            "messaging.destination.name": topic or event.topic,
-            "messaging.message.id": event_id,
-        },
-    ):
-        headers = current_trace_headers()
+    headers = _producer_trace(event.event_type, topic or event.topic, event_id)
     return Envelope.of(event, source=source, event_id=event_id, trace=headers)
 
 
 async def enqueue_many(
     conn: asyncpg.Connection, schema: str, records: Sequence[OutboxRecord]
 ) -> None:
-    """Write encoded events to the outbox in the caller's transaction, in order; one NOTIFY."""
+    """Write encoded events to the outbox in the caller's transaction, in order, and wake the
+    relay: one statement for any number of rows."""
     if not records:
         return
-    await conn.executemany(
-        "INSERT INTO outbox (topic, key, value, headers, event_type) VALUES ($1, $2, $3, $4, $5)",
-        [
-            (
-                r.topic,
-                r.record.key,
-                r.record.value,
-                [[k, v.decode()] for k, v in r.record.headers],
-                r.envelope.type,
-            )
-            for r in records
-        ],
+    await conn.execute(
+        """WITH rows AS (
+               INSERT INTO outbox (topic, key, value, headers, event_type)
+               SELECT topic, key, value, headers::jsonb, event_type
+               FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[], $5::text[])
+                   WITH ORDINALITY AS r (topic, key, value, headers, event_type, n)
+               ORDER BY n
+               RETURNING 1)
+           SELECT pg_notify($6, '') FROM (SELECT 1 FROM rows LIMIT 1) AS written""",
+        [r.topic for r in records],
+        [r.record.key for r in records],
+        [r.record.value for r in records],
+        [_JSON.encode([[k, v.decode()] for k, v in r.record.headers]) for r in records],
+        [r.envelope.type for r in records],
+        _channel(schema),
     )
-    await conn.execute(f"NOTIFY {_channel(schema)}")
 
 
 class OutboxRelay(PollLoop):

@@ -27,6 +27,7 @@ from funnel_contracts import (
 )
 from funnel_contracts.lead_reader import lead_details
 from funnel_servicekit.inbox import Delivery, consume_span
+from funnel_servicekit.telemetry import spans_recorded
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
 from stage_tracker.funnels.models.definition import PublishedVersions, UnknownFunnel
 from stage_tracker.funnels.service import FunnelRegistry
@@ -222,9 +223,17 @@ async def consume(
     ids |= {d.event.merged_lead_id for d in deliveries if isinstance(d.event, LeadMerged)}
     leads = await LeadBatch.load(uow, ids)
     versions: list[PublishedVersions] = []  # read at the first capture of the batch
-    for d in deliveries:
-        with consume_span(d.topic, d.envelope):
+    if spans_recorded():
+        for d in deliveries:
+            with consume_span(d.topic, d.envelope):
+                await _apply(leads, registry, versions, d.envelope, d.event)
+    else:
+        # No span would be recorded (no exporter): none is made. Each event's outgoing events
+        # still carry its trace, in the headers those unrecorded spans would have given them.
+        for d in deliveries:
+            leads.tracing(d.envelope.trace)
             await _apply(leads, registry, versions, d.envelope, d.event)
+        leads.tracing(None)
     await leads.flush()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 PropertyValue = str | int | float | bool | None
 
@@ -78,23 +79,33 @@ class FunnelDefinition:
     scoring: Scoring = field(default_factory=Scoring)
     manual_backward: bool = True
 
-    @property
+    # Worked out once per definition (the machine asks for every event); not fields, so
+    # equality and hashing stay those of the definition.
+    @cached_property
     def stage_names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.stages)
+
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        """Line stages count from 0; the exits follow the line."""
+        names = self.stage_names
+        line = {name: i for i, name in reversed(list(enumerate(names)))}
+        exits = {name: len(names) + i for i, name in enumerate(EXITS) if name not in line}
+        return {**exits, **line}
 
     @property
     def entry_stage(self) -> str:
         return self.stages[0].name
 
     def has_stage(self, name: str) -> bool:
-        return name in self.stage_names or name in EXITS
+        return name in self._positions
 
     def position(self, stage: str) -> int:
         """Line stages count from 0; the exits follow the line."""
-        names = self.stage_names
-        if stage in names:
-            return names.index(stage)
-        return len(names) + EXITS.index(stage)
+        try:
+            return self._positions[stage]
+        except KeyError:
+            raise ValueError(f"{stage!r} is not in tuple") from None
 
     def in_line(self, stage: str) -> bool:
         return stage in self.stage_names

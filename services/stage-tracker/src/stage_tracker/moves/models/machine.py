@@ -241,15 +241,17 @@ def _record(state: LeadState, funnel: FunnelDefinition, signal: Signal) -> LeadS
     last_activity = state.last_activity_at
     if signal.kind not in PASSIVE_KINDS:
         last_activity = max(last_activity, signal.occurred_at)
-    recorded = replace(
+    # One new state, scored at once (rescored() on a copy would build it twice).
+    values = {k: a.value for k, a in answers.items()}
+    return replace(
         state,
         answers=answers,
         contributions=contributions,
         seen=state.seen | {signal.event_id},
         as_of=as_of,
         last_activity_at=last_activity,
+        score=scoring.score(funnel.scoring, values, contributions, as_of),
     )
-    return rescored(recorded, funnel, as_of)
 
 
 def rescored(state: LeadState, funnel: FunnelDefinition, as_of: datetime) -> LeadState:

@@ -8,16 +8,23 @@ and writes are set-based (about ten statements per batch instead of about ten pe
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from funnel_contracts import EventData
-from funnel_servicekit.outbox import OutboxRecord, enqueue_many, outbox_record
+from funnel_servicekit.outbox import (
+    OutboxRecord,
+    enqueue_many,
+    outbox_record,
+    outbox_record_json,
+)
+from funnel_servicekit.telemetry import unrecorded_child_headers
 from funnel_servicekit.unit_of_work import UnitOfWork
 from stage_tracker.funnels.models.definition import FunnelDefinition
-from stage_tracker.moves.models.events import outcome_events
+from stage_tracker.moves.models.events import TOPIC, outcome_event_data, outcome_events
 from stage_tracker.moves.models.machine import LeadState, Move, Outcome, timer_due
 from stage_tracker.moves.store import leads as store
 from stage_tracker.scoring.models.decay import half_life_seconds
@@ -35,6 +42,9 @@ class LeadBatch:
     _signals: dict[tuple[UUID, str], tuple[Signal, float, bool]] = field(default_factory=dict)
     _newly_erased: dict[UUID, datetime] = field(default_factory=dict)
     _outbox: list[OutboxRecord] = field(default_factory=list)
+    # The trace headers of the event being applied when no span is recorded (see `tracing`):
+    # what it emits carries a child of that trace, made without spans. None: spans as usual.
+    _parent_trace: Mapping[str, str] | None = None
 
     @classmethod
     async def load(
@@ -68,8 +78,15 @@ class LeadBatch:
         half_life = half_life_seconds(funnel.scoring.half_life_days)
         self._saved[lead_id] = (outcome.state, timer_due(outcome.state, funnel), half_life)
         self._moves += [(lead_id, m) for m in outcome.moves]
-        for event in outcome_events(lead_id, outcome):
-            self.emit(event)
+        if not outcome.moves and outcome.scored is None:
+            return
+        data = outcome_event_data(lead_id, outcome)
+        if data is None:
+            for event in outcome_events(lead_id, outcome):
+                self.emit(event)
+            return
+        for event_type, json_data in data:
+            self._emit_json(event_type, json_data)
 
     def park(self, lead_id: UUID, funnel: FunnelDefinition) -> None:
         """A lead merged into another: kept as it is, its stall timer stopped."""
@@ -78,10 +95,29 @@ class LeadBatch:
             half_life = half_life_seconds(funnel.scoring.half_life_days)
             self._saved[lead_id] = (state, None, half_life)
 
+    def tracing(self, parent: Mapping[str, str] | None) -> None:
+        """What is emitted from now on carries a child of `parent` (an event's trace headers)
+        made without spans, for a consumer that records none; None: the current span's."""
+        self._parent_trace = parent
+
+    def _trace(self) -> dict[str, str] | None:
+        parent = self._parent_trace
+        return None if parent is None else unrecorded_child_headers(parent)
+
     def emit(self, event: EventData, *, event_id: str | None = None) -> None:
         """Encode an event for the outbox now (in the current span: it carries its trace);
         written at the flush."""
-        record = outbox_record(event, source=self.uow.outbox.source, event_id=event_id)
+        record = outbox_record(
+            event, source=self.uow.outbox.source, event_id=event_id, trace=self._trace()
+        )
+        self._outbox.append(record)
+
+    def _emit_json(self, event_type: str, data: dict[str, Any]) -> None:
+        """`emit` for a stage.changed or lead.scored already in its JSON form."""
+        record = outbox_record_json(
+            event_type, TOPIC, data["lead_id"], data, source=self.uow.outbox.source,
+            trace=self._trace(),
+        )  # fmt: skip
         self._outbox.append(record)
 
     def erase(self, lead_id: UUID, at: datetime) -> None:

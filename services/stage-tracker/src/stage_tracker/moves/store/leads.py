@@ -108,14 +108,43 @@ _NEW = ", ".join(f"excluded.{c.strip()}" for c in _TRACKED.split(","))
 
 
 async def save_states(conn: asyncpg.Connection, states: Sequence[SavedState]) -> None:
-    """Upsert each lead's state, stall timer and decay key; the version counts the changes."""
-    await conn.executemany(
+    """Upsert each lead's state, stall timer and decay key; the version counts the changes.
+
+    One statement for the whole batch (arrays, one per column). `answers` is stored as the
+    pool's jsonb codec stores a Python string (a JSON string holding the answers' JSON), so
+    the text is encoded once more here and cast.
+    """
+    if not states:
+        return
+    cols: list[list[Any]] = [[] for _ in range(18)]
+    for lead_id, state, timer_due_at, half_life in states:
+        key = decay_key(state.score.engagement, state.as_of, half_life)
+        score = state.score
+        row = (
+            lead_id, state.funnel_id, state.funnel_version, state.stage, state.stage_entered_at,
+            state.previous_stage, score.fit, score.engagement, score.total, score.temperature,
+            json.dumps(_answers_json(state)), state.last_activity_at, state.as_of, timer_due_at,
+            state.owner, half_life, key.sign, key.key,
+        )  # fmt: skip
+        for col, value in zip(cols, row, strict=True):
+            col.append(value)
+    await conn.execute(
         f"""INSERT INTO lead_stages (lead_id, funnel_id, funnel_version, stage, entered_at,
                previous_stage, fit_score, engagement_score, score, temperature, answers,
                last_activity_at, as_of, timer_due_at, owner, half_life_seconds, decay_sign,
                decay_key)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                   $18)
+           SELECT lead_id, funnel_id, funnel_version, stage, entered_at, previous_stage,
+               fit_score, engagement_score, score, temperature, answers::jsonb,
+               last_activity_at, as_of, timer_due_at, owner, half_life_seconds, decay_sign,
+               decay_key
+           FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::timestamptz[],
+               $6::text[], $7::float8[], $8::float8[], $9::float8[], $10::text[], $11::text[],
+               $12::timestamptz[], $13::timestamptz[], $14::timestamptz[], $15::text[],
+               $16::float8[], $17::int2[], $18::float8[])
+               AS s (lead_id, funnel_id, funnel_version, stage, entered_at, previous_stage,
+                   fit_score, engagement_score, score, temperature, answers,
+                   last_activity_at, as_of, timer_due_at, owner, half_life_seconds,
+                   decay_sign, decay_key)
            ON CONFLICT (lead_id) DO UPDATE SET funnel_id = excluded.funnel_id,
                funnel_version = excluded.funnel_version, stage = excluded.stage,
                entered_at = excluded.entered_at, previous_stage = excluded.previous_stage,
@@ -128,30 +157,7 @@ async def save_states(conn: asyncpg.Connection, states: Sequence[SavedState]) ->
                version = lead_stages.version
                    + CASE WHEN ({_OLD}) IS DISTINCT FROM ({_NEW}) THEN 1 ELSE 0 END,
                updated_at = now()""",  # noqa: S608 - column names only
-        [
-            (
-                lead_id,
-                state.funnel_id,
-                state.funnel_version,
-                state.stage,
-                state.stage_entered_at,
-                state.previous_stage,
-                state.score.fit,
-                state.score.engagement,
-                state.score.total,
-                state.score.temperature,
-                _answers_json(state),
-                state.last_activity_at,
-                state.as_of,
-                timer_due_at,
-                state.owner,
-                half_life,
-                key.sign,
-                key.key,
-            )
-            for lead_id, state, timer_due_at, half_life in states
-            for key in [decay_key(state.score.engagement, state.as_of, half_life)]
-        ],
+        *cols,
     )
 
 
@@ -163,41 +169,50 @@ async def version_of(conn: asyncpg.Connection, lead_id: UUID) -> int | None:
 async def record_signals(
     conn: asyncpg.Connection, signals: Sequence[tuple[UUID, Signal, float, bool]]
 ) -> None:
-    """Every signal a lead has had (lead id, signal, engagement points, applied yet)."""
-    await conn.executemany(
+    """Every signal a lead has had (lead id, signal, engagement points, applied yet): one
+    statement. `signal` is stored as the pool's jsonb codec stores a Python string."""
+    if not signals:
+        return
+    await conn.execute(
         """INSERT INTO lead_signals (lead_id, event_id, occurred_at, points, applied, signal)
-           VALUES ($1, $2, $3, $4, $5, $6)
+           SELECT lead_id, event_id, occurred_at, points, applied, signal::jsonb
+           FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::float8[], $5::bool[],
+               $6::text[]) AS s (lead_id, event_id, occurred_at, points, applied, signal)
            ON CONFLICT (lead_id, event_id) DO UPDATE SET applied = excluded.applied,
                points = excluded.points""",
-        [
-            (lead_id, s.event_id, s.occurred_at, points, applied, json.dumps(s.to_json()))
-            for lead_id, s, points, applied in signals
-        ],
+        [lead_id for lead_id, _, _, _ in signals],
+        [s.event_id for _, s, _, _ in signals],
+        [s.occurred_at for _, s, _, _ in signals],
+        [points for _, _, points, _ in signals],
+        [applied for _, _, _, applied in signals],
+        [json.dumps(json.dumps(s.to_json())) for _, s, _, _ in signals],
     )
 
 
 async def add_moves(conn: asyncpg.Connection, moves: Sequence[tuple[UUID, Move]]) -> None:
-    """Append transitions in the order given (the history is read back by id)."""
-    await conn.executemany(
+    """Append transitions in the order given (the history is read back by id): one statement,
+    its rows numbered in that order."""
+    if not moves:
+        return
+    cols: list[list[Any]] = [[] for _ in range(11)]
+    for lead_id, m in moves:
+        row = (
+            lead_id, m.funnel_id, m.funnel_version, m.from_stage, m.to_stage, m.to_position,
+            m.reason, m.cause_event_id, m.cause_event_type, m.occurred_at, m.actor,
+        )  # fmt: skip
+        for col, value in zip(cols, row, strict=True):
+            col.append(value)
+    await conn.execute(
         """INSERT INTO transitions (lead_id, funnel_id, funnel_version, from_stage, to_stage,
                to_position, reason, cause_event_id, cause_event_type, occurred_at, actor)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
-        [
-            (
-                lead_id,
-                m.funnel_id,
-                m.funnel_version,
-                m.from_stage,
-                m.to_stage,
-                m.to_position,
-                m.reason,
-                m.cause_event_id,
-                m.cause_event_type,
-                m.occurred_at,
-                m.actor,
-            )
-            for lead_id, m in moves
-        ],
+           SELECT lead_id, funnel_id, funnel_version, from_stage, to_stage, to_position,
+               reason, cause_event_id, cause_event_type, occurred_at, actor
+           FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::int[],
+               $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[])
+               WITH ORDINALITY AS m (lead_id, funnel_id, funnel_version, from_stage, to_stage,
+                   to_position, reason, cause_event_id, cause_event_type, occurred_at, actor, n)
+           ORDER BY n""",
+        *cols,
     )
 
 
