@@ -24,6 +24,8 @@ _PIECES = re.compile("[-'.\u2019_+]+")
 
 def fold(text: str) -> str:
     """Case- and accent-insensitive form: NFKD, combining marks dropped, case-folded."""
+    if text.isascii():
+        return text.lower()  # the same: ASCII is its own NFKD and NFC, and folds to lower case
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return unicodedata.normalize("NFC", stripped).casefold()

@@ -26,6 +26,7 @@ from funnel_servicekit.problems import Problem, field_problem, invalid, not_foun
 from funnel_servicekit.unit_of_work import RETRYABLE, UnitOfWork
 from lead_intake.activities.service import emails_waited_for
 from lead_intake.common.blind_index import BlindIndex
+from lead_intake.common.normalize import EmailNormalizer
 from lead_intake.forms import service as forms
 from lead_intake.forms.models import Form
 from lead_intake.imports import store
@@ -325,12 +326,16 @@ async def _import_rows(
     counts = BatchCounts()
     errors: list[RowError] = []
     now = datetime.now(UTC)
-    # The batch's people share most words and prefixes: their index entries are made once.
+    # The batch's people share most words and prefixes: their index entries are made once;
+    # and most domains: each is checked once.
     index = runtime.context.search_index.remembering()
+    email_of = EmailNormalizer()
     valid: list[ImportRow] = []
     for number, data in rows:
         counts.rows += 1
-        parsed = parse_row(number, data, rules, now=now, default_time=job["created_at"])
+        parsed = parse_row(
+            number, data, rules, now=now, default_time=job["created_at"], email_of=email_of
+        )
         if isinstance(parsed, list):
             errors += parsed
             counts.failed += 1
