@@ -142,3 +142,16 @@ def test_offline_touches_have_bounded_texts_and_never_come_with_a_public_key() -
     assert "actor" not in batch.activities[5].details()
     assert batch.activities[5].details("ana")["actor"] == "ana"
     assert "actor" not in batch.activities[4].details("ana")
+
+
+def test_folding_ascii_text_takes_a_shortcut_to_the_same_answer() -> None:
+    import unicodedata
+
+    def slow(text: str) -> str:
+        decomposed = unicodedata.normalize("NFKD", text)
+        stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
+        return unicodedata.normalize("NFC", stripped).casefold()
+
+    every_ascii = "".join(chr(c) for c in range(128))
+    assert fold(every_ascii) == slow(every_ascii)
+    assert fold("Kay.Lind+News_2") == slow("Kay.Lind+News_2") == "kay.lind+news_2"

@@ -290,3 +290,31 @@ class OutboxRelay(PollLoop):
         )
         metrics.OUTBOX_BACKLOG.set(stats["n"])
         metrics.OUTBOX_OLDEST_AGE.set(float(stats["age"] or 0))
+
+
+def outbox_records(events: Sequence[EventData], *, source: str) -> list[OutboxRecord]:
+    """`outbox_record` for a chunk of events written together (an import's batch): one
+    producer span for the chunk, not one per event. Every event carries that span's context,
+    so the trace still links each consumer's span to where its event was written (as the
+    chunk's child); each event keeps its own id."""
+    if not events:
+        return []
+    topics = {e.topic for e in events}
+    types = sorted({e.event_type for e in events})
+    attributes: dict[str, str | int] = {
+        "messaging.system": "kafka",
+        "messaging.batch.message_count": len(events),
+    }
+    if len(topics) == 1:
+        attributes["messaging.destination.name"] = next(iter(topics))
+    with _tracer.start_as_current_span(
+        f"outbox {types[0] if len(types) == 1 else 'batch'}",
+        kind=trace.SpanKind.PRODUCER,
+        attributes=attributes,
+    ):
+        headers = current_trace_headers()
+    records = []
+    for event in events:
+        envelope = Envelope.of(event, source=source, event_id=str(uuid4()), trace=headers)
+        records.append(OutboxRecord(event.topic, envelope, encode(envelope)))
+    return records

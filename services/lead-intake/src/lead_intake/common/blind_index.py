@@ -24,6 +24,8 @@ _PIECES = re.compile("[-'.\u2019_+]+")
 
 def fold(text: str) -> str:
     """Case- and accent-insensitive form: NFKD, combining marks dropped, case-folded."""
+    if text.isascii():
+        return text.lower()  # the same: ASCII is its own NFKD and NFC, and folds to lower case
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return unicodedata.normalize("NFC", stripped).casefold()
@@ -84,9 +86,50 @@ class BlindIndex:
         if phone:
             terms.add(self.phone(phone))
         texts = [first_name or "", last_name or "", email.rsplit("@", 1)[0] if email else ""]
-        for word in set().union(*(words(t) for t in texts)):
-            terms.update(self.prefix(p) for p in prefixes(word))
+        for word in set().union(*(self._words(t) for t in texts)):
+            terms.update(self._word_entries(word))
         return sorted(terms)
+
+    def _words(self, text: str) -> set[str]:
+        return words(text)
+
+    def _word_entries(self, word: str) -> list[bytes]:
+        return [self.prefix(p) for p in prefixes(word)]
+
+    def remembering(self) -> BlindIndex:
+        """This index remembering the entries it made, for one batch of people (an import's):
+        names and local parts share most of their words and short prefixes, so the same
+        entries cost a fraction of the digests. Drop it with the batch."""
+        return _Remembering(self._key)
+
+
+class _Remembering(BlindIndex):
+    """The same entries as BlindIndex, each word's and each prefix's made once."""
+
+    def __init__(self, key: bytes) -> None:
+        super().__init__(key)
+        self._prefixes: dict[str, bytes] = {}
+        self._entries: dict[str, list[bytes]] = {}
+        self._texts: dict[str, set[str]] = {}
+
+    def prefix(self, folded: str) -> bytes:
+        cut = folded[:MAX_PREFIX]
+        found = self._prefixes.get(cut)
+        if found is None:
+            found = self._prefixes[cut] = self._digest("q", cut)
+        return found
+
+    def _words(self, text: str) -> set[str]:
+        found = self._texts.get(text)
+        if found is None:
+            found = self._texts[text] = words(text)
+        return found
+
+    def _word_entries(self, word: str) -> list[bytes]:
+        found = self._entries.get(word)
+        if found is None:
+            found = self._entries[word] = [self.prefix(p) for p in prefixes(word)]
+        return found
 
 
 def query_words(q: str) -> list[str]:

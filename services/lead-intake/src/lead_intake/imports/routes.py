@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from lead_intake.common.body import (
-    JSON,
-    media_type,
-    parse_json,
-    read_limited,
-    read_spooled,
-    unsupported,
-)
+from lead_intake.common.body import JSON, media_type, read_spooled, unsupported
 from lead_intake.deps import Conn, PeopleReader, Runtime, Writer
 from lead_intake.imports import service
 from lead_intake.imports.models import mapping_of
@@ -55,18 +47,19 @@ async def import_leads(
         with body:
             started = await service.import_csv(runtime, upload, body, sha)
     elif kind == JSON:
-        raw = await read_limited(request, settings.import_max_bytes)
-        payload = service.json_options(parse_json(raw))
-        upload = service.upload_of(
-            payload.get("form_id") or form_id,
-            payload.get("on_existing") or on_existing,
-            columns,
-            key,
-            caller.name,
-        )
-        started = await service.import_json(
-            runtime, upload, payload.get("leads"), hashlib.sha256(raw).digest()
-        )
+        # Streamed as CSV is: spooled to a temporary file past 1 MiB, parsed as it goes.
+        body, sha = await read_spooled(request, settings.import_max_bytes)
+        with body:
+            started = await service.import_json(
+                runtime,
+                body,
+                sha,
+                form_id=form_id,
+                on_existing=on_existing,
+                mapping=columns,
+                idempotency_key=key,
+                created_by=caller.name,
+            )
     else:
         raise unsupported((CSV, JSON))
     body_out: dict[str, Any] = started.state.as_json()

@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any, Literal
+from typing import IO, Literal
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -25,6 +25,8 @@ from funnel_servicekit.db import DATABASE_UNREACHABLE
 from funnel_servicekit.problems import Problem, field_problem, invalid, not_found
 from funnel_servicekit.unit_of_work import RETRYABLE, UnitOfWork
 from lead_intake.activities.service import emails_waited_for
+from lead_intake.common.blind_index import BlindIndex
+from lead_intake.common.normalize import EmailNormalizer
 from lead_intake.forms import service as forms
 from lead_intake.forms.models import Form
 from lead_intake.imports import store
@@ -33,9 +35,11 @@ from lead_intake.imports.models import (
     BatchCounts,
     ImportState,
     MalformedCsv,
+    MalformedJson,
     OnExisting,
     csv_rows,
-    flat_row,
+    json_head,
+    json_rows,
 )
 from lead_intake.imports.models.mapping import MappingInvalid
 from lead_intake.imports.models.rows import FormRules, ImportRow, RowError, parse_row
@@ -115,13 +119,47 @@ async def import_csv(
 
 
 async def import_json(
-    runtime: IntakeRuntime, upload: Upload, leads: object, body_sha256: bytes
+    runtime: IntakeRuntime,
+    body: IO[bytes],
+    body_sha256: bytes,
+    *,
+    form_id: str | None,
+    on_existing: str | None,
+    mapping: dict[str, str],
+    idempotency_key: str | None,
+    created_by: str | None,
 ) -> Started:
-    """`{"form_id", "leads": [...], "on_existing"}`: each lead an object of fields."""
-    if not isinstance(leads, list) or not leads:
-        raise invalid("leads", "a list of at least one lead", "Invalid import")
-    rows = ((i + 1, flat_row(i, item)) for i, item in enumerate(leads))
-    return await _start(runtime, upload, rows, body_sha256)
+    """`{"form_id", "leads": [...], "on_existing"}` read from `body` as it goes, never held
+    whole: a first pass checks the document and reads its options, a second stages the leads
+    one at a time (each lead an object of fields). The body's options win over the query's."""
+    try:
+        head = json_head(body)
+    except MalformedJson as exc:
+        raise malformed_body(str(exc)) from None
+    except MappingInvalid as exc:
+        raise _refused(exc) from None
+    upload = upload_of(
+        head.form_id or form_id,
+        head.on_existing or on_existing,
+        mapping,
+        idempotency_key,
+        created_by,
+    )
+    try:
+        return await _start(runtime, upload, json_rows(body, head), body_sha256)
+    except MalformedJson as exc:
+        raise malformed_body(str(exc)) from None
+
+
+def malformed_body(message: str) -> Problem:
+    return field_problem(
+        400,
+        "Malformed body",
+        message,
+        type_="urn:funnel:problem:malformed",
+        field="body",
+        message=message,
+    )
 
 
 async def _start(
@@ -288,10 +326,16 @@ async def _import_rows(
     counts = BatchCounts()
     errors: list[RowError] = []
     now = datetime.now(UTC)
+    # The batch's people share most words and prefixes: their index entries are made once;
+    # and most domains: each is checked once.
+    index = runtime.context.search_index.remembering()
+    email_of = EmailNormalizer()
     valid: list[ImportRow] = []
     for number, data in rows:
         counts.rows += 1
-        parsed = parse_row(number, data, rules, now=now, default_time=job["created_at"])
+        parsed = parse_row(
+            number, data, rules, now=now, default_time=job["created_at"], email_of=email_of
+        )
         if isinstance(parsed, list):
             errors += parsed
             counts.failed += 1
@@ -299,14 +343,14 @@ async def _import_rows(
             valid.append(parsed)
     one_by_one = valid
     if not careful:
-        one_by_one = await _in_bulk(uow, runtime, form, job, valid, ids, counts)
+        one_by_one = await _in_bulk(uow, index, form, job, valid, ids, counts)
     for row in one_by_one:
         try:
             if careful:
                 async with uow.conn.transaction():
-                    outcome, lead_id = await _import_one(uow, runtime, form, row, job, now)
+                    outcome, lead_id = await _import_one(uow, index, form, row, job, now)
             else:
-                outcome, lead_id = await _import_one(uow, runtime, form, row, job, now)
+                outcome, lead_id = await _import_one(uow, index, form, row, job, now)
         except asyncpg.PostgresError as exc:
             if not careful or isinstance(exc, _NOT_A_ROW):
                 raise
@@ -320,7 +364,7 @@ async def _import_rows(
 
 async def _in_bulk(
     uow: UnitOfWork,
-    runtime: IntakeRuntime,
+    index: BlindIndex,
     form: Form,
     job: asyncpg.Record,
     rows: list[ImportRow],
@@ -356,7 +400,7 @@ async def _in_bulk(
         [NewPerson(r.submission, r.captured_at, r.stage, r.entered_at or r.captured_at)
          for r in bulk],
         source="import",
-        index=runtime.context.search_index,
+        index=index,
     )  # fmt: skip
     for row, lead_id in zip(bulk, made, strict=True):
         if lead_id is None:
@@ -369,13 +413,12 @@ async def _in_bulk(
 
 async def _import_one(
     uow: UnitOfWork,
-    runtime: IntakeRuntime,
+    index: BlindIndex,
     form: Form,
     row: ImportRow,
     job: asyncpg.Record,
     now: datetime,
 ) -> tuple[Outcome, UUID]:
-    index = runtime.context.search_index
     captured = await capture(
         uow,
         form,
@@ -414,13 +457,3 @@ def upload_of(
 
 def mapping_problem(exc: MappingInvalid) -> Problem:
     return _refused(exc)
-
-
-def json_options(payload: object) -> dict[str, Any]:
-    """A JSON import's body: an object with `leads` (and `form_id`, `on_existing`)."""
-    if not isinstance(payload, dict):
-        raise invalid("body", "must be a JSON object with leads", "Invalid import")
-    unknown = set(payload) - {"form_id", "on_existing", "leads"}
-    if unknown:
-        raise invalid(sorted(unknown)[0], "not a field of an import", "Invalid import")
-    return payload

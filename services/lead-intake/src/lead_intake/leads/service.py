@@ -6,6 +6,8 @@ follows the same identity rules and emits the same contract events.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,7 +15,7 @@ from uuid import UUID, uuid4
 
 from funnel_contracts import Consent, LeadMerged
 from funnel_contracts.sealed import new_data_key
-from funnel_servicekit.outbox import enqueue_many, outbox_record
+from funnel_servicekit.outbox import enqueue_many, outbox_records
 from funnel_servicekit.problems import field_error, field_problem
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
 from lead_intake.activities.service import emit_waiting, first_tagged_visit
@@ -189,28 +191,53 @@ async def capture_new(
         )
         for p in people
     ]
-    written = await store.create_leads(uow.conn, made, source=source, form_id=form.id)
-    records = []
-    for person, new in zip(people, made, strict=True):
-        if new.id not in written:
-            continue
-        sub = person.sub
-        lead = Lead(new.id, sub.email, sub.phone, sub.first_name, sub.last_name,
-                    person.captured_at, True)  # fmt: skip
-        event = lead_event(
-            lead,
-            sub,
-            form,
-            key=new.data_key,
-            submission_id=new.submission_id,
-            source=source,
-            at=person.captured_at,
-            imported_stage=person.imported_stage,
-            stage_entered_at=person.stage_entered_at,
-        )
-        records.append(outbox_record(event, source=uow.outbox.source))
-    await enqueue_many(uow.conn, uow.outbox.schema, records)
+    # The statement goes out first; PostgreSQL writes while the events are sealed and encoded
+    # here (ids and keys are made above), and those of people whose email was taken meanwhile
+    # are dropped after.
+    write = asyncio.ensure_future(
+        store.create_leads(uow.conn, made, source=source, form_id=form.id)
+    )
+    try:
+        await asyncio.sleep(0)  # let the task send the statement
+        events = [
+            lead_event(
+                Lead(
+                    new.id,
+                    p.sub.email,
+                    p.sub.phone,
+                    p.sub.first_name,
+                    p.sub.last_name,
+                    p.captured_at,
+                    True,
+                ),
+                p.sub,
+                form,
+                key=new.data_key,
+                submission_id=new.submission_id,
+                source=source,
+                at=p.captured_at,
+                imported_stage=p.imported_stage,
+                stage_entered_at=p.stage_entered_at,
+            )
+            for p, new in zip(people, made, strict=True)
+        ]
+        # One producer span for the batch's events (each carries its context), not one each.
+        records = outbox_records(events, source=uow.outbox.source)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await write  # never leave the statement running on the connection
+        raise
+    written = await write
+    kept = [r for r, new in zip(records, made, strict=True) if new.id in written]
+    await enqueue_many(uow.conn, uow.outbox.schema, kept)
     return [new.id if new.id in written else None for new in made]
+
+
+def _new_lead(lead_id: UUID, person: NewPerson) -> Lead:
+    sub = person.sub
+    return Lead(
+        lead_id, sub.email, sub.phone, sub.first_name, sub.last_name, person.captured_at, True
+    )
 
 
 async def known_by_email(uow: UnitOfWork, emails: list[str]) -> dict[str, UUID]:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import IO, Any, Literal
 from uuid import UUID
+
+import ijson
 
 from lead_intake.common.text_rules import nul_path
 from lead_intake.imports.models.mapping import (
@@ -202,3 +205,100 @@ def csv_rows(
             yield number, storable(row)
     except csv.Error as exc:
         raise MalformedCsv(f"line {reader.line_num}: {exc}") from None
+
+
+# --- JSON bodies, read as they go ------------------------------------------------------------
+
+# A JSON import's own keys; everything else at the top is refused, naming it.
+JSON_OPTIONS = ("form_id", "on_existing", "leads")
+# A \uD800-\uDFFF escape: the fast (C) parser turns a lone one into "?" unseen, so a body
+# holding one is read by ijson's pure-Python parser, which keeps it (the row is then refused
+# as unstorable, as json.loads would have it).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+_SCAN_CHUNK = 64 * 1024
+
+
+class MalformedJson(ValueError):
+    """A body that is not one JSON document."""
+
+
+@dataclass(frozen=True)
+class JsonHead:
+    """What a JSON import says besides its leads, read without building them."""
+
+    form_id: str | None
+    on_existing: str | None
+    backend: Any  # the ijson parser this body is read with
+
+
+def json_head(body: IO[bytes]) -> JsonHead:
+    """A first pass over `{"form_id", "on_existing", "leads": [...]}`: the whole document
+    checked (MalformedJson), its options read, its keys checked and `leads` a list of at
+    least one (MappingInvalid naming the field), in memory bounded by the parser's buffer.
+    Leaves `body` at its start."""
+    backend = _backend_for(body)
+    values: dict[str, str | None] = {}
+    unknown: list[str] = []
+    leads = 0
+    has_leads = False
+    try:
+        for prefix, event, value in backend.parse(body, use_float=True):
+            if prefix == "":
+                if event == "map_key":
+                    if value not in JSON_OPTIONS:
+                        unknown.append(str(value))
+                    elif value == "leads":
+                        leads += 1
+                elif event not in ("start_map", "end_map"):
+                    raise MappingInvalid("body", "must be a JSON object with leads")
+            elif prefix in ("form_id", "on_existing"):
+                if event == "string":
+                    values[prefix] = value
+                elif event != "null":
+                    raise MappingInvalid(prefix, "must be text")
+            elif prefix == "leads" and event not in ("start_array", "end_array"):
+                raise MappingInvalid("leads", "a list of at least one lead")
+            elif prefix == "leads.item":
+                has_leads = True
+    except (ijson.JSONError, UnicodeDecodeError):
+        raise MalformedJson("not valid JSON") from None
+    finally:
+        body.seek(0)
+    if unknown:
+        name = sorted(unknown)[0]
+        raise MappingInvalid(_UNSTORABLE_KEY.sub("?", name), "not a field of an import")
+    if leads > 1:
+        raise MappingInvalid("leads", "given more than once")
+    if not has_leads:
+        raise MappingInvalid("leads", "a list of at least one lead")
+    for name, text in values.items():
+        if text is not None and nul_path(text) is not None:
+            raise MappingInvalid(name, "must not contain NUL or unpaired surrogate characters")
+    return JsonHead(values.get("form_id"), values.get("on_existing"), backend)
+
+
+def json_rows(body: IO[bytes], head: JsonHead) -> Iterator[tuple[int, dict[str, str]]]:
+    """The leads of a JSON import as rows numbered from 1, one lead built at a time (the
+    second pass; `json_head` made the first). MappingInvalid names a lead that is not an
+    object, or a key that is not a field (`leads.<i>.<key>`)."""
+    try:
+        for index, item in enumerate(head.backend.items(body, "leads.item", use_float=True)):
+            yield index + 1, flat_row(index, item)
+    except (ijson.JSONError, UnicodeDecodeError):
+        raise MalformedJson("not valid JSON") from None
+
+
+_UNSTORABLE_KEY = re.compile("[\x00\ud800-\udfff]")
+
+
+def _backend_for(body: IO[bytes]) -> Any:
+    """The C parser, unless the body escapes a surrogate (see _SURROGATE_ESCAPE)."""
+    tail = b""
+    try:
+        while chunk := body.read(_SCAN_CHUNK):
+            if _SURROGATE_ESCAPE.search(tail + chunk):
+                return ijson.get_backend("python")
+            tail = chunk[-6:]
+    finally:
+        body.seek(0)
+    return ijson

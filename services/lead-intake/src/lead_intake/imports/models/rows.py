@@ -7,7 +7,7 @@ on. Text is trimmed; an empty cell is a field not given (it never blanks a known
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -101,9 +101,11 @@ def parse_row(
     *,
     now: datetime,
     default_time: datetime | None = None,
+    email_of: Callable[[str], str] = normalize_email,
 ) -> ImportRow | list[RowError]:
     """The row as a capture takes it, or every field at fault (with the row's number).
-    A row without `captured_at` was captured at `default_time` (the import's own time)."""
+    A row without `captured_at` was captured at `default_time` (the import's own time).
+    `email_of` normalizes the email (a batch's EmailNormalizer: the same answers)."""
     errors = _Errors(number)
     if "_shape" in values:
         errors.add("row", values["_shape"])
@@ -131,7 +133,7 @@ def parse_row(
             errors.add(name, str(exc))
             return None
 
-    email = normalized("email", normalize_email)
+    email = normalized("email", email_of)
     phone = normalized("phone", lambda v: normalize_phone(v, rules.phone_region))
     if email is None and phone is None and not errors.found:
         errors.add("email", "an email or a phone is required")
