@@ -36,18 +36,21 @@ class FakeConn:
     db: FakeDatabase
     rows: list[str] = field(default_factory=list)
 
+    savepoints: list[int] = field(default_factory=list)
+
     def write(self, row: str) -> None:
         self.rows.append(row)
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
-        """A savepoint: what was written inside is undone when the block raises."""
-        mark = len(self.rows)
-        try:
-            yield
-        except BaseException:
-            del self.rows[mark:]
-            raise
+    async def execute(self, sql: str) -> None:
+        """SAVEPOINT marks where the rows are; ROLLBACK TO SAVEPOINT undoes what came after
+        the latest mark (which stays, as in PostgreSQL)."""
+        await asyncio.sleep(0)
+        if sql.startswith("SAVEPOINT "):
+            self.savepoints.append(len(self.rows))
+        elif sql.startswith("ROLLBACK TO SAVEPOINT "):
+            del self.rows[self.savepoints[-1] :]
+        else:
+            raise AssertionError(sql)
 
 
 @dataclass(eq=False)

@@ -2,7 +2,7 @@
 
 `GroupCommit.run(transactions, work)` answers what `transactions.run(work)` would, but `work`
 joins a group: the first caller of a group waits at most `max_wait_seconds` for others (or
-until `max_size` have joined), then the group runs in one transaction, each unit in a
+until `max_size` have joined), then the group runs in one transaction, each unit after a
 savepoint of its own, and commits once. Every caller gets its own outcome only after the
 commit, so an answer never tells of rows that are not durable yet.
 
@@ -47,6 +47,7 @@ from funnel_servicekit.unit_of_work import RETRYABLE, Transactions, UnitOfWork
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_GROUP_SIZE = 64  # PostgreSQL's PGPROC_MAX_CACHED_SUBXIDS
+SAVEPOINT = "group_unit"
 
 GROUP_COMMITS = Counter(
     "funnel_group_commit_transactions_total",
@@ -221,19 +222,25 @@ class GroupCommit:
                 await self._run_alone(lane, unit)
 
     async def _run_unit(self, uow: UnitOfWork, unit: _Unit[Any]) -> None:
-        """One unit in a savepoint: its own failure is rolled back and kept for its caller."""
+        """One unit after a savepoint: its own failure is rolled back to it, and kept for its
+        caller. The savepoint is not released (one round trip fewer per unit): the next
+        unit's nests in it, and the group's commit ends them all."""
         token = otel_context.attach(unit.context)
         try:
-            async with uow.conn.transaction():
+            await uow.conn.execute(f"SAVEPOINT {SAVEPOINT}")
+            try:
                 unit.result = await unit.work(uow)
-            GROUP_UNITS.labels(self.name, "committed").inc()
-        except RETRYABLE:
-            unit.again = True
-        except DATABASE_UNREACHABLE:
-            raise  # the whole group's error: the connection is gone
-        except Exception as exc:
-            unit.error = exc
-            GROUP_UNITS.labels(self.name, "failed_alone").inc()
+            except DATABASE_UNREACHABLE:
+                raise  # the whole group's error: the connection is gone
+            except RETRYABLE:
+                await uow.conn.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
+                unit.again = True
+            except Exception as exc:
+                await uow.conn.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
+                unit.error = exc
+                GROUP_UNITS.labels(self.name, "failed_alone").inc()
+            else:
+                GROUP_UNITS.labels(self.name, "committed").inc()
         finally:
             otel_context.detach(token)
 

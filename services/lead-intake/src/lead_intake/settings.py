@@ -40,7 +40,7 @@ class IntakeSettings(ServiceSettings):
         "transaction, as before group commit).",
     )
     group_commit_groups_in_flight: int = Field(
-        default=2,
+        default=4,
         ge=1,
         description="Group transactions open at once, each on its own pooled connection.",
     )
