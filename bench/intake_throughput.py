@@ -135,6 +135,8 @@ async def _load(
             result["server_cpu_ms_per_request"] = (
                 cpu_used * 1000 / result["requests"] if result["requests"] else 0.0
             )
+            # Per lead taken in: a shed 503 costs next to nothing and would dilute the figure.
+            result["server_cpu_ms_per_202"] = cpu_used * 1000 / ok if ok else 0.0
             # What each request cost the server's own dependencies (PostgreSQL, Kafka).
             result["dependency_cpu_ms_per_request"] = {
                 name: used * 1000 / result["requests"] if result["requests"] else 0.0
@@ -274,6 +276,7 @@ async def measure(
                 log(
                     f"  round {r} {target:8s} {result['rps']:8.1f} req/s  p50 {p50:.1f} ms  "
                     f"non-202 {result['not_202']}  socket errors {result['socket_errors']}  "
+                    f"CPU ms/202 {result['server_cpu_ms_per_202']:.2f}  "
                     f"load {result['load_average_1m']:.1f}"
                 )
     finally:
@@ -345,6 +348,9 @@ async def measure(
             if single_commits
             else None
         ),
+        "server_cpu_ms_per_202_median": {
+            target: median(of(target, "server_cpu_ms_per_202")) for target in targets
+        },
         "load_average_1m_range": [
             min(float(run["load_average_1m"]) for run in runs),
             max(float(run["load_average_1m"]) for run in runs),
