@@ -156,7 +156,7 @@ class GroupCommit:
                 await slots.acquire()
                 try:
                     await self._wait_for_group(lane)
-                    group = _take(lane.queue, self.max_size)
+                    group = self._take(lane.queue)
                     lane.filled.clear()
                     if len(lane.queue) >= self.max_size:
                         lane.filled.set()
@@ -178,6 +178,17 @@ class GroupCommit:
             queue.popleft()
             GROUP_UNITS.labels(self.name, "cancelled").inc()
         return bool(queue)
+
+    def _take(self, queue: deque[_Unit[Any]]) -> list[_Unit[Any]]:
+        """Up to `max_size` callers from the head of `queue` (cancelled ones dropped)."""
+        group: list[_Unit[Any]] = []
+        while queue and len(group) < self.max_size:
+            unit = queue.popleft()
+            if unit.future.done():
+                GROUP_UNITS.labels(self.name, "cancelled").inc()
+            else:
+                group.append(unit)
+        return group
 
     async def _wait_for_group(self, lane: _Lane) -> None:
         """Until `max_size` callers queued or the oldest one waited `max_wait_seconds`."""
@@ -257,16 +268,6 @@ class GroupCommit:
         finally:
             otel_context.detach(token)
         _settle(unit)
-
-
-def _take(queue: deque[_Unit[Any]], size: int) -> list[_Unit[Any]]:
-    """Up to `size` callers from the head of `queue` (cancelled ones dropped, not counted)."""
-    group: list[_Unit[Any]] = []
-    while queue and len(group) < size:
-        unit = queue.popleft()
-        if not unit.future.done():
-            group.append(unit)
-    return group
 
 
 def _settle(unit: _Unit[Any]) -> None:
