@@ -15,6 +15,7 @@ from typing import Any, cast
 import asyncpg
 import pytest
 from opentelemetry import context as otel_context
+from prometheus_client import REGISTRY
 
 from funnel_servicekit.group_commit import GroupCommit
 from funnel_servicekit.unit_of_work import Outbox, Transactions, UnitOfWork
@@ -89,6 +90,11 @@ def writes(
         return row
 
     return work
+
+
+def units(outcome: str) -> float:
+    labels = {"name": "t", "outcome": outcome}
+    return REGISTRY.get_sample_value("funnel_group_commit_units_total", labels) or 0.0
 
 
 @pytest.fixture
@@ -178,6 +184,7 @@ async def test_a_failed_commit_fails_the_whole_group_and_writes_nothing(
     batcher = GroupCommit("t", max_wait_seconds=0.05)
     db.fail_commit = asyncpg.ConnectionDoesNotExistError("connection was closed")
     own = ValueError("invalid")
+    before = {o: units(o) for o in ("committed", "failed_alone", "group_failed")}
 
     answers = await asyncio.gather(
         batcher.run(tx, writes("a")),
@@ -190,6 +197,8 @@ async def test_a_failed_commit_fails_the_whole_group_and_writes_nothing(
     assert answers[1] is own  # its own failure does not depend on the commit
     assert isinstance(answers[2], asyncpg.ConnectionDoesNotExistError)
     assert db.committed == []
+    moved = {o: units(o) - n for o, n in before.items()}
+    assert moved == {"committed": 0, "failed_alone": 1, "group_failed": 2}
 
 
 async def test_a_lost_connection_inside_a_unit_fails_the_whole_group(

@@ -83,6 +83,7 @@ class _Unit(Generic[T]):
     result: Any = None
     error: BaseException | None = None
     again: bool = False  # undone by PostgreSQL: run again alone after the group
+    ran: bool = False  # its work returned inside the group's transaction
 
 
 @dataclass
@@ -216,13 +217,15 @@ class GroupCommit:
             except BaseException as exc:
                 GROUP_COMMITS.labels(self.name, "failed").inc()
                 for unit in group:
-                    if unit.error is None and not unit.again:
+                    if unit.error is None and not unit.again and not unit.future.done():
                         unit.error = exc
                         GROUP_UNITS.labels(self.name, "group_failed").inc()
                 if not isinstance(exc, Exception):
                     raise
             else:
                 GROUP_COMMITS.labels(self.name, "committed").inc()
+                committed = sum(1 for unit in group if unit.ran)
+                GROUP_UNITS.labels(self.name, "committed").inc(committed)
         finally:
             slots.release()
             for unit in group:
@@ -251,7 +254,7 @@ class GroupCommit:
                 unit.error = exc
                 GROUP_UNITS.labels(self.name, "failed_alone").inc()
             else:
-                GROUP_UNITS.labels(self.name, "committed").inc()
+                unit.ran = True
         finally:
             otel_context.detach(token)
 
