@@ -11,7 +11,7 @@ transport) is in both sides alike.
 The earlier revision is checked out into a temporary git worktree and run with this
 virtualenv, its source folders first on PYTHONPATH.
 
-`.venv/bin/python -m bench.intake_instructions [--baseline REV] [--posts 200]`
+`.venv/bin/python -m bench.intake_instructions [--baseline REV] [--posts 200] [--at-once 32]`
 (needs valgrind: `apt-get install -y valgrind`; about 10 minutes).
 """
 
@@ -50,6 +50,7 @@ from lead_intake.settings import IntakeSettings
 
 dsn, kafka, warm_up, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 KEY = sys.argv[5]
+AT_ONCE = int(sys.argv[6]) if len(sys.argv) > 6 else 1
 
 async def main():
     extra = {}
@@ -69,10 +70,14 @@ async def main():
             auth = {"Authorization": f"Bearer {KEY}"}
             answer = await c.put("/v1/forms/bench", json=form, headers=auth)
             assert answer.status_code in (200, 201), answer.text
-            for i in range(warm_up + n):
+            async def post(i):
                 body = {"email": f"p{i}@example.com", "first_name": "Ann", "utm_source": "ads"}
                 answer = await c.post("/v1/forms/bench/submissions", json=body)
                 assert answer.status_code == 202, answer.text
+
+            total = warm_up + n
+            for start in range(0, total, AT_ONCE):
+                await asyncio.gather(*(post(i) for i in range(start, min(start + AT_ONCE, total))))
 
 asyncio.run(main())
 """
@@ -85,7 +90,9 @@ def _instructions(log_text: str) -> int:
     return int(found.group(1))
 
 
-def _counted(env: dict[str, str], dsn: str, kafka: str, posts: int, work: Path) -> int:
+def _counted(
+    env: dict[str, str], dsn: str, kafka: str, posts: int, work: Path, at_once: int = 1
+) -> int:
     """Instructions of one interpreter posting `posts` leads after the warm-up."""
     script = work / "poster.py"
     script.write_text(POSTER)
@@ -102,6 +109,7 @@ def _counted(env: dict[str, str], dsn: str, kafka: str, posts: int, work: Path) 
             str(WARM_UP_POSTS),
             str(posts),
             ADMIN_KEY,
+            str(at_once),
         ],
         env={**env, "PYTHONHASHSEED": "0"},
         capture_output=True,
@@ -132,7 +140,7 @@ async def _databases(count: int) -> tuple[Any, list[str]]:
     return stack, [await stack.postgres.create_database("insn") for _ in range(count)]
 
 
-def measure(baseline: str, posts: int) -> dict[str, Any]:
+def measure(baseline: str, posts: int, at_once: int = 1) -> dict[str, Any]:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is needed: apt-get install -y valgrind")
     stack, dsns = asyncio.run(_databases(4))
@@ -147,9 +155,10 @@ def measure(baseline: str, posts: int) -> dict[str, Any]:
         per_post: dict[str, float] = {}
         with tempfile.TemporaryDirectory() as work:
             for i, (name, env) in enumerate(sides.items()):
-                short = _counted(env, dsns[2 * i], stack.kafka_bootstrap, SHORT_SERIES, Path(work))
+                kafka = stack.kafka_bootstrap
+                short = _counted(env, dsns[2 * i], kafka, SHORT_SERIES, Path(work), at_once)
                 long = _counted(
-                    env, dsns[2 * i + 1], stack.kafka_bootstrap, SHORT_SERIES + posts, Path(work)
+                    env, dsns[2 * i + 1], kafka, SHORT_SERIES + posts, Path(work), at_once
                 )
                 per_post[name] = (long - short) / posts
                 log(f"{name}: {per_post[name]:,.0f} instructions per post")
@@ -161,6 +170,7 @@ def measure(baseline: str, posts: int) -> dict[str, Any]:
     return {
         "baseline": baseline,
         "posts": posts,
+        "posts_at_once": at_once,
         "instructions_per_post": per_post,
         "ratio_this_tree_to_baseline": round(ratio, 4),
     }
@@ -170,8 +180,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", default="HEAD~1", help="the revision to compare with")
     parser.add_argument("--posts", type=int, default=200, help="extra posts of the long series")
+    parser.add_argument(
+        "--at-once",
+        type=int,
+        default=1,
+        help="posts sent together (1: one after the other; 32: concurrent posts, which "
+        "group commit puts in shared transactions)",
+    )
     args = parser.parse_args()
-    result = measure(args.baseline, args.posts)
+    result = measure(args.baseline, args.posts, args.at_once)
     print(json.dumps(result, indent=2))
     out = BENCH_DIR / "results" / "intake-instructions.json"
     out.parent.mkdir(parents=True, exist_ok=True)

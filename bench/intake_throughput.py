@@ -1,9 +1,12 @@
-"""Intake throughput: lead-intake's form posts per second as a ratio to a bare FastAPI app.
+"""Intake throughput: lead-intake's form posts per second as ratios to two baselines.
 
-Both targets are one uvicorn process on this host, loaded by the same generator (wrk, else
-the asyncio/httpx fallback in its own process) with the same connections, each post carrying a
-unique email. Runs alternate in ABBA order (baseline, intake, intake, baseline, ...), each
-after its own warm-up, and the report gives medians and intake/baseline.
+The baselines: a bare FastAPI app (`baseline_app.py`, no database), and a naive durable
+endpoint (`naive_durable_app.py`: the same app plus one INSERT and its COMMIT per request, on
+the same PostgreSQL). Every target is one uvicorn process on this host, loaded by the same
+generator (wrk, else the asyncio/httpx fallback in its own process) with the same connections,
+each post carrying a unique email. Runs alternate in mirrored order (bare, naive, intake, then
+intake, naive, bare, ...), each after its own warm-up, and the report gives medians,
+intake/naive durable and intake/bare.
 
 Run alone: `.venv/bin/python -m bench.intake_throughput [--intake-alone]` (starts its own stack;
 `--intake-alone` stops the services after intake first, so the figure is intake with its own
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -131,6 +135,8 @@ async def _load(
             result["server_cpu_ms_per_request"] = (
                 cpu_used * 1000 / result["requests"] if result["requests"] else 0.0
             )
+            # Per lead taken in: a shed 503 costs next to nothing and would dilute the figure.
+            result["server_cpu_ms_per_202"] = cpu_used * 1000 / ok if ok else 0.0
             # What each request cost the server's own dependencies (PostgreSQL, Kafka).
             result["dependency_cpu_ms_per_request"] = {
                 name: used * 1000 / result["requests"] if result["requests"] else 0.0
@@ -140,15 +146,26 @@ async def _load(
     raise RuntimeError(f"load generator gave no result ({proc.returncode}):\n{text[-2000:]}")
 
 
-def start_baseline(port: int, log_file: Path) -> subprocess.Popen[bytes]:
-    """The bare FastAPI app as its own uvicorn process, like a service's `serve`."""
+def start_baseline(
+    port: int, log_file: Path, app: str = "baseline_app.py", *args: str
+) -> subprocess.Popen[bytes]:
+    """A baseline app as its own uvicorn process, like a service's `serve`."""
     with log_file.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, str(BENCH_DIR / "baseline_app.py"), "--port", str(port)],
+            [sys.executable, str(BENCH_DIR / app), "--port", str(port), *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 async def _wait_ready(url: str, timeout: float = 30) -> None:
@@ -183,20 +200,33 @@ async def measure(
     generator: str = "auto",
     drain_timeout: float = 30,
     drain: bool = True,
+    single_commits: bool = False,
 ) -> dict[str, Any]:
-    """Alternate baseline and intake runs; return every run, the medians and the ratio."""
+    """Alternate the baselines' and intake's runs; return every run, the medians, the ratios."""
     generator = pick_generator(generator)
     log(
         f"intake throughput: {generator}, {rounds} rounds x {seconds}s (+{warmup}s warm-up), "
         f"{connections} connections"
     )
-    port = free_port()
+    port, naive_port = free_port(), free_port()
     baseline = start_baseline(port, stack.logs / "bench-baseline.log")
+    naive = start_baseline(
+        naive_port,
+        stack.logs / "bench-naive-durable.log",
+        "naive_durable_app.py",
+        "--dsn",
+        stack.postgres.dsn,
+    )
     urls = {
         "baseline": f"http://127.0.0.1:{port}{FORM_PATH}",
+        "naive": f"http://127.0.0.1:{naive_port}{FORM_PATH}",
         "intake": stack.url("lead-intake") + FORM_PATH,
     }
-    pids = {"baseline": baseline.pid, "intake": stack.services["lead-intake"].pid}
+    pids = {
+        "baseline": baseline.pid,
+        "naive": naive.pid,
+        "intake": stack.services["lead-intake"].pid,
+    }
     dependencies = {
         name: pid
         for name, pid in (("postgres", stack.postgres.pid), ("kafka", _kafka_pid(stack)))
@@ -205,12 +235,25 @@ async def measure(
     run_id = secrets.token_hex(4)
     runs: list[dict[str, Any]] = []
     intake_accepted = 0
+    targets = ["baseline", "naive", "intake"]
+    if single_commits:
+        # The same intake with group commit off (one transaction per post), restarted with
+        # that setting before its runs and back without it before intake's.
+        targets.append("intake_single")
+        urls["intake_single"] = urls["intake"]
+    running_single = False
     try:
         await _wait_ready(f"http://127.0.0.1:{port}/readyz")
+        await _wait_ready(f"http://127.0.0.1:{naive_port}/readyz")
         for r in range(rounds):
-            order = ["baseline", "intake"] if r % 2 == 0 else ["intake", "baseline"]
+            order = targets if r % 2 == 0 else targets[::-1]
             for target in order:
-                nonce = f"{run_id}-{target[0]}{r}"
+                if single_commits and target.startswith("intake"):
+                    if (target == "intake_single") != running_single:
+                        running_single = target == "intake_single"
+                        await _restart_intake(stack, single=running_single)
+                    pids[target] = stack.services["lead-intake"].pid
+                nonce = f"{run_id}-{target[0]}{target[-1]}{r}"
                 warm = await _load(
                     generator, urls[target], warmup, connections, threads, nonce + "w", pids[target]
                 )
@@ -227,19 +270,20 @@ async def measure(
                 if target == "intake":
                     intake_accepted += warm["accepted_202"] + result["accepted_202"]
                 result.update(target=target, round=r, warmup_not_202=warm["not_202"])
+                result["load_average_1m"] = os.getloadavg()[0]
                 runs.append(result)
                 p50 = result["latency_us"]["p50"] / 1000
                 log(
                     f"  round {r} {target:8s} {result['rps']:8.1f} req/s  p50 {p50:.1f} ms  "
-                    f"non-202 {result['not_202']}  socket errors {result['socket_errors']}"
+                    f"non-202 {result['not_202']}  socket errors {result['socket_errors']}  "
+                    f"CPU ms/202 {result['server_cpu_ms_per_202']:.2f}  "
+                    f"load {result['load_average_1m']:.1f}"
                 )
     finally:
-        baseline.terminate()
-        try:
-            baseline.wait(10)
-        except subprocess.TimeoutExpired:
-            baseline.kill()
-            baseline.wait()
+        _stop(baseline)
+        _stop(naive)
+        if running_single:
+            await _restart_intake(stack, single=False)
 
     def of(target: str, key: str) -> list[float]:
         return [float(run[key]) for run in runs if run["target"] == target]
@@ -248,7 +292,21 @@ async def measure(
         return median([run["latency_us"][q] / 1000 for run in runs if run["target"] == target])
 
     base_rps, intake_rps = median(of("baseline", "rps")), median(of("intake", "rps"))
+    naive_rps = median(of("naive", "rps"))
     drained = await _drain(stack, drain_timeout) if drain else None
+    log(
+        f"  intake / naive durable: {intake_rps / naive_rps if naive_rps else float('nan'):.2f}x "
+        f"(target >= 1.0x); intake / bare app: "
+        f"{intake_rps / base_rps if base_rps else float('nan'):.3f}x "
+        f"({intake_rps:.0f} / {naive_rps:.0f} / {base_rps:.0f} req/s)"
+    )
+    if single_commits:
+        single_rps = median(of("intake_single", "rps"))
+        log(
+            f"  intake with group commit / with one commit per post: "
+            f"{intake_rps / single_rps if single_rps else float('nan'):.2f}x "
+            f"({intake_rps:.0f} / {single_rps:.0f} req/s)"
+        )
     return {
         "generator": generator,
         "generator_version": generator_version(generator),
@@ -262,6 +320,41 @@ async def measure(
         "baseline_rps_range": [min(of("baseline", "rps")), max(of("baseline", "rps"))],
         "intake_rps_range": [min(of("intake", "rps")), max(of("intake", "rps"))],
         "ratio_intake_to_baseline": intake_rps / base_rps if base_rps else float("nan"),
+        "naive_durable_rps_median": naive_rps,
+        "naive_durable_rps_range": [min(of("naive", "rps")), max(of("naive", "rps"))],
+        "ratio_intake_to_naive_durable": intake_rps / naive_rps if naive_rps else float("nan"),
+        "naive_durable_latency_ms_median": {"p50": lat("naive", "p50"), "p99": lat("naive", "p99")},
+        "naive_durable_server_cpu_ms_per_request_median": median(
+            of("naive", "server_cpu_ms_per_request")
+        ),
+        "naive_durable_dependency_cpu_ms_per_request_median": {
+            name: median(
+                [
+                    float(run["dependency_cpu_ms_per_request"][name])
+                    for run in runs
+                    if run["target"] == "naive"
+                ]
+            )
+            for name in dependencies
+        },
+        "intake_single_commits_rps_median": (
+            median(of("intake_single", "rps")) if single_commits else None
+        ),
+        "intake_single_commits_server_cpu_ms_per_request_median": (
+            median(of("intake_single", "server_cpu_ms_per_request")) if single_commits else None
+        ),
+        "intake_single_commits_latency_ms_median": (
+            {"p50": lat("intake_single", "p50"), "p99": lat("intake_single", "p99")}
+            if single_commits
+            else None
+        ),
+        "server_cpu_ms_per_202_median": {
+            target: median(of(target, "server_cpu_ms_per_202")) for target in targets
+        },
+        "load_average_1m_range": [
+            min(float(run["load_average_1m"]) for run in runs),
+            max(float(run["load_average_1m"]) for run in runs),
+        ],
         "baseline_latency_ms_median": {
             "p50": lat("baseline", "p50"),
             "p99": lat("baseline", "p99"),
@@ -301,6 +394,20 @@ async def measure(
         "pipeline_drain": drained,
         "runs": runs,
     }
+
+
+SINGLE_COMMITS = {"FUNNEL_GROUP_COMMIT_MAX_SIZE": "1"}
+
+
+async def _restart_intake(stack: Stack, *, single: bool) -> None:
+    """lead-intake again, with group commit off (`single`) or as configured."""
+    stack.stop_service("lead-intake")
+    for name in SINGLE_COMMITS:
+        stack.extra_env.pop(name, None)
+    if single:
+        stack.extra_env.update(SINGLE_COMMITS)
+    stack.start_service("lead-intake")
+    await stack.wait_service_ready("lead-intake")
 
 
 def _kafka_pid(stack: Stack) -> int | None:
@@ -351,6 +458,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--generator", choices=["auto", "wrk", "httpx"], default="auto")
+    parser.add_argument(
+        "--single-commits",
+        action="store_true",
+        help="also run intake with group commit off (FUNNEL_GROUP_COMMIT_MAX_SIZE=1), "
+        "restarted between its runs",
+    )
 
 
 DOWNSTREAM = ("stage-tracker", "notifier", "reporting")
@@ -370,6 +483,7 @@ async def _main(args: argparse.Namespace) -> None:
             connections=args.connections,
             generator=args.generator,
             drain=not args.intake_alone,
+            single_commits=args.single_commits,
         )
     result["intake_alone"] = args.intake_alone
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))

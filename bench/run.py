@@ -71,6 +71,7 @@ async def run_all(args: argparse.Namespace, logs_dir: Path) -> dict[str, Any]:
             warmup=args.warmup,
             connections=args.connections,
             generator=args.generator,
+            single_commits=args.single_commits,
         )
         result["log_problems_intake_throughput"] = scan_logs(stack.logs, offsets)
     result["log_problems_whole_run"] = scan_logs(logs_dir)
@@ -108,7 +109,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Load generator: **{tp['generator']}** ({tp['generator_version']}), "
         f"{tp['connections']} connections, {tp['rounds']} rounds x {tp['seconds']} s "
-        f"after {tp['warmup_seconds']} s warm-up, ABBA order.",
+        f"after {tp['warmup_seconds']} s warm-up, mirrored order; load average "
+        f"{_range(tp['load_average_1m_range'])}.",
         "",
         "| target | req/s (median) | req/s min-max | latency p50 ms | latency p99 ms | non-202 "
         "| server CPU ms/req | server CPU share |",
@@ -124,8 +126,15 @@ def markdown(result: dict[str, Any]) -> str:
         f"{_f(tp['intake_latency_ms_median']['p99'])} | {tp['intake_not_202']} | "
         f"{_f(tp['intake_server_cpu_ms_per_request_median'], 2)} | "
         f"{_f(tp['intake_server_cpu_share_median'], 2)} |",
+        f"| naive durable (one INSERT + COMMIT) | {_f(tp['naive_durable_rps_median'])} | "
+        f"{_range(tp['naive_durable_rps_range'])} | "
+        f"{_f(tp['naive_durable_latency_ms_median']['p50'])} | "
+        f"{_f(tp['naive_durable_latency_ms_median']['p99'])} | | "
+        f"{_f(tp['naive_durable_server_cpu_ms_per_request_median'], 2)} | |",
         f"| **ratio intake / baseline** | **{_f(tp['ratio_intake_to_baseline'], 3)}** | | | | | "
         f"{_f(tp['ratio_intake_to_baseline_cpu_per_request'])}x | |",
+        f"| **ratio intake / naive durable** (target >= 1.0) | "
+        f"**{_f(tp['ratio_intake_to_naive_durable'], 3)}** | | | | | | |",
         "",
         "Runs: "
         + ", ".join(f"{r['target']} {r['rps']:.0f}" for r in tp["runs"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from funnel_servicekit.group_commit import GroupCommit
 from funnel_servicekit.runtime import ServiceRuntime
 from lead_intake.common.blind_index import BlindIndex
 from lead_intake.common.cache import TtlCache
@@ -22,6 +23,8 @@ class IntakeContext:
     rate_limits: PublicRateLimits
     # Keys the people search index (every capture, import and correction writes to it).
     search_index: BlindIndex
+    # Form posts committed in groups (None: each post in its own transaction).
+    form_posts: GroupCommit | None
 
     @classmethod
     def of(cls, settings: IntakeSettings) -> IntakeContext:
@@ -34,6 +37,14 @@ class IntakeContext:
                 settings.webhook_rate_limit_per_form,
             ),
             BlindIndex(settings.search_key()),
+            GroupCommit(
+                "form-posts",
+                max_wait_seconds=settings.group_commit_max_wait_seconds,
+                max_size=settings.group_commit_max_size,
+                groups_in_flight=settings.group_commit_groups_in_flight,
+            )
+            if settings.group_commit_max_size > 1
+            else None,
         )
 
 

@@ -23,6 +23,27 @@ class IntakeSettings(ServiceSettings):
     # of them stays short (what waits, waits at most a few transactions' time).
     http_max_in_flight: int = Field(default=32, ge=0)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest accepted post.")
+    # Form posts share transactions (docs/decisions/0052): concurrent posts commit together,
+    # one fsync for a group instead of one per post.
+    group_commit_max_wait_seconds: float = Field(
+        default=0.002,
+        ge=0,
+        le=1,
+        description="How long the first form post of a group waits for others to join it "
+        "(0: no wait; posts queued behind a commit still go together).",
+    )
+    group_commit_max_size: int = Field(
+        default=64,
+        ge=1,
+        le=64,
+        description="Form posts per group transaction at most (1: each post its own "
+        "transaction, as before group commit).",
+    )
+    group_commit_groups_in_flight: int = Field(
+        default=4,
+        ge=1,
+        description="Group transactions open at once, each on its own pooled connection.",
+    )
     rate_limit_per_ip: str = Field(
         default="30/minute", description="Posts per client IP and form, unless the form says."
     )

@@ -93,6 +93,7 @@ async def submit_form(form_id: FormId, request: Request) -> Response:
             idempotency_key=idempotency_key(request.headers.get("idempotency-key")),
             digest=service.body_digest(posted.values),
             index=runtime.context.search_index,
+            group=runtime.context.form_posts,
         )
         return _respond(request, form, posted, answer, cors, replayed=replayed)
     except Problem as problem:

@@ -1,9 +1,16 @@
-"""A form post: the person captured (or an earlier answer replayed) in one unit of work."""
+"""A form post: the person captured (or an earlier answer replayed) in one unit of work.
+
+Concurrent posts share a transaction when a `GroupCommit` is given (docs/decisions/0052):
+each post is a savepoint of its group's transaction and is answered after the group
+committed; its own refusal (a reused idempotency key, a phone-only post without email for a
+new person) is rolled back to its savepoint and leaves the others of its group alone.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +18,9 @@ from typing import Any
 
 import asyncpg
 
+from funnel_contracts.topics import LEAD_EVENTS
+from funnel_servicekit import metrics
+from funnel_servicekit.group_commit import GroupCommit
 from funnel_servicekit.problems import field_problem, invalid_fields
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
 from lead_intake import intake_metrics
@@ -45,8 +55,12 @@ async def submit(
     idempotency_key: str | None,
     digest: str,
     index: BlindIndex,
+    group: GroupCommit | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """The answer to the post, and whether it is an earlier answer replayed (same key)."""
+    """The answer to the post, and whether it is an earlier answer replayed (same key).
+
+    With `group`, the post joins a group transaction; without, it has one of its own.
+    """
 
     async def work(uow: UnitOfWork) -> tuple[dict[str, Any], bool]:
         scope = f"form:{form.id}"
@@ -88,7 +102,16 @@ async def submit(
         return answer, False
 
     # Run again whole when PostgreSQL undid it (a deadlock with an import of the same people).
-    return await transactions.run(work)
+    if group is None:
+        answer = await transactions.run(work)
+    else:
+        answer = await group.run(transactions, work)
+    if not answer[1]:
+        # Intake's hop of the pipeline: from the post's capture time to its rows committed.
+        metrics.EVENT_HOP_SECONDS.labels("committed", LEAD_EVENTS).observe(
+            max(time.time() - now.timestamp(), 0.0)
+        )
+    return answer
 
 
 async def purge_expired_keys(pool: asyncpg.Pool, hours: float) -> int:

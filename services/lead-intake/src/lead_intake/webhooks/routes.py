@@ -148,7 +148,12 @@ async def typeform_webhook(form_id: FormId, request: Request, runtime: Runtime) 
     except PayloadInvalid as exc:
         raise _payload_problem(exc) from None
     return await service.capture_delivery(
-        runtime.transactions, form, TYPEFORM, lead, runtime.context.search_index
+        runtime.transactions,
+        form,
+        TYPEFORM,
+        lead,
+        runtime.context.search_index,
+        group=runtime.context.form_posts,
     )
 
 
@@ -174,7 +179,12 @@ async def google_ads_webhook(
     except PayloadInvalid as exc:
         raise _payload_problem(exc) from None
     return await service.capture_delivery(
-        runtime.transactions, form, GOOGLE_ADS, lead, runtime.context.search_index
+        runtime.transactions,
+        form,
+        GOOGLE_ADS,
+        lead,
+        runtime.context.search_index,
+        group=runtime.context.form_posts,
     )
 
 
@@ -217,7 +227,13 @@ async def generic_webhook(form_id: FormId, request: Request, runtime: Runtime) -
     except PayloadInvalid as exc:
         raise _payload_problem(exc) from None
     return await service.capture_delivery(
-        runtime.transactions, form, GENERIC, lead, runtime.context.search_index, used
+        runtime.transactions,
+        form,
+        GENERIC,
+        lead,
+        runtime.context.search_index,
+        used,
+        group=runtime.context.form_posts,
     )
 
 

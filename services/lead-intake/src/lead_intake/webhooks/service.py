@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 from pydantic import SecretStr
 
+from funnel_servicekit.group_commit import GroupCommit
 from funnel_servicekit.problems import Problem, field_problem, invalid, invalid_fields, not_found
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
 from lead_intake import intake_metrics
@@ -127,22 +128,31 @@ async def capture_delivery(
     lead: PlatformLead,
     index: BlindIndex,
     signature: UsedSignature | None = None,
+    group: GroupCommit | None = None,
 ) -> WebhookAccepted:
     """A webhook's lead captured (or recognized); a 422 when it does not fit the form, a 401
-    when its signature was used before (a replay: every replica sees the same table)."""
+    when its signature was used before (a replay: every replica sees the same table). With
+    `group`, the delivery shares a transaction with concurrent posts (decision 0052)."""
+
+    async def work(uow: UnitOfWork) -> Captured:
+        if signature is not None and not await store.use_signature(
+            uow.conn,
+            form.id,
+            signature.digest,
+            datetime.fromtimestamp(signature.timestamp, UTC),
+            2 * SIGNATURE_TOLERANCE_SECONDS,
+        ):
+            raise bad_signature("X-Funnel-Signature", "already used (a replay)")
+        return await capture_platform_lead(
+            uow, form, platform, lead, now=datetime.now(UTC), index=index
+        )
+
     try:
-        async with transactions() as uow:
-            if signature is not None and not await store.use_signature(
-                uow.conn,
-                form.id,
-                signature.digest,
-                datetime.fromtimestamp(signature.timestamp, UTC),
-                2 * SIGNATURE_TOLERANCE_SECONDS,
-            ):
-                raise bad_signature("X-Funnel-Signature", "already used (a replay)")
-            captured = await capture_platform_lead(
-                uow, form, platform, lead, now=datetime.now(UTC), index=index
-            )
+        if group is None:
+            async with transactions() as uow:
+                captured = await work(uow)
+        else:
+            captured = await group.run(transactions, work)
     except SubmissionInvalid as exc:
         raise invalid_fields(exc.errors, "Lead does not fit the form") from None
     return WebhookAccepted(lead_id=str(captured.lead_id), new_lead=captured.new_lead)
