@@ -17,7 +17,8 @@ contracts' encode(). Then, in alternating order (ABC CBA):
   per partition batch, a savepoint and `handle` per record).
 Both are timed from their first record on (joining the group is not reading).
 
-Run: `.venv/bin/python -m bench.reporting_projection [--leads 1500] [--rounds 2]`.
+Run: `.venv/bin/python -m bench.reporting_projection [--leads 1500] [--rounds 2]`
+(`--quick` leaves out the slow event-by-event target).
 Results: bench/results/reporting-projection-<stamp>.json and .md.
 """
 
@@ -39,7 +40,7 @@ from aiokafka import AIOKafkaProducer
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS_DIR, log, median
+from bench.common import RESULTS_DIR, log, median, tree_cpu_seconds, tree_cpu_used
 from bench.consumer_bench import bare_consumer, fresh_database, produce
 from bench.reporting_dataset import generate
 from funnel_contracts.topics import ALL_TOPICS
@@ -50,6 +51,10 @@ from funnel_servicekit.kafka import ensure_topics
 from funnel_servicekit.telemetry import setup_tracing
 from reporting.app import MIGRATIONS
 from reporting.projection.consumer import HANDLED, handle, handle_batch
+
+# CPU microseconds per event of each reporting run: its process (consumer and handler),
+# and PostgreSQL's processes (every backend, the WAL writer, the checkpointer).
+CPU: dict[str, list[float]] = {}
 
 
 async def reporting_consumer(stack: Stack, total: int, batched: bool = True) -> float:
@@ -68,6 +73,8 @@ async def reporting_consumer(stack: Stack, total: int, batched: bool = True) -> 
         batch_handler=handle_batch if batched else None,
     )
     task = asyncio.create_task(consumer.run())
+    postgres = stack.postgres.pid or 0
+    own, server = 0.0, {}
     try:
         started, first = None, 0
         while (done := int(await pool.fetchval("SELECT count(*) FROM inbox"))) < total:
@@ -75,10 +82,16 @@ async def reporting_consumer(stack: Stack, total: int, batched: bool = True) -> 
                 task.result()
             if done and started is None:
                 started, first = time.perf_counter(), done
+                own, server = time.process_time(), tree_cpu_seconds(postgres)
             await asyncio.sleep(0.05)
         if started is None:
             raise RuntimeError("reporting finished before it could be timed; use more leads")
-        return (total - first) / (time.perf_counter() - started)
+        rate = (total - first) / (time.perf_counter() - started)
+        name = "batched" if batched else "per_event"
+        used = (time.process_time() - own, tree_cpu_used(server, tree_cpu_seconds(postgres)))
+        CPU.setdefault(f"{name}_client_us", []).append(used[0] * 1e6 / (total - first))
+        CPU.setdefault(f"{name}_postgres_us", []).append(used[1] * 1e6 / (total - first))
+        return rate
     finally:
         consumer.stop()
         await asyncio.wait_for(task, 30)
@@ -92,7 +105,7 @@ def _fresh_root() -> Path:
     return root
 
 
-async def measure(leads: int, rounds: int) -> dict[str, Any]:
+async def measure(leads: int, rounds: int, per_event: bool = True) -> dict[str, Any]:
     root = _fresh_root()
     stack = Stack(root, StackPorts.free(), partitions=3, fast_postgres=False)
     try:
@@ -106,6 +119,8 @@ async def measure(leads: int, rounds: int) -> dict[str, Any]:
             "batched": lambda: reporting_consumer(stack, len(events), batched=True),
             "per_event": lambda: reporting_consumer(stack, len(events), batched=False),
         }
+        if not per_event:
+            del targets["per_event"]
         rates: dict[str, list[float]] = {name: [] for name in targets}
         for r in range(rounds):
             names = list(targets)
@@ -121,7 +136,10 @@ async def measure(leads: int, rounds: int) -> dict[str, Any]:
             "events_per_s": {name: [round(x, 1) for x in v] for name, v in rates.items()},
             "median_events_per_s": medians,
             "ratio_batched_to_bare": round(medians["batched"] / medians["bare"], 4),
-            "ratio_per_event_to_bare": round(medians["per_event"] / medians["bare"], 4),
+            "median_cpu_us_per_event": {k: round(median(v)) for k, v in CPU.items()},
+            "ratio_per_event_to_bare": (
+                round(medians["per_event"] / medians["bare"], 4) if per_event else None
+            ),
         }
     finally:
         stack.down()
@@ -132,11 +150,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--leads", type=int, default=1500)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="without the event-by-event target")
     args = parser.parse_args()
     # Tracing as the service sets it up: spans recorded only with an exporter configured, or
     # with OTEL_TRACES_SAMPLER=always_on (run once with it to see what recording costs).
     setup_tracing("reporting")
-    result = asyncio.run(measure(args.leads, args.rounds))
+    result = asyncio.run(measure(args.leads, args.rounds, per_event=not args.quick))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / f"reporting-projection-{stamp}.json").write_text(json.dumps(result, indent=2))
@@ -148,10 +167,13 @@ def main() -> None:
         "| target | events/s (median) | runs |\n| --- | ---: | --- |\n"
         f"| bare aiokafka consumer | {m['bare']} | {runs['bare']} |\n"
         f"| reporting, batch handler (the service) | {m['batched']} | {runs['batched']} |\n"
-        f"| reporting, event by event (kit's per-partition transaction) | {m['per_event']} "
-        f"| {runs['per_event']} |\n"
+        f"| reporting, event by event (kit's per-partition transaction) "
+        f"| {m.get('per_event', '-')} | {runs.get('per_event', '-')} |\n"
         f"| **ratio service / bare** | **{result['ratio_batched_to_bare']}** | |\n"
-        f"| ratio event by event / bare | {result['ratio_per_event_to_bare']} | |\n"
+        f"| ratio event by event / bare | {result['ratio_per_event_to_bare'] or '-'} | |\n"
+        "\nCPU µs per event (median): "
+        + ", ".join(f"{k} {v}" for k, v in result["median_cpu_us_per_event"].items())
+        + "\n"
     )
     (RESULTS_DIR / f"reporting-projection-{stamp}.md").write_text(md)
     print(md)

@@ -28,7 +28,7 @@ from funnel_contracts import (
 from funnel_servicekit.unit_of_work import UnitOfWork
 from reporting.leaks import store as leaks
 from reporting.projection import store
-from reporting.projection.models.contributions import Contributions, add, contributions, diff
+from reporting.projection.models.contributions import Contributions, add, change
 from reporting.projection.models.lead_state import LeadState, apply, fold
 from reporting.timeline.models import Item, item_of
 
@@ -99,9 +99,10 @@ async def project(
                 break  # what follows it in the batch is a late event of an erased person
         if lead_id not in erased:
             items += own
-        add(total, diff(contributions(old), contributions(new)))
-        if lead_id not in erased and new != old:
-            changed[lead_id] = new
+        if new != old:
+            add(total, change(old, new))
+            if lead_id not in erased:
+                changed[lead_id] = new
     for m in merges:
         # After the batch's own events: the person's two leads folded into the survivor.
         if states[m.lead_id][1] or states[m.merged_lead_id][1] or m.lead_id in erased:
@@ -109,8 +110,8 @@ async def project(
         old_s = changed.get(m.lead_id, states[m.lead_id][0])
         old_o = changed.get(m.merged_lead_id, states[m.merged_lead_id][0])
         new_s, new_o = fold(old_s, old_o, m.lead_id)
-        add(total, diff(contributions(old_s), contributions(new_s)))
-        add(total, diff(contributions(old_o), contributions(new_o)))
+        add(total, change(old_s, new_s))
+        add(total, change(old_o, new_o))
         changed[m.lead_id], changed[m.merged_lead_id] = new_s, new_o
     if total:
         await store.apply_deltas(conn, total)

@@ -1,5 +1,5 @@
 """The projection tables: a lead's state in and out, aggregate deltas applied in one
-statement per table (rows sorted by key, so concurrent writers lock in the same order)."""
+statement per table and its rollups (rows locked in key order, as every writer locks)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from uuid import UUID
 
 import asyncpg
 
-from reporting.domain.slots import DAY, HOUR, SIX_HOURS, WEEK, floor
+from reporting.domain.slots import _ORIGIN as ORIGIN
+from reporting.domain.slots import DAY, HOUR, SIX_HOURS, WEEK
 from reporting.domain.windows import WINDOW_COLUMNS
 from reporting.projection.models.contributions import Contributions
 from reporting.projection.models.lead_state import LeadState
@@ -24,14 +25,35 @@ class TableSpec:
     keys: tuple[tuple[str, str], ...]  # (column, PostgreSQL type)
     values: tuple[tuple[str, str], ...]
 
-    def upsert_sql(self, table: str) -> str:
-        columns = [c for c, _ in self.keys + self.values]
-        unnest = ", ".join(f"${i + 1}::{t}[]" for i, (_, t) in enumerate(self.keys + self.values))
-        updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c, _ in self.values)
-        return (
-            f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({unnest})"  # noqa: S608
-            f" ON CONFLICT ({', '.join(c for c, _ in self.keys)}) DO UPDATE SET {updates}"
-        )
+    def upsert_sql(self, table: str, rollups: tuple[tuple[str, timedelta], ...] = ()) -> str:
+        """One statement: the batch's rows (one array per column) added to `table`, and the
+        same rows summed by each rollup's bucket (`hour` floored as reporting.domain.slots
+        floors it) added to that rollup; each in key order, so concurrent writers lock rows
+        in the same order. Identifiers come from TABLES and ROLLUPS only."""
+        names = ", ".join(c for c, _ in self.keys + self.values)
+        keys = ", ".join(c for c, _ in self.keys)
+        adds = ", ".join(f"{c} = t.{c} + excluded.{c}" for c, _ in self.values)
+        arrays = ", ".join(f"${i + 1}::{t}[]" for i, (_, t) in enumerate(self.keys + self.values))
+        selects = [(table, f"SELECT {names} FROM d ORDER BY {keys}")]  # noqa: S608
+        for rollup, size in rollups:
+            bucket = f"date_bin('{int(size.total_seconds())} seconds', hour, '{ORIGIN}')"
+            grouped = ", ".join(bucket if c == "hour" else c for c, _ in self.keys)
+            sums = ", ".join(f"sum({c})::{t}" for c, t in self.values)
+            nonzero = " OR ".join(f"sum({c}) <> 0" for c, _ in self.values)
+            selects.append(
+                (
+                    rollup,
+                    f"SELECT {grouped}, {sums} FROM d GROUP BY {grouped}"  # noqa: S608
+                    f" HAVING {nonzero} ORDER BY {grouped}",
+                )
+            )
+        upserts = [
+            f"INSERT INTO {target} AS t ({names}) {select}"
+            f" ON CONFLICT ({keys}) DO UPDATE SET {adds}"
+            for target, select in selects
+        ]
+        steps = "".join(f", w{i} AS ({upsert})" for i, upsert in enumerate(upserts[:-1]))
+        return f"WITH d ({names}) AS (SELECT * FROM unnest({arrays})){steps} {upserts[-1]}"  # noqa: S608
 
 
 _WINDOWS = tuple((c, "bigint") for c in WINDOW_COLUMNS)
@@ -126,25 +148,7 @@ ROLLUPS: dict[str, tuple[tuple[str, timedelta], ...]] = {
         ("pair_conversions_weekly", WEEK),
     ),
 }
-_BASE = {rollup: table for table, levels in ROLLUPS.items() for rollup, _ in levels}
-_SQL = {table: spec.upsert_sql(table) for table, spec in TABLES.items()}
-_SQL |= {rollup: TABLES[table].upsert_sql(rollup) for rollup, table in _BASE.items()}
-
-
-def _rolled_up(table: str, rows: list[tuple[Any, ...]], size: timedelta) -> list[tuple[Any, ...]]:
-    """The same deltas keyed by the hour, 6 hours, UTC day or week of their quarter hour,
-    summed per key."""
-    spec = TABLES[table]
-    hour_at = [c for c, _ in spec.keys].index("hour")
-    width = len(spec.keys)
-    summed: dict[tuple[Any, ...], list[Any]] = {}
-    for row in rows:
-        key = list(row[:width])
-        key[hour_at] = floor(key[hour_at], size)
-        totals = summed.setdefault(tuple(key), [0] * (len(row) - width))
-        for i, value in enumerate(row[width:]):
-            totals[i] += value
-    return [(*key, *values) for key, values in summed.items()]
+_SQL = {table: spec.upsert_sql(table, ROLLUPS.get(table, ())) for table, spec in TABLES.items()}
 
 
 async def lock_states(
@@ -254,17 +258,13 @@ async def note_stages(conn: asyncpg.Connection, positions: dict[tuple[str, str],
 
 
 async def apply_deltas(conn: asyncpg.Connection, deltas: Contributions) -> None:
-    """Add each delta to its row, one statement per table."""
+    """Add each delta to its row, and to the rows of the table's rollups, with one statement
+    per table (PostgreSQL sums the rollups' buckets and orders the rows it locks)."""
     rows: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for (table, key), values in deltas.items():
         rows[table].append((*key, *values))
-    for table, levels in ROLLUPS.items():
-        for rollup, size in levels if table in rows else ():
-            rows[rollup] = _rolled_up(table, rows[table], size)
     for table in sorted(rows):
-        spec = TABLES[_BASE.get(table, table)]
-        ordered = sorted(rows[table], key=lambda r: tuple(str(v) for v in r[: len(spec.keys)]))
-        columns = [list(col) for col in zip(*ordered, strict=True)]
+        columns = [list(col) for col in zip(*rows[table], strict=True)]
         await conn.execute(_SQL[table], *columns)
 
 
