@@ -191,6 +191,15 @@ async def test_a_leak_travels_from_the_events_to_a_delivered_signed_task(
             )
             == 0
         )
+        # Nor a person's state: the team's task is about a funnel.
+        assert (
+            await _sql(
+                stack,
+                "SELECT count(*) FROM reporting.lead_states WHERE lead_id = $1",
+                UUID(leak["leak_id"]),
+            )
+            == 0
+        )
         async with httpx.AsyncClient(
             base_url=stack.url("reporting"),
             headers={"Authorization": f"Bearer {stack.admin_api_key}"},

@@ -97,14 +97,6 @@ def _two_leads_of_one_person() -> tuple[list[EventData], UUID, UUID]:
     return first, survivor, other
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="projection bug: in reporting.projection.service.project, a batch holding a "
-    "merge and then the survivor's erasure skips the merge (`m.lead_id in erased`), so the "
-    "other lead of the forgotten person keeps counting as a lead of its own; with the "
-    "erasure in a later batch it counts nowhere",
-)
 async def test_a_survivor_erased_in_the_batch_of_its_merge_takes_the_other_lead_along(
     pools: dict[str, asyncpg.Pool],
 ) -> None:

@@ -13,8 +13,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
-import pytest
-
 from funnel_contracts import ActivityRecorded, EventData, LeadCaptured, StageChanged, Utm
 from reporting.projection.models.contributions import contributions
 from reporting.projection.models.lead_state import LeadState, apply, fold
@@ -106,13 +104,6 @@ def test_the_other_leads_orders_and_visits_count_the_same_on_either_side_of_the_
     assert len(before.money) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="projection bug: lead_state.fold does not carry the other lead's `cancellations`, "
-    "so its subscription_cancelled projected before the merge is lost (MRR, churn), while "
-    "the same event projected after the merge counts for the survivor",
-)
 def test_the_other_leads_cancellation_counts_the_same_on_either_side_of_the_merge() -> None:
     survivor, other = _base()
     subscription = [
@@ -125,15 +116,6 @@ def test_the_other_leads_cancellation_counts_the_same_on_either_side_of_the_merg
     assert contributions(before) == contributions(after)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="projection bug: lead_state.fold takes the other lead's stage history when the "
-    "survivor has none *yet* (`survivor.entries or other.entries`); when the merge is "
-    "projected before the survivor's own stage moves (another topic), the survivor ends with "
-    "both histories, a different current stage, stays and conversions than when its moves "
-    "came first",
-)
 def test_the_survivors_stage_moves_count_the_same_on_either_side_of_the_merge() -> None:
     survivor, other = _base()
     other = [*other, _stage(OTHER, "interest", T0 + timedelta(days=3), "awareness")]

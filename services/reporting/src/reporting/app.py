@@ -30,7 +30,10 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
         description="Every funnel topic in; live conversion views, CSV and a dashboard out.",
         migrations_dir=MIGRATIONS,
         routers=[reports_router, leaks_router, timeline_router, dashboard_router, workspace_router],
-        workers=lambda runtime: [*projection_workers(runtime), leak_watch_worker(runtime)],
+        workers=lambda runtime: [
+            *projection_workers(runtime),
+            *([leak_watch_worker(runtime)] if runtime.settings.leak_check_seconds else []),
+        ],
     )
     mount_static(app)
     kit_lifespan = app.router.lifespan_context

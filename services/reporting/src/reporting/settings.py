@@ -28,7 +28,10 @@ class ReportingSettings(ServiceSettings):
         default=5.0, gt=0, description="How long a workspace call may wait for its service."
     )
     leak_check_seconds: float = Field(
-        default=3600.0, gt=0, description="How often the leak watch checks every funnel step."
+        default=3600.0,
+        ge=0,
+        description="How often the leak watch checks every funnel step; 0 turns the watch off "
+        "(the leaks already found stay listed).",
     )
     leak_window_days: int = Field(
         default=7, description="Conversion window of the leak watch (one of the report grid's)."

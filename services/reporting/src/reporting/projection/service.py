@@ -21,6 +21,7 @@ from funnel_contracts import (
     LeakDetected,
     LeakResolved,
     StageChanged,
+    TaskUpdated,
     TouchClicked,
     TouchOpened,
     TouchSent,
@@ -53,7 +54,7 @@ async def project(
     if found:
         await leaks.record_leak_events(conn, found)
     merges = [e for e in events if isinstance(e, LeadMerged)]
-    ids = {e.lead_id for e in events if not isinstance(e, LeakDetected | LeakResolved)}
+    ids = {e.lead_id for e in events if _about_a_person(e)}
     ids |= {m.merged_lead_id for m in merges}
     states = await store.lock_states(conn, sorted(ids))
     # A lead merged into another before: what it does counts for its survivor (a rebuild
@@ -65,8 +66,8 @@ async def project(
         states.update(await store.lock_states(conn, sorted(missing)))
     by_lead: dict[UUID, list[int]] = defaultdict(list)
     for i, event in enumerate(events):
-        if isinstance(event, LeakDetected | LeakResolved):
-            continue  # a finding about a funnel, not about a person
+        if not _about_a_person(event):
+            continue  # a finding about a funnel, or the team's task about it
         lead = event.lead_id
         if lead in survivors and not isinstance(event, StageChanged | LeadMerged | LeadErased):
             lead = survivors[lead]
@@ -105,7 +106,16 @@ async def project(
                 changed[lead_id] = new
     for m in merges:
         # After the batch's own events: the person's two leads folded into the survivor.
-        if states[m.lead_id][1] or states[m.merged_lead_id][1] or m.lead_id in erased:
+        if states[m.lead_id][1] or states[m.merged_lead_id][1]:
+            continue
+        if m.lead_id in erased:
+            # The person was forgotten in this very batch: the other lead goes with them, as
+            # it does when the erasure comes in a later batch (folded, then forgotten).
+            old_o = changed.get(m.merged_lead_id, states[m.merged_lead_id][0])
+            if m.merged_lead_id not in erased and old_o.merged_into is None:
+                new_o = old_o.model_copy(update={"merged_into": m.lead_id})
+                add(total, change(old_o, new_o))
+                changed[m.merged_lead_id] = new_o
             continue
         old_s = changed.get(m.lead_id, states[m.lead_id][0])
         old_o = changed.get(m.merged_lead_id, states[m.merged_lead_id][0])
@@ -122,6 +132,14 @@ async def project(
     if touched:
         leads = sorted({i.lead_id for i in items})
         await store.complete_touch_responses(conn, leads, sorted(touched))
+
+
+def _about_a_person(event: EventData) -> bool:
+    """False for a leak and for a team task about one (its lead_id is the leak's, as the
+    record key): they make no lead state."""
+    if isinstance(event, LeakDetected | LeakResolved):
+        return False
+    return not (isinstance(event, TaskUpdated) and event.leak_id is not None)
 
 
 def _stage_positions(

@@ -103,6 +103,9 @@ class LeadState(BaseModel):
     # Every touchpoint by key (submission id): the last touch is derived, order-independently.
     touchpoints: dict[str, Touchpoint] = Field(default_factory=dict)
     entries: list[StageEntry] = Field(default_factory=list)
+    # The other lead's stage history, taken at a merge: it is the survivor's history until the
+    # survivor's own first move arrives, whichever side of the merge that move is projected on.
+    inherited: list[StageEntry] = Field(default_factory=list)
     money: dict[str, Money] = Field(default_factory=dict)
     interactions: dict[str, datetime] = Field(default_factory=dict)
     touches: dict[str, SentTouch] = Field(default_factory=dict)
@@ -140,6 +143,7 @@ def apply(state: LeadState, event: EventData) -> LeadState:
         update={
             "touchpoints": dict(state.touchpoints),
             "entries": list(state.entries),
+            "inherited": list(state.inherited),
             "money": dict(state.money),
             "interactions": dict(state.interactions),
             "touches": dict(state.touches),
@@ -158,6 +162,8 @@ def apply(state: LeadState, event: EventData) -> LeadState:
             at=utc(event.changed_at),
             from_stage=event.from_stage,
         )
+        if s.inherited and s.entries == s.inherited:
+            s.entries = []  # the survivor's own first move: its own history from now on
         if entry not in s.entries:
             s.entries = in_move_order([*s.entries, entry])
     elif isinstance(event, ActivityRecorded):
@@ -221,21 +227,25 @@ def _apply_activity(s: LeadState, event: ActivityRecorded) -> None:
 
 def fold(survivor: LeadState, other: LeadState, into: UUID) -> tuple[LeadState, LeadState]:
     """A merge: the survivor takes what the other lead did (its touchpoints, the earlier first
-    touch, its money, interactions and touches; its stage history only when the survivor has
-    none: the tracker's `merged` move says where the person is); the other counts no more."""
+    touch, its money, interactions, touches and cancellations; its stage history only while
+    the survivor has no move of its own: the tracker's `merged` move says where the person
+    is); the other counts no more."""
     if survivor.erased or other.erased or other.merged_into is not None:
         return survivor, other
     touches = [t for t in (survivor.first_touch, other.first_touch) if t is not None]
+    own_moves = bool(survivor.entries) and survivor.entries != survivor.inherited
     merged = survivor.model_copy(
         update={
             "funnel_id": survivor.funnel_id or other.funnel_id,
             "first_touch": min(touches, key=lambda t: t.at) if touches else None,
             "touchpoints": {**other.touchpoints, **survivor.touchpoints},
-            "entries": list(survivor.entries or other.entries),
+            "entries": list(survivor.entries if own_moves else other.entries),
+            "inherited": list(other.entries),
             "money": {**other.money, **survivor.money},
             "interactions": {**other.interactions, **survivor.interactions},
             "touches": {**other.touches, **survivor.touches},
             "offline": {**other.offline, **survivor.offline},
+            "cancellations": {**other.cancellations, **survivor.cancellations},
         }
     )
     return merged, other.model_copy(update={"merged_into": into})
