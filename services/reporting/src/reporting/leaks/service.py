@@ -33,6 +33,7 @@ async def check(tx: Transactions, rule: Rule, now: datetime) -> dict[str, int]:
     opened = resolved = 0
     async with tx() as uow:
         conn = uow.conn
+        await store.lock_the_watch(conn)
         funnels = await store.funnels(conn)
         steps: dict[tuple[str, str, str, str], tuple[Counts, Counts]] = {}
         for funnel_id, stages in funnels.items():

@@ -48,6 +48,15 @@ async def step_counts(
     return out
 
 
+# One check at a time across the replicas (pg_advisory_xact_lock's key: "leaks" in ASCII).
+WATCH_LOCK = 0x6C65616B73
+
+
+async def lock_the_watch(conn: asyncpg.Connection) -> None:
+    """Until the transaction ends, no other replica's check runs: one open leak per step."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", WATCH_LOCK)
+
+
 async def open_leaks(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     return list(await conn.fetch("SELECT * FROM leaks WHERE resolved_at IS NULL FOR UPDATE"))
 
@@ -60,16 +69,19 @@ async def open_leak(
     window_days: int,
     at: datetime,
 ) -> bool:
-    """A new open leak; False when the step already has one open."""
+    """A new open leak; False when the step already has one open (under `lock_the_watch`)."""
     from_stage, to_stage, segment = finding.key
     return bool(
         await conn.fetchval(
             """INSERT INTO leaks (leak_id, funnel_id, from_stage, to_stage, segment,
                    window_days, baseline_entered, baseline_converted, current_entered,
                    current_converted, p_value, opened_at, checked_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
-               ON CONFLICT (funnel_id, from_stage, to_stage, segment)
-                   WHERE resolved_at IS NULL DO NOTHING
+               SELECT $1::uuid, $2::text, $3::text, $4::text, $5::text, $6::integer,
+                      $7::bigint, $8::bigint, $9::bigint, $10::bigint, $11::double precision,
+                      $12::timestamptz, $12::timestamptz
+               WHERE NOT EXISTS (
+                   SELECT 1 FROM leaks WHERE funnel_id = $2 AND from_stage = $3
+                       AND to_stage = $4 AND segment = $5 AND resolved_at IS NULL)
                RETURNING true""",
             leak_id,
             funnel_id,
@@ -128,7 +140,9 @@ async def record_leak_events(
 ) -> None:
     """The leaks as their events tell them (the projection of funnel.report-events): what
     the watch wrote itself is already there; a rebuild gets the leaks back from the topic.
-    A leak the table has already, or one whose step already has an open leak, is kept as is."""
+    A leak the table has already is kept as is. Each leak's events share its partition (its
+    id is the record key), so its detection comes before its resolution; leaks of one step
+    may come in any order."""
     for e in events:
         if isinstance(e, LeakDetected):
             await conn.execute(
@@ -136,7 +150,7 @@ async def record_leak_events(
                        window_days, baseline_entered, baseline_converted, current_entered,
                        current_converted, p_value, opened_at, checked_at)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
-                   ON CONFLICT DO NOTHING""",
+                   ON CONFLICT (leak_id) DO NOTHING""",
                 e.leak_id,
                 e.funnel_id,
                 e.from_stage,
