@@ -35,6 +35,14 @@ class NotifierSettings(ServiceSettings):
     link_signing_key: SecretStr = SecretStr(DEV_LINK_KEY)
     scheduler_poll_seconds: float = Field(default=0.5, gt=0)
     send_batch_size: int = Field(default=50, ge=1, le=1000)
+    contact_key_requests: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Data keys the contact resolver asks lead-intake for at once: a burst of "
+        "new leads must not take the capacity intake keeps for form posts (it sheds past "
+        "FUNNEL_HTTP_MAX_IN_FLIGHT).",
+    )
     touch_lease_seconds: int = Field(default=120, ge=1)
     touch_max_attempts: int = Field(
         default=8,

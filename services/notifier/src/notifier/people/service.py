@@ -85,6 +85,8 @@ class Resolving:
     """How the contact resolver works through waiting rows."""
 
     batch_size: int
+    #: Key requests to lead-intake in flight at once (it sheds load past its own cap).
+    key_requests: int
     lease_seconds: float
     #: Seconds before the next try of a row that failed `attempts` times.
     backoff: Callable[[int], float]
@@ -97,7 +99,13 @@ async def resolve_contacts(tx: Transactions, keys: DataKeys, how: Resolving) -> 
         batch = await store.claim_pending(uow.conn, how.batch_size, how.lease_seconds)
     if not batch:
         return 0
-    opened = await asyncio.gather(*(open_contact(p, keys) for p in batch), return_exceptions=True)
+    slots = asyncio.Semaphore(how.key_requests)
+
+    async def opened_one(pending: PendingContact) -> PersonalData | None:
+        async with slots:
+            return await open_contact(pending, keys)
+
+    opened = await asyncio.gather(*(opened_one(p) for p in batch), return_exceptions=True)
     for pending, person in zip(batch, opened, strict=True):
         if isinstance(person, BaseException):
             await tx.run(functools.partial(_not_opened, pending=pending, error=person, how=how))

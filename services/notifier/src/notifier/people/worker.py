@@ -35,6 +35,7 @@ class ContactResolver(PollLoop):
         self.tx = Transactions(pool, Outbox(settings.db_schema, settings.service_name))
         self.how = service.Resolving(
             batch_size=settings.send_batch_size,
+            key_requests=settings.contact_key_requests,
             lease_seconds=settings.touch_lease_seconds,
             backoff=lambda attempt: backoff_seconds(
                 attempt, base=settings.retry_base_seconds, cap=settings.retry_max_seconds
