@@ -26,6 +26,7 @@ from funnel_servicekit.problems import Problem, field_problem, invalid, not_foun
 from funnel_servicekit.unit_of_work import RETRYABLE, UnitOfWork
 from lead_intake.activities.service import emails_waited_for
 from lead_intake.common.blind_index import BlindIndex
+from lead_intake.common.body import malformed
 from lead_intake.common.normalize import EmailNormalizer
 from lead_intake.forms import service as forms
 from lead_intake.forms.models import Form
@@ -135,7 +136,7 @@ async def import_json(
     try:
         head = json_head(body)
     except MalformedJson as exc:
-        raise malformed_body(str(exc)) from None
+        raise malformed(str(exc)) from None
     except MappingInvalid as exc:
         raise _refused(exc) from None
     upload = upload_of(
@@ -148,18 +149,7 @@ async def import_json(
     try:
         return await _start(runtime, upload, json_rows(body, head), body_sha256)
     except MalformedJson as exc:
-        raise malformed_body(str(exc)) from None
-
-
-def malformed_body(message: str) -> Problem:
-    return field_problem(
-        400,
-        "Malformed body",
-        message,
-        type_="urn:funnel:problem:malformed",
-        field="body",
-        message=message,
-    )
+        raise malformed(str(exc)) from None
 
 
 async def _start(
