@@ -36,19 +36,28 @@ async def readyz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def main() -> None:
+def server_arguments() -> argparse.ArgumentParser:
+    """`--host` and `--port`, which every baseline server takes."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
+    return parser
+
+
+def serve(served: FastAPI, args: argparse.Namespace) -> None:
+    """Serve as `funnel_servicekit.cli serve` does: one process, no access log."""
     uvicorn.run(
-        app,
+        served,
         host=args.host,
         port=args.port,
         log_config=None,
         timeout_graceful_shutdown=20,
         access_log=False,
     )
+
+
+def main() -> None:
+    serve(app, server_arguments().parse_args())
 
 
 if __name__ == "__main__":

@@ -13,26 +13,22 @@ no validation beyond the model, no dedupe, no outbox, no group commit of its own
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import sys
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
-import uvicorn
 from fastapi import FastAPI, Request
-from pydantic import BaseModel
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.baseline_app import Accepted, Submission, serve, server_arguments
 
 SCHEMA = "bench_naive"
 POOL_MIN, POOL_MAX = 2, 10  # lead-intake's defaults (FUNNEL_DB_POOL_MIN_SIZE / _MAX_SIZE)
-
-
-class Submission(BaseModel):
-    email: str
-
-
-class Accepted(BaseModel):
-    lead_id: str
 
 
 def create_app(dsn: str) -> FastAPI:
@@ -76,19 +72,10 @@ def create_app(dsn: str) -> FastAPI:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser = server_arguments()
     parser.add_argument("--dsn", required=True)
     args = parser.parse_args()
-    uvicorn.run(
-        create_app(args.dsn),
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        timeout_graceful_shutdown=20,
-        access_log=False,
-    )
+    serve(create_app(args.dsn), args)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,12 @@ pytestmark = pytest.mark.integration
 FORM = "/v1/forms/launch/submissions"
 # No rate limit: the limiter's own statements would count as transactions too.
 UNLIMITED = {"rate_limit_per_ip": "unlimited", "rate_limit_per_form": "unlimited"}
+# One group at a time, waiting long enough for every post sent together to join it.
+ONE_SLOW_GROUP = {
+    **UNLIMITED,
+    "group_commit_max_wait_seconds": 0.2,
+    "group_commit_groups_in_flight": 1,
+}
 
 
 def metric(name: str, **labels: str) -> float:
@@ -110,12 +116,7 @@ async def test_concurrent_posts_share_transactions_and_each_gets_its_rows(
 async def test_a_post_refused_inside_its_group_leaves_the_others_committed(
     fresh_dsn: str, infra: Stack
 ) -> None:
-    settings = {
-        **UNLIMITED,
-        "group_commit_max_wait_seconds": 0.2,
-        "group_commit_groups_in_flight": 1,
-    }
-    async with running_intake(fresh_dsn, infra.kafka_bootstrap, **settings) as intake:
+    async with running_intake(fresh_dsn, infra.kafka_bootstrap, **ONE_SLOW_GROUP) as intake:
         await intake.create_form("launch")
         first = await intake.client.post(
             FORM, json={"email": "kept@example.com"}, headers={"idempotency-key": "k-1"}
@@ -169,12 +170,7 @@ async def test_a_post_refused_inside_its_group_leaves_the_others_committed(
 async def test_a_database_outage_answers_the_group_503_and_writes_nothing(
     fresh_dsn: str, infra: Stack
 ) -> None:
-    settings = {
-        **UNLIMITED,
-        "group_commit_max_wait_seconds": 0.2,
-        "group_commit_groups_in_flight": 1,
-    }
-    async with running_intake(fresh_dsn, infra.kafka_bootstrap, **settings) as intake:
+    async with running_intake(fresh_dsn, infra.kafka_bootstrap, **ONE_SLOW_GROUP) as intake:
         await intake.create_form("launch")
         assert (await intake.client.post(FORM, json=emails(1)[0])).status_code == 202
         before_rows = [await intake.count(t) for t in ("leads", "submissions", "outbox")]

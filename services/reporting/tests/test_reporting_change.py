@@ -101,7 +101,11 @@ def _event(rng: random.Random, lead: UUID) -> EventData:
                 ),
             )
         )
-    to = rng.randrange(len(STAGES))
+    return _moved(lead, rng.randrange(len(STAGES)), at)
+
+
+def _moved(lead: UUID, to: int, at: datetime) -> StageChanged:
+    """The lead enters stage `to` from the one before it."""
     return StageChanged(
         lead_id=lead,
         funnel_id="digital-sales",
@@ -150,19 +154,7 @@ def test_a_new_first_touch_moves_every_row_of_the_lead_to_its_new_dimensions() -
     rng = random.Random(5)
     moved = LeadState()
     for to in range(3):
-        moved = apply(
-            moved,
-            StageChanged(
-                lead_id=LEAD,
-                funnel_id="digital-sales",
-                funnel_version=1,
-                from_stage=STAGES[to - 1] if to else None,
-                to_stage=STAGES[to],
-                to_stage_position=to,
-                reason="t",
-                changed_at=T0 + timedelta(days=to),
-            ),
-        )
+        moved = apply(moved, _moved(LEAD, to, T0 + timedelta(days=to)))
     capture = _event(rng, LEAD)
     while not isinstance(capture, LeadCaptured) or capture.utm.source is None:
         capture = _event(rng, LEAD)
