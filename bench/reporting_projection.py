@@ -27,14 +27,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+import asyncpg
 from aiokafka import AIOKafkaProducer
 
 if __package__ in (None, ""):
@@ -50,15 +53,79 @@ from funnel_servicekit.inbox import InboxConsumer
 from funnel_servicekit.kafka import ensure_topics
 from funnel_servicekit.telemetry import setup_tracing
 from reporting.app import MIGRATIONS
+from reporting.projection import store
 from reporting.projection.consumer import HANDLED, handle, handle_batch
+from reporting.projection.worker import Fold
+from reporting.settings import ReportingSettings
 
-# CPU microseconds per event of each reporting run: its process (consumer and handler),
-# and PostgreSQL's processes (every backend, the WAL writer, the checkpointer).
+# CPU microseconds per event of each reporting run: its process (consumer, handler and the
+# fold), and PostgreSQL's processes (every backend, the WAL writer, the checkpointer); and the
+# rows each run inserted, updated or deleted per event (all of reporting's tables, and the
+# ten conversion tables with their two queues).
 CPU: dict[str, list[float]] = {}
+ROWS: dict[str, list[float]] = {}
+
+# The previous shape of the conversion tables' keys (before migration 0011, docs/decisions/
+# 0059): the same columns without the counters INCLUDEd, to measure what writing them costs.
+_PLAIN_KEYS = {
+    "entry_counts": "funnel_id, stage, dim, hour, value",
+    "pair_conversions": "funnel_id, from_stage, dim, hour, to_stage, value",
+}
 
 
-async def reporting_consumer(stack: Stack, total: int, batched: bool = True) -> float:
+async def _plain_keys(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        for table, rollups in store.ROLLUPS.items():
+            for name in (table, *(r for r, _ in rollups)):
+                await conn.execute(
+                    f"ALTER TABLE reporting.{name} DROP CONSTRAINT {name}_pkey,"
+                    f" ADD CONSTRAINT {name}_pkey PRIMARY KEY ({_PLAIN_KEYS[table]})"
+                )
+    finally:
+        await conn.close()
+
+
+async def _rows_written(dsn: str) -> tuple[int, int]:
+    """Rows inserted, updated and deleted in reporting's tables since the database was made:
+    all of them, and the conversion tables' (read after the writers' connections closed, so
+    their statistics are flushed)."""
+    conversion = [
+        name
+        for table, rollups in store.ROLLUPS.items()
+        for name in (table, f"{table}_queue", *(r for r, _ in rollups))
+    ]
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(
+            """SELECT sum(n_tup_ins + n_tup_upd + n_tup_del)::bigint AS total,
+                      (sum(n_tup_ins + n_tup_upd + n_tup_del)
+                          FILTER (WHERE relname = ANY($1::text[])))::bigint AS conversion
+               FROM pg_stat_user_tables WHERE schemaname = 'reporting'""",
+            conversion,
+        )
+        return int(row["total"] or 0), int(row["conversion"] or 0)
+    finally:
+        await conn.close()
+
+
+# The bench's targets: the service as it is (conversion deltas queued, folded by the fold loop
+# running beside the consumer), and "inline", the projection before docs/decisions/0067 (every
+# delta upserted into the quarter-hour rows and the four rollups in the consumer's
+# transaction); each also with the conversion keys without INCLUDE (--include-cost).
+FOLD_SECONDS = [float(ReportingSettings.model_fields["conversion_fold_seconds"].default)]
+INLINE_SQL = {table: store.TABLES[table].upsert_sql(table, r) for table, r in store.ROLLUPS.items()}
+
+
+async def reporting_consumer(
+    stack: Stack, total: int, batched: bool = True, *, inline: bool = False, include: bool = True
+) -> float:
     dsn = await fresh_database(stack, "reporting", MIGRATIONS)
+    if not include:
+        await _plain_keys(dsn)
+    queued_sql = {table: store._SQL[table] for table in store.ROLLUPS}
+    if inline:
+        store._SQL.update(INLINE_SQL)
     pool = await create_pool(dsn, "reporting", min_size=1, max_size=4)
     producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
     await producer.start()
@@ -72,14 +139,34 @@ async def reporting_consumer(stack: Stack, total: int, batched: bool = True) -> 
         handled_types=HANDLED,
         batch_handler=handle_batch if batched else None,
     )
-    task = asyncio.create_task(consumer.run())
+    fold = Fold(
+        pool,
+        schema="reporting",
+        source="reporting",
+        poll_seconds=FOLD_SECONDS[0],
+    )
+    tasks = [asyncio.create_task(consumer.run()), asyncio.create_task(fold.run())]
     postgres = stack.postgres.pid or 0
     own, server = 0.0, {}
+    name = (
+        ("batched" if batched else "per_event")
+        + ("_inline" if inline else "")
+        + ("" if include else "_no_include")
+    )
     try:
         started, first = None, 0
-        while (done := int(await pool.fetchval("SELECT count(*) FROM inbox"))) < total:
-            if task.done():
-                task.result()
+        # Done when every event is in the inbox and no conversion delta is left in a queue.
+        while True:
+            done, queued = await pool.fetchrow(
+                """SELECT (SELECT count(*) FROM inbox),
+                          EXISTS (SELECT FROM entry_counts_queue)
+                          OR EXISTS (SELECT FROM pair_conversions_queue)"""
+            )
+            if done >= total and not queued:
+                break
+            for task in tasks:
+                if task.done():
+                    task.result()
             if done and started is None:
                 started, first = time.perf_counter(), done
                 own, server = time.process_time(), tree_cpu_seconds(postgres)
@@ -87,16 +174,21 @@ async def reporting_consumer(stack: Stack, total: int, batched: bool = True) -> 
         if started is None:
             raise RuntimeError("reporting finished before it could be timed; use more leads")
         rate = (total - first) / (time.perf_counter() - started)
-        name = "batched" if batched else "per_event"
         used = (time.process_time() - own, tree_cpu_used(server, tree_cpu_seconds(postgres)))
         CPU.setdefault(f"{name}_client_us", []).append(used[0] * 1e6 / (total - first))
         CPU.setdefault(f"{name}_postgres_us", []).append(used[1] * 1e6 / (total - first))
         return rate
     finally:
         consumer.stop()
-        await asyncio.wait_for(task, 30)
+        fold.stop()
+        await asyncio.wait_for(asyncio.gather(*tasks), 30)
         await producer.stop()
         await pool.close()
+        store._SQL.update(queued_sql)
+        if started is not None:
+            rows, conversion = await _rows_written(dsn)
+            ROWS.setdefault(f"{name}_rows", []).append(rows / total)
+            ROWS.setdefault(f"{name}_conversion_rows", []).append(conversion / total)
 
 
 def _fresh_root() -> Path:
@@ -105,7 +197,9 @@ def _fresh_root() -> Path:
     return root
 
 
-async def measure(leads: int, rounds: int, per_event: bool = True) -> dict[str, Any]:
+async def measure(
+    leads: int, rounds: int, per_event: bool = True, include_cost: bool = False
+) -> dict[str, Any]:
     root = _fresh_root()
     stack = Stack(root, StackPorts.free(), partitions=3, fast_postgres=False)
     try:
@@ -114,13 +208,19 @@ async def measure(leads: int, rounds: int, per_event: bool = True) -> dict[str, 
         events = generate(leads, seed=3).events
         await produce(stack.kafka_bootstrap, events)
         log(f"produced {len(events)} events for {leads} leads")
-        targets = {
-            "bare": lambda: bare_consumer(stack.kafka_bootstrap, ALL_TOPICS, len(events)),
-            "batched": lambda: reporting_consumer(stack, len(events), batched=True),
-            "per_event": lambda: reporting_consumer(stack, len(events), batched=False),
+        n = len(events)
+        targets: dict[str, Callable[[], Awaitable[float]]] = {
+            "bare": lambda: bare_consumer(stack.kafka_bootstrap, ALL_TOPICS, n),
+            "batched": lambda: reporting_consumer(stack, n),
+            "batched_inline": lambda: reporting_consumer(stack, n, inline=True),
         }
-        if not per_event:
-            del targets["per_event"]
+        if include_cost:
+            targets["batched_no_include"] = lambda: reporting_consumer(stack, n, include=False)
+            targets["batched_inline_no_include"] = lambda: reporting_consumer(
+                stack, n, inline=True, include=False
+            )
+        if per_event:
+            targets["per_event"] = lambda: reporting_consumer(stack, n, batched=False)
         rates: dict[str, list[float]] = {name: [] for name in targets}
         for r in range(rounds):
             names = list(targets)
@@ -133,10 +233,15 @@ async def measure(leads: int, rounds: int, per_event: bool = True) -> dict[str, 
             "leads": leads,
             "events": len(events),
             "rounds": rounds,
+            "fold_seconds": FOLD_SECONDS[0],
+            "load_average": [round(x, 1) for x in os.getloadavg()],
             "events_per_s": {name: [round(x, 1) for x in v] for name, v in rates.items()},
             "median_events_per_s": medians,
             "ratio_batched_to_bare": round(medians["batched"] / medians["bare"], 4),
+            "ratio_batched_to_inline": round(medians["batched"] / medians["batched_inline"], 3),
             "median_cpu_us_per_event": {k: round(median(v)) for k, v in CPU.items()},
+            "cpu_us_per_event": {k: [round(x) for x in v] for k, v in CPU.items()},
+            "median_rows_per_event": {k: round(median(v), 2) for k, v in ROWS.items()},
             "ratio_per_event_to_bare": (
                 round(medians["per_event"] / medians["bare"], 4) if per_event else None
             ),
@@ -146,16 +251,40 @@ async def measure(leads: int, rounds: int, per_event: bool = True) -> dict[str, 
         shutil.rmtree(root, ignore_errors=True)
 
 
+DESCRIBED = {
+    "bare": "bare aiokafka consumer",
+    "batched": "reporting, batch handler, deltas queued and folded (the service)",
+    "batched_inline": "reporting, batch handler, rollups upserted inline (before 0067)",
+    "batched_no_include": "the service, conversion keys without INCLUDE",
+    "batched_inline_no_include": "rollups inline, conversion keys without INCLUDE",
+    "per_event": "reporting, event by event (kit's per-partition transaction)",
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--leads", type=int, default=1500)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="without the event-by-event target")
+    parser.add_argument(
+        "--include-cost",
+        action="store_true",
+        help="also both shapes with the conversion keys without INCLUDE (migration 0011)",
+    )
+    parser.add_argument(
+        "--fold-seconds",
+        type=float,
+        default=FOLD_SECONDS[0],
+        help="the fold loop's pause (FUNNEL_CONVERSION_FOLD_SECONDS; default the setting's)",
+    )
     args = parser.parse_args()
+    FOLD_SECONDS[0] = args.fold_seconds
     # Tracing as the service sets it up: spans recorded only with an exporter configured, or
     # with OTEL_TRACES_SAMPLER=always_on (run once with it to see what recording costs).
     setup_tracing("reporting")
-    result = asyncio.run(measure(args.leads, args.rounds, per_event=not args.quick))
+    result = asyncio.run(
+        measure(args.leads, args.rounds, per_event=not args.quick, include_cost=args.include_cost)
+    )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / f"reporting-projection-{stamp}.json").write_text(json.dumps(result, indent=2))
@@ -163,16 +292,17 @@ def main() -> None:
     md = (
         f"# reporting projection throughput, {stamp}\n\n"
         f"{result['events']} events ({result['leads']} generated leads) on the four funnel"
-        " topics, 3 partitions each; PostgreSQL with fsync on.\n\n"
+        " topics, 3 partitions each; PostgreSQL with fsync on; fold every"
+        f" {result['fold_seconds']} s; load average at the end {result['load_average']}.\n\n"
         "| target | events/s (median) | runs |\n| --- | ---: | --- |\n"
-        f"| bare aiokafka consumer | {m['bare']} | {runs['bare']} |\n"
-        f"| reporting, batch handler (the service) | {m['batched']} | {runs['batched']} |\n"
-        f"| reporting, event by event (kit's per-partition transaction) "
-        f"| {m.get('per_event', '-')} | {runs.get('per_event', '-')} |\n"
-        f"| **ratio service / bare** | **{result['ratio_batched_to_bare']}** | |\n"
+        + "".join(f"| {DESCRIBED[k]} | {m[k]} | {runs[k]} |\n" for k in m)
+        + f"| **ratio service / bare** | **{result['ratio_batched_to_bare']}** | |\n"
+        f"| **ratio service / inline rollups** | **{result['ratio_batched_to_inline']}** | |\n"
         f"| ratio event by event / bare | {result['ratio_per_event_to_bare'] or '-'} | |\n"
         "\nCPU µs per event (median): "
         + ", ".join(f"{k} {v}" for k, v in result["median_cpu_us_per_event"].items())
+        + "\n\nRows written per event (median): "
+        + ", ".join(f"{k} {v}" for k, v in result["median_rows_per_event"].items())
         + "\n"
     )
     (RESULTS_DIR / f"reporting-projection-{stamp}.md").write_text(md)

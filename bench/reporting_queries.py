@@ -38,6 +38,7 @@ from funnel_servicekit import migrations
 from funnel_servicekit.db import create_pool
 from reporting.app import MIGRATIONS
 from reporting.domain.windows import WINDOW_COLUMNS
+from reporting.projection import store
 from reporting.projection.consumer import handle
 from reporting.reports import store as queries
 from reporting.reports.models import Period, conversion_groups, parse_period
@@ -288,7 +289,9 @@ async def _previous_answer(
     async with conn.transaction():
         await conn.execute("SET LOCAL enable_indexonlyscan = off")
         entered_rows = await conn.fetch(
-            PREVIOUS_ENTERED_SQL.format(rows=queries._slot_rows("entry_counts", "value, leads")),
+            PREVIOUS_ENTERED_SQL.format(
+                rows=queries._slot_rows("entry_counts", "value, leads", queued=False)
+            ),
             "digital-sales",
             STAGES[0],
             f"first_{breakdown}",
@@ -296,7 +299,9 @@ async def _previous_answer(
         )
         reached_rows = await conn.fetch(
             PREVIOUS_REACHED_SQL.format(
-                rows=queries._slot_rows("pair_conversions", "value, to_stage, c14d AS counted")
+                rows=queries._slot_rows(
+                    "pair_conversions", "value, to_stage, c14d AS counted", queued=False
+                )
             ),
             "digital-sales",
             STAGES[0],
@@ -312,6 +317,61 @@ async def _previous_answer(
 
 # The questions also timed against the previous query shape (heap reads, two statements).
 PREVIOUS: dict[str, Answer] = {}
+
+
+async def _unqueued_answer(
+    conn: asyncpg.Connection, breakdown: str, period: Period = PERIOD
+) -> dict[str, Any]:
+    """The conversion statement before docs/decisions/0067: the tables only, no queue."""
+    dim = f"first_{breakdown}"
+    rows = await conn.fetch(
+        queries.conversion_sql(dim, "c14d", queued=False),
+        "digital-sales",
+        STAGES[0],
+        dim,
+        *queries._slot_args(period, "none"),
+        STAGES[1:],
+    )
+    entered = {
+        (r["cohort"], r["segment"]): int(r["n"]) for r in rows if r["to_stage"] is None and r["n"]
+    }
+    reached = {
+        (r["cohort"], r["segment"], r["to_stage"]): int(r["n"])
+        for r in rows
+        if r["to_stage"] is not None
+    }
+    groups = conversion_groups(STAGES, entered, reached)
+    return {g["segment"] or "": [s["leads"] for s in g["steps"]] for g in groups}
+
+
+# The same questions without the queued deltas (the statement before 0067), in the same run.
+UNQUEUED: dict[str, Answer] = {
+    "conversion by campaign": lambda c: _unqueued_answer(c, "campaign"),
+    "conversion by campaign (Asia/Kolkata)": lambda c: _unqueued_answer(
+        c, "campaign", PERIOD_INDIA
+    ),
+}
+
+
+async def _queue_deltas(conn: asyncpg.Connection, deltas: int) -> None:
+    """What the fold has not yet taken when a report runs: `deltas` quarter-hour deltas per
+    conversion table in queue rows of 500 (a partition batch's worth), the latest rows of
+    every dimension each added once and taken away once, so every answer stays the same
+    while a report reads and filters all of them."""
+    for table, first in (("entry_counts", "stage"), ("pair_conversions", "from_stage")):
+        spec = store.TABLES[table]
+        keys = [c for c, _ in spec.keys]
+        values = [c for c, _ in spec.values]
+        for sign in (1, -1):
+            await conn.execute(
+                f"""INSERT INTO {table}_queue ({", ".join(keys + values)})
+                    SELECT {", ".join(f"array_agg({c})" for c in keys)},
+                           {", ".join(f"array_agg({sign} * {c})" for c in values)}
+                    FROM (SELECT *, (row_number() OVER () - 1) / 500 AS chunk
+                          FROM (SELECT * FROM {table} ORDER BY hour DESC, {first}
+                                LIMIT {int(deltas)}) latest) r
+                    GROUP BY chunk"""  # noqa: S608
+            )
 
 
 async def _naive_answer(
@@ -433,7 +493,13 @@ def _stats(ms: list[float], digits: int) -> dict[str, float]:
 
 
 async def query_bench(
-    dsn: str, leads: int, runs: int, naive_runs: int, all_dims: bool, only: str | None = None
+    dsn: str,
+    leads: int,
+    runs: int,
+    naive_runs: int,
+    all_dims: bool,
+    only: str | None = None,
+    queued_deltas: int = 0,
 ) -> dict[str, Any]:
     conn = await asyncpg.connect(dsn, server_settings={"search_path": "reporting,public"})
     try:
@@ -449,6 +515,8 @@ async def query_bench(
         for table in (*SIZED, "stage_counts", "funnel_stages"):
             await conn.execute(f"VACUUM ANALYZE {table}")
         aggregated = time.perf_counter() - started
+        if queued_deltas:
+            await _queue_deltas(conn, queued_deltas)
         sizes = {t: int(await conn.fetchval(f"SELECT count(*) FROM {t}")) for t in SIZED}  # noqa: S608
         log(f"{leads:,} leads: generated {generated:.0f}s, aggregated {aggregated:.0f}s: {sizes}")
         result: dict[str, Any] = {
@@ -457,6 +525,7 @@ async def query_bench(
             "generate_seconds": round(generated, 1),
             "aggregate_seconds": round(aggregated, 1),
             "dimensions": list(names),
+            "queued_deltas_per_table": queued_deltas,
             "queries": {},
         }
         for name, (fast_fn, naive_fn) in QUESTIONS.items():
@@ -501,6 +570,25 @@ async def query_bench(
                     "previous_ms": before_stats,
                     "ratio_previous_to_current_p95": round(
                         before_stats["p95"] / now_stats["p95"], 2
+                    ),
+                }
+            if name in UNQUEUED:
+                # The same question without the queued deltas (before 0067), alternating:
+                # ratio = current p95 / unqueued p95 (what reading the queue costs).
+                unqueued_fn = UNQUEUED[name]
+                assert await unqueued_fn(conn) == fast, f"{name}: unqueued answer differs"
+                with_ms: list[float] = []
+                without_ms: list[float] = []
+                for r in range(10):
+                    pair = ((with_ms, fast_fn), (without_ms, unqueued_fn))
+                    for out, fn in pair if r % 2 == 0 else pair[::-1]:
+                        out += await _timed(fn, conn, runs // 10)
+                with_stats, without_stats = _stats(with_ms, 2), _stats(without_ms, 2)
+                entry |= {
+                    "with_queue_ms": with_stats,
+                    "without_queue_ms": without_stats,
+                    "ratio_with_to_without_queue_p95": round(
+                        with_stats["p95"] / without_stats["p95"], 2
                     ),
                 }
             result["queries"][name] = entry
@@ -579,6 +667,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     args.naive_runs,
                     leads <= args.all_dims_up_to,
                     args.only,
+                    args.queued_deltas,
                 )
             )
         return result
@@ -610,6 +699,17 @@ def markdown(result: dict[str, Any]) -> str:
                     f"{q['current_ms']['p95']} ms, previous shape (heap, two statements) "
                     f"{q['previous_ms']['p50']}/{q['previous_ms']['p95']} ms: "
                     f"**{q['ratio_previous_to_current_p95']}x** (p95), load average "
+                    f"{scale['load_average']}"
+                )
+    for scale in result["scales"]:
+        for name, q in scale["queries"].items():
+            if "with_queue_ms" in q:
+                lines.append(
+                    f"- {scale['leads']:,} {name}: with {scale['queued_deltas_per_table']} "
+                    f"queued deltas per table p50/p95 {q['with_queue_ms']['p50']}/"
+                    f"{q['with_queue_ms']['p95']} ms, the statement without the queue "
+                    f"{q['without_queue_ms']['p50']}/{q['without_queue_ms']['p95']} ms: "
+                    f"**{q['ratio_with_to_without_queue_p95']}x** (p95), load average "
                     f"{scale['load_average']}"
                 )
     for scale in result["scales"]:
@@ -648,6 +748,13 @@ def main(argv: list[str] | None = None) -> None:
         "--only", help="time only the questions whose name contains this (e.g. 'by campaign')"
     )
     parser.add_argument("--skip-projection", action="store_true", help="time the queries only")
+    parser.add_argument(
+        "--queued-deltas",
+        type=int,
+        default=10_000,
+        help="conversion deltas per table left in the fold's queue while timing (they sum to"
+        " zero); 0 for an empty queue",
+    )
     args = parser.parse_args(argv)
     args.leads = args.leads or [1_000_000]
     result = asyncio.run(run(args))

@@ -11,6 +11,7 @@ from reporting.dashboard.routes import router as dashboard_router
 from reporting.leaks.routes import router as leaks_router
 from reporting.leaks.worker import leak_watch_worker
 from reporting.projection.consumer import workers as projection_workers
+from reporting.projection.worker import fold_worker
 from reporting.reports.routes import router as reports_router
 from reporting.runtime import ReportingContext
 from reporting.settings import MIGRATIONS, ReportingSettings
@@ -32,6 +33,7 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
         routers=[reports_router, leaks_router, timeline_router, dashboard_router, workspace_router],
         workers=lambda runtime: [
             *projection_workers(runtime),
+            fold_worker(runtime),
             *([leak_watch_worker(runtime)] if runtime.settings.leak_check_seconds else []),
         ],
     )

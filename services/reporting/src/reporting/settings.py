@@ -27,6 +27,12 @@ class ReportingSettings(ServiceSettings):
     workspace_timeout_seconds: float = Field(
         default=5.0, gt=0, description="How long a workspace call may wait for its service."
     )
+    conversion_fold_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="How often the projection's queued conversion deltas are folded into the "
+        "quarter-hour tables and their rollups (reports add what is still queued).",
+    )
     leak_check_seconds: float = Field(
         default=3600.0,
         ge=0,

@@ -27,9 +27,10 @@ from funnel_contracts.topics import ALL_TOPICS
 from funnel_servicekit import migrations
 from funnel_servicekit.db import connect, create_pool
 from funnel_servicekit.kafka import create_producer
-from funnel_servicekit.unit_of_work import Outbox
-from reporting.projection import store
+from funnel_servicekit.unit_of_work import Outbox, Transactions
+from reporting.projection import service, store
 from reporting.projection.consumer import projection_consumer
+from reporting.projection.worker import FOLD_BATCHES
 from reporting.settings import MIGRATIONS, ReportingSettings
 
 log = logging.getLogger(__name__)
@@ -109,9 +110,11 @@ async def rebuild(settings: ReportingSettings, schema: str, timeout: float) -> d
         outbox=Outbox(schema, settings.service_name),
     )
     task = asyncio.create_task(consumer.run())
+    transactions = Transactions(pool, Outbox(schema, settings.service_name))
     started = time.monotonic()
     try:
         while True:
+            await _fold_all(transactions)  # as the service's fold loop does, between polls
             behind = await lag(admin, group, ends)
             REBUILD_LAG.set(behind)
             log.info("rebuild progress", extra={"lag": behind})
@@ -124,6 +127,9 @@ async def rebuild(settings: ReportingSettings, schema: str, timeout: float) -> d
             await asyncio.sleep(0.5)
         consumer.stop()
         await task
+        await _fold_all(
+            transactions, until_empty=True
+        )  # the rebuilt tables hold every delta, none queued
         async with pool.acquire() as conn:
             events, leads = await store.projected_counts(conn)
         return {"records": sum(ends.values()), "events": events, "leads": leads}
@@ -134,6 +140,14 @@ async def rebuild(settings: ReportingSettings, schema: str, timeout: float) -> d
         await admin.close()
         await producer.stop()
         await pool.close()
+
+
+async def _fold_all(transactions: Transactions, *, until_empty: bool = False) -> None:
+    """Fold the queued deltas: again while a fold came back full (the fold loop's rule), or
+    until none is left (the consumer stopped)."""
+    least = 1 if until_empty else FOLD_BATCHES
+    while await transactions.run(lambda uow: service.fold_queued(uow, FOLD_BATCHES)) >= least:
+        pass
 
 
 async def swap(settings: ReportingSettings, schema: str) -> str:

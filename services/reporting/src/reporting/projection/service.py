@@ -134,6 +134,12 @@ async def project(
         await store.complete_touch_responses(conn, leads, sorted(touched))
 
 
+async def fold_queued(uow: UnitOfWork, limit: int) -> int:
+    """The oldest `limit` queued conversion deltas (batches) of each table moved into the
+    quarter-hour tables and their rollups; how many batches one table had."""
+    return await store.fold_queued(uow.conn, limit)
+
+
 def _about_a_person(event: EventData) -> bool:
     """False for a leak and for a team task about one (its lead_id is the leak's, as the
     record key): they make no lead state."""

@@ -25,35 +25,66 @@ class TableSpec:
     keys: tuple[tuple[str, str], ...]  # (column, PostgreSQL type)
     values: tuple[tuple[str, str], ...]
 
+    @property
+    def names(self) -> str:
+        return ", ".join(c for c, _ in self.keys + self.values)
+
+    def _insert_grouped(self, target: str, size: timedelta | None) -> str:
+        """`d`'s rows summed by key (`hour` floored to `size`, as reporting.domain.slots
+        floors it, when given) added to `target`, zero sums left out, in key order."""
+        keys = ", ".join(c for c, _ in self.keys)
+        adds = ", ".join(f"{c} = t.{c} + excluded.{c}" for c, _ in self.values)
+        bucket = "hour"
+        if size is not None:
+            bucket = f"date_bin('{int(size.total_seconds())} seconds', hour, '{ORIGIN}')"
+        grouped = ", ".join(bucket if c == "hour" else c for c, _ in self.keys)
+        sums = ", ".join(f"sum({c})::{t}" for c, t in self.values)
+        nonzero = " OR ".join(f"sum({c}) <> 0" for c, _ in self.values)
+        return (
+            f"INSERT INTO {target} AS t ({self.names})"  # noqa: S608
+            f" SELECT {grouped}, {sums} FROM d GROUP BY {grouped}"
+            f" HAVING {nonzero} ORDER BY {grouped}"
+            f" ON CONFLICT ({keys}) DO UPDATE SET {adds}"
+        )
+
     def upsert_sql(self, table: str, rollups: tuple[tuple[str, timedelta], ...] = ()) -> str:
         """One statement: the batch's rows (one array per column) added to `table`, and the
-        same rows summed by each rollup's bucket (`hour` floored as reporting.domain.slots
-        floors it) added to that rollup; each in key order, so concurrent writers lock rows
-        in the same order. Identifiers come from TABLES and ROLLUPS only."""
-        names = ", ".join(c for c, _ in self.keys + self.values)
+        same rows summed by each rollup's bucket added to that rollup; each in key order, so
+        concurrent writers lock rows in the same order. Identifiers come from TABLES and
+        ROLLUPS only."""
+        names = self.names
         keys = ", ".join(c for c, _ in self.keys)
         adds = ", ".join(f"{c} = t.{c} + excluded.{c}" for c, _ in self.values)
         arrays = ", ".join(f"${i + 1}::{t}[]" for i, (_, t) in enumerate(self.keys + self.values))
-        selects = [(table, f"SELECT {names} FROM d ORDER BY {keys}")]  # noqa: S608
-        for rollup, size in rollups:
-            bucket = f"date_bin('{int(size.total_seconds())} seconds', hour, '{ORIGIN}')"
-            grouped = ", ".join(bucket if c == "hour" else c for c, _ in self.keys)
-            sums = ", ".join(f"sum({c})::{t}" for c, t in self.values)
-            nonzero = " OR ".join(f"sum({c}) <> 0" for c, _ in self.values)
-            selects.append(
-                (
-                    rollup,
-                    f"SELECT {grouped}, {sums} FROM d GROUP BY {grouped}"  # noqa: S608
-                    f" HAVING {nonzero} ORDER BY {grouped}",
-                )
-            )
         upserts = [
-            f"INSERT INTO {target} AS t ({names}) {select}"
+            f"INSERT INTO {table} AS t ({names}) SELECT {names} FROM d ORDER BY {keys}"  # noqa: S608
             f" ON CONFLICT ({keys}) DO UPDATE SET {adds}"
-            for target, select in selects
         ]
+        upserts += [self._insert_grouped(rollup, size) for rollup, size in rollups]
         steps = "".join(f", w{i} AS ({upsert})" for i, upsert in enumerate(upserts[:-1]))
         return f"WITH d ({names}) AS (SELECT * FROM unnest({arrays})){steps} {upserts[-1]}"  # noqa: S608
+
+    def queue_sql(self, table: str) -> str:
+        """One row of the table's queue: the batch's rows as one array per column."""
+        arrays = ", ".join(f"${i + 1}::{t}[]" for i, (_, t) in enumerate(self.keys + self.values))
+        return f"INSERT INTO {table}_queue ({self.names}) VALUES ({arrays})"  # noqa: S608
+
+    def fold_sql(self, table: str, rollups: tuple[tuple[str, timedelta], ...]) -> str:
+        """One statement: the oldest $1 rows of the table's queue taken out, their deltas
+        summed by key into `table` and by each rollup's bucket into that rollup; returns how
+        many queue rows it took. A report reads the queue and the tables in one snapshot, so
+        it sees every delta exactly once, before the fold or after it."""
+        names = self.names
+        arrays = ", ".join(f"q.{c}" for c, _ in self.keys + self.values)
+        upserts = [self._insert_grouped(table, None)]
+        upserts += [self._insert_grouped(rollup, size) for rollup, size in rollups]
+        steps = "".join(f", w{i} AS ({upsert})" for i, upsert in enumerate(upserts))
+        return (
+            f"WITH q AS (DELETE FROM {table}_queue WHERE id IN"  # noqa: S608
+            f" (SELECT id FROM {table}_queue ORDER BY id LIMIT $1) RETURNING {names}),"
+            f" d ({names}) AS (SELECT u.* FROM q, unnest({arrays}) AS u({names}))"
+            f"{steps} SELECT count(*) FROM q"
+        )
 
 
 _WINDOWS = tuple((c, "bigint") for c in WINDOW_COLUMNS)
@@ -132,8 +163,10 @@ TABLES: dict[str, TableSpec] = {
     ),
 }
 # Tables that also keep rollups by hour, 6 hours, UTC day and week (reporting.domain.slots
-# reads them), written from the same deltas in the same transaction, so every rollup row is
-# always the sum of its quarter hours.
+# reads them). The projection appends their deltas to the table's queue (`<table>_queue`, one
+# row of arrays per batch); the fold moves queued deltas into the quarter-hour table and every
+# rollup in one transaction, so every rollup row is always the sum of its quarter hours and a
+# report adds the queued deltas of its slots (docs/decisions/0067).
 ROLLUPS: dict[str, tuple[tuple[str, timedelta], ...]] = {
     "entry_counts": (
         ("entry_counts_hourly", HOUR),
@@ -148,7 +181,11 @@ ROLLUPS: dict[str, tuple[tuple[str, timedelta], ...]] = {
         ("pair_conversions_weekly", WEEK),
     ),
 }
-_SQL = {table: spec.upsert_sql(table, ROLLUPS.get(table, ())) for table, spec in TABLES.items()}
+_SQL = {
+    table: spec.queue_sql(table) if table in ROLLUPS else spec.upsert_sql(table)
+    for table, spec in TABLES.items()
+}
+_FOLD_SQL = {table: TABLES[table].fold_sql(table, rollups) for table, rollups in ROLLUPS.items()}
 
 
 async def lock_states(
@@ -258,14 +295,27 @@ async def note_stages(conn: asyncpg.Connection, positions: dict[tuple[str, str],
 
 
 async def apply_deltas(conn: asyncpg.Connection, deltas: Contributions) -> None:
-    """Add each delta to its row, and to the rows of the table's rollups, with one statement
-    per table (PostgreSQL sums the rollups' buckets and orders the rows it locks)."""
+    """Add each delta to its row with one statement per table (rows locked in key order);
+    the deltas of a table with rollups go to its queue as one row, for the fold."""
     rows: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for (table, key), values in deltas.items():
         rows[table].append((*key, *values))
     for table in sorted(rows):
         columns = [list(col) for col in zip(*rows[table], strict=True)]
         await conn.execute(_SQL[table], *columns)
+
+
+async def fold_queued(conn: asyncpg.Connection, limit: int) -> int:
+    """Up to `limit` queued rows of each rolled-up table folded into its quarter-hour table
+    and rollups (one folder at a time per schema: an advisory lock for the transaction);
+    returns the most queue rows one table gave."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('reporting fold ' || current_schema()))"
+    )
+    folded = 0
+    for table in sorted(_FOLD_SQL):
+        folded = max(folded, int(await conn.fetchval(_FOLD_SQL[table], limit)))
+    return folded
 
 
 # The rebuild's statements: a schema name goes into SQL text (identifiers cannot be bound),

@@ -14,17 +14,60 @@ from reporting.domain.slots import LEVELS, Cohort, cohort_ranges, reading_plan
 from reporting.domain.windows import WINDOW_COLUMNS, window_column
 from reporting.reports.models import GroupKey, Period
 
+# The columns of the two tables' queues (migration 0013), in their order.
+_QUEUED = {
+    "entry_counts": ("funnel_id", "stage", "hour", "dim", "value", "leads"),
+    "pair_conversions": (
+        "funnel_id",
+        "from_stage",
+        "to_stage",
+        "hour",
+        "dim",
+        "value",
+        *WINDOW_COLUMNS,
+    ),
+}
 
-def _slot_rows(table: Literal["entry_counts", "pair_conversions"], columns: str) -> str:
+
+def _with_queued(*tables: Literal["entry_counts", "pair_conversions"]) -> str:
+    """The WITH clause of a statement that reads _slot_rows of `tables`: each table's
+    deltas still queued for the fold (docs/decisions/0067) of the funnel ($1), first step
+    ($2) and dimension ($3), unnested once per statement (the queue holds a fraction of a
+    second of batches when the fold keeps up)."""
+    ctes = []
+    for table in tables:
+        first = "stage" if table == "entry_counts" else "from_stage"
+        names = ", ".join(_QUEUED[table])
+        arrays = ", ".join(f"q.{c}" for c in _QUEUED[table])
+        ctes.append(
+            f"queued_{table} AS MATERIALIZED (SELECT u.* FROM {table}_queue q,"  # noqa: S608
+            f" unnest({arrays}) AS u({names})"
+            f" WHERE u.funnel_id = $1 AND u.{first} = $2 AND u.dim = $3)"
+        )
+    return "WITH " + ", ".join(ctes) + " "
+
+
+def _slot_rows(
+    table: Literal["entry_counts", "pair_conversions"], columns: str, *, queued: bool = True
+) -> str:
     """The signed rows of each slot ($4..$8: cohort label, level, start, end, sign; see
-    reporting.domain.slots), one index range scan per slot on the table of its level.
-    `table` is one of two literals and `columns` a constant of this module."""
+    reporting.domain.slots), one index range scan per slot on the table of its level, and
+    the slot's deltas still queued (quarter-hour rows the fold has not yet added to any
+    level; the statement starts with _with_queued): in one statement, so one snapshot,
+    every delta counts once. `table` is one of two literals and `columns` a constant of
+    this module; `queued=False` is the statement before 0067, for the benchmark."""
+    first = "stage" if table == "entry_counts" else "from_stage"
     levels = zip(range(len(LEVELS)), ("", "_hourly", "_6h", "_daily", "_weekly"), strict=True)
     scans = " UNION ALL ".join(
         f"SELECT {columns} FROM {table}{suffix} WHERE r.level = {level}"  # noqa: S608
-        " AND funnel_id = $1 AND {first} = $2 AND dim = $3 AND hour >= r.lo AND hour < r.hi"
+        f" AND funnel_id = $1 AND {first} = $2 AND dim = $3 AND hour >= r.lo AND hour < r.hi"
         for level, suffix in levels
-    ).replace("{first}", "stage" if table == "entry_counts" else "from_stage")
+    )
+    if queued:
+        scans += (
+            f" UNION ALL SELECT {columns} FROM queued_{table}"  # noqa: S608
+            " WHERE hour >= r.lo AND hour < r.hi"
+        )
     return (
         "unnest($4::text[], $5::int[], $6::timestamptz[], $7::timestamptz[], $8::int[])"
         f" AS r(cohort, level, lo, hi, sign) CROSS JOIN LATERAL ({scans}) t"
@@ -44,11 +87,14 @@ def _slot_args(period: Period, cohort: Cohort) -> tuple[list[Any], ...]:
 
 
 # time_to_convert's two statements (constant text: identifiers from this module only).
-_TTC_ENTERED_SQL = "SELECT coalesce(sum(r.sign * t.leads), 0)::bigint FROM " + _slot_rows(  # noqa: S608
-    "entry_counts", "value, leads"
+_TTC_ENTERED_SQL = (
+    _with_queued("entry_counts")  # noqa: S608
+    + "SELECT coalesce(sum(r.sign * t.leads), 0)::bigint FROM "
+    + _slot_rows("entry_counts", "value, leads")
 )
 _TTC_REACHED_SQL = (
-    "SELECT "  # noqa: S608
+    _with_queued("pair_conversions")  # noqa: S608
+    + "SELECT "
     + ", ".join(f"coalesce(sum(r.sign * t.{c}), 0)::bigint AS {c}" for c in WINDOW_COLUMNS)
     + " FROM "
     + _slot_rows("pair_conversions", "value, to_stage, " + ", ".join(WINDOW_COLUMNS))
@@ -88,6 +134,24 @@ async def funnel_stages(conn: asyncpg.Connection, funnel_id: str) -> dict[str, i
     return {r["stage"]: r["position"] for r in rows}
 
 
+def conversion_sql(dim: str, column: str, *, queued: bool = True) -> str:
+    """conversion_counts' statement ($1 funnel, $2 first step, $3 dim, $4..$8 the slots, $9
+    the later steps); `column` one of WINDOW_COLUMNS. `queued=False`: before 0067."""
+    segment_sql = "NULL::text" if dim == ALL[0] else "t.value"
+    with_queued = _with_queued("entry_counts", "pair_conversions") if queued else ""
+    entries = _slot_rows("entry_counts", "value, leads", queued=queued)
+    pairs = _slot_rows("pair_conversions", f"value, to_stage, {column} AS counted", queued=queued)
+    return f"""{with_queued}SELECT NULL::text AS to_stage, r.cohort, {segment_sql} AS segment,
+                   sum(r.sign * t.leads)::bigint AS n
+            FROM {entries}
+            GROUP BY 1, 2, 3
+            UNION ALL
+            SELECT t.to_stage, r.cohort, {segment_sql}, sum(r.sign * t.counted)::bigint
+            FROM {pairs}
+            WHERE t.to_stage = ANY($9::text[])
+            GROUP BY 1, 2, 3"""  # noqa: S608
+
+
 async def conversion_counts(
     conn: asyncpg.Connection,
     funnel_id: str,
@@ -100,20 +164,11 @@ async def conversion_counts(
 ) -> tuple[dict[GroupKey, int], dict[tuple[str | None, str | None, str], int]]:
     """Leads that first entered steps[0] in the period, and how many of them reached each
     later step within the window, per (cohort, segment): signed rows of the quarter-hour,
-    hourly, 6-hour, daily and weekly tables (reporting.domain.slots), never rows per lead,
-    read from their keys' indexes alone (migration 0011), both counts in one round trip."""
-    segment_sql = "NULL::text" if dim == ALL[0] else "t.value"
-    column = window_column(window_days)
+    hourly, 6-hour, daily and weekly tables (reporting.domain.slots) and the deltas still
+    queued for them, never rows per lead, read from their keys' indexes alone (migration
+    0011), both counts in one round trip."""
     rows = await conn.fetch(
-        f"""SELECT NULL::text AS to_stage, r.cohort, {segment_sql} AS segment,
-                   sum(r.sign * t.leads)::bigint AS n
-            FROM {_slot_rows("entry_counts", "value, leads")}
-            GROUP BY 1, 2, 3
-            UNION ALL
-            SELECT t.to_stage, r.cohort, {segment_sql}, sum(r.sign * t.counted)::bigint
-            FROM {_slot_rows("pair_conversions", f"value, to_stage, {column} AS counted")}
-            WHERE t.to_stage = ANY($9::text[])
-            GROUP BY 1, 2, 3""",  # noqa: S608
+        conversion_sql(dim, window_column(window_days)),
         funnel_id,
         steps[0],
         dim,
