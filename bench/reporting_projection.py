@@ -33,28 +33,40 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 import asyncpg
+import psutil
 from aiokafka import AIOKafkaProducer
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS_DIR, log, median, tree_cpu_seconds, tree_cpu_used
+from bench.common import (
+    RESULTS_DIR,
+    log,
+    median,
+    migrated_postgres,
+    tree_cpu_seconds,
+    tree_cpu_used,
+)
 from bench.consumer_bench import bare_consumer, fresh_database, produce
 from bench.reporting_dataset import generate
+from funnel_contracts import Envelope, EventData
 from funnel_contracts.topics import ALL_TOPICS
 from funnel_devstack.stack import Stack, StackPorts
-from funnel_servicekit.db import create_pool
-from funnel_servicekit.inbox import InboxConsumer
+from funnel_servicekit import migrations
+from funnel_servicekit.db import connect, create_pool
+from funnel_servicekit.inbox import Delivery, InboxConsumer
 from funnel_servicekit.kafka import ensure_topics
 from funnel_servicekit.telemetry import setup_tracing
+from funnel_servicekit.unit_of_work import Outbox
 from reporting.app import MIGRATIONS
 from reporting.projection import store
-from reporting.projection.consumer import HANDLED, handle, handle_batch
+from reporting.projection.consumer import HANDLED, handle, handle_batch, handlers
 from reporting.projection.worker import Fold
 from reporting.settings import ReportingSettings
 
@@ -73,17 +85,13 @@ _PLAIN_KEYS = {
 }
 
 
-async def _plain_keys(dsn: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        for table, rollups in store.ROLLUPS.items():
-            for name in (table, *(r for r, _ in rollups)):
-                await conn.execute(
-                    f"ALTER TABLE reporting.{name} DROP CONSTRAINT {name}_pkey,"
-                    f" ADD CONSTRAINT {name}_pkey PRIMARY KEY ({_PLAIN_KEYS[table]})"
-                )
-    finally:
-        await conn.close()
+async def _plain_keys(conn: asyncpg.Connection, schema: str = "reporting") -> None:
+    for table, rollups in store.ROLLUPS.items():
+        for name in (table, *(r for r, _ in rollups)):
+            await conn.execute(
+                f"ALTER TABLE {schema}.{name} DROP CONSTRAINT {name}_pkey,"
+                f" ADD CONSTRAINT {name}_pkey PRIMARY KEY ({_PLAIN_KEYS[table]})"
+            )
 
 
 async def _rows_written(dsn: str) -> tuple[int, int]:
@@ -122,7 +130,11 @@ async def reporting_consumer(
 ) -> float:
     dsn = await fresh_database(stack, "reporting", MIGRATIONS)
     if not include:
-        await _plain_keys(dsn)
+        conn = await asyncpg.connect(dsn)
+        try:
+            await _plain_keys(conn)
+        finally:
+            await conn.close()
     queued_sql = {table: store._SQL[table] for table in store.ROLLUPS}
     if inline:
         store._SQL.update(INLINE_SQL)
@@ -191,6 +203,119 @@ async def reporting_consumer(
             ROWS.setdefault(f"{name}_conversion_rows", []).append(conversion / total)
 
 
+def _compressed(events: list[EventData], minutes: float) -> list[EventData]:
+    """The dataset as live traffic would bring it: every moment of every event mapped, in
+    the same order, onto the last `minutes` (the generated history spans 60 days and more,
+    as a replay or a rebuild reads it)."""
+    moments = [v for e in events for v in dict(e).values() if isinstance(v, datetime)]
+    first, last = min(moments), max(moments)
+    end = datetime.now(UTC)
+    scale = timedelta(minutes=minutes) / (last - first)
+
+    def moved(t: datetime) -> datetime:
+        return end - (last - t) * scale
+
+    return [
+        e.model_copy(update={k: moved(v) for k, v in dict(e).items() if isinstance(v, datetime)})
+        for e in events
+    ]
+
+
+async def handler_only(
+    leads: int, rounds: int, include_cost: bool, span_minutes: float, batch: int, fold_every: int
+) -> dict[str, Any]:
+    """Without Kafka and its batching: the same events in the same batches of `batch` events
+    (one transaction each, the batch handler as the consumer calls it, no inbox row), on one
+    connection, each target on a schema of its own of one server, in alternating order. The
+    queued targets fold every `fold_every` batches (and at the end) on the same connection.
+    Per event: the connection's backend CPU and all of PostgreSQL's, the client's, the WAL
+    bytes, and the rows written (from pg_stat_user_tables). The batches being the same,
+    rows and WAL are exact; CPU is what a loaded machine blurs least."""
+    events = generate(leads, seed=3).events
+    if span_minutes:
+        events = _compressed(events, span_minutes)
+    deliveries = [Delivery("funnel.bench", Envelope.of(e, source="bench"), e) for e in events]
+    batches = [deliveries[i : i + batch] for i in range(0, len(deliveries), batch)]
+    names = ["batched", "batched_inline"]
+    if include_cost:
+        names += ["batched_no_include", "batched_inline_no_include"]
+    out: dict[str, dict[str, list[float]]] = {n: {} for n in names}
+    async with migrated_postgres("reporting", MIGRATIONS, name="reporting-handler") as server:
+        for r in range(rounds):
+            for name in names if r % 2 == 0 else names[::-1]:
+                schema = f"{name}_{r}"
+                conn = await connect(server.dsn, schema)
+                try:
+                    await migrations.apply(conn, schema, MIGRATIONS)
+                    if "no_include" in name:
+                        await _plain_keys(conn, schema)
+                    _, handle_many = handlers(Outbox(schema, "reporting"))
+                    inline = "inline" in name
+                    saved = {t: store._SQL[t] for t in store.ROLLUPS}
+                    if inline:
+                        store._SQL.update(INLINE_SQL)
+                    backend = psutil.Process(await conn.fetchval("SELECT pg_backend_pid()"))
+                    lsn = await conn.fetchval("SELECT pg_current_wal_lsn()")
+                    tree = tree_cpu_seconds(server.pid or 0)
+                    own, mine = backend.cpu_times(), time.process_time()
+                    started = time.perf_counter()
+                    try:
+                        for i, b in enumerate(batches, 1):
+                            async with conn.transaction():
+                                await handle_many(conn, b)
+                            if not inline and (i % fold_every == 0 or i == len(batches)):
+                                while True:
+                                    async with conn.transaction():
+                                        if not await store.fold_queued(conn, 64):
+                                            break
+                    finally:
+                        store._SQL.update(saved)
+                    seconds = time.perf_counter() - started
+                    used = backend.cpu_times()
+                    values = {
+                        "events_per_s": len(events) / seconds,
+                        "backend_us": (used.user + used.system - own.user - own.system)
+                        * 1e6
+                        / len(events),
+                        "postgres_us": tree_cpu_used(tree, tree_cpu_seconds(server.pid or 0))
+                        * 1e6
+                        / len(events),
+                        "client_us": (time.process_time() - mine) * 1e6 / len(events),
+                        "wal_bytes": float(
+                            await conn.fetchval("SELECT pg_current_wal_lsn() - $1::pg_lsn", lsn)
+                        )
+                        / len(events),
+                    }
+                finally:
+                    await conn.close()
+                await asyncio.sleep(1.5)  # the closed backend's statistics flushed
+                conn = await asyncpg.connect(server.dsn)
+                try:
+                    values["rows"] = float(
+                        await conn.fetchval(
+                            """SELECT sum(n_tup_ins + n_tup_upd + n_tup_del)
+                               FROM pg_stat_user_tables WHERE schemaname = $1""",
+                            schema,
+                        )
+                    ) / len(events)
+                finally:
+                    await conn.close()
+                for k, v in values.items():
+                    out[name].setdefault(k, []).append(round(v, 1))
+                log(f"round {r + 1} {name}: {values}")
+    return {
+        "mode": "handler only",
+        "leads": leads,
+        "events": len(events),
+        "batch": batch,
+        "fold_every_batches": fold_every,
+        "span_minutes": span_minutes,
+        "runs": out,
+        "median": {n: {k: round(median(v), 1) for k, v in m.items()} for n, m in out.items()},
+        "load_average": [round(x, 1) for x in os.getloadavg()],
+    }
+
+
 def _fresh_root() -> Path:
     root = Path(tempfile.mkdtemp(prefix="funnel-bench-reporting-"))
     root.chmod(0o755)  # PostgreSQL runs as its own user and must reach it
@@ -198,7 +323,11 @@ def _fresh_root() -> Path:
 
 
 async def measure(
-    leads: int, rounds: int, per_event: bool = True, include_cost: bool = False
+    leads: int,
+    rounds: int,
+    per_event: bool = True,
+    include_cost: bool = False,
+    span_minutes: float = 0,
 ) -> dict[str, Any]:
     root = _fresh_root()
     stack = Stack(root, StackPorts.free(), partitions=3, fast_postgres=False)
@@ -206,6 +335,8 @@ async def measure(
         await stack.start_infrastructure()
         await ensure_topics(stack.kafka_bootstrap, 3)
         events = generate(leads, seed=3).events
+        if span_minutes:
+            events = _compressed(events, span_minutes)
         await produce(stack.kafka_bootstrap, events)
         log(f"produced {len(events)} events for {leads} leads")
         n = len(events)
@@ -234,6 +365,7 @@ async def measure(
             "events": len(events),
             "rounds": rounds,
             "fold_seconds": FOLD_SECONDS[0],
+            "span_minutes": span_minutes,
             "load_average": [round(x, 1) for x in os.getloadavg()],
             "events_per_s": {name: [round(x, 1) for x in v] for name, v in rates.items()},
             "median_events_per_s": medians,
@@ -277,13 +409,52 @@ def main() -> None:
         default=FOLD_SECONDS[0],
         help="the fold loop's pause (FUNNEL_CONVERSION_FOLD_SECONDS; default the setting's)",
     )
+    parser.add_argument(
+        "--span-minutes",
+        type=float,
+        default=0,
+        help="map the events' moments onto the last N minutes (live traffic); 0: the"
+        " generated 60-day history, as a replay reads it",
+    )
+    parser.add_argument(
+        "--handler-only",
+        action="store_true",
+        help="without Kafka: fixed batches through the batch handler, rows and WAL per event",
+    )
+    parser.add_argument("--batch", type=int, default=200, help="--handler-only's batch size")
+    parser.add_argument(
+        "--fold-every", type=int, default=5, help="--handler-only: batches between folds"
+    )
     args = parser.parse_args()
     FOLD_SECONDS[0] = args.fold_seconds
+    if args.handler_only:
+        found = asyncio.run(
+            handler_only(
+                args.leads,
+                args.rounds,
+                args.include_cost,
+                args.span_minutes,
+                args.batch,
+                args.fold_every,
+            )
+        )
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        path = RESULTS_DIR / f"reporting-projection-handler-{stamp}.json"
+        path.write_text(json.dumps(found, indent=2))
+        print(json.dumps({k: v for k, v in found.items() if k != "runs"}, indent=2))
+        return
     # Tracing as the service sets it up: spans recorded only with an exporter configured, or
     # with OTEL_TRACES_SAMPLER=always_on (run once with it to see what recording costs).
     setup_tracing("reporting")
     result = asyncio.run(
-        measure(args.leads, args.rounds, per_event=not args.quick, include_cost=args.include_cost)
+        measure(
+            args.leads,
+            args.rounds,
+            per_event=not args.quick,
+            include_cost=args.include_cost,
+            span_minutes=args.span_minutes,
+        )
     )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -293,7 +464,14 @@ def main() -> None:
         f"# reporting projection throughput, {stamp}\n\n"
         f"{result['events']} events ({result['leads']} generated leads) on the four funnel"
         " topics, 3 partitions each; PostgreSQL with fsync on; fold every"
-        f" {result['fold_seconds']} s; load average at the end {result['load_average']}.\n\n"
+        f" {result['fold_seconds']} s; moments"
+        + (
+            f" within the last {result['span_minutes']} min"
+            if result["span_minutes"]
+            else " over the generated 60-day history"
+        )
+        + ";"
+        f" load average at the end {result['load_average']}.\n\n"
         "| target | events/s (median) | runs |\n| --- | ---: | --- |\n"
         + "".join(f"| {DESCRIBED[k]} | {m[k]} | {runs[k]} |\n" for k in m)
         + f"| **ratio service / bare** | **{result['ratio_batched_to_bare']}** | |\n"

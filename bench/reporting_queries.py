@@ -355,22 +355,26 @@ UNQUEUED: dict[str, Answer] = {
 
 async def _queue_deltas(conn: asyncpg.Connection, deltas: int) -> None:
     """What the fold has not yet taken when a report runs: `deltas` quarter-hour deltas per
-    conversion table in queue rows of 500 (a partition batch's worth), the latest rows of
-    every dimension each added once and taken away once, so every answer stays the same
-    while a report reads and filters all of them."""
-    for table, first in (("entry_counts", "stage"), ("pair_conversions", "from_stage")):
+    conversion table in queue rows of up to 500 (a partition batch's worth of one funnel,
+    first stage and dimension), the latest rows of every dimension each added once and taken
+    away once, so every answer stays the same while a report reads and filters them."""
+    for table in ("entry_counts", "pair_conversions"):
         spec = store.TABLES[table]
-        keys = [c for c, _ in spec.keys]
-        values = [c for c, _ in spec.values]
+        by = store.QUEUED_BY[table]
+        rest = [c for c, _ in spec.keys + spec.values if c not in by]
+        values = {c for c, _ in spec.values}
         for sign in (1, -1):
+            aggregated = ", ".join(
+                f"array_agg({sign} * {c})" if c in values else f"array_agg({c})" for c in rest
+            )
             await conn.execute(
-                f"""INSERT INTO {table}_queue ({", ".join(keys + values)})
-                    SELECT {", ".join(f"array_agg({c})" for c in keys)},
-                           {", ".join(f"array_agg({sign} * {c})" for c in values)}
-                    FROM (SELECT *, (row_number() OVER () - 1) / 500 AS chunk
-                          FROM (SELECT * FROM {table} ORDER BY hour DESC, {first}
+                f"""INSERT INTO {table}_queue ({", ".join(by)}, {", ".join(rest)})
+                    SELECT {", ".join(by)}, {aggregated}
+                    FROM (SELECT *, (row_number() OVER (PARTITION BY {", ".join(by)}) - 1)
+                                    / 500 AS chunk
+                          FROM (SELECT * FROM {table} ORDER BY hour DESC
                                 LIMIT {int(deltas)}) latest) r
-                    GROUP BY chunk"""  # noqa: S608
+                    GROUP BY {", ".join(by)}, chunk"""  # noqa: S608
             )
 
 

@@ -64,25 +64,37 @@ class TableSpec:
         steps = "".join(f", w{i} AS ({upsert})" for i, upsert in enumerate(upserts[:-1]))
         return f"WITH d ({names}) AS (SELECT * FROM unnest({arrays})){steps} {upserts[-1]}"  # noqa: S608
 
-    def queue_sql(self, table: str) -> str:
-        """One row of the table's queue: the batch's rows as one array per column."""
+    def queue_sql(self, table: str, by: tuple[str, ...]) -> str:
+        """The batch's rows (one array per column) into the table's queue: a row per value
+        of the `by` columns (what a report asks for), the other columns as arrays."""
         arrays = ", ".join(f"${i + 1}::{t}[]" for i, (_, t) in enumerate(self.keys + self.values))
-        return f"INSERT INTO {table}_queue ({self.names}) VALUES ({arrays})"  # noqa: S608
+        rest = [c for c, _ in self.keys + self.values if c not in by]
+        grouped = ", ".join(by)
+        aggregated = ", ".join(f"array_agg({c})" for c in rest)
+        return (
+            f"INSERT INTO {table}_queue ({grouped}, {', '.join(rest)})"  # noqa: S608
+            f" SELECT {grouped}, {aggregated} FROM unnest({arrays}) AS d({self.names})"
+            f" GROUP BY {grouped} ORDER BY {grouped}"
+        )
 
-    def fold_sql(self, table: str, rollups: tuple[tuple[str, timedelta], ...]) -> str:
+    def fold_sql(
+        self, table: str, by: tuple[str, ...], rollups: tuple[tuple[str, timedelta], ...]
+    ) -> str:
         """One statement: the oldest $1 rows of the table's queue taken out, their deltas
         summed by key into `table` and by each rollup's bucket into that rollup; returns how
         many queue rows it took. A report reads the queue and the tables in one snapshot, so
         it sees every delta exactly once, before the fold or after it."""
         names = self.names
-        arrays = ", ".join(f"q.{c}" for c, _ in self.keys + self.values)
+        rest = [c for c, _ in self.keys + self.values if c not in by]
+        columns = ", ".join(f"q.{c}" if c in by else f"u.{c}" for c, _ in self.keys + self.values)
         upserts = [self._insert_grouped(table, None)]
         upserts += [self._insert_grouped(rollup, size) for rollup, size in rollups]
         steps = "".join(f", w{i} AS ({upsert})" for i, upsert in enumerate(upserts))
         return (
             f"WITH q AS (DELETE FROM {table}_queue WHERE id IN"  # noqa: S608
-            f" (SELECT id FROM {table}_queue ORDER BY id LIMIT $1) RETURNING {names}),"
-            f" d ({names}) AS (SELECT u.* FROM q, unnest({arrays}) AS u({names}))"
+            f" (SELECT id FROM {table}_queue ORDER BY id LIMIT $1) RETURNING *),"
+            f" d ({names}) AS (SELECT {columns} FROM q,"
+            f" unnest({', '.join(f'q.{c}' for c in rest)}) AS u({', '.join(rest)}))"
             f"{steps} SELECT count(*) FROM q"
         )
 
@@ -163,10 +175,11 @@ TABLES: dict[str, TableSpec] = {
     ),
 }
 # Tables that also keep rollups by hour, 6 hours, UTC day and week (reporting.domain.slots
-# reads them). The projection appends their deltas to the table's queue (`<table>_queue`, one
-# row of arrays per batch); the fold moves queued deltas into the quarter-hour table and every
-# rollup in one transaction, so every rollup row is always the sum of its quarter hours and a
-# report adds the queued deltas of its slots (docs/decisions/0067).
+# reads them). The projection appends their deltas to the table's queue (`<table>_queue`, a
+# row of arrays per batch and (funnel, first stage, dimension)); the fold moves queued deltas
+# into the quarter-hour table and every rollup in one transaction, so every rollup row is
+# always the sum of its quarter hours, and a report adds the queued deltas of its slots
+# (docs/decisions/0067).
 ROLLUPS: dict[str, tuple[tuple[str, timedelta], ...]] = {
     "entry_counts": (
         ("entry_counts_hourly", HOUR),
@@ -181,11 +194,19 @@ ROLLUPS: dict[str, tuple[tuple[str, timedelta], ...]] = {
         ("pair_conversions_weekly", WEEK),
     ),
 }
+# The columns a queue row is one value of (what a conversion question selects by).
+QUEUED_BY: dict[str, tuple[str, ...]] = {
+    "entry_counts": ("funnel_id", "stage", "dim"),
+    "pair_conversions": ("funnel_id", "from_stage", "dim"),
+}
 _SQL = {
-    table: spec.queue_sql(table) if table in ROLLUPS else spec.upsert_sql(table)
+    table: spec.queue_sql(table, QUEUED_BY[table]) if table in ROLLUPS else spec.upsert_sql(table)
     for table, spec in TABLES.items()
 }
-_FOLD_SQL = {table: TABLES[table].fold_sql(table, rollups) for table, rollups in ROLLUPS.items()}
+_FOLD_SQL = {
+    table: TABLES[table].fold_sql(table, QUEUED_BY[table], rollups)
+    for table, rollups in ROLLUPS.items()
+}
 
 
 async def lock_states(

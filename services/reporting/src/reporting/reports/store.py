@@ -14,18 +14,11 @@ from reporting.domain.slots import LEVELS, Cohort, cohort_ranges, reading_plan
 from reporting.domain.windows import WINDOW_COLUMNS, window_column
 from reporting.reports.models import GroupKey, Period
 
-# The columns of the two tables' queues (migration 0013), in their order.
+# The array columns of the two tables' queues (migration 0013), in their order; a queue row
+# holds one funnel, first stage and dimension.
 _QUEUED = {
-    "entry_counts": ("funnel_id", "stage", "hour", "dim", "value", "leads"),
-    "pair_conversions": (
-        "funnel_id",
-        "from_stage",
-        "to_stage",
-        "hour",
-        "dim",
-        "value",
-        *WINDOW_COLUMNS,
-    ),
+    "entry_counts": ("hour", "value", "leads"),
+    "pair_conversions": ("to_stage", "hour", "value", *WINDOW_COLUMNS),
 }
 
 
@@ -42,7 +35,7 @@ def _with_queued(*tables: Literal["entry_counts", "pair_conversions"]) -> str:
         ctes.append(
             f"queued_{table} AS MATERIALIZED (SELECT u.* FROM {table}_queue q,"  # noqa: S608
             f" unnest({arrays}) AS u({names})"
-            f" WHERE u.funnel_id = $1 AND u.{first} = $2 AND u.dim = $3)"
+            f" WHERE q.funnel_id = $1 AND q.{first} = $2 AND q.dim = $3)"
         )
     return "WITH " + ", ".join(ctes) + " "
 
