@@ -67,7 +67,7 @@ from funnel_servicekit.unit_of_work import Outbox
 from reporting.app import MIGRATIONS
 from reporting.projection import store
 from reporting.projection.consumer import HANDLED, handle, handle_batch, handlers
-from reporting.projection.worker import Fold
+from reporting.projection.worker import FOLD_ROWS, Fold
 from reporting.settings import ReportingSettings
 
 # CPU microseconds per event of each reporting run: its process (consumer, handler and the
@@ -266,7 +266,7 @@ async def handler_only(
                             if not inline and (i % fold_every == 0 or i == len(batches)):
                                 while True:
                                     async with conn.transaction():
-                                        if not await store.fold_queued(conn, 64):
+                                        if not await store.fold_queued(conn, FOLD_ROWS):
                                             break
                     finally:
                         store._SQL.update(saved)

@@ -30,7 +30,7 @@ from funnel_servicekit.kafka import create_producer
 from funnel_servicekit.unit_of_work import Outbox, Transactions
 from reporting.projection import service, store
 from reporting.projection.consumer import projection_consumer
-from reporting.projection.worker import FOLD_BATCHES
+from reporting.projection.worker import FOLD_ROWS
 from reporting.settings import MIGRATIONS, ReportingSettings
 
 log = logging.getLogger(__name__)
@@ -145,8 +145,8 @@ async def rebuild(settings: ReportingSettings, schema: str, timeout: float) -> d
 async def _fold_all(transactions: Transactions, *, until_empty: bool = False) -> None:
     """Fold the queued deltas: again while a fold came back full (the fold loop's rule), or
     until none is left (the consumer stopped)."""
-    least = 1 if until_empty else FOLD_BATCHES
-    while await transactions.run(lambda uow: service.fold_queued(uow, FOLD_BATCHES)) >= least:
+    least = 1 if until_empty else FOLD_ROWS
+    while await transactions.run(lambda uow: service.fold_queued(uow, FOLD_ROWS)) >= least:
         pass
 
 

@@ -135,8 +135,8 @@ async def project(
 
 
 async def fold_queued(uow: UnitOfWork, limit: int) -> int:
-    """The oldest `limit` queued conversion deltas (batches) of each table moved into the
-    quarter-hour tables and their rollups; how many batches one table had."""
+    """The oldest `limit` queue rows of each conversion table moved into the quarter-hour
+    tables and their rollups; how many rows one table had."""
     return await store.fold_queued(uow.conn, limit)
 
 

@@ -12,15 +12,16 @@ from funnel_servicekit.worker import Worker
 from reporting.projection import service
 from reporting.runtime import ReportingRuntime
 
-# Queued batches folded in one transaction, per table.
-FOLD_BATCHES = 64
+# Queue rows folded in one transaction, per table: a partition batch makes a row per funnel,
+# first stage and dimension (some 50), so this is some 80 batches summed in one fold.
+FOLD_ROWS = 4096
 
 
 class Fold(PollLoop):
     def __init__(
         self, pool: asyncpg.Pool, *, schema: str, source: str, poll_seconds: float
     ) -> None:
-        super().__init__("conversion-fold", poll_seconds=poll_seconds, batch_size=FOLD_BATCHES)
+        super().__init__("conversion-fold", poll_seconds=poll_seconds, batch_size=FOLD_ROWS)
         self.transactions = Transactions(pool, Outbox(schema, source))
 
     async def step(self) -> int:
