@@ -198,6 +198,7 @@ async def reporting_consumer(
         await pool.close()
         store._SQL.update(queued_sql)
         if started is not None:
+            await asyncio.sleep(1.5)  # the closed backends' statistics flushed
             rows, conversion = await _rows_written(dsn)
             ROWS.setdefault(f"{name}_rows", []).append(rows / total)
             ROWS.setdefault(f"{name}_conversion_rows", []).append(conversion / total)
