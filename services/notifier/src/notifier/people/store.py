@@ -202,6 +202,22 @@ async def is_test(conn: asyncpg.Connection, lead_id: UUID) -> bool:
     return bool(await conn.fetchval("SELECT true FROM test_leads WHERE lead_id = $1", lead_id))
 
 
+async def erased_and_test(
+    conn: asyncpg.Connection, lead_ids: list[UUID]
+) -> tuple[set[UUID], set[UUID]]:
+    """Which of `lead_ids` are erased, and which are test leads: one statement."""
+    rows = await conn.fetch(
+        """SELECT lead_id, true AS erased FROM erased_leads WHERE lead_id = ANY($1::uuid[])
+           UNION ALL
+           SELECT lead_id, false FROM test_leads WHERE lead_id = ANY($1::uuid[])""",
+        lead_ids,
+    )
+    return (
+        {r["lead_id"] for r in rows if r["erased"]},
+        {r["lead_id"] for r in rows if not r["erased"]},
+    )
+
+
 async def is_erased(conn: asyncpg.Connection, lead_id: UUID) -> bool:
     return bool(await conn.fetchval("SELECT true FROM erased_leads WHERE lead_id = $1", lead_id))
 
