@@ -67,6 +67,7 @@ STEPS = (10, 20, 40, 80, 160, 320)
 P99_LIMIT_MS = 250.0
 DRAIN_LIMIT_S = 2.0
 GIVE_UP_DRAIN_S = 30.0  # a step that needs longer ends the series
+SETTLE_S = 60.0  # how long a step's CPU reading waits for every consumer and outbox to drain
 ACTIVITY_AFTER_S = 1.0
 POLL_PERIOD_S = 0.02
 
@@ -308,6 +309,40 @@ def thread_cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[s
     return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0) > 0}
 
 
+async def backlog_of(stack: Stack) -> float | None:
+    """Records the services' consumers are behind plus outbox rows not yet published, summed
+    over every service's /metrics; None when a service did not answer."""
+    total = 0.0
+    for service in stack.services:
+        client = RawClient(stack.url(service), max_connections=1)
+        try:
+            status, body = await client.request(client.build("GET", "/metrics", b"", {}))
+        except OSError:
+            return None
+        finally:
+            await client.close()
+        if status != 200:
+            return None
+        for family in text_string_to_metric_families(body.decode()):
+            if family.name in ("funnel_consumer_lag", "funnel_outbox_backlog"):
+                total += sum(sample.value for sample in family.samples)
+    return total
+
+
+async def settle(stack: Stack, timeout: float = SETTLE_S) -> float:
+    """Wait until no consumer lags and no outbox holds rows (twice in a row, half a second
+    apart), so that a step's CPU includes the work its leads caused off the snapshot's path
+    (the notifier's); returns the seconds it took (the timeout if it never settled)."""
+    started = time.perf_counter()
+    quiet = 0
+    while time.perf_counter() - started < timeout:
+        quiet = quiet + 1 if await backlog_of(stack) == 0 else 0
+        if quiet >= 2:
+            break
+        await asyncio.sleep(0.5)
+    return time.perf_counter() - started
+
+
 # -- the stack ---------------------------------------------------------------------------------
 
 
@@ -383,6 +418,7 @@ async def stack_step(
             else None
         )
         hops = hop_quantiles(hops_before, await hop_buckets(stack))
+        settled_s = await settle(stack)
         leads = max(len(lead_sent), 1)
         cpu = {
             name: tree_cpu_used(before, tree_cpu_seconds(pids[name])) * 1000 / leads
@@ -409,6 +445,7 @@ async def stack_step(
     )
     result["form_statuses"] = dict(statuses)
     result["load_average_1m"] = round(os.getloadavg()[0], 2)
+    result["settled_after_s"] = round(settled_s, 2)
     result["kafka_threads_ms_per_lead"] = {
         k: round(v * 1000 / max(len(lead_sent), 1), 2)
         for k, v in sorted(kafka_threads.items(), key=lambda kv: -kv[1])
