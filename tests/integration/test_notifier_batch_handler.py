@@ -22,6 +22,7 @@ from funnel_contracts import (
     LeadCapturedV2,
     LeadErased,
     LeadMerged,
+    LeadScored,
 )
 from funnel_contracts.sealed import PersonalData, new_data_key, seal
 from funnel_devstack.stack import Stack
@@ -59,6 +60,19 @@ def _test_lead(lead_id: UUID) -> LeadCapturedV2:
     )
 
 
+def _hot(lead: UUID, previous: str | None) -> LeadScored:
+    return LeadScored(
+        lead_id=lead,
+        funnel_id="digital-sales",
+        score=90,
+        fit_score=40,
+        engagement_score=50,
+        temperature="hot",
+        previous_temperature=previous,
+        scored_at=datetime.now(UTC),
+    )
+
+
 def _story(p: dict[str, UUID]) -> tuple[list[EventData], list[EventData]]:
     """What happened before the batch, and the batch: every kind of event the handler takes
     apart from scores, owners and leaks, interleaved across people as a poll mixes them."""
@@ -86,6 +100,8 @@ def _story(p: dict[str, UUID]) -> tuple[list[EventData], list[EventData]]:
             recorded_at=now,
         ),
         entered(p["active"], "interest", 1, "awareness"),
+        _hot(p["active"], previous="warm"),  # turns hot: the sales task
+        _hot(p["active"], previous=None),  # stays hot (what the notifier saw last): no new task
         LeadErased(lead_id=p["erased_mid"], request_id=uuid4(), erased_at=now),
         entered(p["erased_mid"], "interest", 1, "awareness"),  # after its erasure: nothing
         captured(p["survivor"], email="one@example.com"),
@@ -145,7 +161,7 @@ async def _state(conn: asyncpg.Connection, p: dict[str, UUID]) -> dict[str, Any]
             "state": [
                 tuple(r)
                 for r in await conn.fetch(
-                    "SELECT funnel_id, stage FROM lead_state WHERE lead_id = $1", lead
+                    "SELECT funnel_id, stage, temperature FROM lead_state WHERE lead_id = $1", lead
                 )
             ],
             "activities": [
@@ -197,8 +213,9 @@ async def test_a_batch_leaves_what_the_events_one_by_one_leave(h: Harness) -> No
     assert batched["tester"]["test"] == 1
     assert batched["tester"]["touches"] == []
     assert batched["tester"]["pending"] == 1  # its sealed contact waits for the resolver
-    assert batched["active"]["state"] == [("digital-sales", "interest")]
+    assert batched["active"]["state"] == [("digital-sales", "interest", "hot")]
     assert batched["active"]["activities"] == ["page_view"]
+    assert [t[0] for t in batched["active"]["touches"] if t[1] == "task"] == ["hot-lead-call"]
     assert {t[0] for t in batched["plain"]["touches"]} >= {"welcome"}
     assert ("cancelled", "merged into survivor") in {
         (t[2], t[3]) for t in batched["other"]["touches"]

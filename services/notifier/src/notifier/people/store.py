@@ -116,11 +116,14 @@ async def set_owner(
     )
 
 
-async def temperature(conn: asyncpg.Connection, lead_id: UUID) -> str | None:
-    known: str | None = await conn.fetchval(
-        "SELECT temperature FROM lead_state WHERE lead_id = $1", lead_id
+async def stage_and_temperature(
+    conn: asyncpg.Connection, lead_id: UUID
+) -> tuple[str | None, str | None, str | None]:
+    """The lead's funnel, stage and last temperature, in one statement."""
+    row = await conn.fetchrow(
+        "SELECT funnel_id, stage, temperature FROM lead_state WHERE lead_id = $1", lead_id
     )
-    return known
+    return (row["funnel_id"], row["stage"], row["temperature"]) if row else (None, None, None)
 
 
 async def current_stage(conn: asyncpg.Connection, lead_id: UUID) -> tuple[str | None, str | None]:

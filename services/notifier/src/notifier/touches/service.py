@@ -162,8 +162,7 @@ async def record_score(
     conn, batch = uow.conn, _consuming(uow, batch)
     if await batch.known.is_erased(event.lead_id):
         return
-    funnel_id, stage = await people.current_stage(conn, event.lead_id)
-    known = await people.temperature(conn, event.lead_id)
+    funnel_id, stage, known = await people.stage_and_temperature(conn, event.lead_id)
     if event.previous_temperature is None and known is not None:
         # The producer did not say where it came from; what we saw last is the answer,
         # so a lead that stays hot does not make a new sales task on every score.
