@@ -32,6 +32,7 @@ import asyncio
 import bisect
 import contextlib
 import json
+import os
 import secrets
 import sys
 import time
@@ -66,6 +67,7 @@ STEPS = (10, 20, 40, 80, 160, 320)
 P99_LIMIT_MS = 250.0
 DRAIN_LIMIT_S = 2.0
 GIVE_UP_DRAIN_S = 30.0  # a step that needs longer ends the series
+SETTLE_S = 60.0  # how long a step's CPU reading waits for every consumer and outbox to drain
 ACTIVITY_AFTER_S = 1.0
 POLL_PERIOD_S = 0.02
 
@@ -281,6 +283,66 @@ def hop_quantiles(before: Buckets, after: Buckets) -> dict[str, dict[str, float]
     return out
 
 
+# -- where the broker's CPU goes: its threads, by name -----------------------------------------
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds of a process's threads, summed by thread name with digits dropped (the JVM
+    names its threads: network processors, request handlers, raft, GC, JIT compilers...)."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue  # the thread ended
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        used = (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
+        group = "".join(c for c in name if not c.isdigit()).strip("-_ ") or name
+        out[group] = out.get(group, 0.0) + used
+    return out
+
+
+def thread_cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0) > 0}
+
+
+async def backlog_of(stack: Stack) -> float | None:
+    """Records the services' consumers are behind plus outbox rows not yet published, summed
+    over every service's /metrics; None when a service did not answer."""
+    total = 0.0
+    for service in stack.services:
+        client = RawClient(stack.url(service), max_connections=1)
+        try:
+            status, body = await client.request(client.build("GET", "/metrics", b"", {}))
+        except OSError:
+            return None
+        finally:
+            await client.close()
+        if status != 200:
+            return None
+        for family in text_string_to_metric_families(body.decode()):
+            if family.name in ("funnel_consumer_lag", "funnel_outbox_backlog"):
+                total += sum(sample.value for sample in family.samples)
+    return total
+
+
+async def settle(stack: Stack, timeout: float = SETTLE_S) -> float:
+    """Wait until no consumer lags and no outbox holds rows (twice in a row, half a second
+    apart), so that a step's CPU includes the work its leads caused off the snapshot's path
+    (the notifier's); returns the seconds it took (the timeout if it never settled)."""
+    started = time.perf_counter()
+    quiet = 0
+    while time.perf_counter() - started < timeout:
+        quiet = quiet + 1 if await backlog_of(stack) == 0 else 0
+        if quiet >= 2:
+            break
+        await asyncio.sleep(0.5)
+    return time.perf_counter() - started
+
+
 # -- the stack ---------------------------------------------------------------------------------
 
 
@@ -304,6 +366,8 @@ async def stack_step(
             raise RuntimeError("the snapshot never answered")
         base_total, base_interest = total.latest(), interest.latest()
         cpu_before = {name: tree_cpu_seconds(pid) for name, pid in pids.items() if pid}
+        kafka_pid = pids.get("kafka")
+        kafka_threads_before = thread_cpu_seconds(kafka_pid) if kafka_pid else {}
         hops_before = await hop_buckets(stack)
         statuses: Counter[str] = Counter()
         lead_sent: list[float] = []
@@ -354,11 +418,17 @@ async def stack_step(
             else None
         )
         hops = hop_quantiles(hops_before, await hop_buckets(stack))
+        settled_s = await settle(stack)
         leads = max(len(lead_sent), 1)
         cpu = {
             name: tree_cpu_used(before, tree_cpu_seconds(pids[name])) * 1000 / leads
             for name, before in cpu_before.items()
         }
+        kafka_threads = (
+            thread_cpu_used(kafka_threads_before, thread_cpu_seconds(kafka_pid))
+            if kafka_pid
+            else {}
+        )
     finally:
         stop.set()
         await poller
@@ -374,18 +444,54 @@ async def stack_step(
         cpu,
     )
     result["form_statuses"] = dict(statuses)
+    result["load_average_1m"] = round(os.getloadavg()[0], 2)
+    result["settled_after_s"] = round(settled_s, 2)
+    result["kafka_threads_ms_per_lead"] = {
+        k: round(v * 1000 / max(len(lead_sent), 1), 2)
+        for k, v in sorted(kafka_threads.items(), key=lambda kv: -kv[1])
+    }
     result["hops"] = hops
     return result
 
 
-async def measure_stack(stack: Stack, steps: list[int], seconds: float) -> list[dict[str, Any]]:
+async def idle_cpu(stack: Stack, seconds: float) -> dict[str, Any]:
+    """Each process's CPU milliseconds per second while nothing is sent (after the warm-up):
+    what polls, heartbeats and timers cost with no lead in flight."""
+    pids = {name: proc.pid for name, proc in stack.services.items()} | infra_pids(stack)
+    before = {name: tree_cpu_seconds(pid) for name, pid in pids.items() if pid}
+    kafka_pid = pids.get("kafka")
+    threads_before = thread_cpu_seconds(kafka_pid) if kafka_pid else {}
+    started = time.perf_counter()
+    await asyncio.sleep(seconds)
+    elapsed = time.perf_counter() - started
+    out: dict[str, Any] = {
+        name: round(tree_cpu_used(b, tree_cpu_seconds(pids[name])) * 1000 / elapsed, 2)
+        for name, b in before.items()
+    }
+    if kafka_pid:
+        used = thread_cpu_used(threads_before, thread_cpu_seconds(kafka_pid))
+        out["kafka_threads"] = {
+            k: round(v * 1000 / elapsed, 2) for k, v in sorted(used.items(), key=lambda kv: -kv[1])
+        }
+    return out
+
+
+async def measure_stack(
+    stack: Stack, steps: list[int], seconds: float, idle_s: float = 0.0
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     results: list[dict[str, Any]] = []
     intake = RawClient(stack.url("lead-intake"), max_connections=128)
     run_id = secrets.token_hex(3)
+    idle: dict[str, Any] | None = None
     try:
         await stack_step(stack, intake, 5, 5, run_id + "w")  # warm-up, not reported
-        for rate in steps:
-            step = await stack_step(stack, intake, rate, seconds, run_id)
+        if idle_s > 0:
+            await asyncio.sleep(2)  # the warm-up's last events settle
+            idle = await idle_cpu(stack, idle_s)
+            log(f"idle CPU ms per second over {idle_s:.0f}s: {json.dumps(idle)}")
+        for n, rate in enumerate(steps):
+            # A step's own emails: a rate listed twice still sends new leads.
+            step = await stack_step(stack, intake, rate, seconds, f"{run_id}s{n}")
             log(f"stack {rate}/s: {json.dumps(step)}")
             results.append(step)
             if step["drain_s"] is None:
@@ -393,16 +499,18 @@ async def measure_stack(stack: Stack, steps: list[int], seconds: float) -> list[
             await asyncio.sleep(2)
     finally:
         await intake.close()
-    return results
+    return results, idle
 
 
-async def measure(steps: list[int], seconds: float, baseline: bool) -> dict[str, Any]:
+async def measure(
+    steps: list[int], seconds: float, baseline: bool, idle_s: float = 0.0
+) -> dict[str, Any]:
     """The stack's steps, then (its services stopped) the baseline's on the same PostgreSQL
     and Kafka."""
     async with running_stack() as stack:
-        measured = await measure_stack(stack, steps, seconds)
+        measured, idle = await measure_stack(stack, steps, seconds, idle_s)
         base = await baseline_steps(stack, steps, seconds) if baseline else []
-    return {"steps": measured, "baseline_steps": base}
+    return {"steps": measured, "baseline_steps": base, "idle_cpu_ms_per_s": idle}
 
 
 # -- the baseline: bare aiokafka and asyncpg -------------------------------------------------
@@ -563,11 +671,20 @@ def main() -> None:
     parser.add_argument("--steps", default=",".join(map(str, STEPS)))
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first measure each process's CPU per second with no load, for SECONDS",
+    )
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",")]
-    measured = asyncio.run(measure(steps, args.seconds, not args.skip_baseline))
+    measured = asyncio.run(measure(steps, args.seconds, not args.skip_baseline, args.idle))
     stack, base = measured["steps"], measured["baseline_steps"]
     result: dict[str, Any] = {
+        "idle_cpu_ms_per_s": measured["idle_cpu_ms_per_s"],
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "steps": stack,
         "baseline_steps": base,
         "sustained_capacity": capacity(stack),

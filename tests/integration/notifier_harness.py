@@ -1,7 +1,8 @@
 """The notifier on a real PostgreSQL and a real SMTP server, driven event by event.
 
-Events go through the consumer's real handler in a transaction (as the inbox consumer runs
-it) and due touches through the real sender; what the service emits is read from its outbox.
+Events go through the consumer's real batch handler in a transaction (as the inbox consumer
+runs a poll's batch; `feed_one_by_one` takes the record-by-record path) and due touches
+through the real sender; what the service emits is read from its outbox.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from funnel_contracts import Consent, Envelope, EventData, LeadCaptured, StageCh
 from funnel_devstack.mailbox import MailboxServer
 from funnel_servicekit import migrations
 from funnel_servicekit.db import create_pool
+from funnel_servicekit.inbox import Delivery
 from notifier.app import MIGRATIONS, create_app
 from notifier.people.worker import ContactResolver
 from notifier.settings import NotifierSettings
-from notifier.touches.consumer import handle
+from notifier.touches.consumer import handle, handle_batch
 from notifier.touches.worker import TouchSender
 
 ADMIN_KEY = "notifier-integration-admin-key-0123456789"
@@ -92,6 +94,15 @@ class Harness:
         return ContactResolver(self.pool, self.settings)
 
     async def feed(self, *events: EventData) -> None:
+        """The events as one poll batch of the live consumer: one transaction, the batch
+        handler (the kit's inbox writes its rows first; here nothing is a duplicate)."""
+        deliveries = [Delivery(e.topic, Envelope.of(e, source="test"), e) for e in events]
+        async with self.pool.acquire() as conn, conn.transaction():
+            await handle_batch(conn, deliveries)
+
+    async def feed_one_by_one(self, *events: EventData) -> None:
+        """The events through the record-by-record handler, a transaction each (the kit's
+        path for a batch whose handler failed)."""
         for event in events:
             envelope = Envelope.of(event, source="test")
             async with self.pool.acquire() as conn, conn.transaction():

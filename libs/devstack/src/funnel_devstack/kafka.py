@@ -125,6 +125,15 @@ def new_cluster_id() -> str:
             return cid
 
 
+# The JIT's first tier only. A fresh broker spends minutes compiling its hot paths with C2:
+# on the local stack that was about half the broker's CPU (3-6 ms of ~10 per lead in
+# bench.pipeline_capacity, still ~3 ms after two minutes of load; 35 of 60 ms/s idle), taken
+# from the same two cores as the services. With C1 alone the compile cost is gone and the
+# request threads spent no more per lead. A long-running production broker finishes its C2
+# work; this is for a stack started by tests and `make run` (docs/decisions/0066).
+JIT_OPTIONS: tuple[str, ...] = ("-XX:TieredStopAtLevel=1",)
+
+
 class KafkaBroker:
     """One Kafka process acting as both broker and KRaft controller, for local runs and tests."""
 
@@ -223,7 +232,7 @@ class KafkaBroker:
             )
         memory = [f"-Xms{min(256, self.heap_mb)}m", f"-Xmx{self.heap_mb}m"] if heap else []
         return [
-            java, *memory, "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            java, *memory, *JIT_OPTIONS, "-XX:+UseG1GC", "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={log4j}", "-cp", str(self.libs_dir / "*"),
         ]  # fmt: skip
 

@@ -39,6 +39,7 @@ from funnel_servicekit.kafka import (
     ProducerFactory,
     RenewableProducer,
     client_security,
+    consumer_tuning,
 )
 from funnel_servicekit.telemetry import context_from_headers
 
@@ -161,6 +162,7 @@ class InboxConsumer:
             isolation_level="read_committed",
             # Across all assigned partitions: a batch handler gains from larger fetches.
             max_poll_records=self.max_poll_records,
+            **consumer_tuning(),
             **client_security(),
         )
 

@@ -47,16 +47,23 @@ def client_security(settings: KafkaClientSettings | None = None) -> dict[str, An
     return options
 
 
+def consumer_tuning(settings: KafkaClientSettings | None = None) -> dict[str, Any]:
+    """The fetch settings every consumer of the kit is made with (FUNNEL_KAFKA_FETCH_*)."""
+    settings = settings or KafkaClientSettings()
+    return {"fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms, "fetch_min_bytes": 1}
+
+
 def create_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
     """An idempotent producer: acks from all replicas, no duplicates on retry, order kept."""
+    settings = KafkaClientSettings()
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
         client_id=client_id,
         enable_idempotence=True,
         acks="all",
-        linger_ms=5,
+        linger_ms=settings.kafka_linger_ms,
         request_timeout_ms=30000,
-        **client_security(),
+        **client_security(settings),
     )
 
 

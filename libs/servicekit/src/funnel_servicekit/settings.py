@@ -44,6 +44,22 @@ class KafkaClientSettings(BaseSettings):
     kafka_ssl_cafile: str | None = Field(
         default=None, description="PEM file of the CA that signed the brokers' certificates."
     )
+    kafka_linger_ms: int = Field(
+        default=5,
+        ge=0,
+        le=1000,
+        description="How long a producer holds a record for others to join its batch "
+        "(fewer, larger produce requests; an outbox batch is sent at once and forms its "
+        "batches within this).",
+    )
+    kafka_fetch_max_wait_ms: int = Field(
+        default=500,
+        ge=1,
+        le=30000,
+        description="How long the broker may hold a consumer's fetch while no record is "
+        "there (fetch_min_bytes is 1: a record ends the wait at once). Longer: fewer empty "
+        "fetches while idle.",
+    )
 
 
 class ServiceSettings(KafkaClientSettings):

@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
 
 from funnel_contracts.lead_reader import LeadDetails
 from funnel_contracts.sealed import PersonalData, SealError, unseal
@@ -20,11 +23,77 @@ from notifier.wake import CONTACTS_CHANNEL, TOUCHES_CHANNEL, notify
 log = logging.getLogger(__name__)
 
 
-async def remember_person(uow: UnitOfWork, details: LeadDetails) -> None:
+class Known:
+    """What the event handlers ask of almost every event (is the lead erased, a test lead?)
+    and the wake-ups their work calls for.
+
+    `Known(conn)` asks the database each time and wakes at once (one event in its own
+    savepoint). `Known.load` reads the answers for a whole poll batch's leads in one
+    statement, keeps them up to date as the batch erases or marks leads, and sends each
+    wake-up once at `flush` (a NOTIFY is delivered at commit either way). Only the consumer
+    writes these two tables, and the batch's own erasures and marks update the copy; another
+    replica's commit during the batch is seen as if the batch had run a moment earlier.
+    """
+
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        *,
+        erased: set[UUID] | None = None,
+        tests: set[UUID] | None = None,
+    ) -> None:
+        self.conn = conn
+        self._erased = erased
+        self._tests = tests
+        self._batched = erased is not None
+        self._wake: set[str] = set()
+
+    @classmethod
+    async def load(cls, conn: asyncpg.Connection, lead_ids: Iterable[UUID]) -> Known:
+        erased, tests = await store.erased_and_test(conn, list(set(lead_ids)))
+        return cls(conn, erased=erased, tests=tests)
+
+    async def is_erased(self, lead_id: UUID) -> bool:
+        if self._erased is None:
+            return await store.is_erased(self.conn, lead_id)
+        return lead_id in self._erased
+
+    async def is_test(self, lead_id: UUID) -> bool:
+        if self._tests is None:
+            return await store.is_test(self.conn, lead_id)
+        return lead_id in self._tests
+
+    async def erase(self, lead_id: UUID) -> None:
+        await store.erase(self.conn, lead_id)
+        if self._erased is not None:
+            self._erased.add(lead_id)
+
+    async def mark_test(self, lead_id: UUID) -> None:
+        await store.mark_test(self.conn, lead_id)
+        if self._tests is not None:
+            self._tests.add(lead_id)
+
+    async def wake(self, channel: str) -> None:
+        """Wake `channel`'s loop at commit: now, or once at `flush` for a batch."""
+        if self._batched:
+            self._wake.add(channel)
+        else:
+            await notify(self.conn, channel)
+
+    async def flush(self) -> None:
+        for channel in sorted(self._wake):
+            await notify(self.conn, channel)
+        self._wake.clear()
+
+
+async def remember_person(
+    uow: UnitOfWork, details: LeadDetails, known: Known | None = None
+) -> None:
     """A captured or updated lead: its contact (a v1 event's at once, a v2 event's sealed data
     left for the contact resolver) and the consent categories it grants."""
     conn, lead_id = uow.conn, details.lead_id
-    if await store.is_erased(conn, lead_id):
+    known = known or Known(conn)
+    if await known.is_erased(lead_id):
         return  # the person asked to be forgotten; a late event must not bring them back
     if details.sealed is not None:
         await store.add_pending(
@@ -35,7 +104,7 @@ async def remember_person(uow: UnitOfWork, details: LeadDetails) -> None:
             locale=details.locale,
             time_zone=details.time_zone,
         )
-        await notify(conn, CONTACTS_CHANNEL)
+        await known.wake(CONTACTS_CHANNEL)
     else:
         person = details.person(None)
         await store.upsert_contact(
@@ -68,7 +137,7 @@ async def remember_person(uow: UnitOfWork, details: LeadDetails) -> None:
             at=details.at,
         )
     # Touches scheduled before the contact was known can go now.
-    await notify(conn, TOUCHES_CHANNEL)
+    await known.wake(TOUCHES_CHANNEL)
 
 
 async def open_contact(pending: PendingContact, keys: DataKeys) -> PersonalData | None:

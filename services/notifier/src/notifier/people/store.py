@@ -116,11 +116,14 @@ async def set_owner(
     )
 
 
-async def temperature(conn: asyncpg.Connection, lead_id: UUID) -> str | None:
-    known: str | None = await conn.fetchval(
-        "SELECT temperature FROM lead_state WHERE lead_id = $1", lead_id
+async def stage_and_temperature(
+    conn: asyncpg.Connection, lead_id: UUID
+) -> tuple[str | None, str | None, str | None]:
+    """The lead's funnel, stage and last temperature, in one statement."""
+    row = await conn.fetchrow(
+        "SELECT funnel_id, stage, temperature FROM lead_state WHERE lead_id = $1", lead_id
     )
-    return known
+    return (row["funnel_id"], row["stage"], row["temperature"]) if row else (None, None, None)
 
 
 async def current_stage(conn: asyncpg.Connection, lead_id: UUID) -> tuple[str | None, str | None]:
@@ -200,6 +203,22 @@ async def mark_test(conn: asyncpg.Connection, lead_id: UUID) -> None:
 
 async def is_test(conn: asyncpg.Connection, lead_id: UUID) -> bool:
     return bool(await conn.fetchval("SELECT true FROM test_leads WHERE lead_id = $1", lead_id))
+
+
+async def erased_and_test(
+    conn: asyncpg.Connection, lead_ids: list[UUID]
+) -> tuple[set[UUID], set[UUID]]:
+    """Which of `lead_ids` are erased, and which are test leads: one statement."""
+    rows = await conn.fetch(
+        """SELECT lead_id, true AS erased FROM erased_leads WHERE lead_id = ANY($1::uuid[])
+           UNION ALL
+           SELECT lead_id, false FROM test_leads WHERE lead_id = ANY($1::uuid[])""",
+        lead_ids,
+    )
+    return (
+        {r["lead_id"] for r in rows if r["erased"]},
+        {r["lead_id"] for r in rows if not r["erased"]},
+    )
 
 
 async def is_erased(conn: asyncpg.Connection, lead_id: UUID) -> bool:

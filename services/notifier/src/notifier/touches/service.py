@@ -8,8 +8,8 @@ outcome once (another transaction). For the API: list a lead's touches, replay a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, Literal, cast
@@ -36,6 +36,7 @@ from notifier.channels import Failed, Outcome, Retry, Sent
 from notifier.links import LinkSigner
 from notifier.people import store as people
 from notifier.people.models import Contact
+from notifier.people.service import Known
 from notifier.playbooks import store as playbooks
 from notifier.playbooks.models import Channel, Playbook, StoredPlaybook, plans_for
 from notifier.playbooks.models.templates import pick, render, shipped
@@ -50,37 +51,73 @@ from notifier.wake import TOUCHES_CHANNEL, notify
 # --- from events -------------------------------------------------------------------------
 
 
-async def forget_lead(uow: UnitOfWork, lead_id: UUID) -> None:
+@dataclass
+class Consuming:
+    """What the event handlers share across a poll batch: the people facts and wake-ups
+    (`Known`), the playbooks (read once), and the trace context the touches they schedule
+    carry. `Consuming(uow)` is one event's: it asks the database as it goes and takes the
+    current span's trace context."""
+
+    uow: UnitOfWork
+    known: Known = field(init=False)
+    books: list[Playbook] | None = None
+    trace: dict[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        self.known = Known(self.uow.conn)
+
+    @classmethod
+    async def load(cls, uow: UnitOfWork, lead_ids: Iterable[UUID]) -> Consuming:
+        batch = cls(uow)
+        batch.known = await Known.load(uow.conn, lead_ids)
+        batch.books = await playbooks.playbooks(uow.conn)
+        return batch
+
+    async def playbooks(self) -> list[Playbook]:
+        return self.books if self.books is not None else await playbooks.playbooks(self.uow.conn)
+
+    def trace_context(self) -> dict[str, str]:
+        return dict(self.trace) if self.trace is not None else current_trace_headers()
+
+
+def _consuming(uow: UnitOfWork, batch: Consuming | None) -> Consuming:
+    return batch if batch is not None else Consuming(uow)
+
+
+async def forget_lead(uow: UnitOfWork, lead_id: UUID, batch: Consuming | None = None) -> None:
     """lead.erased: remove what is known of the person and cancel every waiting touch."""
-    if await people.is_erased(uow.conn, lead_id):
+    known = _consuming(uow, batch).known
+    if await known.is_erased(lead_id):
         return
-    await people.erase(uow.conn, lead_id)
+    await known.erase(lead_id)
     await store.cancel_all(uow.conn, lead_id, "erased")
 
 
-async def forget_test_lead(uow: UnitOfWork, lead_id: UUID) -> None:
+async def forget_test_lead(uow: UnitOfWork, lead_id: UUID, batch: Consuming | None = None) -> None:
     """A test lead: no playbook touches it; what was scheduled before we knew is cancelled."""
-    await people.mark_test(uow.conn, lead_id)
+    await _consuming(uow, batch).known.mark_test(lead_id)
     await store.cancel_all(uow.conn, lead_id, "test lead")
 
 
-async def merge_leads(uow: UnitOfWork, event: LeadMerged) -> None:
+async def merge_leads(uow: UnitOfWork, event: LeadMerged, batch: Consuming | None = None) -> None:
     """Two leads are one person: what is known of the other and its waiting touches move to
     the survivor (duplicates dropped), so the person is touched once."""
-    conn = uow.conn
+    conn, known = uow.conn, _consuming(uow, batch).known
     survivor, other = event.lead_id, event.merged_lead_id
-    if await people.is_erased(conn, survivor) or await people.is_erased(conn, other):
+    if await known.is_erased(survivor) or await known.is_erased(other):
         return
     await people.fold(conn, survivor, other)
     if await store.move_to(conn, survivor, other):
-        await notify(conn, TOUCHES_CHANNEL)
+        await known.wake(TOUCHES_CHANNEL)
 
 
-async def enter_stage(uow: UnitOfWork, cause_id: str, event: StageChanged) -> None:
+async def enter_stage(
+    uow: UnitOfWork, cause_id: str, event: StageChanged, batch: Consuming | None = None
+) -> None:
     """A stage change: touches that need the old stage are cancelled; the new stage's are
     scheduled. An older move arriving late changes nothing."""
-    conn = uow.conn
-    if await people.is_erased(conn, event.lead_id):
+    conn, batch = uow.conn, _consuming(uow, batch)
+    if await batch.known.is_erased(event.lead_id):
         return
     if not await people.enter_stage(
         conn, event.lead_id, event.funnel_id, event.to_stage, event.changed_at
@@ -89,33 +126,43 @@ async def enter_stage(uow: UnitOfWork, cause_id: str, event: StageChanged) -> No
     if event.owner is not None:
         await people.set_owner(conn, event.lead_id, event.owner, event.changed_at)
     await store.cancel_left_stage(conn, event.lead_id, event.to_stage)
-    await _schedule(uow, cause_id, event, funnel_id=event.funnel_id, stage=event.to_stage)
+    await _schedule(batch, cause_id, event, funnel_id=event.funnel_id, stage=event.to_stage)
 
 
-async def record_activity(uow: UnitOfWork, cause_id: str, event: ActivityRecorded) -> None:
+async def record_activity(
+    uow: UnitOfWork, cause_id: str, event: ActivityRecorded, batch: Consuming | None = None
+) -> None:
     """An activity: touches it cancels are cancelled; the ones it triggers are scheduled."""
-    conn = uow.conn
-    if await people.is_erased(conn, event.lead_id):
+    conn, batch = uow.conn, _consuming(uow, batch)
+    if await batch.known.is_erased(event.lead_id):
         return
     funnel_id, stage = await people.current_stage(conn, event.lead_id)
     await people.record_activity(conn, event.lead_id, event.activity_type, event.occurred_at)
     await store.cancel_on_activity(conn, event.lead_id, event.activity_type, event.occurred_at)
-    await _schedule(uow, cause_id, event, funnel_id=funnel_id, stage=stage)
+    await _schedule(batch, cause_id, event, funnel_id=funnel_id, stage=stage)
 
 
-async def record_leak(uow: UnitOfWork, cause_id: str, event: LeakDetected | LeakResolved) -> None:
+async def record_leak(
+    uow: UnitOfWork,
+    cause_id: str,
+    event: LeakDetected | LeakResolved,
+    batch: Consuming | None = None,
+) -> None:
     """Reporting found a funnel step leaking or recovering: the leak playbooks' tasks, keyed
     by the leak's id (the event's lead_id), one per event."""
-    await _schedule(uow, cause_id, event, funnel_id=event.funnel_id, stage=event.to_stage)
+    await _schedule(
+        _consuming(uow, batch), cause_id, event, funnel_id=event.funnel_id, stage=event.to_stage
+    )
 
 
-async def record_score(uow: UnitOfWork, cause_id: str, event: LeadScored) -> None:
+async def record_score(
+    uow: UnitOfWork, cause_id: str, event: LeadScored, batch: Consuming | None = None
+) -> None:
     """A new score: the temperature it crosses into may call for a touch (a sales task)."""
-    conn = uow.conn
-    if await people.is_erased(conn, event.lead_id):
+    conn, batch = uow.conn, _consuming(uow, batch)
+    if await batch.known.is_erased(event.lead_id):
         return
-    funnel_id, stage = await people.current_stage(conn, event.lead_id)
-    known = await people.temperature(conn, event.lead_id)
+    funnel_id, stage, known = await people.stage_and_temperature(conn, event.lead_id)
     if event.previous_temperature is None and known is not None:
         # The producer did not say where it came from; what we saw last is the answer,
         # so a lead that stays hot does not make a new sales task on every score.
@@ -125,29 +172,31 @@ async def record_score(uow: UnitOfWork, cause_id: str, event: LeadScored) -> Non
     )
     if event.owner is not None:
         await people.set_owner(conn, event.lead_id, event.owner, event.scored_at)
-    await _schedule(uow, cause_id, event, funnel_id=funnel_id, stage=stage)
+    await _schedule(batch, cause_id, event, funnel_id=funnel_id, stage=stage)
 
 
-async def record_owner(uow: UnitOfWork, event: LeadOwnerChanged) -> None:
+async def record_owner(
+    uow: UnitOfWork, event: LeadOwnerChanged, batch: Consuming | None = None
+) -> None:
     """A lead taken over, handed on or released: the tasks playbooks make from now on go to
     its owner (tasks already made keep their assignee: people hand those on themselves)."""
-    if await people.is_erased(uow.conn, event.lead_id):
+    if await _consuming(uow, batch).known.is_erased(event.lead_id):
         return
     await people.set_owner(uow.conn, event.lead_id, event.owner, event.changed_at)
 
 
 async def _schedule(
-    uow: UnitOfWork,
+    batch: Consuming,
     cause_id: str,
     event: EventData,
     *,
     funnel_id: str | None,
     stage: str | None,
 ) -> None:
-    conn = uow.conn
-    if await people.is_test(conn, event.lead_id):
+    conn = batch.uow.conn
+    if await batch.known.is_test(event.lead_id):
         return  # a test lead: left out of every playbook
-    books = await playbooks.playbooks(conn)
+    books = await batch.playbooks()
     plans = plans_for(
         books,
         event,
@@ -157,7 +206,7 @@ async def _schedule(
         now=datetime.now(UTC),
     )
     # The consume span's context: the send joins the trace that began at the form post.
-    trace_context = current_trace_headers()
+    trace_context = batch.trace_context()
     scheduled = 0
     for plan in plans:
         if await store.schedule(
@@ -168,7 +217,7 @@ async def _schedule(
             else:
                 scheduled += 1
     if scheduled:
-        await notify(conn, TOUCHES_CHANNEL)
+        await batch.known.wake(TOUCHES_CHANNEL)
 
 
 # --- the sender ----------------------------------------------------------------------------
