@@ -272,3 +272,36 @@ async def test_a_run_stopped_inside_a_batch_resumes_on_a_restart_without_duplica
         assert sorted(e[1] for e in got["events"]) == IMPORTED  # one event per person
         assert len(got["submissions"]) == len(IMPORTED)
         assert got["staged rows left"] == 0
+
+
+async def test_a_file_refused_past_its_first_staged_chunks_leaves_nothing(
+    fresh_dsn: str, infra: Stack
+) -> None:
+    """The request stages a chunk while it reads the next: a file found too long, or broken,
+    after the first chunks went out is refused whole (413, 422) and nothing of it stays."""
+    limit = 2 * service.STAGE_CHUNK + 100
+    people = "".join(f"p{n}@example.com\n" for n in range(limit))
+    async with running_intake(
+        fresh_dsn, infra.kafka_bootstrap, **{**SETTINGS, "import_max_rows": limit}
+    ) as intake:
+        await intake.create_form("shop")
+
+        async def post(text: str) -> Any:
+            return await intake.client.post(
+                "/v1/leads/import",
+                params={"form_id": "shop"},
+                content=text.encode(),
+                headers={**ADMIN, "content-type": "text/csv"},
+            )
+
+        too_many = await post("email\n" + people + "one-more@example.com\n")
+        broken = await post("email\n" + people[: -len(f"p{limit - 1}@example.com\n")] + '"p@x\n')
+        fine = await post("email\n" + people)
+
+        assert too_many.status_code == 413, too_many.text
+        assert broken.status_code == 422, broken.text
+        assert [e["field"] for e in broken.json()["errors"]] == ["body"]
+        assert fine.status_code == 202, fine.text
+        assert await intake.count("imports") == 1
+        assert await intake.count("import_rows") == limit  # the accepted file's, queued
+        assert await intake.count("leads") == 0

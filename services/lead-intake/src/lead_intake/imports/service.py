@@ -227,18 +227,33 @@ class _Repeated(Exception):
 async def _stage(
     uow: UnitOfWork, import_id: UUID, rows: Iterator[tuple[int, dict[str, str]]], limit: int
 ) -> int:
+    """Every row into `import_rows`, a chunk per statement; PostgreSQL writes one chunk while
+    the next is read here (at most one statement in flight on the transaction's connection)."""
     chunk: list[tuple[int, dict[str, str]]] = []
     count = 0
-    for number, row in rows:
-        count = number
-        if count > limit:
-            raise too_many_rows(limit)
-        chunk.append((number, row))
-        if len(chunk) >= STAGE_CHUNK:
+    writing: asyncio.Future[None] | None = None
+    try:
+        for number, row in rows:
+            count = number
+            if count > limit:
+                raise too_many_rows(limit)
+            chunk.append((number, row))
+            if len(chunk) >= STAGE_CHUNK:
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(store.stage_rows(uow.conn, import_id, chunk))
+                await asyncio.sleep(0)  # the chunk goes out; the next one is read meanwhile
+                chunk = []
+        if writing is not None:
+            await writing
+        if chunk:
             await store.stage_rows(uow.conn, import_id, chunk)
-            chunk = []
-    if chunk:
-        await store.stage_rows(uow.conn, import_id, chunk)
+    finally:
+        if writing is not None and not writing.done():
+            # A refused file (too many rows, a bad cell): the statement ends before the
+            # transaction is undone.
+            with contextlib.suppress(Exception):
+                await writing
     return count
 
 
@@ -265,7 +280,7 @@ async def state_of(conn: asyncpg.Connection, import_id: UUID) -> ImportState:
 
 # Rows made ready between two looks at the event loop: the statements of the batch before go
 # on meanwhile (a slice is a few milliseconds of work).
-READY_SLICE = 32
+READY_SLICE = 16
 
 
 @dataclass(frozen=True)
