@@ -166,7 +166,8 @@ def new_lead_row(new: NewLead) -> tuple[Any, ...]:
     """One new person's values for `create_leads`, encoded (pure: made ahead of the statement,
     while an earlier batch's statements run)."""
     sub = new.sub
-    if any(len(t) != _DIGEST_BYTES for t in new.terms):
+    digests = b"".join(new.terms)
+    if len(digests) != _DIGEST_BYTES * len(new.terms):
         raise ValueError(f"search index entries are {_DIGEST_BYTES} bytes each")
     touch = sub.touchpoint
     return (
@@ -186,7 +187,7 @@ def new_lead_row(new: NewLead) -> tuple[Any, ...]:
         touch.landing_page,
         _js(sub.qualification),
         new.data_key,
-        b"".join(new.terms),
+        digests,
         len(new.terms),
     )
 
