@@ -19,6 +19,7 @@ import pytest
 from funnel_contracts import LeadCapturedV2, LeadUpdatedV2
 from funnel_devstack.stack import Stack
 from lead_intake.imports import service, store
+from lead_intake.imports.worker import ImportRunner
 from tests.integration.test_intake_harness import ADMIN, Intake, running_intake
 
 pytestmark = pytest.mark.integration
@@ -171,9 +172,9 @@ async def test_the_pipelined_import_writes_what_one_batch_at_a_time_writes(
     seen: list[str] = []
     prepare, record_batch = service._prepare, store.record_batch
 
-    async def preparing(runtime: Any, job: Any, first: int) -> Any:
+    async def preparing(runtime: Any, job: Any, first: int, reader: Any) -> Any:
         seen.append(f"ready {first}")
-        return await prepare(runtime, job, first)
+        return await prepare(runtime, job, first, reader)
 
     async def recording(conn: Any, import_id: Any, next_row: int, *args: Any) -> None:
         seen.append(f"written to {next_row - 1}")
@@ -305,3 +306,43 @@ async def test_a_file_refused_past_its_first_staged_chunks_leaves_nothing(
         assert await intake.count("imports") == 1
         assert await intake.count("import_rows") == limit  # the accepted file's, queued
         assert await intake.count("leads") == 0
+
+
+async def test_the_import_runner_stops_after_the_batch_being_written_and_a_new_one_finishes(
+    fresh_dsn: str, infra: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service's own loop: one step is the whole import; a stop asked while batch 2 is
+    written ends it after that batch (batch 3, made ready meanwhile, is dropped), and the
+    runner of the next start imports the rest."""
+    record_batch = store.record_batch
+    runners: list[ImportRunner] = []
+
+    async def recording(conn: Any, import_id: Any, next_row: int, *args: Any) -> None:
+        await record_batch(conn, import_id, next_row, *args)
+        if next_row == 11:
+            runners[0].stop()  # the pod is asked to stop while batch 2 is written
+
+    monkeypatch.setattr(store, "record_batch", recording)
+    async with running_intake(fresh_dsn, infra.kafka_bootstrap, **SETTINGS) as intake:
+        await intake.create_form("shop", default_phone_region="US")
+        import_id = await _post(intake, "skip")
+        runners.append(ImportRunner(intake.app.state.runtime))
+        await asyncio.wait_for(runners[0].run(), timeout=120)
+
+        stopped = await _state(intake, import_id)
+        assert (stopped["status"], _counted(stopped)) == (
+            "running", {"rows": 23, "imported": 6, "existing": 2, "updated": 0, "failed": 2},
+        )  # fmt: skip
+        assert await intake.count("leads") == 6
+
+        runners.append(ImportRunner(intake.app.state.runtime))
+        again = asyncio.ensure_future(runners[1].run())
+        for _ in range(600):
+            if (await _state(intake, import_id))["status"] == "done":
+                break
+            await asyncio.sleep(0.1)
+        runners[1].stop()
+        await asyncio.wait_for(again, timeout=60)
+        done = await _state(intake, import_id)
+        assert (done["status"], _counted(done)) == ("done", COUNTS["skip"])
+        assert sorted((await _snapshot(intake))["leads"]) == IMPORTED

@@ -205,7 +205,9 @@ async def _start(
             return Started(await _state(conn, import_id), new=True)
     lead_ids: dict[int, UUID] = {}
     try:
-        while await run_import(runtime, import_id, lead_ids):
+        # One batch at a time (at most 2 here): a request holds one of the pool's connections,
+        # not the two of the runner's pipeline.
+        while await import_batch(runtime, import_id, lead_ids):
             pass
     except Problem as away:
         if away.status != 503:
@@ -343,10 +345,25 @@ async def _job(runtime: IntakeRuntime, import_id: UUID | None) -> _Job | None:
     )
 
 
-async def _prepare(runtime: IntakeRuntime, job: _Job, first: int) -> _Batch:
-    """The batch that begins at row `first`, made ready (no transaction, nothing written)."""
-    async with runtime.pool.acquire() as conn:
-        rows = await store.rows_from(conn, job.id, first, job.size)
+async def _give_way() -> None:
+    """Let the batch being written go first: each sleep(0) is one turn of the event loop; a
+    reply PostgreSQL sent meanwhile is read in one turn and the task waiting for it sends
+    its next statement in the next, before the next slice is made ready."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+async def _prepare(
+    runtime: IntakeRuntime, job: _Job, first: int, reader: asyncpg.Connection | None
+) -> _Batch:
+    """The batch that begins at row `first`, made ready (no transaction, nothing written;
+    `reader` reads the staged rows, a connection of the run's own, else one of the pool's
+    for that read)."""
+    if reader is None:
+        async with runtime.pool.acquire() as conn:
+            rows = await store.rows_from(conn, job.id, first, job.size)
+    else:
+        rows = await store.rows_from(reader, job.id, first, job.size)
     now = datetime.now(UTC)
     # The batch's people share most words and prefixes: their index entries are made once;
     # and most domains: each is checked once.
@@ -356,7 +373,7 @@ async def _prepare(runtime: IntakeRuntime, job: _Job, first: int) -> _Batch:
     emails: set[str] = set()
     for start in range(0, len(rows), READY_SLICE):
         if start:
-            await asyncio.sleep(0)  # the batch before: its next statement goes out
+            await _give_way()  # the batch before: its next statement goes out
         firsts: list[ImportRow] = []
         for number, data in rows[start : start + READY_SLICE]:
             batch.counts.rows += 1
@@ -402,28 +419,36 @@ async def run_import(
         return 0
     handled = 0
     done = 0
-    ahead: asyncio.Future[_Batch] | None = asyncio.ensure_future(
-        _prepare(runtime, job, job.next_row)
-    )
-    try:
-        while ahead is not None:
-            batch = await ahead
-            ahead = None
-            done += 1
-            more = batch.next_row <= job.rows and (batches is None or done < batches)
-            if more and not stopping():
-                # Made ready while this batch is written (a task of its own, started before
-                # the transaction opens: it is in none).
-                ahead = asyncio.ensure_future(_prepare(runtime, job, batch.next_row))
-            committed = await _commit(runtime, job, batch, lead_ids)
-            if committed is None:
-                break  # another runner moved the import on meanwhile, or it is done
-            handled += committed
-    finally:
-        if ahead is not None:
-            ahead.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await ahead
+    # The staged rows read ahead on a connection of the run's own: a run holds two of the
+    # pool's (one batch at a time holds one, as a small import's request does).
+    async with contextlib.AsyncExitStack() as held:
+        reader = None
+        if batches != 1:
+            reader = await held.enter_async_context(runtime.pool.acquire())
+        ahead: asyncio.Future[_Batch] | None = asyncio.ensure_future(
+            _prepare(runtime, job, job.next_row, reader)
+        )
+        try:
+            while ahead is not None:
+                batch = await ahead
+                ahead = None
+                if stopping():
+                    break  # the batch made ready is dropped: the next run makes it again
+                done += 1
+                more = batch.next_row <= job.rows and (batches is None or done < batches)
+                if more and not stopping():
+                    # Made ready while this batch is written (a task of its own, started
+                    # before the transaction opens: it is in none).
+                    ahead = asyncio.ensure_future(_prepare(runtime, job, batch.next_row, reader))
+                committed = await _commit(runtime, job, batch, lead_ids)
+                if committed is None:
+                    break  # another runner moved the import on meanwhile, or it is done
+                handled += committed
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await ahead
     return handled
 
 
