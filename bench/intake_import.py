@@ -6,14 +6,15 @@ A fresh PostgreSQL (the devstack's, fsync on) gets intake's schema and a form. A
 contacts (email, first and last name, phone, captured_at, locale, time zone, consent with its
 time, a UTM source, a custom field) is imported with the service's own code, end to end:
 the request's part (`lead_intake.imports.service.import_csv`: the header checked, every row
-staged in one transaction) and then the import runner's batches (`import_batch`, each row
+staged in one transaction) and then the import runner's batches (`run_import`, each row
 checked, normalized and captured: lead, submission, data key, search index entries, the sealed
-funnel.lead.captured.v2 in the outbox) until the import is done. In the same run, the same
-bytes are loaded with `COPY ... FROM STDIN (FORMAT csv, HEADER)` into a plain table with the
-same columns (no checks, no events, no index): **ratio = import seconds / COPY seconds**, and
-rows/s of both. Each is run `--rounds` times (ABBA order), on a fresh schema each time. The
-importing process's own CPU time per row is printed too (rows per CPU second: what one core
-of its Python work allows, far less sensitive to a busy machine than rows/s).
+funnel.lead.captured.v2 in the outbox; the next batch made ready while one is written; with
+`--serial`, one batch at a time, for a comparison) until the import is done. In the same
+run, the same bytes are loaded with `COPY ... FROM STDIN (FORMAT csv, HEADER)` into a plain
+table with the same columns (no checks, no events, no index): **ratio = import seconds / COPY
+seconds**, and rows/s of both. Each is run `--rounds` times (ABBA order), on a fresh schema
+each time. The importing process's own CPU time per row is printed too (rows per CPU second:
+what one core of its Python work allows, far less sensitive to a busy machine than rows/s).
 """
 
 from __future__ import annotations
@@ -93,8 +94,8 @@ async def _fresh(dsn: str, schema: str) -> None:
 
 
 async def _import(
-    server: PostgresServer, schema: str, body: bytes, batch: int
-) -> tuple[float, float, float]:
+    server: PostgresServer, schema: str, body: bytes, batch: int, serial: bool
+) -> tuple[float, float, float, float]:
     dsn = server.dsn
     settings = IntakeSettings(
         database_url=dsn, db_schema=schema, import_inline_rows=0, import_batch_size=batch,
@@ -112,8 +113,13 @@ async def _import(
         pg_before = tree_cpu_seconds(server.pid or 0)
         started, cpu = time.perf_counter(), time.process_time()
         await service.import_csv(runtime, upload, io.BytesIO(body), hashlib.sha256(body).digest())
-        while await service.import_batch(runtime):
-            pass
+        staged = time.perf_counter() - started
+        if serial:  # each batch made ready, then written: no overlap (a comparison)
+            while await service.import_batch(runtime):
+                pass
+        else:  # the import runner's way: each batch made ready while the one before is written
+            while await service.run_import(runtime):
+                pass
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         # Before the pool closes: its backends' CPU goes with them.
         pg_cpu = tree_cpu_used(pg_before, tree_cpu_seconds(server.pid or 0))
@@ -125,7 +131,7 @@ async def _import(
         await pool.close()
     assert (done["status"], done["failed"]) == ("done", 0), dict(done)
     assert leads == events == done["imported"], (leads, events, dict(done))
-    return elapsed, cpu, pg_cpu
+    return elapsed, cpu, pg_cpu, staged
 
 
 async def _copy(server: PostgresServer, schema: str, body: bytes, rows: int) -> tuple[float, float]:
@@ -147,6 +153,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     times: dict[str, list[float]] = {"import": [], "copy": []}
     cpu: list[float] = []
     pg_cpu: dict[str, list[float]] = {"import": [], "copy": []}
+    staged: list[float] = []
     load_before = os.getloadavg()
     async with migrated_postgres("intake", MIGRATIONS, name="import") as server:
         order = ["copy", "import", "import", "copy"] * ((args.rounds + 1) // 2)
@@ -154,8 +161,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             schema = f"import_bench_{n}"
             await _fresh(server.dsn, schema)
             if which == "import":
-                seconds, used, pg_used = await _import(server, schema, body, args.batch)
+                seconds, used, pg_used, staging = await _import(
+                    server, schema, body, args.batch, args.serial
+                )
                 cpu.append(used)
+                staged.append(staging)
             else:
                 seconds, pg_used = await _copy(server, schema, body, args.rows)
             times[which].append(seconds)
@@ -170,9 +180,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "rows": args.rows,
         "batch": args.batch,
+        "pipelined": not args.serial,
         "bytes": len(body),
         "import_s": [round(t, 3) for t in times["import"]],
         "copy_s": [round(t, 3) for t in times["copy"]],
+        # Of import_s: the request's part (the file read and every row staged), the rest is
+        # the batches.
+        "staged_s": [round(t, 3) for t in staged],
         "import_rows_per_s": round(args.rows / imp),
         "copy_rows_per_s": round(args.rows / copy),
         "ratio_import_to_copy_time": round(imp / copy, 1),
@@ -183,10 +197,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "import_rows_per_cpu_s": round(args.rows / py_cpu),
         # PostgreSQL's own CPU (every backend) per row, for the import and for the COPY; and
         # the rows per second the two CPUs' work allows when nothing else runs (a batch's
-        # Python, then its statements: one after the other).
+        # Python, then its statements: one after the other) ...
         "import_pg_cpu_ms_per_row": round(1000 * pg_import / args.rows, 3),
         "copy_pg_cpu_ms_per_row": round(1000 * statistics.median(pg_cpu["copy"]) / args.rows, 4),
         "cpu_bound_rows_per_s": round(args.rows / (py_cpu + pg_import)),
+        # ... and when they overlap wholly (the runner's pipeline makes the next batch ready
+        # while PostgreSQL writes one): the larger of the two.
+        "overlap_bound_rows_per_s": round(args.rows / max(py_cpu, pg_import)),
         "load_average_1m": [round(load_before[0], 1), round(load_after[0], 1)],
     }
 
@@ -196,6 +213,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=500, help="rows per import transaction")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--serial",
+        action="store_true",
+        help="one batch at a time (made ready, then written), not the runner's pipeline",
+    )
     args = parser.parse_args(argv)
     result = asyncio.run(run(args))
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -117,18 +117,17 @@ async def record_batch(
     counts: BatchCounts,
     errors: Iterable[RowError],
 ) -> None:
-    """A batch done: its counts, its errors, its rows gone; the import done after its last."""
-    found = [(import_id, e.row, e.field, e.message[:1000]) for e in errors]
-    if found:
-        await conn.copy_records_to_table(
-            "import_errors", records=found, columns=["import_id", "row_no", "field", "message"]
-        )
+    """A batch done: its counts, its errors, its rows gone; the import done after its last.
+    One statement (one round trip of the batch's transaction)."""
+    found = list(errors)
     await conn.execute(
-        "DELETE FROM import_rows WHERE import_id = $1 AND row_no < $2", import_id, next_row
-    )
-    await conn.execute(
-        """UPDATE imports SET next_row = $2, imported = imported + $3, existing = existing + $4,
-               updated = updated + $5, failed = failed + $6,
+        """WITH bad AS (
+               INSERT INTO import_errors (import_id, row_no, field, message)
+               SELECT $1, r, f, m FROM unnest($7::int[], $8::text[], $9::text[]) AS e(r, f, m)),
+           gone AS (
+               DELETE FROM import_rows WHERE import_id = $1 AND row_no < $2)
+           UPDATE imports SET next_row = $2, imported = imported + $3,
+               existing = existing + $4, updated = updated + $5, failed = failed + $6,
                status = CASE WHEN $2 > rows THEN 'done' ELSE 'running' END,
                finished_at = CASE WHEN $2 > rows THEN now() END
            WHERE id = $1""",
@@ -138,6 +137,9 @@ async def record_batch(
         counts.existing,
         counts.updated,
         counts.failed,
+        [e.row for e in found],
+        [e.field for e in found],
+        [e.message[:1000] for e in found],
     )
 
 

@@ -1,4 +1,5 @@
-"""The import runner: works through the rows of waiting imports, one batch per transaction.
+"""The import runner: works through the rows of waiting imports, one batch per transaction,
+the next batch made ready while one is written (imports.service.run_import).
 
 Imports survive restarts (their rows wait in `import_rows`); several replicas share the work
 (each batch locks its import with SKIP LOCKED)."""
@@ -20,7 +21,8 @@ class ImportRunner(PollLoop):
 
     async def step(self) -> int:
         try:
-            return await service.import_batch(self.runtime)
+            # The whole import, batch after batch; a stop ends it after the batch being written.
+            return await service.run_import(self.runtime, stopping=lambda: self.stopping)
         except Problem as exc:
             if exc.status == 503:  # stage-tracker away: the stages cannot be checked yet
                 raise RetryLater(str(exc)) from exc

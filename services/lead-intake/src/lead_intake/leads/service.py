@@ -6,16 +6,15 @@ follows the same identity rules and emits the same contract events.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID, uuid4
 
 from funnel_contracts import Consent, LeadMerged
 from funnel_contracts.sealed import new_data_key
-from funnel_servicekit.outbox import enqueue_many, outbox_records
+from funnel_servicekit.outbox import OutboxRecord, enqueue_many, outbox_records
 from funnel_servicekit.problems import field_error, field_problem
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
 from lead_intake.activities.service import emit_waiting, first_tagged_visit
@@ -168,13 +167,25 @@ class NewPerson:
     stage_entered_at: datetime | None = None
 
 
-async def capture_new(
-    uow: UnitOfWork, form: Form, people: list[NewPerson], *, source: str, index: BlindIndex
-) -> list[UUID | None]:
-    """Inside the caller's unit of work: many new people by email at once (one statement for
-    their leads, submissions, keys and index entries; one for their events). The same rules
-    and the same funnel.lead.captured.v2 as `capture`, for people nobody had and nothing
-    waits for (the caller checks): a person whose email was taken meanwhile gets None."""
+@dataclass(frozen=True)
+class ReadyPerson:
+    """A new person made ready ahead of the transaction that writes them (`prepare_new`):
+    ids, data key, index entries, their sealed funnel.lead.captured.v2 encoded for the outbox,
+    and the values of their rows. Nothing here reads the database: whether the person is
+    new after all is for `write_new` to find, inside the transaction."""
+
+    lead_id: UUID
+    email: str | None
+    row: tuple[Any, ...]
+    record: OutboxRecord
+
+
+def prepare_new(
+    form: Form, people: list[NewPerson], *, source: str, index: BlindIndex, outbox_source: str
+) -> list[ReadyPerson]:
+    """Pure CPU work for new people by email (an import's batch, made while the batch before
+    it is written): the same rules and the same funnel.lead.captured.v2 as `capture`. The
+    events share one producer span (each carries its context), not one each."""
     made = [
         store.NewLead(
             uuid4(),
@@ -191,46 +202,41 @@ async def capture_new(
         )
         for p in people
     ]
-    # The statement goes out first; PostgreSQL writes while the events are sealed and encoded
-    # here (ids and keys are made above), and those of people whose email was taken meanwhile
-    # are dropped after.
-    write = asyncio.ensure_future(
-        store.create_leads(uow.conn, made, source=source, form_id=form.id)
+    events = [
+        lead_event(
+            _new_lead(new.id, p),
+            p.sub,
+            form,
+            key=new.data_key,
+            submission_id=new.submission_id,
+            source=source,
+            at=p.captured_at,
+            imported_stage=p.imported_stage,
+            stage_entered_at=p.stage_entered_at,
+        )
+        for p, new in zip(people, made, strict=True)
+    ]
+    records = outbox_records(events, source=outbox_source)
+    return [
+        ReadyPerson(new.id, new.sub.email, store.new_lead_row(new), record)
+        for new, record in zip(made, records, strict=True)
+    ]
+
+
+async def write_new(
+    uow: UnitOfWork, people: list[ReadyPerson], *, source: str, form: Form
+) -> list[UUID | None]:
+    """Inside the caller's unit of work: people made ready by `prepare_new` whom nobody had
+    and nothing waits for (the caller checks, in this transaction): their leads, submissions,
+    keys and index entries in one statement, their events in one more. A person whose email
+    was taken meanwhile gets None (and no event)."""
+    written = await store.create_leads(
+        uow.conn, [p.row for p in people], source=source, form_id=form.id
     )
-    try:
-        await asyncio.sleep(0)  # let the task send the statement
-        events = [
-            lead_event(
-                Lead(
-                    new.id,
-                    p.sub.email,
-                    p.sub.phone,
-                    p.sub.first_name,
-                    p.sub.last_name,
-                    p.captured_at,
-                    True,
-                ),
-                p.sub,
-                form,
-                key=new.data_key,
-                submission_id=new.submission_id,
-                source=source,
-                at=p.captured_at,
-                imported_stage=p.imported_stage,
-                stage_entered_at=p.stage_entered_at,
-            )
-            for p, new in zip(people, made, strict=True)
-        ]
-        # One producer span for the batch's events (each carries its context), not one each.
-        records = outbox_records(events, source=uow.outbox.source)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            await write  # never leave the statement running on the connection
-        raise
-    written = await write
-    kept = [r for r, new in zip(records, made, strict=True) if new.id in written]
-    await enqueue_many(uow.conn, uow.outbox.schema, kept)
-    return [new.id if new.id in written else None for new in made]
+    await enqueue_many(
+        uow.conn, uow.outbox.schema, [p.record for p in people if p.lead_id in written]
+    )
+    return [p.lead_id if p.lead_id in written else None for p in people]
 
 
 def _new_lead(lead_id: UUID, person: NewPerson) -> Lead:
