@@ -235,8 +235,6 @@ def generate(
     _edge_cases(rng, data)
     # Generators of their own: the data without them stays what it was for a seed.
     late_captures = _test_leads(random.Random(seed + 2), data, test_leads, days)
-    if offline:
-        _offline_touches(random.Random(seed + 3), data)
     # Late events: a share of stage events published after everything else.
     late = [
         i for i, e in enumerate(data.events) if isinstance(e, StageChanged) and rng.random() < 0.05
@@ -246,6 +244,8 @@ def generate(
     if merges:
         # A generator of its own: the data without merges stays what it was for a seed.
         _merges(random.Random(seed + 1), data, people, merges)
+    if offline:
+        _offline_touches(random.Random(seed + 3), data)
     if late_captures:
         at = data.merge_phase if data.merge_phase is not None else len(data.events)
         data.events[at:at] = late_captures
@@ -268,19 +268,7 @@ def _test_leads(rng: random.Random, data: Dataset, count: int, days: int) -> lis
         journey = _journey(rng, lead, captured)
         capture = journey[0]
         assert isinstance(capture, LeadCaptured)
-        test_capture = LeadCapturedV2(
-            lead_id=lead,
-            personal_data=_SEALED,
-            has_email=True,
-            has_phone=False,
-            landing_page=capture.landing_page,
-            submission_id=capture.submission_id,
-            form_id=capture.form_id,
-            funnel_id=capture.funnel_id,
-            utm=capture.utm,
-            captured_at=capture.captured_at,
-            test=True,
-        )
+        test_capture = _as_test(capture)
         if n % 2:
             held_back.append(test_capture)
             data.events += journey[1:]
@@ -290,15 +278,36 @@ def _test_leads(rng: random.Random, data: Dataset, count: int, days: int) -> lis
     return held_back
 
 
+def _as_test(capture: LeadCaptured) -> LeadCapturedV2:
+    """The capture of a test lead (v2 only carries the flag)."""
+    return LeadCapturedV2(
+        lead_id=capture.lead_id,
+        personal_data=_SEALED,
+        has_email=True,
+        has_phone=False,
+        landing_page=capture.landing_page,
+        submission_id=capture.submission_id,
+        form_id=capture.form_id,
+        funnel_id=capture.funnel_id,
+        utm=capture.utm,
+        captured_at=capture.captured_at,
+        test=True,
+    )
+
+
 def _offline_touches(rng: random.Random, data: Dataset) -> None:
     """Calls, meetings, events attended and notes logged about a share of the people that
-    have stage moves: at a random moment around their journey, at the very instant they
-    entered a stage (the touch counts at the stage entered), or before their first entry
-    (a touch at no stage)."""
+    have stage moves (a merged lead's too, before its merge): at a random moment around
+    their journey, at the very instant they entered a stage (the touch counts at the stage
+    entered), or before their first entry (a touch at no stage). Half the merged leads also
+    get one logged just before their merge that arrives after it (it counts for the
+    survivor)."""
+    first_phase = data.merge_phase if data.merge_phase is not None else len(data.events)
     moves: dict[UUID, list[datetime]] = {}
-    for e in data.events:
+    for e in data.events[:first_phase]:
         if isinstance(e, StageChanged):
             moves.setdefault(e.lead_id, []).append(e.changed_at)
+    logged: list[EventData] = []
     for lead, times in moves.items():
         if rng.random() >= 0.35:
             continue
@@ -312,17 +321,30 @@ def _offline_touches(rng: random.Random, data: Dataset) -> None:
             else:
                 span = int((last - first).total_seconds() // 60) + 5 * 24 * 60
                 at = first + timedelta(minutes=rng.randrange(span))
-            data.events.append(
-                ActivityRecorded(
-                    lead_id=lead,
-                    activity_id=_uuid(rng),
-                    activity_type=rng.choice(OFFLINE_ACTIVITY_TYPES),
-                    occurred_at=at,
-                    recorded_at=at + timedelta(minutes=rng.randrange(0, 120)),
-                    actor=rng.choice(("ana", "ben")),
-                    properties={"outcome": rng.choice(("reached", "voicemail", "booked"))},
-                )
-            )
+            logged.append(_offline(rng, lead, at))
+    in_flight: list[EventData] = []
+    for e in data.events[first_phase:]:
+        if isinstance(e, LeadMerged) and rng.random() < 0.5:
+            in_flight.append(_offline(rng, e.merged_lead_id, e.merged_at - timedelta(minutes=3)))
+    data.events[first_phase:first_phase] = logged
+    if data.merge_phase is not None:
+        data.merge_phase += len(logged)
+    if data.erase_phase is not None:
+        data.erase_phase += len(logged)
+        data.events[data.erase_phase : data.erase_phase] = in_flight
+        data.erase_phase += len(in_flight)
+
+
+def _offline(rng: random.Random, lead: UUID, at: datetime) -> ActivityRecorded:
+    return ActivityRecorded(
+        lead_id=lead,
+        activity_id=_uuid(rng),
+        activity_type=rng.choice(OFFLINE_ACTIVITY_TYPES),
+        occurred_at=at,
+        recorded_at=at + timedelta(minutes=rng.randrange(0, 120)),
+        actor=rng.choice(("ana", "ben")),
+        properties={"outcome": rng.choice(("reached", "voicemail", "booked"))},
+    )
 
 
 def _stage_at(events: list[EventData], lead: UUID, moment: datetime) -> str | None:
@@ -542,7 +564,7 @@ def in_funnel(events: list[EventData], funnel_id: str) -> list[EventData]:
 # for the leak watch's exactness test.
 LEAK_STAGES = ("awareness", "interest", "desire")
 LEAK_SOURCES = {"google": 22, "facebook": 14, "newsletter": 4}  # entries a day (weekdays)
-LEAK_RATES = {("awareness", "interest"): 0.55, ("interest", "desire"): 0.45}
+LEAK_RATES = {("awareness", "interest"): 0.6, ("interest", "desire"): 0.65}
 # How long a conversion takes: mostly within the watch's 7-day window, some exactly at its
 # edge (counted), a microsecond past it or days later (not counted).
 LEAK_DELAYS = (
@@ -569,11 +591,20 @@ class Drop:
 
 
 def leak_history(
-    seed: int, first: date, last: date, drop: Drop | None = None, funnel: str = FUNNEL
+    seed: int,
+    first: date,
+    last: date,
+    drop: Drop | None = None,
+    funnel: str = FUNNEL,
+    test_share: float = 0.0,
+    erased_share: float = 0.0,
 ) -> list[EventData]:
     """Leads entering `funnel` on every UTC day from `first` to `last` (fewer on weekends),
     from sources of different volume; each step converts at its rate after one of
-    LEAK_DELAYS, but for `drop`. Captures are v1 (as_v2 makes half of them v2)."""
+    LEAK_DELAYS, but for `drop`. Captures are v1 (as_v2 makes half of them v2), but for a
+    `test_share` of test leads (v2, `test`); an `erased_share` of the people are erased a
+    day after their last move. Test and erased leads convert like the rest, but at the
+    dropped step, where they keep the usual rate: counted, they would hide the drop."""
     rng = random.Random(seed)
     events: list[EventData] = []
     day = first
@@ -587,22 +618,31 @@ def leak_history(
                 capture = _capture(rng, lead, at)
                 medium, campaigns = SOURCES.get(source, ("x", ("y",)))
                 utm = Utm(source=source, medium=medium, campaign=campaigns[0])
-                events += [
-                    capture.model_copy(update={"utm": utm, "funnel_id": funnel}),
-                    _leak_stage(lead, funnel, LEAK_STAGES[0], at, None),
-                ]
+                kind = rng.random()
+                test, erased = kind < test_share, test_share <= kind < test_share + erased_share
+                captured: EventData = capture.model_copy(update={"utm": utm, "funnel_id": funnel})
+                if test:
+                    captured = _as_test(
+                        capture.model_copy(update={"utm": utm, "funnel_id": funnel})
+                    )
+                events += [captured, _leak_stage(lead, funnel, LEAK_STAGES[0], at, None)]
                 for a, b in itertools.pairwise(LEAK_STAGES):
                     rate = LEAK_RATES[(a, b)]
-                    if drop and (a, b, source) == (
-                        drop.from_stage,
-                        drop.to_stage,
-                        drop.source,
+                    if (
+                        drop
+                        and not (test or erased)
+                        and (a, b, source) == (drop.from_stage, drop.to_stage, drop.source)
                     ):
                         rate *= drop.factor if at.date() >= drop.since else 1.0
                     if rng.random() >= rate:
                         break
                     at = at + rng.choice(LEAK_DELAYS)
                     events.append(_leak_stage(lead, funnel, b, at, a))
+                if erased:
+                    erased_at = at + timedelta(days=1)
+                    events.append(
+                        LeadErased(lead_id=lead, request_id=_uuid(rng), erased_at=erased_at)
+                    )
         day += timedelta(days=1)
     return events
 
