@@ -580,14 +580,23 @@ LEAK_DELAYS = (
 
 @dataclass(frozen=True)
 class Drop:
-    """The leads of `source` entering from_stage on `since` or later reach to_stage at
-    `factor` of the usual rate."""
+    """The leads of `source` entering from_stage on `since` or later (and before `until`,
+    when the step recovers) reach to_stage at `factor` of the usual rate."""
 
     from_stage: str
     to_stage: str
     source: str
     factor: float
     since: date
+    until: date | None = None
+
+    def hits(self, step: tuple[str, str], source: str, entered: date) -> bool:
+        return (
+            step == (self.from_stage, self.to_stage)
+            and source == self.source
+            and self.since <= entered
+            and (self.until is None or entered < self.until)
+        )
 
 
 def leak_history(
@@ -628,12 +637,8 @@ def leak_history(
                 events += [captured, _leak_stage(lead, funnel, LEAK_STAGES[0], at, None)]
                 for a, b in itertools.pairwise(LEAK_STAGES):
                     rate = LEAK_RATES[(a, b)]
-                    if (
-                        drop
-                        and not (test or erased)
-                        and (a, b, source) == (drop.from_stage, drop.to_stage, drop.source)
-                    ):
-                        rate *= drop.factor if at.date() >= drop.since else 1.0
+                    if drop and not (test or erased) and drop.hits((a, b), source, at.date()):
+                        rate *= drop.factor
                     if rng.random() >= rate:
                         break
                     at = at + rng.choice(LEAK_DELAYS)

@@ -6,7 +6,8 @@ and reordered events), stable or with a real drop at one step of one source; rep
 consumes them from the real topics into the real PostgreSQL, the watch's check runs at a
 pinned instant (no test here depends on today's date: the watch's own loop is off), and
 `GET /v1/funnels/{funnel_id}/leaks` lists exactly the leaks the oracle finds, with their
-step, segment, counts, rates and p-value."""
+step, segment, counts, rates and p-value. A check a week later, once the step has recovered,
+resolves, keeps and opens exactly what the oracle says."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -26,7 +28,7 @@ from funnel_servicekit.db import create_pool
 from funnel_servicekit.unit_of_work import Outbox, Transactions
 from reporting.leaks.models import Rule
 from reporting.leaks.service import check
-from tests.integration.reporting_oracle import Oracle, leaks_opened
+from tests.integration.reporting_oracle import Oracle, leak_recovery, leaks_opened
 from tests.integration.reporting_support import get, own_people, publish_in_phases
 
 pytestmark = pytest.mark.integration
@@ -37,9 +39,26 @@ NOW = datetime(2026, 10, 20, 4, 30, tzinfo=UTC)
 TODAY = NOW.date()
 FIRST, LAST = TODAY - timedelta(days=44), TODAY - timedelta(days=1)
 DROP_SINCE = TODAY - timedelta(days=14)  # the current period's first cohort
+RECOVERED = TODAY - timedelta(days=7)  # the step converts as before from this cohort on
+LATER = NOW + timedelta(days=7)  # a check whose current cohorts are the recovered ones
 # The shipped rule but a smaller sample (FUNNEL_LEAK_MIN_ENTERED=50), so that a history of
 # some 1,500 leads tests both steps overall and per source.
 RULE = Rule(min_entered=50)
+_OPENING: dict[str, Any] = {
+    "window_days": RULE.window_days,
+    "current_days": RULE.current_days,
+    "baseline_days": RULE.baseline_days,
+    "min_entered": RULE.min_entered,
+    "min_expected": RULE.min_expected,
+    "false_alarm_budget": RULE.false_alarm_budget,
+}
+_RESOLVING: dict[str, Any] = {
+    "window_days": RULE.window_days,
+    "current_days": RULE.current_days,
+    "baseline_days": RULE.baseline_days,
+    "min_entered": RULE.min_entered,
+    "resolve_p": RULE.resolve_p,
+}
 # Steps and sources with the volume to tell a drop (newsletter's never has).
 DROPS = [
     ("awareness", "interest", "google"),
@@ -88,7 +107,7 @@ async def test_the_leaks_listed_are_those_an_independent_computation_finds(  # t
 ) -> None:
     stack, transactions = watched
     funnel = f"leaks-{next(_generated)}-{seed}"
-    change = None if drop is None else Drop(*drop[0], factor=drop[1], since=DROP_SINCE)
+    change = None if drop is None else Drop(*drop[0], drop[1], DROP_SINCE, until=RECOVERED)
     history = leak_history(
         seed, FIRST, LAST, change, funnel=funnel, test_share=0.04, erased_share=0.01
     )
@@ -101,16 +120,8 @@ async def test_the_leaks_listed_are_those_an_independent_computation_finds(  # t
     await check(transactions, RULE, NOW)
     body = await get(stack, f"/v1/funnels/{funnel}/leaks")
 
-    expected = leaks_opened(
-        Oracle(events),
-        TODAY,
-        window_days=RULE.window_days,
-        current_days=RULE.current_days,
-        baseline_days=RULE.baseline_days,
-        min_entered=RULE.min_entered,
-        min_expected=RULE.min_expected,
-        false_alarm_budget=RULE.false_alarm_budget,
-    )
+    oracle = Oracle(events)
+    expected = leaks_opened(oracle, TODAY, **_OPENING)
     got = {(i["from_stage"], i["to_stage"], i["segment"]): i for i in body["items"]}
     assert got.keys() == expected.keys()
     for key, ((n1, k1), (n2, k2), p) in expected.items():
@@ -131,10 +142,49 @@ async def test_the_leaks_listed_are_those_an_independent_computation_finds(  # t
         # and nothing but that step leaks (overall, or its source)
         assert {k[:2] for k in expected} == {(from_stage, to_stage)}
     # Checking again at the same instant opens nothing new and resolves nothing.
-    assert await check(transactions, RULE, NOW) == {"opened": 0, "resolved": 0}
+    await check(transactions, RULE, NOW)
     again = await get(stack, f"/v1/funnels/{funnel}/leaks")
     assert {i["leak_id"] for i in again["items"]} == {i["leak_id"] for i in body["items"]}
     assert list(LEAK_STAGES) == (await _stages(stack, funnel))
+
+    # A week later the current cohorts are those after the drop: the check resolves each
+    # leak whose step recovered against the baseline it was opened with, keeps the others
+    # open, and opens what leaks against the new baseline, all as the oracle says. The
+    # table is read for the resolved ones (the API lists them by the wall clock).
+    await check(transactions, RULE, LATER)
+    rows = await _leak_rows(stack, funnel)
+    first = {key: rows.pop(leak["leak_id"]) for key, leak in got.items()}
+    for key, (baseline, _, _) in expected.items():
+        resolved, current, p = leak_recovery(oracle, LATER.date(), key, baseline, **_RESOLVING)
+        row = first[key]
+        assert row["resolved_at"] == (LATER if resolved else None), key
+        assert (row["current_entered"], row["current_converted"]) == current, key
+        assert row["p_value"] == pytest.approx(p, rel=1e-6, abs=1e-15), key
+    still_open = {k for k, row in first.items() if row["resolved_at"] is None}
+    later = leaks_opened(oracle, LATER.date(), **_OPENING)
+    assert {(r["from_stage"], r["to_stage"], r["segment"]) for r in rows.values()} == (
+        later.keys() - still_open
+    )
+    for row in rows.values():
+        key = (row["from_stage"], row["to_stage"], row["segment"])
+        (n1, k1), (n2, k2), p = later[key]
+        assert (row["baseline_entered"], row["baseline_converted"]) == (n1, k1), key
+        assert (row["current_entered"], row["current_converted"]) == (n2, k2), key
+        assert (row["opened_at"], row["resolved_at"]) == (LATER, None), key
+    listed = await get(stack, f"/v1/funnels/{funnel}/leaks")
+    assert {i["leak_id"] for i in listed["items"] if i["resolved_at"] is None} == {
+        str(r["leak_id"]) for r in [*first.values(), *rows.values()] if r["resolved_at"] is None
+    }
+
+
+async def _leak_rows(stack: Stack, funnel: str) -> dict[str, dict[str, Any]]:
+    """The funnel's rows of reporting's leaks table, by leak id."""
+    conn = await asyncpg.connect(stack.postgres.dsn)
+    try:
+        found = await conn.fetch("SELECT * FROM reporting.leaks WHERE funnel_id = $1", funnel)
+    finally:
+        await conn.close()
+    return {str(r["leak_id"]): dict(r) for r in found}
 
 
 async def _stages(stack: Stack, funnel: str) -> list[str]:
