@@ -5,7 +5,12 @@ drop-offs and random delays, buy, renew (a third of renewals then cancel), get r
 touches; a share of them re-enter a
 stage, convert twice, resubmit from another campaign, or arrive late and duplicated. With
 `merges`, that many people also became a second lead that was then merged into their first
-(`funnel.lead.merged.v1`, published after everything else). The
+(`funnel.lead.merged.v1`, published after everything else). With `test_leads`, that many
+test leads (`funnel.lead.captured.v2` with `test`, decision 0032) live a whole journey like
+anyone; half of their captures are published only after the rest of the first phase, so
+what their earlier events added must be taken back. With `offline`, people at the business
+log calls, meetings, events attended and notes about a share of the people (offline
+touches), some at the very instant of a stage entry, some before the first one. The
 named edge cases are always present: a conversion exactly at the 14-day edge, a stage entered
 before the first step, a lead that converts twice, a lead captured at 00:30 UTC, two leads on
 either side of midnight in India (18:30 UTC).
@@ -13,9 +18,10 @@ either side of midnight in India (18:30 UTC).
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
@@ -34,6 +40,7 @@ from funnel_contracts import (
     TouchSent,
     Utm,
 )
+from funnel_contracts.events import OFFLINE_ACTIVITY_TYPES
 
 FUNNEL = "digital-sales"
 STAGES = ("awareness", "interest", "desire", "action", "loyalty")
@@ -60,6 +67,15 @@ class Dataset:
     merge_phase: int | None = None
     erase_phase: int | None = None
     merged: dict[UUID, UUID] = field(default_factory=dict)  # other lead -> survivor
+    # Test leads, and where their late captures begin (published once what precedes them
+    # is projected: the capture then takes back what the lead's other events added).
+    test_leads: set[UUID] = field(default_factory=set)
+    late_capture_phase: int | None = None
+
+    @property
+    def phases(self) -> tuple[int | None, ...]:
+        """Where each later phase begins (for `publish_in_phases`)."""
+        return (self.late_capture_phase, self.merge_phase, self.erase_phase)
 
 
 def _uuid(rng: random.Random) -> UUID:
@@ -200,7 +216,14 @@ def _journey(rng: random.Random, lead: UUID, captured: datetime) -> list[EventDa
     return events
 
 
-def generate(leads: int, seed: int = 7, days: int = 60, merges: int = 0) -> Dataset:
+def generate(
+    leads: int,
+    seed: int = 7,
+    days: int = 60,
+    merges: int = 0,
+    test_leads: int = 0,
+    offline: bool = False,
+) -> Dataset:
     rng = random.Random(seed)
     data = Dataset()
     people: list[UUID] = []
@@ -210,6 +233,8 @@ def generate(leads: int, seed: int = 7, days: int = 60, merges: int = 0) -> Data
         data.events += _journey(rng, lead, captured)
         people.append(lead)
     _edge_cases(rng, data)
+    # Generators of their own: the data without them stays what it was for a seed.
+    late_captures = _test_leads(random.Random(seed + 2), data, test_leads, days)
     # Late events: a share of stage events published after everything else.
     late = [
         i for i, e in enumerate(data.events) if isinstance(e, StageChanged) and rng.random() < 0.05
@@ -219,8 +244,107 @@ def generate(leads: int, seed: int = 7, days: int = 60, merges: int = 0) -> Data
     if merges:
         # A generator of its own: the data without merges stays what it was for a seed.
         _merges(random.Random(seed + 1), data, people, merges)
+    if offline:
+        _offline_touches(random.Random(seed + 3), data)
+    if late_captures:
+        at = data.merge_phase if data.merge_phase is not None else len(data.events)
+        data.events[at:at] = late_captures
+        data.late_capture_phase = at
+        if data.merge_phase is not None:
+            data.merge_phase += len(late_captures)
+        if data.erase_phase is not None:
+            data.erase_phase += len(late_captures)
     data.duplicates = [i for i in range(len(data.events)) if rng.random() < 0.03]
     return data
+
+
+def _test_leads(rng: random.Random, data: Dataset, count: int, days: int) -> list[EventData]:
+    """`count` test leads with whole journeys (stage moves, touches, orders, renewals); their
+    captures are v2 with `test`. Returns the captures held back for a later phase (half)."""
+    held_back: list[EventData] = []
+    for n in range(count):
+        lead = _uuid(rng)
+        captured = START + timedelta(minutes=rng.randrange(days * 24 * 60))
+        journey = _journey(rng, lead, captured)
+        capture = journey[0]
+        assert isinstance(capture, LeadCaptured)
+        test_capture = _as_test(capture)
+        if n % 2:
+            held_back.append(test_capture)
+            data.events += journey[1:]
+        else:
+            data.events += [test_capture, *journey[1:]]
+        data.test_leads.add(lead)
+    return held_back
+
+
+def _as_test(capture: LeadCaptured) -> LeadCapturedV2:
+    """The capture of a test lead (v2 only carries the flag)."""
+    return LeadCapturedV2(
+        lead_id=capture.lead_id,
+        personal_data=_SEALED,
+        has_email=True,
+        has_phone=False,
+        landing_page=capture.landing_page,
+        submission_id=capture.submission_id,
+        form_id=capture.form_id,
+        funnel_id=capture.funnel_id,
+        utm=capture.utm,
+        captured_at=capture.captured_at,
+        test=True,
+    )
+
+
+def _offline_touches(rng: random.Random, data: Dataset) -> None:
+    """Calls, meetings, events attended and notes logged about a share of the people that
+    have stage moves (a merged lead's too, before its merge): at a random moment around
+    their journey, at the very instant they entered a stage (the touch counts at the stage
+    entered), or before their first entry (a touch at no stage). Half the merged leads also
+    get one logged just before their merge that arrives after it (it counts for the
+    survivor)."""
+    first_phase = data.merge_phase if data.merge_phase is not None else len(data.events)
+    moves: dict[UUID, list[datetime]] = {}
+    for e in data.events[:first_phase]:
+        if isinstance(e, StageChanged):
+            moves.setdefault(e.lead_id, []).append(e.changed_at)
+    logged: list[EventData] = []
+    for lead, times in moves.items():
+        if rng.random() >= 0.35:
+            continue
+        first, last = min(times), max(times)
+        for _ in range(rng.choice((1, 1, 2, 3))):
+            kind = rng.random()
+            if kind < 0.25:
+                at = rng.choice(times)
+            elif kind < 0.35:
+                at = first - timedelta(hours=rng.randrange(1, 48))
+            else:
+                span = int((last - first).total_seconds() // 60) + 5 * 24 * 60
+                at = first + timedelta(minutes=rng.randrange(span))
+            logged.append(_offline(rng, lead, at))
+    in_flight: list[EventData] = []
+    for e in data.events[first_phase:]:
+        if isinstance(e, LeadMerged) and rng.random() < 0.5:
+            in_flight.append(_offline(rng, e.merged_lead_id, e.merged_at - timedelta(minutes=3)))
+    data.events[first_phase:first_phase] = logged
+    if data.merge_phase is not None:
+        data.merge_phase += len(logged)
+    if data.erase_phase is not None:
+        data.erase_phase += len(logged)
+        data.events[data.erase_phase : data.erase_phase] = in_flight
+        data.erase_phase += len(in_flight)
+
+
+def _offline(rng: random.Random, lead: UUID, at: datetime) -> ActivityRecorded:
+    return ActivityRecorded(
+        lead_id=lead,
+        activity_id=_uuid(rng),
+        activity_type=rng.choice(OFFLINE_ACTIVITY_TYPES),
+        occurred_at=at,
+        recorded_at=at + timedelta(minutes=rng.randrange(0, 120)),
+        actor=rng.choice(("ana", "ben")),
+        properties={"outcome": rng.choice(("reached", "voicemail", "booked"))},
+    )
 
 
 def _stage_at(events: list[EventData], lead: UUID, moment: datetime) -> str | None:
@@ -434,3 +558,110 @@ def in_funnel(events: list[EventData], funnel_id: str) -> list[EventData]:
         else e
         for e in events
     ]
+
+
+# Leak histories (decision 0047): daily entry cohorts per first-touch source on two steps,
+# for the leak watch's exactness test.
+LEAK_STAGES = ("awareness", "interest", "desire")
+LEAK_SOURCES = {"google": 22, "facebook": 14, "newsletter": 4}  # entries a day (weekdays)
+LEAK_RATES = {("awareness", "interest"): 0.6, ("interest", "desire"): 0.65}
+# How long a conversion takes: mostly within the watch's 7-day window, some exactly at its
+# edge (counted), a microsecond past it or days later (not counted).
+LEAK_DELAYS = (
+    timedelta(hours=2),
+    timedelta(hours=20),
+    timedelta(days=2, minutes=13),
+    timedelta(days=6),
+    timedelta(days=7),
+    timedelta(days=7, microseconds=1),
+    timedelta(days=11),
+)
+
+
+@dataclass(frozen=True)
+class Drop:
+    """The leads of `source` entering from_stage on `since` or later (and before `until`,
+    when the step recovers) reach to_stage at `factor` of the usual rate."""
+
+    from_stage: str
+    to_stage: str
+    source: str
+    factor: float
+    since: date
+    until: date | None = None
+
+    def hits(self, step: tuple[str, str], source: str, entered: date) -> bool:
+        return (
+            step == (self.from_stage, self.to_stage)
+            and source == self.source
+            and self.since <= entered
+            and (self.until is None or entered < self.until)
+        )
+
+
+def leak_history(
+    seed: int,
+    first: date,
+    last: date,
+    drop: Drop | None = None,
+    funnel: str = FUNNEL,
+    test_share: float = 0.0,
+    erased_share: float = 0.0,
+) -> list[EventData]:
+    """Leads entering `funnel` on every UTC day from `first` to `last` (fewer on weekends),
+    from sources of different volume; each step converts at its rate after one of
+    LEAK_DELAYS, but for `drop`. Captures are v1 (as_v2 makes half of them v2), but for a
+    `test_share` of test leads (v2, `test`); an `erased_share` of the people are erased a
+    day after their last move. Test and erased leads convert like the rest, but at the
+    dropped step, where they keep the usual rate: counted, they would hide the drop."""
+    rng = random.Random(seed)
+    events: list[EventData] = []
+    day = first
+    while day <= last:
+        midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        weekend = day.weekday() >= 5
+        for source, volume in LEAK_SOURCES.items():
+            for _ in range(round(volume * (0.5 if weekend else 1.0) * rng.uniform(0.85, 1.15))):
+                lead = _uuid(rng)
+                at = midnight + timedelta(microseconds=rng.randrange(24 * 3600 * 10**6))
+                capture = _capture(rng, lead, at)
+                medium, campaigns = SOURCES.get(source, ("x", ("y",)))
+                utm = Utm(source=source, medium=medium, campaign=campaigns[0])
+                kind = rng.random()
+                test, erased = kind < test_share, test_share <= kind < test_share + erased_share
+                captured: EventData = capture.model_copy(update={"utm": utm, "funnel_id": funnel})
+                if test:
+                    captured = _as_test(
+                        capture.model_copy(update={"utm": utm, "funnel_id": funnel})
+                    )
+                events += [captured, _leak_stage(lead, funnel, LEAK_STAGES[0], at, None)]
+                for a, b in itertools.pairwise(LEAK_STAGES):
+                    rate = LEAK_RATES[(a, b)]
+                    if drop and not (test or erased) and drop.hits((a, b), source, at.date()):
+                        rate *= drop.factor
+                    if rng.random() >= rate:
+                        break
+                    at = at + rng.choice(LEAK_DELAYS)
+                    events.append(_leak_stage(lead, funnel, b, at, a))
+                if erased:
+                    erased_at = at + timedelta(days=1)
+                    events.append(
+                        LeadErased(lead_id=lead, request_id=_uuid(rng), erased_at=erased_at)
+                    )
+        day += timedelta(days=1)
+    return events
+
+
+def _leak_stage(
+    lead: UUID, funnel: str, stage: str, at: datetime, prev: str | None
+) -> StageChanged:
+    return StageChanged(
+        lead_id=lead,
+        funnel_id=funnel,
+        funnel_version=1,
+        from_stage=prev,
+        to_stage=stage,
+        to_stage_position=LEAK_STAGES.index(stage),
+        reason="generated",
+        changed_at=at,
+    )

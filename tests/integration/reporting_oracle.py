@@ -6,6 +6,7 @@ questions the simplest way, lead by lead, so the exactness tests compare two imp
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
@@ -63,13 +64,23 @@ def merged_away(events: Sequence[EventData]) -> list[EventData]:
     return out
 
 
+def test_leads(events: Sequence[EventData]) -> set[UUID]:
+    """Leads captured as test leads (a v2 capture with `test`; v1 has no such flag): in no
+    report and no funnel count, whatever else they did, in whatever order it arrived."""
+    return {e.lead_id for e in events if isinstance(e, LeadCapturedV2) and e.test}
+
+
 class Oracle:
     def __init__(self, events: Sequence[EventData]) -> None:
         events = merged_away(events)
-        erased = {e.lead_id for e in events if isinstance(e, LeadErased)}
-        self.events = [e for e in events if e.lead_id not in erased]
+        left_out = {e.lead_id for e in events if isinstance(e, LeadErased)} | test_leads(events)
+        self.events = [e for e in events if e.lead_id not in left_out]
         self.stages: dict[UUID, set[tuple[datetime, int, str]]] = defaultdict(set)
+        # Each lead's captures and updates, in the order of the list (for attribution).
+        self.details: dict[UUID, list[EventData]] = defaultdict(list)
         for e in self.events:
+            if isinstance(e, CAPTURED + UPDATED):
+                self.details[e.lead_id].append(e)
             if isinstance(e, StageChanged):
                 self.stages[e.lead_id].add((e.changed_at, e.to_stage_position, e.to_stage))
 
@@ -78,7 +89,7 @@ class Oracle:
         return dict(now)
 
     def attribute(self, lead: UUID, breakdown: str, attribution: str) -> str:
-        captured = [e for e in self.events if isinstance(e, CAPTURED) and e.lead_id == lead]
+        captured = [e for e in self.details[lead] if isinstance(e, CAPTURED)]
         if attribution == "first":
             if not captured:
                 return "(unknown)"
@@ -91,8 +102,8 @@ class Oracle:
             (c.captured_at, c.form_id, c.landing_page, c.utm) for c in captured
         ] + [
             (u.updated_at, u.form_id, u.landing_page, u.last_touch_utm)
-            for u in self.events
-            if isinstance(u, UPDATED) and u.lead_id == lead
+            for u in self.details[lead]
+            if isinstance(u, UPDATED)
         ]
         touches.sort(key=lambda t: t[0])
         if breakdown in ("form", "landing_page"):
@@ -488,3 +499,108 @@ def revenue_by(
         rate = None if not seg_buyers else round(repeat / len(seg_buyers), 4)
         out[(segment, currency)] = (revenue, n_orders, refunds, len(customers), rate)
     return out
+
+
+def _leak_periods(
+    today: date, window_days: int, current_days: int, baseline_days: int
+) -> tuple[tuple[date, date], tuple[date, date]]:
+    """(baseline, current) entry-cohort days of a check on `today`. A cohort of UTC day d has
+    had the whole window once every lead of it could have used it: d + window_days has
+    ended, so the latest matured day is today - window_days - 1; the current period is the
+    `current_days` days up to it, the baseline the `baseline_days` before."""
+    latest = today - timedelta(days=window_days + 1)
+    current = (latest - timedelta(days=current_days - 1), latest)
+    baseline_last = current[0] - timedelta(days=1)
+    return (baseline_last - timedelta(days=baseline_days - 1), baseline_last), current
+
+
+def _step_counts(
+    oracle: Oracle, a: str, b: str, period: tuple[date, date], window_days: int
+) -> dict[str, tuple[int, int]]:
+    """(entered, converted) of step a -> b overall ("all") and per first-touch source."""
+    out = {}
+    for breakdown in (None, "source"):
+        groups = oracle.conversion([a, b], *period, "UTC", window_days, breakdown=breakdown)
+        for (_, segment), (entered, converted) in groups.items():
+            out["all" if breakdown is None else f"source:{segment}"] = (entered, converted)
+    return out
+
+
+def _drop_p(baseline: tuple[int, int], current: tuple[int, int]) -> float:
+    """One-sided p-value of the current rate being below the baseline's: the pooled
+    two-proportion z-test with Yates' correction (1.0 where it cannot be told)."""
+    from statistics import NormalDist
+
+    (n1, k1), (n2, k2) = baseline, current
+    if not n1 or not n2:
+        return 1.0
+    pooled = (k1 + k2) / (n1 + n2)
+    spread = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if spread == 0:
+        return 1.0
+    z = (k1 / n1 - k2 / n2 - (1 / n1 + 1 / n2) / 2) / spread
+    return NormalDist().cdf(-z)
+
+
+def leaks_opened(
+    oracle: Oracle,
+    today: date,
+    *,
+    window_days: int = 7,
+    current_days: int = 7,
+    baseline_days: int = 28,
+    min_entered: int = 100,
+    min_expected: int = 10,
+    false_alarm_budget: float = 0.05,
+) -> dict[tuple[str, str, str], tuple[tuple[int, int], tuple[int, int], float]]:
+    """What one check of the leak watch on `today` finds leaking (decision 0047), per
+    (from_stage, to_stage, segment): the baseline's and the current period's (entered,
+    converted) and the one-sided p-value of the drop.
+
+    Each consecutive pair of the funnel's stages (as the events show them) is a step,
+    tested overall ("all") and per first-touch source ("source:<value>") where both periods
+    hold `min_entered` leads and the current one `min_expected` conversions at the
+    baseline rate. The level is the budget shared by 91 daily checks of a quarter and by
+    this check's tests of the funnel."""
+    from itertools import pairwise
+
+    baseline, current = _leak_periods(today, window_days, current_days, baseline_days)
+    stages = [s for _, s in sorted({(pos, s) for e in oracle.stages.values() for _, pos, s in e})]
+    tested = {}
+    for a, b in pairwise(stages):
+        before = _step_counts(oracle, a, b, baseline, window_days)
+        now = _step_counts(oracle, a, b, current, window_days)
+        for segment in before.keys() | now.keys():
+            (n1, k1), (n2, k2) = before.get(segment, (0, 0)), now.get(segment, (0, 0))
+            if n1 >= min_entered and n2 >= min_entered and k1 / n1 * n2 >= min_expected:
+                tested[(a, b, segment)] = ((n1, k1), (n2, k2))
+    level = false_alarm_budget / 91 / max(len(tested), 1)
+    found = {}
+    for key, (before_counts, now_counts) in tested.items():
+        p = _drop_p(before_counts, now_counts)
+        if p < level:
+            found[key] = (before_counts, now_counts, p)
+    return found
+
+
+def leak_recovery(
+    oracle: Oracle,
+    today: date,
+    key: tuple[str, str, str],
+    opened_against: tuple[int, int],
+    *,
+    window_days: int = 7,
+    current_days: int = 7,
+    baseline_days: int = 28,
+    min_entered: int = 100,
+    resolve_p: float = 0.2,
+) -> tuple[bool, tuple[int, int], float]:
+    """A later check on `today` of the open leak of `key` (step and segment), opened
+    against the baseline `opened_against`: whether it resolves (the current period holds
+    `min_entered` leads and its drop against that baseline is no longer significant at
+    `resolve_p`), the current (entered, converted), and the p-value of the drop now."""
+    _, current = _leak_periods(today, window_days, current_days, baseline_days)
+    a, b, segment = key
+    now = _step_counts(oracle, a, b, current, window_days).get(segment, (0, 0))
+    p = _drop_p(opened_against, now)
+    return now[0] >= min_entered and p >= resolve_p, now, p

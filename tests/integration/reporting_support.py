@@ -5,10 +5,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID, uuid5
 
 import httpx
 
-from funnel_contracts import Envelope, EventData, encode
+from funnel_contracts import Envelope, EventData, LeadMerged, encode
 from funnel_contracts.topics import ALL_TOPICS
 from funnel_devstack.stack import Stack
 from funnel_servicekit.kafka import create_producer
@@ -85,3 +86,18 @@ async def get(stack: Stack, path: str, **params: Any) -> Any:
 
 def counts_by_group(body: dict[str, Any]) -> dict[tuple[str | None, str | None], list[int]]:
     return {(g["cohort"], g["segment"]): [s["leads"] for s in g["steps"]] for g in body["groups"]}
+
+
+def own_people(events: list[EventData], salt: str) -> list[EventData]:
+    """The same events with every lead id replaced by one derived from it and `salt`."""
+
+    def own(lead: UUID) -> UUID:
+        return uuid5(lead, salt)
+
+    out: list[EventData] = []
+    for e in events:
+        update: dict[str, UUID] = {"lead_id": own(e.lead_id)}
+        if isinstance(e, LeadMerged):
+            update["merged_lead_id"] = own(e.merged_lead_id)
+        out.append(e.model_copy(update=update))
+    return out

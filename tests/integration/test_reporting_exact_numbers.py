@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
-from uuid import UUID, uuid5
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -21,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.reporting_dataset import STAGES, Dataset, as_v2, generate, in_funnel
-from funnel_contracts import EventData, LeadMerged, StageChanged
+from funnel_contracts import LeadCapturedV2, LeadMerged, StageChanged
+from funnel_contracts.events import OFFLINE_ACTIVITY_TYPES
 from funnel_devstack.stack import Stack
 from tests.integration.kit_support import eventually
 from tests.integration.reporting_oracle import (
@@ -35,7 +35,12 @@ from tests.integration.reporting_oracle import (
     time_to_convert,
     touch_effectiveness,
 )
-from tests.integration.reporting_support import counts_by_group, get, publish_in_phases
+from tests.integration.reporting_support import (
+    counts_by_group,
+    get,
+    own_people,
+    publish_in_phases,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -47,12 +52,13 @@ ATTRIBUTIONS = ("first", "last")
 
 
 MERGES = 30  # people who became a second lead, merged into their first
+TEST_LEADS = 12  # whole journeys of test leads (decision 0032): in no report
 
 
 @pytest.fixture(scope="module")
 async def loaded(module_infra: Stack) -> AsyncIterator[tuple[Stack, Dataset, Oracle]]:
     stack = module_infra
-    data = generate(400, seed=11, merges=MERGES)
+    data = generate(400, seed=11, merges=MERGES, test_leads=TEST_LEADS, offline=True)
     # Half the people captured and updated with v2 events (sealed), as lead-intake writes now.
     data.events = as_v2(data.events)
     await stack._run_command("reporting", "migrate")
@@ -61,9 +67,7 @@ async def loaded(module_infra: Stack) -> AsyncIterator[tuple[Stack, Dataset, Ora
         await stack.wait_service_ready("reporting")
         # Topics are consumed independently: the merges go once the rest is projected, and
         # the numbers are final once the group has committed the end of every topic.
-        await publish_in_phases(
-            stack, data.events, data.duplicates, (data.merge_phase, data.erase_phase)
-        )
+        await publish_in_phases(stack, data.events, data.duplicates, data.phases)
         oracle = Oracle(data.events)
         expected = sum(oracle.snapshot().values())
 
@@ -405,7 +409,10 @@ async def test_touch_effectiveness_equals_the_brute_force_counts(loaded, tz, win
     }
     touched = {k: v for k, v in expected.items() if k[1]}
     assert {k: v for k, v in got.items() if k[1]} == touched
-    assert touched  # the data has touches
+    assert touched  # the data has touches, online and offline
+    assert {p for _, p in touched if p.startswith("offline:")} == {
+        f"offline:{t}" for t in OFFLINE_ACTIVITY_TYPES
+    }
     for (stage, playbook), counts in got.items():
         if not playbook:
             assert expected[(stage, "")] == counts
@@ -451,6 +458,28 @@ async def test_a_merged_person_counts_once(loaded) -> None:  # type: ignore[no-u
     assert counts_by_group(got) == oracle.conversion(STAGES, day, day, "UTC", 14)
 
 
+async def test_test_leads_count_nowhere(loaded) -> None:  # type: ignore[no-untyped-def]
+    """Test leads live whole journeys (moves, touches, orders, offline touches), half of them
+    captured only after the rest was projected: no report counts them. The oracle without
+    their flag counts exactly that many more people, and more money."""
+    stack, data, oracle = loaded
+    assert len(data.test_leads) == TEST_LEADS
+    flagged = [e for e in data.events if isinstance(e, LeadCapturedV2) and e.test]
+    assert {e.lead_id for e in flagged} == data.test_leads
+    assert data.late_capture_phase is not None
+    assert all(isinstance(e, LeadCapturedV2) for e in data.events[data.late_capture_phase :][:6])
+    unflagged = Oracle(
+        [e.model_copy(update={"test": False}) if e in flagged else e for e in data.events]
+    )
+    body = await get(stack, "/v1/funnels/digital-sales/snapshot")
+    assert body["total"] == sum(oracle.snapshot().values())
+    assert sum(unflagged.snapshot().values()) - body["total"] == TEST_LEADS
+    assert unflagged.revenue() != oracle.revenue()  # some test leads bought
+    got = await get(stack, "/v1/funnels/digital-sales/conversion", **_PERIOD, tz="UTC")
+    assert counts_by_group(got) == oracle.conversion(STAGES, START, END, "UTC", 14)
+    assert counts_by_group(got) != unflagged.conversion(STAGES, START, END, "UTC", 14)
+
+
 _generated = iter(range(1_000))
 _PERIOD = {"start": str(START), "end": str(END)}
 _MONEY_PERIOD = {"start": "2026-08-01", "end": "2027-03-31"}  # every order of the data
@@ -467,6 +496,7 @@ _MONEY_PERIOD = {"start": "2026-08-01", "end": "2027-03-31"}  # every order of t
     seed=st.integers(0, 10_000),
     leads=st.integers(5, 40),
     merges=st.integers(0, 5),
+    test_leads=st.integers(0, 4),
     tz=st.sampled_from(
         ["UTC", "Asia/Kolkata", "America/Los_Angeles", "Australia/Adelaide", "America/St_Johns"]
     ),
@@ -476,19 +506,20 @@ _MONEY_PERIOD = {"start": "2026-08-01", "end": "2027-03-31"}  # every order of t
     pair=st.sampled_from([(0, 1), (0, 2), (1, 3), (0, 4)]),
 )
 async def test_generated_histories_equal_the_brute_force_computation(  # type: ignore[no-untyped-def]
-    loaded, seed, leads, merges, tz, window, cohort, interval, pair
+    loaded, seed, leads, merges, test_leads, tz, window, cohort, interval, pair
 ) -> None:
     """Histories generated by hypothesis (v1 and v2 lead events, late, duplicated and
-    reordered events, an erasure, merges), each in a funnel of its own on the running
+    reordered events, an erasure, merges, test leads some of whose captures come last,
+    offline touches), each in a funnel of its own on the running
     service: every report, under every breakdown and attribution, and the CSV of each,
     equal the oracle's."""
     stack, _, _ = loaded
     funnel = f"generated-{next(_generated)}-{seed}"
-    data = generate(leads, seed=seed, merges=merges)
+    data = generate(leads, seed=seed, merges=merges, test_leads=test_leads, offline=True)
     # People of their own: a seed drawn again (or an example replayed) must not meet the
     # states, merges and erasures its lead ids left in the service before.
-    events = _own_people(in_funnel(as_v2(data.events), funnel), funnel)
-    await publish_in_phases(stack, events, data.duplicates, (data.merge_phase, data.erase_phase))
+    events = own_people(in_funnel(as_v2(data.events), funnel), funnel)
+    await publish_in_phases(stack, events, data.duplicates, data.phases)
     oracle = Oracle(events)
     path = f"/v1/funnels/{funnel}"
     local = {**_PERIOD, "tz": tz}
@@ -649,21 +680,6 @@ async def test_generated_histories_equal_the_brute_force_computation(  # type: i
         )
         for p in body["series"]
     } == subscription_series(oracle, START, date(2027, 1, 31), tz, interval)
-
-
-def _own_people(events: list[EventData], salt: str) -> list[EventData]:
-    """The same events with every lead id replaced by one derived from it and `salt`."""
-
-    def own(lead: UUID) -> UUID:
-        return uuid5(lead, salt)
-
-    out: list[EventData] = []
-    for e in events:
-        update: dict[str, UUID] = {"lead_id": own(e.lead_id)}
-        if isinstance(e, LeadMerged):
-            update["merged_lead_id"] = own(e.merged_lead_id)
-        out.append(e.model_copy(update=update))
-    return out
 
 
 async def _report(
