@@ -75,7 +75,7 @@ def _when(at: datetime) -> str:
     if offset is None:
         raise _Slow  # naive: the models would be the judge
     if not offset:
-        return at.replace(tzinfo=None).isoformat() + "Z"
+        return at.isoformat()[:-6] + "Z"  # "+00:00" -> "Z"
     if offset.seconds % 60 or offset.microseconds:
         raise _Slow  # pydantic drops an offset's seconds; rare enough to leave to it
     return at.isoformat()
