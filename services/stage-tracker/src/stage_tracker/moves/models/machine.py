@@ -346,10 +346,12 @@ def _target(
     answers = state.answer_values()
     forward: list[tuple[int, str]] = []
     backward: list[tuple[int, str]] = []
-    for pos, stage in enumerate(funnel.stages):
+    # Only the rules this kind of signal can satisfy: within a stage, the first that matches
+    # is the same as among all of them.
+    for pos, stage, rules in funnel.entry_rules_for(signal.kind):
         if stage.name == state.stage:
             continue
-        for rule in stage.enter_when:
+        for rule in rules:
             if rule.from_stages is not None and state.stage not in rule.from_stages:
                 continue
             if not _matches(rule.match, signal, state, answers):
@@ -368,7 +370,7 @@ def _target(
 
 
 def _lost_reason(funnel: FunnelDefinition, signal: Signal, state: LeadState) -> str | None:
-    for rule in funnel.lost_when:
+    for rule in funnel.lost_rules_for(signal.kind):
         # Answers that disqualify count only when this very signal brings them: a lead that
         # came back after being lost is not thrown out again for an old answer.
         if _matches(rule.match, signal, state, signal.answers):
