@@ -16,10 +16,13 @@ once onto a private broker's contract topics. Then, each round in a rotated orde
 each tracker run on a fresh, migrated database, until its inbox holds every event.
 
 Each tracker run also reports this process's CPU time per event over the timed span (the
-consumer runs in it; PostgreSQL and Kafka are other processes): on a busy machine events/s
-follow the load, CPU per event much less.
+consumer runs in it; PostgreSQL and Kafka are other processes) and PostgreSQL's (every
+backend of its server): on a busy machine events/s follow the load, CPU per event much less.
+Every record carries a traceparent of its own, as the services' outboxes write them
+(`--untraced`: none).
 
-Run: `.venv/bin/python -m bench.tracker_throughput [--leads 1000] [--rounds 2]`.
+Run: `.venv/bin/python -m bench.tracker_throughput [--leads 1000] [--rounds 2]
+[--targets bare,batched,per_event] [--untraced]`.
 Results: bench/results/tracker-<stamp>.json and .md.
 """
 
