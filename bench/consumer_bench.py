@@ -17,14 +17,16 @@ from funnel_devstack.stack import Stack
 from funnel_servicekit import migrations
 
 
-async def produce(bootstrap: str, events: list[EventData]) -> None:
-    """Every event onto its contract topic, as the services' outboxes would."""
+async def produce(bootstrap: str, events: list[EventData], *, traced: bool = False) -> None:
+    """Every event onto its contract topic, as the services' outboxes would (`traced`: each
+    with a W3C traceparent of its own, as their producer spans give it, sampled or not)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
     await producer.start()
     try:
         futures = []
         for event in events:
-            record = encode(Envelope.of(event, source="bench"))
+            trace = {"traceparent": f"00-{uuid4().hex}-{uuid4().hex[:16]}-00"} if traced else {}
+            record = encode(Envelope.of(event, source="bench", trace=trace))
             futures.append(
                 await producer.send(
                     event.topic, key=record.key, value=record.value, headers=record.headers

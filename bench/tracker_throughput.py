@@ -16,10 +16,13 @@ once onto a private broker's contract topics. Then, each round in a rotated orde
 each tracker run on a fresh, migrated database, until its inbox holds every event.
 
 Each tracker run also reports this process's CPU time per event over the timed span (the
-consumer runs in it; PostgreSQL and Kafka are other processes): on a busy machine events/s
-follow the load, CPU per event much less.
+consumer runs in it; PostgreSQL and Kafka are other processes) and PostgreSQL's (every
+backend of its server): on a busy machine events/s follow the load, CPU per event much less.
+Every record carries a traceparent of its own, as the services' outboxes write them
+(`--untraced`: none).
 
-Run: `.venv/bin/python -m bench.tracker_throughput [--leads 1000] [--rounds 2]`.
+Run: `.venv/bin/python -m bench.tracker_throughput [--leads 1000] [--rounds 2]
+[--targets bare,batched,per_event] [--untraced]`.
 Results: bench/results/tracker-<stamp>.json and .md.
 """
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -42,7 +46,7 @@ from aiokafka import AIOKafkaProducer
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS_DIR, log, median
+from bench.common import RESULTS_DIR, log, median, tree_cpu_seconds, tree_cpu_used
 from bench.consumer_bench import bare_consumer, fresh_database, produce
 from funnel_contracts import (
     ActivityRecorded,
@@ -62,6 +66,17 @@ from stage_tracker.moves.consumer import HANDLED, TOPICS, EventHandler
 from stage_tracker.settings import TrackerSettings
 
 TARGETS = ("bare", "batched", "per_event")
+# Printed when both targets ran: name -> (numerator, denominator) of the medians.
+RATIOS = {
+    "ratio": ("batched", "bare"),
+    "per_event_ratio": ("per_event", "bare"),
+    "speedup": ("batched", "per_event"),
+}
+LABELS = {
+    "bare": "bare aiokafka consumer",
+    "batched": "stage-tracker, batched",
+    "per_event": "stage-tracker, per event",
+}
 
 
 def dataset(leads: int) -> list[EventData]:
@@ -89,9 +104,12 @@ def dataset(leads: int) -> list[EventData]:
     return events
 
 
-async def tracker_consumer(stack: Stack, total: int, *, batched: bool) -> tuple[float, float]:
-    """Events per second through the tracker's consumer, and this process's CPU microseconds
-    per event over the same span (the consumer runs here; PostgreSQL and Kafka do not)."""
+async def tracker_consumer(
+    stack: Stack, total: int, *, batched: bool
+) -> tuple[float, float, float]:
+    """Events per second through the tracker's consumer, this process's CPU microseconds
+    per event over the same span (the consumer runs here; PostgreSQL and Kafka do not), and
+    PostgreSQL's (every backend's) CPU microseconds per event over it."""
     dsn = await fresh_database(stack, "tracker", MIGRATIONS)
     pool = await create_pool(dsn, "tracker", min_size=1, max_size=4)
     producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
@@ -114,6 +132,8 @@ async def tracker_consumer(stack: Stack, total: int, *, batched: bool) -> tuple[
     # does not hold: without this, every full collection walks 10,000 event models.
     freeze_startup_heap()
     task = asyncio.create_task(consumer.run())
+    pg_pid = stack.postgres.pid
+    assert pg_pid is not None
     try:
         started = None
         while (done := await pool.fetchval("SELECT count(*) FROM inbox")) < total:
@@ -122,11 +142,14 @@ async def tracker_consumer(stack: Stack, total: int, *, batched: bool) -> tuple[
             if done and started is None:
                 started, first = time.perf_counter(), int(done)
                 cpu_started = time.process_time()
+                pg_started = tree_cpu_seconds(pg_pid)
             await asyncio.sleep(0.05)
         if started is None:
             raise RuntimeError("the tracker finished before it could be timed; use more leads")
+        elapsed = time.perf_counter() - started
         cpu_us = (time.process_time() - cpu_started) / (total - first) * 1e6
-        return (total - first) / (time.perf_counter() - started), cpu_us
+        pg_us = tree_cpu_used(pg_started, tree_cpu_seconds(pg_pid)) / (total - first) * 1e6
+        return (total - first) / elapsed, cpu_us, pg_us
     finally:
         consumer.stop()
         await asyncio.wait_for(task, 30)
@@ -141,43 +164,55 @@ def _fresh_root() -> Path:
     return root
 
 
-async def measure(leads: int, rounds: int) -> dict[str, Any]:
+async def measure(
+    leads: int, rounds: int, targets: tuple[str, ...] = TARGETS, *, traced: bool = True
+) -> dict[str, Any]:
     root = _fresh_root()
     stack = Stack(root, StackPorts.free(), partitions=3, fast_postgres=False)
     try:
         await stack.start_infrastructure()
         await ensure_topics(stack.kafka_bootstrap, 3)
         events = dataset(leads)
-        await produce(stack.kafka_bootstrap, events)
+        await produce(stack.kafka_bootstrap, events, traced=traced)
         log(f"produced {len(events)} events for {leads} leads")
-        runs: dict[str, list[float]] = {name: [] for name in TARGETS}
-        cpu: dict[str, list[float]] = {name: [] for name in TARGETS if name != "bare"}
-        names = list(TARGETS)
+        runs: dict[str, list[float]] = {name: [] for name in targets}
+        cpu: dict[str, list[float]] = {name: [] for name in targets if name != "bare"}
+        pg: dict[str, list[float]] = {name: [] for name in cpu}
+        names = list(targets)
         for r in range(rounds):
-            for which in names[r % 3 :] + names[: r % 3]:  # rotated: no target always first
+            k = r % len(names)
+            for which in names[k:] + names[:k]:  # rotated: no target always first
                 if which == "bare":
                     rate = await bare_consumer(stack.kafka_bootstrap, TOPICS, len(events))
                 else:
-                    rate, cpu_us = await tracker_consumer(
+                    rate, cpu_us, pg_us = await tracker_consumer(
                         stack, len(events), batched=which == "batched"
                     )
                     cpu[which].append(cpu_us)
-                    log(f"round {r + 1} {which}: {cpu_us:.0f} µs of CPU per event")
+                    pg[which].append(pg_us)
+                    log(
+                        f"round {r + 1} {which}: {cpu_us:.0f} µs of CPU per event, PostgreSQL "
+                        f"{pg_us:.0f} µs (load average {os.getloadavg()[0]:.1f})"
+                    )
                 runs[which].append(rate)
                 log(f"round {r + 1} {which}: {rate:.0f} ev/s")
         medians = {name: median(rates) for name, rates in runs.items()}
-        return {
+        result: dict[str, Any] = {
             "leads": leads,
             "events": len(events),
             "rounds": rounds,
-            **{f"{name}_events_per_s": [round(x, 1) for x in runs[name]] for name in TARGETS},
-            **{f"{name}_median": round(medians[name], 1) for name in TARGETS},
+            **{f"{name}_events_per_s": [round(x, 1) for x in runs[name]] for name in runs},
+            **{f"{name}_median": round(medians[name], 1) for name in runs},
             **{f"{name}_cpu_us_per_event": [round(x, 1) for x in cpu[name]] for name in cpu},
             **{f"{name}_cpu_us_median": round(median(cpu[name]), 1) for name in cpu},
-            "ratio": round(medians["batched"] / medians["bare"], 4),
-            "per_event_ratio": round(medians["per_event"] / medians["bare"], 4),
-            "speedup": round(medians["batched"] / medians["per_event"], 2),
+            **{f"{name}_postgres_cpu_us_per_event": [round(x, 1) for x in pg[name]] for name in pg},
+            **{f"{name}_postgres_cpu_us_median": round(median(pg[name]), 1) for name in pg},
+            "traced": traced,
         }
+        for key, (a, b) in RATIOS.items():
+            if a in medians and b in medians:
+                result[key] = round(medians[a] / medians[b], 4)
+        return result
     finally:
         stack.down()
         shutil.rmtree(root, ignore_errors=True)
@@ -187,30 +222,54 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--targets",
+        default=",".join(TARGETS),
+        help="comma-separated subset of " + ", ".join(TARGETS) + " (e.g. `batched` alone)",
+    )
+    parser.add_argument(
+        "--untraced",
+        action="store_true",
+        help="records without trace headers (the figures before 2026-12-06 were made so)",
+    )
     args = parser.parse_args()
+    targets = tuple(t for t in TARGETS if t in args.targets.split(","))
+    if not targets:
+        parser.error(f"--targets: choose among {', '.join(TARGETS)}")
     # Tracing as the service sets it up: spans recorded only with an exporter configured, or
     # with OTEL_TRACES_SAMPLER=always_on (run once with it to see what recording costs).
     setup_tracing("stage-tracker")
-    result = asyncio.run(measure(args.leads, args.rounds))
+    result = asyncio.run(measure(args.leads, args.rounds, targets, traced=not args.untraced))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / f"tracker-{stamp}.json").write_text(json.dumps(result, indent=2))
+    rows = "".join(
+        f"| {LABELS[t]} | {result[f'{t}_median']} | {result[f'{t}_events_per_s']} |\n"
+        for t in targets
+    )
+    rows += "".join(
+        f"| {key.replace('_', ' ')} ({a} / {b}) | {result[key]} | |\n"
+        for key, (a, b) in RATIOS.items()
+        if key in result
+    )
+    cpu = ", ".join(
+        f"{t} {result[f'{t}_cpu_us_median']} (PostgreSQL {result[f'{t}_postgres_cpu_us_median']})"
+        for t in targets
+        if t != "bare"
+    )
     md = (
         f"# stage-tracker throughput, {stamp}\n\n"
         f"{result['events']} events ({result['leads']} leads x 5) on three topics, "
-        f"{result['rounds']} rounds, medians.\n\n"
-        "| target | events/s (median) | runs |\n| --- | ---: | --- |\n"
-        f"| bare aiokafka consumer | {result['bare_median']} | {result['bare_events_per_s']} |\n"
-        f"| stage-tracker, batched | {result['batched_median']} "
-        f"| {result['batched_events_per_s']} |\n"
-        f"| stage-tracker, per event | {result['per_event_median']} "
-        f"| {result['per_event_events_per_s']} |\n"
-        f"| **ratio batched / bare** | **{result['ratio']}** | |\n"
-        f"| ratio per event / bare | {result['per_event_ratio']} | |\n"
-        f"| batched / per event | {result['speedup']}x | |\n"
-        "\nCPU of the consumer's process per event (median µs; less sensitive to a busy "
-        f"machine than events/s): batched {result['batched_cpu_us_median']}, "
-        f"per event {result['per_event_cpu_us_median']}.\n"
+        f"{result['rounds']} rounds, medians; load average {os.getloadavg()[0]:.1f} at the end;"
+        f" records {'with' if result['traced'] else 'without'} trace headers."
+        "\n\n| target | events/s (median) | runs |\n| --- | ---: | --- |\n"
+        + rows
+        + (
+            "\nCPU of the consumer's process per event (median µs; less sensitive to a busy "
+            f"machine than events/s): {cpu}.\n"
+            if cpu
+            else ""
+        )
     )
     (RESULTS_DIR / f"tracker-{stamp}.md").write_text(md)
     print(md)

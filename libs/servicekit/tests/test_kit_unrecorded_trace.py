@@ -8,7 +8,12 @@ from opentelemetry import propagate
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, use_span
 
-from funnel_servicekit.telemetry import make_provider, spans_recorded, unrecorded_child_headers
+from funnel_servicekit.telemetry import (
+    UnrecordedParent,
+    make_provider,
+    spans_recorded,
+    unrecorded_child_headers,
+)
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENTS = [
@@ -16,6 +21,19 @@ PARENTS = [
     {"traceparent": f"00-{TRACE_ID}-b7ad6b7169203331-00"},  # not sampled upstream
     {"traceparent": f"00-{TRACE_ID}-b7ad6b7169203331-03"},  # random trace id flag
     {"traceparent": f"00-{TRACE_ID}-b7ad6b7169203331-01", "tracestate": "vendor=a,other=b"},
+]
+# Read by the propagators themselves, not the plain-traceparent shortcut: each must come out
+# as the SDK's spans make it (a new trace where the header is not valid).
+ODD_PARENTS = [
+    {"traceparent": f" 00-{TRACE_ID}-b7ad6b7169203331-01 "},  # blanks around it
+    {"traceparent": f"00-{TRACE_ID.upper()}-b7ad6b7169203331-01"},  # not lower-case hex
+    {"traceparent": f"00-{'0' * 32}-b7ad6b7169203331-01"},  # the invalid trace id
+    {"traceparent": f"00-{TRACE_ID}-{'0' * 16}-01"},  # the invalid span id
+    {"traceparent": f"ff-{TRACE_ID}-b7ad6b7169203331-01"},  # a forbidden version
+    {"traceparent": f"00-{TRACE_ID}-b7ad6b7169203331-01-extra"},  # version 00 with more
+    {"traceparent": f"01-{TRACE_ID}-b7ad6b7169203331-03-extra"},  # a later version may
+    {"traceparent": "garbage"},
+    {"traceparent": f"00-{TRACE_ID}-b7ad6b7169203331-01", "baggage": "k=v"},
 ]
 
 
@@ -81,3 +99,36 @@ def test_spans_are_skipped_only_when_the_provider_records_none(
     assert installed(make_provider("svc", InMemorySpanExporter(), {}))
     assert installed(make_provider("svc", None, {"OTEL_TRACES_SAMPLER": "always_on"}))
     assert installed(trace.NoOpTracerProvider())  # not ours: spans as usual
+
+
+def _same_trace(fast: dict[str, str], spans: dict[str, str], parent: dict[str, str]) -> None:
+    assert set(fast) == set(spans)
+    f, s = _parts(fast), _parts(spans)
+    assert (f[0], f[2], f[3]) == (s[0], s[2], s[3])
+    # The SDK continues a valid parent's trace (twice the same) and begins a new one otherwise.
+    again = _parts(_through_spans(make_provider("svc", None, {}), parent))[1]
+    if again == s[1]:
+        assert f[1] == s[1]  # the parent's trace goes on
+    else:
+        assert f[1] != s[1]  # each a new trace, as each consume span would begin
+
+
+@pytest.mark.parametrize("parent", PARENTS + ODD_PARENTS)
+def test_a_parent_read_once_gives_the_unrecorded_spans_headers(parent: dict[str, str]) -> None:
+    provider = make_provider("svc", None, {})
+    read = UnrecordedParent.of(parent)
+    _same_trace(read.child_headers(), _through_spans(provider, parent), parent)
+    _same_trace(unrecorded_child_headers(parent), _through_spans(provider, parent), parent)
+
+
+@pytest.mark.parametrize("parent", [PARENTS[0], PARENTS[3], {}, {"traceparent": "garbage"}])
+def test_what_one_event_emits_shares_its_trace_each_with_a_span_of_its_own(
+    parent: dict[str, str],
+) -> None:
+    """Several outbox spans under one consume span: one trace, as many span ids."""
+    read = UnrecordedParent.of(parent)
+    children = [_parts(read.child_headers()) for _ in range(20)]
+    assert len({c[1] for c in children}) == 1
+    assert int(children[0][1], 16) != 0
+    spans = {read.child_headers()["traceparent"].split("-")[2] for _ in range(20)}
+    assert len(spans) == 20

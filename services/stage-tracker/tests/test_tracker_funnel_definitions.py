@@ -107,3 +107,22 @@ def test_text_that_is_not_yaml_names_its_line() -> None:
 def test_yes_and_no_stay_text() -> None:
     funnel = parse_definition(default_source("digital-sales"))
     assert funnel.scoring.fit[0].values[0] == "yes"
+
+
+@pytest.mark.parametrize("funnel_id", sorted(default_funnels()))
+def test_the_rules_a_signal_kind_can_satisfy_are_worked_out_once_in_order(funnel_id: str) -> None:
+    """The machine reads only the rules a kind can satisfy (their event is the kind, or unset):
+    every such rule, no other, in the definition's order, the same object on every call."""
+    funnel = default_funnels()[funnel_id]
+    kinds = {r.match.event for s in funnel.stages for r in s.enter_when}
+    kinds |= {r.match.event for r in funnel.lost_when}
+    for kind in [*sorted(k for k in kinds if k), "no-such-kind"]:
+        expected = [
+            (pos, stage, tuple(r for r in stage.enter_when if r.match.event in (None, kind)))
+            for pos, stage in enumerate(funnel.stages)
+        ]
+        assert list(funnel.entry_rules_for(kind)) == [e for e in expected if e[2]]
+        lost = [r for r in funnel.lost_when if r.match.event in (None, kind)]
+        assert list(funnel.lost_rules_for(kind)) == lost
+        assert funnel.entry_rules_for(kind) is funnel.entry_rules_for(kind)
+    assert any(funnel.entry_rules_for(k) for k in kinds if k)  # the test reads real rules

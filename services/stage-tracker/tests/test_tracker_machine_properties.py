@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import FrozenInstanceError, fields, replace
 from datetime import datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tracker_signals import at
 
 from stage_tracker.funnels.models.defaults import default_funnels
 from stage_tracker.funnels.models.definition import FunnelDefinition
-from stage_tracker.moves.models.machine import LeadState, Move, apply, capture, on_timer
+from stage_tracker.moves.models.machine import (
+    LeadState,
+    Move,
+    apply,
+    capture,
+    evolve,
+    on_timer,
+)
 from stage_tracker.scoring.models.signals import CAPTURED, Signal
 
 FUNNELS = default_funnels()
@@ -129,3 +138,35 @@ def test_a_late_event_never_moves_a_lead_back_or_out(funnel_id: str, items: list
             for m in moves:
                 assert funnel.in_line(m.to_stage)
                 assert funnel.position(m.to_stage) > funnel.position(before.stage)
+
+
+def _states(funnel: FunnelDefinition, items: list[Signal | datetime]) -> list[LeadState]:
+    """Every state a lead passes through (the first is the capture's)."""
+    final, _, steps = fold(funnel, items)
+    return [state for _, state, _ in steps] + [final]
+
+
+@settings(max_examples=100, deadline=None)
+@given(events=signals(), data=st.data())
+def test_evolve_is_dataclasses_replace(
+    events: list[Signal | datetime], data: st.DataObject
+) -> None:
+    """The machine's cheap copy of a state is the state `dataclasses.replace` makes, for any
+    subset of the fields changed to any other state's values; the original stays as it was."""
+    states = _states(FUNNELS["digital-sales"], events)
+    base, other = data.draw(st.sampled_from(states)), data.draw(st.sampled_from(states))
+    names = data.draw(st.sets(st.sampled_from([f.name for f in fields(LeadState)])))
+    changes = {name: getattr(other, name) for name in names}
+    before = replace(base)
+    made = evolve(base, **changes)
+    assert made == replace(base, **changes)
+    assert type(made) is LeadState
+    assert base == before
+    with pytest.raises(FrozenInstanceError):
+        made.stage = "x"  # type: ignore[misc]
+
+
+def test_evolve_refuses_a_field_the_state_does_not_have() -> None:
+    [state] = _states(FUNNELS["digital-sales"], [])
+    with pytest.raises(TypeError, match="stag"):
+        evolve(state, stag="interest")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -297,11 +298,10 @@ class InboxConsumer:
             log.warning("batch handler failed; record by record", extra={"error": repr(exc)})
             return False
         self._processed.extend((d.topic, d.envelope.time) for d in deliveries)
-        for record, envelope, event in decoded:
-            if event is None:
-                metrics.EVENTS_CONSUMED.labels(record.topic, envelope.type, "ignored").inc()
-        for topic, event_type, outcome in outcomes:
-            metrics.EVENTS_CONSUMED.labels(topic, event_type, outcome).inc()
+        outcomes += [(r.topic, e.type, "ignored") for r, e, ev in decoded if ev is None]
+        # Counted once per (topic, type, outcome) of the batch, not once per event.
+        for (topic, event_type, outcome), n in Counter(outcomes).items():
+            metrics.EVENTS_CONSUMED.labels(topic, event_type, outcome).inc(n)
         return True
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -24,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
 
 from funnel_contracts import Envelope, EventData, KafkaRecord, encode
+from funnel_contracts.envelope import json_text
 from funnel_servicekit import metrics
 from funnel_servicekit.kafka import FATAL_PRODUCER_ERRORS, ProducerFactory, RenewableProducer
 from funnel_servicekit.loops import ListenOn, PollLoop, RetryLater
@@ -31,8 +31,6 @@ from funnel_servicekit.telemetry import current_trace_headers
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
-# The headers column as json.dumps writes it (the pool's jsonb codec), made once.
-_JSON = json.JSONEncoder()
 
 
 def _channel(schema: str) -> str:
@@ -112,16 +110,18 @@ def outbox_record_json(
     source: str,
     event_id: str | None = None,
     trace: Mapping[str, str] | None = None,
+    value: bytes | None = None,
 ) -> OutboxRecord:
     """`outbox_record` for an event already in its JSON form: `data` exactly as the event
     model's `model_dump(mode="json")` (a hot path that builds it directly must hold its bytes
-    equal to the model's in a test), `subject` its lead id."""
+    equal to the model's in a test), `subject` its lead id; `value`, when given, `data`
+    already encoded (`funnel_contracts.json_text(data)`, byte for byte, held so in a test)."""
     event_id = event_id or str(uuid4())
     headers = _producer_trace(event_type, topic, event_id) if trace is None else dict(trace)
     envelope = Envelope(
         type=event_type, source=source, subject=subject, data=data, id=event_id, trace=headers
     )
-    return OutboxRecord(topic, envelope, encode(envelope))
+    return OutboxRecord(topic, envelope, encode(envelope, value=value))
 
 
 def _producer_trace(event_type: str, topic: str, event_id: str) -> dict[str, str]:
@@ -170,7 +170,8 @@ async def enqueue_many(
         [r.topic for r in records],
         [r.record.key for r in records],
         [r.record.value for r in records],
-        [_JSON.encode([[k, v.decode()] for k, v in r.record.headers]) for r in records],
+        # The headers column as json.dumps writes it (the pool's jsonb codec).
+        [json_text([[k, v.decode()] for k, v in r.record.headers]) for r in records],
         [r.envelope.type for r in records],
         _channel(schema),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -25,7 +25,7 @@ from funnel_contracts import (
     OwnerAssigned,
     StageMoveRequested,
 )
-from funnel_contracts.lead_reader import lead_details
+from funnel_contracts.lead_reader import LEAD_DETAIL_EVENTS, lead_details
 from funnel_servicekit.inbox import Delivery, consume_span
 from funnel_servicekit.telemetry import spans_recorded
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
@@ -257,27 +257,22 @@ async def _apply(
     event: EventData,
 ) -> None:
     lead_id = event.lead_id
-    if isinstance(event, LeadErased):
-        leads.erase(lead_id, event.erased_at)
+    # The class compared, not isinstance'd (contract models are never subclassed; an
+    # isinstance through pydantic's metaclass costs several times more, for every event).
+    kind = type(event)
+    if kind is LeadErased:
+        leads.erase(lead_id, cast(LeadErased, event).erased_at)
         return
     if lead_id in leads.erased:
         return  # a straggler for a forgotten person: keep nothing
-    if isinstance(event, LeadMerged):
-        await _merge(leads, registry, event, envelope.id)
-        return
-    if isinstance(event, StageMoveRequested):
-        # A manual or timer move read back: live it was made already; a rebuild makes it.
-        await move(leads, registry, MoveCommand.read_back(event, envelope.id))
-        return
-    if isinstance(event, OwnerAssigned):
-        # An owner change read back: live it was made already; a rebuild makes it.
-        await set_owner(leads, registry, OwnerCommand.read_back(event, envelope.id))
+    if kind in _COMMANDS:
+        await _command(leads, registry, envelope, event)
         return
     conn = leads.uow.conn
-    details = lead_details(event)
+    details = lead_details(event) if kind in _LEAD_DETAIL_EVENTS else None
     if details is not None and not details.new and details.funnel_id is not None:
         await registry.latest(conn, details.funnel_id)  # an unknown funnel is refused
-    signal = signal_of(event, envelope.id)
+    signal = signal_of(event, envelope.id, details)
     if signal is None:
         return
     state = leads.state(lead_id)
@@ -301,6 +296,24 @@ async def _apply(
         points = funnel.scoring.engagement.get(s.kind, 0.0)
         leads.record_signal(lead_id, s, points, applied=True)
     leads.save(lead_id, outcome, funnel)
+
+
+_COMMANDS = frozenset({LeadMerged, StageMoveRequested, OwnerAssigned})
+_LEAD_DETAIL_EVENTS = frozenset(LEAD_DETAIL_EVENTS)
+
+
+async def _command(
+    leads: LeadBatch, registry: FunnelRegistry, envelope: Envelope, event: EventData
+) -> None:
+    """A merge, or one of the tracker's own commands read back."""
+    if isinstance(event, LeadMerged):
+        await _merge(leads, registry, event, envelope.id)
+    elif isinstance(event, StageMoveRequested):
+        # A manual or timer move read back: live it was made already; a rebuild makes it.
+        await move(leads, registry, MoveCommand.read_back(event, envelope.id))
+    elif isinstance(event, OwnerAssigned):
+        # An owner change read back: live it was made already; a rebuild makes it.
+        await set_owner(leads, registry, OwnerCommand.read_back(event, envelope.id))
 
 
 async def _merge(

@@ -113,6 +113,40 @@ class FunnelDefinition:
     def stage(self, name: str) -> Stage:
         return self.stages[self.stage_names.index(name)]
 
+    @cached_property
+    def _by_kind(self) -> dict[str, tuple[tuple[EntryRuleSet, ...], tuple[LostRule, ...]]]:
+        return {}
+
+    def _rules_for(self, kind: str) -> tuple[tuple[EntryRuleSet, ...], tuple[LostRule, ...]]:
+        cached = self._by_kind.get(kind)
+        if cached is None:
+            entry = tuple(
+                (pos, stage, rules)
+                for pos, stage in enumerate(self.stages)
+                if (rules := tuple(r for r in stage.enter_when if _may_match(r.match, kind)))
+            )
+            lost = tuple(r for r in self.lost_when if _may_match(r.match, kind))
+            cached = self._by_kind[kind] = (entry, lost)
+        return cached
+
+    def entry_rules_for(self, kind: str) -> tuple[EntryRuleSet, ...]:
+        """(position, stage, its entry rules) for the rules a signal of `kind` can satisfy
+        (their event is `kind` or unset), in the definition's order; stages with none are
+        left out. Worked out once per kind (the machine asks for every event)."""
+        return self._rules_for(kind)[0]
+
+    def lost_rules_for(self, kind: str) -> tuple[LostRule, ...]:
+        """The lost rules a signal of `kind` can satisfy, in order (as `entry_rules_for`)."""
+        return self._rules_for(kind)[1]
+
+
+# A stage's position, the stage and those of its entry rules a signal kind can satisfy.
+EntryRuleSet = tuple[int, Stage, tuple[EntryRule, ...]]
+
+
+def _may_match(match: Match, kind: str) -> bool:
+    return match.event is None or match.event == kind
+
 
 class UnknownFunnel(LookupError):
     """An event or request names a funnel (or a version of it) this tracker does not know."""

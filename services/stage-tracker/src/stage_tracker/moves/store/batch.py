@@ -21,10 +21,15 @@ from funnel_servicekit.outbox import (
     outbox_record,
     outbox_record_json,
 )
-from funnel_servicekit.telemetry import unrecorded_child_headers
+from funnel_servicekit.telemetry import UnrecordedParent
 from funnel_servicekit.unit_of_work import UnitOfWork
 from stage_tracker.funnels.models.definition import FunnelDefinition
-from stage_tracker.moves.models.events import TOPIC, outcome_event_data, outcome_events
+from stage_tracker.moves.models.events import (
+    TOPIC,
+    outcome_event_data,
+    outcome_event_json,
+    outcome_events,
+)
 from stage_tracker.moves.models.machine import LeadState, Move, Outcome, timer_due
 from stage_tracker.moves.store import leads as store
 from stage_tracker.scoring.models.decay import half_life_seconds
@@ -45,6 +50,7 @@ class LeadBatch:
     # The trace headers of the event being applied when no span is recorded (see `tracing`):
     # what it emits carries a child of that trace, made without spans. None: spans as usual.
     _parent_trace: Mapping[str, str] | None = None
+    _parent: UnrecordedParent | None = None  # `_parent_trace` read, at its first emit
 
     @classmethod
     async def load(
@@ -99,10 +105,14 @@ class LeadBatch:
         """What is emitted from now on carries a child of `parent` (an event's trace headers)
         made without spans, for a consumer that records none; None: the current span's."""
         self._parent_trace = parent
+        self._parent = None
 
     def _trace(self) -> dict[str, str] | None:
-        parent = self._parent_trace
-        return None if parent is None else unrecorded_child_headers(parent)
+        if self._parent_trace is None:
+            return None
+        if self._parent is None:  # read once per consumed event, for all it emits
+            self._parent = UnrecordedParent.of(self._parent_trace)
+        return self._parent.child_headers()
 
     def emit(self, event: EventData, *, event_id: str | None = None) -> None:
         """Encode an event for the outbox now (in the current span: it carries its trace);
@@ -116,7 +126,7 @@ class LeadBatch:
         """`emit` for a stage.changed or lead.scored already in its JSON form."""
         record = outbox_record_json(
             event_type, TOPIC, data["lead_id"], data, source=self.uow.outbox.source,
-            trace=self._trace(),
+            trace=self._trace(), value=outcome_event_json(event_type, data),
         )  # fmt: skip
         self._outbox.append(record)
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
+from json.encoder import encode_basestring_ascii as _string  # json.dumps of a str
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
+from funnel_contracts.envelope import json_text
 from stage_tracker.moves.models.machine import Answer, LeadState, Move
 from stage_tracker.scoring.models.decay import decay_key
 from stage_tracker.scoring.models.score import Contribution, Score
@@ -90,7 +92,7 @@ def _state(row: asyncpg.Record, signals: list[asyncpg.Record]) -> LeadState:
 
 
 def _answers_json(state: LeadState) -> str:
-    return json.dumps(
+    return json_text(
         {
             k: {"value": a.value, "at": a.at.isoformat(), "event_id": a.event_id}
             for k, a in state.answers.items()
@@ -123,7 +125,7 @@ async def save_states(conn: asyncpg.Connection, states: Sequence[SavedState]) ->
         row = (
             lead_id, state.funnel_id, state.funnel_version, state.stage, state.stage_entered_at,
             state.previous_stage, score.fit, score.engagement, score.total, score.temperature,
-            json.dumps(_answers_json(state)), state.last_activity_at, state.as_of, timer_due_at,
+            _string(_answers_json(state)), state.last_activity_at, state.as_of, timer_due_at,
             state.owner, half_life, key.sign, key.key,
         )  # fmt: skip
         for col, value in zip(cols, row, strict=True):
@@ -185,7 +187,7 @@ async def record_signals(
         [s.occurred_at for _, s, _, _ in signals],
         [points for _, _, points, _ in signals],
         [applied for _, _, _, applied in signals],
-        [json.dumps(json.dumps(s.to_json())) for _, s, _, _ in signals],
+        [_string(json_text(s.to_json())) for _, s, _, _ in signals],
     )
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from funnel_contracts import ActivityRecorded, ConsentChanged, EventData, TouchClicked, TouchOpened
-from funnel_contracts.lead_reader import lead_details
+from funnel_contracts.lead_reader import LeadDetails, lead_details
 from stage_tracker.funnels.models.definition import PropertyValue
 
 CAPTURED = "captured"
@@ -73,10 +73,34 @@ def _answers(raw: Mapping[str, str]) -> dict[str, str]:
     return {k.strip().lower(): v.strip().lower() for k, v in raw.items() if v.strip()}
 
 
-def signal_of(event: EventData, event_id: str) -> Signal | None:
-    """The signal an event carries, or None for events that mean nothing to a stage."""
+def signal_of(event: EventData, event_id: str, lead: LeadDetails | None = None) -> Signal | None:
+    """The signal an event carries, or None for events that mean nothing to a stage.
+
+    `lead`: the event's `lead_details` when the caller has read them already. The event's
+    class is compared, not `isinstance`d: contract models are never subclassed, and an
+    isinstance check through pydantic's metaclass costs several times more (a consumer
+    asks for every event).
+    """
     t = event.event_type
-    lead = lead_details(event)  # captured or updated, whatever the version
+    kind = type(event)
+    if kind is ActivityRecorded:
+        activity = cast(ActivityRecorded, event)
+        properties: dict[str, PropertyValue] = dict(activity.properties)
+        if activity.amount is not None:
+            properties["amount"] = float(activity.amount)
+        if activity.currency is not None:
+            properties["currency"] = activity.currency
+        return Signal(event_id, t, activity.activity_type, activity.occurred_at, properties)
+    if kind is TouchClicked:
+        return Signal(event_id, t, TOUCH_CLICKED, cast(TouchClicked, event).clicked_at)
+    if kind is TouchOpened:
+        return Signal(event_id, t, TOUCH_OPENED, cast(TouchOpened, event).opened_at)
+    if kind is ConsentChanged:
+        consent = cast(ConsentChanged, event)
+        category = CONSENT_GRANTED if consent.granted else UNSUBSCRIBED
+        return Signal(event_id, t, category, consent.changed_at, {"category": consent.category})
+    if lead is None:
+        lead = lead_details(event)  # captured or updated, whatever the version
     if lead is not None:
         if lead.source == MANUAL_CORRECTION:
             return None  # a colleague corrected the details: the person did nothing
@@ -93,18 +117,4 @@ def signal_of(event: EventData, event_id: str) -> Signal | None:
                 event_id, t, CAPTURED, lead.at, imported, answers=answers, funnel_id=lead.funnel_id
             )
         return Signal(event_id, t, UPDATED, lead.at, answers=answers)
-    if isinstance(event, ActivityRecorded):
-        properties: dict[str, PropertyValue] = dict(event.properties)
-        if event.amount is not None:
-            properties["amount"] = float(event.amount)
-        if event.currency is not None:
-            properties["currency"] = event.currency
-        return Signal(event_id, t, event.activity_type, event.occurred_at, properties)
-    if isinstance(event, TouchOpened):
-        return Signal(event_id, t, TOUCH_OPENED, event.opened_at)
-    if isinstance(event, TouchClicked):
-        return Signal(event_id, t, TOUCH_CLICKED, event.clicked_at)
-    if isinstance(event, ConsentChanged):
-        kind = CONSENT_GRANTED if event.granted else UNSUBSCRIBED
-        return Signal(event_id, t, kind, event.changed_at, {"category": event.category})
     return None
