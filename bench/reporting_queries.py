@@ -332,15 +332,7 @@ async def _unqueued_answer(
         *queries._slot_args(period, "none"),
         STAGES[1:],
     )
-    entered = {
-        (r["cohort"], r["segment"]): int(r["n"]) for r in rows if r["to_stage"] is None and r["n"]
-    }
-    reached = {
-        (r["cohort"], r["segment"], r["to_stage"]): int(r["n"])
-        for r in rows
-        if r["to_stage"] is not None
-    }
-    groups = conversion_groups(STAGES, entered, reached)
+    groups = conversion_groups(STAGES, *queries.entered_and_reached(rows))
     return {g["segment"] or "": [s["leads"] for s in g["steps"]] for g in groups}
 
 

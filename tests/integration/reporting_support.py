@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from uuid import UUID, uuid5
 
+import asyncpg
 import httpx
 
 from funnel_contracts import Envelope, EventData, LeadMerged, encode
 from funnel_contracts.topics import ALL_TOPICS
 from funnel_devstack.stack import Stack
+from funnel_servicekit import migrations
+from funnel_servicekit.db import create_pool
 from funnel_servicekit.kafka import create_producer
+from reporting.settings import MIGRATIONS
 from tests.integration.kit_support import end_offsets, eventually, kafka_admin
 
 
@@ -101,3 +106,23 @@ def own_people(events: list[EventData], salt: str) -> list[EventData]:
             update["merged_lead_id"] = own(e.merged_lead_id)
         out.append(e.model_copy(update=update))
     return out
+
+
+@contextlib.asynccontextmanager
+async def schema_pools(
+    dsn: str, schemas: Sequence[str], *, max_size: int
+) -> AsyncIterator[dict[str, asyncpg.Pool]]:
+    """Reporting migrated into each schema of one database, with a pool on each: the same
+    events projected side by side, one way per schema."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        for schema in schemas:
+            await migrations.apply(conn, schema, MIGRATIONS)
+    finally:
+        await conn.close()
+    made = {s: await create_pool(dsn, s, min_size=1, max_size=max_size) for s in schemas}
+    try:
+        yield made
+    finally:
+        for pool in made.values():
+            await pool.close()

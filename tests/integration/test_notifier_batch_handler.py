@@ -24,7 +24,8 @@ from funnel_contracts import (
     LeadMerged,
     LeadScored,
 )
-from funnel_contracts.sealed import PersonalData, new_data_key, seal
+from funnel_contracts.examples import lead_captured_v2
+from funnel_contracts.sealed import PersonalData
 from funnel_devstack.stack import Stack
 from tests.integration.notifier_harness import Harness, captured, entered, notifier_harness
 
@@ -41,20 +42,9 @@ async def h(fresh_dsn: str, infra: Stack) -> AsyncIterator[Harness]:
 
 def _test_lead(lead_id: UUID) -> LeadCapturedV2:
     now = datetime.now(UTC)
-    return LeadCapturedV2(
+    return lead_captured_v2(
+        PersonalData(email="t@example.com", first_name="Tess"),
         lead_id=lead_id,
-        personal_data=seal(
-            PersonalData(email="t@example.com", first_name="Tess"),
-            key=new_data_key(),
-            lead_id=lead_id,
-            event_type=LeadCapturedV2.event_type,
-        ),
-        has_email=True,
-        has_phone=False,
-        submission_id=uuid4(),
-        form_id="demo",
-        funnel_id="digital-sales",
-        captured_at=now,
         consent=Consent(text="Yes, email me", categories=("marketing",), given_at=now),
         test=True,
     )

@@ -25,7 +25,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from funnel_contracts import Consent, Envelope, EventData, LeadCapturedV2, LeadErased, encode
-from funnel_contracts.sealed import PersonalData, key_to_text, new_data_key, seal
+from funnel_contracts.examples import lead_captured_v2
+from funnel_contracts.sealed import PersonalData, key_to_text, new_data_key
 from funnel_contracts.topics import LEAD_EVENTS, STAGE_EVENTS
 from funnel_devstack.ports import free_port
 from funnel_devstack.stack import Stack
@@ -104,20 +105,10 @@ def _settings(keys: KeyService) -> dict[str, Any]:
 
 def captured_v2(lead_id: UUID, key: bytes, email: str) -> LeadCapturedV2:
     now = datetime.now(UTC)
-    return LeadCapturedV2(
+    return lead_captured_v2(
+        PersonalData(email=email, first_name="Ada"),
+        key=key,
         lead_id=lead_id,
-        personal_data=seal(
-            PersonalData(email=email, first_name="Ada"),
-            key=key,
-            lead_id=lead_id,
-            event_type=LeadCapturedV2.event_type,
-        ),
-        has_email=True,
-        has_phone=False,
-        submission_id=uuid4(),
-        form_id="demo",
-        funnel_id="digital-sales",
-        captured_at=now,
         consent=Consent(text="Yes, email me", categories=("marketing",), given_at=now),
         locale="sv-SE",
     )

@@ -17,8 +17,6 @@ import pytest
 
 from bench.reporting_dataset import FUNNEL, STAGES, generate
 from funnel_contracts import Envelope, EventData
-from funnel_servicekit import migrations
-from funnel_servicekit.db import create_pool
 from funnel_servicekit.inbox import Delivery
 from funnel_servicekit.unit_of_work import Outbox
 from reporting.domain.slots import Cohort
@@ -27,8 +25,8 @@ from reporting.projection.consumer import handlers
 from reporting.projection.worker import Fold
 from reporting.reports.models import Period
 from reporting.reports.store import conversion_counts, time_to_convert
-from reporting.settings import MIGRATIONS
 from tests.integration.reporting_oracle import Oracle
+from tests.integration.reporting_support import schema_pools
 
 pytestmark = pytest.mark.integration
 
@@ -53,18 +51,8 @@ QUESTIONS: tuple[tuple[Period, str, Cohort], ...] = tuple(
 
 @pytest.fixture
 async def pools(fresh_dsn: str) -> AsyncIterator[dict[str, asyncpg.Pool]]:
-    conn = await asyncpg.connect(fresh_dsn)
-    try:
-        for schema in SCHEMAS:
-            await migrations.apply(conn, schema, MIGRATIONS)
-    finally:
-        await conn.close()
-    made = {s: await create_pool(fresh_dsn, s, min_size=1, max_size=3) for s in SCHEMAS}
-    try:
+    async with schema_pools(fresh_dsn, SCHEMAS, max_size=3) as made:
         yield made
-    finally:
-        for pool in made.values():
-            await pool.close()
 
 
 def _inline(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,13 +17,11 @@ import pytest
 
 from bench.reporting_dataset import START, _capture, _stage, generate
 from funnel_contracts import Envelope, EventData, LeadErased, LeadMerged
-from funnel_servicekit import migrations
-from funnel_servicekit.db import create_pool
 from funnel_servicekit.inbox import Delivery
 from funnel_servicekit.unit_of_work import Outbox
 from reporting.projection.consumer import handlers
-from reporting.settings import MIGRATIONS
 from tests.integration.reporting_oracle import Oracle
+from tests.integration.reporting_support import schema_pools
 
 pytestmark = pytest.mark.integration
 
@@ -32,18 +30,8 @@ SCHEMAS = ("one_by_one", "phased", "apart", "together")
 
 @pytest.fixture
 async def pools(fresh_dsn: str) -> AsyncIterator[dict[str, asyncpg.Pool]]:
-    conn = await asyncpg.connect(fresh_dsn)
-    try:
-        for schema in SCHEMAS:
-            await migrations.apply(conn, schema, MIGRATIONS)
-    finally:
-        await conn.close()
-    made = {s: await create_pool(fresh_dsn, s, min_size=1, max_size=1) for s in SCHEMAS}
-    try:
+    async with schema_pools(fresh_dsn, SCHEMAS, max_size=1) as made:
         yield made
-    finally:
-        for pool in made.values():
-            await pool.close()
 
 
 async def _project(pool: asyncpg.Pool, schema: str, batches: Sequence[Sequence[EventData]]) -> None:

@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 from funnel_contracts import LeadCapturedV2, LeadUpdatedV2, examples
+from funnel_contracts.examples import lead_captured_v2
 from funnel_contracts.lead_reader import lead_details
-from funnel_contracts.sealed import PersonalData, SealError, key_to_text, new_data_key, seal
+from funnel_contracts.sealed import PersonalData, SealError, key_to_text, new_data_key
 from notifier.channels.smtp import without_addresses
 from notifier.people.data_keys import DataKeys, KeyServiceRefused, KeyServiceUnavailable
 from notifier.people.models import PendingContact
@@ -25,16 +26,7 @@ ADA = PersonalData(email="ada@example.com", phone="+46701234567", first_name="Ad
 def _captured_v2(
     lead_id: UUID, key: bytes, event_type: str = LeadCapturedV2.event_type
 ) -> LeadCapturedV2:
-    return LeadCapturedV2(
-        lead_id=lead_id,
-        personal_data=seal(ADA, key=key, lead_id=lead_id, event_type=event_type),
-        has_email=True,
-        has_phone=True,
-        submission_id=uuid4(),
-        form_id="demo",
-        funnel_id="digital-sales",
-        captured_at=NOW,
-    )
+    return lead_captured_v2(ADA, key=key, lead_id=lead_id, event_type=event_type, captured_at=NOW)
 
 
 def _pending(event: LeadCapturedV2) -> PendingContact:

@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
-from funnel_contracts.events import ActivityRecorded, LeadCaptured, StageChanged
+from funnel_contracts.events import ActivityRecorded, LeadCaptured, LeadCapturedV2, StageChanged
+from funnel_contracts.sealed import PersonalData, new_data_key, seal
 
 
 def stage_changed(**fields: Any) -> StageChanged:
@@ -39,6 +40,29 @@ def lead_captured(**fields: Any) -> LeadCaptured:
         "captured_at": datetime.now(UTC),
     }
     return LeadCaptured(**(defaults | fields))
+
+
+def lead_captured_v2(
+    person: PersonalData | None = None, *, key: bytes | None = None, **fields: Any
+) -> LeadCapturedV2:
+    """A person captured by the demo form (v2: `person` sealed with `key`, a fresh key unless
+    given; `event_type` in `fields` seals it for that type of event instead)."""
+    person = person or PersonalData(email="ada@example.com", first_name="Ada")
+    lead_id = fields.pop("lead_id", None) or uuid4()
+    event_type = fields.pop("event_type", LeadCapturedV2.event_type)
+    defaults: dict[str, Any] = {
+        "lead_id": lead_id,
+        "personal_data": seal(
+            person, key=key or new_data_key(), lead_id=lead_id, event_type=event_type
+        ),
+        "has_email": person.email is not None,
+        "has_phone": person.phone is not None,
+        "submission_id": uuid4(),
+        "form_id": "demo",
+        "funnel_id": "digital-sales",
+        "captured_at": datetime.now(UTC),
+    }
+    return LeadCapturedV2(**(defaults | fields))
 
 
 def activity_recorded(**fields: Any) -> ActivityRecorded:

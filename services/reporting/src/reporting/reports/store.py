@@ -168,6 +168,14 @@ async def conversion_counts(
         *_slot_args(period, cohort),
         steps[1:],
     )
+    return entered_and_reached(rows)
+
+
+def entered_and_reached(
+    rows: list[asyncpg.Record],
+) -> tuple[dict[GroupKey, int], dict[tuple[str | None, str | None, str], int]]:
+    """`conversion_sql`'s rows as the leads that entered per (cohort, segment) and those that
+    reached each later stage per (cohort, segment, stage)."""
     entered = {
         (r["cohort"], r["segment"]): int(r["n"]) for r in rows if r["to_stage"] is None and r["n"]
     }
