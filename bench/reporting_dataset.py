@@ -280,6 +280,11 @@ def _test_leads(rng: random.Random, data: Dataset, count: int, days: int) -> lis
 
 def _as_test(capture: LeadCaptured) -> LeadCapturedV2:
     """The capture of a test lead (v2 only carries the flag)."""
+    return _v2(capture, test=True)
+
+
+def _v2(capture: LeadCaptured, *, test: bool = False) -> LeadCapturedV2:
+    """The same capture as lead-intake writes it now: personal data sealed, the rest alike."""
     return LeadCapturedV2(
         lead_id=capture.lead_id,
         personal_data=_SEALED,
@@ -291,7 +296,7 @@ def _as_test(capture: LeadCaptured) -> LeadCapturedV2:
         funnel_id=capture.funnel_id,
         utm=capture.utm,
         captured_at=capture.captured_at,
-        test=True,
+        test=test,
     )
 
 
@@ -521,18 +526,7 @@ def as_v2(events: list[EventData]) -> list[EventData]:
     out: list[EventData] = []
     for e in events:
         if isinstance(e, LeadCaptured) and e.lead_id.int % 2 == 0:
-            e = LeadCapturedV2(
-                lead_id=e.lead_id,
-                personal_data=_SEALED,
-                has_email=True,
-                has_phone=False,
-                landing_page=e.landing_page,
-                submission_id=e.submission_id,
-                form_id=e.form_id,
-                funnel_id=e.funnel_id,
-                utm=e.utm,
-                captured_at=e.captured_at,
-            )
+            e = _v2(e)
         elif isinstance(e, LeadUpdated) and e.lead_id.int % 2 == 0:
             e = LeadUpdatedV2(
                 lead_id=e.lead_id,

@@ -21,6 +21,7 @@ from reporting.domain.dimensions import (
     Breakdown,
     dimension,
 )
+from reporting.domain.exits import EXITS
 from reporting.domain.slots import Cohort
 from reporting.domain.windows import WINDOW_COLUMNS, delay_bucket_labels
 from reporting.reports import store
@@ -44,10 +45,11 @@ async def snapshot(runtime: ReportingRuntime, funnel_id: str) -> Report:
 
 
 async def _steps(conn: asyncpg.Connection, funnel_id: str, steps: str | None) -> list[str]:
-    """The chosen stages (default: all), checked to be known, distinct and in funnel order."""
+    """The chosen stages (default: the funnel's line, its exits left out), checked to be
+    known, distinct and in funnel order."""
     known = await store.funnel_stages(conn, funnel_id)
     if steps is None:
-        chosen = list(known)
+        chosen = [s for s in known if s not in EXITS]
     else:
         chosen = [s.strip() for s in steps.split(",") if s.strip()]
         unknown = [s for s in chosen if s not in known]
