@@ -34,7 +34,7 @@ from funnel_devstack.stack import Stack
 from lead_intake.settings import IntakeSettings
 from lead_intake.webhooks.models import timed_signature
 from notifier.links import LinkSigner
-from notifier.settings import DEV_LINK_KEY
+from notifier.settings import DEV_LINK_KEY, NotifierSettings
 from tests.conftest import start_stack, stop_stack
 from tests.e2e.waiting import eventually, settled
 
@@ -477,19 +477,24 @@ async def _stored_emails(stack: Stack, form_id: str) -> set[str]:
 
 
 # Intake's in-flight cap (FUNNEL_HTTP_MAX_IN_FLIGHT, its default): a burst larger than this
-# meets load shedding (503) before the rate limiter, for the requests beyond the cap only.
+# meets load shedding (503) before the rate limiter. The burst is not intake's only client: the
+# notifier's contact resolver asks intake for data keys as soon as the first accepted leads
+# reach it, up to FUNNEL_CONTACT_KEY_REQUESTS at once, and those requests hold slots too.
 INTAKE_MAX_IN_FLIGHT = IntakeSettings.model_fields["http_max_in_flight"].default
+OTHER_INTAKE_CLIENTS = NotifierSettings.model_fields["contact_key_requests"].default
 
 
 def _check_burst(responses: list[httpx.Response], allowed: int) -> list[str]:
     statuses = [r.status_code for r in responses]
     # Exactly the limit gets in; every other request is refused with a time to come back:
     # 429 from the rate limiter, or 503 when it arrived while the cap was full. At least the
-    # first INTAKE_MAX_IN_FLIGHT requests reach the limiter, so few can be shed.
+    # first INTAKE_MAX_IN_FLIGHT requests, less the slots the notifier's calls may hold, reach
+    # the limiter, so few can be shed.
     assert statuses.count(202) == allowed, statuses
     assert set(statuses) <= {202, 429, 503}, statuses
-    assert statuses.count(503) <= max(0, len(responses) - INTAKE_MAX_IN_FLIGHT), statuses
-    assert statuses.count(429) >= min(len(responses), INTAKE_MAX_IN_FLIGHT) - allowed, statuses
+    reach_the_limiter = min(len(responses), INTAKE_MAX_IN_FLIGHT - OTHER_INTAKE_CLIENTS)
+    assert statuses.count(503) <= len(responses) - reach_the_limiter, statuses
+    assert statuses.count(429) >= reach_the_limiter - allowed, statuses
     for r in responses:
         if r.status_code in (429, 503):
             assert int(r.headers["retry-after"]) >= 1
