@@ -35,7 +35,7 @@ from funnel_servicekit.db import create_pool
 from funnel_servicekit.unit_of_work import Outbox, Transactions
 from notifier.app import MIGRATIONS
 from notifier.tasks import service
-from notifier.tasks.models import Cursor
+from notifier.tasks.models import Cursor, TaskFilter
 
 PAGE = 200
 ASSIGNEES = ["ana", "ben", "cy", "dee", None]
@@ -68,7 +68,7 @@ async def _walk(pool: asyncpg.Pool, **filters: Any) -> tuple[list[float], int]:
     while True:
         async with pool.acquire() as conn:
             started = time.perf_counter()
-            page = await service.list_tasks(conn, after=after, limit=PAGE, **filters)
+            page = await service.list_tasks(conn, TaskFilter(**filters), after=after, limit=PAGE)
             times.append((time.perf_counter() - started) * 1000)
         seen += len(page.items)
         if page.next_after is None:

@@ -45,9 +45,10 @@ def _payload(token: str) -> bytes:
 def test_each_link_reads_back_what_it_was_made_for() -> None:
     unsub = token_of(SIGNER.unsubscribe_url(TOUCH, LEAD, "marketing"))
     assert SIGNER.read_unsubscribe(unsub).lead_id == LEAD
-    assert SIGNER.read_open(token_of(SIGNER.open_url(TOUCH, LEAD))) == (TOUCH, LEAD)
+    opened = SIGNER.read_open(token_of(SIGNER.open_url(TOUCH, LEAD)))
+    assert (opened.touch_id, opened.lead_id, opened.target) == (TOUCH, LEAD, "")
     click = SIGNER.read_click(token_of(SIGNER.click_url(TOUCH, LEAD, "https://shop.example/a")))
-    assert (click.touch_id, click.lead_id, click.url) == (TOUCH, LEAD, "https://shop.example/a")
+    assert (click.touch_id, click.lead_id, click.target) == (TOUCH, LEAD, "https://shop.example/a")
 
 
 def test_a_token_carries_ids_and_never_personal_data() -> None:
@@ -139,4 +140,4 @@ def test_a_signed_token_with_a_non_web_target_is_still_refused() -> None:
 
 
 def test_uuid_fields_are_checked() -> None:
-    assert isinstance(SIGNER.read_open(token_of(SIGNER.open_url(TOUCH, LEAD)))[0], UUID)
+    assert isinstance(SIGNER.read_open(token_of(SIGNER.open_url(TOUCH, LEAD))).touch_id, UUID)

@@ -1,5 +1,6 @@
 """Activities as reported, and their contract event (pure)."""
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import uuid4
@@ -14,6 +15,7 @@ from lead_intake.activities.models import (
     ActivityIn,
     Known,
     Owner,
+    StoredActivity,
     activity_event,
     email_sha256,
     owner,
@@ -21,6 +23,8 @@ from lead_intake.activities.models import (
 )
 
 T = datetime(2026, 11, 1, tzinfo=UTC)
+# A stored activity of no one yet; each test replaces what it is about.
+STORED = StoredActivity(uuid4(), None, None, "page_view", T, T, None, {})
 
 
 def test_an_activity_names_its_person_and_a_purchase_its_price_and_order() -> None:
@@ -80,16 +84,8 @@ def test_the_event_carries_what_was_stored() -> None:
     )
     lead_id, activity_id = uuid4(), uuid4()
     key = new_data_key()
-    event = activity_event(
-        activity_id=activity_id,
-        lead_id=lead_id,
-        activity_type=activity.type,
-        occurred_at=T,
-        recorded_at=T,
-        order_id="o1",
-        details=activity.details(),
-        key=key,
-    )
+    stored = replace(STORED, id=activity_id, activity_type=activity.type, order_id="o1")
+    event = activity_event(replace(stored, details=activity.details()), lead_id, key)
     # The page's host and path only: its query string may name the person.
     assert event.page_url == "shop.example.com/checkout"
     assert event.visitor_id is None
@@ -111,16 +107,8 @@ def test_the_event_carries_what_was_stored() -> None:
 
 
 def test_without_a_key_nothing_is_sealed_and_the_clear_copy_stays_choices() -> None:
-    event = activity_event(
-        activity_id=uuid4(),
-        lead_id=uuid4(),
-        activity_type="note_added",
-        occurred_at=T,
-        recorded_at=T,
-        order_id=None,
-        details={"properties": {"text": "likes", "outcome": "reached"}},
-        key=None,
-    )
+    note = {"properties": {"text": "likes", "outcome": "reached"}}
+    event = activity_event(replace(STORED, activity_type="note_added", details=note), uuid4(), None)
     assert event.personal_data is None
     assert event.properties == {"text": "*", "outcome": "reached"}
 

@@ -44,7 +44,7 @@ def test_transactional_mail_has_no_list_unsubscribe_headers() -> None:
 def test_links_round_trip_and_refuse_tampering() -> None:
     token = SIGNER.unsubscribe_url(TOUCH, LEAD, "marketing").rsplit("/", 1)[1]
     link = SIGNER.read_unsubscribe(token)
-    assert (link.touch_id, link.lead_id, link.category) == (TOUCH, LEAD, "marketing")
+    assert (link.touch_id, link.lead_id, link.target) == (TOUCH, LEAD, "marketing")
     with pytest.raises(BadLink):
         SIGNER.read_unsubscribe(token[:-2] + ("AA" if token[-2:] != "AA" else "BB"))
     with pytest.raises(BadLink):  # another purpose's token is not an unsubscribe token
@@ -56,6 +56,6 @@ def test_links_round_trip_and_refuse_tampering() -> None:
 def test_a_click_link_redirects_only_where_it_was_signed_to() -> None:
     url = SIGNER.click_url(TOUCH, LEAD, "https://shop.example/cart?x=1")
     link = SIGNER.read_click(url.rsplit("/", 1)[1])
-    assert link.url == "https://shop.example/cart?x=1"
+    assert link.target == "https://shop.example/cart?x=1"
     with pytest.raises(ValueError, match="http"):
         SIGNER.click_url(TOUCH, LEAD, "javascript:alert(1)")

@@ -1,6 +1,8 @@
 """The send-time decision: conditions again, consent, caps and quiet hours (pure)."""
 
 from datetime import UTC, datetime, time, timedelta
+from types import SimpleNamespace
+from typing import cast
 from zoneinfo import ZoneInfo
 
 from notifier.playbooks.models import Cap
@@ -30,7 +32,7 @@ def _touch(**kw: object) -> TouchFacts:
         channel="email", kind="marketing", category="marketing", playbook="abandoned-cart-1",
         requires_stage=None, cancel_on=("purchase_completed",), triggered_at=NOW - DAY,
     )  # fmt: skip
-    return TouchFacts(**{**base, **kw})  # type: ignore[arg-type]
+    return cast(TouchFacts, SimpleNamespace(**{**base, **kw}))
 
 
 def _lead(**kw: object) -> LeadFacts:

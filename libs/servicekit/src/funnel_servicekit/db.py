@@ -21,6 +21,12 @@ DATABASE_UNREACHABLE: tuple[type[Exception], ...] = (
 )
 
 
+async def wrote_a_row(conn: asyncpg.Connection, sql: str, *args: object) -> bool:
+    """Runs a statement ending in `RETURNING true`: True when it wrote its row (the INSERT met
+    no conflict, the UPDATE or DELETE matched), False when it wrote nothing."""
+    return bool(await conn.fetchval(sql, *args))
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for type_name in ("json", "jsonb"):
         await conn.set_type_codec(

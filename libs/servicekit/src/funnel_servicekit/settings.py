@@ -35,89 +35,69 @@ class KafkaClientSettings(BaseSettings):
     """How every Kafka client of the kit connects (funnel_servicekit.kafka.client_security):
     plaintext by default (the local stack), or TLS with SCRAM credentials (a cluster)."""
 
-    model_config = SettingsConfigDict(env_prefix="FUNNEL_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="FUNNEL_", extra="ignore", use_attribute_docstrings=True
+    )
 
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_cafile: str | None = Field(
-        default=None, description="PEM file of the CA that signed the brokers' certificates."
-    )
-    kafka_linger_ms: int = Field(
-        default=5,
-        ge=0,
-        le=1000,
-        description="How long a producer holds a record for others to join its batch "
-        "(fewer, larger produce requests; an outbox batch is sent at once and forms its "
-        "batches within this).",
-    )
-    kafka_fetch_max_wait_ms: int = Field(
-        default=500,
-        ge=1,
-        le=30000,
-        description="How long the broker may hold a consumer's fetch while no record is "
-        "there (fetch_min_bytes is 1: a record ends the wait at once). Longer: fewer empty "
-        "fetches while idle.",
-    )
+    kafka_ssl_cafile: str | None = None
+    """PEM file of the CA that signed the brokers' certificates."""
+    kafka_linger_ms: int = Field(default=5, ge=0, le=1000)
+    """How long a producer holds a record for others to join its batch (fewer, larger produce
+    requests; an outbox batch is sent at once and forms its batches within this)."""
+    kafka_fetch_max_wait_ms: int = Field(default=500, ge=1, le=30000)
+    """How long the broker may hold a consumer's fetch while no record is there (fetch_min_bytes
+    is 1: a record ends the wait at once). Longer: fewer empty fetches while idle."""
 
 
 class ServiceSettings(KafkaClientSettings):
     """Base settings; each service subclasses it with its own fields and defaults."""
 
-    model_config = SettingsConfigDict(env_prefix="FUNNEL_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="FUNNEL_", extra="ignore", use_attribute_docstrings=True
+    )
 
     service_name: str = "funnel-service"
     environment: Literal["development", "test", "production"] = "development"
     db_schema: str = Field(default="public", pattern=r"^[a-z_][a-z0-9_]*$")
     database_url: str = "postgresql://funnel:funnel@127.0.0.1:5432/funnel"
-    migration_database_url: SecretStr | None = Field(
-        default=None,
-        description="The schema owner's DSN, for `migrate` and the admin commands only (never "
-        "for `serve`). When set, the role of FUNNEL_DATABASE_URL gets data rights on this "
-        "service's schema alone (docs/decisions/0044).",
-    )
+    migration_database_url: SecretStr | None = None
+    """The schema owner's DSN, for `migrate` and the admin commands only (never for `serve`).
+    When set, the role of FUNNEL_DATABASE_URL gets data rights on this service's schema alone
+    (docs/decisions/0044)."""
     db_pool_min_size: int = Field(default=2, ge=1)
     db_pool_max_size: int = Field(default=10, ge=1)
-    db_pool_reset_on_release: bool = Field(
-        default=True,
-        description="Reset session state when a connection goes back to the pool (a round "
-        "trip per use); a service that never sets session state may turn it off.",
-    )
+    db_pool_reset_on_release: bool = True
+    """Reset session state when a connection goes back to the pool (a round trip per use); a
+    service that never sets session state may turn it off."""
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
-    http_max_in_flight: int = Field(
-        default=0, ge=0, description="Requests served at once before 503 + Retry-After (0: no cap)."
-    )
+    http_max_in_flight: int = Field(default=0, ge=0)
+    """Requests served at once before 503 + Retry-After (0: no cap)."""
     admin_api_key: SecretStr | None = None
-    admin_api_key_sha256: str | None = Field(
-        default=None,
-        pattern=r"^[0-9a-f]{64}$",
-        description="The admin key's hex SHA-256 instead of the key itself: a service only "
-        "checks it, so its pods need not carry the secret (decision 0044).",
-    )
-    api_keys: list[ApiKeyEntry] = Field(
-        default_factory=list,
-        description='JSON list of {"name", "sha256", "scopes"}; `funnel keys new` makes one.',
-    )
+    admin_api_key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """The admin key's hex SHA-256 instead of the key itself: a service only checks it, so its
+    pods need not carry the secret (decision 0044)."""
+    api_keys: list[ApiKeyEntry] = Field(default_factory=list)
+    """JSON list of {"name", "sha256", "scopes"}; `funnel keys new` makes one."""
     run_api: bool = True
     run_workers: bool = True
     log_level: str = "INFO"
     outbox_batch_size: int = Field(default=200, ge=1, le=5000)
     outbox_poll_seconds: float = Field(default=2.0, gt=0)
-    consumer_max_attempts: int = Field(default=3, ge=1, description="Tries before the DLQ.")
+    consumer_max_attempts: int = Field(default=3, ge=1)
+    """Tries before the DLQ."""
     drain_seconds: float = Field(default=20.0, gt=0)
-    transaction_guard: bool = Field(
-        default=False,
-        description="Raise (and log) when an HTTP call, a Kafka send or SMTP happens while the "
-        "task has a database transaction open; the test stacks turn it on.",
-    )
-    gc_freeze_after_startup: bool = Field(
-        default=True,
-        description="Freeze the objects alive after startup so that garbage collections skip "
-        "them (full collections paused the event loop for ~60 ms without it).",
-    )
+    transaction_guard: bool = False
+    """Raise (and log) when an HTTP call, a Kafka send or SMTP happens while the task has a
+    database transaction open; the test stacks turn it on."""
+    gc_freeze_after_startup: bool = True
+    """Freeze the objects alive after startup so that garbage collections skip them (full
+    collections paused the event loop for ~60 ms without it)."""
 
     def owner_database_url(self) -> str:
         """Who creates and alters the schema: the owner when one is set, else the service."""

@@ -25,17 +25,13 @@ class BadLink(ValueError):
 
 
 @dataclass(frozen=True)
-class UnsubscribeToken:
+class Link:
+    """What a signed link names: its touch and person and, for an unsubscribe link the
+    category it leaves, for a click link the URL it goes to (an open pixel names neither)."""
+
     touch_id: UUID
     lead_id: UUID
-    category: str
-
-
-@dataclass(frozen=True)
-class ClickToken:
-    touch_id: UUID
-    lead_id: UUID
-    url: str
+    target: str = ""
 
 
 class LinkSigner:
@@ -51,35 +47,34 @@ class LinkSigner:
     def _serializer(self, purpose: str) -> URLSafeSerializer:
         return URLSafeSerializer(self._secret, salt=f"funnel-notifier-{purpose}")
 
-    def _load(self, purpose: str, token: str) -> Any:
+    def _read(self, purpose: str, token: str) -> Link:
         try:
-            return self._serializer(purpose).loads(token)
+            data: Any = self._serializer(purpose).loads(token)
         except BadSignature as exc:
             raise BadLink("invalid or tampered link") from exc
+        try:
+            touch, lead, *target = data
+            return Link(UUID(touch), UUID(lead), *(str(t) for t in target[:1]))
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise BadLink("malformed link") from exc
 
     def unsubscribe_url(self, touch_id: UUID, lead_id: UUID, category: str) -> str:
         token = self._serializer(_UNSUBSCRIBE).dumps([str(touch_id), str(lead_id), category])
         return f"{self.base_url}/t/u/{token}"
 
-    def read_unsubscribe(self, token: str) -> UnsubscribeToken:
-        data = self._load(_UNSUBSCRIBE, token)
-        try:
-            touch, lead, category = data
-            return UnsubscribeToken(UUID(touch), UUID(lead), str(category))
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise BadLink("malformed link") from exc
+    def read_unsubscribe(self, token: str) -> Link:
+        """The link; its `target` is the category to leave."""
+        link = self._read(_UNSUBSCRIBE, token)
+        if not link.target:
+            raise BadLink("malformed link")
+        return link
 
     def open_url(self, touch_id: UUID, lead_id: UUID) -> str:
         token = self._serializer(_OPEN).dumps([str(touch_id), str(lead_id)])
         return f"{self.base_url}/t/o/{token}.gif"
 
-    def read_open(self, token: str) -> tuple[UUID, UUID]:
-        data = self._load(_OPEN, token.removesuffix(".gif"))
-        try:
-            touch, lead = data
-            return UUID(touch), UUID(lead)
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise BadLink("malformed link") from exc
+    def read_open(self, token: str) -> Link:
+        return self._read(_OPEN, token.removesuffix(".gif"))
 
     def click_url(self, touch_id: UUID, lead_id: UUID, url: str) -> str:
         if urlsplit(url).scheme not in ("http", "https"):
@@ -87,14 +82,10 @@ class LinkSigner:
         token = self._serializer(_CLICK).dumps([str(touch_id), str(lead_id), url])
         return f"{self.base_url}/t/c/{token}"
 
-    def read_click(self, token: str) -> ClickToken:
-        data = self._load(_CLICK, token)
-        try:
-            touch, lead, url = data
-            parsed = urlsplit(str(url))
-            link = ClickToken(UUID(touch), UUID(lead), str(url))
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise BadLink("malformed link") from exc
+    def read_click(self, token: str) -> Link:
+        """The link; its `target` is the URL to redirect to, always a web address."""
+        link = self._read(_CLICK, token)
+        parsed = urlsplit(link.target)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise BadLink("not a web link")
         return link

@@ -29,35 +29,23 @@ class NotifierSettings(ServiceSettings):
     smtp_timeout_seconds: float = Field(default=15.0, gt=0)
     mail_from: str = "Funnel <hello@funnel.example>"
     message_id_domain: str = "funnel.example"
-    public_base_url: str = Field(
-        default="http://127.0.0.1:8003", description="where tracking and unsubscribe links point"
-    )
+    public_base_url: str = "http://127.0.0.1:8003"
+    """where tracking and unsubscribe links point"""
     link_signing_key: SecretStr = SecretStr(DEV_LINK_KEY)
     scheduler_poll_seconds: float = Field(default=0.5, gt=0)
     send_batch_size: int = Field(default=50, ge=1, le=1000)
-    contact_key_requests: int = Field(
-        default=4,
-        ge=1,
-        le=64,
-        description="Data keys the contact resolver asks lead-intake for at once: a burst of "
-        "new leads must not take the capacity intake keeps for form posts (it sheds past "
-        "FUNNEL_HTTP_MAX_IN_FLIGHT).",
-    )
+    contact_key_requests: int = Field(default=4, ge=1, le=64)
+    """Data keys the contact resolver asks lead-intake for at once: a burst of new leads must not
+    take the capacity intake keeps for form posts (it sheds past FUNNEL_HTTP_MAX_IN_FLIGHT)."""
     touch_lease_seconds: int = Field(default=120, ge=1)
-    touch_max_attempts: int = Field(
-        default=8,
-        ge=1,
-        description="Tries before a touch fails for good when the receiver answers with an "
-        "error (a webhook's 5xx or timeout); see touch_retry_for_seconds for temporary refusals.",
-    )
-    touch_retry_for_seconds: float = Field(
-        default=3 * 86400.0,
-        gt=0,
-        description="How long after it fell due a touch keeps being retried while the mail "
-        "server is unreachable or answers with a temporary refusal (4xx, a deferral at RCPT "
-        "included), as mail servers queue mail; after that, and at least touch_max_attempts "
-        "tries, it fails for good (touch.failed, replayable).",
-    )
+    touch_max_attempts: int = Field(default=8, ge=1)
+    """Tries before a touch fails for good when the receiver answers with an error (a webhook's
+    5xx or timeout); see touch_retry_for_seconds for temporary refusals."""
+    touch_retry_for_seconds: float = Field(default=3 * 86400.0, gt=0)
+    """How long after it fell due a touch keeps being retried while the mail server is
+    unreachable or answers with a temporary refusal (4xx, a deferral at RCPT included), as
+    mail servers queue mail; after that, and at least touch_max_attempts tries, it fails for
+    good (touch.failed, replayable)."""
     retry_base_seconds: float = Field(default=2.0, gt=0)
     retry_max_seconds: float = Field(default=300.0, gt=0)
     quiet_hours_start: time | None = time(21, 0)
@@ -65,23 +53,18 @@ class NotifierSettings(ServiceSettings):
     default_time_zone: str = "UTC"
     frequency_caps: dict[str, list[Cap]] = Field(default_factory=_default_caps)
     webhook_allowed_hosts: list[str] = Field(default_factory=list)
-    webhook_allow_private_addresses: bool = Field(
-        default=False, description="allow loopback/private destinations (tests, on-premises)"
-    )
+    webhook_allow_private_addresses: bool = False
+    """allow loopback/private destinations (tests, on-premises)"""
     webhook_signing_secret: SecretStr = SecretStr("development-only-webhook-secret")
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     sales_task_webhook_url: str | None = None
-    tracking_rate_limit_per_ip: str = Field(
-        default="300/minute",
-        description="public link hits (/t/*) per client IP, e.g. '300/minute', or 'unlimited'",
-    )
+    tracking_rate_limit_per_ip: str = "300/minute"
+    """public link hits (/t/*) per client IP, e.g. '300/minute', or 'unlimited'"""
     # lead-intake owns each person's data key; the notifier asks for it to open sealed events.
-    intake_url: str = Field(
-        default="http://127.0.0.1:8001", description="lead-intake, for data keys"
-    )
-    intake_api_key: SecretStr | None = Field(
-        default=None, description="an intake API key with the pii:decrypt scope"
-    )
+    intake_url: str = "http://127.0.0.1:8001"
+    """lead-intake, for data keys"""
+    intake_api_key: SecretStr | None = None
+    """an intake API key with the pii:decrypt scope"""
     intake_timeout_seconds: float = Field(default=5.0, gt=0)
 
     @field_validator("tracking_rate_limit_per_ip")

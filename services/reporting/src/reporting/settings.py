@@ -15,47 +15,32 @@ class ReportingSettings(ServiceSettings):
     db_schema: str = "reporting"
     http_port: int = 8004
     # The workspace pages reach the other services through reporting (same origin): where.
-    tracker_url: str = Field(
-        default="http://127.0.0.1:8002", description="stage-tracker, for the workspace pages"
-    )
-    intake_url: str = Field(
-        default="http://127.0.0.1:8001", description="lead-intake, for the workspace pages"
-    )
-    notifier_url: str = Field(
-        default="http://127.0.0.1:8003", description="notifier, for the workspace pages"
-    )
-    workspace_timeout_seconds: float = Field(
-        default=5.0, gt=0, description="How long a workspace call may wait for its service."
-    )
-    conversion_fold_seconds: float = Field(
-        default=0.5,
-        gt=0,
-        description="How often the projection's queued conversion deltas are folded into the "
-        "quarter-hour tables and their rollups (reports add what is still queued).",
-    )
-    leak_check_seconds: float = Field(
-        default=3600.0,
-        ge=0,
-        description="How often the leak watch checks every funnel step; 0 turns the watch off "
-        "(the leaks already found stay listed).",
-    )
-    leak_window_days: int = Field(
-        default=7, description="Conversion window of the leak watch (one of the report grid's)."
-    )
-    leak_current_days: int = Field(default=7, ge=1, description="Days of recent entry cohorts.")
-    leak_baseline_days: int = Field(default=28, ge=1, description="Days of the trailing baseline.")
-    leak_min_entered: int = Field(
-        default=100, ge=1, description="Leads a step needs in each period to be tested."
-    )
-    leak_false_alarm_budget: float = Field(
-        default=0.05,
-        gt=0,
-        lt=1,
-        description="Chance of any alert in a quarter on a funnel whose rates do not change.",
-    )
-    workspace_max_body_bytes: int = Field(
-        default=64 * 1024, ge=1024, description="The largest body a workspace call forwards."
-    )
+    tracker_url: str = "http://127.0.0.1:8002"
+    """stage-tracker, for the workspace pages"""
+    intake_url: str = "http://127.0.0.1:8001"
+    """lead-intake, for the workspace pages"""
+    notifier_url: str = "http://127.0.0.1:8003"
+    """notifier, for the workspace pages"""
+    workspace_timeout_seconds: float = Field(default=5.0, gt=0)
+    """How long a workspace call may wait for its service."""
+    conversion_fold_seconds: float = Field(default=0.5, gt=0)
+    """How often the projection's queued conversion deltas are folded into the quarter-hour
+    tables and their rollups (reports add what is still queued)."""
+    leak_check_seconds: float = Field(default=3600.0, ge=0)
+    """How often the leak watch checks every funnel step; 0 turns the watch off (the leaks
+    already found stay listed)."""
+    leak_window_days: int = 7
+    """Conversion window of the leak watch (one of the report grid's)."""
+    leak_current_days: int = Field(default=7, ge=1)
+    """Days of recent entry cohorts."""
+    leak_baseline_days: int = Field(default=28, ge=1)
+    """Days of the trailing baseline."""
+    leak_min_entered: int = Field(default=100, ge=1)
+    """Leads a step needs in each period to be tested."""
+    leak_false_alarm_budget: float = Field(default=0.05, gt=0, lt=1)
+    """Chance of any alert in a quarter on a funnel whose rates do not change."""
+    workspace_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    """The largest body a workspace call forwards."""
 
     @field_validator("leak_window_days")
     @classmethod

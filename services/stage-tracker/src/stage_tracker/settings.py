@@ -9,14 +9,8 @@ class TrackerSettings(ServiceSettings):
     service_name: str = "stage-tracker"
     db_schema: str = "tracker"
     http_port: int = 8002
-    stall_timer_poll_seconds: float = Field(
-        default=30.0, gt=0, description="How often the stall timer loop looks for due leads."
-    )
-    consumer_max_poll_records: int = Field(
-        default=1000,
-        ge=1,
-        le=10000,
-        description="Records one fetch brings across all partitions: each partition's share is "
-        "one transaction with set-based reads and writes, so larger fetches cost fewer "
-        "statements per event.",
-    )
+    stall_timer_poll_seconds: float = Field(default=30.0, gt=0)
+    """How often the stall timer loop looks for due leads."""
+    consumer_max_poll_records: int = Field(default=1000, ge=1, le=10000)
+    """Records one fetch brings across all partitions: each partition's share is one transaction
+    with set-based reads and writes, so larger fetches cost fewer statements per event."""

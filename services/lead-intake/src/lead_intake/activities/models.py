@@ -106,21 +106,27 @@ class ActivityBatch(StorableText):
     activities: list[ActivityIn] = Field(min_length=1, max_length=500)
 
 
-def activity_event(
-    *,
-    activity_id: UUID,
-    lead_id: UUID,
-    activity_type: str,
-    occurred_at: datetime,
-    recorded_at: datetime,
-    order_id: str | None,
-    details: dict[str, Any],
-    key: bytes | None,
-) -> ActivityRecorded:
+@dataclass(frozen=True)
+class StoredActivity:
+    """An activity as stored: its person may not be known yet (`lead_id` None)."""
+
+    id: UUID
+    lead_id: UUID | None
+    visitor_id: str | None
+    activity_type: str
+    occurred_at: datetime
+    recorded_at: datetime
+    order_id: str | None
+    details: dict[str, Any]
+    pending_email_sha256: str | None = None
+
+
+def activity_event(activity: StoredActivity, lead_id: UUID, key: bytes | None) -> ActivityRecorded:
     """The contract event of a stored activity (also of one linked later to its visitor).
 
     Neither the visitor id nor the page's query string is in it (decision 0043); properties
     travel whole only sealed with the lead's `key`, in the clear only their choices (0054)."""
+    details = activity.details
     utm = details.get("utm")
     amount = details.get("amount")
     properties = details.get("properties") or {}
@@ -135,15 +141,15 @@ def activity_event(
         )
     return ActivityRecorded(
         lead_id=lead_id,
-        activity_id=activity_id,
-        activity_type=activity_type,
-        occurred_at=occurred_at,
-        recorded_at=recorded_at,
+        activity_id=activity.id,
+        activity_type=activity.activity_type,
+        occurred_at=activity.occurred_at,
+        recorded_at=activity.recorded_at,
         page_url=page_address(details.get("page_url")),
         utm=Utm.model_validate(utm) if utm else None,
         amount=Decimal(amount) if amount is not None else None,
         currency=details.get("currency"),
-        order_id=order_id,
+        order_id=activity.order_id,
         properties=clear_properties(properties),
         personal_data=sealed,
         actor=details.get("actor"),

@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from funnel_contracts import ActivityRecorded, Utm
+from funnel_contracts import Utm
 from funnel_contracts.events import OFFLINE_ACTIVITY_TYPES
 from funnel_servicekit.problems import field_problem, invalid_fields, not_found
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
@@ -25,6 +25,7 @@ from lead_intake.activities.models import (
     Known,
     NotesOut,
     Owner,
+    StoredActivity,
     activity_event,
     email_sha256,
     note_of,
@@ -68,7 +69,7 @@ async def _record(
     keys = await store.data_keys(uow.conn, sorted(sealing)) if sealing else {}
     for activity, whose in zip(items, owners, strict=True):
         assert isinstance(whose, Owner)
-        stored = store.StoredActivity(
+        stored = StoredActivity(
             id=activity.id or uuid4(),
             lead_id=whose.lead_id,
             visitor_id=activity.visitor_id,
@@ -85,7 +86,7 @@ async def _record(
         if whose.lead_id is None:
             result.append(ItemResult(id=stored.id, status="pending"))
             continue
-        await uow.emit(_event(stored, whose.lead_id, keys.get(whose.lead_id)))
+        await uow.emit(activity_event(stored, whose.lead_id, keys.get(whose.lead_id)))
         result.append(ItemResult(id=stored.id, status="accepted"))
     return ActivitiesAccepted.of(result)
 
@@ -157,21 +158,8 @@ async def emit_waiting(
     if any(a.details.get("properties") or a.details.get("page_url") for a in waiting):
         key = (await store.data_keys(uow.conn, [lead_id])).get(lead_id)
     for activity in waiting:
-        await uow.emit(_event(activity, lead_id, key))
+        await uow.emit(activity_event(activity, lead_id, key))
     return len(waiting)
-
-
-def _event(activity: store.StoredActivity, lead_id: UUID, key: bytes | None) -> ActivityRecorded:
-    return activity_event(
-        activity_id=activity.id,
-        lead_id=lead_id,
-        activity_type=activity.activity_type,
-        occurred_at=activity.occurred_at,
-        recorded_at=activity.recorded_at,
-        order_id=activity.order_id,
-        details=activity.details,
-        key=key,
-    )
 
 
 async def notes(pool: asyncpg.Pool, lead_id: UUID) -> NotesOut:

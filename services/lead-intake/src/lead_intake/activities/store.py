@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -10,20 +9,8 @@ from uuid import UUID
 import asyncpg
 
 from funnel_contracts.sealed import new_data_key
-from lead_intake.activities.models import email_sha256
-
-
-@dataclass(frozen=True)
-class StoredActivity:
-    id: UUID
-    lead_id: UUID | None
-    visitor_id: str | None
-    activity_type: str
-    occurred_at: datetime
-    recorded_at: datetime
-    order_id: str | None
-    details: dict[str, Any]
-    pending_email_sha256: str | None = None
+from funnel_servicekit.db import wrote_a_row
+from lead_intake.activities.models import StoredActivity, email_sha256
 
 
 def _activity(row: Any) -> StoredActivity:
@@ -40,16 +27,22 @@ def _activity(row: Any) -> StoredActivity:
     )
 
 
+_INSERT_ACTIVITY = """
+    INSERT INTO activities (id, lead_id, visitor_id, form_id, activity_type,
+        occurred_at, recorded_at, order_id, details, emitted_at, pending_email_sha256)
+    VALUES ($1, $2, $3, $4, $5, $6, $7::timestamptz, $8, $9,
+            CASE WHEN $2::uuid IS NULL THEN NULL ELSE $7::timestamptz END, $10)
+    ON CONFLICT DO NOTHING RETURNING true
+"""
+
+
 async def insert_activity(
     conn: asyncpg.Connection, activity: StoredActivity, form_id: str | None
 ) -> bool:
     """False when it is stored already (same id) or is a purchase whose order counted."""
-    inserted = await conn.fetchval(
-        """INSERT INTO activities (id, lead_id, visitor_id, form_id, activity_type,
-               occurred_at, recorded_at, order_id, details, emitted_at, pending_email_sha256)
-           VALUES ($1, $2, $3, $4, $5, $6, $7::timestamptz, $8, $9,
-                   CASE WHEN $2::uuid IS NULL THEN NULL ELSE $7::timestamptz END, $10)
-           ON CONFLICT DO NOTHING RETURNING true""",
+    return await wrote_a_row(
+        conn,
+        _INSERT_ACTIVITY,
         activity.id,
         activity.lead_id,
         activity.visitor_id,
@@ -61,7 +54,6 @@ async def insert_activity(
         activity.details,
         activity.pending_email_sha256,
     )
-    return bool(inserted)
 
 
 async def data_keys(conn: asyncpg.Connection, lead_ids: list[UUID]) -> dict[UUID, bytes]:

@@ -9,6 +9,7 @@ from uuid import UUID
 
 import asyncpg
 
+from funnel_servicekit.db import wrote_a_row
 from lead_intake.imports.models import BatchCounts, ImportState
 from lead_intake.imports.models.rows import RowError
 
@@ -27,6 +28,13 @@ async def find(conn: asyncpg.Connection, idempotency_key: str | None, sha256: by
     return found
 
 
+_CREATE = """
+    INSERT INTO imports (id, form_id, on_existing, idempotency_key, content_sha256,
+        rows, created_by)
+    VALUES ($1, $2, $3, $4, $5, 0, $6) ON CONFLICT DO NOTHING RETURNING true
+"""
+
+
 async def create(
     conn: asyncpg.Connection,
     import_id: UUID,
@@ -37,18 +45,9 @@ async def create(
     created_by: str | None,
 ) -> bool:
     """A new import (no rows yet); False when one with this key or content exists already."""
-    made = await conn.fetchval(
-        """INSERT INTO imports (id, form_id, on_existing, idempotency_key, content_sha256,
-               rows, created_by)
-           VALUES ($1, $2, $3, $4, $5, 0, $6) ON CONFLICT DO NOTHING RETURNING true""",
-        import_id,
-        form_id,
-        on_existing,
-        idempotency_key,
-        sha256,
-        created_by,
+    return await wrote_a_row(
+        conn, _CREATE, import_id, form_id, on_existing, idempotency_key, sha256, created_by
     )
-    return bool(made)
 
 
 async def stage_rows(

@@ -15,8 +15,9 @@ from uuid import UUID
 
 from funnel_contracts import Consent, LeadCapturedV2, LeadUpdatedV2, Utm
 from funnel_contracts.events.base import clear_answers, page_address
-from funnel_contracts.sealed import PersonalData, seal
+from funnel_contracts.sealed import seal
 from funnel_servicekit.problems import FieldError
+from lead_intake.common.sealing import contact_data
 from lead_intake.forms.models import Form
 
 
@@ -115,17 +116,14 @@ def lead_event(
 ) -> LeadCapturedV2 | LeadUpdatedV2:
     """funnel.lead.captured.v2 for a new person, funnel.lead.updated.v2 for a known one
     (an imported contact's stage, if any, travels with the capture)."""
-    person = PersonalData(
-        email=lead.email,
-        phone=lead.phone,
-        first_name=lead.first_name,
-        last_name=lead.last_name,
-        custom_fields=sub.custom_fields,
-        landing_page=sub.touchpoint.landing_page,
-        referrer=sub.touchpoint.referrer,
-        visitor_id=sub.visitor_id,
-        consent_text=sub.consent.text if sub.consent else None,
-        qualification=sub.qualification,
+    person = contact_data(lead, sub.custom_fields).model_copy(
+        update={
+            "landing_page": sub.touchpoint.landing_page,
+            "referrer": sub.touchpoint.referrer,
+            "visitor_id": sub.visitor_id,
+            "consent_text": sub.consent.text if sub.consent else None,
+            "qualification": sub.qualification,
+        }
     )
     event_type = (LeadCapturedV2 if lead.created else LeadUpdatedV2).event_type
     common = {
@@ -213,13 +211,7 @@ MERGE = "merge"
 
 def merge_update_event(lead: Lead, sub: Submission, *, key: bytes, at: datetime) -> LeadUpdatedV2:
     """funnel.lead.updated.v2 of a merge's survivor: its details after the merge (sealed)."""
-    person = PersonalData(
-        email=lead.email,
-        phone=lead.phone,
-        first_name=lead.first_name,
-        last_name=lead.last_name,
-        custom_fields=sub.custom_fields,
-    )
+    person = contact_data(lead, sub.custom_fields)
     return LeadUpdatedV2(
         lead_id=lead.id,
         personal_data=seal(person, key=key, lead_id=lead.id, event_type=LeadUpdatedV2.event_type),

@@ -13,8 +13,9 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from funnel_contracts import Consent, LeadUpdatedV2, Utm
-from funnel_contracts.sealed import PersonalData, seal
+from funnel_contracts.sealed import seal
 from lead_intake.common.normalize import normalize_email, normalize_name, normalize_phone
+from lead_intake.common.sealing import contact_data
 from lead_intake.common.text_rules import StorableText
 
 # What only a key with pii:read sees of a person: left out of the body (absent, not null).
@@ -277,13 +278,7 @@ def correction_event(
     Consent granted by hand travels as a consent given now, a withdrawal as
     `consent_withdrawn` (the notifier stops the touches of those categories).
     """
-    person = PersonalData(
-        email=contact.email,
-        phone=contact.phone,
-        first_name=contact.first_name,
-        last_name=contact.last_name,
-        custom_fields=contact.custom_fields,
-    )
+    person = contact_data(contact, contact.custom_fields)
     consent = (
         Consent(text=f"recorded by {actor}", categories=tuple(granted), given_at=at)
         if granted

@@ -43,6 +43,11 @@ FROM leads l WHERE l.id = $1"""  # noqa: S608 (a constant, no input)
 
 
 _BEFORE_ALL = UUID(int=0)
+# The person's columns shown as they are stored, under their own names.
+_AS_STORED = (
+    "email", "phone", "first_name", "last_name", "locale", "time_zone", "source", "created_at",
+    "updated_at",
+)  # fmt: skip
 
 
 def _json(value: Any) -> Any:
@@ -58,16 +63,11 @@ async def person(conn: asyncpg.Connection, lead_id: UUID) -> PersonOut | bool | 
         return False
     return PersonOut(
         lead_id=row["id"],
-        email=row["email"],
-        phone=row["phone"],
-        first_name=row["first_name"],
-        last_name=row["last_name"],
+        **{c: row[c] for c in _AS_STORED},
         custom_fields=_json(row["custom_fields"]) or {},
         consent=consent_state(
             _json(row["consent"]), row["consent_source"], _json(row["consent_changes"]) or {}
         ),
-        locale=row["locale"],
-        time_zone=row["time_zone"],
         first_touch=touchpoint(_json(row["first_touch"])),
         last_touch=touchpoint(_json(row["last_touch"])),
         qualification=_json(row["qualification"]) or {},
@@ -75,9 +75,6 @@ async def person(conn: asyncpg.Connection, lead_id: UUID) -> PersonOut | bool | 
             count=row["submission_count"],
             items=[SubmissionOut.model_validate(s) for s in _json(row["latest_submissions"])],
         ),
-        source=row["source"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
         test=row["is_test"],
         merged_into=row["merged_into"],
     )

@@ -10,6 +10,7 @@ from uuid import UUID
 
 import asyncpg
 
+from funnel_servicekit.db import wrote_a_row
 from lead_intake.webhooks.models import FormSecret, MetaForm, MetaFormIn
 
 
@@ -31,35 +32,32 @@ async def seen(conn: asyncpg.Connection, platform: str, external_id: str) -> UUI
     return lead_id
 
 
+_MARK_SEEN = """
+    INSERT INTO platform_leads_seen (platform, external_id, lead_id) VALUES ($1, $2, $3)
+    ON CONFLICT DO NOTHING RETURNING true
+"""
+
+
 async def mark_seen(
     conn: asyncpg.Connection, platform: str, external_id: str, lead_id: UUID
 ) -> bool:
     """False when another delivery of the same lead got there first."""
-    inserted = await conn.fetchval(
-        """INSERT INTO platform_leads_seen (platform, external_id, lead_id) VALUES ($1, $2, $3)
-           ON CONFLICT DO NOTHING RETURNING true""",
-        platform,
-        external_id,
-        lead_id,
-    )
-    return bool(inserted)
+    return await wrote_a_row(conn, _MARK_SEEN, platform, external_id, lead_id)
+
+
+_ADD_PENDING = """
+    INSERT INTO pending_platform_leads (platform, external_id, form_id, notice)
+    SELECT $1, $2, $3, $4
+    WHERE NOT EXISTS (SELECT 1 FROM platform_leads_seen WHERE platform = $1
+                      AND external_id = $2)
+    ON CONFLICT DO NOTHING RETURNING true
+"""
 
 
 async def add_pending(
     conn: asyncpg.Connection, platform: str, external_id: str, form_id: str, notice: dict[str, Any]
 ) -> bool:
-    inserted = await conn.fetchval(
-        """INSERT INTO pending_platform_leads (platform, external_id, form_id, notice)
-           SELECT $1, $2, $3, $4
-           WHERE NOT EXISTS (SELECT 1 FROM platform_leads_seen WHERE platform = $1
-                             AND external_id = $2)
-           ON CONFLICT DO NOTHING RETURNING true""",
-        platform,
-        external_id,
-        form_id,
-        notice,
-    )
-    return bool(inserted)
+    return await wrote_a_row(conn, _ADD_PENDING, platform, external_id, form_id, notice)
 
 
 async def lock_delivery(conn: asyncpg.Connection, platform: str, external_id: str) -> None:
@@ -121,17 +119,13 @@ async def done(conn: asyncpg.Connection, lead: PendingLead) -> None:
 
 # -- Meta lead forms -----------------------------------------------------------------------
 
-_META_COLUMNS = "meta_form_id, form_id, field_map, created_at, updated_at"
+# A Meta form's columns are its model's fields, named alike.
+_META_FIELDS = tuple(MetaForm.model_fields)
+_META_COLUMNS = ", ".join(_META_FIELDS)
 
 
 def _meta_form(row: Any) -> MetaForm:
-    return MetaForm(
-        meta_form_id=row["meta_form_id"],
-        form_id=row["form_id"],
-        field_map=row["field_map"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+    return MetaForm.model_validate({f: row[f] for f in _META_FIELDS})
 
 
 async def get_meta_form(conn: asyncpg.Connection, meta_form_id: str) -> MetaForm | None:
@@ -178,11 +172,11 @@ async def save_meta_form(
     return _meta_form(row), bool(row["created"])
 
 
+_DELETE_META_FORM = "DELETE FROM meta_forms WHERE meta_form_id = $1 RETURNING true"
+
+
 async def delete_meta_form(conn: asyncpg.Connection, meta_form_id: str) -> bool:
-    deleted = await conn.fetchval(
-        "DELETE FROM meta_forms WHERE meta_form_id = $1 RETURNING true", meta_form_id
-    )
-    return bool(deleted)
+    return await wrote_a_row(conn, _DELETE_META_FORM, meta_form_id)
 
 
 # -- Webhook secrets -----------------------------------------------------------------------
@@ -239,13 +233,19 @@ async def rotate_secret(
     return _secret(row)
 
 
+_DELETE_FORM_KEY = (
+    "DELETE FROM form_webhook_secrets WHERE form_id = $1 AND platform = $2 RETURNING true"
+)
+
+
 async def delete_secret(conn: asyncpg.Connection, form_id: str, platform: str) -> bool:
-    deleted = await conn.fetchval(
-        "DELETE FROM form_webhook_secrets WHERE form_id = $1 AND platform = $2 RETURNING true",
-        form_id,
-        platform,
-    )
-    return bool(deleted)
+    return await wrote_a_row(conn, _DELETE_FORM_KEY, form_id, platform)
+
+
+_USE_SIGNATURE = """
+    INSERT INTO webhook_signatures_used (form_id, digest, signed_at) VALUES ($1, $2, $3)
+    ON CONFLICT DO NOTHING RETURNING true
+"""
 
 
 async def use_signature(
@@ -263,11 +263,4 @@ async def use_signature(
                WHERE signed_at < now() - make_interval(secs => $1) LIMIT 50))""",
         keep_seconds,
     )
-    inserted = await conn.fetchval(
-        """INSERT INTO webhook_signatures_used (form_id, digest, signed_at) VALUES ($1, $2, $3)
-           ON CONFLICT DO NOTHING RETURNING true""",
-        form_id,
-        digest,
-        signed_at,
-    )
-    return bool(inserted)
+    return await wrote_a_row(conn, _USE_SIGNATURE, form_id, digest, signed_at)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from funnel_servicekit.db import wrote_a_row
 from notifier.playbooks.catalog import default_playbooks
 from notifier.playbooks.models import Playbook, StoredPlaybook
 
@@ -37,6 +38,8 @@ async def save(conn: asyncpg.Connection, playbook: Playbook, by: str) -> int:
     return version
 
 
+_DELETE = "DELETE FROM playbooks WHERE name = $1 RETURNING true"
+
+
 async def delete(conn: asyncpg.Connection, name: str) -> bool:
-    deleted = await conn.fetchval("DELETE FROM playbooks WHERE name = $1 RETURNING true", name)
-    return bool(deleted)
+    return await wrote_a_row(conn, _DELETE, name)

@@ -53,6 +53,17 @@ class TaskChange(BaseModel):
         }
 
 
+class TaskFilter(BaseModel):
+    """GET /v1/tasks' filters, each optional; the list holds the tasks that match them all."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: TaskStatus | None = None
+    lead_id: UUID | None = Field(default=None, description="A person's tasks (not a team's).")
+    assignee: str | None = Field(default=None, min_length=1, max_length=100)
+    due_before: AwareDatetime | None = None
+
+
 @dataclass(frozen=True)
 class Cursor:
     """Where a page ended in the newest-first order: the last task's (created_at, id)."""

@@ -6,12 +6,11 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Response
-from pydantic import AwareDatetime
 
 from funnel_servicekit.problems import invalid
 from notifier.deps import Conn, KeyNames, Reader, Runtime, Writer
 from notifier.tasks import service
-from notifier.tasks.models import DEFAULT_PAGE, MAX_PAGE, Cursor, TaskChange, TaskStatus, etag
+from notifier.tasks.models import DEFAULT_PAGE, MAX_PAGE, Cursor, TaskChange, TaskFilter, etag
 
 router = APIRouter(tags=["tasks"])
 
@@ -20,10 +19,7 @@ router = APIRouter(tags=["tasks"])
 async def list_tasks(
     _: Reader,
     conn: Conn,
-    status: Annotated[TaskStatus | None, Query()] = None,
-    lead_id: Annotated[UUID | None, Query()] = None,
-    assignee: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
-    due_before: Annotated[AwareDatetime | None, Query()] = None,
+    filters: Annotated[TaskFilter, Query()],
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
     after: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
@@ -34,15 +30,7 @@ async def list_tasks(
         cursor = Cursor.decode(after) if after is not None else None
     except ValueError as exc:
         raise invalid("after", str(exc)) from exc
-    page = await service.list_tasks(
-        conn,
-        status=status,
-        lead_id=lead_id,
-        assignee=assignee,
-        due_before=due_before,
-        after=cursor,
-        limit=limit,
-    )
+    page = await service.list_tasks(conn, filters, after=cursor, limit=limit)
     return {"items": page.items, "next_after": page.next_after, "tasks": page.items}
 
 

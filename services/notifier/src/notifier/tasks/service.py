@@ -8,7 +8,6 @@ actor), each written to the outbox in the unit of work of the change.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -18,7 +17,13 @@ from funnel_contracts import TaskUpdated
 from funnel_servicekit.problems import invalid, not_found
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
 from notifier.tasks import store
-from notifier.tasks.models import Cursor, PreconditionFailed, TaskStatus, if_match_allows, public
+from notifier.tasks.models import (
+    Cursor,
+    PreconditionFailed,
+    TaskFilter,
+    if_match_allows,
+    public,
+)
 
 # The task's own columns the event carries under the same names.
 _EVENT_COLUMNS = ("lead_id", "title", "status", "assignee", "due_at", "playbook", "version")
@@ -71,25 +76,10 @@ class Page:
 
 
 async def list_tasks(
-    conn: asyncpg.Connection,
-    *,
-    status: TaskStatus | None,
-    lead_id: UUID | None,
-    assignee: str | None = None,
-    due_before: datetime | None = None,
-    after: Cursor | None = None,
-    limit: int,
+    conn: asyncpg.Connection, filters: TaskFilter, *, after: Cursor | None = None, limit: int
 ) -> Page:
     """One page of tasks, newest first; `next_after` names the next page (None: the last)."""
-    rows = await store.listing(
-        conn,
-        status=status,
-        lead_id=lead_id,
-        assignee=assignee,
-        due_before=due_before,
-        after=after,
-        limit=limit + 1,
-    )
+    rows = await store.listing(conn, filters, after=after, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     next_after = Cursor(rows[-1]["created_at"], rows[-1]["id"]).encode() if more else None

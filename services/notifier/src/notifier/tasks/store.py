@@ -8,7 +8,7 @@ from uuid import UUID
 
 import asyncpg
 
-from notifier.tasks.models import Cursor
+from notifier.tasks.models import Cursor, TaskFilter
 
 _COLUMNS = """t.id, t.lead_id, t.leak_id, t.playbook, t.title, t.funnel_id, t.stage, t.status,
     t.score, t.assignee, t.due_at, t.version, t.created_at, t.updated_at, s.temperature"""
@@ -84,14 +84,7 @@ async def update(
 
 
 async def listing(
-    conn: asyncpg.Connection,
-    *,
-    status: str | None,
-    lead_id: UUID | None,
-    assignee: str | None,
-    due_before: datetime | None,
-    after: Cursor | None,
-    limit: int,
+    conn: asyncpg.Connection, filters: TaskFilter, *, after: Cursor | None, limit: int
 ) -> list[dict[str, Any]]:
     """Up to `limit` tasks, newest first, after the cursor's task. Only the filters given
     are in the query, so each shape is planned for itself (the cursor on the index)."""
@@ -102,14 +95,14 @@ async def listing(
         args.append(value)
         return f"${len(args)}"
 
-    if status is not None:
-        where.append(f"t.status = {arg(status)}")
-    if lead_id is not None:  # a person's tasks: never a team task keyed by a leak's id
-        where.append(f"t.lead_id = {arg(lead_id)} AND t.leak_id IS NULL")
-    if assignee is not None:
-        where.append(f"t.assignee = {arg(assignee)}")
-    if due_before is not None:
-        where.append(f"t.due_at < {arg(due_before)}")
+    if filters.status is not None:
+        where.append(f"t.status = {arg(filters.status)}")
+    if filters.lead_id is not None:  # a person's tasks: never a team task keyed by a leak's id
+        where.append(f"t.lead_id = {arg(filters.lead_id)} AND t.leak_id IS NULL")
+    if filters.assignee is not None:
+        where.append(f"t.assignee = {arg(filters.assignee)}")
+    if filters.due_before is not None:
+        where.append(f"t.due_at < {arg(filters.due_before)}")
     if after is not None:
         where.append(f"(t.created_at, t.id) < ({arg(after.created_at)}, {arg(after.task_id)})")
     rows = await conn.fetch(

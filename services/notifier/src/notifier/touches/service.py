@@ -45,7 +45,7 @@ from notifier.settings import NotifierSettings
 from notifier.touches import store
 from notifier.touches.models.due import DueTouch
 from notifier.touches.models.email_message import MailEnvelope, build_email
-from notifier.touches.models.send_rules import Defer, Policy, QuietHours, Send, TouchFacts, decide
+from notifier.touches.models.send_rules import Defer, Policy, QuietHours, Send, decide
 from notifier.wake import TOUCHES_CHANNEL, notify
 
 # --- from events -------------------------------------------------------------------------
@@ -283,15 +283,7 @@ async def claim_due(tx: Transactions, rules: SendRules) -> tuple[list[Claimed], 
         for touch in due:
             stored = books.get(touch.playbook)
             decision = decide(
-                TouchFacts(
-                    channel=touch.channel,
-                    kind=touch.kind,
-                    category=touch.category,
-                    playbook=touch.playbook,
-                    requires_stage=touch.requires_stage,
-                    cancel_on=touch.cancel_on,
-                    triggered_at=touch.triggered_at,
-                ),
+                touch,
                 snap.facts(touch.lead_id, touch.channel, touch.playbook, touch.id),
                 rules.policy,
                 now,

@@ -10,6 +10,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
+from funnel_servicekit.db import wrote_a_row
 from notifier.people.models import Contact
 from notifier.playbooks.models import TouchPlan
 from notifier.touches.models.due import DueTouch
@@ -210,44 +211,43 @@ async def suppress(conn: asyncpg.Connection, touch_id: UUID, why: str) -> None:
     )
 
 
+_MARK_SENT = """
+    UPDATE touches SET status = 'sent', sent_at = now(), message_id = $2,
+        lease_until = NULL, reason = NULL
+    WHERE id = $1 AND status = 'sending' RETURNING true
+"""
+
+
 async def mark_sent(conn: asyncpg.Connection, touch_id: UUID, message_id: str | None) -> bool:
     """Record the send once: only a touch still leased ('sending') becomes 'sent'."""
-    done = await conn.fetchval(
-        """UPDATE touches SET status = 'sent', sent_at = now(), message_id = $2,
-               lease_until = NULL, reason = NULL
-           WHERE id = $1 AND status = 'sending' RETURNING true""",
-        touch_id,
-        message_id,
-    )
-    return bool(done)
+    return await wrote_a_row(conn, _MARK_SENT, touch_id, message_id)
+
+
+_MARK_RETRY = """
+    UPDATE touches SET status = CASE WHEN $4 THEN 'failed' ELSE 'scheduled' END,
+        due_at = now() + make_interval(secs => $3), last_error = $2, lease_until = NULL,
+        reason = CASE WHEN $4 THEN 'delivery failed' ELSE 'retrying' END
+    WHERE id = $1 AND status = 'sending' RETURNING true
+"""
 
 
 async def mark_retry(
     conn: asyncpg.Connection, touch_id: UUID, error: str, *, delay_s: float, give_up: bool
 ) -> bool:
     """Schedule another try, or fail the touch (kept for replay); True if it was leased."""
-    done = await conn.fetchval(
-        """UPDATE touches SET status = CASE WHEN $4 THEN 'failed' ELSE 'scheduled' END,
-               due_at = now() + make_interval(secs => $3), last_error = $2, lease_until = NULL,
-               reason = CASE WHEN $4 THEN 'delivery failed' ELSE 'retrying' END
-           WHERE id = $1 AND status = 'sending' RETURNING true""",
-        touch_id,
-        error[:1000],
-        float(delay_s),
-        give_up,
-    )
-    return bool(done)
+    return await wrote_a_row(conn, _MARK_RETRY, touch_id, error[:1000], float(delay_s), give_up)
+
+
+_REPLAY = """
+    UPDATE touches SET status = 'scheduled', due_at = now(), attempts = 0,
+        reason = 'replayed', lease_until = NULL
+    WHERE id = $1 AND status = 'failed' RETURNING true
+"""
 
 
 async def replay(conn: asyncpg.Connection, touch_id: UUID) -> bool:
     """A failed touch goes back into the schedule, due now, with its attempts reset."""
-    done = await conn.fetchval(
-        """UPDATE touches SET status = 'scheduled', due_at = now(), attempts = 0,
-               reason = 'replayed', lease_until = NULL
-           WHERE id = $1 AND status = 'failed' RETURNING true""",
-        touch_id,
-    )
-    return bool(done)
+    return await wrote_a_row(conn, _REPLAY, touch_id)
 
 
 async def touch_lead(conn: asyncpg.Connection, touch_id: UUID) -> UUID | None:

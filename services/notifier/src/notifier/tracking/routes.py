@@ -44,7 +44,7 @@ async def unsubscribe_page(token: str, runtime: Runtime) -> HTMLResponse:
         link = _signer(runtime).read_unsubscribe(token)
     except BadLink as exc:
         raise _not_found(exc) from exc
-    category = html.escape(link.category)
+    category = html.escape(link.target)
     form = (
         f'<form method="post"><input type="hidden" name="source" value="unsubscribe-link">'
         f'<button type="submit">Unsubscribe from {category} emails</button></form>'
@@ -67,7 +67,7 @@ async def unsubscribe(token: str, request: Request, runtime: Runtime) -> HTMLRes
     await service.unsubscribe(runtime.transactions, link, source)
     page = _PAGE.format(
         title="Unsubscribed",
-        text=f"You will get no more {html.escape(link.category)} emails from us.",
+        text=f"You will get no more {html.escape(link.target)} emails from us.",
         form="",
     )
     return HTMLResponse(page, headers=NO_STORE)
@@ -77,10 +77,10 @@ async def unsubscribe(token: str, request: Request, runtime: Runtime) -> HTMLRes
 async def open_pixel(token: str, runtime: Runtime) -> Response:
     """The open pixel: a 1x1 GIF; the first load emits funnel.touch.opened."""
     try:
-        touch_id, lead_id = _signer(runtime).read_open(token)
+        link = _signer(runtime).read_open(token)
     except BadLink as exc:
         raise _not_found(exc) from exc
-    await service.record_open(runtime.transactions, touch_id, lead_id)
+    await service.record_open(runtime.transactions, link.touch_id, link.lead_id)
     return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
 
 
@@ -92,4 +92,4 @@ async def click(token: str, runtime: Runtime) -> RedirectResponse:
     except BadLink as exc:
         raise _not_found(exc) from exc
     await service.record_click(runtime.transactions, link)
-    return RedirectResponse(link.url, status_code=302, headers=NO_STORE)
+    return RedirectResponse(link.target, status_code=302, headers=NO_STORE)

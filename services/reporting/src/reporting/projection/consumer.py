@@ -12,48 +12,17 @@ from contextlib import AbstractContextManager
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from funnel_contracts import (
-    ActivityRecorded,
-    Envelope,
-    EventData,
-    LeadErased,
-    LeadMerged,
-    LeadOwnerChanged,
-    LeakDetected,
-    LeakResolved,
-    StageChanged,
-    TaskUpdated,
-    TouchClicked,
-    TouchOpened,
-    TouchSent,
-)
-from funnel_contracts.lead_reader import LEAD_DETAIL_EVENTS
+from funnel_contracts import Envelope, EventData
 from funnel_contracts.topics import ALL_TOPICS
 from funnel_servicekit.inbox import BatchHandler, Delivery, Handler, InboxConsumer, consume_span
 from funnel_servicekit.kafka import ProducerFactory
 from funnel_servicekit.runtime import Worker
 from funnel_servicekit.unit_of_work import Outbox, UnitOfWork
-from reporting.projection.service import project
+from reporting.projection.service import PROJECTED, project
 from reporting.runtime import ReportingRuntime
 from reporting.settings import ReportingSettings
 
-# The events some aggregate or the timeline depends on; the rest of the topics is read and
-# skipped.
-_PROJECTED: tuple[type[EventData], ...] = (
-    *LEAD_DETAIL_EVENTS,
-    LeadErased,
-    LeadMerged,
-    ActivityRecorded,
-    StageChanged,
-    TouchSent,
-    TouchOpened,
-    TouchClicked,
-    TaskUpdated,  # the timeline only
-    LeadOwnerChanged,  # the timeline only
-    LeakDetected,  # the leaks table only (a rebuild gets the leaks back)
-    LeakResolved,
-)
-HANDLED = tuple(model.event_type for model in _PROJECTED)
+HANDLED = tuple(model.event_type for model in PROJECTED)
 
 
 def handlers(outbox: Outbox) -> tuple[Handler, BatchHandler]:

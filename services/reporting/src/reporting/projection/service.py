@@ -15,9 +15,11 @@ from datetime import datetime
 from uuid import UUID
 
 from funnel_contracts import (
+    ActivityRecorded,
     EventData,
     LeadErased,
     LeadMerged,
+    LeadOwnerChanged,
     LeakDetected,
     LeakResolved,
     StageChanged,
@@ -26,6 +28,7 @@ from funnel_contracts import (
     TouchOpened,
     TouchSent,
 )
+from funnel_contracts.lead_reader import LEAD_DETAIL_EVENTS
 from funnel_servicekit.unit_of_work import UnitOfWork
 from reporting.leaks import store as leaks
 from reporting.projection import store
@@ -35,6 +38,23 @@ from reporting.timeline.models import Item, item_of
 
 # What wraps the work of the i-th event of a batch (the consumer's trace span of that event).
 EventScope = Callable[[int], AbstractContextManager[object]]
+
+# The events some aggregate or the timeline depends on; the rest of the topics is read and
+# skipped.
+PROJECTED: tuple[type[EventData], ...] = (
+    *LEAD_DETAIL_EVENTS,
+    LeadErased,
+    LeadMerged,
+    ActivityRecorded,
+    StageChanged,
+    TouchSent,
+    TouchOpened,
+    TouchClicked,
+    TaskUpdated,  # the timeline only
+    LeadOwnerChanged,  # the timeline only
+    LeakDetected,  # the leaks table only (a rebuild gets the leaks back)
+    LeakResolved,
+)
 
 
 def _unscoped(_: int) -> AbstractContextManager[object]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from notifier.playbooks.models import Cap
@@ -16,17 +17,21 @@ from notifier.playbooks.models import Cap
 
 @dataclass(frozen=True)
 class Send:
-    pass
+    """Goes out now."""
 
 
 @dataclass(frozen=True)
 class Defer:
+    """Not yet: tried again at `until` (quiet hours, a frequency cap that frees up then)."""
+
     until: datetime
     why: str
 
 
 @dataclass(frozen=True)
 class Suppress:
+    """Never: the touch is dropped, and `why` is kept with it."""
+
     why: str
 
 
@@ -54,17 +59,29 @@ class QuietHours:
         return datetime.combine(end_day, self.end, tzinfo=tz)
 
 
-@dataclass(frozen=True)
-class TouchFacts:
-    """The touch as scheduled."""
+class TouchFacts(Protocol):
+    """The touch as scheduled: what the rules read of it (a due touch is one)."""
 
-    channel: str
-    kind: str
-    category: str | None
-    playbook: str
-    requires_stage: str | None
-    cancel_on: tuple[str, ...]
-    triggered_at: datetime
+    @property
+    def channel(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def category(self) -> str | None: ...
+
+    @property
+    def playbook(self) -> str: ...
+
+    @property
+    def requires_stage(self) -> str | None: ...
+
+    @property
+    def cancel_on(self) -> tuple[str, ...]: ...
+
+    @property
+    def triggered_at(self) -> datetime: ...
 
 
 @dataclass(frozen=True)

@@ -41,12 +41,17 @@ class EntryRule:
 
 @dataclass(frozen=True)
 class LostRule:
+    """Leave the line as lost, with `reason`, when `match` holds."""
+
     match: Match
     reason: str
 
 
 @dataclass(frozen=True)
 class Stage:
+    """A stage of the line: entered by its rules; a lead left in it `stall_after_days`
+    without activity stalls (None: never)."""
+
     name: str
     enter_when: tuple[EntryRule, ...] = ()
     stall_after_days: float | None = None
@@ -54,6 +59,8 @@ class Stage:
 
 @dataclass(frozen=True)
 class FitRule:
+    """`points` of fit for a lead whose answer to `answer` is one of `values`."""
+
     answer: str
     values: tuple[str, ...]
     points: float
