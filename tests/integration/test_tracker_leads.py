@@ -20,7 +20,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from funnel_contracts import EventData, LeadUpdated
+from funnel_contracts import EventData, LeadErased, LeadUpdated
+from funnel_contracts.examples import lead_captured_v2
 from funnel_devstack.stack import Stack
 from funnel_servicekit import migrations
 from funnel_servicekit.auth import new_api_key
@@ -302,6 +303,51 @@ async def test_filters_by_stage_owner_stall_and_entry(h: Harness) -> None:
             "digital-sales",
         )
         assert only["timer_due_at"].startswith((T0 + 16 * DAY).date().isoformat())
+
+
+async def test_test_leads_are_moved_but_listed_only_when_asked_for(h: Harness) -> None:
+    """A test lead (decision 0032) keeps its journey, yet stays out of the work queue unless
+    `test=true` asks for the test leads alone; an erasure forgets the mark with the rest."""
+    real, trial, late = uuid4(), uuid4(), uuid4()
+    await h.feed(
+        captured(real, at=T0),
+        lead_captured_v2(lead_id=trial, captured_at=T0, test=True),
+        activity(trial, "page_view", T0 + DAY),  # still moved: interest
+        # Its activity first, the test capture after (another topic): marked all the same.
+        activity(late, "page_view", T0 + DAY),
+        lead_captured_v2(lead_id=late, captured_at=T0, test=True),
+        # A later real post of a test lead does not clear the mark.
+        LeadUpdated(lead_id=trial, qualification={"budget": "yes"}, updated_at=T0 + 2 * DAY),
+    )
+    assert await h.count("test_leads", trial) == 1
+    assert await h.count("test_leads", real) == 0
+    async with api(h) as (client, clock):
+        clock.pin(T0 + 3 * DAY)
+
+        async def listed(**params: Any) -> dict[UUID, str]:
+            response = await client.get(
+                "/v1/leads", params={"funnel_id": "digital-sales", **params}
+            )
+            assert response.status_code == 200, response.text
+            return {UUID(i["lead_id"]): i["stage"] for i in response.json()["items"]}
+
+        assert await listed() == {real: "awareness"}
+        assert await listed(sort="entered_at") == {real: "awareness"}
+        assert await listed(test="true") == {trial: "interest", late: "interest"}
+        assert await listed(test="true", stage="interest", sort="-entered_at") == {
+            trial: "interest",
+            late: "interest",
+        }
+        assert await listed(test="false", stage="interest") == {}
+        journey = await client.get(f"/v1/leads/{trial}/journey")
+        assert journey.status_code == 200
+        assert (journey.json()["current_stage"], journey.json()["test"]) == ("interest", True)
+        assert (await client.get(f"/v1/leads/{real}/journey")).json()["test"] is False
+        bad = await client.get("/v1/leads", params={"funnel_id": "digital-sales", "test": "x"})
+        assert bad.status_code == 422
+        assert "test" in bad.text
+    await h.feed(LeadErased(lead_id=trial, request_id=uuid4(), erased_at=T0 + 4 * DAY))
+    assert await h.count("test_leads", trial) == 0
 
 
 async def test_bad_values_are_422_naming_the_field_and_unknowns_404(h: Harness) -> None:

@@ -272,6 +272,8 @@ async def _apply(
     details = lead_details(event) if kind in _LEAD_DETAIL_EVENTS else None
     if details is not None and not details.new and details.funnel_id is not None:
         await registry.latest(conn, details.funnel_id)  # an unknown funnel is refused
+    if details is not None and details.test:
+        leads.mark_test(lead_id)  # still moved (its journey can be looked at), never listed
     signal = signal_of(event, envelope.id, details)
     if signal is None:
         return
@@ -364,5 +366,6 @@ async def journey(
         "score_at": now,
         "scored_as_of": row["as_of"],
         "timer_due_at": row["timer_due_at"],
+        "test": row["test"],  # a test lead: moved, but left out of the work queue
         "transitions": row["transitions"],
     }

@@ -37,6 +37,7 @@ class LeadFilter:
     stalled: bool | None = None
     entered_after: datetime | None = None  # entered_at >= this
     entered_before: datetime | None = None  # entered_at < this
+    test: bool = False  # True: the test leads alone; False: every lead but them
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,9 @@ async def list_leads(
     ] = None,
     entered_after: Annotated[datetime | None, Query(description="entered_at >= this")] = None,
     entered_before: Annotated[datetime | None, Query(description="entered_at < this")] = None,
+    test: Annotated[
+        bool, Query(description="true: the test leads alone (left out otherwise).")
+    ] = False,
     sort: Sort = "-score",
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     after: Annotated[
@@ -47,7 +50,9 @@ async def list_leads(
             cursor = decode_cursor(after, sort)
         except BadCursor as exc:
             raise invalid("after", str(exc), title="Invalid cursor") from None
-    query = LeadFilter(funnel_id, stage, temperature, owner, stalled, entered_after, entered_before)
+    query = LeadFilter(
+        funnel_id, stage, temperature, owner, stalled, entered_after, entered_before, test
+    )
     context = runtime.context
     try:
         page = await service.list_leads(

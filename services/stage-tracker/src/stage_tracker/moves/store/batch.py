@@ -46,6 +46,7 @@ class LeadBatch:
     _moves: list[tuple[UUID, Move]] = field(default_factory=list)
     _signals: dict[tuple[UUID, str], tuple[Signal, float, bool]] = field(default_factory=dict)
     _newly_erased: dict[UUID, datetime] = field(default_factory=dict)
+    _tests: set[UUID] = field(default_factory=set)  # test leads captured in this batch
     _outbox: list[OutboxRecord] = field(default_factory=list)
     # The trace headers of the event being applied when no span is recorded (see `tracing`):
     # what it emits carries a child of that trace, made without spans. None: spans as usual.
@@ -130,6 +131,10 @@ class LeadBatch:
         )  # fmt: skip
         self._outbox.append(record)
 
+    def mark_test(self, lead_id: UUID) -> None:
+        """A test lead's capture: the work queue leaves it out (decision 0032)."""
+        self._tests.add(lead_id)
+
     def erase(self, lead_id: UUID, at: datetime) -> None:
         self.erased.add(lead_id)
         self.states.pop(lead_id, None)
@@ -155,4 +160,7 @@ class LeadBatch:
         ]
         if signals:
             await store.record_signals(conn, signals)
+        tests = [lead for lead in self._tests if lead not in gone]
+        if tests:
+            await store.mark_test_leads(conn, tests)
         await enqueue_many(conn, self.uow.outbox.schema, self._outbox)

@@ -221,7 +221,7 @@ async def add_moves(conn: asyncpg.Connection, moves: Sequence[tuple[UUID, Move]]
 async def erase(conn: asyncpg.Connection, erased: Mapping[UUID, datetime]) -> None:
     """Forget people: state, history, signals; keep only the fact that the id is erased."""
     ids = list(erased)
-    for table in ("lead_stages", "transitions", "lead_signals"):
+    for table in ("lead_stages", "transitions", "lead_signals", "test_leads"):
         await conn.execute(f"DELETE FROM {table} WHERE lead_id = ANY($1::uuid[])", ids)  # noqa: S608
     await conn.executemany(
         "INSERT INTO erased_leads (lead_id, erased_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -229,12 +229,20 @@ async def erase(conn: asyncpg.Connection, erased: Mapping[UUID, datetime]) -> No
     )
 
 
+async def mark_test_leads(conn: asyncpg.Connection, lead_ids: list[UUID]) -> None:
+    await conn.execute(
+        "INSERT INTO test_leads (lead_id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING",
+        lead_ids,
+    )
+
+
 async def journey(conn: asyncpg.Connection, lead_id: UUID) -> dict[str, Any] | None:
     """The lead's row (with its decay key) and its transitions; None for an unknown lead."""
     current = await conn.fetchrow(
         """SELECT funnel_id, funnel_version, stage, entered_at, fit_score, engagement_score,
-                  as_of, timer_due_at, owner, version, half_life_seconds, decay_sign, decay_key
-           FROM lead_stages WHERE lead_id = $1""",
+                  as_of, timer_due_at, owner, version, half_life_seconds, decay_sign, decay_key,
+                  EXISTS (SELECT 1 FROM test_leads t WHERE t.lead_id = l.lead_id) AS test
+           FROM lead_stages l WHERE lead_id = $1""",
         lead_id,
     )
     if current is None:
