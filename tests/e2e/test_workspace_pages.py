@@ -55,11 +55,15 @@ def _api(stack: Stack, service: str, key: str | None = None) -> httpx.AsyncClien
     )
 
 
-async def _capture(stack: Stack, email: str, first_name: str) -> str:
+async def _capture(stack: Stack, email: str, first_name: str, *, test: bool = False) -> str:
+    body: dict[str, Any] = {"email": email, "first_name": first_name, "last_name": "Lovelace"}
+    # A test lead takes an admin key (forms:admin).
+    headers = {"Authorization": f"Bearer {stack.admin_api_key}"} if test else {}
     async with httpx.AsyncClient(base_url=stack.url("lead-intake"), timeout=30) as c:
         response = await c.post(
             "/v1/forms/demo/submissions",
-            json={"email": email, "first_name": first_name, "last_name": "Lovelace"},
+            json=body | ({"test": True} if test else {}),
+            headers=headers,
         )
     assert response.status_code == 202, response.text
     return str(response.json()["lead_id"])
@@ -137,11 +141,14 @@ async def test_from_the_dashboard_to_a_lead_log_a_call_take_it_finish_its_task_a
     ada = await _capture(stack, "ada.workspace@example.com", "Ada")
     bob = await _capture(stack, "bob.workspace@example.com", "Bob")
     await _capture(stack, "cy.workspace@example.com", "Cy")  # stays in awareness
+    # A test lead moves like the others, yet is in no count, no list, no playbook.
+    tess = await _capture(stack, "tess.workspace@example.com", "Tess", test=True)
+    await _activities(stack, tess, "pricing_viewed")
     # Ada gets hot (a task for sales), Bob only looks at the prices: both reach desire.
     await _activities(stack, ada, "pricing_viewed", "demo_requested", "trial_started")
     await _activities(stack, ada, "checkout_started")
     await _activities(stack, bob, "pricing_viewed")
-    for lead in (ada, bob):
+    for lead in (ada, bob, tess):
         assert await eventually(_stage_of(stack, lead), lambda s: s == "desire")
     counts = await eventually(lambda: _snapshot(stack), lambda s: s.get("desire") == 2)
     assert counts == {"awareness": 1, "desire": 2}
@@ -188,6 +195,7 @@ async def test_from_the_dashboard_to_a_lead_log_a_call_take_it_finish_its_task_a
             await _loaded(page)
             assert await _text(page, "#stage") == "desire"
             assert await _text(page, "#who") == "Ada Lovelace"
+            assert await page.locator("#test-lead").is_hidden()
             assert "ada.workspace@example.com" in await _text(page, "#contact")
             assert await page.locator("#tasks li").count() == 1
             assert "Hot lead: call now" in await _text(page, "#tasks")
@@ -254,6 +262,15 @@ async def test_from_the_dashboard_to_a_lead_log_a_call_take_it_finish_its_task_a
             )
             assert order[:2] == [ada, bob]  # by score now: 60, 10, then Cy's 0
             assert await page.locator("#more").is_hidden()
+
+            # The test lead's own page says what it is.
+            await page.goto(f"{stack.url('reporting')}/dashboard/lead?id={tess}")
+            await _loaded(page)
+            assert await _text(page, "#who") == "Tess Lovelace"
+            assert await page.locator("#test-lead").is_visible()
+            assert "Test lead" in await _text(page, "#test-lead")
+            assert await _text(page, "#stage") == "desire"
+            await _shot(page, "4b-test-lead")
 
             # Bob's page is open when ben moves him: ana's move is refused, in words.
             await page.goto(f"{stack.url('reporting')}/dashboard/lead?id={bob}")

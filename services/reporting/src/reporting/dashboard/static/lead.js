@@ -47,6 +47,7 @@
     const name = [p.first_name, p.last_name].filter(Boolean).join(" ");
     const mayRead = me.scopes.includes("pii:read");
     $("who").textContent = name || p.email || `Lead ${leadId.slice(0, 8)}`;
+    $("test-lead").hidden = p.test !== true;
     const contact = [p.email, p.phone, p.company].filter(Boolean).map(W.escapeHtml);
     $("contact").innerHTML = contact.length ? contact.join(" · ")
       : mayRead ? "no contact details" : "contact details need a key with pii:read";
