@@ -15,12 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from funnel_contracts import EventData
-from funnel_servicekit.outbox import (
-    OutboxRecord,
-    enqueue_many,
-    outbox_record,
-    outbox_record_json,
-)
+from funnel_servicekit.outbox import OutboxRows, enqueue_rows, outbox_record
 from funnel_servicekit.telemetry import UnrecordedParent
 from funnel_servicekit.unit_of_work import UnitOfWork
 from stage_tracker.funnels.models.definition import FunnelDefinition
@@ -46,7 +41,7 @@ class LeadBatch:
     _moves: list[tuple[UUID, Move]] = field(default_factory=list)
     _signals: dict[tuple[UUID, str], tuple[Signal, float, bool]] = field(default_factory=dict)
     _newly_erased: dict[UUID, datetime] = field(default_factory=dict)
-    _outbox: list[OutboxRecord] = field(default_factory=list)
+    _outbox: OutboxRows = field(default_factory=OutboxRows)
     # The trace headers of the event being applied when no span is recorded (see `tracing`):
     # what it emits carries a child of that trace, made without spans. None: spans as usual.
     _parent_trace: Mapping[str, str] | None = None
@@ -120,15 +115,15 @@ class LeadBatch:
         record = outbox_record(
             event, source=self.uow.outbox.source, event_id=event_id, trace=self._trace()
         )
-        self._outbox.append(record)
+        self._outbox.add(record)
 
     def _emit_json(self, event_type: str, data: dict[str, Any]) -> None:
-        """`emit` for a stage.changed or lead.scored already in its JSON form."""
-        record = outbox_record_json(
-            event_type, TOPIC, data["lead_id"], data, source=self.uow.outbox.source,
-            trace=self._trace(), value=outcome_event_json(event_type, data),
+        """`emit` for a stage.changed or lead.scored already in its JSON form: its outbox row
+        made in one step (the value by the event's template, the headers as text)."""
+        self._outbox.add_json(
+            event_type, TOPIC, data["lead_id"], outcome_event_json(event_type, data),
+            source=self.uow.outbox.source, trace=self._trace(),
         )  # fmt: skip
-        self._outbox.append(record)
 
     def erase(self, lead_id: UUID, at: datetime) -> None:
         self.erased.add(lead_id)
@@ -155,4 +150,4 @@ class LeadBatch:
         ]
         if signals:
             await store.record_signals(conn, signals)
-        await enqueue_many(conn, self.uow.outbox.schema, self._outbox)
+        await enqueue_rows(conn, self.uow.outbox.schema, self._outbox)
