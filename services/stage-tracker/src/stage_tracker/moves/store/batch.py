@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from funnel_contracts import EventData
@@ -19,12 +18,7 @@ from funnel_servicekit.outbox import OutboxRows, enqueue_rows, outbox_record
 from funnel_servicekit.telemetry import UnrecordedParent
 from funnel_servicekit.unit_of_work import UnitOfWork
 from stage_tracker.funnels.models.definition import FunnelDefinition
-from stage_tracker.moves.models.events import (
-    TOPIC,
-    outcome_event_data,
-    outcome_event_json,
-    outcome_events,
-)
+from stage_tracker.moves.models.events import TOPIC, outcome_event_values, outcome_events
 from stage_tracker.moves.models.machine import LeadState, Move, Outcome, timer_due
 from stage_tracker.moves.store import leads as store
 from stage_tracker.scoring.models.decay import half_life_seconds
@@ -81,13 +75,16 @@ class LeadBatch:
         self._moves += [(lead_id, m) for m in outcome.moves]
         if not outcome.moves and outcome.scored is None:
             return
-        data = outcome_event_data(lead_id, outcome)
-        if data is None:
+        subject = str(lead_id)
+        values = outcome_event_values(subject, outcome)
+        if values is None:
             for event in outcome_events(lead_id, outcome):
                 self.emit(event)
             return
-        for event_type, json_data in data:
-            self._emit_json(event_type, json_data)
+        source, trace = self.uow.outbox.source, self._trace
+        for event_type, value in values:
+            # The outbox row in one step: the value by the event's template, the headers as text.
+            self._outbox.add_json(event_type, TOPIC, subject, value, source=source, trace=trace())
 
     def park(self, lead_id: UUID, funnel: FunnelDefinition) -> None:
         """A lead merged into another: kept as it is, its stall timer stopped."""
@@ -116,14 +113,6 @@ class LeadBatch:
             event, source=self.uow.outbox.source, event_id=event_id, trace=self._trace()
         )
         self._outbox.add(record)
-
-    def _emit_json(self, event_type: str, data: dict[str, Any]) -> None:
-        """`emit` for a stage.changed or lead.scored already in its JSON form: its outbox row
-        made in one step (the value by the event's template, the headers as text)."""
-        self._outbox.add_json(
-            event_type, TOPIC, data["lead_id"], outcome_event_json(event_type, data),
-            source=self.uow.outbox.source, trace=self._trace(),
-        )  # fmt: skip
 
     def erase(self, lead_id: UUID, at: datetime) -> None:
         self.erased.add(lead_id)

@@ -32,7 +32,8 @@ class Score:
 
 
 def fit_points(scoring: Scoring, answers: Mapping[str, str]) -> float:
-    return sum(r.points for r in scoring.fit if answers.get(r.answer) in r.values)
+    # The rules' values as sets (`fit_lookup`), summed in the rules' order as before.
+    return sum(points for key, values, points in scoring.fit_lookup if answers.get(key) in values)
 
 
 def engagement_points(
