@@ -32,6 +32,8 @@ class Score:
 
 
 def fit_points(scoring: Scoring, answers: Mapping[str, str]) -> float:
+    if not answers:
+        return 0  # what the sum below gives: no rule's values hold None
     # The rules' values as sets (`fit_lookup`), summed in the rules' order as before.
     return sum(points for key, values, points in scoring.fit_lookup if answers.get(key) in values)
 
