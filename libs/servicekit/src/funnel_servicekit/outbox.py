@@ -386,16 +386,20 @@ class OutboxRows:
         encoded (`value`: `funnel_contracts.json_text(data)`'s bytes; the caller's tests
         hold them so), made now (its `ce_time`); returns its event id. `trace` as in
         `outbox_record_json` (None: a producer span of its own, in the current span)."""
-        event_id = event_id or new_event_id()
         if not source or not event_type:
             raise ValueError("CloudEvents attributes source and type must not be empty")
+        if event_id:
+            quoted_id = _json_string(event_id)
+        else:
+            event_id = new_event_id()
+            quoted_id = f'"{event_id}"'  # hex digits and hyphens: nothing to escape
         if trace is None:
             trace = _producer_trace(event_type, topic, event_id)
-        when = datetime.now(UTC).isoformat()[:-6] + "Z"  # "+00:00" -> "Z", as encode writes
+        # As encode writes the time: "Z" for "+00:00"; digits and separators, nothing to escape.
+        when = datetime.now(UTC).isoformat()[:-6]
         text = (
-            f'[["ce_id", {_json_string(event_id)}{_middle(event_type, source)}'
-            f'{_json_string(when)}], ["ce_subject", {_json_string(subject)}],'
-            ' ["content-type", "application/json"]'
+            f'[["ce_id", {quoted_id}{_middle(event_type, source)}"{when}Z"], '
+            f'["ce_subject", {_json_string(subject)}], ["content-type", "application/json"]'
         )
         for name, header in trace.items():
             if name in TRACE_HEADERS:

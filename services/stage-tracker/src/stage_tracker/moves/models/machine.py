@@ -358,8 +358,8 @@ def _target(
     """The stage a signal's rules lead to: the furthest forward one, else a permitted step back
     (`answers`: the state's answers' values)."""
     current = funnel.position(state.stage)
-    forward: list[tuple[int, str]] = []
-    backward: list[tuple[int, str]] = []
+    forward: list[tuple[int, Match]] = []
+    backward: list[tuple[int, Match]] = []
     # Only the rules this kind of signal can satisfy: within a stage, the first that matches
     # is the same as among all of them.
     for pos, stage, rules in funnel.entry_rules_for(signal.kind):
@@ -374,13 +374,18 @@ def _target(
                 # A late event's guarded rule counts too: after a backlog a click from one
                 # topic may have moved the lead before the older pricing visit from another
                 # was read; judged against the stage the lead is in now, it moves it on.
-                forward.append((pos, describe(rule.match)))
+                forward.append((pos, rule.match))
             elif rule.from_stages is not None and not late:
                 # Never back by a late event: it did not happen in the stage the lead is in.
-                backward.append((pos, describe(rule.match)))
+                backward.append((pos, rule.match))
             break
-    chosen = max(forward) if forward else (max(backward) if backward else None)
-    return None if chosen is None else (funnel.stages[chosen[0]].name, chosen[1])
+    found = forward or backward
+    if not found:
+        return None
+    # The furthest stage, and among rules there (one per stage) the greatest description: what
+    # max() of (position, description) pairs gives, with only the chosen rules described.
+    pos = max(p for p, _ in found)
+    return funnel.stages[pos].name, max(describe(m) for p, m in found if p == pos)
 
 
 def _lost_reason(funnel: FunnelDefinition, signal: Signal, state: LeadState) -> str | None:

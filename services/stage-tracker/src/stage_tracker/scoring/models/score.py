@@ -41,6 +41,8 @@ def fit_points(scoring: Scoring, answers: Mapping[str, str]) -> float:
 def engagement_points(
     scoring: Scoring, contributions: Iterable[Contribution], as_of: datetime
 ) -> float:
+    if not contributions:
+        return 0.0  # what the loop below gives
     half_life = scoring.half_life_days * 86400.0
     total = 0.0
     # A fixed order: float sums must not depend on delivery order.
