@@ -14,7 +14,9 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 from uuid import uuid4
 
@@ -23,8 +25,9 @@ from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
 
 from funnel_contracts import Envelope, EventData, KafkaRecord, encode
-from funnel_contracts.envelope import json_text
+from funnel_contracts.envelope import TRACE_HEADERS, json_text
 from funnel_servicekit import metrics
+from funnel_servicekit.event_ids import new_event_id
 from funnel_servicekit.kafka import FATAL_PRODUCER_ERRORS, ProducerFactory, RenewableProducer
 from funnel_servicekit.loops import ListenOn, PollLoop, RetryLater
 from funnel_servicekit.telemetry import current_trace_headers
@@ -156,25 +159,10 @@ async def enqueue_many(
 ) -> None:
     """Write encoded events to the outbox in the caller's transaction, in order, and wake the
     relay: one statement for any number of rows."""
-    if not records:
-        return
-    await conn.execute(
-        """WITH rows AS (
-               INSERT INTO outbox (topic, key, value, headers, event_type)
-               SELECT topic, key, value, headers::jsonb, event_type
-               FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[], $5::text[])
-                   WITH ORDINALITY AS r (topic, key, value, headers, event_type, n)
-               ORDER BY n
-               RETURNING 1)
-           SELECT pg_notify($6, '') FROM (SELECT 1 FROM rows LIMIT 1) AS written""",
-        [r.topic for r in records],
-        [r.record.key for r in records],
-        [r.record.value for r in records],
-        # The headers column as json.dumps writes it (the pool's jsonb codec).
-        [json_text([[k, v.decode()] for k, v in r.record.headers]) for r in records],
-        [r.envelope.type for r in records],
-        _channel(schema),
-    )
+    rows = OutboxRows()
+    for record in records:
+        rows.add(record)
+    await enqueue_rows(conn, schema, rows)
 
 
 class OutboxRelay(PollLoop):
@@ -319,3 +307,122 @@ def outbox_records(events: Sequence[EventData], *, source: str) -> list[OutboxRe
         envelope = Envelope.of(event, source=source, event_id=str(uuid4()), trace=headers)
         records.append(OutboxRecord(event.topic, envelope, encode(envelope)))
     return records
+
+
+# ---------------------------------------------------------------- rows built in one step
+
+_ENQUEUE_ROWS = """WITH rows AS (
+       INSERT INTO outbox (topic, key, value, headers, event_type)
+       SELECT topic, key, value, headers::jsonb, event_type
+       FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[], $5::text[])
+           WITH ORDINALITY AS r (topic, key, value, headers, event_type, n)
+       ORDER BY n
+       RETURNING 1)
+   SELECT pg_notify($6, '') FROM (SELECT 1 FROM rows LIMIT 1) AS written"""
+
+
+def _headers_json(headers: Sequence[tuple[str, bytes]]) -> str:
+    """A record's headers as the outbox's jsonb column holds them (json.dumps' text of
+    [[name, value], ...], as the pool's jsonb codec writes a list)."""
+    return json_text([[k, v.decode()] for k, v in headers])
+
+
+# The headers `funnel_contracts.encode` writes between the event id and the time, per
+# (event type, source), as `_headers_json` writes them.
+_MIDDLES: dict[tuple[str, str], str] = {}
+
+
+def _middle(event_type: str, source: str) -> str:
+    middle = _MIDDLES.get((event_type, source))
+    if middle is None:
+        middle = (
+            f'], ["ce_source", {_json_string(source)}], ["ce_type", {_json_string(event_type)}],'
+            ' ["ce_specversion", "1.0"], ["ce_time", '
+        )
+        if len(_MIDDLES) < 1024:  # a handful in practice; bounded all the same
+            _MIDDLES[(event_type, source)] = middle
+    return middle
+
+
+@dataclass
+class OutboxRows:
+    """Outbox rows not written yet, held as the columns `enqueue_rows` sends, in order.
+
+    `add` takes an `OutboxRecord`; `add_json` makes a row in one step from an event already
+    encoded (a consumer's hot path): the event id, the CloudEvents headers and the outbox's
+    headers column are written as text directly, without an `Envelope`, a `KafkaRecord` and
+    its headers encoded to bytes and decoded again. Both give the same row for the same event
+    (`libs/servicekit/tests/test_kit_outbox_rows.py`).
+    """
+
+    topics: list[str] = field(default_factory=list)
+    keys: list[bytes] = field(default_factory=list)
+    values: list[bytes] = field(default_factory=list)
+    headers: list[str] = field(default_factory=list)  # the headers column's JSON text
+    types: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.topics)
+
+    def add(self, record: OutboxRecord) -> None:
+        self.topics.append(record.topic)
+        self.keys.append(record.record.key)
+        self.values.append(record.record.value)
+        self.headers.append(_headers_json(record.record.headers))
+        self.types.append(record.envelope.type)
+
+    def add_json(
+        self,
+        event_type: str,
+        topic: str,
+        subject: str,
+        value: bytes,
+        *,
+        source: str,
+        trace: Mapping[str, str] | None = None,
+        event_id: str | None = None,
+    ) -> str:
+        """The row `add(outbox_record_json(...))` gives for an event whose data is already
+        encoded (`value`: `funnel_contracts.json_text(data)`'s bytes; the caller's tests
+        hold them so), made now (its `ce_time`); returns its event id. `trace` as in
+        `outbox_record_json` (None: a producer span of its own, in the current span)."""
+        if not source or not event_type:
+            raise ValueError("CloudEvents attributes source and type must not be empty")
+        if event_id:
+            quoted_id = _json_string(event_id)
+        else:
+            event_id = new_event_id()
+            quoted_id = f'"{event_id}"'  # hex digits and hyphens: nothing to escape
+        if trace is None:
+            trace = _producer_trace(event_type, topic, event_id)
+        # As encode writes the time: "Z" for "+00:00"; digits and separators, nothing to escape.
+        when = datetime.now(UTC).isoformat()[:-6]
+        text = (
+            f'[["ce_id", {quoted_id}{_middle(event_type, source)}"{when}Z"], '
+            f'["ce_subject", {_json_string(subject)}], ["content-type", "application/json"]'
+        )
+        for name, header in trace.items():
+            if name in TRACE_HEADERS:
+                text += f", [{_json_string(name)}, {_json_string(header)}]"
+        self.topics.append(topic)
+        self.keys.append(subject.encode())
+        self.values.append(value)
+        self.headers.append(text + "]")
+        self.types.append(event_type)
+        return event_id
+
+
+async def enqueue_rows(conn: asyncpg.Connection, schema: str, rows: OutboxRows) -> None:
+    """Write `rows` to the outbox in the caller's transaction, in order, and wake the relay:
+    one statement for any number of rows (`enqueue_many` for `OutboxRecord`s)."""
+    if not rows:
+        return
+    await conn.execute(
+        _ENQUEUE_ROWS,
+        rows.topics,
+        rows.keys,
+        rows.values,
+        rows.headers,
+        rows.types,
+        _channel(schema),
+    )

@@ -74,6 +74,12 @@ class Scoring:
     warm_at: float = 20.0
     hot_at: float = 50.0
 
+    @cached_property
+    def fit_lookup(self) -> tuple[tuple[str, frozenset[str], float], ...]:
+        """The fit rules as (answer, its values as a set, points), in their order: what the
+        scorer reads for every signal, worked out once."""
+        return tuple((r.answer, frozenset(r.values), r.points) for r in self.fit)
+
 
 @dataclass(frozen=True)
 class FunnelDefinition:

@@ -1,24 +1,23 @@
 """The events an outcome of the machine emits: a stage.changed per move, a lead.scored (pure).
 
-`outcome_events` builds them as contract models. `outcome_event_data` builds the same events
-straight in their JSON form (the dicts `model_dump(mode="json")` gives, key for key), which
-the consumer's hot path encodes without a model per event; tests hold the two equal, byte for
-byte once encoded. An outcome the fast form cannot vouch for (a value the model would refuse
-or write differently) gets None, and the caller goes through the models.
+`outcome_events` builds them as contract models. `outcome_event_values` writes the same
+events' record values straight from the outcome, field by field into a template of each
+contract (the bytes the contracts' encoder writes for `model_dump(mode="json")`), which the
+consumer's hot path puts in its outbox rows without a model, a dict or the encoder per event;
+tests hold the two equal, byte for byte. An outcome the fast form cannot vouch for (a value
+the model would refuse or write differently) gets None, and the caller goes through the models.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from datetime import datetime
 from json.encoder import encode_basestring_ascii as _string
 from typing import Any
 from uuid import UUID
 
 from funnel_contracts import EventData, LeadScored, StageChanged
-from funnel_contracts.envelope import json_text
-from stage_tracker.moves.models.machine import Move, Outcome
+from stage_tracker.moves.models.machine import Move, Outcome, ScoreChange
 
 STAGE_CHANGED = StageChanged.event_type
 LEAD_SCORED = LeadScored.event_type
@@ -81,68 +80,60 @@ def _when(at: datetime) -> str:
     return at.isoformat()
 
 
+def outcome_event_values(lead: str, outcome: Outcome) -> list[tuple[str, bytes]] | None:
+    """`outcome_events` as (event type, record value) pairs, in the same order, for the lead
+    whose id's text is `lead`: each value written straight from the outcome into a template
+    of the contract's fields, the bytes the contracts' encoder writes for the model's
+    `model_dump(mode="json")` (json.dumps' defaults). None when only the models can say (a
+    value the model would refuse or write otherwise: then call `outcome_events`)."""
+    try:
+        text = _string(lead)
+        owner = _str(outcome.state.owner)
+        values = [(STAGE_CHANGED, _stage_changed_value(text, m, owner)) for m in outcome.moves]
+        scored = outcome.scored
+        if scored is not None:
+            funnel_id = _string(outcome.state.funnel_id)
+            values.append((LEAD_SCORED, _lead_scored_value(text, funnel_id, scored, owner)))
+    except (_Slow, TypeError, OverflowError):
+        return None
+    return values
+
+
+def _stage_changed_value(lead: str, move: Move, owner: str) -> bytes:
+    """A stage.changed's value; `lead` and `owner` already JSON."""
+    version, position = _int(move.funnel_version), _int(move.to_position)
+    if move.funnel_version < 1 or move.to_position < 0:
+        raise _Slow  # the model refuses these: let it say so
+    return (
+        f'{{"lead_id": {lead}, "funnel_id": {_string(move.funnel_id)}, '
+        f'"funnel_version": {version}, "from_stage": {_str(move.from_stage)}, '
+        f'"to_stage": {_string(move.to_stage)}, "to_stage_position": {position}, '
+        f'"reason": {_string(move.reason)}, "cause_event_id": {_str(move.cause_event_id)}, '
+        f'"cause_event_type": {_str(move.cause_event_type)}, '
+        f'"changed_at": {_string(_when(move.occurred_at))}, "actor": {_str(move.actor)}, '
+        f'"owner": {owner}}}'
+    ).encode()
+
+
 _TEMPERATURES = frozenset({"cold", "warm", "hot"})
 
 
-def _number(value: float) -> float:
-    if not math.isfinite(value):
-        raise _Slow  # the model writes null for these
-    return float(value)
-
-
-def _stage_changed(lead: str, move: Move, owner: str | None) -> dict[str, Any]:
-    if move.funnel_version < 1 or move.to_position < 0:
-        raise _Slow  # the model refuses these: let it say so
-    return {
-        "lead_id": lead,
-        "funnel_id": move.funnel_id,
-        "funnel_version": move.funnel_version,
-        "from_stage": move.from_stage,
-        "to_stage": move.to_stage,
-        "to_stage_position": move.to_position,
-        "reason": move.reason,
-        "cause_event_id": move.cause_event_id,
-        "cause_event_type": move.cause_event_type,
-        "changed_at": _when(move.occurred_at),
-        "actor": move.actor,
-        "owner": owner,
-    }
-
-
-def outcome_event_data(lead_id: UUID, outcome: Outcome) -> list[tuple[str, dict[str, Any]]] | None:
-    """`outcome_events` as (event type, JSON data) pairs, in the same order; None when only
-    the models can say (then call `outcome_events`)."""
-    lead = str(lead_id)
-    owner = outcome.state.owner
-    try:
-        data = [(STAGE_CHANGED, _stage_changed(lead, m, owner)) for m in outcome.moves]
-        scored = outcome.scored
-        if scored is not None:
-            score = scored.score
-            if score.temperature not in _TEMPERATURES or not (
-                scored.previous_temperature is None or scored.previous_temperature in _TEMPERATURES
-            ):
-                raise _Slow  # the model refuses these
-            data.append(
-                (
-                    LEAD_SCORED,
-                    {
-                        "lead_id": lead,
-                        "funnel_id": outcome.state.funnel_id,
-                        "score": _number(score.total),
-                        "fit_score": _number(score.fit),
-                        "engagement_score": _number(score.engagement),
-                        "temperature": score.temperature,
-                        "previous_temperature": scored.previous_temperature,
-                        "cause_event_id": scored.cause_event_id,
-                        "scored_at": _when(scored.at),
-                        "owner": owner,
-                    },
-                )
-            )
-    except _Slow:
-        return None
-    return data
+def _lead_scored_value(lead: str, funnel_id: str, scored: ScoreChange, owner: str) -> bytes:
+    """A lead.scored's value; `lead`, `funnel_id` and `owner` already JSON."""
+    score, previous = scored.score, scored.previous_temperature
+    if score.temperature not in _TEMPERATURES or not (
+        previous is None or previous in _TEMPERATURES
+    ):
+        raise _Slow  # the model refuses these
+    return (
+        f'{{"lead_id": {lead}, "funnel_id": {funnel_id}, "score": {_number(score.total)}, '
+        f'"fit_score": {_number(score.fit)}, '
+        f'"engagement_score": {_number(score.engagement)}, '
+        f'"temperature": {_string(score.temperature)}, '
+        f'"previous_temperature": {_str(previous)}, '
+        f'"cause_event_id": {_str(scored.cause_event_id)}, '
+        f'"scored_at": {_string(_when(scored.at))}, "owner": {owner}}}'
+    ).encode()
 
 
 def _str(value: Any) -> str:
@@ -151,65 +142,19 @@ def _str(value: Any) -> str:
 
 
 def _int(value: Any) -> str:
+    """An int as json.dumps writes it (TypeError for anything else, bool included)."""
     if type(value) is not int:
         raise TypeError(value)
     return int.__repr__(value)
 
 
-def _float(value: Any) -> str:
-    if type(value) is not float or not math.isfinite(value):
+def _number(value: Any) -> str:
+    """A float field's value as the model writes it: an int or float made a float, written
+    as json.dumps writes floats (_Slow for what the model writes as null)."""
+    kind = type(value)
+    if kind is not float and kind is not int:
         raise TypeError(value)
-    return float.__repr__(value)
-
-
-def _stage_changed_json(d: dict[str, Any]) -> str:
-    return (
-        f'{{"lead_id": {_string(d["lead_id"])}, "funnel_id": {_string(d["funnel_id"])}, '
-        f'"funnel_version": {_int(d["funnel_version"])}, '
-        f'"from_stage": {_str(d["from_stage"])}, "to_stage": {_string(d["to_stage"])}, '
-        f'"to_stage_position": {_int(d["to_stage_position"])}, '
-        f'"reason": {_string(d["reason"])}, "cause_event_id": {_str(d["cause_event_id"])}, '
-        f'"cause_event_type": {_str(d["cause_event_type"])}, '
-        f'"changed_at": {_string(d["changed_at"])}, "actor": {_str(d["actor"])}, '
-        f'"owner": {_str(d["owner"])}}}'
-    )
-
-
-def _lead_scored_json(d: dict[str, Any]) -> str:
-    return (
-        f'{{"lead_id": {_string(d["lead_id"])}, "funnel_id": {_string(d["funnel_id"])}, '
-        f'"score": {_float(d["score"])}, "fit_score": {_float(d["fit_score"])}, '
-        f'"engagement_score": {_float(d["engagement_score"])}, '
-        f'"temperature": {_string(d["temperature"])}, '
-        f'"previous_temperature": {_str(d["previous_temperature"])}, '
-        f'"cause_event_id": {_str(d["cause_event_id"])}, '
-        f'"scored_at": {_string(d["scored_at"])}, "owner": {_str(d["owner"])}}}'
-    )
-
-
-_TEMPLATES = {STAGE_CHANGED: _stage_changed_json, LEAD_SCORED: _lead_scored_json}
-# The keys each template writes, in its order: only data with exactly these goes through it.
-_KEYS = {
-    STAGE_CHANGED: tuple(StageChanged.model_fields),
-    LEAD_SCORED: tuple(LeadScored.model_fields),
-}
-
-
-def template_of(event_type: str, data: dict[str, Any]) -> Callable[[dict[str, Any]], str] | None:
-    """The template that writes `data`: None unless it has exactly the template's keys."""
-    template = _TEMPLATES.get(event_type)
-    return template if template is not None and tuple(data) == _KEYS[event_type] else None
-
-
-def outcome_event_json(event_type: str, data: dict[str, Any]) -> bytes:
-    """The record value of one pair of `outcome_event_data`: the bytes the contracts' encoder
-    writes for `data` (json.dumps' defaults), filled into a template of the event's fields
-    instead of walking the dict; anything the template does not expect (another key, order
-    or value type) goes through the encoder itself. Tests hold the two equal."""
-    template = template_of(event_type, data)
-    if template is not None:
-        try:
-            return template(data).encode()
-        except TypeError:
-            pass  # a value of another type: the encoder writes it
-    return json_text(data).encode()
+    number = float(value)
+    if not math.isfinite(number):
+        raise _Slow  # the model writes null for these
+    return float.__repr__(number)

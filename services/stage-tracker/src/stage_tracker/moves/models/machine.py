@@ -235,20 +235,25 @@ def apply(state: LeadState, funnel: FunnelDefinition, signal: Signal) -> Outcome
         return Outcome(state)
     if not funnel.has_stage(state.stage):
         raise UnknownStage(f"stage {state.stage!r} is not in {funnel.id} v{funnel.version}")
-    recorded = _record(state, funnel, signal)
-    moves = _moves(recorded, funnel, signal)
+    recorded, answers = _record(state, funnel, signal)
+    moves = _moves(recorded, funnel, signal, answers)
     after = recorded
     for move in moves:
         after = _moved(after, move, funnel)
     return Outcome(after, tuple(moves), _score_change(state.score, after, signal.event_id))
 
 
-def _record(state: LeadState, funnel: FunnelDefinition, signal: Signal) -> LeadState:
-    answers = dict(state.answers)
-    for key, value in signal.answers.items():
-        old = answers.get(key)
-        if old is None or (old.at, old.event_id) <= (signal.occurred_at, signal.event_id):
-            answers[key] = Answer(value, signal.occurred_at, signal.event_id)
+def _record(
+    state: LeadState, funnel: FunnelDefinition, signal: Signal
+) -> tuple[LeadState, dict[str, str]]:
+    """The state with the signal recorded and scored, and its answers' values."""
+    answers = state.answers
+    if signal.answers:  # most signals bring none: the state's answers are kept as they are
+        answers = dict(answers)
+        for key, value in signal.answers.items():
+            old = answers.get(key)
+            if old is None or (old.at, old.event_id) <= (signal.occurred_at, signal.event_id):
+                answers[key] = Answer(value, signal.occurred_at, signal.event_id)
     contributions = state.contributions
     points = funnel.scoring.engagement.get(signal.kind, 0.0)
     if points:
@@ -262,7 +267,7 @@ def _record(state: LeadState, funnel: FunnelDefinition, signal: Signal) -> LeadS
         last_activity = max(last_activity, signal.occurred_at)
     # One new state, scored at once (rescored() on a copy would build it twice).
     values = {k: a.value for k, a in answers.items()}
-    return evolve(
+    recorded = evolve(
         state,
         answers=answers,
         contributions=contributions,
@@ -271,6 +276,7 @@ def _record(state: LeadState, funnel: FunnelDefinition, signal: Signal) -> LeadS
         last_activity_at=last_activity,
         score=scoring.score(funnel.scoring, values, contributions, as_of),
     )
+    return recorded, values
 
 
 def rescored(state: LeadState, funnel: FunnelDefinition, as_of: datetime) -> LeadState:
@@ -309,7 +315,10 @@ def _move(
     )
 
 
-def _moves(state: LeadState, funnel: FunnelDefinition, signal: Signal) -> list[Move]:
+def _moves(
+    state: LeadState, funnel: FunnelDefinition, signal: Signal, answers: Mapping[str, str]
+) -> list[Move]:
+    """The moves a recorded signal makes (`answers`: the state's answers' values)."""
     late = signal.occurred_at < state.stage_entered_at
     returning = not late and signal.kind not in PASSIVE_KINDS
     lost_reason = None if late else _lost_reason(funnel, signal, state)
@@ -318,7 +327,7 @@ def _moves(state: LeadState, funnel: FunnelDefinition, signal: Signal) -> list[M
             return []
         back = _move(state, funnel, RECYCLED, "returned", signal, LOST)
         entry = evolve(state, stage=funnel.entry_stage)
-        target = _target(entry, funnel, signal, late=False)
+        target = _target(entry, funnel, signal, answers, late=False)
         to, why = target or (funnel.entry_stage, "re-entered")
         return [back, _move(state, funnel, to, why, signal, RECYCLED)]
     if state.stage in (STALLED, RECYCLED):
@@ -327,25 +336,30 @@ def _moves(state: LeadState, funnel: FunnelDefinition, signal: Signal) -> list[M
         if not returning:
             return []
         resume = state.previous_stage or funnel.entry_stage
-        target = _target(evolve(state, stage=resume), funnel, signal, late=False)
+        target = _target(evolve(state, stage=resume), funnel, signal, answers, late=False)
         to, why = target or (resume, "resumed")
         return [_move(state, funnel, to, why, signal, state.stage)]
     if lost_reason is not None:
         return [_move(state, funnel, LOST, lost_reason, signal, state.stage)]
-    target = _target(state, funnel, signal, late=late)
+    target = _target(state, funnel, signal, answers, late=late)
     if target is None:
         return []
     return [_move(state, funnel, target[0], target[1], signal, state.stage)]
 
 
 def _target(
-    state: LeadState, funnel: FunnelDefinition, signal: Signal, *, late: bool
+    state: LeadState,
+    funnel: FunnelDefinition,
+    signal: Signal,
+    answers: Mapping[str, str],
+    *,
+    late: bool,
 ) -> tuple[str, str] | None:
-    """The stage a signal's rules lead to: the furthest forward one, else a permitted step back."""
+    """The stage a signal's rules lead to: the furthest forward one, else a permitted step back
+    (`answers`: the state's answers' values)."""
     current = funnel.position(state.stage)
-    answers = state.answer_values()
-    forward: list[tuple[int, str]] = []
-    backward: list[tuple[int, str]] = []
+    forward: list[tuple[int, Match]] = []
+    backward: list[tuple[int, Match]] = []
     # Only the rules this kind of signal can satisfy: within a stage, the first that matches
     # is the same as among all of them.
     for pos, stage, rules in funnel.entry_rules_for(signal.kind):
@@ -360,13 +374,18 @@ def _target(
                 # A late event's guarded rule counts too: after a backlog a click from one
                 # topic may have moved the lead before the older pricing visit from another
                 # was read; judged against the stage the lead is in now, it moves it on.
-                forward.append((pos, describe(rule.match)))
+                forward.append((pos, rule.match))
             elif rule.from_stages is not None and not late:
                 # Never back by a late event: it did not happen in the stage the lead is in.
-                backward.append((pos, describe(rule.match)))
+                backward.append((pos, rule.match))
             break
-    chosen = max(forward) if forward else (max(backward) if backward else None)
-    return None if chosen is None else (funnel.stages[chosen[0]].name, chosen[1])
+    found = forward or backward
+    if not found:
+        return None
+    # The furthest stage, and among rules there (one per stage) the greatest description: what
+    # max() of (position, description) pairs gives, with only the chosen rules described.
+    pos = max(p for p, _ in found)
+    return funnel.stages[pos].name, max(describe(m) for p, m in found if p == pos)
 
 
 def _lost_reason(funnel: FunnelDefinition, signal: Signal, state: LeadState) -> str | None:
@@ -383,15 +402,20 @@ def _same(a: PropertyValue, b: PropertyValue) -> bool:
 
 
 def _matches(match: Match, signal: Signal, state: LeadState, answers: Mapping[str, str]) -> bool:
+    # Each condition looked at only when the rule sets it (most set one or two): no generator
+    # made per rule and signal for an empty one.
     if match.event is not None and signal.kind != match.event:
         return False
-    if any(not _same(signal.properties.get(k), v) for k, v in match.where.items()):
+    where = match.where
+    if where and any(not _same(signal.properties.get(k), v) for k, v in where.items()):
         return False
     if match.score_at_least is not None and state.score.total < match.score_at_least:
         return False
-    if any(answers.get(k) not in values for k, values in match.answers.items()):
+    wanted = match.answers
+    if wanted and any(answers.get(k) not in values for k, values in wanted.items()):
         return False
-    return all(q in answers for q in match.answered)
+    answered = match.answered
+    return not answered or all(q in answers for q in answered)
 
 
 def describe(match: Match) -> str:

@@ -11,25 +11,14 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from funnel_contracts import EventData
-from funnel_servicekit.outbox import (
-    OutboxRecord,
-    enqueue_many,
-    outbox_record,
-    outbox_record_json,
-)
+from funnel_servicekit.outbox import OutboxRows, enqueue_rows, outbox_record
 from funnel_servicekit.telemetry import UnrecordedParent
 from funnel_servicekit.unit_of_work import UnitOfWork
 from stage_tracker.funnels.models.definition import FunnelDefinition
-from stage_tracker.moves.models.events import (
-    TOPIC,
-    outcome_event_data,
-    outcome_event_json,
-    outcome_events,
-)
+from stage_tracker.moves.models.events import TOPIC, outcome_event_values, outcome_events
 from stage_tracker.moves.models.machine import LeadState, Move, Outcome, timer_due
 from stage_tracker.moves.store import leads as store
 from stage_tracker.scoring.models.decay import half_life_seconds
@@ -47,7 +36,7 @@ class LeadBatch:
     _signals: dict[tuple[UUID, str], tuple[Signal, float, bool]] = field(default_factory=dict)
     _newly_erased: dict[UUID, datetime] = field(default_factory=dict)
     _tests: set[UUID] = field(default_factory=set)  # test leads captured in this batch
-    _outbox: list[OutboxRecord] = field(default_factory=list)
+    _outbox: OutboxRows = field(default_factory=OutboxRows)
     # The trace headers of the event being applied when no span is recorded (see `tracing`):
     # what it emits carries a child of that trace, made without spans. None: spans as usual.
     _parent_trace: Mapping[str, str] | None = None
@@ -87,13 +76,16 @@ class LeadBatch:
         self._moves += [(lead_id, m) for m in outcome.moves]
         if not outcome.moves and outcome.scored is None:
             return
-        data = outcome_event_data(lead_id, outcome)
-        if data is None:
+        subject = str(lead_id)
+        values = outcome_event_values(subject, outcome)
+        if values is None:
             for event in outcome_events(lead_id, outcome):
                 self.emit(event)
             return
-        for event_type, json_data in data:
-            self._emit_json(event_type, json_data)
+        source, trace = self.uow.outbox.source, self._trace
+        for event_type, value in values:
+            # The outbox row in one step: the value by the event's template, the headers as text.
+            self._outbox.add_json(event_type, TOPIC, subject, value, source=source, trace=trace())
 
     def park(self, lead_id: UUID, funnel: FunnelDefinition) -> None:
         """A lead merged into another: kept as it is, its stall timer stopped."""
@@ -121,15 +113,7 @@ class LeadBatch:
         record = outbox_record(
             event, source=self.uow.outbox.source, event_id=event_id, trace=self._trace()
         )
-        self._outbox.append(record)
-
-    def _emit_json(self, event_type: str, data: dict[str, Any]) -> None:
-        """`emit` for a stage.changed or lead.scored already in its JSON form."""
-        record = outbox_record_json(
-            event_type, TOPIC, data["lead_id"], data, source=self.uow.outbox.source,
-            trace=self._trace(), value=outcome_event_json(event_type, data),
-        )  # fmt: skip
-        self._outbox.append(record)
+        self._outbox.add(record)
 
     def mark_test(self, lead_id: UUID) -> None:
         """A test lead's capture: the work queue leaves it out (decision 0032)."""
@@ -163,4 +147,4 @@ class LeadBatch:
         tests = [lead for lead in self._tests if lead not in gone]
         if tests:
             await store.mark_test_leads(conn, tests)
-        await enqueue_many(conn, self.uow.outbox.schema, self._outbox)
+        await enqueue_rows(conn, self.uow.outbox.schema, self._outbox)

@@ -187,7 +187,7 @@ async def record_signals(
         [s.occurred_at for _, s, _, _ in signals],
         [points for _, _, points, _ in signals],
         [applied for _, _, _, applied in signals],
-        [_string(json_text(s.to_json())) for _, s, _, _ in signals],
+        [_string(s.to_json_text()) for _, s, _, _ in signals],
     )
 
 

@@ -32,12 +32,17 @@ class Score:
 
 
 def fit_points(scoring: Scoring, answers: Mapping[str, str]) -> float:
-    return sum(r.points for r in scoring.fit if answers.get(r.answer) in r.values)
+    if not answers:
+        return 0  # what the sum below gives: no rule's values hold None
+    # The rules' values as sets (`fit_lookup`), summed in the rules' order as before.
+    return sum(points for key, values, points in scoring.fit_lookup if answers.get(key) in values)
 
 
 def engagement_points(
     scoring: Scoring, contributions: Iterable[Contribution], as_of: datetime
 ) -> float:
+    if not contributions:
+        return 0.0  # what the loop below gives
     half_life = scoring.half_life_days * 86400.0
     total = 0.0
     # A fixed order: float sums must not depend on delivery order.

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from json.encoder import encode_basestring_ascii as _string  # json.dumps of a str
 from typing import Any, cast
 
 from funnel_contracts import ActivityRecorded, ConsentChanged, EventData, TouchClicked, TouchOpened
+from funnel_contracts.envelope import json_text
 from funnel_contracts.lead_reader import LeadDetails, lead_details
 from stage_tracker.funnels.models.definition import PropertyValue
 
@@ -55,6 +57,21 @@ class Signal:
             "answers": dict(self.answers),
             "funnel_id": self.funnel_id,
         }
+
+    def to_json_text(self) -> str:
+        """`json_text(self.to_json())` (json.dumps' defaults), written into a template of the
+        fields instead of a dict per signal: the store writes one for every signal."""
+        try:
+            return (
+                f'{{"event_id": {_string(self.event_id)}, '
+                f'"event_type": {_string(self.event_type)}, "kind": {_string(self.kind)}, '
+                f'"occurred_at": {_string(self.occurred_at.isoformat())}, '
+                f'"properties": {json_text(dict(self.properties)) if self.properties else "{}"}, '
+                f'"answers": {json_text(dict(self.answers)) if self.answers else "{}"}, '
+                f'"funnel_id": {"null" if self.funnel_id is None else _string(self.funnel_id)}}}'
+            )
+        except TypeError:  # a value of another type than the fields say: the encoder writes it
+            return json_text(self.to_json())
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Signal:
