@@ -136,8 +136,12 @@ async def remember_person(
             source=details.source,
             at=details.at,
         )
-    # Touches scheduled before the contact was known can go now.
-    await known.wake(TOUCHES_CHANNEL)
+    granted = consent is not None and bool(consent.categories)
+    if details.sealed is None or granted or details.consent_withdrawn:
+        # Touches scheduled before the contact was known can go now (or the consent they
+        # are checked against changed). A sealed contact is not known yet: the contact
+        # resolver wakes the sender once it is stored, and a wake-up now would find nothing.
+        await known.wake(TOUCHES_CHANNEL)
 
 
 async def open_contact(pending: PendingContact, keys: DataKeys) -> PersonalData | None:

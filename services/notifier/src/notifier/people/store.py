@@ -10,7 +10,6 @@ from uuid import UUID
 import asyncpg
 
 from funnel_contracts.events import Sealed
-from funnel_servicekit.db import wrote_a_row
 from notifier.people.models import PendingContact
 
 
@@ -69,22 +68,6 @@ async def set_consents(
         if row:
             changed.append(category)
     return changed
-
-
-_ENTER_STAGE = """
-    INSERT INTO lead_state (lead_id, funnel_id, stage, stage_changed_at)
-    VALUES ($1, $2, $3, $4)
-    ON CONFLICT (lead_id) DO UPDATE SET funnel_id = $2, stage = $3, stage_changed_at = $4
-    WHERE lead_state.stage_changed_at IS NULL OR lead_state.stage_changed_at <= $4
-    RETURNING true
-"""
-
-
-async def enter_stage(
-    conn: asyncpg.Connection, lead_id: UUID, funnel_id: str, stage: str, at: datetime
-) -> bool:
-    """Record the lead's stage unless a later move is already known (out-of-order safe)."""
-    return await wrote_a_row(conn, _ENTER_STAGE, lead_id, funnel_id, stage, at)
 
 
 async def set_temperature(

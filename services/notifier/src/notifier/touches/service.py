@@ -119,13 +119,13 @@ async def enter_stage(
     conn, batch = uow.conn, _consuming(uow, batch)
     if await batch.known.is_erased(event.lead_id):
         return
-    if not await people.enter_stage(
+    # The stage recorded and the touches that need another one cancelled, in one statement.
+    if not await store.enter_stage(
         conn, event.lead_id, event.funnel_id, event.to_stage, event.changed_at
     ):
         return
     if event.owner is not None:
         await people.set_owner(conn, event.lead_id, event.owner, event.changed_at)
-    await store.cancel_left_stage(conn, event.lead_id, event.to_stage)
     await _schedule(batch, cause_id, event, funnel_id=event.funnel_id, stage=event.to_stage)
 
 

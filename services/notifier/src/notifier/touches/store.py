@@ -60,16 +60,33 @@ async def schedule(
     return touch_id if inserted else None
 
 
-async def cancel_left_stage(conn: asyncpg.Connection, lead_id: UUID, new_stage: str) -> int:
-    """The lead moved on: touches that need the old stage are cancelled, not sent."""
-    status: str = await conn.execute(
-        """UPDATE touches SET status = 'cancelled', reason = 'left stage ' || requires_stage
-           WHERE lead_id = $1 AND status = 'scheduled'
-             AND requires_stage IS NOT NULL AND requires_stage <> $2""",
+async def enter_stage(
+    conn: asyncpg.Connection, lead_id: UUID, funnel_id: str, stage: str, at: datetime
+) -> bool:
+    """Record the lead's stage unless a later move is already known (out-of-order safe) and,
+    when it was recorded, cancel the touches that need another stage: one statement (a
+    round trip per stage change fewer than the two). True when the stage was recorded."""
+    return await wrote_a_row(
+        conn,
+        """WITH moved AS (
+               INSERT INTO lead_state (lead_id, funnel_id, stage, stage_changed_at)
+               VALUES ($1, $2, $3, $4)
+               ON CONFLICT (lead_id) DO UPDATE
+                   SET funnel_id = $2, stage = $3, stage_changed_at = $4
+               WHERE lead_state.stage_changed_at IS NULL
+                   OR lead_state.stage_changed_at <= $4
+               RETURNING true),
+           left_stage AS (
+               UPDATE touches SET status = 'cancelled', reason = 'left stage ' || requires_stage
+               WHERE lead_id = $1 AND status = 'scheduled'
+                 AND requires_stage IS NOT NULL AND requires_stage <> $3
+                 AND EXISTS (SELECT 1 FROM moved))
+           SELECT true FROM moved""",
         lead_id,
-        new_stage,
+        funnel_id,
+        stage,
+        at,
     )
-    return int(status.split()[-1])
 
 
 async def cancel_on_activity(
