@@ -207,11 +207,21 @@ async def _schedule(
     )
     # The consume span's context: the send joins the trace that began at the form post.
     trace_context = batch.trace_context()
+    if len(plans) > 1:  # one statement for the event's touches
+        written = await store.schedule_many(
+            conn, event.lead_id, plans, cause_event_id=cause_id, trace_context=trace_context
+        )
+    else:
+        written = [
+            await store.schedule(
+                conn, event.lead_id, plan, cause_event_id=cause_id, trace_context=trace_context
+            )
+            is not None
+            for plan in plans
+        ]
     scheduled = 0
-    for plan in plans:
-        if await store.schedule(
-            conn, event.lead_id, plan, cause_event_id=cause_id, trace_context=trace_context
-        ):
+    for plan, wrote in zip(plans, written, strict=True):
+        if wrote:
             if plan.stale:
                 metrics.TOUCH_OUTCOMES.labels(plan.channel, "skipped").inc()
             else:

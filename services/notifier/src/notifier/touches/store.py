@@ -60,6 +60,60 @@ async def schedule(
     return touch_id if inserted else None
 
 
+async def schedule_many(
+    conn: asyncpg.Connection,
+    lead_id: UUID,
+    plans: list[TouchPlan],
+    *,
+    cause_event_id: str,
+    trace_context: dict[str, str],
+) -> list[bool]:
+    """`schedule` for an event's plans in one statement; for each plan, whether it was
+    scheduled (False: this playbook already touched the lead for this cause)."""
+    ids = [uuid4() for _ in plans]
+    inserted = {
+        row["id"]
+        for row in await conn.fetch(
+            """INSERT INTO touches (id, lead_id, playbook, channel, template, funnel_id, stage,
+                   cause_event_id, due_at, first_due_at, dedupe_key, kind, category,
+                   requires_stage, cancel_on, triggered_at, trace_context, status, reason)
+               SELECT p.id, $2, p.playbook, p.channel, p.template, p.funnel_id, p.stage, $3,
+                      p.due_at, p.due_at, p.dedupe_key, p.kind, p.category, p.requires_stage,
+                      ARRAY(SELECT jsonb_array_elements_text(p.cancel_on::jsonb)),
+                      p.triggered_at, $4::jsonb,
+                      CASE WHEN p.stale THEN 'skipped' ELSE 'scheduled' END,
+                      CASE WHEN p.stale THEN 'stale' END
+               FROM unnest($1::uuid[], $5::text[], $6::text[], $7::text[], $8::text[],
+                           $9::text[], $10::timestamptz[], $11::text[], $12::text[],
+                           $13::text[], $14::text[], $15::text[], $16::timestamptz[],
+                           $17::bool[])
+                   WITH ORDINALITY AS p (id, playbook, channel, template, funnel_id, stage,
+                       due_at, dedupe_key, kind, category, requires_stage, cancel_on,
+                       triggered_at, stale, n)
+               ORDER BY p.n
+               ON CONFLICT (lead_id, playbook, dedupe_key) DO NOTHING RETURNING id""",
+            ids,
+            lead_id,
+            cause_event_id,
+            trace_context,
+            [p.playbook for p in plans],
+            [p.channel for p in plans],
+            [p.template for p in plans],
+            [p.funnel_id for p in plans],
+            [p.stage for p in plans],
+            [p.due_at for p in plans],
+            [p.dedupe_key for p in plans],
+            [p.kind for p in plans],
+            [p.category for p in plans],
+            [p.requires_stage for p in plans],
+            [json.dumps(list(p.cancel_on)) for p in plans],
+            [p.triggered_at for p in plans],
+            [p.stale for p in plans],
+        )
+    }
+    return [touch_id in inserted for touch_id in ids]
+
+
 async def enter_stage(
     conn: asyncpg.Connection, lead_id: UUID, funnel_id: str, stage: str, at: datetime
 ) -> bool:
