@@ -195,18 +195,18 @@ async def store_contact(
     conn = uow.conn
     if not await store.take_pending(conn, pending.id):
         return False  # erased while its key was fetched
-    if person is None or await store.is_erased(conn, pending.lead_id):
+    if person is None:
         return False
-    await store.upsert_contact(
+    # Stored unless erased, and its waiting touches woken, in one statement.
+    return await store.store_opened_contact(
         conn,
         pending.lead_id,
         email=person.email,
         first_name=person.first_name,
         locale=pending.locale,
         time_zone=pending.time_zone,
+        wake=TOUCHES_CHANNEL,
     )
-    await notify(conn, TOUCHES_CHANNEL)  # its waiting touches can go now
-    return True
 
 
 async def _not_opened(

@@ -203,6 +203,41 @@ async def erased_and_test(
     )
 
 
+async def store_opened_contact(
+    conn: asyncpg.Connection,
+    lead_id: UUID,
+    *,
+    email: str | None,
+    first_name: str | None,
+    locale: str | None,
+    time_zone: str | None,
+    wake: str,
+) -> bool:
+    """`upsert_contact` unless the lead is erased, and NOTIFY `wake` at commit when it was
+    stored: one statement. True when stored."""
+    rows = await conn.fetch(
+        """WITH stored AS (
+               INSERT INTO contacts (lead_id, email, first_name, locale, time_zone)
+               SELECT $1, coalesce($2, ''), $3, $4, $5
+               WHERE NOT EXISTS (SELECT 1 FROM erased_leads WHERE lead_id = $1)
+               ON CONFLICT (lead_id) DO UPDATE SET
+                   email = coalesce($2, contacts.email),
+                   first_name = coalesce($3, contacts.first_name),
+                   locale = coalesce($4, contacts.locale),
+                   time_zone = coalesce($5, contacts.time_zone),
+                   updated_at = now()
+               RETURNING 1)
+           SELECT pg_notify($6, '') FROM stored""",
+        lead_id,
+        email,
+        first_name,
+        locale,
+        time_zone,
+        wake,
+    )
+    return bool(rows)
+
+
 async def is_erased(conn: asyncpg.Connection, lead_id: UUID) -> bool:
     return bool(await conn.fetchval("SELECT true FROM erased_leads WHERE lead_id = $1", lead_id))
 
