@@ -29,7 +29,11 @@ from funnel_servicekit import metrics
 from funnel_servicekit.db import DATABASE_UNREACHABLE, connect
 from funnel_servicekit.kafka import FATAL_PRODUCER_ERRORS, ProducerFactory, RenewableProducer
 from funnel_servicekit.loops import ListenOn, PollLoop, RetryLater
-from funnel_servicekit.telemetry import current_trace_headers
+from funnel_servicekit.telemetry import (
+    current_trace_headers,
+    spans_recorded,
+    unrecorded_child_headers,
+)
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
@@ -134,8 +138,11 @@ def _producer_trace(event_type: str, topic: str, event_id: str) -> dict[str, str
     """The trace context of a producer span of the event's own, started and ended here.
 
     A producer span per event: the trace shows where each event was written, and the span of
-    whoever consumes it becomes its child (through the headers stored with the row).
+    whoever consumes it becomes its child (through the headers stored with the row). When
+    the process records no span, none is made: the same headers, written directly.
     """
+    if not spans_recorded():
+        return unrecorded_child_headers(current_trace_headers())
     with _tracer.start_as_current_span(
         f"outbox {event_type}",
         kind=trace.SpanKind.PRODUCER,
