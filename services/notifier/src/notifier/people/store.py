@@ -108,24 +108,6 @@ async def stage_and_temperature(
     return (row["funnel_id"], row["stage"], row["temperature"]) if row else (None, None, None)
 
 
-async def current_stage(conn: asyncpg.Connection, lead_id: UUID) -> tuple[str | None, str | None]:
-    row = await conn.fetchrow("SELECT funnel_id, stage FROM lead_state WHERE lead_id = $1", lead_id)
-    return (row["funnel_id"], row["stage"]) if row else (None, None)
-
-
-async def record_activity(
-    conn: asyncpg.Connection, lead_id: UUID, activity_type: str, at: datetime
-) -> None:
-    await conn.execute(
-        """INSERT INTO lead_activities (lead_id, activity_type, last_at) VALUES ($1, $2, $3)
-           ON CONFLICT (lead_id, activity_type)
-           DO UPDATE SET last_at = greatest(lead_activities.last_at, $3)""",
-        lead_id,
-        activity_type,
-        at,
-    )
-
-
 async def erase(conn: asyncpg.Connection, lead_id: UUID) -> None:
     """Remove the person: sealed data waiting for its key, contact details, consent records,
     state, activities, tasks. The waiting rows go first: a contact resolver that is storing

@@ -136,9 +136,10 @@ async def record_activity(
     conn, batch = uow.conn, _consuming(uow, batch)
     if await batch.known.is_erased(event.lead_id):
         return
-    funnel_id, stage = await people.current_stage(conn, event.lead_id)
-    await people.record_activity(conn, event.lead_id, event.activity_type, event.occurred_at)
-    await store.cancel_on_activity(conn, event.lead_id, event.activity_type, event.occurred_at)
+    # Recorded, the touches it makes moot cancelled, the stage read: one statement.
+    funnel_id, stage = await store.record_activity(
+        conn, event.lead_id, event.activity_type, event.occurred_at
+    )
     await _schedule(batch, cause_id, event, funnel_id=funnel_id, stage=stage)
 
 

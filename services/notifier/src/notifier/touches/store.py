@@ -143,19 +143,30 @@ async def enter_stage(
     )
 
 
-async def cancel_on_activity(
+async def record_activity(
     conn: asyncpg.Connection, lead_id: UUID, activity_type: str, at: datetime
-) -> int:
-    """The person did what the touch was nudging them to (e.g. bought): cancel it."""
-    status: str = await conn.execute(
-        """UPDATE touches SET status = 'cancelled', reason = $2 || ' since the trigger'
-           WHERE lead_id = $1 AND status = 'scheduled' AND $2 = ANY(cancel_on)
-             AND triggered_at <= $3""",
+) -> tuple[str | None, str | None]:
+    """An activity in one statement: its last time kept, the touches it makes moot (the
+    person did what they were nudging them to, e.g. bought) cancelled, and the lead's funnel
+    and stage as they were before it (None, None: not known yet)."""
+    row = await conn.fetchrow(
+        """WITH seen AS (
+               INSERT INTO lead_activities (lead_id, activity_type, last_at)
+               VALUES ($1, $2, $3)
+               ON CONFLICT (lead_id, activity_type)
+               DO UPDATE SET last_at = greatest(lead_activities.last_at, $3)),
+           moot AS (
+               UPDATE touches SET status = 'cancelled', reason = $2 || ' since the trigger'
+               WHERE lead_id = $1 AND status = 'scheduled' AND $2 = ANY(cancel_on)
+                 AND triggered_at <= $3)
+           SELECT s.funnel_id, s.stage
+           FROM (SELECT 1) AS one LEFT JOIN lead_state s ON s.lead_id = $1""",
         lead_id,
         activity_type,
         at,
     )
-    return int(status.split()[-1])
+    assert row is not None
+    return row["funnel_id"], row["stage"]
 
 
 async def move_to(conn: asyncpg.Connection, survivor: UUID, other: UUID) -> int:
