@@ -35,14 +35,16 @@ def log(message: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(keep_logs_in: Path | None = None) -> AsyncIterator[Stack]:
+async def running_stack(
+    keep_logs_in: Path | None = None, *, postgres_settings: dict[str, str] | None = None
+) -> AsyncIterator[Stack]:
     """A fresh whole stack (real PostgreSQL and Kafka, four services) on free ports.
 
     The data folder lives outside pytest-style tmp dirs (PostgreSQL runs as its own user and
     must reach it) and is removed afterwards; the logs are copied to `keep_logs_in` first.
     """
     root = _fresh_root()
-    stack = Stack(root, StackPorts.free(), fast_postgres=False)
+    stack = Stack(root, StackPorts.free(), fast_postgres=False, postgres_settings=postgres_settings)
     started = time.perf_counter()
     log(f"starting the stack in {root}")
     try:

@@ -61,7 +61,7 @@ from bench.common import (
     tree_cpu_seconds,
     tree_cpu_used,
 )
-from funnel_devstack.stack import Stack
+from funnel_devstack.stack import SERVICE_ROLES, Stack
 
 STEPS = (10, 20, 40, 80, 160, 320)
 P99_LIMIT_MS = 250.0
@@ -343,6 +343,56 @@ async def settle(stack: Stack, timeout: float = SETTLE_S) -> float:
     return time.perf_counter() - started
 
 
+# -- statements per lead, by service: pg_stat_statements (preloaded on the bench's server) ----
+
+POSTGRES_SETTINGS = {
+    "shared_preload_libraries": "pg_stat_statements",
+    "pg_stat_statements.track": "all",
+    "pg_stat_statements.track_utility": "on",  # BEGIN, COMMIT, SAVEPOINT count too
+}
+TOP_STATEMENTS = 20
+
+
+async def statements_reset(stack: Stack) -> None:
+    conn = await asyncpg.connect(stack.postgres.dsn)
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        await conn.execute("SELECT pg_stat_statements_reset()")
+    finally:
+        await conn.close()
+
+
+async def statements_read(stack: Stack, per: float) -> dict[str, Any]:
+    """Statements (calls) per lead (or per second) by service role since the last reset: the
+    total, the commits, and the most frequent statements' texts (shortened)."""
+    roles = {role: service for service, role in SERVICE_ROLES.items()}
+    conn = await asyncpg.connect(stack.postgres.dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT r.rolname AS role, s.query, s.calls FROM pg_stat_statements s"
+            " JOIN pg_roles r ON r.oid = s.userid ORDER BY s.calls DESC"
+        )
+    finally:
+        await conn.close()
+    out: dict[str, Any] = {}
+    for row in rows:
+        service = roles.get(row["role"])
+        if service is None:
+            continue  # the bench's own reads, the server owner's
+        entry = out.setdefault(service, {"statements": 0.0, "commits": 0.0, "top": []})
+        calls = row["calls"] / per
+        entry["statements"] += calls
+        query = " ".join(row["query"].split())
+        if query.upper() in ("COMMIT", "END"):
+            entry["commits"] += calls
+        if len(entry["top"]) < TOP_STATEMENTS:
+            entry["top"].append([round(calls, 3), query[:160]])
+    for entry in out.values():
+        entry["statements"] = round(entry["statements"], 2)
+        entry["commits"] = round(entry["commits"], 2)
+    return out
+
+
 # -- the stack ---------------------------------------------------------------------------------
 
 
@@ -369,6 +419,7 @@ async def stack_step(
         kafka_pid = pids.get("kafka")
         kafka_threads_before = thread_cpu_seconds(kafka_pid) if kafka_pid else {}
         hops_before = await hop_buckets(stack)
+        await statements_reset(stack)
         statuses: Counter[str] = Counter()
         lead_sent: list[float] = []
         activity_sent: list[float] = []
@@ -429,6 +480,7 @@ async def stack_step(
             if kafka_pid
             else {}
         )
+        statements = await statements_read(stack, leads)
     finally:
         stop.set()
         await poller
@@ -450,6 +502,9 @@ async def stack_step(
         k: round(v * 1000 / max(len(lead_sent), 1), 2)
         for k, v in sorted(kafka_threads.items(), key=lambda kv: -kv[1])
     }
+    result["statements_per_lead"] = {k: v["statements"] for k, v in statements.items()}
+    result["commits_per_lead"] = {k: v["commits"] for k, v in statements.items()}
+    result["top_statements_per_lead"] = {k: v["top"] for k, v in statements.items()}
     result["hops"] = hops
     return result
 
@@ -461,9 +516,11 @@ async def idle_cpu(stack: Stack, seconds: float) -> dict[str, Any]:
     before = {name: tree_cpu_seconds(pid) for name, pid in pids.items() if pid}
     kafka_pid = pids.get("kafka")
     threads_before = thread_cpu_seconds(kafka_pid) if kafka_pid else {}
+    await statements_reset(stack)
     started = time.perf_counter()
     await asyncio.sleep(seconds)
     elapsed = time.perf_counter() - started
+    statements = await statements_read(stack, elapsed)
     out: dict[str, Any] = {
         name: round(tree_cpu_used(b, tree_cpu_seconds(pids[name])) * 1000 / elapsed, 2)
         for name, b in before.items()
@@ -473,6 +530,8 @@ async def idle_cpu(stack: Stack, seconds: float) -> dict[str, Any]:
         out["kafka_threads"] = {
             k: round(v * 1000 / elapsed, 2) for k, v in sorted(used.items(), key=lambda kv: -kv[1])
         }
+    out["statements_per_s"] = {k: v["statements"] for k, v in statements.items()}
+    out["top_statements_per_s"] = {k: v["top"] for k, v in statements.items()}
     return out
 
 
@@ -507,7 +566,7 @@ async def measure(
 ) -> dict[str, Any]:
     """The stack's steps, then (its services stopped) the baseline's on the same PostgreSQL
     and Kafka."""
-    async with running_stack() as stack:
+    async with running_stack(postgres_settings=POSTGRES_SETTINGS) as stack:
         measured, idle = await measure_stack(stack, steps, seconds, idle_s)
         base = await baseline_steps(stack, steps, seconds) if baseline else []
     return {"steps": measured, "baseline_steps": base, "idle_cpu_ms_per_s": idle}

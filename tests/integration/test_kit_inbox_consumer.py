@@ -529,3 +529,79 @@ async def test_what_one_poll_fetched_from_every_partition_commits_in_one_transac
         await wait_all_committed(infra, topic, group)
     assert await db.count("handled") == len(events)
     assert await db.pool.fetchval("SELECT count(DISTINCT tx) FROM handled") < PARTITIONS
+
+
+@dataclass
+class PollHandler:
+    """A batch handler that writes each event to `handled` and notes each call's partitions
+    (by lead key); raises after writing when a call holds the event `bad`."""
+
+    bad: str | None = None
+    calls: list[list[tuple[str, str]]] = field(default_factory=list)  # (lead key, event id)
+
+    async def __call__(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
+        self.calls.append([(d.envelope.subject, d.envelope.id) for d in deliveries])
+        for d in deliveries:
+            assert isinstance(d.event, StageChanged)
+            await conn.execute(
+                "INSERT INTO handled (event_id, source, position) VALUES ($1, $2, $3)",
+                d.envelope.id,
+                d.envelope.source,
+                d.event.to_stage_position,
+            )
+        if self.bad is not None and any(d.envelope.id == self.bad for d in deliveries):
+            raise ValueError("this batch cannot be handled at once")
+
+
+async def test_a_poll_at_once_handler_gets_every_partition_in_one_call_each_in_order(
+    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str
+) -> None:
+    """`batch_per_poll`: what one poll fetched from every partition reaches the batch handler
+    in one call (fewer calls than partitions), each lead's events in their order, each once."""
+    leads = [uuid.uuid4() for _ in range(30)]
+    events = [event(lead, p) for p in range(2) for lead in leads]
+    await produce(infra.kafka_bootstrap, topic, [wire(e) for e in events])
+    ends = {p: o for p, o in (await end_offsets(infra.kafka_bootstrap, topic)).items() if o}
+    assert len(ends) == PARTITIONS
+    group = unique("it-group")
+    handler = PollHandler()
+    consumer = make_consumer(infra, db, producer, topic, group, Handler())
+    consumer.batch_handler = handler
+    consumer.batch_per_poll = True
+    async with running(consumer):
+        await wait_all_committed(infra, topic, group)
+    assert len(handler.calls) < PARTITIONS
+    assert max(len({lead for lead, _ in call}) for call in handler.calls) > PARTITIONS
+    rows = await handled(db)
+    assert sorted(r[0] for r in rows) == sorted(e.id for e in events)  # each once
+    order = [event_id for call in handler.calls for _, event_id in call]
+    for lead in leads:  # position 0 before position 1
+        mine = [e.id for e in events if e.subject == str(lead)]
+        assert [i for i in order if i in mine] == mine
+    assert await db.count("inbox") == len(events)
+
+
+async def test_a_poll_whose_batch_handler_fails_is_rolled_back_and_done_the_careful_way(
+    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str
+) -> None:
+    """A batch handler that fails on a poll done at once: the poll's transaction (inbox rows
+    and the handler's writes) is rolled back, then each partition's batch is tried in its
+    savepoint and the failing one goes record by record: every event takes effect once, none
+    is dead-lettered."""
+    leads = [uuid.uuid4() for _ in range(12)]
+    events = [event(lead, 0) for lead in leads]
+    await produce(infra.kafka_bootstrap, topic, [wire(e) for e in events])
+    group = unique("it-group")
+    poll_handler = PollHandler(bad=events[0].id)
+    record_handler = Handler()
+    consumer = make_consumer(infra, db, producer, topic, group, record_handler)
+    consumer.batch_handler = poll_handler
+    consumer.batch_per_poll = True
+    async with running(consumer):
+        await wait_all_committed(infra, topic, group)
+    rows = await handled(db)
+    assert sorted(r[0] for r in rows) == sorted(e.id for e in events)  # each once
+    assert events[0].id in record_handler.calls  # its partition went record by record
+    assert any(len(call) == len(events) for call in poll_handler.calls)  # tried at once first
+    assert await db.count("inbox") == len(events)
+    assert await db.count("dead_letters") == 0

@@ -393,3 +393,56 @@ async def test_without_a_factory_a_lost_session_keeps_every_row(
         await broken.stop()
     assert await db.count("outbox") == EVENTS_PER_LEAD
     assert await record_count(infra.kafka_bootstrap, topic) == 0
+
+
+async def test_a_running_relay_holds_its_lock_on_its_own_session_and_a_standby_takes_over(
+    infra: Stack, db: Db, topic: str
+) -> None:
+    """While it runs, the relay holds the schema's lock on a session of its own (not a pooled
+    connection); the rows it published leave the outbox together within about a second; once
+    it stops (deleting what it sent, letting the lock go) the standby publishes what comes
+    next. Each event is published once, in order."""
+    leads = [uuid.uuid4() for _ in range(LEADS)]
+    lock = f"outbox:{db.schema}"
+    async with producer_for(infra) as p1, producer_for(infra) as p2:
+        first = CountingRelay(db.pool, p1, dsn=db.dsn, schema=db.schema, batch_size=10)
+        standby = CountingRelay(
+            db.pool, p2, dsn=db.dsn, schema=db.schema, batch_size=10, poll_seconds=0.2
+        )
+        first_task = asyncio.create_task(first.run())
+        try:
+            await enqueue_stage_events(db, topic, leads[:2])
+            await eventually(lambda: db.count("outbox"), lambda n: n == 0, what="drained")
+            holders = await db.pool.fetch(
+                "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
+                " AND l.objid = hashtext($1)::oid",
+                lock,
+            )
+            assert len(holders) == 1
+            async with db.pool.acquire() as conn:  # not the pool's connection
+                assert holders[0]["pid"] != await conn.fetchval("SELECT pg_backend_pid()")
+            standby_task = asyncio.create_task(standby.run())
+            try:
+                await enqueue_stage_events(db, topic, leads[2:3])
+                await eventually(
+                    lambda: _value(first.published),
+                    lambda n: n == 3 * EVENTS_PER_LEAD,
+                    what="the first relay published",
+                )
+                assert standby.published == 0  # the first one holds the lock
+                await stop_task(first.stop, first_task)
+                await enqueue_stage_events(db, topic, leads[3:])
+                await eventually(
+                    lambda: _value(standby.published),
+                    lambda n: n == (LEADS - 3) * EVENTS_PER_LEAD,
+                    what="the standby published",
+                )
+                await eventually(lambda: db.count("outbox"), lambda n: n == 0, what="drained")
+            finally:
+                await stop_task(standby.stop, standby_task)
+        finally:
+            if not first_task.done():
+                await stop_task(first.stop, first_task)
+    assert first.published == 3 * EVENTS_PER_LEAD
+    assert await record_count(infra.kafka_bootstrap, topic) == LEADS * EVENTS_PER_LEAD
+    assert_per_lead_order(await read_all(infra.kafka_bootstrap, topic), leads)

@@ -30,12 +30,25 @@ async def test_without_reset_a_released_connection_keeps_no_transaction(fresh_ds
         await pool.close()
 
 
-async def test_by_default_a_released_connection_is_reset(fresh_dsn: str) -> None:
-    pool = await create_pool(fresh_dsn, "public", min_size=1, max_size=1)
+async def test_with_reset_a_released_connection_is_reset(fresh_dsn: str) -> None:
+    pool = await create_pool(fresh_dsn, "public", min_size=1, max_size=1, reset_on_release=True)
     try:
         async with pool.acquire() as conn:
             await conn.execute("SET statement_timeout = '7s'")
         async with pool.acquire() as conn:
             assert await conn.fetchval("SHOW statement_timeout") == "0"
+    finally:
+        await pool.close()
+
+
+async def test_by_default_a_released_connection_is_not_reset(fresh_dsn: str) -> None:
+    """The kit's default (decision 0070): no reset query, so no code may leave session state
+    on a pooled connection; an open transaction still ends (the test above)."""
+    pool = await create_pool(fresh_dsn, "public", min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute("SET statement_timeout = '7s'")
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SHOW statement_timeout") == "7s"
     finally:
         await pool.close()

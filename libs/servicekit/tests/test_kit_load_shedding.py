@@ -94,7 +94,7 @@ async def test_a_failing_request_gives_its_slot_back() -> None:
 
 def test_the_cap_is_off_unless_a_service_sets_it() -> None:
     assert ServiceSettings().http_max_in_flight == 0
-    assert ServiceSettings().db_pool_reset_on_release is True
+    assert ServiceSettings().db_pool_reset_on_release is False
 
 
 async def test_the_slot_is_free_once_the_answer_is_sent_before_the_handler_unwinds() -> None:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from funnel_servicekit.loops import PollLoop, RetryLater
+from funnel_servicekit.loops import ListenOn, PollLoop, RetryLater
 
 
 class Scripted(PollLoop):
@@ -101,3 +101,40 @@ async def test_wake_ends_an_idle_sleep_and_stop_ends_the_loop() -> None:
     loop.stop()
     await asyncio.wait_for(task, 1)
     assert loop.worker().name == "idle"
+
+
+class _OpenConnection:
+    def is_closed(self) -> bool:
+        return False
+
+
+def test_while_listen_is_up_a_loop_polls_at_its_listening_interval() -> None:
+    """NOTIFY brings the work while LISTEN is up: the timer is the fallback and may be long;
+    with LISTEN down (or no listening interval) the short poll applies."""
+    loop = Scripted([])
+    assert loop.poll_interval == 60.0  # no LISTEN at all: the poll
+    listening = Listening(listening_poll_seconds=30.0)
+    assert not listening.listening
+    assert listening.poll_interval == 0.5  # LISTEN down: the short poll
+    assert listening._listener is not None
+    listening._listener._conn = _OpenConnection()  # type: ignore[assignment]
+    assert listening.listening
+    assert listening.poll_interval == 30.0
+    never_longer = Listening(listening_poll_seconds=None)
+    assert never_longer._listener is not None
+    never_longer._listener._conn = _OpenConnection()  # type: ignore[assignment]
+    assert never_longer.poll_interval == 0.5
+
+
+class Listening(PollLoop):
+    def __init__(self, *, listening_poll_seconds: float | None) -> None:
+        super().__init__(
+            "listening",
+            poll_seconds=0.5,
+            batch_size=10,
+            listen=ListenOn("postgresql://127.0.0.1:1/nothing", "public", "chan"),
+            listening_poll_seconds=listening_poll_seconds,
+        )
+
+    async def step(self) -> int:
+        return 0

@@ -53,3 +53,34 @@ def test_a_chunk_has_one_producer_span_whose_context_every_event_carries(
         assert (decoded.type, decoded.data) == (event.event_type, event.model_dump(mode="json"))
     assert len({r.envelope.id for r in records}) == 3
     assert outbox.outbox_records([], source="lead-intake") == []
+
+
+def test_with_no_span_recorded_an_event_carries_its_child_context_without_a_span(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process that records no span writes the producer span's headers directly: the
+    current trace, a new span id, not sampled; no span object is made."""
+
+    class NoSpans:
+        def start_as_current_span(self, *args: object, **kwargs: object) -> None:
+            raise AssertionError("a span was made although none is recorded")
+
+    monkeypatch.setattr(outbox, "spans_recorded", lambda: False)
+    monkeypatch.setattr(outbox, "_tracer", NoSpans())
+    parent = trace.SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB7AD6B7169203331,
+        is_remote=False,
+        trace_flags=trace.TraceFlags(0),
+    )
+    event = LeadMerged(
+        lead_id=uuid4(), merged_lead_id=uuid4(), reason="manual", merged_at=datetime.now(UTC)
+    )
+    with trace.use_span(trace.NonRecordingSpan(parent)):
+        record = outbox.outbox_record(event, source="lead-intake")
+    version, trace_id, span_id, flags = record.envelope.trace["traceparent"].split("-")
+    assert (version, trace_id, flags) == ("00", "0af7651916cd43dd8448eb211c80319c", "00")
+    assert span_id not in ("b7ad6b7169203331", "0" * 16)
+    assert decode(record.record.key, record.record.value, list(record.record.headers)).trace == (
+        record.envelope.trace
+    )

@@ -12,6 +12,7 @@ import stat
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote
 from uuid import uuid4
@@ -94,6 +95,7 @@ class PostgresServer:
         fast: bool = False,
         log_file: Path | None = None,
         bin_dir: Path | None = None,
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir.absolute()
         self.port = port
@@ -103,6 +105,8 @@ class PostgresServer:
         self.fast = fast
         self.log_file = (log_file or self.data_dir.parent / f"{self.data_dir.name}.log").absolute()
         self._bin_dir = bin_dir
+        # More server settings (`-c name=value`), e.g. a bench's shared_preload_libraries.
+        self.extra_settings = dict(settings or {})
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -195,6 +199,7 @@ class PostgresServer:
         }
         if self.fast:
             settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        settings |= self.extra_settings
         cmd = [str(bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)]
         for key, value in settings.items():
             cmd += ["-c", f"{key}={value}"]

@@ -112,6 +112,7 @@ class Stack:
         fast_postgres: bool = False,
         cache_dir: Path | None = None,
         service_env: dict[str, str] | None = None,
+        postgres_settings: dict[str, str] | None = None,
     ) -> None:
         self.root = root.absolute()
         self.ports = ports or StackPorts()
@@ -140,6 +141,7 @@ class Stack:
             password=_secret(self.root / "postgres-password"),
             fast=fast_postgres,
             log_file=self.logs / "postgres.log",
+            settings=postgres_settings,
         )
         self.kafka: KafkaBroker | None = None
         self.mailbox: subprocess.Popen[bytes] | None = None

@@ -44,13 +44,14 @@ async def create_pool(
     *,
     min_size: int = 2,
     max_size: int = 10,
-    reset_on_release: bool = True,
+    reset_on_release: bool = False,
 ) -> asyncpg.Pool:
     """A pool whose connections see the service's own schema first.
 
-    `reset_on_release=False` skips asyncpg's reset query (RESET ALL, UNLISTEN *, advisory
-    unlock, CLOSE ALL) on every release, a round trip per use; only for code that never
-    sets session state on pooled connections (transaction-level locks and settings are fine).
+    `reset_on_release=False` (the default) skips asyncpg's reset query (RESET ALL, UNLISTEN *,
+    advisory unlock, CLOSE ALL) on every release, a round trip per use: no code of the kit or
+    the services sets session state on pooled connections (transaction-level locks and
+    settings are fine; an open transaction is still rolled back).
     """
     pool = await asyncpg.create_pool(
         dsn,

@@ -9,9 +9,17 @@ on the same event is retried a bounded number of times, then the record goes to 
 dead-letter topic with the error in its headers.
 
 A service may also pass a `batch_handler`: the fresh events of a partition's batch at once
-(inbox rows written in one statement), so that it can load and write its state set-based. If
+(inbox rows written in one statement), so that it can load and write its state set-based;
+with `batch_per_poll`, the fresh events of the whole poll at once (each partition's in order). If
 the batch holds a poison record or the batch handler fails, the batch is rolled back to its
 savepoint and processed record by record as above, so dead letters work exactly the same.
+
+The fixed cost of a poll is kept small (docs/decisions/0070): with a batch handler, a poll's
+fresh events of every partition get their inbox rows in one statement and no savepoint (a
+poison record or a failing batch handler rolls the poll's transaction back, and it is done
+again the careful way above); the offsets go to Kafka at most every `commit_interval_seconds`
+(and when the consumer stops), since a redelivered event is a no-op; the lag gauge is read at
+most every `lag_interval_seconds`.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -102,6 +111,10 @@ LOCAL_OS_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class _CarefulWay(Exception):
+    """A poll done at once failed: roll it back and do it a savepoint per batch."""
+
+
 def is_transient(exc: BaseException) -> bool:
     """Errors that say "try again later", not "this event is bad"."""
     return isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, LOCAL_OS_ERRORS)
@@ -124,6 +137,9 @@ class InboxConsumer:
         batch_handler: BatchHandler | None = None,
         max_poll_records: int = 200,
         producer_factory: ProducerFactory | None = None,
+        commit_interval_seconds: float = 1.0,
+        lag_interval_seconds: float = 1.0,
+        batch_per_poll: bool = False,
     ) -> None:
         self.pool = pool
         # Dead letters go out with it; a new one replaces it when its session is lost for good.
@@ -136,6 +152,15 @@ class InboxConsumer:
         self.max_attempts = max_attempts
         self.bootstrap_servers = bootstrap_servers
         self.max_poll_records = max_poll_records
+        # The batch handler gets a whole poll's fresh events at once (every partition's, each
+        # partition's in order, one after the other) instead of a call per partition.
+        self.batch_per_poll = batch_per_poll
+        self.commit_interval_seconds = commit_interval_seconds
+        self.lag_interval_seconds = lag_interval_seconds
+        # Offsets whose effects are committed in PostgreSQL, not yet in Kafka.
+        self._pending_offsets: dict[TopicPartition, int] = {}
+        self._last_commit = 0.0
+        self._last_lag = 0.0
         self.consumer = self._new_consumer()
         self._runs = 0
         self._stopping = asyncio.Event()
@@ -179,19 +204,37 @@ class InboxConsumer:
             self.consumer = self._new_consumer()
         self._runs += 1
         await self._start_consumer()
+        self._pending_offsets.clear()
         try:
             while not self._stopping.is_set():
                 batch = await self.consumer.getmany(timeout_ms=500)
-                offsets = await self._process_poll(batch)
-                if offsets:
-                    # One round trip to the group coordinator for the whole poll, after its
-                    # transaction committed (a crash in between redelivers what the inbox
-                    # already holds: no-ops).
-                    await self._commit(offsets)
-                await self._record_lag()
+                self._pending_offsets.update(await self._process_poll(batch))
+                now = time.monotonic()
+                if self._pending_offsets and now - self._last_commit >= (
+                    self.commit_interval_seconds
+                ):
+                    # One round trip to the group coordinator for the polls of the interval,
+                    # after their transactions committed (a crash in between redelivers what
+                    # the inbox already holds: no-ops).
+                    await self._commit_pending()
+                if now - self._last_lag >= self.lag_interval_seconds:
+                    self._last_lag = now
+                    await self._record_lag()
+            if self._pending_offsets:
+                await self._commit_pending()  # a drain: what was processed is committed
         finally:
             await self.consumer.stop()
             await self._producer.close()
+
+    async def _commit_pending(self) -> None:
+        """Commit the offsets processed so far, for the partitions still assigned (a revoked
+        one resumes from its last commit elsewhere: its redelivered events are no-ops)."""
+        assigned = self.consumer.assignment()
+        offsets = {tp: o for tp, o in self._pending_offsets.items() if tp in assigned}
+        self._pending_offsets.clear()
+        self._last_commit = time.monotonic()
+        if offsets:
+            await self._commit(offsets)
 
     async def _start_consumer(self) -> None:
         while True:
@@ -221,16 +264,21 @@ class InboxConsumer:
         if not parts:
             return {}
         delay = 0.2
+        at_once = self.batch_handler is not None
         while True:
             self._processed.clear()
             self._dead_letters_due.clear()
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
-                    for _, records in parts:
-                        if not await self._process_batch(conn, records):
-                            for record in records:
-                                await self._process(conn, record)
+                    if not (at_once and await self._process_poll_at_once(conn, parts)):
+                        for _, records in parts:
+                            if not await self._process_batch(conn, records):
+                                for record in records:
+                                    await self._process(conn, record)
                 break
+            except _CarefulWay:
+                at_once = False  # rolled back: the poll again, a savepoint per batch
+                continue
             except Exception as exc:
                 if not is_transient(exc) or self._stopping.is_set():
                     raise  # uncommitted: the batch is redelivered after the restart
@@ -248,38 +296,110 @@ class InboxConsumer:
         self._processed.clear()
         return {tp: records[-1].offset + 1 for tp, records in parts}
 
-    async def _process_batch(
-        self, conn: asyncpg.Connection, records: list[ConsumerRecord[Any, Any]]
+    async def _process_poll_at_once(
+        self,
+        conn: asyncpg.Connection,
+        parts: list[tuple[TopicPartition, list[ConsumerRecord[Any, Any]]]],
     ) -> bool:
-        """The batch through `batch_handler` at once; False: go record by record instead."""
-        if self.batch_handler is None:
-            return False
+        """Every partition's batch through `batch_handler` in the poll's transaction, with one
+        inbox statement for them all and no savepoint. False, before writing anything: a
+        record is poison (the careful way dead-letters it). A batch handler that fails (not
+        transiently) raises `_CarefulWay`: the transaction is rolled back and the poll is done
+        again with a savepoint per batch, falling back to record by record."""
+        assert self.batch_handler is not None
+        decoded: list[list[tuple[ConsumerRecord[Any, Any], Envelope, EventData | None]]] = []
+        for _, records in parts:
+            batch = self._decoded(records)
+            if batch is None:
+                return False
+            decoded.append(batch)
+        wanted = [(r, e, ev) for batch in decoded for r, e, ev in batch if ev is not None]
+        outcomes: list[tuple[str, str, str]] = []
+        processed: list[tuple[str, datetime]] = []
+        try:
+            fresh = await self._insert_inbox(conn, [e for _, e, _ in wanted])
+            deliveries: list[Delivery] = []
+            for batch in decoded:
+                if not self.batch_per_poll:
+                    deliveries = []
+                for record, envelope, event in batch:
+                    if event is None:
+                        outcomes.append((record.topic, envelope.type, "ignored"))
+                        continue
+                    key = (envelope.source, envelope.id)
+                    if key in fresh:
+                        fresh.discard(key)  # a second copy in the poll is a duplicate
+                        deliveries.append(Delivery(record.topic, envelope, event))
+                        outcomes.append((record.topic, envelope.type, "processed"))
+                    else:
+                        outcomes.append((record.topic, envelope.type, "duplicate"))
+                if deliveries and not self.batch_per_poll:
+                    await self.batch_handler(conn, deliveries)
+                    processed += [(d.topic, d.envelope.time) for d in deliveries]
+            if deliveries and self.batch_per_poll:
+                await self.batch_handler(conn, deliveries)
+                processed += [(d.topic, d.envelope.time) for d in deliveries]
+        except Exception as exc:
+            if is_transient(exc):
+                raise  # the poll is retried as a whole
+            log.warning("batch handler failed; the careful way", extra={"error": repr(exc)})
+            raise _CarefulWay from exc
+        self._processed.extend(processed)
+        for (topic, event_type, outcome), n in Counter(outcomes).items():
+            metrics.EVENTS_CONSUMED.labels(topic, event_type, outcome).inc(n)
+        return True
+
+    def _decoded(
+        self, records: list[ConsumerRecord[Any, Any]]
+    ) -> list[tuple[ConsumerRecord[Any, Any], Envelope, EventData | None]] | None:
+        """Each record's envelope and event (None: a type this consumer does not handle);
+        None when one is poison (undecodable, or a type no contract knows)."""
         decoded: list[tuple[ConsumerRecord[Any, Any], Envelope, EventData | None]] = []
         for record in records:
             try:
                 envelope = decode(record.key, record.value, list(record.headers or []))
                 handled = envelope.type in self.handled_types
                 if not handled and envelope.type not in EVENT_MODELS:
-                    return False  # a type no contract knows is poison too
+                    return None  # a type no contract knows is poison too
                 event = parse_event(envelope.type, envelope.data) if handled else None
             except (DecodeError, SchemaError):
-                return False  # poison: the record-by-record path dead-letters it
+                return None  # poison: the record-by-record path dead-letters it
             decoded.append((record, envelope, event))
+        return decoded
+
+    @staticmethod
+    async def _insert_inbox(
+        conn: asyncpg.Connection, envelopes: Sequence[Envelope]
+    ) -> set[tuple[str, str]]:
+        """The inbox rows of these events in one statement; the (source, id) newly written."""
+        if not envelopes:
+            return set()
+        return {
+            (row["source"], row["event_id"])
+            for row in await conn.fetch(
+                "INSERT INTO inbox (source, event_id, event_type)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[])"
+                " ON CONFLICT DO NOTHING RETURNING source, event_id",
+                [e.source for e in envelopes],
+                [e.id for e in envelopes],
+                [e.type for e in envelopes],
+            )
+        }
+
+    async def _process_batch(
+        self, conn: asyncpg.Connection, records: list[ConsumerRecord[Any, Any]]
+    ) -> bool:
+        """The batch through `batch_handler` at once; False: go record by record instead."""
+        if self.batch_handler is None:
+            return False
+        decoded = self._decoded(records)
+        if decoded is None:
+            return False
         wanted = [(r, e, ev) for r, e, ev in decoded if ev is not None]
         outcomes: list[tuple[str, str, str]] = []
         try:
             async with conn.transaction():  # a savepoint: a failed batch leaves no trace
-                fresh = {
-                    (row["source"], row["event_id"])
-                    for row in await conn.fetch(
-                        "INSERT INTO inbox (source, event_id, event_type)"
-                        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[])"
-                        " ON CONFLICT DO NOTHING RETURNING source, event_id",
-                        [e.source for _, e, _ in wanted],
-                        [e.id for _, e, _ in wanted],
-                        [e.type for _, e, _ in wanted],
-                    )
-                }
+                fresh = await self._insert_inbox(conn, [e for _, e, _ in wanted])
                 deliveries: list[Delivery] = []
                 for record, envelope, event in wanted:
                     assert event is not None

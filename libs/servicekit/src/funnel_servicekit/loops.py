@@ -1,9 +1,11 @@
 """The one skeleton of a polling background loop (the outbox relay, the touch sender, the
 stall timers, the Meta lead fetcher): do a batch; go again at once while batches come back
 full; otherwise sleep until the next poll, a wake-up (NOTIFY on an optional LISTEN channel,
-or `wake()`), or `stop()`. A dependency that is away (the database restarting) is logged and
-retried with a growing pause; anything else ends `run()`, and the runtime's supervisor
-restarts the loop and counts it (`funnel_worker_restarts_total`).
+or `wake()`), or `stop()`. While LISTEN is up a loop may poll less often
+(`listening_poll_seconds`): NOTIFY brings its work, and a dropped LISTEN wakes it. A
+dependency that is away (the database restarting) is logged and retried with a growing
+pause; anything else ends `run()`, and the runtime's supervisor restarts the loop and counts
+it (`funnel_worker_restarts_total`).
 
 Clients a loop needs are opened in `resources()` on every run, so a loop can run again after
 it ended (the supervisor calls `run()` on the same object).
@@ -59,9 +61,13 @@ class PollLoop(abc.ABC):
         listen: ListenOn | None = None,
         error_pause_seconds: float = 1.0,
         max_error_pause_seconds: float = MAX_ERROR_PAUSE_SECONDS,
+        listening_poll_seconds: float | None = None,
     ) -> None:
         self.name = name
         self.poll_seconds = poll_seconds
+        # While the LISTEN connection is up, NOTIFY brings new work: the timer is only the
+        # fallback and may be longer (None: `poll_seconds` either way).
+        self.listening_poll_seconds = listening_poll_seconds
         self.batch_size = batch_size
         self.error_pause_seconds = error_pause_seconds
         self.max_error_pause_seconds = max_error_pause_seconds
@@ -83,9 +89,16 @@ class PollLoop(abc.ABC):
     async def step(self) -> int:
         """One batch of work; returns how many items it handled."""
 
+    @property
+    def poll_interval(self) -> float:
+        """The idle poll now: `listening_poll_seconds` while LISTEN is up, else `poll_seconds`."""
+        if self.listening_poll_seconds is not None and self.listening:
+            return max(self.listening_poll_seconds, self.poll_seconds)
+        return self.poll_seconds
+
     async def idle_seconds(self) -> float:
         """How long to sleep after a batch that was not full (a wake-up ends it sooner)."""
-        return self.poll_seconds
+        return self.poll_interval
 
     @contextlib.asynccontextmanager
     async def resources(self) -> AsyncIterator[None]:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,13 +28,22 @@ from opentelemetry import trace
 from funnel_contracts import Envelope, EventData, KafkaRecord, encode
 from funnel_contracts.envelope import TRACE_HEADERS, json_text
 from funnel_servicekit import metrics
+from funnel_servicekit.db import DATABASE_UNREACHABLE, connect
 from funnel_servicekit.event_ids import new_event_id
 from funnel_servicekit.kafka import FATAL_PRODUCER_ERRORS, ProducerFactory, RenewableProducer
 from funnel_servicekit.loops import ListenOn, PollLoop, RetryLater
-from funnel_servicekit.telemetry import current_trace_headers
+from funnel_servicekit.telemetry import (
+    current_trace_headers,
+    spans_recorded,
+    unrecorded_child_headers,
+)
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
+
+
+# The database cannot be reached, or dropped the session.
+_NO_SESSION: tuple[type[Exception], ...] = (*DATABASE_UNREACHABLE, OSError)
 
 
 def _channel(schema: str) -> str:
@@ -131,8 +141,11 @@ def _producer_trace(event_type: str, topic: str, event_id: str) -> dict[str, str
     """The trace context of a producer span of the event's own, started and ended here.
 
     A producer span per event: the trace shows where each event was written, and the span of
-    whoever consumes it becomes its child (through the headers stored with the row).
+    whoever consumes it becomes its child (through the headers stored with the row). When
+    the process records no span, none is made: the same headers, written directly.
     """
+    if not spans_recorded():
+        return unrecorded_child_headers(current_trace_headers())
     with _tracer.start_as_current_span(
         f"outbox {event_type}",
         kind=trace.SpanKind.PRODUCER,
@@ -166,7 +179,16 @@ async def enqueue_many(
 
 
 class OutboxRelay(PollLoop):
-    """Publishes a schema's outbox to Kafka until stopped."""
+    """Publishes a schema's outbox to Kafka until stopped.
+
+    While it runs, the relay keeps a connection of its own holding the schema's advisory
+    lock (a session lock: the one publishing replica, and no transaction open while the
+    broker is waited on). A wake-up is then one statement: the next rows, those published
+    but not yet deleted left out; the published rows are deleted together, at most every
+    `delete_interval_seconds` (and before the lock is let go). A relay that dies in between
+    leaves rows that the next lock holder publishes again: the consumers' inboxes drop them
+    (docs/decisions/0070).
+    """
 
     # Any failure to publish leaves the rows in the outbox: log, pause, try again.
     transient_errors = (Exception,)
@@ -182,10 +204,13 @@ class OutboxRelay(PollLoop):
         poll_seconds: float = 2.0,
         listen_retry_seconds: float = 5.0,
         producer_factory: ProducerFactory | None = None,
+        listening_poll_seconds: float | None = None,
+        delete_interval_seconds: float = 1.0,
     ) -> None:
         super().__init__(
             "outbox-relay",
             poll_seconds=poll_seconds,
+            listening_poll_seconds=listening_poll_seconds,
             batch_size=batch_size,
             listen=ListenOn(dsn, schema, _channel(schema), listen_retry_seconds),
             max_error_pause_seconds=5.0,
@@ -195,6 +220,17 @@ class OutboxRelay(PollLoop):
         self._producer = RenewableProducer(producer, producer_factory)
         self.dsn = dsn
         self.schema = schema
+        self.delete_interval_seconds = delete_interval_seconds
+        self._lock_key = f"outbox:{schema}"
+        # While running: the connection holding the lock (None: not held), the ids published
+        # and not yet deleted, and when they are due to go.
+        self._running = False
+        self._held: asyncpg.Connection | None = None
+        self._locked = False
+        self._published: list[int] = []
+        self._delete_due = 0.0
+        self._connect_again_at = 0.0
+        self.listen_retry_seconds = listen_retry_seconds
 
     @property
     def producer(self) -> AIOKafkaProducer:
@@ -203,10 +239,15 @@ class OutboxRelay(PollLoop):
 
     @contextlib.asynccontextmanager
     async def resources(self) -> AsyncIterator[None]:
+        self._running = True
         try:
             yield
         finally:
-            await self._producer.close()
+            self._running = False
+            try:
+                await self._let_go()
+            finally:
+                await self._producer.close()
 
     async def step(self) -> int:
         try:
@@ -221,35 +262,118 @@ class OutboxRelay(PollLoop):
             await self._producer.renew()
             raise RetryLater from exc
 
+    async def idle_seconds(self) -> float:
+        """The poll, or sooner when published rows are due to be deleted."""
+        poll = self.poll_interval
+        if self._published:
+            return min(poll, max(self._delete_due - time.monotonic(), 0.0))
+        return poll
+
     async def publish_batch(self) -> int:
         """Publish one batch in id order; returns how many rows went out.
 
         No transaction is open while the broker is waited on: the relay's exclusivity is a
-        session advisory lock on its connection (released at the end, or with the session),
-        the rows are read, sent, and deleted once acknowledged, each statement on its own.
+        session advisory lock. Outside `run()` (tests, tools) a batch takes the lock on a
+        pooled connection, deletes what it published and gives the lock back.
         """
-        lock_key = f"outbox:{self.schema}"
+        if self._running and time.monotonic() >= self._connect_again_at:
+            try:
+                conn = await self._own_connection()
+            except _NO_SESSION:
+                # Its own session cannot be had now: publish from the pool meanwhile.
+                log.warning("outbox relay: no session of its own; publishing from the pool")
+                self._connect_again_at = time.monotonic() + self.listen_retry_seconds
+            else:
+                return await self._publish_held(conn)
+        if self._published:
+            return 0  # published rows wait for the held session: never sent twice by us
         async with self.pool.acquire() as conn:
-            if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", lock_key):
+            if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self._lock_key):
                 return 0  # another replica's relay is publishing
             try:
-                return await self._publish_locked(conn)
+                published = await self._publish(conn, [])
+                if published:
+                    await self._delete(conn, published)
+                return len(published)
             finally:
                 try:
-                    await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", lock_key)
+                    await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", self._lock_key)
                 except BaseException:
                     conn.terminate()  # the lock goes with the session, not back to the pool
                     raise
 
-    async def _publish_locked(self, conn: asyncpg.Connection) -> int:
+    async def _own_connection(self) -> asyncpg.Connection:
+        if self._held is not None and self._held.is_closed():
+            self._drop_held()
+        if self._held is None:
+            self._held = await asyncio.wait_for(connect(self.dsn, self.schema), 10)
+            self._locked = False
+        return self._held
+
+    async def _publish_held(self, conn: asyncpg.Connection) -> int:
+        """A batch on the relay's own connection, under the lock (taken first if need be)."""
+        try:
+            if not self._locked:
+                self._locked = bool(
+                    await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self._lock_key)
+                )
+                if not self._locked:
+                    return 0  # another replica's relay is publishing
+            published = await self._publish(conn, self._published)
+            if published and not self._published:
+                self._delete_due = time.monotonic() + self.delete_interval_seconds
+            self._published += published
+            if self._published and (
+                time.monotonic() >= self._delete_due or len(self._published) >= self.batch_size
+            ):
+                await self._delete(conn, self._published)
+                self._published = []
+            return len(published)
+        except (asyncpg.PostgresError, *_NO_SESSION):
+            # The session (and its lock) may be gone: start again from a new one. Rows sent
+            # and not deleted go out again with the next holder; inboxes drop them.
+            self._drop_held()
+            raise
+
+    def _drop_held(self) -> None:
+        conn, self._held, self._locked = self._held, None, False
+        self._published = []
+        if conn is not None:
+            conn.terminate()  # the lock goes with the session
+
+    async def _let_go(self) -> None:
+        """At the end of a run: delete what was published, then close (and unlock)."""
+        conn = self._held
+        if conn is None:
+            return
+        try:
+            if self._published and not conn.is_closed():
+                await self._delete(conn, self._published)
+        except Exception:
+            log.warning("published rows not deleted; the next relay publishes them again")
+        finally:
+            self._published = []
+            self._held, self._locked = None, False
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 5)
+            if not conn.is_closed():
+                conn.terminate()
+
+    async def _publish(self, conn: asyncpg.Connection, skip: list[int]) -> list[int]:
+        """Send the next rows (those in `skip` left out), wait for the broker's acks; returns
+        their ids."""
         rows = await conn.fetch(
             "SELECT id, topic, key, value, headers, extract(epoch FROM created_at) AS at"
-            " FROM outbox ORDER BY id LIMIT $1",
+            " FROM outbox WHERE id <> ALL($2::bigint[]) ORDER BY id LIMIT $1",
             self.batch_size,
+            skip,
         )
         if not rows:
-            await self._record_backlog(conn)
-            return 0
+            # Nothing unpublished in this statement's snapshot: the backlog is 0.
+            metrics.OUTBOX_BACKLOG.set(0)
+            metrics.OUTBOX_OLDEST_AGE.set(0.0)
+            return []
+        metrics.OUTBOX_OLDEST_AGE.set(max(time.time() - float(rows[0]["at"]), 0.0))
         futures = [
             await self.producer.send(
                 row["topic"],
@@ -265,17 +389,22 @@ class OutboxRelay(PollLoop):
             metrics.EVENT_HOP_SECONDS.labels("published", row["topic"]).observe(
                 max(acked - float(row["at"]), 0.0)
             )
-        await conn.execute(
-            "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
-        )
-        for row in rows:
-            metrics.OUTBOX_PUBLISHED.labels(row["topic"]).inc()
-        await self._record_backlog(conn)
-        return len(rows)
+        for topic, n in Counter(row["topic"] for row in rows).items():
+            metrics.OUTBOX_PUBLISHED.labels(topic).inc(n)
+        if len(rows) < self.batch_size:
+            # Every row this snapshot saw went out: nothing older waits.
+            metrics.OUTBOX_BACKLOG.set(0)
+            metrics.OUTBOX_OLDEST_AGE.set(0.0)
+        return [row["id"] for row in rows]
 
-    async def _record_backlog(self, conn: asyncpg.Connection) -> None:
+    async def _delete(self, conn: asyncpg.Connection, ids: list[int]) -> None:
+        """Delete published rows and count what is left, in one statement (the count reads
+        the snapshot before the DELETE, so the deleted ids are left out of it)."""
         stats: Any = await conn.fetchrow(
-            "SELECT count(*) AS n, extract(epoch FROM now() - min(created_at)) AS age FROM outbox"
+            """WITH gone AS (DELETE FROM outbox WHERE id = ANY($1::bigint[]))
+               SELECT count(*) AS n, extract(epoch FROM now() - min(created_at)) AS age
+               FROM outbox WHERE id <> ALL($1::bigint[])""",
+            ids,
         )
         metrics.OUTBOX_BACKLOG.set(stats["n"])
         metrics.OUTBOX_OLDEST_AGE.set(float(stats["age"] or 0))

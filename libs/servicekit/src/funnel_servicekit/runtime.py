@@ -67,6 +67,7 @@ class ServiceRuntime(Generic[SettingsT, ContextT]):
         handled_types: Collection[str],
         batch_handler: BatchHandler | None = None,
         max_poll_records: int = 200,
+        batch_per_poll: bool = False,
     ) -> InboxConsumer:
         """The service's consumer group on `topics`, with this runtime's pool and producer."""
         return InboxConsumer(
@@ -81,6 +82,8 @@ class ServiceRuntime(Generic[SettingsT, ContextT]):
             max_attempts=self.settings.consumer_max_attempts,
             batch_handler=batch_handler,
             max_poll_records=max_poll_records,
+            commit_interval_seconds=self.settings.consumer_commit_interval_seconds,
+            batch_per_poll=batch_per_poll,
         )
 
     def dead_workers(self) -> list[str]:

@@ -103,6 +103,7 @@ def create_service_app(
                 schema=settings.db_schema,
                 batch_size=settings.outbox_batch_size,
                 poll_seconds=settings.outbox_poll_seconds,
+                listening_poll_seconds=settings.outbox_listening_poll_seconds,
                 producer_factory=runtime.producer_factory,
             )
             runtime.workers = [Worker("outbox-relay", relay.run, relay.stop)]

@@ -70,9 +70,12 @@ class ServiceSettings(KafkaClientSettings):
     (docs/decisions/0044)."""
     db_pool_min_size: int = Field(default=2, ge=1)
     db_pool_max_size: int = Field(default=10, ge=1)
-    db_pool_reset_on_release: bool = True
-    """Reset session state when a connection goes back to the pool (a round trip per use); a
-    service that never sets session state may turn it off."""
+    db_pool_reset_on_release: bool = False
+    """Reset session state (asyncpg's RESET ALL, UNLISTEN *, advisory unlock, CLOSE ALL) when
+    a connection goes back to the pool: a round trip and four statements per use. Off: no
+    code of the kit or the services leaves session state on a pooled connection (locks and
+    settings are transaction-level; the outbox relay unlocks its session lock itself), and
+    an open transaction is rolled back either way (docs/decisions/0070)."""
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
@@ -89,6 +92,14 @@ class ServiceSettings(KafkaClientSettings):
     log_level: str = "INFO"
     outbox_batch_size: int = Field(default=200, ge=1, le=5000)
     outbox_poll_seconds: float = Field(default=2.0, gt=0)
+    """The outbox relay's poll while its LISTEN connection is down."""
+    outbox_listening_poll_seconds: float = Field(default=30.0, gt=0)
+    """The outbox relay's poll while LISTEN is up: NOTIFY wakes it for every commit that wrote
+    rows, so the timer is only a fallback (docs/decisions/0070)."""
+    consumer_commit_interval_seconds: float = Field(default=1.0, ge=0)
+    """How often a consumer commits its processed offsets to Kafka (0: after every poll). A
+    crash redelivers at most this much, which the inbox turns into no-ops; a stop commits
+    what was processed (docs/decisions/0070)."""
     consumer_max_attempts: int = Field(default=3, ge=1)
     """Tries before the DLQ."""
     drain_seconds: float = Field(default=20.0, gt=0)

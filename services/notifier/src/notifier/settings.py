@@ -33,6 +33,10 @@ class NotifierSettings(ServiceSettings):
     """where tracking and unsubscribe links point"""
     link_signing_key: SecretStr = SecretStr(DEV_LINK_KEY)
     scheduler_poll_seconds: float = Field(default=0.5, gt=0)
+    scheduler_listening_poll_seconds: float = Field(default=5.0, gt=0)
+    """The touch sender's and the contact resolver's poll while their LISTEN connections are
+    up (NOTIFY brings new touches and contacts; each sleeps until its next due row at most
+    this long). While LISTEN is down they poll every `FUNNEL_SCHEDULER_POLL_SECONDS`."""
     send_batch_size: int = Field(default=50, ge=1, le=1000)
     contact_key_requests: int = Field(default=4, ge=1, le=64)
     """Data keys the contact resolver asks lead-intake for at once: a burst of new leads must not

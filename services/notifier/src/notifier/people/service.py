@@ -136,8 +136,12 @@ async def remember_person(
             source=details.source,
             at=details.at,
         )
-    # Touches scheduled before the contact was known can go now.
-    await known.wake(TOUCHES_CHANNEL)
+    granted = consent is not None and bool(consent.categories)
+    if details.sealed is None or granted or details.consent_withdrawn:
+        # Touches scheduled before the contact was known can go now (or the consent they
+        # are checked against changed). A sealed contact is not known yet: the contact
+        # resolver wakes the sender once it is stored, and a wake-up now would find nothing.
+        await known.wake(TOUCHES_CHANNEL)
 
 
 async def open_contact(pending: PendingContact, keys: DataKeys) -> PersonalData | None:
@@ -191,18 +195,18 @@ async def store_contact(
     conn = uow.conn
     if not await store.take_pending(conn, pending.id):
         return False  # erased while its key was fetched
-    if person is None or await store.is_erased(conn, pending.lead_id):
+    if person is None:
         return False
-    await store.upsert_contact(
+    # Stored unless erased, and its waiting touches woken, in one statement.
+    return await store.store_opened_contact(
         conn,
         pending.lead_id,
         email=person.email,
         first_name=person.first_name,
         locale=pending.locale,
         time_zone=pending.time_zone,
+        wake=TOUCHES_CHANNEL,
     )
-    await notify(conn, TOUCHES_CHANNEL)  # its waiting touches can go now
-    return True
 
 
 async def _not_opened(

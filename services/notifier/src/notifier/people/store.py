@@ -10,7 +10,6 @@ from uuid import UUID
 import asyncpg
 
 from funnel_contracts.events import Sealed
-from funnel_servicekit.db import wrote_a_row
 from notifier.people.models import PendingContact
 
 
@@ -71,22 +70,6 @@ async def set_consents(
     return changed
 
 
-_ENTER_STAGE = """
-    INSERT INTO lead_state (lead_id, funnel_id, stage, stage_changed_at)
-    VALUES ($1, $2, $3, $4)
-    ON CONFLICT (lead_id) DO UPDATE SET funnel_id = $2, stage = $3, stage_changed_at = $4
-    WHERE lead_state.stage_changed_at IS NULL OR lead_state.stage_changed_at <= $4
-    RETURNING true
-"""
-
-
-async def enter_stage(
-    conn: asyncpg.Connection, lead_id: UUID, funnel_id: str, stage: str, at: datetime
-) -> bool:
-    """Record the lead's stage unless a later move is already known (out-of-order safe)."""
-    return await wrote_a_row(conn, _ENTER_STAGE, lead_id, funnel_id, stage, at)
-
-
 async def set_temperature(
     conn: asyncpg.Connection, lead_id: UUID, temperature: str, score: float, at: datetime
 ) -> None:
@@ -123,24 +106,6 @@ async def stage_and_temperature(
         "SELECT funnel_id, stage, temperature FROM lead_state WHERE lead_id = $1", lead_id
     )
     return (row["funnel_id"], row["stage"], row["temperature"]) if row else (None, None, None)
-
-
-async def current_stage(conn: asyncpg.Connection, lead_id: UUID) -> tuple[str | None, str | None]:
-    row = await conn.fetchrow("SELECT funnel_id, stage FROM lead_state WHERE lead_id = $1", lead_id)
-    return (row["funnel_id"], row["stage"]) if row else (None, None)
-
-
-async def record_activity(
-    conn: asyncpg.Connection, lead_id: UUID, activity_type: str, at: datetime
-) -> None:
-    await conn.execute(
-        """INSERT INTO lead_activities (lead_id, activity_type, last_at) VALUES ($1, $2, $3)
-           ON CONFLICT (lead_id, activity_type)
-           DO UPDATE SET last_at = greatest(lead_activities.last_at, $3)""",
-        lead_id,
-        activity_type,
-        at,
-    )
 
 
 async def erase(conn: asyncpg.Connection, lead_id: UUID) -> None:
@@ -218,6 +183,41 @@ async def erased_and_test(
         {r["lead_id"] for r in rows if r["erased"]},
         {r["lead_id"] for r in rows if not r["erased"]},
     )
+
+
+async def store_opened_contact(
+    conn: asyncpg.Connection,
+    lead_id: UUID,
+    *,
+    email: str | None,
+    first_name: str | None,
+    locale: str | None,
+    time_zone: str | None,
+    wake: str,
+) -> bool:
+    """`upsert_contact` unless the lead is erased, and NOTIFY `wake` at commit when it was
+    stored: one statement. True when stored."""
+    rows = await conn.fetch(
+        """WITH stored AS (
+               INSERT INTO contacts (lead_id, email, first_name, locale, time_zone)
+               SELECT $1, coalesce($2, ''), $3, $4, $5
+               WHERE NOT EXISTS (SELECT 1 FROM erased_leads WHERE lead_id = $1)
+               ON CONFLICT (lead_id) DO UPDATE SET
+                   email = coalesce($2, contacts.email),
+                   first_name = coalesce($3, contacts.first_name),
+                   locale = coalesce($4, contacts.locale),
+                   time_zone = coalesce($5, contacts.time_zone),
+                   updated_at = now()
+               RETURNING 1)
+           SELECT pg_notify($6, '') FROM stored""",
+        lead_id,
+        email,
+        first_name,
+        locale,
+        time_zone,
+        wake,
+    )
+    return bool(rows)
 
 
 async def is_erased(conn: asyncpg.Connection, lead_id: UUID) -> bool:

@@ -28,6 +28,7 @@ class ContactResolver(PollLoop):
         super().__init__(
             "contact-resolver",
             poll_seconds=settings.scheduler_poll_seconds,
+            listening_poll_seconds=settings.scheduler_listening_poll_seconds,
             batch_size=settings.send_batch_size,
             listen=ListenOn(settings.database_url, settings.db_schema, CONTACTS_CHANNEL, 2.0),
         )
@@ -66,8 +67,9 @@ class ContactResolver(PollLoop):
         try:
             wait = await service.next_pending_in(self.tx)
         except UNREACHABLE:
-            return self.poll_seconds
-        return self.poll_seconds if wait is None else min(self.poll_seconds, max(wait, 0.01))
+            return self.poll_interval
+        poll = self.poll_interval
+        return poll if wait is None else min(poll, max(wait, 0.01))
 
     async def resolve_waiting(self) -> int:
         """One pass over the rows that may be tried now (tests); how many it took."""

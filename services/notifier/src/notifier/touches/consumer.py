@@ -58,10 +58,11 @@ async def handle(
 async def handle_batch(
     conn: asyncpg.Connection, deliveries: Sequence[Delivery], *, outbox: Outbox = OUTBOX
 ) -> None:
-    """A partition's fresh events, in order, in the inbox transaction: what every event asks
-    (erased? a test lead? the playbooks) is read once for the batch, each wake-up sent once,
-    and no span is made where none would be recorded (the touches still carry each event's
-    trace). The events themselves go through the same use cases as one at a time."""
+    """A poll's fresh events (each partition's in order), in the inbox transaction: what
+    every event asks (erased? a test lead? the playbooks) is read once for the poll, each
+    wake-up sent once, and no span is made where none would be recorded (the touches still
+    carry each event's trace). The events themselves go through the same use cases as one at
+    a time."""
     ids = {d.event.lead_id for d in deliveries}
     ids |= {d.event.merged_lead_id for d in deliveries if isinstance(d.event, LeadMerged)}
     batch = await service.Consuming.load(UnitOfWork(conn, outbox), ids)
@@ -106,5 +107,8 @@ def consumer_worker(runtime: NotifierRuntime) -> Worker:
         handler=functools.partial(handle, outbox=runtime.outbox),
         batch_handler=functools.partial(handle_batch, outbox=runtime.outbox),
         handled_types=HANDLED,
+        # One call for the whole poll: the people facts, the playbooks and the wake-ups are
+        # read and sent once per poll, not once per partition (docs/decisions/0071).
+        batch_per_poll=True,
     )
     return Worker("events-consumer", consumer.run, consumer.stop)

@@ -119,13 +119,13 @@ async def enter_stage(
     conn, batch = uow.conn, _consuming(uow, batch)
     if await batch.known.is_erased(event.lead_id):
         return
-    if not await people.enter_stage(
+    # The stage recorded and the touches that need another one cancelled, in one statement.
+    if not await store.enter_stage(
         conn, event.lead_id, event.funnel_id, event.to_stage, event.changed_at
     ):
         return
     if event.owner is not None:
         await people.set_owner(conn, event.lead_id, event.owner, event.changed_at)
-    await store.cancel_left_stage(conn, event.lead_id, event.to_stage)
     await _schedule(batch, cause_id, event, funnel_id=event.funnel_id, stage=event.to_stage)
 
 
@@ -136,9 +136,10 @@ async def record_activity(
     conn, batch = uow.conn, _consuming(uow, batch)
     if await batch.known.is_erased(event.lead_id):
         return
-    funnel_id, stage = await people.current_stage(conn, event.lead_id)
-    await people.record_activity(conn, event.lead_id, event.activity_type, event.occurred_at)
-    await store.cancel_on_activity(conn, event.lead_id, event.activity_type, event.occurred_at)
+    # Recorded, the touches it makes moot cancelled, the stage read: one statement.
+    funnel_id, stage = await store.record_activity(
+        conn, event.lead_id, event.activity_type, event.occurred_at
+    )
     await _schedule(batch, cause_id, event, funnel_id=funnel_id, stage=stage)
 
 
@@ -207,11 +208,21 @@ async def _schedule(
     )
     # The consume span's context: the send joins the trace that began at the form post.
     trace_context = batch.trace_context()
+    if len(plans) > 1:  # one statement for the event's touches
+        written = await store.schedule_many(
+            conn, event.lead_id, plans, cause_event_id=cause_id, trace_context=trace_context
+        )
+    else:
+        written = [
+            await store.schedule(
+                conn, event.lead_id, plan, cause_event_id=cause_id, trace_context=trace_context
+            )
+            is not None
+            for plan in plans
+        ]
     scheduled = 0
-    for plan in plans:
-        if await store.schedule(
-            conn, event.lead_id, plan, cause_event_id=cause_id, trace_context=trace_context
-        ):
+    for plan, wrote in zip(plans, written, strict=True):
+        if wrote:
             if plan.stale:
                 metrics.TOUCH_OUTCOMES.labels(plan.channel, "skipped").inc()
             else:

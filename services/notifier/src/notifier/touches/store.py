@@ -60,31 +60,113 @@ async def schedule(
     return touch_id if inserted else None
 
 
-async def cancel_left_stage(conn: asyncpg.Connection, lead_id: UUID, new_stage: str) -> int:
-    """The lead moved on: touches that need the old stage are cancelled, not sent."""
-    status: str = await conn.execute(
-        """UPDATE touches SET status = 'cancelled', reason = 'left stage ' || requires_stage
-           WHERE lead_id = $1 AND status = 'scheduled'
-             AND requires_stage IS NOT NULL AND requires_stage <> $2""",
+async def schedule_many(
+    conn: asyncpg.Connection,
+    lead_id: UUID,
+    plans: list[TouchPlan],
+    *,
+    cause_event_id: str,
+    trace_context: dict[str, str],
+) -> list[bool]:
+    """`schedule` for an event's plans in one statement; for each plan, whether it was
+    scheduled (False: this playbook already touched the lead for this cause)."""
+    ids = [uuid4() for _ in plans]
+    inserted = {
+        row["id"]
+        for row in await conn.fetch(
+            """INSERT INTO touches (id, lead_id, playbook, channel, template, funnel_id, stage,
+                   cause_event_id, due_at, first_due_at, dedupe_key, kind, category,
+                   requires_stage, cancel_on, triggered_at, trace_context, status, reason)
+               SELECT p.id, $2, p.playbook, p.channel, p.template, p.funnel_id, p.stage, $3,
+                      p.due_at, p.due_at, p.dedupe_key, p.kind, p.category, p.requires_stage,
+                      ARRAY(SELECT jsonb_array_elements_text(p.cancel_on::jsonb)),
+                      p.triggered_at, $4::jsonb,
+                      CASE WHEN p.stale THEN 'skipped' ELSE 'scheduled' END,
+                      CASE WHEN p.stale THEN 'stale' END
+               FROM unnest($1::uuid[], $5::text[], $6::text[], $7::text[], $8::text[],
+                           $9::text[], $10::timestamptz[], $11::text[], $12::text[],
+                           $13::text[], $14::text[], $15::text[], $16::timestamptz[],
+                           $17::bool[])
+                   WITH ORDINALITY AS p (id, playbook, channel, template, funnel_id, stage,
+                       due_at, dedupe_key, kind, category, requires_stage, cancel_on,
+                       triggered_at, stale, n)
+               ORDER BY p.n
+               ON CONFLICT (lead_id, playbook, dedupe_key) DO NOTHING RETURNING id""",
+            ids,
+            lead_id,
+            cause_event_id,
+            trace_context,
+            [p.playbook for p in plans],
+            [p.channel for p in plans],
+            [p.template for p in plans],
+            [p.funnel_id for p in plans],
+            [p.stage for p in plans],
+            [p.due_at for p in plans],
+            [p.dedupe_key for p in plans],
+            [p.kind for p in plans],
+            [p.category for p in plans],
+            [p.requires_stage for p in plans],
+            [json.dumps(list(p.cancel_on)) for p in plans],
+            [p.triggered_at for p in plans],
+            [p.stale for p in plans],
+        )
+    }
+    return [touch_id in inserted for touch_id in ids]
+
+
+async def enter_stage(
+    conn: asyncpg.Connection, lead_id: UUID, funnel_id: str, stage: str, at: datetime
+) -> bool:
+    """Record the lead's stage unless a later move is already known (out-of-order safe) and,
+    when it was recorded, cancel the touches that need another stage: one statement (a
+    round trip per stage change fewer than the two). True when the stage was recorded."""
+    return await wrote_a_row(
+        conn,
+        """WITH moved AS (
+               INSERT INTO lead_state (lead_id, funnel_id, stage, stage_changed_at)
+               VALUES ($1, $2, $3, $4)
+               ON CONFLICT (lead_id) DO UPDATE
+                   SET funnel_id = $2, stage = $3, stage_changed_at = $4
+               WHERE lead_state.stage_changed_at IS NULL
+                   OR lead_state.stage_changed_at <= $4
+               RETURNING true),
+           left_stage AS (
+               UPDATE touches SET status = 'cancelled', reason = 'left stage ' || requires_stage
+               WHERE lead_id = $1 AND status = 'scheduled'
+                 AND requires_stage IS NOT NULL AND requires_stage <> $3
+                 AND EXISTS (SELECT 1 FROM moved))
+           SELECT true FROM moved""",
         lead_id,
-        new_stage,
+        funnel_id,
+        stage,
+        at,
     )
-    return int(status.split()[-1])
 
 
-async def cancel_on_activity(
+async def record_activity(
     conn: asyncpg.Connection, lead_id: UUID, activity_type: str, at: datetime
-) -> int:
-    """The person did what the touch was nudging them to (e.g. bought): cancel it."""
-    status: str = await conn.execute(
-        """UPDATE touches SET status = 'cancelled', reason = $2 || ' since the trigger'
-           WHERE lead_id = $1 AND status = 'scheduled' AND $2 = ANY(cancel_on)
-             AND triggered_at <= $3""",
+) -> tuple[str | None, str | None]:
+    """An activity in one statement: its last time kept, the touches it makes moot (the
+    person did what they were nudging them to, e.g. bought) cancelled, and the lead's funnel
+    and stage as they were before it (None, None: not known yet)."""
+    row = await conn.fetchrow(
+        """WITH seen AS (
+               INSERT INTO lead_activities (lead_id, activity_type, last_at)
+               VALUES ($1, $2, $3)
+               ON CONFLICT (lead_id, activity_type)
+               DO UPDATE SET last_at = greatest(lead_activities.last_at, $3)),
+           moot AS (
+               UPDATE touches SET status = 'cancelled', reason = $2 || ' since the trigger'
+               WHERE lead_id = $1 AND status = 'scheduled' AND $2 = ANY(cancel_on)
+                 AND triggered_at <= $3)
+           SELECT s.funnel_id, s.stage
+           FROM (SELECT 1) AS one LEFT JOIN lead_state s ON s.lead_id = $1""",
         lead_id,
         activity_type,
         at,
     )
-    return int(status.split()[-1])
+    assert row is not None
+    return row["funnel_id"], row["stage"]
 
 
 async def move_to(conn: asyncpg.Connection, survivor: UUID, other: UUID) -> int:

@@ -102,6 +102,7 @@ class TouchSender(PollLoop):
         super().__init__(
             "touch-sender",
             poll_seconds=settings.scheduler_poll_seconds,
+            listening_poll_seconds=settings.scheduler_listening_poll_seconds,
             batch_size=settings.send_batch_size,
             # NOTIFY (new touches, new contacts) wakes the loop; after a database restart
             # the LISTEN connection comes back by itself, and polling covers the gap.
@@ -128,7 +129,7 @@ class TouchSender(PollLoop):
     async def idle_seconds(self) -> float:
         """Sleep until the next touch falls due, at most the poll interval (new touches and
         contacts wake the loop by NOTIFY sooner)."""
-        poll = self.poll_seconds
+        poll = self.poll_interval
         try:
             wait = await service.next_due_in(self.pool)
         except (*CONNECTION_ERRORS, asyncpg.PostgresError):
