@@ -26,6 +26,9 @@ class ReportingSettings(ServiceSettings):
     conversion_fold_seconds: float = Field(default=0.5, gt=0)
     """How often the projection's queued conversion deltas are folded into the quarter-hour
     tables and their rollups (reports add what is still queued)."""
+    consumer_max_poll_records: int = Field(default=1000, ge=1, le=10000)
+    """Records one fetch of the projection brings across all partitions: each partition's
+    share is one set-based batch, so larger fetches cost fewer statements per event."""
     leak_check_seconds: float = Field(default=3600.0, ge=0)
     """How often the leak watch checks every funnel step; 0 turns the watch off (the leaks
     already found stay listed)."""

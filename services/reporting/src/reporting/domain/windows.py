@@ -26,9 +26,12 @@ def window_column(days: int) -> str:
     return f"c{days}d"
 
 
+_WINDOWS = tuple(timedelta(days=d) for d in WINDOW_DAYS)
+
+
 def window_counters(delay: timedelta) -> tuple[int, ...]:
     """1 for every window the delay falls inside (edge inclusive), then 1 for "any"."""
-    return (*(1 if delay <= timedelta(days=d) else 0 for d in WINDOW_DAYS), 1)
+    return (*[1 if delay <= window else 0 for window in _WINDOWS], 1)
 
 
 def quarter_of(moment: datetime) -> datetime:

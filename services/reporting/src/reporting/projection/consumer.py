@@ -17,6 +17,7 @@ from funnel_contracts.topics import ALL_TOPICS
 from funnel_servicekit.inbox import BatchHandler, Delivery, Handler, InboxConsumer, consume_span
 from funnel_servicekit.kafka import ProducerFactory
 from funnel_servicekit.runtime import Worker
+from funnel_servicekit.telemetry import spans_recorded
 from funnel_servicekit.unit_of_work import Outbox, UnitOfWork
 from reporting.projection.service import PROJECTED, project
 from reporting.runtime import ReportingRuntime
@@ -37,7 +38,13 @@ def handlers(outbox: Outbox) -> tuple[Handler, BatchHandler]:
             # One consumer span per event, so each event's trace shows where it was projected.
             return consume_span(deliveries[i].topic, deliveries[i].envelope)
 
-        await project(UnitOfWork(conn, outbox), [d.event for d in deliveries], scope)
+        events = [d.event for d in deliveries]
+        if spans_recorded():
+            await project(UnitOfWork(conn, outbox), events, scope)
+        else:
+            # No span would be recorded (no exporter): none is made. The projection sends
+            # nothing on, so no event's trace has to be carried further.
+            await project(UnitOfWork(conn, outbox), events)
 
     return handle, handle_batch
 
@@ -74,6 +81,7 @@ def projection_consumer(
         handled_types=HANDLED,
         max_attempts=settings.consumer_max_attempts,
         batch_handler=handle_many,  # a partition batch at once; `handle_one` on a poison record
+        max_poll_records=settings.consumer_max_poll_records,
     )
 
 

@@ -32,7 +32,7 @@ from funnel_contracts.lead_reader import LEAD_DETAIL_EVENTS
 from funnel_servicekit.unit_of_work import UnitOfWork
 from reporting.leaks import store as leaks
 from reporting.projection import store
-from reporting.projection.models.contributions import Contributions, add, change
+from reporting.projection.models.contributions import Deltas
 from reporting.projection.models.lead_state import LeadState, apply, fold
 from reporting.timeline.models import Item, item_of
 
@@ -93,7 +93,7 @@ async def project(
             lead = survivors[lead]
         by_lead[lead].append(i)
     await store.note_stages(conn, _stage_positions(events, states))
-    total: Contributions = {}
+    total = Deltas()
     changed: dict[UUID, LeadState] = {}
     erased: dict[UUID, datetime] = {}
     gone: list[UUID] = []
@@ -109,7 +109,8 @@ async def project(
         for i in indexes:
             event = events[i]
             with scope(i):
-                new = apply(new, event)
+                # After the lead's first event here, `new` is this batch's own copy.
+                new = apply(new, event, owned=new is not old)
                 item = item_of(event)
             if item is not None:
                 own.append(item)
@@ -121,7 +122,7 @@ async def project(
         if lead_id not in erased:
             items += own
         if new != old:
-            add(total, change(old, new))
+            total.add_change(old, new)
             if lead_id not in erased:
                 changed[lead_id] = new
     for m in merges:
@@ -134,14 +135,14 @@ async def project(
             old_o = changed.get(m.merged_lead_id, states[m.merged_lead_id][0])
             if m.merged_lead_id not in erased and old_o.merged_into is None:
                 new_o = old_o.model_copy(update={"merged_into": m.lead_id})
-                add(total, change(old_o, new_o))
+                total.add_change(old_o, new_o)
                 changed[m.merged_lead_id] = new_o
             continue
         old_s = changed.get(m.lead_id, states[m.lead_id][0])
         old_o = changed.get(m.merged_lead_id, states[m.merged_lead_id][0])
         new_s, new_o = fold(old_s, old_o, m.lead_id)
-        add(total, change(old_s, new_s))
-        add(total, change(old_o, new_o))
+        total.add_change(old_s, new_s)
+        total.add_change(old_o, new_o)
         changed[m.lead_id], changed[m.merged_lead_id] = new_s, new_o
     if total:
         await store.apply_deltas(conn, total)

@@ -15,7 +15,7 @@ import asyncpg
 from reporting.domain.slots import _ORIGIN as ORIGIN
 from reporting.domain.slots import DAY, HOUR, SIX_HOURS, WEEK
 from reporting.domain.windows import WINDOW_COLUMNS
-from reporting.projection.models.contributions import Contributions
+from reporting.projection.models.contributions import Deltas
 from reporting.projection.models.lead_state import LeadState
 from reporting.timeline.models import Item
 
@@ -28,6 +28,40 @@ class TableSpec:
     @property
     def names(self) -> str:
         return ", ".join(c for c, _ in self.keys + self.values)
+
+    @property
+    def fanned(self) -> bool:
+        """Whether a row is counted under each (dimension, value) of a lead: the batch's rows
+        come without the two columns, each with its group of pairs (`Deltas`)."""
+        return any(c == "dim" for c, _ in self.keys)
+
+    @property
+    def row_columns(self) -> tuple[tuple[str, str], ...]:
+        """The columns the batch's rows are sent with (a fanned row without dim and value)."""
+        return tuple((c, t) for c, t in self.keys + self.values if c not in ("dim", "value"))
+
+    def _rows_sql(self) -> str:
+        """The batch's rows (`names`, one array per column, the first parameters), each key
+        once: a fanned table's rows (parameters: the group of each row, its columns, then
+        each group's pairs) joined to their group's (dimension, value) pairs and summed by
+        key, zero sums left out."""
+        if not self.fanned:
+            arrays = ", ".join(
+                f"${i + 1}::{t}[]" for i, (_, t) in enumerate(self.keys + self.values)
+            )
+            return f"SELECT * FROM unnest({arrays})"  # noqa: S608
+        columns = self.row_columns
+        rows = ", ".join(f"${i + 2}::{t}[]" for i, (_, t) in enumerate(columns))
+        n = len(columns) + 2
+        keys = ", ".join(c for c, _ in self.keys)
+        sums = ", ".join(f"sum({c})::{t}" for c, t in self.values)
+        nonzero = " OR ".join(f"sum({c}) <> 0" for c, _ in self.values)
+        return (
+            f"SELECT {keys}, {sums}"  # noqa: S608
+            f" FROM unnest($1::int[], {rows}) AS r(grp, {', '.join(c for c, _ in columns)})"
+            f" JOIN unnest(${n}::int[], ${n + 1}::text[], ${n + 2}::text[]) AS g(grp, dim, value)"
+            f" USING (grp) GROUP BY {keys} HAVING {nonzero}"
+        )
 
     def _insert_grouped(self, target: str, size: timedelta | None) -> str:
         """`d`'s rows summed by key (`hour` floored to `size`, as reporting.domain.slots
@@ -55,26 +89,24 @@ class TableSpec:
         names = self.names
         keys = ", ".join(c for c, _ in self.keys)
         adds = ", ".join(f"{c} = t.{c} + excluded.{c}" for c, _ in self.values)
-        arrays = ", ".join(f"${i + 1}::{t}[]" for i, (_, t) in enumerate(self.keys + self.values))
         upserts = [
             f"INSERT INTO {table} AS t ({names}) SELECT {names} FROM d ORDER BY {keys}"  # noqa: S608
             f" ON CONFLICT ({keys}) DO UPDATE SET {adds}"
         ]
         upserts += [self._insert_grouped(rollup, size) for rollup, size in rollups]
         steps = "".join(f", w{i} AS ({upsert})" for i, upsert in enumerate(upserts[:-1]))
-        return f"WITH d ({names}) AS (SELECT * FROM unnest({arrays})){steps} {upserts[-1]}"  # noqa: S608
+        return f"WITH d ({names}) AS ({self._rows_sql()}){steps} {upserts[-1]}"
 
     def queue_sql(self, table: str, by: tuple[str, ...]) -> str:
         """The batch's rows (one array per column) into the table's queue: a row per value
         of the `by` columns (what a report asks for), the other columns as arrays."""
-        arrays = ", ".join(f"${i + 1}::{t}[]" for i, (_, t) in enumerate(self.keys + self.values))
         rest = [c for c, _ in self.keys + self.values if c not in by]
         grouped = ", ".join(by)
         aggregated = ", ".join(f"array_agg({c})" for c in rest)
         return (
-            f"INSERT INTO {table}_queue ({grouped}, {', '.join(rest)})"  # noqa: S608
-            f" SELECT {grouped}, {aggregated} FROM unnest({arrays}) AS d({self.names})"
-            f" GROUP BY {grouped} ORDER BY {grouped}"
+            f"WITH d ({self.names}) AS ({self._rows_sql()})"  # noqa: S608
+            f" INSERT INTO {table}_queue ({grouped}, {', '.join(rest)})"
+            f" SELECT {grouped}, {aggregated} FROM d GROUP BY {grouped} ORDER BY {grouped}"
         )
 
     def fold_sql(
@@ -219,11 +251,12 @@ async def lock_states(
         """INSERT INTO lead_states AS s (lead_id, state)
            SELECT id, '{}' FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, n) ORDER BY n
            ON CONFLICT (lead_id) DO UPDATE SET lead_id = s.lead_id
-           RETURNING s.lead_id, s.state,
+           RETURNING s.lead_id, s.state::text,
                      EXISTS (SELECT 1 FROM erased_leads e WHERE e.lead_id = s.lead_id) AS erased""",
         sorted(lead_ids),
     )
-    return {r["lead_id"]: (LeadState.model_validate(r["state"]), bool(r["erased"])) for r in rows}
+    # The state's JSON text validated in one pass (no Python dicts in between).
+    return {r[0]: (LeadState.model_validate_json(r[1]), r[2]) for r in rows}
 
 
 async def save_states(conn: asyncpg.Connection, states: dict[UUID, LeadState]) -> None:
@@ -315,14 +348,27 @@ async def note_stages(conn: asyncpg.Connection, positions: dict[tuple[str, str],
     )
 
 
-async def apply_deltas(conn: asyncpg.Connection, deltas: Contributions) -> None:
+async def apply_deltas(conn: asyncpg.Connection, deltas: Deltas) -> None:
     """Add each delta to its row with one statement per table (rows locked in key order);
-    the deltas of a table with rollups go to its queue as one row, for the fold."""
+    the deltas of a table with rollups go to its queue, for the fold. The rows counted under
+    each (dimension, value) of a lead go with their group's pairs: PostgreSQL fans them out
+    and sums them by key."""
     rows: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-    for (table, key), values in deltas.items():
+    for (table, key), values in deltas.rows.items():
         rows[table].append((*key, *values))
+    used: dict[str, set[int]] = defaultdict(set)
+    for group, fanned in enumerate(deltas.groups.values()):
+        for (table, head, tail), values in fanned.items():
+            rows[table].append((group, *head, *tail, *values))
+            used[table].add(group)
+    pairs = list(deltas.groups)
     for table in sorted(rows):
         columns = [list(col) for col in zip(*rows[table], strict=True)]
+        if table in used:
+            groups = sorted(used[table])
+            columns.append([g for g in groups for _ in pairs[g]])
+            columns.append([dim for g in groups for dim, _ in pairs[g]])
+            columns.append([value for g in groups for _, value in pairs[g]])
         await conn.execute(_SQL[table], *columns)
 
 

@@ -12,6 +12,7 @@ move, an order), so a batch computes and compares a few rows per lead instead of
 
 from __future__ import annotations
 
+import operator
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
@@ -40,6 +41,8 @@ Contributions = dict[Key, tuple[Number, ...]]
 # dimension and its value, key columns after them).
 FannedKey = tuple[str, tuple[Any, ...], tuple[Any, ...]]
 Fanned = dict[FannedKey, tuple[Number, ...]]
+# Rows counted under each of a list of (dimension, value) pairs.
+FannedChange = tuple[list[tuple[str, str]], Fanned]
 
 NOT_CONVERTED: tuple[int, ...] = (0,) * len(WINDOW_COLUMNS)
 INTERACTIONS_CAP = 50  # "50" in the histogram means 50 or more; the sum stays exact
@@ -61,10 +64,20 @@ def change(old: LeadState, new: LeadState) -> Contributions:
     """`diff(contributions(old), contributions(new))`, computed before the fan-out over the
     dimensions: under a (dimension, value) the lead counts under in both states its rows
     change by new - old; under one it left they are taken away, under one it joined added."""
+    out, fanned = change_parts(old, new)
+    for dims, rows in fanned:
+        _fan_out(out, rows, dims)
+    return out
+
+
+def change_parts(old: LeadState, new: LeadState) -> tuple[Contributions, list[FannedChange]]:
+    """`change(old, new)` before its fan-out: the rows counted once, and the rows counted
+    under each (dimension, value) of a group, each group with its own pairs."""
     if old is new:
-        return {}
+        return {}, []
     before, after = _parts(old), _parts(new)
     out = diff(before.rows, after.rows)
+    fanned: list[FannedChange] = []
     for old_rows, new_rows, old_dims, new_dims in (
         (before.by_dim, after.by_dim, before.dims, after.dims),
         (before.by_revenue_dim, after.by_revenue_dim, before.revenue_dims, after.revenue_dims),
@@ -72,13 +85,49 @@ def change(old: LeadState, new: LeadState) -> Contributions:
         if not old_rows and not new_rows:
             continue
         if old_dims == new_dims:  # the common case: the lead's attribution did not change
-            _fan_out(out, diff(old_rows, new_rows), new_dims)
+            fanned.append((new_dims, diff(old_rows, new_rows)))
             continue
         kept = set(old_dims) & set(new_dims)
-        _fan_out(out, diff(old_rows, new_rows), [d for d in new_dims if d in kept])
-        _fan_out(out, diff(old_rows, {}), [d for d in old_dims if d not in kept])
-        _fan_out(out, new_rows, [d for d in new_dims if d not in kept])
-    return out
+        fanned.append(([d for d in new_dims if d in kept], diff(old_rows, new_rows)))
+        fanned.append(([d for d in old_dims if d not in kept], diff(old_rows, {})))
+        fanned.append(([d for d in new_dims if d not in kept], new_rows))
+    return out, fanned
+
+
+class Deltas:
+    """A batch's change of every aggregate, summed, with the rows counted under each
+    (dimension, value) kept before their fan-out: summed per group of pairs (a lead's
+    dimensions, or the part of them it kept, left or joined), so that the batch costs a few
+    rows per lead change rather than a few rows times eleven pairs. The store fans the groups
+    out in SQL; `expanded()` is the same sum fanned out here (the reference)."""
+
+    __slots__ = ("groups", "rows")
+
+    def __init__(self) -> None:
+        self.rows: Contributions = {}
+        # Per group of (dimension, value) pairs: the rows counted under each of them, summed.
+        self.groups: dict[tuple[tuple[str, str], ...], Fanned] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.rows) or any(self.groups.values())
+
+    def add_change(self, old: LeadState, new: LeadState) -> None:
+        """self += change(old, new)."""
+        rows, fanned = change_parts(old, new)
+        add(self.rows, rows)
+        for dims, changed in fanned:
+            if dims and changed:
+                add(self.groups.setdefault(tuple(dims), {}), changed)
+
+    def expanded(self) -> Contributions:
+        """The summed change fanned out: equal to adding each `change` in turn."""
+        out: Contributions = {}
+        add(out, self.rows)
+        for dims, rows in self.groups.items():
+            fanned: Contributions = {}
+            _fan_out(fanned, rows, list(dims))
+            add(out, fanned)
+        return out
 
 
 class _Parts:
@@ -104,12 +153,13 @@ def _parts(state: LeadState) -> _Parts:
     parts = _Parts()
     if state.erased or state.test or state.merged_into is not None:
         return parts  # an erased person, a test lead, a lead merged into another: in no report
-    parts.dims = lead_dimensions(state)
+    last = state.last_touch()
+    parts.dims = lead_dimensions(state, last=last)
     for funnel_id, entries in _by_funnel(state.entries).items():
         _stage_rows(parts, funnel_id, entries)
         _stay_rows(parts.rows, funnel_id, entries)
         _touch_rows(parts.rows, funnel_id, entries, state)
-    _money_rows(parts, state)
+    _money_rows(parts, state, last)
     _revenue_time_rows(parts.rows, state)
     _subscription_rows(parts.rows, state)
     return parts
@@ -122,15 +172,25 @@ def _value(tp: Touchpoint | None, breakdown: Breakdown) -> str:
     return value if value else NONE
 
 
+# The (first-touch, last-touch) dimension names of each breakdown.
+_DIM_NAMES = {b: (dim_name(b, "first"), dim_name(b, "last")) for b in BREAKDOWNS}
+
+
 def lead_dimensions(
-    state: LeadState, breakdowns: tuple[Breakdown, ...] = BREAKDOWNS
+    state: LeadState,
+    breakdowns: tuple[Breakdown, ...] = BREAKDOWNS,
+    last: Touchpoint | None = None,
 ) -> list[tuple[str, str]]:
-    """(dimension, value) pairs a lead counts under: "all" plus one per breakdown and touch."""
-    first, last = state.first_touch, state.last_touch()
+    """(dimension, value) pairs a lead counts under: "all" plus one per breakdown and touch
+    (`last`: the state's `last_touch()`, when the caller has it already)."""
+    first = state.first_touch
+    if last is None:
+        last = state.last_touch()
     pairs = [ALL]
     for breakdown in breakdowns:
-        pairs.append((dim_name(breakdown, "first"), _value(first, breakdown)))
-        pairs.append((dim_name(breakdown, "last"), _value(last, breakdown)))
+        first_name, last_name = _DIM_NAMES[breakdown]
+        pairs.append((first_name, _value(first, breakdown)))
+        pairs.append((last_name, _value(last, breakdown)))
     return pairs
 
 
@@ -153,26 +213,24 @@ def diff(
     return out
 
 
-def add(total: Contributions, deltas: Contributions) -> None:
+def add(total: dict[RowKey, tuple[Number, ...]], deltas: dict[RowKey, tuple[Number, ...]]) -> None:
     """total += deltas, row by row; rows that sum to nothing are dropped."""
     for key, values in deltas.items():
         current = total.get(key)
-        summed = (
-            values
-            if current is None
-            else tuple(a + b for a, b in zip(current, values, strict=True))
-        )
+        if current is None:
+            if any(values):
+                total[key] = values
+            continue
+        summed = tuple(map(operator.add, current, values))
         if any(summed):
             total[key] = summed
         else:
-            total.pop(key, None)
+            del total[key]
 
 
 def _add(out: dict[Any, tuple[Number, ...]], key: Any, values: tuple[Number, ...]) -> None:
     current = out.get(key)
-    out[key] = (
-        values if current is None else tuple(a + b for a, b in zip(current, values, strict=True))
-    )
+    out[key] = values if current is None else tuple(map(operator.add, current, values))
 
 
 def _by_funnel(entries: Iterable[StageEntry]) -> dict[str, list[StageEntry]]:
@@ -267,12 +325,12 @@ def _touch_rows(
             _add(out, key, (1, *counters))
 
 
-def _money_rows(parts: _Parts, state: LeadState) -> None:
+def _money_rows(parts: _Parts, state: LeadState, last: Touchpoint | None) -> None:
     orders = _orders(state)
     if not state.money:
         return
     funnel_id = state.funnel_id or (state.entries[0].funnel_id if state.entries else "")
-    parts.revenue_dims = lead_dimensions(state, REVENUE_BREAKDOWNS)
+    parts.revenue_dims = lead_dimensions(state, REVENUE_BREAKDOWNS, last)
     if orders:
         first_order = orders[0]
         before = sum(1 for at in state.interactions.values() if at < first_order)

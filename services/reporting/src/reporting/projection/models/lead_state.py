@@ -119,38 +119,52 @@ class LeadState(BaseModel):
     merged_into: UUID | None = None
 
     def last_touch(self) -> Touchpoint | None:
-        """The latest touchpoint that carried UTM (ties by key), else the first touch."""
-        with_utm = [(tp.at, key, tp) for key, tp in self.touchpoints.items() if tp.has_utm]
-        if with_utm:
-            latest = max(with_utm, key=lambda item: (item[0], item[1]))[2]
-            form, page = self._latest_form_and_page()
-            return latest.model_copy(update={"form": form, "landing_page": page})
-        return self.first_touch
+        """The latest touchpoint that carried UTM (ties by key), else the first touch; its
+        form and landing page the latest ones any touchpoint carried."""
+        latest: tuple[tuple[datetime, str], Touchpoint] | None = None
+        form: tuple[tuple[datetime, str], str] | None = None
+        page: tuple[tuple[datetime, str], str] | None = None
+        for key, tp in self.touchpoints.items():
+            order = (tp.at, key)
+            if (tp.source or tp.medium or tp.campaign) and (latest is None or order > latest[0]):
+                latest = (order, tp)
+            if tp.form and (form is None or order > form[0]):
+                form = (order, tp.form)
+            if tp.landing_page and (page is None or order > page[0]):
+                page = (order, tp.landing_page)
+        if latest is None:
+            return self.first_touch
+        tp = latest[1]
+        last_form, last_page = form and form[1], page and page[1]
+        if tp.form == last_form and tp.landing_page == last_page:
+            return tp
+        return tp.model_copy(update={"form": last_form, "landing_page": last_page})
 
-    def _latest_form_and_page(self) -> tuple[str | None, str | None]:
-        ordered = sorted(self.touchpoints.items(), key=lambda item: (item[1].at, item[0]))
-        form = next((tp.form for _, tp in reversed(ordered) if tp.form), None)
-        page = next((tp.landing_page for _, tp in reversed(ordered) if tp.landing_page), None)
-        return form, page
 
+def apply(state: LeadState, event: EventData, *, owned: bool = False) -> LeadState:
+    """The state after one event; unchanged for events no aggregate depends on.
 
-def apply(state: LeadState, event: EventData) -> LeadState:
-    """The state after one event; unchanged for events no aggregate depends on."""
+    `owned`: `state` is the caller's own copy, the result of an earlier `apply` that nobody
+    else holds; it is then changed in place instead of copied (a lead's events of one batch
+    cost one copy). The result is the same either way."""
     if state.erased or state.merged_into is not None:
         return state  # an erased person stays erased, a merged lead counts in its survivor
-    # The items are frozen models: copying the containers is enough, and far cheaper.
-    s = state.model_copy(
-        update={
-            "touchpoints": dict(state.touchpoints),
-            "entries": list(state.entries),
-            "inherited": list(state.inherited),
-            "money": dict(state.money),
-            "interactions": dict(state.interactions),
-            "touches": dict(state.touches),
-            "offline": dict(state.offline),
-            "cancellations": dict(state.cancellations),
-        }
-    )
+    if owned:
+        s = state
+    else:
+        # The items are frozen models: copying the containers is enough, and far cheaper.
+        s = state.model_copy(
+            update={
+                "touchpoints": dict(state.touchpoints),
+                "entries": list(state.entries),
+                "inherited": list(state.inherited),
+                "money": dict(state.money),
+                "interactions": dict(state.interactions),
+                "touches": dict(state.touches),
+                "offline": dict(state.offline),
+                "cancellations": dict(state.cancellations),
+            }
+        )
     details = lead_details(event)  # captured or updated, v1 or v2: one shape
     if details is not None:
         _apply_details(s, details)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
-from itertools import groupby
+from itertools import groupby, pairwise
 
 from pydantic import BaseModel, ConfigDict
 
@@ -34,6 +34,10 @@ def in_move_order(entries: Iterable[StageEntry]) -> list[StageEntry]:
 
     A function of the set of entries only, so any arrival order gives the same history.
     """
+    if not isinstance(entries, list):
+        entries = list(entries)
+    if all(a.at < b.at for a, b in pairwise(entries)):
+        return list(entries)  # in time order without a tie: already the move order
     chains: list[tuple[datetime, str, int, StageEntry]] = []
     by_funnel: dict[str, list[StageEntry]] = defaultdict(list)
     for entry in entries:
