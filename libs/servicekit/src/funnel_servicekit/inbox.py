@@ -322,17 +322,7 @@ class InboxConsumer:
             for batch in decoded:
                 if not self.batch_per_poll:
                     deliveries = []
-                for record, envelope, event in batch:
-                    if event is None:
-                        outcomes.append((record.topic, envelope.type, "ignored"))
-                        continue
-                    key = (envelope.source, envelope.id)
-                    if key in fresh:
-                        fresh.discard(key)  # a second copy in the poll is a duplicate
-                        deliveries.append(Delivery(record.topic, envelope, event))
-                        outcomes.append((record.topic, envelope.type, "processed"))
-                    else:
-                        outcomes.append((record.topic, envelope.type, "duplicate"))
+                deliveries += _first_copies(batch, fresh, outcomes)
                 if deliveries and not self.batch_per_poll:
                     await self.batch_handler(conn, deliveries)
                     processed += [(d.topic, d.envelope.time) for d in deliveries]
@@ -400,16 +390,7 @@ class InboxConsumer:
         try:
             async with conn.transaction():  # a savepoint: a failed batch leaves no trace
                 fresh = await self._insert_inbox(conn, [e for _, e, _ in wanted])
-                deliveries: list[Delivery] = []
-                for record, envelope, event in wanted:
-                    assert event is not None
-                    key = (envelope.source, envelope.id)
-                    if key in fresh:
-                        fresh.discard(key)  # a second copy within the batch is a duplicate
-                        deliveries.append(Delivery(record.topic, envelope, event))
-                        outcomes.append((record.topic, envelope.type, "processed"))
-                    else:
-                        outcomes.append((record.topic, envelope.type, "duplicate"))
+                deliveries = _first_copies(wanted, fresh, outcomes)
                 if deliveries:
                     await self.batch_handler(conn, deliveries)
         except Exception as exc:
@@ -589,3 +570,26 @@ class InboxConsumer:
                 log.debug("no position for %s", tp)
                 continue
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(highwater - pos, 0))
+
+
+def _first_copies(
+    batch: Sequence[tuple[ConsumerRecord[Any, Any], Envelope, EventData | None]],
+    fresh: set[tuple[str, str]],
+    outcomes: list[tuple[str, str, str]],
+) -> list[Delivery]:
+    """The batch's events the inbox had not seen (`fresh`: the keys its INSERT just wrote),
+    each once: a second copy in the batch is a duplicate, a record of a type not handled is
+    ignored. Each record's outcome is added to `outcomes`."""
+    deliveries: list[Delivery] = []
+    for record, envelope, event in batch:
+        if event is None:
+            outcomes.append((record.topic, envelope.type, "ignored"))
+            continue
+        key = (envelope.source, envelope.id)
+        if key in fresh:
+            fresh.discard(key)
+            deliveries.append(Delivery(record.topic, envelope, event))
+            outcomes.append((record.topic, envelope.type, "processed"))
+        else:
+            outcomes.append((record.topic, envelope.type, "duplicate"))
+    return deliveries
