@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID, uuid5
 
 import httpx
 
@@ -75,20 +76,28 @@ def unique_people(payloads: list[dict[str, Any]]) -> int:
     return len({p["email"].strip().lower() for p in payloads})
 
 
+@dataclass(frozen=True)
+class Posted:
+    lead_ids: list[str]  # of each accepted (202) post
+    new_leads: int  # the people those posts made (those known before are not new)
+
+
 async def post_all(
     intake_url: str, payloads: list[dict[str, Any]], form_id: str = "demo", concurrency: int = 16
-) -> list[str]:
-    """Post every payload; returns the lead id of each accepted (202) post."""
+) -> Posted:
+    """Post every payload."""
     limit = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(base_url=intake_url, timeout=30) as client:
 
-        async def post(payload: dict[str, Any]) -> str | None:
+        async def post(payload: dict[str, Any]) -> dict[str, Any] | None:
             async with limit:
                 response = await client.post(f"/v1/forms/{form_id}/submissions", json=payload)
-                return str(response.json()["lead_id"]) if response.status_code == 202 else None
+                answer: dict[str, Any] = response.json()
+                return answer if response.status_code == 202 else None
 
-        results = await asyncio.gather(*(post(p) for p in payloads))
-    return [r for r in results if r is not None]
+        results = [r for r in await asyncio.gather(*(post(p) for p in payloads)) if r is not None]
+    new = {str(r["lead_id"]) for r in results if r.get("new_lead")}
+    return Posted([str(r["lead_id"]) for r in results], len(new))
 
 
 def demo_journeys(lead_ids: list[str], *, seed: int = 7) -> list[dict[str, Any]]:
@@ -176,9 +185,11 @@ async def run_demo(intake_url: str, reporting_url: str, api_key: str, leads: int
         "total", 0
     )
     started = time.monotonic()
-    lead_ids = await post_all(intake_url, payloads)
+    posted = await post_all(intake_url, payloads)
+    lead_ids = posted.lead_ids
     people = unique_people(payloads)
-    await wait_for_snapshot(reporting_url, api_key, "digital-sales", before + people)
+    # The people new to the funnel (an earlier run's people are counted already).
+    await wait_for_snapshot(reporting_url, api_key, "digital-sales", before + posted.new_leads)
     seen = time.monotonic() - started
     activities = await post_activities(intake_url, api_key, demo_journeys(lead_ids))
     snapshot = await wait_until_settled(reporting_url, api_key, "digital-sales")
@@ -282,6 +293,22 @@ def _history_journey(
     return out
 
 
+_HISTORY_IDS = UUID("5d0c2f57-6a35-4a8e-9a43-5c1f8e6b2d10")  # namespace of the history's ids
+
+
+async def _lead_ids_by_email(client: httpx.AsyncClient, emails: list[str]) -> list[str]:
+    """Each known person's lead id, found by email (16 lookups at a time)."""
+    gate = asyncio.Semaphore(16)
+
+    async def one(email: str) -> str:
+        async with gate:
+            response = await client.get("/v1/leads", params={"email": email})
+        response.raise_for_status()
+        return str(response.json()["items"][0]["lead_id"])
+
+    return list(await asyncio.gather(*(one(e) for e in emails)))
+
+
 async def import_history(
     intake_url: str, api_key: str, people: list[HistoryPerson], form_id: str = "demo"
 ) -> tuple[list[str], int]:
@@ -298,10 +325,17 @@ async def import_history(
                 json={"form_id": form_id, "leads": [p.import_row for p in batch]},
             )
             response.raise_for_status()
-            lead_ids += [str(i) for i in response.json()["lead_ids"]]
+            ids = response.json().get("lead_ids")
+            if ids is None:
+                # The same file was imported before (an earlier run today, into the same
+                # `.funnel/`): the answer is that import's, and its people are known by email.
+                ids = await _lead_ids_by_email(client, [p.import_row["email"] for p in batch])
+            lead_ids += [str(i) for i in ids]
     activities = [
         {
             **activity,
+            # The same id for the same activity on every run: reported again, it counts once.
+            "id": str(uuid5(_HISTORY_IDS, f"{person.import_row['email']}:{n}")),
             "lead_id": lead_id,
             "occurred_at": (
                 datetime.fromisoformat(person.import_row["captured_at"])
@@ -309,7 +343,7 @@ async def import_history(
             ).isoformat(),
         }
         for person, lead_id in zip(people, lead_ids, strict=True)
-        for seconds, activity in person.activities
+        for n, (seconds, activity) in enumerate(person.activities)
     ]
     activities.sort(key=lambda a: a["occurred_at"])
     return lead_ids, await post_activities(intake_url, api_key, activities)
