@@ -12,6 +12,18 @@ import asyncpg
 from funnel_contracts.events import Sealed
 from notifier.people.models import PendingContact
 
+# A contact written from $1-$5 (lead, email, first name, locale, time zone): a value an update
+# does not carry keeps the known one.
+_INSERT_CONTACT = "INSERT INTO contacts (lead_id, email, first_name, locale, time_zone)"
+_KEEP_KNOWN = """
+    ON CONFLICT (lead_id) DO UPDATE SET
+        email = coalesce($2, contacts.email),
+        first_name = coalesce($3, contacts.first_name),
+        locale = coalesce($4, contacts.locale),
+        time_zone = coalesce($5, contacts.time_zone),
+        updated_at = now()
+"""
+
 
 async def upsert_contact(
     conn: asyncpg.Connection,
@@ -24,14 +36,7 @@ async def upsert_contact(
 ) -> None:
     """Insert or update; a missing value in an update keeps the known one."""
     await conn.execute(
-        """INSERT INTO contacts (lead_id, email, first_name, locale, time_zone)
-           VALUES ($1, coalesce($2, ''), $3, $4, $5)
-           ON CONFLICT (lead_id) DO UPDATE SET
-               email = coalesce($2, contacts.email),
-               first_name = coalesce($3, contacts.first_name),
-               locale = coalesce($4, contacts.locale),
-               time_zone = coalesce($5, contacts.time_zone),
-               updated_at = now()""",
+        f"{_INSERT_CONTACT} VALUES ($1, coalesce($2, ''), $3, $4, $5) {_KEEP_KNOWN}",
         lead_id,
         email,
         first_name,
@@ -198,18 +203,12 @@ async def store_opened_contact(
     """`upsert_contact` unless the lead is erased, and NOTIFY `wake` at commit when it was
     stored: one statement. True when stored."""
     rows = await conn.fetch(
-        """WITH stored AS (
-               INSERT INTO contacts (lead_id, email, first_name, locale, time_zone)
-               SELECT $1, coalesce($2, ''), $3, $4, $5
+        f"""WITH stored AS (
+               {_INSERT_CONTACT} SELECT $1, coalesce($2, ''), $3, $4, $5
                WHERE NOT EXISTS (SELECT 1 FROM erased_leads WHERE lead_id = $1)
-               ON CONFLICT (lead_id) DO UPDATE SET
-                   email = coalesce($2, contacts.email),
-                   first_name = coalesce($3, contacts.first_name),
-                   locale = coalesce($4, contacts.locale),
-                   time_zone = coalesce($5, contacts.time_zone),
-                   updated_at = now()
+               {_KEEP_KNOWN}
                RETURNING 1)
-           SELECT pg_notify($6, '') FROM stored""",
+           SELECT pg_notify($6, '') FROM stored""",  # noqa: S608 (fixed text)
         lead_id,
         email,
         first_name,

@@ -54,14 +54,19 @@ class TableSpec:
         rows = ", ".join(f"${i + 2}::{t}[]" for i, (_, t) in enumerate(columns))
         n = len(columns) + 2
         keys = ", ".join(c for c, _ in self.keys)
-        sums = ", ".join(f"sum({c})::{t}" for c, t in self.values)
-        nonzero = " OR ".join(f"sum({c}) <> 0" for c, _ in self.values)
+        sums, nonzero = self._sums()
         return (
             f"SELECT {keys}, {sums}"  # noqa: S608
             f" FROM unnest($1::int[], {rows}) AS r(grp, {', '.join(c for c, _ in columns)})"
             f" JOIN unnest(${n}::int[], ${n + 1}::text[], ${n + 2}::text[]) AS g(grp, dim, value)"
             f" USING (grp) GROUP BY {keys} HAVING {nonzero}"
         )
+
+    def _sums(self) -> tuple[str, str]:
+        """The value columns summed (cast back to their types), and "some sum is not zero"."""
+        sums = ", ".join(f"sum({c})::{t}" for c, t in self.values)
+        nonzero = " OR ".join(f"sum({c}) <> 0" for c, _ in self.values)
+        return sums, nonzero
 
     def _insert_grouped(self, target: str, size: timedelta | None) -> str:
         """`d`'s rows summed by key (`hour` floored to `size`, as reporting.domain.slots
@@ -72,8 +77,7 @@ class TableSpec:
         if size is not None:
             bucket = f"date_bin('{int(size.total_seconds())} seconds', hour, '{ORIGIN}')"
         grouped = ", ".join(bucket if c == "hour" else c for c, _ in self.keys)
-        sums = ", ".join(f"sum({c})::{t}" for c, t in self.values)
-        nonzero = " OR ".join(f"sum({c}) <> 0" for c, _ in self.values)
+        sums, nonzero = self._sums()
         return (
             f"INSERT INTO {target} AS t ({self.names})"  # noqa: S608
             f" SELECT {grouped}, {sums} FROM d GROUP BY {grouped}"
