@@ -65,9 +65,16 @@ def merged_away(events: Sequence[EventData]) -> list[EventData]:
 
 
 def test_leads(events: Sequence[EventData]) -> set[UUID]:
-    """Leads captured as test leads (a v2 capture with `test`; v1 has no such flag): in no
-    report and no funnel count, whatever else they did, in whatever order it arrived."""
-    return {e.lead_id for e in events if isinstance(e, LeadCapturedV2) and e.test}
+    """People every capture of whom was a test (a v2 capture with `test`; v1 has no such
+    flag): in no report and no funnel count, whatever else they did, in whatever order it
+    arrived. A test lead merged with a real one is a real person."""
+    test = {e.lead_id for e in events if isinstance(e, LeadCapturedV2) and e.test}
+    real = {
+        e.lead_id
+        for e in events
+        if isinstance(e, CAPTURED) and not (isinstance(e, LeadCapturedV2) and e.test)
+    }
+    return test - real
 
 
 class Oracle:

@@ -138,3 +138,30 @@ async def test_refusals_name_the_field(intake: Intake) -> None:
     assert after_erasure.status_code == 410
     assert no_key.status_code == 401
     assert await intake.events("funnel.lead.merged.v1") == []
+
+
+async def test_a_merged_person_is_a_test_lead_only_when_both_leads_were(intake: Intake) -> None:
+    """A real person merged with a test lead is real, whichever of the two survives; two test
+    leads stay a test lead."""
+
+    async def post(email: str, *, test: bool) -> str:
+        r = await intake.client.post(
+            "/v1/forms/shop/submissions",
+            json={"email": email, **({"test": True} if test else {})},
+            headers=ADMIN,
+        )
+        assert r.status_code == 202, r.text
+        return str(r.json()["lead_id"])
+
+    async def merged_is_test(older_test: bool, newer_test: bool, name: str) -> bool:
+        older = await post(f"{name}.1@example.com", test=older_test)
+        newer = await post(f"{name}.2@example.com", test=newer_test)
+        assert await intake.val("SELECT is_test FROM leads WHERE id = $1", older) is older_test
+        response = await _merge(intake, newer, older)
+        assert response.status_code == 200, response.text
+        assert response.json()["lead_id"] == older
+        return bool(await intake.val("SELECT is_test FROM leads WHERE id = $1", older))
+
+    assert await merged_is_test(True, False, "tried-then-bought") is False
+    assert await merged_is_test(False, True, "bought-then-tried") is False
+    assert await merged_is_test(True, True, "both-tries") is True

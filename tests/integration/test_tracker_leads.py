@@ -20,7 +20,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from funnel_contracts import EventData, LeadErased, LeadUpdated
+from funnel_contracts import EventData, LeadErased, LeadMerged, LeadUpdated
 from funnel_contracts.examples import lead_captured_v2
 from funnel_devstack.stack import Stack
 from funnel_servicekit import migrations
@@ -348,6 +348,42 @@ async def test_test_leads_are_moved_but_listed_only_when_asked_for(h: Harness) -
         assert "test" in bad.text
     await h.feed(LeadErased(lead_id=trial, request_id=uuid4(), erased_at=T0 + 4 * DAY))
     assert await h.count("test_leads", trial) == 0
+
+
+async def test_a_merged_person_is_a_test_lead_only_when_both_leads_were(h: Harness) -> None:
+    """A test lead merged with a real one is a real person, back in the work queue whichever
+    of the two survives; two test leads merged stay out of it. A lead merged into another is
+    listed no more (its person is the survivor); an erasure forgets the merge too."""
+    tried, bought, real, late_try, both_a, both_b = (uuid4() for _ in range(6))
+    at = T0 + DAY
+
+    def merge(survivor: UUID, other: UUID) -> LeadMerged:
+        return LeadMerged(
+            lead_id=survivor, merged_lead_id=other, reason="manual", actor=None, merged_at=at
+        )
+
+    await h.feed(
+        lead_captured_v2(lead_id=tried, captured_at=T0, test=True),
+        captured(bought, at=T0),
+        captured(real, at=T0),
+        lead_captured_v2(lead_id=late_try, captured_at=T0, test=True),
+        lead_captured_v2(lead_id=both_a, captured_at=T0, test=True),
+        lead_captured_v2(lead_id=both_b, captured_at=T0, test=True),
+    )
+    await h.feed(merge(tried, bought), merge(real, late_try), merge(both_a, both_b))
+    assert await h.count("test_leads", tried) == 0
+    assert await h.count("test_leads", real) == 0
+    assert await h.count("test_leads", both_a) == 1
+    async with api(h) as (client, clock):
+        clock.pin(T0 + 2 * DAY)
+        listed = await client.get("/v1/leads", params={"funnel_id": "digital-sales"})
+        assert listed.status_code == 200, listed.text
+        assert {UUID(i["lead_id"]) for i in listed.json()["items"]} == {tried, real}
+        tests = await client.get("/v1/leads", params={"funnel_id": "digital-sales", "test": "true"})
+        assert {UUID(i["lead_id"]) for i in tests.json()["items"]} == {both_a}
+    assert await h.count("merged_leads", bought) == 1
+    await h.feed(LeadErased(lead_id=bought, request_id=uuid4(), erased_at=T0 + 3 * DAY))
+    assert await h.count("merged_leads", bought) == 0
 
 
 async def test_bad_values_are_422_naming_the_field_and_unknowns_404(h: Harness) -> None:

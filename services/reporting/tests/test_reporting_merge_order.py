@@ -13,7 +13,16 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
-from funnel_contracts import ActivityRecorded, EventData, LeadCaptured, StageChanged, Utm
+import pytest
+
+from funnel_contracts import (
+    ActivityRecorded,
+    EventData,
+    LeadCaptured,
+    StageChanged,
+    Utm,
+)
+from funnel_contracts.examples import lead_captured_v2
 from reporting.projection.models.contributions import contributions
 from reporting.projection.models.lead_state import LeadState, apply, fold
 
@@ -125,3 +134,51 @@ def test_the_survivors_stage_moves_count_the_same_on_either_side_of_the_merge() 
     late = _replay(rest, other, moves)
     assert [e.stage for e in first.entries] == ["awareness"]
     assert contributions(first) == contributions(late)
+
+
+def _test_capture(lead: UUID, at: datetime) -> EventData:
+    return lead_captured_v2(
+        lead_id=lead,
+        submission_id=UUID(int=lead.int + 100, version=4),
+        captured_at=at,
+        utm=Utm(source="test"),
+        test=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("survivor_test", "other_test", "counted"),
+    [(True, False, True), (False, True, True), (True, True, False), (False, False, True)],
+)
+def test_a_merged_person_is_a_test_lead_only_when_every_capture_was(
+    survivor_test: bool, other_test: bool, counted: bool
+) -> None:
+    """A test lead merged with a real one is a real person, counted; two test leads stay a
+    test lead. The same on either side of the merge, the other's capture before it or after."""
+    capture = {SURVIVOR: survivor_test, OTHER: other_test}
+
+    def captured(lead: UUID, at: datetime) -> EventData:
+        return _test_capture(lead, at) if capture[lead] else _captured(lead, at, "fair")
+
+    survivor = [captured(SURVIVOR, T0), _stage(SURVIVOR, "awareness", T0)]
+    other_capture = captured(OTHER, T0 + timedelta(days=2))
+    other_move = _stage(OTHER, "awareness", T0 + timedelta(days=2))
+    before = _replay(survivor, [other_capture, other_move], [])
+    after = _replay(survivor, [other_move], [other_capture])
+    for state in (before, after):
+        assert state.test is not counted
+        assert bool(contributions(state)) is counted
+    assert contributions(before) == contributions(after)
+
+
+def test_a_state_stored_before_real_captures_were_kept_counts_its_capture_as_real() -> None:
+    """A lead captured (not a test) and stored before `real` existed, then merged with a test
+    lead: the person is real."""
+    stored = apply(LeadState(), _captured(SURVIVOR, T0, "fair"))
+    legacy = LeadState.model_validate_json(stored.model_dump_json(exclude={"real"}))
+    assert legacy.real is False
+    assert legacy.has_real_capture()
+    other = apply(LeadState(), _test_capture(OTHER, T0 + timedelta(days=1)))
+    merged, _ = fold(legacy, other, SURVIVOR)
+    assert merged.test is False
+    assert merged.real is True

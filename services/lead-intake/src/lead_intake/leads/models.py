@@ -193,7 +193,8 @@ def merge_order(
 
 def merged_fields(survivor: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
     """The survivor's fields after the merge: its own, its empty ones filled from the other,
-    the newer consent, custom fields of both (its own winning)."""
+    the newer consent, custom fields of both (its own winning); a test lead only when both
+    were (a real person merged with a test lead is real)."""
     out = {
         k: survivor[k] if survivor[k] is not None else other[k]
         for k in ("email", "phone", "first_name", "last_name", "locale", "time_zone")
@@ -202,6 +203,7 @@ def merged_fields(survivor: dict[str, Any], other: dict[str, Any]) -> dict[str, 
     consents = [c for c in (survivor["consent"], other["consent"]) if c]
     out["consent"] = max(consents, key=lambda c: str(c.get("given_at", ""))) if consents else None
     out["custom_fields"] = {**(other["custom_fields"] or {}), **(survivor["custom_fields"] or {})}
+    out["is_test"] = bool(survivor["is_test"] and other["is_test"])
     return out
 
 

@@ -431,7 +431,7 @@ async def index_person(conn: asyncpg.Connection, lead_id: UUID, terms: list[byte
 # --- merges ------------------------------------------------------------------------------
 
 _PAIR = """SELECT id, email, phone, first_name, last_name, captured_at, created_at, erased_at,
-       merged_into, locale, time_zone, consent, custom_fields
+       merged_into, locale, time_zone, consent, custom_fields, is_test
     FROM leads WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"""
 
 
@@ -476,7 +476,7 @@ async def fold(
     row = await conn.fetchrow(
         f"""UPDATE leads SET email = $2, phone = $3, first_name = $4, last_name = $5,
                locale = $6, time_zone = $7, consent = $8, custom_fields = $9,
-               updated_at = now()
+               is_test = $10, updated_at = now()
            WHERE id = $1 {_RETURNING}""",  # noqa: S608 (fixed text)
         survivor,
         merged["email"],
@@ -487,5 +487,6 @@ async def fold(
         merged["time_zone"],
         merged["consent"],
         merged["custom_fields"],
+        merged["is_test"],
     )
     return _lead(row, False)

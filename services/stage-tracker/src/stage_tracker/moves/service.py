@@ -333,6 +333,7 @@ async def _merge(
         cause_event_id=event_id, cause_event_type=event.event_type,
     )  # fmt: skip
     leads.save(event.lead_id, outcome, funnel)
+    leads.merged(event.lead_id, event.merged_lead_id, event.merged_at)
     other_funnel = await registry.get(conn, other.funnel_id, other.funnel_version)
     leads.park(event.merged_lead_id, other_funnel)
 

@@ -39,6 +39,8 @@ def _where(f: LeadFilter, p: _Params, now: float) -> list[str]:
         where.append(f"l.entered_at < {p(f.entered_before)}")
     test = "EXISTS (SELECT 1 FROM test_leads t WHERE t.lead_id = l.lead_id)"
     where.append(test if f.test else f"NOT {test}")
+    # A lead merged into another: its person is listed once, as the survivor.
+    where.append("NOT EXISTS (SELECT 1 FROM merged_leads m WHERE m.lead_id = l.lead_id)")
     if f.stalled is not None:
         at = p(datetime.fromtimestamp(now, UTC), "::timestamptz")
         stalled = f"(l.stage = 'stalled' OR coalesce(l.timer_due_at <= {at}, false))"

@@ -113,10 +113,19 @@ class LeadState(BaseModel):
     # Subscription cancellations by activity id (they end the lead's MRR).
     cancellations: dict[str, datetime] = Field(default_factory=dict)
     erased: bool = False
-    # A test lead (an ad platform's test, or set by an admin key): counted in no report.
+    # A test lead (an ad platform's test, or set by an admin key): counted in no report. A
+    # person is one when every capture of theirs was a test: `real` remembers a capture that
+    # was not, so a merge of a test lead and a real one counts the real person, whichever
+    # order the captures and the merge arrive in.
     test: bool = False
+    real: bool = False
     # Merged into another lead (the same person): it counts there, not here.
     merged_into: UUID | None = None
+
+    def has_real_capture(self) -> bool:
+        """A capture that was not a test was seen. A state stored before `real` was kept
+        says so by being captured (a first touch) and not a test."""
+        return self.real or (self.first_touch is not None and not self.test)
 
     def last_touch(self) -> Touchpoint | None:
         """The latest touchpoint that carried UTM (ties by key), else the first touch; its
@@ -197,7 +206,8 @@ def apply(state: LeadState, event: EventData, *, owned: bool = False) -> LeadSta
 
 def _apply_details(s: LeadState, lead: LeadDetails) -> None:
     if lead.new:
-        s.test = s.test or lead.test
+        s.real = s.has_real_capture() or not lead.test
+        s.test = lead.test and not s.real
         tp = Touchpoint.of(lead.at, lead.utm, lead.form_id, lead.landing_page)
         # The earlier first touch: a merged lead's capture may come to its survivor late.
         if s.first_touch is None or tp.at < s.first_touch.at:
@@ -248,6 +258,7 @@ def fold(survivor: LeadState, other: LeadState, into: UUID) -> tuple[LeadState, 
         return survivor, other
     touches = [t for t in (survivor.first_touch, other.first_touch) if t is not None]
     own_moves = bool(survivor.entries) and survivor.entries != survivor.inherited
+    real = survivor.has_real_capture() or other.has_real_capture()
     merged = survivor.model_copy(
         update={
             "funnel_id": survivor.funnel_id or other.funnel_id,
@@ -260,6 +271,8 @@ def fold(survivor: LeadState, other: LeadState, into: UUID) -> tuple[LeadState, 
             "touches": {**other.touches, **survivor.touches},
             "offline": {**other.offline, **survivor.offline},
             "cancellations": {**other.cancellations, **survivor.cancellations},
+            "real": real,
+            "test": (survivor.test or other.test) and not real,
         }
     )
     return merged, other.model_copy(update={"merged_into": into})

@@ -36,6 +36,7 @@ class LeadBatch:
     _signals: dict[tuple[UUID, str], tuple[Signal, float, bool]] = field(default_factory=dict)
     _newly_erased: dict[UUID, datetime] = field(default_factory=dict)
     _tests: set[UUID] = field(default_factory=set)  # test leads captured in this batch
+    _merged: list[tuple[UUID, UUID, datetime]] = field(default_factory=list)  # survivor, other
     _outbox: OutboxRows = field(default_factory=OutboxRows)
     # The trace headers of the event being applied when no span is recorded (see `tracing`):
     # what it emits carries a child of that trace, made without spans. None: spans as usual.
@@ -119,6 +120,11 @@ class LeadBatch:
         """A test lead's capture: the work queue leaves it out (decision 0032)."""
         self._tests.add(lead_id)
 
+    def merged(self, survivor: UUID, other: UUID, at: datetime) -> None:
+        """A merge: the other leaves the work queue; the survivor stays a test lead only when
+        the other was one too."""
+        self._merged.append((survivor, other, at))
+
     def erase(self, lead_id: UUID, at: datetime) -> None:
         self.erased.add(lead_id)
         self.states.pop(lead_id, None)
@@ -147,4 +153,7 @@ class LeadBatch:
         tests = [lead for lead in self._tests if lead not in gone]
         if tests:
             await store.mark_test_leads(conn, tests)
+        merged = [m for m in self._merged if m[0] not in gone and m[1] not in gone]
+        if merged:
+            await store.record_merges(conn, merged)
         await enqueue_rows(conn, self.uow.outbox.schema, self._outbox)

@@ -221,7 +221,7 @@ async def add_moves(conn: asyncpg.Connection, moves: Sequence[tuple[UUID, Move]]
 async def erase(conn: asyncpg.Connection, erased: Mapping[UUID, datetime]) -> None:
     """Forget people: state, history, signals; keep only the fact that the id is erased."""
     ids = list(erased)
-    for table in ("lead_stages", "transitions", "lead_signals", "test_leads"):
+    for table in ("lead_stages", "transitions", "lead_signals", "test_leads", "merged_leads"):
         await conn.execute(f"DELETE FROM {table} WHERE lead_id = ANY($1::uuid[])", ids)  # noqa: S608
     await conn.executemany(
         "INSERT INTO erased_leads (lead_id, erased_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -234,6 +234,23 @@ async def mark_test_leads(conn: asyncpg.Connection, lead_ids: list[UUID]) -> Non
         "INSERT INTO test_leads (lead_id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING",
         lead_ids,
     )
+
+
+async def record_merges(
+    conn: asyncpg.Connection, merges: list[tuple[UUID, UUID, datetime]]
+) -> None:
+    """Merged people, in merge order (a chain folds along): the other lead leaves the work
+    queue; the survivor stays a test lead only when the other was one too (a real person
+    merged with a test lead is real)."""
+    for survivor, other, at in merges:
+        await conn.execute(_RECORD_MERGE, survivor, other, at)
+
+
+_RECORD_MERGE = """WITH unmarked AS (
+        DELETE FROM test_leads WHERE lead_id = $1
+            AND NOT EXISTS (SELECT 1 FROM test_leads WHERE lead_id = $2))
+    INSERT INTO merged_leads (lead_id, merged_into, merged_at) VALUES ($2, $1, $3)
+    ON CONFLICT DO NOTHING"""
 
 
 async def journey(conn: asyncpg.Connection, lead_id: UUID) -> dict[str, Any] | None:
