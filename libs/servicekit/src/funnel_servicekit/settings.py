@@ -49,8 +49,12 @@ class KafkaClientSettings(BaseSettings):
     """How long a producer holds a record for others to join its batch (fewer, larger produce
     requests; an outbox batch is sent at once and forms its batches within this)."""
     kafka_fetch_max_wait_ms: int = Field(default=500, ge=1, le=30000)
-    """How long the broker may hold a consumer's fetch while no record is there (fetch_min_bytes
-    is 1: a record ends the wait at once). Longer: fewer empty fetches while idle."""
+    """How long the broker may hold a consumer's fetch while fewer than fetch_min_bytes are
+    there (with 1, a record ends the wait at once). Longer: fewer empty fetches while idle."""
+    kafka_fetch_min_bytes: int = Field(default=1, ge=1, le=10_000_000)
+    """How many bytes a consumer's fetch waits for (up to fetch_max_wait_ms) before the broker
+    answers: above 1, records that come close together share a fetch, and each waits up to
+    fetch_max_wait_ms more (docs/decisions/0079)."""
 
 
 class ServiceSettings(KafkaClientSettings):
