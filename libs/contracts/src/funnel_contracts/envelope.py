@@ -319,6 +319,15 @@ def _our_attributes(
     return (event_type, source, subject, event_id, time), trace
 
 
+def _handled_type(headers: Sequence[tuple[str, bytes]], handled: Collection[str]) -> bool:
+    if len(headers) < len(_OURS) or headers[2][0] != "ce_type":
+        return False
+    try:
+        return headers[2][1].decode() in handled
+    except UnicodeDecodeError:
+        return False
+
+
 def decode_event(
     key: bytes | None,
     value: bytes | None,
@@ -336,7 +345,9 @@ def decode_event(
     refuses is read again the general way, so the verdict and the error are `decode`'s and
     `parse_event`'s (libs/contracts/tests/test_decode_event.py holds them equal).
     """
-    ours = _our_attributes(value, headers)
+    # A type not handled (our shape puts it third) goes the general way at once: its data
+    # is only checked to be a JSON object there, and its headers are read once.
+    ours = _our_attributes(value, headers) if _handled_type(headers, handled) else None
     if ours is not None and value is not None:
         attributes, trace = ours
         model = EVENT_MODELS.get(attributes[0]) if attributes[0] in handled else None
