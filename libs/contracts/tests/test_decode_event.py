@@ -252,7 +252,7 @@ HEADER_NAMES = st.sampled_from(
      "other"]
 )  # fmt: skip
 HEADER_VALUES = st.sampled_from(
-    [b"", b"1.0", b"0.3", b"x", b"\xff\xfe", b"application/json", b"2026-11-27T02:22:15Z",
+    [None, b"", b"1.0", b"0.3", b"x", b"\xff\xfe", b"application/json", b"2026-11-27T02:22:15Z",
      b"2026-11-27T02:22:15", b"2026-11-27", b"yesterday", b"funnel.lead.captured.v1",
      b"funnel.nope.v1", TRACEPARENT.encode(), b"vendor=1"]
 )  # fmt: skip
@@ -296,3 +296,16 @@ def test_any_record_reads_as_decode_and_parse_event_read_it(
 ) -> None:
     key, value, headers, handled = record
     assert ours(key, value, headers, handled) == reference(key, value, headers, handled)
+
+
+@pytest.mark.parametrize("index", [0, 2, 4, 7])
+def test_a_header_without_a_value_is_poison_as_decode_says(index: int) -> None:
+    """Kafka headers may carry no value (None): `decode` calls that poison, and so does
+    `decode_event`, whichever header it is (the type's included)."""
+    record = record_of("funnel.stage.changed.v1", golden("funnel.stage.changed.v1"))
+    headers: list[Any] = list(record.headers)
+    headers[index] = (headers[index][0], None)
+    handled = {"funnel.stage.changed.v1"}
+    got = ours(record.key, record.value, headers, handled)
+    assert got == reference(record.key, record.value, headers, handled)
+    assert got[0] is DecodeError

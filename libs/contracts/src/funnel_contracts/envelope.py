@@ -299,7 +299,7 @@ def _our_attributes(
         return None
     try:
         texts = [raw.decode() for _, raw in headers]
-    except UnicodeDecodeError:
+    except (UnicodeDecodeError, AttributeError):  # not UTF-8, or a header without a value
         return None
     event_id, source, event_type, specversion, at, subject, content_type = texts[:7]
     if not (event_id and source and event_type and at and subject and content_type):
@@ -324,7 +324,7 @@ def _handled_type(headers: Sequence[tuple[str, bytes]], handled: Collection[str]
         return False
     try:
         return headers[2][1].decode() in handled
-    except UnicodeDecodeError:
+    except (UnicodeDecodeError, AttributeError):  # not UTF-8, or a header without a value
         return False
 
 
