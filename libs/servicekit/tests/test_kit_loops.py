@@ -117,7 +117,7 @@ async def test_a_wake_up_lingers_so_one_step_takes_the_wake_ups_of_that_while() 
             self.steps += 1
             return 0
 
-    for linger, expected in ((0.5, 2), (0.0, 5)):
+    for linger, expected in ((1.5, 2), (0.0, 5)):
         loop = Idle(linger)
         task = asyncio.create_task(loop.run())
         await asyncio.sleep(0.05)
@@ -125,7 +125,7 @@ async def test_a_wake_up_lingers_so_one_step_takes_the_wake_ups_of_that_while() 
         for _ in range(4):  # four wake-ups 60 ms apart: within one linger of the first
             loop.wake()
             await asyncio.sleep(0.06)
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(1.5)
         assert loop.steps == expected, f"linger {linger}: {loop.steps} steps"
         loop.wake()
         await asyncio.sleep(0.05)
