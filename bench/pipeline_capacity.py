@@ -22,7 +22,9 @@ same steps and the same rule give its capacity; the ratios of capacities and p99
 The requests go out on raw asyncio streams (a few microseconds each); httpx would cost about a
 millisecond of CPU a request, taken from the processes being measured on a two-core host.
 
-`.venv/bin/python -m bench.pipeline_capacity [--steps 10,20,40] [--seconds 20]`
+`.venv/bin/python -m bench.pipeline_capacity [--steps 10,20,40] [--extra-steps 60,120]
+[--seconds 20]`: `--extra-steps` adds rates between the default steps (each measured in its
+place, lowest first), e.g. the capacity between 40 and 80, or the baseline's between 80 and 160.
 """
 
 from __future__ import annotations
@@ -725,10 +727,32 @@ async def baseline_steps(stack: Stack, steps: list[int], seconds: float) -> list
     return results
 
 
+def all_steps(steps: str, extra: str = "") -> list[int]:
+    """The rates of `--steps` as given (a rate listed twice is measured twice), with each rate
+    of `--extra-steps` not already there put before the first step above it: an extra rate is
+    measured in its place in the series (the stack's and the baseline's), so the capacity rule
+    (the highest of the sustained steps from the first) reads it as any other."""
+    rates = [int(r) for r in steps.split(",") if r.strip()]
+    for rate in sorted({int(r) for r in extra.split(",") if r.strip()}):
+        if rate in rates:
+            continue
+        above = [i for i, r in enumerate(rates) if r > rate]
+        rates.insert(above[0] if above else len(rates), rate)
+    if not rates or min(rates) <= 0:
+        raise ValueError("steps are positive rates, e.g. 10,20,40")
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", default=",".join(map(str, STEPS)))
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--extra-steps",
+        default="",
+        metavar="RATES",
+        help="more rates to try among the steps, e.g. 60,120 (the capacity between two steps)",
+    )
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument(
         "--idle",
@@ -738,7 +762,7 @@ def main() -> None:
         help="first measure each process's CPU per second with no load, for SECONDS",
     )
     args = parser.parse_args()
-    steps = [int(s) for s in args.steps.split(",")]
+    steps = all_steps(args.steps, args.extra_steps)
     measured = asyncio.run(measure(steps, args.seconds, not args.skip_baseline, args.idle))
     stack, base = measured["steps"], measured["baseline_steps"]
     result: dict[str, Any] = {

@@ -85,6 +85,42 @@ async def test_internal_activities_by_lead_id_and_email_are_emitted(intake: Inta
     assert events[2].properties == {"minutes": 42}  # type: ignore[attr-defined]
 
 
+async def test_a_batch_looks_up_only_the_kinds_of_people_it_names(
+    intake: Intake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page view by lead id is one lookup (the lead), not three: no query for emails or
+    visitors the batch does not name; one naming an email looks up that email alone."""
+    from lead_intake.activities import store
+
+    asked: list[tuple[str, list[Any]]] = []
+    for name in ("existing_leads", "leads_by_email", "leads_of_visitors"):
+        real = getattr(store, name)
+
+        async def spy(conn: Any, keys: list[Any], real: Any = real, name: str = name) -> Any:
+            asked.append((name, list(keys)))
+            return await real(conn, keys)
+
+        monkeypatch.setattr(store, name, spy)
+    lead_id = await _lead(intake, "viewer@example.com")
+    asked.clear()
+    by_id = await _post(
+        intake, [{"type": "page_view", "occurred_at": at(1), "lead_id": lead_id}], headers=ADMIN
+    )
+    assert by_id.status_code == 202, by_id.text
+    assert by_id.json()["accepted"] == 1
+    assert [(n, [str(k) for k in keys]) for n, keys in asked] == [("existing_leads", [lead_id])]
+    asked.clear()
+    by_email = await _post(
+        intake,
+        [{"type": "page_view", "occurred_at": at(2), "email": "viewer@example.com"}],
+        headers=ADMIN,
+    )
+    assert by_email.json()["accepted"] == 1
+    assert asked == [("leads_by_email", ["viewer@example.com"])]
+    events = await intake.events("funnel.activity.recorded.v1")
+    assert [str(e.lead_id) for e in events] == [lead_id, lead_id]
+
+
 async def test_the_same_order_counts_once_and_a_retried_batch_changes_nothing(
     intake: Intake,
 ) -> None:

@@ -235,6 +235,70 @@ async def test_relay_wakes_on_notify_despite_a_long_poll_interval(
     assert await record_count(infra.kafka_bootstrap, topic) == 3
 
 
+class BatchSizesRelay(OutboxRelay):
+    """The real relay, noting how many rows each batch that published anything carried."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.sizes: list[int] = []
+
+    async def publish_batch(self) -> int:
+        n = await super().publish_batch()
+        if n:
+            self.sizes.append(n)
+        return n
+
+
+async def test_a_lingering_relay_reads_the_commits_of_its_linger_at_once(
+    infra: Stack, db: Db, topic: str
+) -> None:
+    """With a linger, the commits (and NOTIFYs) that come within it after the first go out in
+    one read and one produce batch, each event once and in order; without, each commit has a
+    read of its own."""
+    async with producer_for(infra) as producer:
+        leads = [uuid.uuid4(), uuid.uuid4()]
+        for linger, lead in zip((2.0, 0.0), leads, strict=True):
+            relay = BatchSizesRelay(
+                db.pool,
+                producer,
+                dsn=db.dsn,
+                schema=db.schema,
+                poll_seconds=30,
+                linger_seconds=linger,
+            )
+            async with running(relay):
+                await eventually(lambda r=relay: _value(r.listening), bool, what="listening")
+                await asyncio.sleep(0.2)  # its first (empty) batch is done: it sleeps
+                for position in range(4):  # four commits, each waking it
+                    async with db.pool.acquire() as conn, conn.transaction():
+                        await enqueue(
+                            conn,
+                            db.schema,
+                            stage_changed(lead, position),
+                            source=SOURCE,
+                            topic=topic,
+                        )
+                    # Far apart for a relay that reads at once (each read is done before
+                    # the next commit), well within one linger of the first.
+                    await asyncio.sleep(0.15)
+                await eventually(
+                    lambda r=relay: _value(sum(r.sizes)), lambda n: n == 4, what="published"
+                )
+            if linger:
+                assert relay.sizes == [4]
+            else:
+                assert len(relay.sizes) > 1, relay.sizes
+    records = await read_all(infra.kafka_bootstrap, topic)
+    assert len(records) == 8
+    for lead in leads:
+        positions = [
+            parse_event("funnel.stage.changed.v1", json.loads(r.value)).to_stage_position  # type: ignore[attr-defined]
+            for r in records
+            if r.key == str(lead).encode()
+        ]
+        assert positions == [0, 1, 2, 3]
+
+
 async def test_relay_publishes_by_polling_when_listen_is_unavailable(
     infra: Stack, db: Db, topic: str
 ) -> None:

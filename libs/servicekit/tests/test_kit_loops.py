@@ -103,6 +103,38 @@ async def test_wake_ends_an_idle_sleep_and_stop_ends_the_loop() -> None:
     assert loop.worker().name == "idle"
 
 
+async def test_a_wake_up_lingers_so_one_step_takes_the_wake_ups_of_that_while() -> None:
+    """With `wake_linger_seconds`, the wake-ups that come while the loop lingers after one
+    are taken by the same step (several commits, one read); a wake-up after that step gets a
+    step of its own, and a stop ends the linger at once."""
+
+    class Idle(PollLoop):
+        def __init__(self, linger: float) -> None:
+            super().__init__("idle", poll_seconds=3600, batch_size=10, wake_linger_seconds=linger)
+            self.steps = 0
+
+        async def step(self) -> int:
+            self.steps += 1
+            return 0
+
+    for linger, expected in ((1.5, 2), (0.0, 5)):
+        loop = Idle(linger)
+        task = asyncio.create_task(loop.run())
+        await asyncio.sleep(0.05)
+        assert loop.steps == 1
+        for _ in range(4):  # four wake-ups 60 ms apart: within one linger of the first
+            loop.wake()
+            await asyncio.sleep(0.06)
+        await asyncio.sleep(1.5)
+        assert loop.steps == expected, f"linger {linger}: {loop.steps} steps"
+        loop.wake()
+        await asyncio.sleep(0.05)
+        started = asyncio.get_running_loop().time()
+        loop.stop()  # in the middle of a linger (or none): ends at once
+        await asyncio.wait_for(task, 1)
+        assert asyncio.get_running_loop().time() - started < 0.3
+
+
 class _OpenConnection:
     def is_closed(self) -> bool:
         return False

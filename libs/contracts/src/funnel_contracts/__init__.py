@@ -1,6 +1,14 @@
 """Funnel's event contracts, shared by every service: envelope, event models, topics."""
 
-from funnel_contracts.envelope import DecodeError, Envelope, KafkaRecord, decode, encode
+from funnel_contracts.envelope import (
+    DecodeError,
+    Envelope,
+    KafkaRecord,
+    ReceivedEnvelope,
+    decode,
+    decode_event,
+    encode,
+)
 from funnel_contracts.events import (
     EVENT_MODELS,
     ActivityRecorded,
@@ -53,6 +61,7 @@ __all__ = [
     "LeakDetected",
     "LeakResolved",
     "OwnerAssigned",
+    "ReceivedEnvelope",
     "SchemaError",
     "Sealed",
     "StageChanged",
@@ -65,6 +74,7 @@ __all__ = [
     "Utm",
     "dead_letter_topic",
     "decode",
+    "decode_event",
     "encode",
     "parse_event",
 ]

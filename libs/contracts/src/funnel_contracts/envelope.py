@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
-from typing import Any
+from typing import Any, get_args
 from uuid import uuid4
 
-from funnel_contracts.events import EventData
+from pydantic import BaseModel, ValidationError
+
+from funnel_contracts.events import EVENT_MODELS, EventData, SchemaError, parse_event
 
 TRACE_HEADERS = ("traceparent", "tracestate")
 JSON_CONTENT_TYPE = "application/json"
@@ -189,3 +193,177 @@ def decode(key: bytes | None, value: bytes | None, headers: list[tuple[str, byte
         raise
     except Exception as exc:  # a bad header encoding or JSON value is poison
         raise DecodeError(f"{type(exc).__name__}: {exc}") from exc
+
+
+# -- a consumer's decode: the record's bytes straight into the event's model ----------------
+
+# The header names, in order, of every record `encode` writes (and the outbox relays send):
+# the CloudEvents attributes, the content type, then the trace headers it carries, if any.
+_OURS = ("ce_id", "ce_source", "ce_type", "ce_specversion", "ce_time", "ce_subject", "content-type")
+_OUR_SHAPES = frozenset(
+    {
+        _OURS,
+        (*_OURS, "traceparent"),
+        (*_OURS, "tracestate"),
+        (*_OURS, "traceparent", "tracestate"),
+        (*_OURS, "tracestate", "traceparent"),
+    }
+)
+
+
+class ReceivedEnvelope(Envelope):
+    """An envelope read by `decode_event`: its data stays the record's JSON bytes until it is
+    read (the event's model was validated from those bytes, without a dict in between).
+
+    Equal to an `Envelope` with the same attributes and data; `dataclasses.replace` gives a
+    `ReceivedEnvelope` holding the data it was given."""
+
+    @property
+    def data(self) -> dict[str, Any]:
+        found = self.__dict__.get("_data")
+        if found is None:
+            found = json.loads(self.__dict__["_raw"])
+            self.__dict__["_data"] = found
+        return found  # type: ignore[no-any-return]
+
+    @data.setter
+    def data(self, value: dict[str, Any]) -> None:  # Envelope.__init__, through replace()
+        self.__dict__["_data"] = value
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Envelope):
+            return NotImplemented
+        return (self.type, self.source, self.subject, self.id, self.time, self.trace) == (
+            other.type,
+            other.source,
+            other.subject,
+            other.id,
+            other.time,
+            other.trace,
+        ) and self.data == other.data
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _holds_decimal(annotation: Any, seen: set[type]) -> bool:
+    if annotation is Decimal:
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if annotation in seen:
+            return False
+        seen.add(annotation)
+        return any(_holds_decimal(f.annotation, seen) for f in annotation.model_fields.values())
+    return any(_holds_decimal(arg, seen) for arg in get_args(annotation))
+
+
+# Per model, its Decimal fields (None: one is inside a nested value). A decimal read from a
+# JSON number keeps the number's digits when the model reads the bytes ("1.10") but not when
+# it reads the float json.loads made (1.1): an event with such a value takes the general way.
+_DECIMALS: dict[type[EventData], tuple[str, ...] | None] = {}
+
+
+def _decimal_fields(model: type[EventData]) -> tuple[str, ...] | None:
+    if model not in _DECIMALS:
+        top: list[str] = []
+        nested = False
+        for name, info in model.model_fields.items():
+            if info.annotation is Decimal or Decimal in get_args(info.annotation):
+                top.append(name)
+            elif _holds_decimal(info.annotation, set()):
+                nested = True
+        _DECIMALS[model] = None if nested else tuple(top)
+    return _DECIMALS[model]
+
+
+def _received(
+    attributes: tuple[str, str, str, str, datetime],
+    raw: bytes,
+    trace: dict[str, str],
+) -> ReceivedEnvelope:
+    envelope = object.__new__(ReceivedEnvelope)
+    event_type, source, subject, event_id, time = attributes
+    envelope.__dict__.update(
+        type=event_type, source=source, subject=subject, id=event_id, time=time, trace=trace,
+        _raw=raw,
+    )  # fmt: skip
+    return envelope
+
+
+def _our_attributes(
+    value: bytes | None, headers: Sequence[tuple[str, bytes]]
+) -> tuple[tuple[str, str, str, str, datetime], dict[str, str]] | None:
+    """The attributes and trace of a record in the exact shape `encode` writes, checked as
+    `decode` checks them; None for any other record (or one `decode` would refuse), which
+    then takes `decode`'s own path."""
+    if value is None or tuple([name for name, _ in headers]) not in _OUR_SHAPES:
+        return None
+    try:
+        texts = [raw.decode() for _, raw in headers]
+    except (UnicodeDecodeError, AttributeError):  # not UTF-8, or a header without a value
+        return None
+    event_id, source, event_type, specversion, at, subject, content_type = texts[:7]
+    if not (event_id and source and event_type and at and subject and content_type):
+        return None
+    if specversion != SPECVERSION:
+        return None
+    try:
+        time = datetime.fromisoformat(at)
+    except ValueError:
+        return None
+    if time.tzinfo is None:
+        return None
+    trace: dict[str, str] = {}
+    if len(texts) > 7:
+        found = {headers[i][0]: texts[i] for i in range(7, len(texts))}
+        trace = {h: found[h] for h in TRACE_HEADERS if h in found}
+    return (event_type, source, subject, event_id, time), trace
+
+
+def _handled_type(headers: Sequence[tuple[str, bytes]], handled: Collection[str]) -> bool:
+    if len(headers) < len(_OURS) or headers[2][0] != "ce_type":
+        return False
+    try:
+        return headers[2][1].decode() in handled
+    except (UnicodeDecodeError, AttributeError):  # not UTF-8, or a header without a value
+        return False
+
+
+def decode_event(
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes]],
+    handled: Collection[str],
+) -> tuple[Envelope, EventData | None]:
+    """A consumer's `decode` and `parse_event` in one: the record's envelope and, when its
+    type is in `handled`, its event (None for a type some contract knows but the consumer
+    does not handle).
+
+    Raises what `decode` then `parse_event` raise for the same record: DecodeError (not one
+    of our events), SchemaError (a type no contract knows, or data its model refuses). A
+    record in the shape `encode` writes, of a handled type, is validated from its bytes by
+    the model (`model_validate_json`: no dict, the headers read in one pass); whatever that
+    refuses is read again the general way, so the verdict and the error are `decode`'s and
+    `parse_event`'s (libs/contracts/tests/test_decode_event.py holds them equal).
+    """
+    # A type not handled (our shape puts it third) goes the general way at once: its data
+    # is only checked to be a JSON object there, and its headers are read once.
+    ours = _our_attributes(value, headers) if _handled_type(headers, handled) else None
+    if ours is not None and value is not None:
+        attributes, trace = ours
+        model = EVENT_MODELS.get(attributes[0]) if attributes[0] in handled else None
+        decimals = _decimal_fields(model) if model is not None else None
+        if model is not None and decimals is not None:
+            try:
+                event = model.model_validate_json(value)
+            except ValidationError:
+                pass  # refused or malformed: the general way says how
+            else:
+                if not any(getattr(event, name) is not None for name in decimals):
+                    return _received(attributes, value, trace), event
+    envelope = decode(key, value, list(headers))
+    if envelope.type not in handled:
+        if envelope.type not in EVENT_MODELS:
+            # No contract knows it: a producer's bug, not an event meant for others.
+            raise SchemaError(f"unknown event type {envelope.type[:200]!r}")
+        return envelope, None
+    return envelope, parse_event(envelope.type, envelope.data)

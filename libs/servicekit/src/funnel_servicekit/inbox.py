@@ -39,8 +39,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError, KafkaError
 from opentelemetry import trace
 
-from funnel_contracts import DecodeError, Envelope, EventData, SchemaError, decode, parse_event
-from funnel_contracts.events import EVENT_MODELS
+from funnel_contracts import DecodeError, Envelope, EventData, SchemaError, decode_event
 from funnel_contracts.topics import dead_letter_topic
 from funnel_servicekit import metrics
 from funnel_servicekit.db import DATABASE_UNREACHABLE
@@ -347,11 +346,11 @@ class InboxConsumer:
         decoded: list[tuple[ConsumerRecord[Any, Any], Envelope, EventData | None]] = []
         for record in records:
             try:
-                envelope = decode(record.key, record.value, list(record.headers or []))
-                handled = envelope.type in self.handled_types
-                if not handled and envelope.type not in EVENT_MODELS:
-                    return None  # a type no contract knows is poison too
-                event = parse_event(envelope.type, envelope.data) if handled else None
+                # The record's bytes straight into the event's model (no dict in between);
+                # a type no contract knows is poison too.
+                envelope, event = decode_event(
+                    record.key, record.value, record.headers or (), self.handled_types
+                )
             except (DecodeError, SchemaError):
                 return None  # poison: the record-by-record path dead-letters it
             decoded.append((record, envelope, event))
@@ -424,17 +423,18 @@ class InboxConsumer:
 
     async def _process(self, conn: asyncpg.Connection, record: ConsumerRecord[Any, Any]) -> None:
         try:
-            envelope = decode(record.key, record.value, list(record.headers or []))
-            if envelope.type not in self.handled_types:
-                if envelope.type not in EVENT_MODELS:
-                    # No contract knows it: a producer's bug, not an event meant for others.
-                    raise SchemaError(f"unknown event type {envelope.type[:200]!r}")
-                metrics.EVENTS_CONSUMED.labels(record.topic, envelope.type, "ignored").inc()
-                return
-            event = parse_event(envelope.type, envelope.data)
+            # A type no contract knows raises SchemaError: a producer's bug, not an event
+            # meant for others.
+            envelope, found = decode_event(
+                record.key, record.value, record.headers or (), self.handled_types
+            )
         except (DecodeError, SchemaError) as exc:
             await self._dead_letter(record, exc)
             return
+        if found is None:
+            metrics.EVENTS_CONSUMED.labels(record.topic, envelope.type, "ignored").inc()
+            return
+        event = found
         parent = context_from_headers(envelope.trace)
         with self._tracer.start_as_current_span(
             f"consume {envelope.type}",

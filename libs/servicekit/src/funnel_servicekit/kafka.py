@@ -50,7 +50,10 @@ def client_security(settings: KafkaClientSettings | None = None) -> dict[str, An
 def consumer_tuning(settings: KafkaClientSettings | None = None) -> dict[str, Any]:
     """The fetch settings every consumer of the kit is made with (FUNNEL_KAFKA_FETCH_*)."""
     settings = settings or KafkaClientSettings()
-    return {"fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms, "fetch_min_bytes": 1}
+    return {
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
+        "fetch_min_bytes": settings.kafka_fetch_min_bytes,
+    }
 
 
 def create_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:

@@ -62,8 +62,12 @@ class PollLoop(abc.ABC):
         error_pause_seconds: float = 1.0,
         max_error_pause_seconds: float = MAX_ERROR_PAUSE_SECONDS,
         listening_poll_seconds: float | None = None,
+        wake_linger_seconds: float = 0.0,
     ) -> None:
         self.name = name
+        # After a wake-up, wait this long before the batch, so that one batch carries the
+        # work of the wake-ups that come meanwhile (several commits, one read).
+        self.wake_linger_seconds = wake_linger_seconds
         self.poll_seconds = poll_seconds
         # While the LISTEN connection is up, NOTIFY brings new work: the timer is only the
         # fallback and may be longer (None: `poll_seconds` either way).
@@ -165,7 +169,12 @@ class PollLoop(abc.ABC):
         return seconds
 
     async def sleep(self, seconds: float) -> None:
-        """Wait `seconds`, or until woken or stopped."""
+        """Wait `seconds`, or until woken or stopped. Woken (not stopped), wait
+        `wake_linger_seconds` more: the wake-ups of that while are taken by the same batch (the
+        event is cleared after it, before the batch reads, so none is lost)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), max(seconds, 0.0))
+        if self._wake.is_set() and self.wake_linger_seconds > 0 and not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.wake_linger_seconds)
         self._wake.clear()

@@ -206,6 +206,7 @@ class OutboxRelay(PollLoop):
         producer_factory: ProducerFactory | None = None,
         listening_poll_seconds: float | None = None,
         delete_interval_seconds: float = 1.0,
+        linger_seconds: float = 0.0,
     ) -> None:
         super().__init__(
             "outbox-relay",
@@ -214,6 +215,8 @@ class OutboxRelay(PollLoop):
             batch_size=batch_size,
             listen=ListenOn(dsn, schema, _channel(schema), listen_retry_seconds),
             max_error_pause_seconds=5.0,
+            # After a NOTIFY: the commits of this while share one read and one produce batch.
+            wake_linger_seconds=linger_seconds,
         )
         self.pool = pool
         # Replaced by a fresh one when the idempotent session is lost for good (see step()).

@@ -49,8 +49,12 @@ class KafkaClientSettings(BaseSettings):
     """How long a producer holds a record for others to join its batch (fewer, larger produce
     requests; an outbox batch is sent at once and forms its batches within this)."""
     kafka_fetch_max_wait_ms: int = Field(default=500, ge=1, le=30000)
-    """How long the broker may hold a consumer's fetch while no record is there (fetch_min_bytes
-    is 1: a record ends the wait at once). Longer: fewer empty fetches while idle."""
+    """How long the broker may hold a consumer's fetch while fewer than fetch_min_bytes are
+    there (with 1, a record ends the wait at once). Longer: fewer empty fetches while idle."""
+    kafka_fetch_min_bytes: int = Field(default=1, ge=1, le=10_000_000)
+    """How many bytes a consumer's fetch waits for (up to fetch_max_wait_ms) before the broker
+    answers: above 1, records that come close together share a fetch, and each waits up to
+    fetch_max_wait_ms more (docs/decisions/0079)."""
 
 
 class ServiceSettings(KafkaClientSettings):
@@ -96,6 +100,10 @@ class ServiceSettings(KafkaClientSettings):
     outbox_listening_poll_seconds: float = Field(default=30.0, gt=0)
     """The outbox relay's poll while LISTEN is up: NOTIFY wakes it for every commit that wrote
     rows, so the timer is only a fallback (docs/decisions/0070)."""
+    outbox_linger_ms: float = Field(default=0.0, ge=0, le=1000)
+    """How long the outbox relay waits after a NOTIFY before it reads, so that the commits of
+    that while go out in one read and one produce batch (0: it reads at once). Each event
+    waits up to this long more (docs/decisions/0079)."""
     consumer_commit_interval_seconds: float = Field(default=1.0, ge=0)
     """How often a consumer commits its processed offsets to Kafka (0: after every poll). A
     crash redelivers at most this much, which the inbox turns into no-ops; a stop commits

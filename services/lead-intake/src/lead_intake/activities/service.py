@@ -99,21 +99,24 @@ async def _known(uow: UnitOfWork, batch: ActivityBatch) -> Known:
     """
     conn = uow.conn
     items = batch.activities
+    # Only the lookups the batch needs: a page view by lead id is one query, not three.
+    lead_ids = sorted({a.lead_id for a in items if a.lead_id})
+    emails = sorted({a.email for a in items if a.email})
+    visitor_ids = sorted({a.visitor_id for a in items if a.visitor_id})
     known = Known(
-        frozenset(
-            await store.existing_leads(conn, sorted({a.lead_id for a in items if a.lead_id}))
-        ),
-        await store.leads_by_email(conn, sorted({a.email for a in items if a.email})),
-        await store.leads_of_visitors(conn, sorted({a.visitor_id for a in items if a.visitor_id})),
+        frozenset(await store.existing_leads(conn, lead_ids) if lead_ids else ()),
+        await store.leads_by_email(conn, emails) if emails else {},
+        await store.leads_of_visitors(conn, visitor_ids) if visitor_ids else {},
     )
-    emails, visitors = unknown_people(batch, known)
-    if not emails and not visitors:
+    unknown_emails, visitors = unknown_people(batch, known)
+    if not unknown_emails and not visitors:
         return known
-    await store.lock_unknown_people(conn, [email_sha256(e) for e in emails], visitors)
+    await store.lock_unknown_people(conn, [email_sha256(e) for e in unknown_emails], visitors)
     return Known(
         known.lead_ids,
-        known.by_email | await store.leads_by_email(conn, emails),
-        known.by_visitor | await store.leads_of_visitors(conn, visitors),
+        known.by_email
+        | (await store.leads_by_email(conn, unknown_emails) if unknown_emails else {}),
+        known.by_visitor | (await store.leads_of_visitors(conn, visitors) if visitors else {}),
     )
 
 
