@@ -37,9 +37,9 @@ from notifier.links import LinkSigner
 from notifier.people import store as people
 from notifier.people.models import Contact
 from notifier.people.service import Known
-from notifier.playbooks import store as playbooks
 from notifier.playbooks.models import Channel, Playbook, StoredPlaybook, plans_for
 from notifier.playbooks.models.templates import pick, render, shipped
+from notifier.playbooks.service import PlaybookCache
 from notifier.retry_policy import backoff_seconds
 from notifier.settings import NotifierSettings
 from notifier.touches import store
@@ -54,27 +54,43 @@ from notifier.wake import TOUCHES_CHANNEL, notify
 @dataclass
 class Consuming:
     """What the event handlers share across a poll batch: the people facts and wake-ups
-    (`Known`), the playbooks (read once), and the trace context the touches they schedule
-    carry. `Consuming(uow)` is one event's: it asks the database as it goes and takes the
-    current span's trace context."""
+    (`Known`), the playbooks (from the process's cache, checked against the revision the
+    facts' read brought), and the trace context the touches they schedule carry.
+    `Consuming(uow)` is one event's: it asks the database as it goes and takes the current
+    span's trace context."""
 
     uow: UnitOfWork
     known: Known = field(init=False)
     books: list[Playbook] | None = None
     trace: dict[str, str] | None = None
+    #: A touch due sooner than this many seconds from now wakes the sender; a later one is
+    #: found by the sender's own polls (each reads the next due time, and it polls at least
+    #: this often), so its wake-up would only cost a claim that finds nothing. None: every
+    #: scheduled touch wakes it.
+    wake_within: float | None = None
 
     def __post_init__(self) -> None:
         self.known = Known(self.uow.conn)
 
     @classmethod
-    async def load(cls, uow: UnitOfWork, lead_ids: Iterable[UUID]) -> Consuming:
-        batch = cls(uow)
+    async def load(
+        cls,
+        uow: UnitOfWork,
+        lead_ids: Iterable[UUID],
+        cache: PlaybookCache | None = None,
+        *,
+        wake_within: float | None = None,
+    ) -> Consuming:
+        batch = cls(uow, wake_within=wake_within)
         batch.known = await Known.load(uow.conn, lead_ids)
-        batch.books = await playbooks.playbooks(uow.conn)
+        cache = cache if cache is not None else PlaybookCache()
+        batch.books = await cache.playbooks(uow.conn, batch.known.playbooks_revision)
         return batch
 
     async def playbooks(self) -> list[Playbook]:
-        return self.books if self.books is not None else await playbooks.playbooks(self.uow.conn)
+        if self.books is None:
+            self.books = await PlaybookCache().playbooks(self.uow.conn)
+        return self.books
 
     def trace_context(self) -> dict[str, str]:
         return dict(self.trace) if self.trace is not None else current_trace_headers()
@@ -220,14 +236,22 @@ async def _schedule(
             is not None
             for plan in plans
         ]
-    scheduled = 0
+    soon = (
+        datetime.max.replace(tzinfo=UTC)
+        if batch.wake_within is None
+        else datetime.now(UTC) + timedelta(seconds=batch.wake_within)
+    )
+    wake = False
     for plan, wrote in zip(plans, written, strict=True):
         if wrote:
             if plan.stale:
                 metrics.TOUCH_OUTCOMES.labels(plan.channel, "skipped").inc()
-            else:
-                scheduled += 1
-    if scheduled:
+            elif plan.due_at < soon and (
+                # A contact the resolver is still opening: it wakes the sender once stored.
+                plan.channel == "task" or event.lead_id not in batch.known.contact_pending
+            ):
+                wake = True
+    if wake:
         await batch.known.wake(TOUCHES_CHANNEL)
 
 
@@ -275,24 +299,40 @@ class SendRules:
         return max(self.cap_window, own or timedelta(0))
 
 
-async def claim_due(tx: Transactions, rules: SendRules) -> tuple[list[Claimed], int]:
+@dataclass
+class ClaimedBatch:
+    """What a claim leased, how many touches it handled, and when the next one not among
+    them falls due (seconds from now, as the claim's own statement and the deferrals it
+    wrote tell; None: none waits)."""
+
+    leased: list[Claimed]
+    handled: int
+    next_due_in: float | None
+
+
+async def claim_due(
+    tx: Transactions, rules: SendRules, books: PlaybookCache | None = None
+) -> ClaimedBatch:
     """One transaction: lock a batch of due touches (SKIP LOCKED: replicas share the work)
     and their leads, re-check every condition, and lease (to send), defer or suppress each.
-    Returns the leased touches and how many were handled."""
+    The playbooks come from `books` (read again only when the claim's statement tells a new
+    revision)."""
     now = datetime.now(UTC)
+    books = books if books is not None else PlaybookCache()
     async with tx() as uow:
         conn = uow.conn
-        due = await store.lock_due(conn, rules.batch_size)
+        batch = await store.lock_due(conn, rules.batch_size)
+        due, next_due_in = batch.touches, batch.next_due_in
         if not due:
-            return [], 0
-        books = await playbooks.effective(conn)
+            return ClaimedBatch([], 0, next_due_in)
+        effective = await books.effective(conn, batch.playbooks_revision)
         leads = sorted({t.lead_id for t in due}, key=str)
         await store.lock_leads(conn, leads)
-        window = max(rules.window(books.get(t.playbook)) for t in due)
+        window = max(rules.window(effective.get(t.playbook)) for t in due)
         snap = await store.snapshot(conn, leads, now=now, window_start=now - window)
         leased: list[Claimed] = []
         for touch in due:
-            stored = books.get(touch.playbook)
+            stored = effective.get(touch.playbook)
             decision = decide(
                 touch,
                 snap.facts(touch.lead_id, touch.channel, touch.playbook, touch.id),
@@ -307,6 +347,7 @@ async def claim_due(tx: Transactions, rules: SendRules) -> tuple[list[Claimed], 
                 leased.append(Claimed(touch, stored.playbook, snap.contacts.get(touch.lead_id)))
             elif isinstance(decision, Defer):
                 await store.defer(conn, touch.id, decision.until, decision.why)
+                next_due_in = _sooner(next_due_in, (decision.until - now).total_seconds())
                 metrics.TOUCH_OUTCOMES.labels(touch.channel, "deferred").inc()
             else:
                 why = decision.why if not isinstance(decision, Send) else "playbook removed"
@@ -314,7 +355,11 @@ async def claim_due(tx: Transactions, rules: SendRules) -> tuple[list[Claimed], 
                 metrics.TOUCH_OUTCOMES.labels(touch.channel, "suppressed").inc()
         if leased:
             await store.lease(conn, [c.touch.id for c in leased], rules.lease_seconds)
-    return leased, len(due)
+    return ClaimedBatch(leased, len(due), next_due_in)
+
+
+def _sooner(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 def compose_email(item: Claimed, links: LinkSigner, settings: NotifierSettings) -> EmailMessage:
@@ -455,6 +500,23 @@ def _give_up(
     if outcome.counted:
         return True
     return (now - touch.first_due_at).total_seconds() > settings.touch_retry_for_seconds
+
+
+def retry_delay(
+    touch: DueTouch, outcome: Outcome, now: datetime, settings: NotifierSettings
+) -> float | None:
+    """Seconds until a touch recorded with `outcome` is due again (None: it is not)."""
+    if isinstance(outcome, Sent | Failed):
+        return None
+    attempts = touch.attempts + 1
+    if _give_up(outcome, touch, attempts, now, settings):
+        return None
+    return backoff_seconds(
+        attempts,
+        base=settings.retry_base_seconds,
+        cap=settings.retry_max_seconds,
+        retry_after=outcome.delay_s,
+    )
 
 
 async def next_due_in(pool: asyncpg.Pool) -> float | None:
