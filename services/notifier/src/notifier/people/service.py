@@ -109,9 +109,9 @@ async def remember_person(
             sealed=details.sealed,
             locale=details.locale,
             time_zone=details.time_zone,
+            wake=CONTACTS_CHANNEL,  # the contact resolver, in the same statement
         )
         known.contact_pending.add(lead_id)
-        await known.wake(CONTACTS_CHANNEL)
     else:
         person = details.person(None)
         await store.upsert_contact(

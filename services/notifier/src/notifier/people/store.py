@@ -76,20 +76,6 @@ async def set_consents(
     return changed
 
 
-async def set_temperature(
-    conn: asyncpg.Connection, lead_id: UUID, temperature: str, score: float, at: datetime
-) -> None:
-    await conn.execute(
-        """INSERT INTO lead_state (lead_id, temperature, score, scored_at) VALUES ($1, $2, $3, $4)
-           ON CONFLICT (lead_id) DO UPDATE SET temperature = $2, score = $3, scored_at = $4
-           WHERE lead_state.scored_at IS NULL OR lead_state.scored_at <= $4""",
-        lead_id,
-        temperature,
-        score,
-        at,
-    )
-
-
 async def set_owner(
     conn: asyncpg.Connection, lead_id: UUID, owner: str | None, at: datetime
 ) -> None:
@@ -104,14 +90,29 @@ async def set_owner(
     )
 
 
-async def stage_and_temperature(
-    conn: asyncpg.Connection, lead_id: UUID
+async def score(
+    conn: asyncpg.Connection, lead_id: UUID, temperature: str, score: float, at: datetime
 ) -> tuple[str | None, str | None, str | None]:
-    """The lead's funnel, stage and last temperature, in one statement."""
+    """Record a score unless a later one is known (out-of-order safe), and return the lead's
+    funnel, stage and last temperature as they were before it: one statement (each part of
+    it sees the row as it was before)."""
     row = await conn.fetchrow(
-        "SELECT funnel_id, stage, temperature FROM lead_state WHERE lead_id = $1", lead_id
+        """WITH before AS (
+               SELECT funnel_id, stage, temperature FROM lead_state WHERE lead_id = $1),
+           scored AS (
+               INSERT INTO lead_state (lead_id, temperature, score, scored_at)
+               VALUES ($1, $2, $3, $4)
+               ON CONFLICT (lead_id) DO UPDATE SET temperature = $2, score = $3, scored_at = $4
+               WHERE lead_state.scored_at IS NULL OR lead_state.scored_at <= $4)
+           SELECT b.funnel_id, b.stage, b.temperature
+           FROM (SELECT 1) AS one LEFT JOIN before AS b ON true""",
+        lead_id,
+        temperature,
+        score,
+        at,
     )
-    return (row["funnel_id"], row["stage"], row["temperature"]) if row else (None, None, None)
+    assert row is not None
+    return row["funnel_id"], row["stage"], row["temperature"]
 
 
 async def erase(conn: asyncpg.Connection, lead_id: UUID) -> None:
@@ -211,15 +212,21 @@ async def add_pending(
     sealed: Sealed,
     locale: str | None,
     time_zone: str | None,
+    wake: str,
 ) -> None:
+    """Keep a sealed contact for the contact resolver, and NOTIFY `wake` at commit: one
+    statement (a transaction's identical notifications are delivered once)."""
     await conn.execute(
-        """INSERT INTO pending_contacts (lead_id, event_type, sealed, locale, time_zone)
-           VALUES ($1, $2, $3, $4, $5)""",
+        """WITH row AS (
+               INSERT INTO pending_contacts (lead_id, event_type, sealed, locale, time_zone)
+               VALUES ($1, $2, $3, $4, $5) RETURNING 1)
+           SELECT pg_notify($6, '') FROM row""",
         lead_id,
         event_type,
         sealed.model_dump(mode="json"),
         locale,
         time_zone,
+        wake,
     )
 
 

@@ -129,5 +129,7 @@ def consumer_worker(runtime: NotifierRuntime) -> Worker:
         # One call for the whole poll: the people facts, the playbooks and the wake-ups are
         # read and sent once per poll, not once per partition (docs/decisions/0071).
         batch_per_poll=True,
+        # Off the report's path: the broker holds a fetch for more events (decision 0073).
+        batch_wait_ms=settings.consumer_batch_wait_ms or None,
     )
     return Worker("events-consumer", consumer.run, consumer.stop)

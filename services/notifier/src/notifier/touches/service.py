@@ -179,14 +179,14 @@ async def record_score(
     conn, batch = uow.conn, _consuming(uow, batch)
     if await batch.known.is_erased(event.lead_id):
         return
-    funnel_id, stage, known = await people.stage_and_temperature(conn, event.lead_id)
+    # The score recorded and what was known before it read: one statement.
+    funnel_id, stage, known = await people.score(
+        conn, event.lead_id, event.temperature, event.score, event.scored_at
+    )
     if event.previous_temperature is None and known is not None:
         # The producer did not say where it came from; what we saw last is the answer,
         # so a lead that stays hot does not make a new sales task on every score.
         event = event.model_copy(update={"previous_temperature": known})
-    await people.set_temperature(
-        conn, event.lead_id, event.temperature, event.score, event.scored_at
-    )
     if event.owner is not None:
         await people.set_owner(conn, event.lead_id, event.owner, event.scored_at)
     await _schedule(batch, cause_id, event, funnel_id=funnel_id, stage=stage)
