@@ -186,21 +186,24 @@ async def test_a_claim_is_few_statements_and_the_sleep_after_it_none(h: Harness)
         sender = TouchSender(counted.pool, h.settings)
         async with sender.resources():
             assert await sender.send_due() == 1  # warm: the playbooks read once
-            later, events = _new_lead()
-            await h.feed(*events)
+            later = [_new_lead() for _ in range(3)]
+            await h.feed(*(e for _, events in later for e in events))
             with counted.counting() as statements:
-                assert await sender.send_due() == 1
+                assert await sender.send_due() == 3
                 idle = await sender.idle_seconds()
             with counted.counting() as empty:
                 assert await sender.send_due() == 0
                 await sender.idle_seconds()
-    assert (await h.status(later))["welcome"] == ("sent", None)
+    for lead, _ in later:
+        assert (await h.status(lead))["welcome"] == ("sent", None)
+    assert len(await h.emitted("funnel.touch.sent.v1")) == 1 + 3
     assert _reads_playbooks(statements) == 0
     assert not any("extract(epoch FROM t.due_at - now()) FROM touches t WHERE" in s[:80]
                    for s in statements)  # fmt: skip
-    # The claim: BEGIN, the due touches (with the next due time and the playbooks'
-    # revision), the leads' locks, their send-time facts, the lease, COMMIT; the record:
-    # BEGIN, the touch marked sent, its touch.sent event, COMMIT; the sleep: nothing.
+    # Three touches. The claim: BEGIN, the due touches (with the next due time and the
+    # playbooks' revision), the leads' locks, their send-time facts, the lease, COMMIT; the
+    # record: BEGIN, the touches marked sent, their touch.sent events, COMMIT; the sleep:
+    # nothing.
     assert len(statements) == 6 + 4, statements
     assert empty == ["BEGIN", empty[1], "COMMIT"]
     # The sleep ends at the next due touch (the other scheduled ones are days away).

@@ -8,7 +8,8 @@ outcome once (another transaction). For the API: list a lead's touches, replay a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -29,6 +30,7 @@ from funnel_contracts import (
     TouchFailed,
     TouchSent,
 )
+from funnel_servicekit.outbox import OutboxRecord, enqueue_many, outbox_record
 from funnel_servicekit.telemetry import current_trace_headers
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
 from notifier import metrics
@@ -478,6 +480,56 @@ async def record_outcome(
             )
         metrics.TOUCH_OUTCOMES.labels(touch.channel, "failed" if give_up else "retry").inc()
     return error
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A touch its channel took (`Sent`), with the context its touch.sent event is made in
+    (the send's span, so the trace goes on from it)."""
+
+    touch: DueTouch
+    message_id: str | None
+    team: bool
+    context: Callable[[], AbstractContextManager[Any]]
+
+
+async def record_sent(uow: UnitOfWork, delivered: Sequence[Delivered], now: datetime) -> None:
+    """`record_outcome` for a batch of sent touches: each still leased marked sent in one
+    statement, and their touch.sent events written to the outbox in one (a `team` touch
+    writes none)."""
+    if not delivered:
+        return
+    marked = await store.mark_sent_many(
+        uow.conn, [d.touch.id for d in delivered], [d.message_id for d in delivered]
+    )
+    records: list[OutboxRecord] = []
+    for d in delivered:
+        touch = d.touch
+        if touch.id not in marked:
+            continue
+        if not d.team:
+            with d.context():
+                records.append(
+                    outbox_record(
+                        TouchSent(
+                            lead_id=touch.lead_id,
+                            touch_id=touch.id,
+                            playbook=touch.playbook,
+                            channel=_channel(touch.channel),
+                            template=touch.template,
+                            funnel_id=touch.funnel_id,
+                            stage=touch.stage,
+                            message_id=d.message_id,
+                            sent_at=now,
+                        ),
+                        source=uow.outbox.source,
+                    )
+                )
+        metrics.TOUCH_OUTCOMES.labels(touch.channel, "sent").inc()
+        metrics.SEND_LAG.labels(touch.channel).observe(
+            max(0.0, (now - touch.due_at).total_seconds())
+        )
+    await enqueue_many(uow.conn, uow.outbox.schema, records)
 
 
 def no_outcome() -> Outcome:

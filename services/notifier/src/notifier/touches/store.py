@@ -344,6 +344,22 @@ async def mark_sent(conn: asyncpg.Connection, touch_id: UUID, message_id: str | 
     return await wrote_a_row(conn, _MARK_SENT, touch_id, message_id)
 
 
+async def mark_sent_many(
+    conn: asyncpg.Connection, touch_ids: list[UUID], message_ids: list[str | None]
+) -> set[UUID]:
+    """`mark_sent` for a batch in one statement; returns the touches it marked (the ones
+    still leased)."""
+    rows = await conn.fetch(
+        """UPDATE touches t SET status = 'sent', sent_at = now(), message_id = m.message_id,
+               lease_until = NULL, reason = NULL
+           FROM unnest($1::uuid[], $2::text[]) AS m (id, message_id)
+           WHERE t.id = m.id AND t.status = 'sending' RETURNING t.id""",
+        touch_ids,
+        message_ids,
+    )
+    return {r["id"] for r in rows}
+
+
 _MARK_RETRY = """
     UPDATE touches SET status = CASE WHEN $4 THEN 'failed' ELSE 'scheduled' END,
         due_at = now() + make_interval(secs => $3), last_error = $2, lease_until = NULL,

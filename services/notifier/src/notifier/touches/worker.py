@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -285,12 +286,34 @@ class TouchSender(PollLoop):
     async def _record(self, leased: list[Leased], outcomes: Mapping[UUID, Outcome]) -> None:
         now = datetime.now(UTC)
         async with self.tx() as uow:
-            for item in leased:
-                outcome = outcomes.get(item.touch.id, service.no_outcome())
-                # A leak's touch makes the team's task: no person was touched.
-                team = isinstance(item.claimed.playbook.trigger, LeakTrigger)
-                with trace.use_span(item.span):
-                    await self._record_one(uow, item.touch, outcome, now, team=team)
+            await self._record_batch(uow, leased, outcomes, now)
+
+    async def _record_batch(
+        self,
+        uow: UnitOfWork,
+        leased: list[Leased],
+        outcomes: Mapping[UUID, Outcome],
+        now: datetime,
+    ) -> None:
+        """The batch's sent touches in two statements; the others one by one (rarer)."""
+        delivered: list[service.Delivered] = []
+        for item in leased:
+            outcome = outcomes.get(item.touch.id, service.no_outcome())
+            # A leak's touch makes the team's task: no person was touched.
+            team = isinstance(item.claimed.playbook.trigger, LeakTrigger)
+            if isinstance(outcome, Sent):
+                delivered.append(
+                    service.Delivered(
+                        item.touch,
+                        outcome.message_id,
+                        team,
+                        functools.partial(trace.use_span, item.span),
+                    )
+                )
+                continue
+            with trace.use_span(item.span):
+                await self._record_one(uow, item.touch, outcome, now, team=team)
+        await service.record_sent(uow, delivered, now)
 
     async def _record_one(
         self,
