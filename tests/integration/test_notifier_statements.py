@@ -241,3 +241,23 @@ async def test_resolving_contacts_is_one_statement_to_take_and_one_to_store(
     assert "BEGIN" not in statements
     assert statements[1].startswith("WITH opened")
     assert idle == resolver.poll_interval  # nothing waits: no query to learn it
+
+
+async def test_a_retry_the_sender_records_sets_its_next_sleep_without_a_query(
+    h: Harness,
+) -> None:
+    lead, events = _new_lead()
+    await h.feed(*events)
+    h.mailbox.stop()  # the SMTP server unreachable: the welcome is tried again soon
+    async with counted_pool(h) as counted:
+        sender = TouchSender(counted.pool, h.settings)
+        async with sender.resources():
+            assert await sender.send_due() == 1
+            with counted.counting() as statements:
+                idle = await sender.idle_seconds()
+    [touch] = await h.touches(lead)
+    assert (touch["status"], touch["reason"]) == ("scheduled", "retrying")
+    assert statements == []
+    # Due again after the backoff (FUNNEL_RETRY_BASE_SECONDS 0.01 here, with jitter), well
+    # before the sender's poll (0.5 s); nothing else is due sooner.
+    assert 0.01 <= idle < 0.1 < sender.poll_interval

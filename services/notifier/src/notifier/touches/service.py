@@ -425,12 +425,13 @@ async def record_outcome(
     settings: NotifierSettings,
     *,
     team: bool = False,
-) -> str | None:
+) -> tuple[str | None, float | None]:
     """Record what the channel answered, once (only a touch still 'sending' is marked):
     sent with funnel.touch.sent, another try after a backoff, or failed for good with
     funnel.touch.failed. Returns the error when it was not delivered. A `team` touch (a
     leak's task for the team, keyed by the leak's id) touched no person: it is recorded
-    here, and no touch event tells the others of a lead that does not exist."""
+    here, and no touch event tells the others of a lead that does not exist. Also returns
+    in how many seconds the touch is due again (None: it is not)."""
     conn = uow.conn
     if isinstance(outcome, Sent):
         if await store.mark_sent(conn, touch.id, outcome.message_id):
@@ -452,7 +453,7 @@ async def record_outcome(
             metrics.SEND_LAG.labels(touch.channel).observe(
                 max(0.0, (now - touch.due_at).total_seconds())
             )
-        return None
+        return None, None
     attempts = touch.attempts + 1
     if isinstance(outcome, Failed):
         give_up, error, delay = True, outcome.error, 0.0
@@ -479,7 +480,8 @@ async def record_outcome(
                 )
             )
         metrics.TOUCH_OUTCOMES.labels(touch.channel, "failed" if give_up else "retry").inc()
-    return error
+        return error, None if give_up else delay
+    return error, None
 
 
 @dataclass(frozen=True)
@@ -552,23 +554,6 @@ def _give_up(
     if outcome.counted:
         return True
     return (now - touch.first_due_at).total_seconds() > settings.touch_retry_for_seconds
-
-
-def retry_delay(
-    touch: DueTouch, outcome: Outcome, now: datetime, settings: NotifierSettings
-) -> float | None:
-    """Seconds until a touch recorded with `outcome` is due again (None: it is not)."""
-    if isinstance(outcome, Sent | Failed):
-        return None
-    attempts = touch.attempts + 1
-    if _give_up(outcome, touch, attempts, now, settings):
-        return None
-    return backoff_seconds(
-        attempts,
-        base=settings.retry_base_seconds,
-        cap=settings.retry_max_seconds,
-        retry_after=outcome.delay_s,
-    )
 
 
 async def next_due_in(pool: asyncpg.Pool) -> float | None:

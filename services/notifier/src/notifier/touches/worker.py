@@ -182,10 +182,6 @@ class TouchSender(PollLoop):
             finally:
                 for item in leased:
                     item.span.end()
-            now = datetime.now(UTC)
-            for item in leased:
-                outcome = outcomes.get(item.touch.id, service.no_outcome())
-                self._due_in(service.retry_delay(item.touch, outcome, now, self.settings))
         self._next_due_known = True
         return handled
 
@@ -324,7 +320,10 @@ class TouchSender(PollLoop):
         *,
         team: bool = False,
     ) -> None:
-        error = await service.record_outcome(uow, touch, outcome, now, self.settings, team=team)
+        error, again_in = await service.record_outcome(
+            uow, touch, outcome, now, self.settings, team=team
+        )
+        self._due_in(again_in)  # a retry: the next sleep ends by then
         if error is not None:
             log.warning(
                 "touch not delivered",
