@@ -44,15 +44,16 @@ class PlaybookCache:
     def __init__(self) -> None:
         self._revision: int | None = None
         self._books: dict[str, StoredPlaybook] = {}
-        self.reads = 0  # how many times the playbooks were read (tests, metrics)
+        self.reads = 0  # how many times the playbooks were read (tests)
 
     async def effective(
         self, conn: asyncpg.Connection, revision: int | None = None
     ) -> dict[str, StoredPlaybook]:
-        """The effective set at `revision` (None: asked of the database, one statement)."""
-        if revision is None:
+        """The effective set at `revision` (None: asked of the database, one statement, unless
+        nothing is held yet: then the set is read with its revision at once)."""
+        if revision is None and self._revision is not None:
             revision = await store.revision(conn)
-        if revision != self._revision:
+        if self._revision is None or revision != self._revision:
             self._revision, self._books = await store.effective_at(conn)
             self.reads += 1
         return self._books
