@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
@@ -15,8 +15,7 @@ import pytest
 from funnel_devstack.stack import Stack
 from funnel_servicekit.unit_of_work import UnitOfWork
 from notifier.channels import Outcome
-from notifier.touches.models.due import DueTouch
-from notifier.touches.worker import CONNECTION_ERRORS, TouchSender
+from notifier.touches.worker import CONNECTION_ERRORS, Leased, TouchSender
 from tests.integration.notifier_harness import Harness, captured, entered, notifier_harness
 
 pytestmark = pytest.mark.integration
@@ -39,14 +38,12 @@ class OutageWhileRecording(TouchSender):
         self.terminated = 0
         self.dsn = h.settings.database_url
 
-    async def _record_one(
+    async def _record_batch(
         self,
         uow: UnitOfWork,
-        touch: DueTouch,
-        outcome: Outcome,
+        leased: list[Leased],
+        outcomes: Mapping[UUID, Outcome],
         now: datetime,
-        *,
-        team: bool = False,
     ) -> None:
         if self.terminated < self.outages:
             admin = await asyncpg.connect(self.dsn)
@@ -58,7 +55,7 @@ class OutageWhileRecording(TouchSender):
                 await admin.close()
             assert gone is True
             self.terminated += 1
-        await super()._record_one(uow, touch, outcome, now, team=team)
+        await super()._record_batch(uow, leased, outcomes, now)
 
 
 async def _due_welcome(h: Harness) -> str:

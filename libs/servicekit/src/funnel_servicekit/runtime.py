@@ -68,6 +68,7 @@ class ServiceRuntime(Generic[SettingsT, ContextT]):
         batch_handler: BatchHandler | None = None,
         max_poll_records: int = 200,
         batch_per_poll: bool = False,
+        batch_wait_ms: int | None = None,
     ) -> InboxConsumer:
         """The service's consumer group on `topics`, with this runtime's pool and producer."""
         return InboxConsumer(
@@ -84,6 +85,7 @@ class ServiceRuntime(Generic[SettingsT, ContextT]):
             max_poll_records=max_poll_records,
             commit_interval_seconds=self.settings.consumer_commit_interval_seconds,
             batch_per_poll=batch_per_poll,
+            batch_wait_ms=batch_wait_ms,
         )
 
     def dead_workers(self) -> list[str]:

@@ -37,6 +37,12 @@ class NotifierSettings(ServiceSettings):
     """The touch sender's and the contact resolver's poll while their LISTEN connections are
     up (NOTIFY brings new touches and contacts; each sleeps until its next due row at most
     this long). While LISTEN is down they poll every `FUNNEL_SCHEDULER_POLL_SECONDS`."""
+    consumer_batch_wait_ms: int = Field(default=500, ge=0, le=5000)
+    """How long the broker may hold the notifier's event fetch for more events (0: a record
+    ends the wait at once, as for the services on the report's path). The notifier is off
+    that path: a touch half a second later buys polls that carry several leads each, so a
+    fraction of a transaction per lead instead of two or three. 500, the kit's idle fetch
+    wait (FUNNEL_KAFKA_FETCH_MAX_WAIT_MS): the idle consumer fetches no more often."""
     send_batch_size: int = Field(default=50, ge=1, le=1000)
     contact_key_requests: int = Field(default=4, ge=1, le=64)
     """Data keys the contact resolver asks lead-intake for at once: a burst of new leads must not

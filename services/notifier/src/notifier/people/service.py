@@ -41,17 +41,23 @@ class Known:
         *,
         erased: set[UUID] | None = None,
         tests: set[UUID] | None = None,
+        playbooks_revision: int | None = None,
     ) -> None:
         self.conn = conn
         self._erased = erased
         self._tests = tests
         self._batched = erased is not None
         self._wake: set[str] = set()
+        #: The playbooks' revision as the batch's read saw it (None: not read).
+        self.playbooks_revision = playbooks_revision
+        #: Leads whose sealed contact this batch left for the contact resolver: their
+        #: touches cannot go before it stores the contact, and it wakes the sender then.
+        self.contact_pending: set[UUID] = set()
 
     @classmethod
     async def load(cls, conn: asyncpg.Connection, lead_ids: Iterable[UUID]) -> Known:
-        erased, tests = await store.erased_and_test(conn, list(set(lead_ids)))
-        return cls(conn, erased=erased, tests=tests)
+        erased, tests, revision = await store.erased_and_test(conn, list(set(lead_ids)))
+        return cls(conn, erased=erased, tests=tests, playbooks_revision=revision)
 
     async def is_erased(self, lead_id: UUID) -> bool:
         if self._erased is None:
@@ -103,8 +109,9 @@ async def remember_person(
             sealed=details.sealed,
             locale=details.locale,
             time_zone=details.time_zone,
+            wake=CONTACTS_CHANNEL,  # the contact resolver, in the same statement
         )
-        await known.wake(CONTACTS_CHANNEL)
+        known.contact_pending.add(lead_id)
     else:
         person = details.person(None)
         await store.upsert_contact(
@@ -136,11 +143,11 @@ async def remember_person(
             source=details.source,
             at=details.at,
         )
-    granted = consent is not None and bool(consent.categories)
-    if details.sealed is None or granted or details.consent_withdrawn:
+    if details.sealed is None:
         # Touches scheduled before the contact was known can go now (or the consent they
         # are checked against changed). A sealed contact is not known yet: the contact
-        # resolver wakes the sender once it is stored, and a wake-up now would find nothing.
+        # resolver stores it (with the consent recorded here already) and wakes the sender
+        # then; a wake-up now would find nothing new to send.
         await known.wake(TOUCHES_CHANNEL)
 
 
@@ -165,13 +172,25 @@ class Resolving:
     backoff: Callable[[int], float]
 
 
-async def resolve_contacts(tx: Transactions, keys: DataKeys, how: Resolving) -> int:
-    """One batch: lease waiting rows, fetch their keys with no transaction open, then store
-    each contact (or nothing, for a lead erased meanwhile). Returns how many rows it took."""
-    async with tx() as uow:
-        batch = await store.claim_pending(uow.conn, how.batch_size, how.lease_seconds)
+@dataclass(frozen=True)
+class Resolved:
+    """A resolver batch: how many rows it took, and when the next one may be tried
+    (seconds from now, as its claim and its failures told; None: none waits)."""
+
+    taken: int
+    next_in: float | None
+
+
+async def resolve_contacts(tx: Transactions, keys: DataKeys, how: Resolving) -> Resolved:
+    """One batch: lease waiting rows (one statement, no transaction), fetch their keys with
+    no transaction open, then store every opened contact in one statement (nothing for a
+    lead erased meanwhile, here or at intake); a row that did not open is tried again
+    later, in a transaction of its own."""
+    async with tx.pool.acquire() as conn:
+        claim = await store.claim_pending_batch(conn, how.batch_size, how.lease_seconds)
+    batch, next_in = claim.rows, claim.next_in
     if not batch:
-        return 0
+        return Resolved(0, next_in)
     slots = asyncio.Semaphore(how.key_requests)
 
     async def opened_one(pending: PendingContact) -> PersonalData | None:
@@ -179,12 +198,28 @@ async def resolve_contacts(tx: Transactions, keys: DataKeys, how: Resolving) -> 
             return await open_contact(pending, keys)
 
     opened = await asyncio.gather(*(opened_one(p) for p in batch), return_exceptions=True)
+    done: list[store.Opened] = []
     for pending, person in zip(batch, opened, strict=True):
         if isinstance(person, BaseException):
-            await tx.run(functools.partial(_not_opened, pending=pending, error=person, how=how))
+            delay = await tx.run(
+                functools.partial(_not_opened, pending=pending, error=person, how=how)
+            )
+            if delay is not None:
+                next_in = delay if next_in is None else min(next_in, delay)
         else:
-            await tx.run(functools.partial(store_contact, pending=pending, person=person))
-    return len(batch)
+            done.append(
+                store.Opened(
+                    pending,
+                    email=person.email if person else None,
+                    first_name=person.first_name if person else None,
+                    has_person=person is not None,
+                )
+            )
+    if done:
+        # Stored unless erased, their waiting touches woken: one statement (atomic alone).
+        async with tx.pool.acquire() as conn:
+            await store.store_opened_contacts(conn, done, wake=TOUCHES_CHANNEL)
+    return Resolved(len(batch), next_in)
 
 
 async def store_contact(
@@ -192,31 +227,25 @@ async def store_contact(
 ) -> bool:
     """Store the opened contact and wake the sender; True if stored. Nothing is kept when the
     lead was erased meanwhile (here or at intake): erasure wins."""
-    conn = uow.conn
-    if not await store.take_pending(conn, pending.id):
-        return False  # erased while its key was fetched
-    if person is None:
-        return False
-    # Stored unless erased, and its waiting touches woken, in one statement.
-    return await store.store_opened_contact(
-        conn,
-        pending.lead_id,
-        email=person.email,
-        first_name=person.first_name,
-        locale=pending.locale,
-        time_zone=pending.time_zone,
-        wake=TOUCHES_CHANNEL,
+    opened = store.Opened(
+        pending,
+        email=person.email if person else None,
+        first_name=person.first_name if person else None,
+        has_person=person is not None,
     )
+    stored = await store.store_opened_contacts(uow.conn, [opened], wake=TOUCHES_CHANNEL)
+    return pending.lead_id in stored
 
 
 async def _not_opened(
     uow: UnitOfWork, pending: PendingContact, error: BaseException, how: Resolving
-) -> None:
+) -> float | None:
+    """Park the row or try it again after a backoff; returns that delay (None: parked)."""
     if isinstance(error, SealError):
         # No try will ever open it (a blob sealed for another event or key): kept, parked.
         log.error("sealed personal data does not open", extra={"lead_id": str(pending.lead_id)})
         await store.retry_pending(uow.conn, pending.id, f"seal: {error}", delay_s=None)
-        return
+        return None
     if not isinstance(error, KeyServiceUnavailable | KeyServiceRefused):
         raise error
     delay = how.backoff(pending.attempts)
@@ -227,6 +256,7 @@ async def _not_opened(
         extra={"lead_id": str(pending.lead_id), "error": str(error), "retry_in": delay},
     )
     await store.retry_pending(uow.conn, pending.id, str(error), delay_s=delay)
+    return delay
 
 
 async def next_pending_in(tx: Transactions) -> float | None:

@@ -4,6 +4,7 @@ and the sealed personal data still waiting for its data key."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
@@ -75,20 +76,6 @@ async def set_consents(
     return changed
 
 
-async def set_temperature(
-    conn: asyncpg.Connection, lead_id: UUID, temperature: str, score: float, at: datetime
-) -> None:
-    await conn.execute(
-        """INSERT INTO lead_state (lead_id, temperature, score, scored_at) VALUES ($1, $2, $3, $4)
-           ON CONFLICT (lead_id) DO UPDATE SET temperature = $2, score = $3, scored_at = $4
-           WHERE lead_state.scored_at IS NULL OR lead_state.scored_at <= $4""",
-        lead_id,
-        temperature,
-        score,
-        at,
-    )
-
-
 async def set_owner(
     conn: asyncpg.Connection, lead_id: UUID, owner: str | None, at: datetime
 ) -> None:
@@ -103,14 +90,29 @@ async def set_owner(
     )
 
 
-async def stage_and_temperature(
-    conn: asyncpg.Connection, lead_id: UUID
+async def score(
+    conn: asyncpg.Connection, lead_id: UUID, temperature: str, score: float, at: datetime
 ) -> tuple[str | None, str | None, str | None]:
-    """The lead's funnel, stage and last temperature, in one statement."""
+    """Record a score unless a later one is known (out-of-order safe), and return the lead's
+    funnel, stage and last temperature as they were before it: one statement (each part of
+    it sees the row as it was before)."""
     row = await conn.fetchrow(
-        "SELECT funnel_id, stage, temperature FROM lead_state WHERE lead_id = $1", lead_id
+        """WITH before AS (
+               SELECT funnel_id, stage, temperature FROM lead_state WHERE lead_id = $1),
+           scored AS (
+               INSERT INTO lead_state (lead_id, temperature, score, scored_at)
+               VALUES ($1, $2, $3, $4)
+               ON CONFLICT (lead_id) DO UPDATE SET temperature = $2, score = $3, scored_at = $4
+               WHERE lead_state.scored_at IS NULL OR lead_state.scored_at <= $4)
+           SELECT b.funnel_id, b.stage, b.temperature
+           FROM (SELECT 1) AS one LEFT JOIN before AS b ON true""",
+        lead_id,
+        temperature,
+        score,
+        at,
     )
-    return (row["funnel_id"], row["stage"], row["temperature"]) if row else (None, None, None)
+    assert row is not None
+    return row["funnel_id"], row["stage"], row["temperature"]
 
 
 async def erase(conn: asyncpg.Connection, lead_id: UUID) -> None:
@@ -176,47 +178,26 @@ async def is_test(conn: asyncpg.Connection, lead_id: UUID) -> bool:
 
 async def erased_and_test(
     conn: asyncpg.Connection, lead_ids: list[UUID]
-) -> tuple[set[UUID], set[UUID]]:
-    """Which of `lead_ids` are erased, and which are test leads: one statement."""
+) -> tuple[set[UUID], set[UUID], int]:
+    """Which of `lead_ids` are erased, which are test leads, and the playbooks' revision (so
+    a batch learns whether its cached playbooks still hold without a statement of its own):
+    one statement."""
     rows = await conn.fetch(
-        """SELECT lead_id, true AS erased FROM erased_leads WHERE lead_id = ANY($1::uuid[])
+        """SELECT lead_id, true AS erased, NULL::bigint AS revision FROM erased_leads
+           WHERE lead_id = ANY($1::uuid[])
            UNION ALL
-           SELECT lead_id, false FROM test_leads WHERE lead_id = ANY($1::uuid[])""",
+           SELECT lead_id, false, NULL FROM test_leads WHERE lead_id = ANY($1::uuid[])
+           UNION ALL
+           SELECT NULL, NULL, revision FROM playbooks_revision""",
         lead_ids,
     )
+    leads = [r for r in rows if r["revision"] is None]
+    revision = next(int(r["revision"]) for r in rows if r["revision"] is not None)
     return (
-        {r["lead_id"] for r in rows if r["erased"]},
-        {r["lead_id"] for r in rows if not r["erased"]},
+        {r["lead_id"] for r in leads if r["erased"]},
+        {r["lead_id"] for r in leads if not r["erased"]},
+        revision,
     )
-
-
-async def store_opened_contact(
-    conn: asyncpg.Connection,
-    lead_id: UUID,
-    *,
-    email: str | None,
-    first_name: str | None,
-    locale: str | None,
-    time_zone: str | None,
-    wake: str,
-) -> bool:
-    """`upsert_contact` unless the lead is erased, and NOTIFY `wake` at commit when it was
-    stored: one statement. True when stored."""
-    rows = await conn.fetch(
-        f"""WITH stored AS (
-               {_INSERT_CONTACT} SELECT $1, coalesce($2, ''), $3, $4, $5
-               WHERE NOT EXISTS (SELECT 1 FROM erased_leads WHERE lead_id = $1)
-               {_KEEP_KNOWN}
-               RETURNING 1)
-           SELECT pg_notify($6, '') FROM stored""",  # noqa: S608 (fixed text)
-        lead_id,
-        email,
-        first_name,
-        locale,
-        time_zone,
-        wake,
-    )
-    return bool(rows)
 
 
 async def is_erased(conn: asyncpg.Connection, lead_id: UUID) -> bool:
@@ -231,56 +212,143 @@ async def add_pending(
     sealed: Sealed,
     locale: str | None,
     time_zone: str | None,
+    wake: str,
 ) -> None:
+    """Keep a sealed contact for the contact resolver, and NOTIFY `wake` at commit: one
+    statement (a transaction's identical notifications are delivered once)."""
     await conn.execute(
-        """INSERT INTO pending_contacts (lead_id, event_type, sealed, locale, time_zone)
-           VALUES ($1, $2, $3, $4, $5)""",
+        """WITH row AS (
+               INSERT INTO pending_contacts (lead_id, event_type, sealed, locale, time_zone)
+               VALUES ($1, $2, $3, $4, $5) RETURNING 1)
+           SELECT pg_notify($6, '') FROM row""",
         lead_id,
         event_type,
         sealed.model_dump(mode="json"),
         locale,
         time_zone,
+        wake,
     )
+
+
+@dataclass(frozen=True)
+class PendingBatch:
+    """What one claim statement tells: the rows it leased, and when the next row not among
+    them may be tried (seconds from now; 0: a leased row's lead has more rows, which may go
+    once it is done; None: none waits)."""
+
+    rows: list[PendingContact]
+    next_in: float | None
 
 
 async def claim_pending(
     conn: asyncpg.Connection, limit: int, lease_seconds: float
 ) -> list[PendingContact]:
     """Lease the oldest waiting row of up to `limit` leads (a lead's rows go in event order;
-    SKIP LOCKED shares the work among replicas)."""
+    SKIP LOCKED shares the work among replicas). One statement: no transaction needed."""
+    return (await claim_pending_batch(conn, limit, lease_seconds)).rows
+
+
+async def claim_pending_batch(
+    conn: asyncpg.Connection, limit: int, lease_seconds: float
+) -> PendingBatch:
+    """`claim_pending`, and in the same statement when the next row may be tried (the
+    resolver's sleep needs no query of its own)."""
     rows = await conn.fetch(
         """WITH due AS (
                SELECT id FROM pending_contacts pc
                WHERE next_try_at <= now() AND NOT EXISTS (
                    SELECT 1 FROM pending_contacts p WHERE p.lead_id = pc.lead_id AND p.id < pc.id)
-               ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-           UPDATE pending_contacts p SET attempts = p.attempts + 1,
-               next_try_at = now() + make_interval(secs => $2)
-           FROM due WHERE p.id = due.id
-           RETURNING p.id, p.lead_id, p.event_type, p.sealed, p.locale, p.time_zone,
-               p.attempts""",
+               ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED),
+           claimed AS (
+               UPDATE pending_contacts p SET attempts = p.attempts + 1,
+                   next_try_at = now() + make_interval(secs => $2)
+               FROM due WHERE p.id = due.id
+               RETURNING p.id, p.lead_id, p.event_type, p.sealed, p.locale, p.time_zone,
+                   p.attempts, EXISTS (SELECT 1 FROM pending_contacts m
+                                       WHERE m.lead_id = p.lead_id AND m.id > p.id) AS more)
+           SELECT claimed.*, n.next_in FROM (
+               SELECT extract(epoch FROM min(next_try_at) - now()) AS next_in
+               FROM pending_contacts pc
+               WHERE next_try_at > now() AND next_try_at < 'infinity' AND NOT EXISTS (
+                   SELECT 1 FROM pending_contacts p
+                   WHERE p.lead_id = pc.lead_id AND p.id < pc.id)) AS n
+           LEFT JOIN claimed ON true""",
         limit,
         float(lease_seconds),
     )
-    return [
-        PendingContact(
-            id=r["id"],
-            lead_id=r["lead_id"],
-            event_type=r["event_type"],
-            sealed=Sealed.model_validate(r["sealed"]),
-            locale=r["locale"],
-            time_zone=r["time_zone"],
-            attempts=r["attempts"],
-        )
-        for r in sorted(rows, key=lambda r: int(r["id"]))
-    ]
-
-
-async def take_pending(conn: asyncpg.Connection, pending_id: int) -> bool:
-    """Remove a waiting row (locking it against erasure); False when erasure removed it."""
-    return bool(
-        await conn.fetchval("DELETE FROM pending_contacts WHERE id = $1 RETURNING true", pending_id)
+    claimed = [r for r in rows if r["id"] is not None]
+    next_in = rows[0]["next_in"]
+    wait = None if next_in is None else float(next_in)
+    if any(r["more"] for r in claimed):
+        wait = 0.0
+    return PendingBatch(
+        [
+            PendingContact(
+                id=r["id"],
+                lead_id=r["lead_id"],
+                event_type=r["event_type"],
+                sealed=Sealed.model_validate(r["sealed"]),
+                locale=r["locale"],
+                time_zone=r["time_zone"],
+                attempts=r["attempts"],
+            )
+            for r in sorted(claimed, key=lambda r: int(r["id"]))
+        ],
+        wait,
     )
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A waiting row's outcome: its contact opened (`person` None: erased or unknown at
+    lead-intake, nothing to store)."""
+
+    pending: PendingContact
+    email: str | None
+    first_name: str | None
+    has_person: bool
+
+
+async def store_opened_contacts(
+    conn: asyncpg.Connection, opened: list[Opened], *, wake: str
+) -> set[UUID]:
+    """For a batch of opened rows (one per lead), in one statement: each waiting row taken
+    (locking it against an erasure, which deletes those rows first; a row an erasure took
+    is left alone), its contact stored as `upsert_contact` does unless the lead is erased,
+    and `wake` notified at commit when any was stored. Returns the leads stored."""
+    if not opened:
+        return set()
+    rows = await conn.fetch(
+        f"""WITH opened (id, lead_id, has_person, email, first_name, locale, time_zone) AS (
+               SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bool[], $4::text[],
+                                    $5::text[], $6::text[], $7::text[])),
+           taken AS (
+               DELETE FROM pending_contacts p USING opened o WHERE p.id = o.id RETURNING p.id),
+           stored AS (
+               {_INSERT_CONTACT}
+               SELECT o.lead_id, coalesce(o.email, ''), o.first_name, o.locale, o.time_zone
+               FROM opened o JOIN taken t ON t.id = o.id
+               WHERE o.has_person
+                 AND NOT EXISTS (SELECT 1 FROM erased_leads e WHERE e.lead_id = o.lead_id)
+               ON CONFLICT (lead_id) DO UPDATE SET
+                   email = coalesce((SELECT o.email FROM opened o
+                                     WHERE o.lead_id = excluded.lead_id), contacts.email),
+                   first_name = coalesce(excluded.first_name, contacts.first_name),
+                   locale = coalesce(excluded.locale, contacts.locale),
+                   time_zone = coalesce(excluded.time_zone, contacts.time_zone),
+                   updated_at = now()
+               RETURNING lead_id)
+           SELECT lead_id, pg_notify($8, '') FROM stored""",  # noqa: S608 (fixed text)
+        [o.pending.id for o in opened],
+        [o.pending.lead_id for o in opened],
+        [o.has_person for o in opened],
+        [o.email for o in opened],
+        [o.first_name for o in opened],
+        [o.pending.locale for o in opened],
+        [o.pending.time_zone for o in opened],
+        wake,
+    )
+    return {r["lead_id"] for r in rows}
 
 
 async def retry_pending(

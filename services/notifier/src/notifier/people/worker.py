@@ -43,6 +43,9 @@ class ContactResolver(PollLoop):
             ),
         )
         self.keys: DataKeys | None = None
+        # When the next waiting row may be tried, as the last step told; None: ask.
+        self._next_in: float | None = None
+        self._next_known = False
 
     @contextlib.asynccontextmanager
     async def resources(self) -> AsyncIterator[None]:
@@ -60,15 +63,23 @@ class ContactResolver(PollLoop):
 
     async def step(self) -> int:
         assert self.keys is not None, "step() runs inside resources()"
-        return await service.resolve_contacts(self.tx, self.keys, self.how)
+        self._next_known = False
+        resolved = await service.resolve_contacts(self.tx, self.keys, self.how)
+        self._next_in, self._next_known = resolved.next_in, True
+        return resolved.taken
 
     async def idle_seconds(self) -> float:
-        """Until the next waiting row may be tried, at most the poll interval."""
+        """Until the next waiting row may be tried, at most the poll interval (the step's
+        claim told when that is: no query of its own then)."""
+        poll = self.poll_interval
+        if self._next_known:
+            self._next_known = False
+            wait = self._next_in
+            return poll if wait is None else min(poll, max(wait, 0.01))
         try:
             wait = await service.next_pending_in(self.tx)
         except UNREACHABLE:
             return self.poll_interval
-        poll = self.poll_interval
         return poll if wait is None else min(poll, max(wait, 0.01))
 
     async def resolve_waiting(self) -> int:

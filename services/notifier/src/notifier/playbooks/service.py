@@ -34,6 +34,36 @@ class Destinations:
     timeout: float
 
 
+class PlaybookCache:
+    """The effective playbooks kept in memory (parsed and checked once), read again only
+    when the playbooks' revision moved: every write to them moves it in the same
+    transaction, so a save is seen by the first batch whose own reads tell the new revision
+    (the consumer's erased-and-test read and the sender's claim carry it; no statement of
+    its own). One per process and database: the consumer and the sender each hold one."""
+
+    def __init__(self) -> None:
+        self._revision: int | None = None
+        self._books: dict[str, StoredPlaybook] = {}
+        self.reads = 0  # how many times the playbooks were read (tests)
+
+    async def effective(
+        self, conn: asyncpg.Connection, revision: int | None = None
+    ) -> dict[str, StoredPlaybook]:
+        """The effective set at `revision` (None: asked of the database, one statement, unless
+        nothing is held yet: then the set is read with its revision at once)."""
+        if revision is None and self._revision is not None:
+            revision = await store.revision(conn)
+        if self._revision is None or revision != self._revision:
+            self._revision, self._books = await store.effective_at(conn)
+            self.reads += 1
+        return self._books
+
+    async def playbooks(
+        self, conn: asyncpg.Connection, revision: int | None = None
+    ) -> list[Playbook]:
+        return [s.playbook for s in (await self.effective(conn, revision)).values()]
+
+
 async def effective(conn: asyncpg.Connection) -> dict[str, StoredPlaybook]:
     """Every effective playbook: the shipped defaults, each replaced by a saved one."""
     return await store.effective(conn)

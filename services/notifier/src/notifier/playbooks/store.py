@@ -11,14 +11,33 @@ from notifier.playbooks.models import Playbook, StoredPlaybook
 
 async def effective(conn: asyncpg.Connection) -> dict[str, StoredPlaybook]:
     """Shipped defaults, each replaced by a saved playbook of the same name."""
+    return (await effective_at(conn))[1]
+
+
+async def effective_at(conn: asyncpg.Connection) -> tuple[int, dict[str, StoredPlaybook]]:
+    """The playbooks' revision and the effective set it stands for: one statement (one
+    snapshot), so the two always go together."""
     found = {
         name: StoredPlaybook(book, "shipped", 0, None) for name, book in default_playbooks().items()
     }
-    for row in await conn.fetch("SELECT name, definition, version, updated_at FROM playbooks"):
-        found[row["name"]] = StoredPlaybook(
-            Playbook.model_validate(row["definition"]), "saved", row["version"], row["updated_at"]
-        )
-    return found
+    rows = await conn.fetch(
+        """SELECT r.revision, p.name, p.definition, p.version, p.updated_at
+           FROM playbooks_revision r LEFT JOIN playbooks p ON true"""
+    )
+    for row in rows:
+        if row["name"] is not None:
+            found[row["name"]] = StoredPlaybook(
+                Playbook.model_validate(row["definition"]),
+                "saved",
+                row["version"],
+                row["updated_at"],
+            )
+    return int(rows[0]["revision"]), found
+
+
+async def revision(conn: asyncpg.Connection) -> int:
+    """The playbooks' revision: moved by every write to them (a trigger)."""
+    return int(await conn.fetchval("SELECT revision FROM playbooks_revision"))
 
 
 async def playbooks(conn: asyncpg.Connection) -> list[Playbook]:

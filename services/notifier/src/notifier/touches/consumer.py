@@ -30,6 +30,7 @@ from funnel_servicekit.telemetry import spans_recorded, unrecorded_child_headers
 from funnel_servicekit.unit_of_work import Outbox, UnitOfWork
 from notifier.interface import INTERFACE
 from notifier.people import service as people
+from notifier.playbooks.service import PlaybookCache
 from notifier.runtime import NotifierRuntime
 from notifier.touches import service
 
@@ -56,16 +57,24 @@ async def handle(
 
 
 async def handle_batch(
-    conn: asyncpg.Connection, deliveries: Sequence[Delivery], *, outbox: Outbox = OUTBOX
+    conn: asyncpg.Connection,
+    deliveries: Sequence[Delivery],
+    *,
+    outbox: Outbox = OUTBOX,
+    playbooks: PlaybookCache | None = None,
+    wake_within: float | None = None,
 ) -> None:
     """A poll's fresh events (each partition's in order), in the inbox transaction: what
-    every event asks (erased? a test lead? the playbooks) is read once for the poll, each
-    wake-up sent once, and no span is made where none would be recorded (the touches still
-    carry each event's trace). The events themselves go through the same use cases as one at
-    a time."""
+    every event asks (erased? a test lead? the playbooks' revision) is read once for the
+    poll in one statement, the playbooks come from `playbooks` (read again only when their
+    revision moved), each wake-up is sent once (`wake_within`: see `Consuming`), and no span
+    is made where none would be recorded (the touches still carry each event's trace). The
+    events themselves go through the same use cases as one at a time."""
     ids = {d.event.lead_id for d in deliveries}
     ids |= {d.event.merged_lead_id for d in deliveries if isinstance(d.event, LeadMerged)}
-    batch = await service.Consuming.load(UnitOfWork(conn, outbox), ids)
+    batch = await service.Consuming.load(
+        UnitOfWork(conn, outbox), ids, playbooks, wake_within=wake_within
+    )
     if spans_recorded():
         for d in deliveries:
             with consume_span(d.topic, d.envelope):
@@ -102,13 +111,25 @@ async def _apply(batch: service.Consuming, envelope: Envelope, event: EventData)
 
 
 def consumer_worker(runtime: NotifierRuntime) -> Worker:
+    settings = runtime.settings
+    # The sender polls at least this often (and reads the next due time each time): a touch
+    # due later than that needs no wake-up (docs/decisions/0073). A second of margin covers
+    # its step.
+    sender_poll = max(settings.scheduler_listening_poll_seconds, settings.scheduler_poll_seconds)
     consumer = runtime.inbox_consumer(
         topics=INTERFACE.consumes,
         handler=functools.partial(handle, outbox=runtime.outbox),
-        batch_handler=functools.partial(handle_batch, outbox=runtime.outbox),
+        batch_handler=functools.partial(
+            handle_batch,
+            outbox=runtime.outbox,
+            playbooks=PlaybookCache(),
+            wake_within=sender_poll + 1.0,
+        ),
         handled_types=HANDLED,
         # One call for the whole poll: the people facts, the playbooks and the wake-ups are
         # read and sent once per poll, not once per partition (docs/decisions/0071).
         batch_per_poll=True,
+        # Off the report's path: the broker holds a fetch for more events (decision 0073).
+        batch_wait_ms=settings.consumer_batch_wait_ms or None,
     )
     return Worker("events-consumer", consumer.run, consumer.stop)

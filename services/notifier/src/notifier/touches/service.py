@@ -8,7 +8,8 @@ outcome once (another transaction). For the API: list a lead's touches, replay a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -29,6 +30,7 @@ from funnel_contracts import (
     TouchFailed,
     TouchSent,
 )
+from funnel_servicekit.outbox import OutboxRecord, enqueue_many, outbox_record
 from funnel_servicekit.telemetry import current_trace_headers
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
 from notifier import metrics
@@ -37,9 +39,9 @@ from notifier.links import LinkSigner
 from notifier.people import store as people
 from notifier.people.models import Contact
 from notifier.people.service import Known
-from notifier.playbooks import store as playbooks
 from notifier.playbooks.models import Channel, Playbook, StoredPlaybook, plans_for
 from notifier.playbooks.models.templates import pick, render, shipped
+from notifier.playbooks.service import PlaybookCache
 from notifier.retry_policy import backoff_seconds
 from notifier.settings import NotifierSettings
 from notifier.touches import store
@@ -54,27 +56,43 @@ from notifier.wake import TOUCHES_CHANNEL, notify
 @dataclass
 class Consuming:
     """What the event handlers share across a poll batch: the people facts and wake-ups
-    (`Known`), the playbooks (read once), and the trace context the touches they schedule
-    carry. `Consuming(uow)` is one event's: it asks the database as it goes and takes the
-    current span's trace context."""
+    (`Known`), the playbooks (from the process's cache, checked against the revision the
+    facts' read brought), and the trace context the touches they schedule carry.
+    `Consuming(uow)` is one event's: it asks the database as it goes and takes the current
+    span's trace context."""
 
     uow: UnitOfWork
     known: Known = field(init=False)
     books: list[Playbook] | None = None
     trace: dict[str, str] | None = None
+    #: A touch due sooner than this many seconds from now wakes the sender; a later one is
+    #: found by the sender's own polls (each reads the next due time, and it polls at least
+    #: this often), so its wake-up would only cost a claim that finds nothing. None: every
+    #: scheduled touch wakes it.
+    wake_within: float | None = None
 
     def __post_init__(self) -> None:
         self.known = Known(self.uow.conn)
 
     @classmethod
-    async def load(cls, uow: UnitOfWork, lead_ids: Iterable[UUID]) -> Consuming:
-        batch = cls(uow)
+    async def load(
+        cls,
+        uow: UnitOfWork,
+        lead_ids: Iterable[UUID],
+        cache: PlaybookCache | None = None,
+        *,
+        wake_within: float | None = None,
+    ) -> Consuming:
+        batch = cls(uow, wake_within=wake_within)
         batch.known = await Known.load(uow.conn, lead_ids)
-        batch.books = await playbooks.playbooks(uow.conn)
+        cache = cache if cache is not None else PlaybookCache()
+        batch.books = await cache.playbooks(uow.conn, batch.known.playbooks_revision)
         return batch
 
     async def playbooks(self) -> list[Playbook]:
-        return self.books if self.books is not None else await playbooks.playbooks(self.uow.conn)
+        if self.books is None:
+            self.books = await PlaybookCache().playbooks(self.uow.conn)
+        return self.books
 
     def trace_context(self) -> dict[str, str]:
         return dict(self.trace) if self.trace is not None else current_trace_headers()
@@ -163,14 +181,14 @@ async def record_score(
     conn, batch = uow.conn, _consuming(uow, batch)
     if await batch.known.is_erased(event.lead_id):
         return
-    funnel_id, stage, known = await people.stage_and_temperature(conn, event.lead_id)
+    # The score recorded and what was known before it read: one statement.
+    funnel_id, stage, known = await people.score(
+        conn, event.lead_id, event.temperature, event.score, event.scored_at
+    )
     if event.previous_temperature is None and known is not None:
         # The producer did not say where it came from; what we saw last is the answer,
         # so a lead that stays hot does not make a new sales task on every score.
         event = event.model_copy(update={"previous_temperature": known})
-    await people.set_temperature(
-        conn, event.lead_id, event.temperature, event.score, event.scored_at
-    )
     if event.owner is not None:
         await people.set_owner(conn, event.lead_id, event.owner, event.scored_at)
     await _schedule(batch, cause_id, event, funnel_id=funnel_id, stage=stage)
@@ -220,14 +238,22 @@ async def _schedule(
             is not None
             for plan in plans
         ]
-    scheduled = 0
+    soon = (
+        datetime.max.replace(tzinfo=UTC)
+        if batch.wake_within is None
+        else datetime.now(UTC) + timedelta(seconds=batch.wake_within)
+    )
+    wake = False
     for plan, wrote in zip(plans, written, strict=True):
         if wrote:
             if plan.stale:
                 metrics.TOUCH_OUTCOMES.labels(plan.channel, "skipped").inc()
-            else:
-                scheduled += 1
-    if scheduled:
+            elif plan.due_at < soon and (
+                # A contact the resolver is still opening: it wakes the sender once stored.
+                plan.channel == "task" or event.lead_id not in batch.known.contact_pending
+            ):
+                wake = True
+    if wake:
         await batch.known.wake(TOUCHES_CHANNEL)
 
 
@@ -275,24 +301,40 @@ class SendRules:
         return max(self.cap_window, own or timedelta(0))
 
 
-async def claim_due(tx: Transactions, rules: SendRules) -> tuple[list[Claimed], int]:
+@dataclass
+class ClaimedBatch:
+    """What a claim leased, how many touches it handled, and when the next one not among
+    them falls due (seconds from now, as the claim's own statement and the deferrals it
+    wrote tell; None: none waits)."""
+
+    leased: list[Claimed]
+    handled: int
+    next_due_in: float | None
+
+
+async def claim_due(
+    tx: Transactions, rules: SendRules, books: PlaybookCache | None = None
+) -> ClaimedBatch:
     """One transaction: lock a batch of due touches (SKIP LOCKED: replicas share the work)
     and their leads, re-check every condition, and lease (to send), defer or suppress each.
-    Returns the leased touches and how many were handled."""
+    The playbooks come from `books` (read again only when the claim's statement tells a new
+    revision)."""
     now = datetime.now(UTC)
+    books = books if books is not None else PlaybookCache()
     async with tx() as uow:
         conn = uow.conn
-        due = await store.lock_due(conn, rules.batch_size)
+        batch = await store.lock_due(conn, rules.batch_size)
+        due, next_due_in = batch.touches, batch.next_due_in
         if not due:
-            return [], 0
-        books = await playbooks.effective(conn)
+            return ClaimedBatch([], 0, next_due_in)
+        effective = await books.effective(conn, batch.playbooks_revision)
         leads = sorted({t.lead_id for t in due}, key=str)
         await store.lock_leads(conn, leads)
-        window = max(rules.window(books.get(t.playbook)) for t in due)
+        window = max(rules.window(effective.get(t.playbook)) for t in due)
         snap = await store.snapshot(conn, leads, now=now, window_start=now - window)
         leased: list[Claimed] = []
         for touch in due:
-            stored = books.get(touch.playbook)
+            stored = effective.get(touch.playbook)
             decision = decide(
                 touch,
                 snap.facts(touch.lead_id, touch.channel, touch.playbook, touch.id),
@@ -307,6 +349,7 @@ async def claim_due(tx: Transactions, rules: SendRules) -> tuple[list[Claimed], 
                 leased.append(Claimed(touch, stored.playbook, snap.contacts.get(touch.lead_id)))
             elif isinstance(decision, Defer):
                 await store.defer(conn, touch.id, decision.until, decision.why)
+                next_due_in = _sooner(next_due_in, (decision.until - now).total_seconds())
                 metrics.TOUCH_OUTCOMES.labels(touch.channel, "deferred").inc()
             else:
                 why = decision.why if not isinstance(decision, Send) else "playbook removed"
@@ -314,7 +357,11 @@ async def claim_due(tx: Transactions, rules: SendRules) -> tuple[list[Claimed], 
                 metrics.TOUCH_OUTCOMES.labels(touch.channel, "suppressed").inc()
         if leased:
             await store.lease(conn, [c.touch.id for c in leased], rules.lease_seconds)
-    return leased, len(due)
+    return ClaimedBatch(leased, len(due), next_due_in)
+
+
+def _sooner(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 def compose_email(item: Claimed, links: LinkSigner, settings: NotifierSettings) -> EmailMessage:
@@ -378,12 +425,13 @@ async def record_outcome(
     settings: NotifierSettings,
     *,
     team: bool = False,
-) -> str | None:
+) -> tuple[str | None, float | None]:
     """Record what the channel answered, once (only a touch still 'sending' is marked):
     sent with funnel.touch.sent, another try after a backoff, or failed for good with
     funnel.touch.failed. Returns the error when it was not delivered. A `team` touch (a
     leak's task for the team, keyed by the leak's id) touched no person: it is recorded
-    here, and no touch event tells the others of a lead that does not exist."""
+    here, and no touch event tells the others of a lead that does not exist. Also returns
+    in how many seconds the touch is due again (None: it is not)."""
     conn = uow.conn
     if isinstance(outcome, Sent):
         if await store.mark_sent(conn, touch.id, outcome.message_id):
@@ -405,7 +453,7 @@ async def record_outcome(
             metrics.SEND_LAG.labels(touch.channel).observe(
                 max(0.0, (now - touch.due_at).total_seconds())
             )
-        return None
+        return None, None
     attempts = touch.attempts + 1
     if isinstance(outcome, Failed):
         give_up, error, delay = True, outcome.error, 0.0
@@ -432,7 +480,58 @@ async def record_outcome(
                 )
             )
         metrics.TOUCH_OUTCOMES.labels(touch.channel, "failed" if give_up else "retry").inc()
-    return error
+        return error, None if give_up else delay
+    return error, None
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A touch its channel took (`Sent`), with the context its touch.sent event is made in
+    (the send's span, so the trace goes on from it)."""
+
+    touch: DueTouch
+    message_id: str | None
+    team: bool
+    context: Callable[[], AbstractContextManager[Any]]
+
+
+async def record_sent(uow: UnitOfWork, delivered: Sequence[Delivered], now: datetime) -> None:
+    """`record_outcome` for a batch of sent touches: each still leased marked sent in one
+    statement, and their touch.sent events written to the outbox in one (a `team` touch
+    writes none)."""
+    if not delivered:
+        return
+    marked = await store.mark_sent_many(
+        uow.conn, [d.touch.id for d in delivered], [d.message_id for d in delivered]
+    )
+    records: list[OutboxRecord] = []
+    for d in delivered:
+        touch = d.touch
+        if touch.id not in marked:
+            continue
+        if not d.team:
+            with d.context():
+                records.append(
+                    outbox_record(
+                        TouchSent(
+                            lead_id=touch.lead_id,
+                            touch_id=touch.id,
+                            playbook=touch.playbook,
+                            channel=_channel(touch.channel),
+                            template=touch.template,
+                            funnel_id=touch.funnel_id,
+                            stage=touch.stage,
+                            message_id=d.message_id,
+                            sent_at=now,
+                        ),
+                        source=uow.outbox.source,
+                    )
+                )
+        metrics.TOUCH_OUTCOMES.labels(touch.channel, "sent").inc()
+        metrics.SEND_LAG.labels(touch.channel).observe(
+            max(0.0, (now - touch.due_at).total_seconds())
+        )
+    await enqueue_many(uow.conn, uow.outbox.schema, records)
 
 
 def no_outcome() -> Outcome:

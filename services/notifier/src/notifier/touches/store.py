@@ -4,6 +4,8 @@ batch snapshot of what the send-time rules look at."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -218,7 +220,14 @@ _COLUMNS = """t.id, t.lead_id, t.playbook, t.channel, t.kind, t.category, t.temp
     t.first_due_at, t.attempts, t.trace_context"""
 
 
-def _due(row: asyncpg.Record) -> DueTouch:
+def _without(row: asyncpg.Record, *names: str) -> dict[str, Any]:
+    data = dict(row.items())
+    for name in names:
+        del data[name]
+    return data
+
+
+def _due(row: Mapping[str, Any]) -> DueTouch:
     data = dict(row)
     data["cancel_on"] = tuple(data["cancel_on"] or ())
     ctx = data["trace_context"]
@@ -226,19 +235,49 @@ def _due(row: asyncpg.Record) -> DueTouch:
     return DueTouch(**data)
 
 
-async def lock_due(conn: asyncpg.Connection, limit: int) -> list[DueTouch]:
+@dataclass(frozen=True)
+class DueBatch:
+    """What one claim statement tells: the due touches it locked, when the next touch not
+    among them falls due (seconds from now; None: none waits), and the playbooks' revision."""
+
+    touches: list[DueTouch]
+    next_due_in: float | None
+    playbooks_revision: int
+
+
+_CLAIMABLE = """(t.channel = 'task' OR EXISTS (
+    SELECT 1 FROM contacts c WHERE c.lead_id = t.lead_id))"""
+
+
+async def lock_due(conn: asyncpg.Connection, limit: int) -> DueBatch:
     """Lock due touches (inside the caller's transaction); SKIP LOCKED shares work among
-    replicas. A touch whose lease ran out (its sender died mid-send) is due again."""
+    replicas. A touch whose lease ran out (its sender died mid-send) is due again. The same
+    statement tells when the next scheduled touch falls due (so the sender needs no query
+    of its own to know how long to sleep) and the playbooks' revision (so it knows whether
+    the playbooks it holds are still the effective ones)."""
     rows = await conn.fetch(
-        f"""SELECT {_COLUMNS} FROM touches t
-            WHERE ((t.status = 'scheduled' AND t.due_at <= now())
-                OR (t.status = 'sending' AND t.lease_until < now()))
-              AND (t.channel = 'task' OR EXISTS (
-                   SELECT 1 FROM contacts c WHERE c.lead_id = t.lead_id))
-            ORDER BY t.due_at LIMIT $1 FOR UPDATE OF t SKIP LOCKED""",  # noqa: S608
+        f"""WITH due AS (
+               SELECT {_COLUMNS} FROM touches t
+               WHERE ((t.status = 'scheduled' AND t.due_at <= now())
+                   OR (t.status = 'sending' AND t.lease_until < now()))
+                 AND {_CLAIMABLE}
+               ORDER BY t.due_at LIMIT $1 FOR UPDATE OF t SKIP LOCKED)
+           SELECT due.*, n.next_due_in, n.revision FROM (
+               SELECT (SELECT extract(epoch FROM t.due_at - now()) FROM touches t
+                       WHERE t.status = 'scheduled' AND t.due_at > now() AND {_CLAIMABLE}
+                       ORDER BY t.due_at LIMIT 1) AS next_due_in,
+                      (SELECT revision FROM playbooks_revision) AS revision) AS n
+           LEFT JOIN due ON true""",  # noqa: S608 (fixed text)
         limit,
     )
-    return sorted((_due(r) for r in rows), key=lambda t: (str(t.lead_id), t.due_at))
+    head = rows[0]
+    touches = [_due(_without(r, "next_due_in", "revision")) for r in rows if r["id"] is not None]
+    wait = head["next_due_in"]
+    return DueBatch(
+        sorted(touches, key=lambda t: (str(t.lead_id), t.due_at)),
+        None if wait is None else float(wait),
+        int(head["revision"]),
+    )
 
 
 async def next_due_in_seconds(conn: asyncpg.Connection) -> float | None:
@@ -305,6 +344,22 @@ async def mark_sent(conn: asyncpg.Connection, touch_id: UUID, message_id: str | 
     return await wrote_a_row(conn, _MARK_SENT, touch_id, message_id)
 
 
+async def mark_sent_many(
+    conn: asyncpg.Connection, touch_ids: list[UUID], message_ids: list[str | None]
+) -> set[UUID]:
+    """`mark_sent` for a batch in one statement; returns the touches it marked (the ones
+    still leased)."""
+    rows = await conn.fetch(
+        """UPDATE touches t SET status = 'sent', sent_at = now(), message_id = m.message_id,
+               lease_until = NULL, reason = NULL
+           FROM unnest($1::uuid[], $2::text[]) AS m (id, message_id)
+           WHERE t.id = m.id AND t.status = 'sending' RETURNING t.id""",
+        touch_ids,
+        message_ids,
+    )
+    return {r["id"] for r in rows}
+
+
 _MARK_RETRY = """
     UPDATE touches SET status = CASE WHEN $4 THEN 'failed' ELSE 'scheduled' END,
         due_at = now() + make_interval(secs => $3), last_error = $2, lease_until = NULL,
@@ -369,38 +424,42 @@ async def touches_of(conn: asyncpg.Connection, lead_id: UUID) -> list[dict[str, 
 async def snapshot(
     conn: asyncpg.Connection, lead_ids: list[UUID], *, now: datetime, window_start: datetime
 ) -> Snapshot:
-    """Five set-based reads for the whole batch (not five per touch)."""
+    """What the send-time rules look at for the whole batch (not per touch), in one
+    statement: contacts, stages, consents, activities and recent marketing sends, one row
+    each, told apart by `k`."""
     snap = Snapshot(now=now)
-    for r in await conn.fetch(
-        "SELECT lead_id, email, first_name, locale, time_zone FROM contacts"
-        " WHERE lead_id = ANY($1::uuid[])",
-        lead_ids,
-    ):
-        snap.contacts[r["lead_id"]] = Contact(
-            r["email"], r["first_name"], r["locale"], r["time_zone"]
-        )
-    for r in await conn.fetch(
-        "SELECT lead_id, stage FROM lead_state WHERE lead_id = ANY($1::uuid[])", lead_ids
-    ):
-        snap.stages[r["lead_id"]] = r["stage"]
-    for r in await conn.fetch(
-        "SELECT lead_id, category, granted FROM consents WHERE lead_id = ANY($1::uuid[])",
-        lead_ids,
-    ):
-        snap.consents.setdefault(r["lead_id"], {})[r["category"]] = r["granted"]
-    for r in await conn.fetch(
-        "SELECT lead_id, activity_type, last_at FROM lead_activities"
-        " WHERE lead_id = ANY($1::uuid[])",
-        lead_ids,
-    ):
-        snap.activities.setdefault(r["lead_id"], {})[r["activity_type"]] = r["last_at"]
-    for r in await conn.fetch(
-        """SELECT lead_id, channel, playbook, id, coalesce(sent_at, now()) AS at FROM touches
+    rows = await conn.fetch(
+        """SELECT 'c' AS k, lead_id, email AS a, first_name AS b, locale AS c, time_zone AS d,
+                  NULL::timestamptz AS at, NULL::uuid AS id, NULL::bool AS granted
+           FROM contacts WHERE lead_id = ANY($1::uuid[])
+           UNION ALL
+           SELECT 's', lead_id, stage, NULL, NULL, NULL, NULL, NULL, NULL
+           FROM lead_state WHERE lead_id = ANY($1::uuid[])
+           UNION ALL
+           SELECT 'g', lead_id, category, NULL, NULL, NULL, NULL, NULL, granted
+           FROM consents WHERE lead_id = ANY($1::uuid[])
+           UNION ALL
+           SELECT 'a', lead_id, activity_type, NULL, NULL, NULL, last_at, NULL, NULL
+           FROM lead_activities WHERE lead_id = ANY($1::uuid[])
+           UNION ALL
+           SELECT 'm', lead_id, channel, playbook, NULL, NULL, coalesce(sent_at, now()), id,
+                  NULL
+           FROM touches
            WHERE lead_id = ANY($1::uuid[]) AND kind = 'marketing'
              AND ((status = 'sent' AND sent_at > $2) OR status = 'sending')""",
         lead_ids,
         window_start,
-    ):
-        key = (r["lead_id"], r["channel"])
-        snap.sends.setdefault(key, []).append((r["playbook"], r["id"], r["at"]))
+    )
+    for r in rows:
+        k, lead = r["k"], r["lead_id"]
+        if k == "c":
+            snap.contacts[lead] = Contact(r["a"], r["b"], r["c"], r["d"])
+        elif k == "s":
+            snap.stages[lead] = r["a"]
+        elif k == "g":
+            snap.consents.setdefault(lead, {})[r["a"]] = r["granted"]
+        elif k == "a":
+            snap.activities.setdefault(lead, {})[r["a"]] = r["at"]
+        else:
+            snap.sends.setdefault((lead, r["a"]), []).append((r["b"], r["id"], r["at"]))
     return snap

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +41,7 @@ from notifier.channels.webhook import WebhookChannel
 from notifier.links import LinkSigner
 from notifier.playbooks.models import LeakTrigger
 from notifier.playbooks.models.templates import TemplateProblem
+from notifier.playbooks.service import PlaybookCache
 from notifier.runtime import NotifierRuntime
 from notifier.settings import NotifierSettings
 from notifier.tasks import service as tasks
@@ -116,6 +119,11 @@ class TouchSender(PollLoop):
         self.rules = service.SendRules.of(settings)
         self.links = LinkSigner.of(settings)
         self.channels: Channels | None = None
+        self.playbooks = PlaybookCache()
+        # When the next touch falls due (time.monotonic()), as the last step's own claim and
+        # records told; None: ask the database (no step ran since it was used).
+        self._next_due_at: float | None = None
+        self._next_due_known = False
 
     @contextlib.asynccontextmanager
     async def resources(self) -> AsyncIterator[None]:
@@ -128,13 +136,27 @@ class TouchSender(PollLoop):
 
     async def idle_seconds(self) -> float:
         """Sleep until the next touch falls due, at most the poll interval (new touches and
-        contacts wake the loop by NOTIFY sooner)."""
+        contacts wake the loop by NOTIFY sooner). The step's claim told when that is (and
+        its deferrals and retries moved it sooner): no query of its own then."""
         poll = self.poll_interval
-        try:
-            wait = await service.next_due_in(self.pool)
-        except (*CONNECTION_ERRORS, asyncpg.PostgresError):
-            return poll
+        if self._next_due_known:
+            self._next_due_known = False
+            due_at = self._next_due_at
+            wait = None if due_at is None else due_at - time.monotonic()
+        else:
+            try:
+                wait = await service.next_due_in(self.pool)
+            except (*CONNECTION_ERRORS, asyncpg.PostgresError):
+                return poll
         return poll if wait is None else min(poll, max(wait, 0.01))
+
+    def _due_in(self, seconds: float | None) -> None:
+        """A touch falls due in `seconds` (None: nothing new): the next sleep ends by then."""
+        if seconds is None:
+            return
+        at = time.monotonic() + seconds
+        if self._next_due_at is None or at < self._next_due_at:
+            self._next_due_at = at
 
     async def send_due(self) -> int:
         """One batch outside `run()` (tests, benchmarks), with this sender's channels if a
@@ -147,16 +169,20 @@ class TouchSender(PollLoop):
     async def step(self) -> int:
         """One batch: claim and decide, send, record. Returns how many touches were handled."""
         assert self.channels is not None, "step() runs inside resources()"
-        claimed, handled = await service.claim_due(self.tx, self.rules)
-        if not claimed:
-            return handled
-        leased = [Leased(c, self._span(c.touch)) for c in claimed]
-        try:
-            outcomes = await self._dispatch(self.channels, leased)
-            await self._record_until_committed(leased, outcomes)
-        finally:
-            for item in leased:
-                item.span.end()
+        self._next_due_known = False
+        batch = await service.claim_due(self.tx, self.rules, self.playbooks)
+        self._next_due_at = None
+        self._due_in(batch.next_due_in)
+        claimed, handled = batch.leased, batch.handled
+        if claimed:
+            leased = [Leased(c, self._span(c.touch)) for c in claimed]
+            try:
+                outcomes = await self._dispatch(self.channels, leased)
+                await self._record_until_committed(leased, outcomes)
+            finally:
+                for item in leased:
+                    item.span.end()
+        self._next_due_known = True
         return handled
 
     def _span(self, touch: DueTouch) -> trace.Span:
@@ -256,12 +282,34 @@ class TouchSender(PollLoop):
     async def _record(self, leased: list[Leased], outcomes: Mapping[UUID, Outcome]) -> None:
         now = datetime.now(UTC)
         async with self.tx() as uow:
-            for item in leased:
-                outcome = outcomes.get(item.touch.id, service.no_outcome())
-                # A leak's touch makes the team's task: no person was touched.
-                team = isinstance(item.claimed.playbook.trigger, LeakTrigger)
-                with trace.use_span(item.span):
-                    await self._record_one(uow, item.touch, outcome, now, team=team)
+            await self._record_batch(uow, leased, outcomes, now)
+
+    async def _record_batch(
+        self,
+        uow: UnitOfWork,
+        leased: list[Leased],
+        outcomes: Mapping[UUID, Outcome],
+        now: datetime,
+    ) -> None:
+        """The batch's sent touches in two statements; the others one by one (rarer)."""
+        delivered: list[service.Delivered] = []
+        for item in leased:
+            outcome = outcomes.get(item.touch.id, service.no_outcome())
+            # A leak's touch makes the team's task: no person was touched.
+            team = isinstance(item.claimed.playbook.trigger, LeakTrigger)
+            if isinstance(outcome, Sent):
+                delivered.append(
+                    service.Delivered(
+                        item.touch,
+                        outcome.message_id,
+                        team,
+                        functools.partial(trace.use_span, item.span),
+                    )
+                )
+                continue
+            with trace.use_span(item.span):
+                await self._record_one(uow, item.touch, outcome, now, team=team)
+        await service.record_sent(uow, delivered, now)
 
     async def _record_one(
         self,
@@ -272,7 +320,10 @@ class TouchSender(PollLoop):
         *,
         team: bool = False,
     ) -> None:
-        error = await service.record_outcome(uow, touch, outcome, now, self.settings, team=team)
+        error, again_in = await service.record_outcome(
+            uow, touch, outcome, now, self.settings, team=team
+        )
+        self._due_in(again_in)  # a retry: the next sleep ends by then
         if error is not None:
             log.warning(
                 "touch not delivered",
