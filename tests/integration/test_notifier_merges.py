@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
-from funnel_contracts import LeadMerged
+from funnel_contracts import EventData, LeadMerged
+from funnel_contracts.examples import lead_captured_v2
+from funnel_contracts.sealed import PersonalData
 from funnel_devstack.stack import Stack
 from tests.integration.notifier_harness import Harness, captured, entered, notifier_harness
 
@@ -66,3 +68,41 @@ async def test_a_merge_moves_waiting_touches_to_the_survivor_once(h: Harness) ->
         "SELECT granted FROM consents WHERE lead_id = $1 AND category = 'marketing'", survivor
     )
     assert consent is True  # the other's consent fills the survivor's gap
+
+
+async def test_a_real_person_merged_into_a_test_lead_is_touched_two_test_leads_are_not(
+    h: Harness,
+) -> None:
+    """A test survivor and a real other lead are one real person: the survivor is no test lead
+    any more and the touches moved to it wait to be sent. Two test leads stay a test lead."""
+    tried, bought, trial_a, trial_b = uuid4(), uuid4(), uuid4(), uuid4()
+    now = datetime.now(UTC)
+
+    def test_capture(lead: UUID) -> EventData:
+        return lead_captured_v2(PersonalData(email=f"{lead.hex[:8]}@example.com"), lead_id=lead,
+                                test=True)  # fmt: skip
+
+    def merge(survivor: UUID, other: UUID) -> LeadMerged:
+        return LeadMerged(
+            lead_id=survivor, merged_lead_id=other, reason="manual", actor=None, merged_at=now
+        )
+
+    await h.feed(
+        test_capture(tried),
+        entered(tried, "awareness", 0),
+        captured(bought, email="bought@example.com"),
+        entered(bought, "awareness", 0),
+        entered(bought, "interest", 1, "awareness"),
+        test_capture(trial_a),
+        test_capture(trial_b),
+    )
+    assert {s for _, s, _ in await _touches(h, tried)} <= {"cancelled"}
+    waiting = {p for p, s, _ in await _touches(h, bought) if s == "scheduled"}
+    assert {"nurture-1", "nurture-2"} <= waiting
+
+    await h.feed(merge(tried, bought), merge(trial_a, trial_b))
+
+    tests = {r["lead_id"] for r in await h.pool.fetch("SELECT lead_id FROM test_leads")}
+    assert tests == {trial_a, trial_b}
+    moved = {p for p, s, _ in await _touches(h, tried) if s == "scheduled"}
+    assert waiting - {"welcome"} <= moved

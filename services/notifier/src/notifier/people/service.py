@@ -79,6 +79,14 @@ class Known:
         if self._tests is not None:
             self._tests.add(lead_id)
 
+    async def fold_test(self, survivor: UUID, other: UUID) -> None:
+        """A merge: the survivor stays a test lead only when the other is one too (a real
+        person merged with a test lead is real, and touched again)."""
+        if await self.is_test(survivor) and not await self.is_test(other):
+            await store.unmark_test(self.conn, survivor)
+            if self._tests is not None:
+                self._tests.discard(survivor)
+
     async def wake(self, channel: str) -> None:
         """Wake `channel`'s loop at commit: now, or once at `flush` for a batch."""
         if self._batched:

@@ -172,6 +172,10 @@ async def mark_test(conn: asyncpg.Connection, lead_id: UUID) -> None:
     )
 
 
+async def unmark_test(conn: asyncpg.Connection, lead_id: UUID) -> None:
+    await conn.execute("DELETE FROM test_leads WHERE lead_id = $1", lead_id)
+
+
 async def is_test(conn: asyncpg.Connection, lead_id: UUID) -> bool:
     return bool(await conn.fetchval("SELECT true FROM test_leads WHERE lead_id = $1", lead_id))
 

@@ -119,12 +119,14 @@ async def forget_test_lead(uow: UnitOfWork, lead_id: UUID, batch: Consuming | No
 
 async def merge_leads(uow: UnitOfWork, event: LeadMerged, batch: Consuming | None = None) -> None:
     """Two leads are one person: what is known of the other and its waiting touches move to
-    the survivor (duplicates dropped), so the person is touched once."""
+    the survivor (duplicates dropped), so the person is touched once; the survivor is a test
+    lead only when both were."""
     conn, known = uow.conn, _consuming(uow, batch).known
     survivor, other = event.lead_id, event.merged_lead_id
     if await known.is_erased(survivor) or await known.is_erased(other):
         return
     await people.fold(conn, survivor, other)
+    await known.fold_test(survivor, other)
     if await store.move_to(conn, survivor, other):
         await known.wake(TOUCHES_CHANNEL)
 
