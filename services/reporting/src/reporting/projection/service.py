@@ -92,7 +92,7 @@ async def project(
         if lead in survivors and not isinstance(event, StageChanged | LeadMerged | LeadErased):
             lead = survivors[lead]
         by_lead[lead].append(i)
-    await store.note_stages(conn, _stage_positions(events, states))
+    positions = _stage_positions(events, states)
     total = Deltas()
     changed: dict[UUID, LeadState] = {}
     erased: dict[UUID, datetime] = {}
@@ -144,12 +144,10 @@ async def project(
         total.add_change(old_s, new_s)
         total.add_change(old_o, new_o)
         changed[m.lead_id], changed[m.merged_lead_id] = new_s, new_o
-    if total:
-        await store.apply_deltas(conn, total)
     await store.forget_states(conn, gone)
     await store.erase_many(conn, erased)
-    await store.save_states(conn, changed)
-    await store.add_timeline_items(conn, items)
+    # The deltas, the stage positions, the states and the timeline items: one statement.
+    await store.write_batch(conn, total, positions, changed, items)
     if touched:
         leads = sorted({i.lead_id for i in items})
         await store.complete_touch_responses(conn, leads, sorted(touched))

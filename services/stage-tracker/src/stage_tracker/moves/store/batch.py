@@ -31,6 +31,7 @@ class LeadBatch:
     states: dict[UUID, LeadState]
     waiting: dict[UUID, dict[str, Signal]]  # signals of leads not captured yet, by event id
     erased: set[UUID]
+    published: str = ""  # a stamp of the published funnel versions when the leads were read
     _saved: dict[UUID, tuple[LeadState, datetime | None, float]] = field(default_factory=dict)
     _moves: list[tuple[UUID, Move]] = field(default_factory=list)
     _signals: dict[tuple[UUID, str], tuple[Signal, float, bool]] = field(default_factory=dict)
@@ -50,10 +51,9 @@ class LeadBatch:
         conn = uow.conn
         if lock:
             await store.lock_leads(conn, lead_ids)
-        erased = await store.erased_among(conn, lead_ids)
-        states, pending = await store.load_states(conn, lead_ids)
+        states, pending, erased, published = await store.load_states(conn, lead_ids)
         waiting = {lead: {s.event_id: s for s in signals} for lead, signals in pending.items()}
-        return cls(uow, states, waiting, erased)
+        return cls(uow, states, waiting, erased, published)
 
     def state(self, lead_id: UUID) -> LeadState | None:
         return self.states.get(lead_id)
@@ -132,19 +132,13 @@ class LeadBatch:
         if gone:
             await store.erase(conn, gone)
         states = [(lead, *saved) for lead, saved in self._saved.items() if lead not in gone]
-        if states:
-            await store.save_states(conn, states)
         moves = [(lead, m) for lead, m in self._moves if lead not in gone]
-        if moves:
-            await store.add_moves(conn, moves)
         signals = [
             (lead, signal, points, applied)
             for (lead, _), (signal, points, applied) in self._signals.items()
             if lead not in gone
         ]
-        if signals:
-            await store.record_signals(conn, signals)
         tests = [lead for lead in self._tests if lead not in gone]
-        if tests:
-            await store.mark_test_leads(conn, tests)
+        # States, transitions, signals and test marks: one statement (decision 0077).
+        await store.write_leads(conn, states, moves, signals, tests)
         await enqueue_rows(conn, self.uow.outbox.schema, self._outbox)
