@@ -141,7 +141,7 @@ async def reporting_consumer(
             await _plain_keys(conn)
         finally:
             await conn.close()
-    queued = set(store.INLINE)
+    kept = set(store.INLINE)
     if inline:
         store.INLINE = set(INLINE_TABLES)
     pool = await create_pool(dsn, "reporting", min_size=1, max_size=4)
@@ -208,7 +208,7 @@ async def reporting_consumer(
         await producer.stop()
         await pool.close()
         thaw()
-        store.INLINE = queued
+        store.INLINE = kept
         if started is not None:
             await asyncio.sleep(1.5)  # the closed backends' statistics flushed
             rows, conversion = await _rows_written(dsn)

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from asyncpg.connection import LoggedQuery
 
-from funnel_contracts import Envelope, EventData, examples
+from funnel_contracts import Envelope, EventData, LeadOwnerChanged, examples
 from funnel_servicekit.inbox import Delivery
 from funnel_servicekit.unit_of_work import Outbox
 from reporting.projection.consumer import handlers
@@ -114,3 +114,22 @@ async def test_a_stage_position_is_written_only_when_it_changes(pool: asyncpg.Po
     assert positions == {"awareness": 0, "interest": 1, "consideration": 4}
     after = dict(await pool.fetch(query))
     assert [after[s] == dict(before)[s] for s in STAGES] == [True, True, False]
+
+
+async def test_locking_a_known_lead_writes_no_row_version(pool: asyncpg.Pool) -> None:
+    """A batch that does not change a lead's state (an owner change: the timeline only)
+    locks its row without writing it (before, the lock was an upsert: a new row version of
+    every lead in every batch, then a second one for its new state)."""
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    lead = uuid4()
+    await _batch(pool, _story(lead, at))
+    query = "SELECT xmin::text, state FROM lead_states WHERE lead_id = $1"
+    before = await pool.fetchrow(query, lead)
+    owner = LeadOwnerChanged(
+        lead_id=lead, funnel_id="digital-sales", owner="ana", actor="ana", changed_at=at
+    )
+    sent = await _batch(pool, [owner])
+    assert len(sent) == 2, sent  # the lock, the timeline item
+    assert await pool.fetchrow(query, lead) == before
+    kinds = await pool.fetch("SELECT kind FROM timeline_timeline WHERE lead_id = $1", lead)
+    assert len(kinds) == 6

@@ -287,19 +287,35 @@ _FOLD_SQL = {
 async def lock_states(
     conn: asyncpg.Connection, lead_ids: list[UUID]
 ) -> dict[UUID, tuple[LeadState, bool]]:
-    """The leads' states, their rows locked for this transaction (created empty when new, so
-    the events of one lead serialize across consumers; locked in id order, as every writer),
-    and whether each lead was erased."""
+    """The leads' states, their rows locked for this transaction (so the events of one lead
+    serialize across consumers), and whether each lead was erased: one statement. Rows that
+    exist are locked as they are (`FOR UPDATE`, in id order: no new row version); a lead
+    without one gets an empty row (in id order), or, when another consumer made it since
+    this statement's snapshot, that row locked as it now is. Two consumers that see one
+    lead's row differently may lock in different orders: PostgreSQL then aborts one with a
+    deadlock, a transient error (the kit retries the poll, its inbox rows rolled back)."""
     rows = await conn.fetch(
-        """INSERT INTO lead_states AS s (lead_id, state)
-           SELECT id, '{}' FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, n) ORDER BY n
-           ON CONFLICT (lead_id) DO UPDATE SET lead_id = s.lead_id
-           RETURNING s.lead_id, s.state::text,
-                     EXISTS (SELECT 1 FROM erased_leads e WHERE e.lead_id = s.lead_id) AS erased""",
+        """WITH found AS (
+               SELECT s.lead_id, s.state::text AS state FROM lead_states s
+               WHERE s.lead_id = ANY($1::uuid[]) ORDER BY s.lead_id FOR UPDATE),
+           made AS (
+               INSERT INTO lead_states AS s (lead_id, state)
+               SELECT id, '{}' FROM unnest($1::uuid[]) AS u(id)
+               WHERE NOT EXISTS (SELECT 1 FROM lead_states x WHERE x.lead_id = u.id)
+               ORDER BY id
+               ON CONFLICT (lead_id) DO UPDATE SET lead_id = s.lead_id
+               RETURNING s.lead_id, s.state::text AS state)
+           SELECT l.lead_id, l.state,
+                  EXISTS (SELECT 1 FROM erased_leads e WHERE e.lead_id = l.lead_id) AS erased
+           FROM (SELECT * FROM found UNION ALL SELECT * FROM made) AS l""",
         sorted(lead_ids),
     )
     # The state's JSON text validated in one pass (no Python dicts in between).
-    return {r[0]: (LeadState.model_validate_json(r[1]), r[2]) for r in rows}
+    states = {r[0]: (LeadState.model_validate_json(r[1]), r[2]) for r in rows}
+    gone = set(lead_ids) - set(states)
+    if gone:  # rows deleted (an erasure) while this waited for them: made anew
+        states.update(await lock_states(conn, sorted(gone)))
+    return states
 
 
 async def erase_many(conn: asyncpg.Connection, erased: dict[UUID, datetime]) -> None:
