@@ -14,7 +14,15 @@ import asyncpg
 import pytest
 from asyncpg.connection import LoggedQuery
 
-from funnel_contracts import Envelope, EventData, LeadOwnerChanged, examples
+from funnel_contracts import (
+    Envelope,
+    EventData,
+    LeadOwnerChanged,
+    TouchClicked,
+    TouchOpened,
+    TouchSent,
+    examples,
+)
 from funnel_servicekit.inbox import Delivery
 from funnel_servicekit.unit_of_work import Outbox
 from reporting.projection.consumer import handlers
@@ -133,3 +141,43 @@ async def test_locking_a_known_lead_writes_no_row_version(pool: asyncpg.Pool) ->
     assert await pool.fetchrow(query, lead) == before
     kinds = await pool.fetch("SELECT kind FROM timeline_timeline WHERE lead_id = $1", lead)
     assert len(kinds) == 6
+
+
+@pytest.mark.parametrize("order", ["send first", "open first", "one batch"])
+async def test_opens_and_clicks_learn_their_sends_playbook_in_the_write(
+    pool: asyncpg.Pool, order: str
+) -> None:
+    """Whichever of a touch's send and its open and click arrives first, in one batch or in
+    two, the responses end up with the send's playbook and channel, and no batch sends a
+    statement for it (before, an UPDATE after the items' insert in every batch with a
+    touch event: 3 statements)."""
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    lead, touch = uuid4(), uuid4()
+    await _batch(pool, _story(lead, at))
+    sent = TouchSent(
+        lead_id=lead, touch_id=touch, playbook="nurture", channel="email", template="t1",
+        funnel_id="digital-sales", stage="consideration", sent_at=at + timedelta(minutes=10),
+    )  # fmt: skip
+    responses: list[EventData] = [
+        TouchOpened(lead_id=lead, touch_id=touch, opened_at=at + timedelta(minutes=11)),
+        TouchClicked(
+            lead_id=lead, touch_id=touch, url="https://example.com/p",
+            clicked_at=at + timedelta(minutes=12),
+        ),
+    ]  # fmt: skip
+    batches = {
+        "send first": [[sent], responses],
+        "open first": [responses, [sent]],
+        "one batch": [[*responses, sent]],
+    }[order]
+    for batch in batches:
+        statements = await _batch(pool, batch)
+        assert len(statements) == 2, statements  # the lock, the write
+    rows = await pool.fetch(
+        "SELECT kind, fields FROM timeline_timeline WHERE lead_id = $1 AND kind LIKE 'touch_%'",
+        lead,
+    )
+    told = {r["kind"]: (r["fields"]["playbook"], r["fields"]["channel"]) for r in rows}
+    assert told == {
+        k: ("nurture", "email") for k in ("touch_sent", "touch_opened", "touch_clicked")
+    }

@@ -340,26 +340,6 @@ async def forget_states(conn: asyncpg.Connection, lead_ids: list[UUID]) -> None:
         await conn.execute("DELETE FROM lead_states WHERE lead_id = ANY($1::uuid[])", lead_ids)
 
 
-async def complete_touch_responses(
-    conn: asyncpg.Connection, lead_ids: list[UUID], touch_ids: list[UUID]
-) -> None:
-    """Opens and clicks of these touches take the playbook and channel of the touch's send,
-    whichever of them arrived first (both are in the table by now)."""
-    if not touch_ids:
-        return
-    await conn.execute(
-        """UPDATE timeline_timeline o
-           SET fields = o.fields || jsonb_build_object(
-               'playbook', s.fields -> 'playbook', 'channel', s.fields -> 'channel')
-           FROM timeline_timeline s
-           WHERE o.lead_id = ANY($1::uuid[]) AND o.touch_id = ANY($2::uuid[])
-             AND o.fields ->> 'playbook' IS NULL
-             AND s.lead_id = o.lead_id AND s.key = 'touch:' || o.touch_id::text || ':sent'""",
-        sorted(lead_ids),
-        sorted(touch_ids),
-    )
-
-
 _STAGES_CTE = """fs AS (INSERT INTO funnel_stages (funnel_id, stage, position)
     SELECT * FROM unnest(${0}::text[], ${1}::text[], ${2}::int[])
     ON CONFLICT (funnel_id, stage) DO UPDATE SET position = excluded.position
@@ -367,16 +347,36 @@ _STAGES_CTE = """fs AS (INSERT INTO funnel_stages (funnel_id, stage, position)
 _STATES_CTE = """ls AS (INSERT INTO lead_states (lead_id, state)
     SELECT id, state::jsonb FROM unnest(${0}::uuid[], ${1}::text[]) AS u(id, state)
     ON CONFLICT (lead_id) DO UPDATE SET state = excluded.state, updated_at = now())"""
+# An open or a click without its playbook takes it and the channel from its touch's send
+# when the table holds the send; a send in the batch gives them to the opens and clicks the
+# table holds (`_SENDS_CTE`), and to those of the batch before they are sent here
+# (`timeline.models.with_sends_told`): whichever arrived first, both end up told.
 _TIMELINE_CTE = """tl AS (INSERT INTO timeline_timeline (lead_id, at, key, kind, fields, touch_id)
-    SELECT l, a, k, kind, f::jsonb, t
+    SELECT l, a, k, kind, CASE WHEN t IS NULL OR f::jsonb ->> 'playbook' IS NOT NULL
+        THEN f::jsonb ELSE f::jsonb || coalesce((
+            SELECT jsonb_build_object(
+                'playbook', s.fields -> 'playbook', 'channel', s.fields -> 'channel')
+            FROM timeline_timeline s
+            WHERE s.lead_id = u.l AND s.key = 'touch:' || u.t::text || ':sent'), '{{}}')
+        END, t
     FROM unnest(${0}::uuid[], ${1}::timestamptz[], ${2}::text[], ${3}::text[], ${4}::text[],
                 ${5}::uuid[]) AS u(l, a, k, kind, f, t)
     ON CONFLICT DO NOTHING)"""
+_SENDS_CTE = """ts AS (UPDATE timeline_timeline o
+    SET fields = o.fields || jsonb_build_object(
+        'playbook', s.f::jsonb -> 'playbook', 'channel', s.f::jsonb -> 'channel')
+    FROM unnest(${0}::uuid[], ${1}::uuid[], ${2}::text[]) AS s(l, t, f)
+    WHERE o.lead_id = s.l AND o.touch_id = s.t AND o.fields ->> 'playbook' IS NULL)"""
 
 
 @functools.lru_cache(maxsize=256)
 def write_sql(
-    tables: tuple[str, ...], stages: bool, states: bool, items: bool, inline: frozenset[str]
+    tables: tuple[str, ...],
+    stages: bool,
+    states: bool,
+    items: bool,
+    sends: bool,
+    inline: frozenset[str],
 ) -> str:
     """One statement for a batch's writes: the deltas of `tables` (in this order), the stage
     positions, the leads' states and the timeline items, each a data-modifying CTE (they
@@ -390,6 +390,7 @@ def write_sql(
         (stages, _STAGES_CTE, 3),
         (states, _STATES_CTE, 2),
         (items, _TIMELINE_CTE, 6),
+        (sends, _SENDS_CTE, 3),
     ):
         if wanted:
             ctes.append(cte.format(*range(first, first + n)))
@@ -410,7 +411,8 @@ async def write_batch(
     with their group's pairs, PostgreSQL fans them out and sums them by key), the stage
     positions the events told (a row written only when its position changed), the leads' new
     states, and the timeline items (one already there is kept as it is: its key and time
-    come from its event, so a redelivery or a replay writes the same row)."""
+    come from its event, so a redelivery or a replay writes the same row), opens and clicks
+    told their send's playbook and channel whichever came first (see `_TIMELINE_CTE`)."""
     args: list[Any] = []
     tables = _delta_columns(deltas, args) if deltas else ()
     if positions:
@@ -429,9 +431,18 @@ async def write_batch(
             [json.dumps(i.fields, separators=(",", ":")) for i in ordered],
             [i.touch_id for i in ordered],
         ]
+    sends = [i for i in items if i.kind == "touch_sent"]
+    if sends:
+        args += [
+            [i.lead_id for i in sends],
+            [UUID(i.fields["touch_id"]) for i in sends],
+            [json.dumps(i.fields, separators=(",", ":")) for i in sends],
+        ]
     if not args:
         return
-    sql = write_sql(tables, bool(positions), bool(states), bool(items), frozenset(INLINE))
+    sql = write_sql(
+        tables, bool(positions), bool(states), bool(items), bool(sends), frozenset(INLINE)
+    )
     await conn.execute(sql, *args)
 
 
