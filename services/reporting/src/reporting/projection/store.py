@@ -447,7 +447,10 @@ async def write_batch(
 
 
 def _delta_columns(deltas: Deltas, args: list[Any]) -> tuple[str, ...]:
-    """The deltas' parameters appended to `args` table by table (in name order); the tables."""
+    """The deltas' parameters appended to `args` table by table (in name order); the tables.
+    A batch sends every table of each group it changes (`_SHAPES`, empty arrays for a table
+    without deltas), so the statement has a few texts, each prepared once per connection,
+    rather than one per combination of tables."""
     rows: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for (table, key), values in deltas.rows.items():
         rows[table].append((*key, *values))
@@ -457,15 +460,27 @@ def _delta_columns(deltas: Deltas, args: list[Any]) -> tuple[str, ...]:
             rows[table].append((group, *head, *tail, *values))
             used[table].add(group)
     pairs = list(deltas.groups)
-    tables = tuple(sorted(rows))
+    tables = tuple(sorted({t for shape in _SHAPES if shape & rows.keys() for t in shape}))
     for table in tables:
+        spec = TABLES[table]
+        if table not in rows:
+            args += [[] for _ in range(spec.parameters)]
+            continue
         args += [list(col) for col in zip(*rows[table], strict=True)]
-        if table in used:
+        if spec.fanned:
             groups = sorted(used[table])
             args.append([g for g in groups for _ in pairs[g]])
             args.append([dim for g in groups for dim, _ in pairs[g]])
             args.append([value for g in groups for _, value in pairs[g]])
     return tables
+
+
+# The tables a batch's statement always names together: a stage move's, and an order's.
+_REVENUE = {"customer_counts", "purchase_interactions", "revenue", "revenue_by_time"}
+_SHAPES = (
+    frozenset(_REVENUE | {"subscription_changes"}),
+    frozenset(TABLES.keys() - _REVENUE - {"subscription_changes"}),
+)
 
 
 async def fold_queued(conn: asyncpg.Connection, limit: int) -> int:
