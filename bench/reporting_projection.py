@@ -128,7 +128,7 @@ FOLD_SECONDS = [float(ReportingSettings.model_fields["conversion_fold_seconds"].
 # without it ran with the kit's 200).
 _POLL = ReportingSettings.model_fields.get("consumer_max_poll_records")
 MAX_POLL_RECORDS = [int(_POLL.default) if _POLL is not None else 200]
-INLINE_SQL = {table: store.TABLES[table].upsert_sql(table, r) for table, r in store.ROLLUPS.items()}
+INLINE_TABLES = set(store.ROLLUPS)  # store.INLINE for the "inline" targets
 
 
 async def reporting_consumer(
@@ -141,9 +141,9 @@ async def reporting_consumer(
             await _plain_keys(conn)
         finally:
             await conn.close()
-    queued_sql = {table: store._SQL[table] for table in store.ROLLUPS}
+    kept = set(store.INLINE)
     if inline:
-        store._SQL.update(INLINE_SQL)
+        store.INLINE = set(INLINE_TABLES)
     pool = await create_pool(dsn, "reporting", min_size=1, max_size=4)
     producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
     await producer.start()
@@ -208,7 +208,7 @@ async def reporting_consumer(
         await producer.stop()
         await pool.close()
         thaw()
-        store._SQL.update(queued_sql)
+        store.INLINE = kept
         if started is not None:
             await asyncio.sleep(1.5)  # the closed backends' statistics flushed
             rows, conversion = await _rows_written(dsn)
@@ -264,9 +264,9 @@ async def handler_only(
                         await _plain_keys(conn, schema)
                     _, handle_many = handlers(Outbox(schema, "reporting"))
                     inline = "inline" in name
-                    saved = {t: store._SQL[t] for t in store.ROLLUPS}
+                    saved = set(store.INLINE)
                     if inline:
-                        store._SQL.update(INLINE_SQL)
+                        store.INLINE = set(INLINE_TABLES)
                     backend = psutil.Process(await conn.fetchval("SELECT pg_backend_pid()"))
                     lsn = await conn.fetchval("SELECT pg_current_wal_lsn()")
                     tree = tree_cpu_seconds(server.pid or 0)
@@ -282,7 +282,7 @@ async def handler_only(
                                         if not await store.fold_queued(conn, FOLD_ROWS):
                                             break
                     finally:
-                        store._SQL.update(saved)
+                        store.INLINE = saved
                     seconds = time.perf_counter() - started
                     used = backend.cpu_times()
                     values = {

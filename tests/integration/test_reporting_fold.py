@@ -58,8 +58,7 @@ async def pools(fresh_dsn: str) -> AsyncIterator[dict[str, asyncpg.Pool]]:
 def _inline(monkeypatch: pytest.MonkeyPatch) -> None:
     """The statements the projection ran before 0067: each rolled-up table's deltas upserted
     into its quarter-hour rows and every rollup in the projection's own transaction."""
-    for table, rollups in store.ROLLUPS.items():
-        monkeypatch.setitem(store._SQL, table, store.TABLES[table].upsert_sql(table, rollups))
+    monkeypatch.setattr(store, "INLINE", set(store.ROLLUPS))
 
 
 async def _project(pool: asyncpg.Pool, schema: str, batch: Sequence[EventData]) -> None:

@@ -80,8 +80,11 @@ def projection_consumer(
         handler=handle_one,
         handled_types=HANDLED,
         max_attempts=settings.consumer_max_attempts,
-        batch_handler=handle_many,  # a partition batch at once; `handle_one` on a poison record
+        batch_handler=handle_many,  # a poll's events at once; `handle_one` on a poison record
         max_poll_records=settings.consumer_max_poll_records,
+        # One `project` call per poll, every partition's events in order: its lead states,
+        # writes and timeline once per poll rather than once per partition (decision 0076).
+        batch_per_poll=True,
     )
 
 

@@ -34,7 +34,7 @@ from reporting.leaks import store as leaks
 from reporting.projection import store
 from reporting.projection.models.contributions import Deltas
 from reporting.projection.models.lead_state import LeadState, apply, fold
-from reporting.timeline.models import Item, item_of
+from reporting.timeline.models import Item, item_of, with_sends_told
 
 # What wraps the work of the i-th event of a batch (the consumer's trace span of that event).
 EventScope = Callable[[int], AbstractContextManager[object]]
@@ -92,13 +92,12 @@ async def project(
         if lead in survivors and not isinstance(event, StageChanged | LeadMerged | LeadErased):
             lead = survivors[lead]
         by_lead[lead].append(i)
-    await store.note_stages(conn, _stage_positions(events, states))
+    positions = _stage_positions(events, states)
     total = Deltas()
     changed: dict[UUID, LeadState] = {}
     erased: dict[UUID, datetime] = {}
     gone: list[UUID] = []
     items: list[Item] = []
-    touched: set[UUID] = set()  # touches whose opens and clicks may now learn their playbook
     for lead_id, indexes in by_lead.items():
         old, was_erased = states[lead_id]
         if was_erased:  # late events of an erased person: nothing of them is kept
@@ -114,8 +113,6 @@ async def project(
                 item = item_of(event)
             if item is not None:
                 own.append(item)
-            if isinstance(event, TouchSent | TouchOpened | TouchClicked):
-                touched.add(event.touch_id)
             if isinstance(event, LeadErased):
                 erased[lead_id] = event.erased_at
                 break  # what follows it in the batch is a late event of an erased person
@@ -144,15 +141,10 @@ async def project(
         total.add_change(old_s, new_s)
         total.add_change(old_o, new_o)
         changed[m.lead_id], changed[m.merged_lead_id] = new_s, new_o
-    if total:
-        await store.apply_deltas(conn, total)
     await store.forget_states(conn, gone)
     await store.erase_many(conn, erased)
-    await store.save_states(conn, changed)
-    await store.add_timeline_items(conn, items)
-    if touched:
-        leads = sorted({i.lead_id for i in items})
-        await store.complete_touch_responses(conn, leads, sorted(touched))
+    # The deltas, the stage positions, the states and the timeline items: one statement.
+    await store.write_batch(conn, total, positions, changed, with_sends_told(items))
 
 
 async def fold_queued(uow: UnitOfWork, limit: int) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -62,6 +62,24 @@ class Item:
     fields: dict[str, Any] = field(default_factory=dict)
     # Opens and clicks: the touch whose send tells their playbook and channel.
     touch_id: UUID | None = None
+
+
+def with_sends_told(items: list[Item]) -> list[Item]:
+    """`items` with each open and click whose touch's send is among them (the same lead's)
+    given that send's playbook and channel; the store gives the others theirs from the sends
+    it holds, and gives a send's to the opens and clicks it holds (`store.write_batch`)."""
+    sends = {(i.lead_id, i.key): i for i in items if i.kind == "touch_sent"}
+    if not sends:
+        return items
+    out = []
+    for item in items:
+        if item.touch_id is not None and item.fields.get("playbook") is None:
+            send = sends.get((item.lead_id, f"touch:{item.touch_id}:sent"))
+            if send is not None:
+                told = {k: send.fields.get(k) for k in ("playbook", "channel")}
+                item = replace(item, fields={**item.fields, **told})
+        out.append(item)
+    return out
 
 
 def item_of(event: EventData) -> Item | None:

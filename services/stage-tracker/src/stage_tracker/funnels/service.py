@@ -24,6 +24,8 @@ from stage_tracker.funnels.models.parsing import parse_definition
 class FunnelRegistry:
     def __init__(self) -> None:
         self._published: dict[tuple[str, int], FunnelDefinition] = {}
+        # Which versions were published when, and the stamp they were read under.
+        self._versions: tuple[str, PublishedVersions] | None = None
 
     async def get(self, conn: asyncpg.Connection, funnel_id: str, version: int) -> FunnelDefinition:
         """A published version; UnknownFunnel when there is none."""
@@ -47,9 +49,19 @@ class FunnelRegistry:
             raise UnknownFunnel(f"unknown funnel {funnel_id!r}")
         return await self.get(conn, funnel_id, version)
 
-    async def published(self, conn: asyncpg.Connection) -> PublishedVersions:
-        """Which versions were published when: one query, read once per consumed batch."""
-        return PublishedVersions(await store.published_versions(conn))
+    async def published(
+        self, conn: asyncpg.Connection, stamp: str | None = None
+    ) -> PublishedVersions:
+        """Which versions were published when. With the `stamp` of the published versions
+        read in this transaction (`LeadBatch.published`: how many, the newest publication),
+        the versions read last under the same stamp, without a query; otherwise, or when a
+        publish changed the stamp, read (one query) and kept under it."""
+        if stamp and self._versions is not None and self._versions[0] == stamp:
+            return self._versions[1]
+        versions = PublishedVersions(await store.published_versions(conn))
+        if stamp:
+            self._versions = (stamp, versions)
+        return versions
 
 
 class IdMismatch(ValueError):

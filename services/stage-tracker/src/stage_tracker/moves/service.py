@@ -222,7 +222,9 @@ async def consume(
     ids = {d.event.lead_id for d in deliveries}
     ids |= {d.event.merged_lead_id for d in deliveries if isinstance(d.event, LeadMerged)}
     leads = await LeadBatch.load(uow, ids)
-    versions: list[PublishedVersions] = []  # read at the first capture of the batch
+    # Read at the batch's first capture or lead update: kept by the registry while the stamp
+    # of the published versions read with the leads is the same (no query then).
+    versions: list[PublishedVersions] = []
     if spans_recorded():
         for d in deliveries:
             with consume_span(d.topic, d.envelope):
@@ -271,7 +273,10 @@ async def _apply(
     conn = leads.uow.conn
     details = lead_details(event) if kind in _LEAD_DETAIL_EVENTS else None
     if details is not None and not details.new and details.funnel_id is not None:
-        await registry.latest(conn, details.funnel_id)  # an unknown funnel is refused
+        # An unknown funnel is refused (its newest version, from the published ones).
+        if not versions:
+            versions.append(await registry.published(conn, leads.published))
+        await registry.get(conn, details.funnel_id, versions[0].latest(details.funnel_id))
     if details is not None and details.test:
         leads.mark_test(lead_id)  # still moved (its journey can be looked at), never listed
     signal = signal_of(event, envelope.id, details)
@@ -284,7 +289,7 @@ async def _apply(
             leads.record_signal(lead_id, signal, 0.0, applied=False)
             return
         if not versions:
-            versions.append(await registry.published(conn))
+            versions.append(await registry.published(conn, leads.published))
         version = versions[0].entered_at(signal.funnel_id, envelope.time)
         funnel = await registry.get(conn, signal.funnel_id, version)
         pending = leads.pending(lead_id)

@@ -16,8 +16,8 @@ async def fire_due(tx: Transactions, registry: FunnelRegistry, now: datetime, li
 
     async def work(uow: UnitOfWork) -> int:
         due = await store.due_leads(uow.conn, now, limit)
-        # Their rows are ours already (SKIP LOCKED): no advisory locks, so no lock cycle
-        # with a consumer that holds those and waits for these rows.
+        # Their rows and advisory locks are ours already (tried, SKIP LOCKED): nothing is
+        # waited for, so no lock cycle with a consumer that holds a lead and wants another.
         commands = [MoveCommand.stall_timer(lead_id, now) for lead_id in due]
         outcomes = await move_leads(uow, registry, commands, lock=False)
         return sum(1 for outcome in outcomes if outcome is not None and outcome.moves)

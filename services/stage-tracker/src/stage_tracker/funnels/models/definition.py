@@ -183,3 +183,10 @@ class PublishedVersions:
             raise UnknownFunnel(f"unknown funnel {funnel_id!r}")
         by_then = [v for v, when in versions if when is None or when <= at]
         return max(by_then) if by_then else min(v for v, _ in versions)
+
+    def latest(self, funnel_id: str) -> int:
+        """The funnel's newest published version (UnknownFunnel when it has none)."""
+        versions = self.versions.get(funnel_id)
+        if not versions:
+            raise UnknownFunnel(f"unknown funnel {funnel_id!r}")
+        return max(v for v, _ in versions)

@@ -31,6 +31,7 @@ class LeadBatch:
     states: dict[UUID, LeadState]
     waiting: dict[UUID, dict[str, Signal]]  # signals of leads not captured yet, by event id
     erased: set[UUID]
+    published: str = ""  # a stamp of the published funnel versions when the leads were read
     _saved: dict[UUID, tuple[LeadState, datetime | None, float]] = field(default_factory=dict)
     _moves: list[tuple[UUID, Move]] = field(default_factory=list)
     _signals: dict[tuple[UUID, str], tuple[Signal, float, bool]] = field(default_factory=dict)
@@ -51,10 +52,9 @@ class LeadBatch:
         conn = uow.conn
         if lock:
             await store.lock_leads(conn, lead_ids)
-        erased = await store.erased_among(conn, lead_ids)
-        states, pending = await store.load_states(conn, lead_ids)
+        states, pending, erased, published = await store.load_states(conn, lead_ids)
         waiting = {lead: {s.event_id: s for s in signals} for lead, signals in pending.items()}
-        return cls(uow, states, waiting, erased)
+        return cls(uow, states, waiting, erased, published)
 
     def state(self, lead_id: UUID) -> LeadState | None:
         return self.states.get(lead_id)
@@ -138,22 +138,16 @@ class LeadBatch:
         if gone:
             await store.erase(conn, gone)
         states = [(lead, *saved) for lead, saved in self._saved.items() if lead not in gone]
-        if states:
-            await store.save_states(conn, states)
         moves = [(lead, m) for lead, m in self._moves if lead not in gone]
-        if moves:
-            await store.add_moves(conn, moves)
         signals = [
             (lead, signal, points, applied)
             for (lead, _), (signal, points, applied) in self._signals.items()
             if lead not in gone
         ]
-        if signals:
-            await store.record_signals(conn, signals)
         tests = [lead for lead in self._tests if lead not in gone]
-        if tests:
-            await store.mark_test_leads(conn, tests)
+        # States, transitions, signals and test marks: one statement (decision 0077).
+        await store.write_leads(conn, states, moves, signals, tests)
         merged = [m for m in self._merged if m[0] not in gone and m[1] not in gone]
-        if merged:
+        if merged:  # after the test marks: the merge reads them
             await store.record_merges(conn, merged)
         await enqueue_rows(conn, self.uow.outbox.schema, self._outbox)
