@@ -135,23 +135,23 @@ def test_production_accepts_the_admin_key_as_a_hash_alone() -> None:
         ServiceSettings(environment="production", admin_api_key_sha256="not-a-hash")
 
 
-def test_fetch_min_bytes_and_the_relays_linger_are_read_and_default_to_today(
+def test_fetch_min_bytes_and_the_relays_linger_are_read_and_have_their_defaults(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """By default a record ends a fetch at once and the relay reads at once after a NOTIFY;
-    FUNNEL_KAFKA_FETCH_MIN_BYTES and FUNNEL_OUTBOX_LINGER_MS change that."""
+    """By default a record ends a fetch at once and the relay reads 5 ms after a NOTIFY
+    (decision 0079); FUNNEL_KAFKA_FETCH_MIN_BYTES and FUNNEL_OUTBOX_LINGER_MS change that."""
     from funnel_servicekit.kafka import consumer_tuning
 
     default = ServiceSettings()
     assert consumer_tuning(default) == {"fetch_max_wait_ms": 500, "fetch_min_bytes": 1}
-    assert default.outbox_linger_ms == 0
+    assert default.outbox_linger_ms == 5
     monkeypatch.setenv("FUNNEL_KAFKA_FETCH_MIN_BYTES", "4096")
     monkeypatch.setenv("FUNNEL_KAFKA_FETCH_MAX_WAIT_MS", "20")
-    monkeypatch.setenv("FUNNEL_OUTBOX_LINGER_MS", "5")
+    monkeypatch.setenv("FUNNEL_OUTBOX_LINGER_MS", "0")
     tuned = ServiceSettings()
     assert consumer_tuning(tuned) == {"fetch_max_wait_ms": 20, "fetch_min_bytes": 4096}
     assert consumer_tuning() == {"fetch_max_wait_ms": 20, "fetch_min_bytes": 4096}
-    assert tuned.outbox_linger_ms == 5
+    assert tuned.outbox_linger_ms == 0
     monkeypatch.setenv("FUNNEL_KAFKA_FETCH_MIN_BYTES", "0")
     with pytest.raises(ValidationError, match="kafka_fetch_min_bytes"):
         ServiceSettings()

@@ -100,7 +100,7 @@ class ServiceSettings(KafkaClientSettings):
     outbox_listening_poll_seconds: float = Field(default=30.0, gt=0)
     """The outbox relay's poll while LISTEN is up: NOTIFY wakes it for every commit that wrote
     rows, so the timer is only a fallback (docs/decisions/0070)."""
-    outbox_linger_ms: float = Field(default=0.0, ge=0, le=1000)
+    outbox_linger_ms: float = Field(default=5.0, ge=0, le=1000)
     """How long the outbox relay waits after a NOTIFY before it reads, so that the commits of
     that while go out in one read and one produce batch (0: it reads at once). Each event
     waits up to this long more (docs/decisions/0079)."""
