@@ -438,23 +438,8 @@ async def record_outcome(
     if isinstance(outcome, Sent):
         if await store.mark_sent(conn, touch.id, outcome.message_id):
             if not team:
-                await uow.emit(
-                    TouchSent(
-                        lead_id=touch.lead_id,
-                        touch_id=touch.id,
-                        playbook=touch.playbook,
-                        channel=_channel(touch.channel),
-                        template=touch.template,
-                        funnel_id=touch.funnel_id,
-                        stage=touch.stage,
-                        message_id=outcome.message_id,
-                        sent_at=now,
-                    )
-                )
-            metrics.TOUCH_OUTCOMES.labels(touch.channel, "sent").inc()
-            metrics.SEND_LAG.labels(touch.channel).observe(
-                max(0.0, (now - touch.due_at).total_seconds())
-            )
+                await uow.emit(_touch_sent(touch, outcome.message_id, now))
+            _count_sent(touch, now)
         return None, None
     attempts = touch.attempts + 1
     if isinstance(outcome, Failed):
@@ -514,31 +499,34 @@ async def record_sent(uow: UnitOfWork, delivered: Sequence[Delivered], now: date
         if not d.team:
             with d.context():
                 records.append(
-                    outbox_record(
-                        TouchSent(
-                            lead_id=touch.lead_id,
-                            touch_id=touch.id,
-                            playbook=touch.playbook,
-                            channel=_channel(touch.channel),
-                            template=touch.template,
-                            funnel_id=touch.funnel_id,
-                            stage=touch.stage,
-                            message_id=d.message_id,
-                            sent_at=now,
-                        ),
-                        source=uow.outbox.source,
-                    )
+                    outbox_record(_touch_sent(touch, d.message_id, now), source=uow.outbox.source)
                 )
-        metrics.TOUCH_OUTCOMES.labels(touch.channel, "sent").inc()
-        metrics.SEND_LAG.labels(touch.channel).observe(
-            max(0.0, (now - touch.due_at).total_seconds())
-        )
+        _count_sent(touch, now)
     await enqueue_many(uow.conn, uow.outbox.schema, records)
 
 
 def no_outcome() -> Outcome:
     """What a touch that got no answer in its batch is recorded as (tried again, uncounted)."""
     return Retry("no outcome", counted=False)
+
+
+def _touch_sent(touch: DueTouch, message_id: str | None, at: datetime) -> TouchSent:
+    return TouchSent(
+        lead_id=touch.lead_id,
+        touch_id=touch.id,
+        playbook=touch.playbook,
+        channel=_channel(touch.channel),
+        template=touch.template,
+        funnel_id=touch.funnel_id,
+        stage=touch.stage,
+        message_id=message_id,
+        sent_at=at,
+    )
+
+
+def _count_sent(touch: DueTouch, at: datetime) -> None:
+    metrics.TOUCH_OUTCOMES.labels(touch.channel, "sent").inc()
+    metrics.SEND_LAG.labels(touch.channel).observe(max(0.0, (at - touch.due_at).total_seconds()))
 
 
 def _channel(name: str) -> Channel:
