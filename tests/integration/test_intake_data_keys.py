@@ -190,3 +190,64 @@ async def test_a_person_known_by_phone_alone_is_erased_by_phone(intake: Intake) 
     assert lead["erased_at"] is not None
     stored = await intake.val("SELECT email_sha256 FROM erasure_requests")
     assert "4445566" not in stored  # only a hash of the number
+
+
+async def test_a_batch_key_lookup_gives_each_lead_s_key_or_says_erased_or_unknown(
+    intake: Intake,
+) -> None:
+    """`POST /v1/data-keys/lookup`: what `GET .../data-key` answers for each lead, in one call
+    (the notifier's contact resolver asks for a whole batch at once)."""
+    kept = await _submit(intake, email="batch.kept@example.com", first_name="Kim")
+    other = await _submit(intake, email="batch.other@example.com")
+    gone = await _submit(intake, email="batch.gone@example.com")
+    erased = await intake.client.post(
+        "/v1/erasure-requests", json={"email": "batch.gone@example.com"}, headers=ADMIN
+    )
+    assert erased.status_code == 202, erased.text
+    nobody = str(uuid4())
+    path = "/v1/data-keys/lookup"
+    asked = {"lead_ids": [other, gone, nobody, kept, other]}
+
+    anonymous = await intake.client.post(path, json=asked)
+    writer = await intake.client.post(path, json=asked, headers=_bearer(WRITER))
+    answer = await intake.client.post(path, json=asked, headers=_bearer(DECRYPTER))
+
+    assert anonymous.status_code == 401
+    assert writer.status_code == 403
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["cache-control"] == "no-store"
+    body = answer.json()
+    assert [k["lead_id"] for k in body["keys"]] == [other, kept]  # asked order, each once
+    assert (body["erased"], body["unknown"]) == ([gone], [nobody])
+    one_by_one = {
+        lead: (await intake.client.get(f"/v1/leads/{lead}/data-key", headers=ADMIN)).json()["key"]
+        for lead in (other, kept)
+    }
+    assert {k["lead_id"]: k["key"] for k in body["keys"]} == one_by_one
+    [captured] = [e for e in await intake.events() if str(e.lead_id) == kept]
+    assert isinstance(captured, LeadCapturedV2)
+    key = key_from_text(next(k["key"] for k in body["keys"] if k["lead_id"] == kept))
+    opened = unseal(
+        captured.personal_data, key=key, lead_id=captured.lead_id, event_type=captured.event_type
+    )
+    assert (opened.email, opened.first_name) == ("batch.kept@example.com", "Kim")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"lead_ids": []}, "lead_ids"),
+        ({"lead_ids": ["nope"]}, "lead_ids.0"),
+        ({"lead_ids": [str(uuid4()) for _ in range(501)]}, "lead_ids"),
+        ({"lead_ids": [str(uuid4())], "extra": 1}, "extra"),
+        ({}, "lead_ids"),
+    ],
+    ids=["empty", "not-a-uuid", "too-many", "unknown-field", "missing"],
+)
+async def test_a_bad_batch_key_lookup_is_a_problem_naming_the_field(
+    intake: Intake, body: dict[str, object], field: str
+) -> None:
+    answer = await intake.client.post("/v1/data-keys/lookup", json=body, headers=_bearer(DECRYPTER))
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert field in [e["field"] for e in answer.json()["errors"]]

@@ -38,12 +38,13 @@ API_KEY = "fk_notifier-integration"
 
 
 class KeyService:
-    """lead-intake's `GET /v1/leads/{id}/data-key` on 127.0.0.1: down until `start()`."""
+    """lead-intake's key calls on 127.0.0.1 (`POST /v1/data-keys/lookup`, and
+    `GET /v1/leads/{id}/data-key`): down until `start()`. A lead without a key is erased."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self.keys: dict[UUID, bytes] = {}
-        self.asked: list[tuple[str, str]] = []  # (path, authorization)
+        self.asked: list[tuple[str, str, str]] = []  # (path, authorization, a lead asked)
         self._server: asyncio.Server | None = None
 
     @property
@@ -67,13 +68,31 @@ class KeyService:
                 k.strip().lower(): v.strip()
                 for k, _, v in (line.partition(":") for line in head[1:] if line)
             }
-            self.asked.append((path, headers.get("authorization", "")))
-            lead = UUID(path.split("/")[3])
-            if lead in self.keys:
+            sent = await reader.readexactly(int(headers.get("content-length", "0")))
+            auth = headers.get("authorization", "")
+            if path == "/v1/data-keys/lookup":
+                asked = [UUID(i) for i in json.loads(sent)["lead_ids"]]
+                self.asked += [(path, auth, str(lead)) for lead in asked]
                 status = "200 OK"
-                body = json.dumps({"lead_id": str(lead), "key": key_to_text(self.keys[lead])})
+                body = json.dumps(
+                    {
+                        "keys": [
+                            {"lead_id": str(i), "key": key_to_text(self.keys[i])}
+                            for i in asked
+                            if i in self.keys
+                        ],
+                        "erased": [str(i) for i in asked if i not in self.keys],
+                        "unknown": [],
+                    }
+                )
             else:
-                status, body = "410 Gone", json.dumps({"title": "erased"})
+                lead = UUID(path.split("/")[3])
+                self.asked.append((path, auth, str(lead)))
+                if lead in self.keys:
+                    status = "200 OK"
+                    body = json.dumps({"lead_id": str(lead), "key": key_to_text(self.keys[lead])})
+                else:
+                    status, body = "410 Gone", json.dumps({"title": "erased"})
             writer.write(
                 f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode()
@@ -208,7 +227,8 @@ async def test_lead_events_flow_while_the_key_service_is_down_and_the_touch_goes
             "SELECT email, first_name, locale FROM contacts WHERE lead_id = $1", lead
         )
         assert dict(contact) == {"email": email, "first_name": "Ada", "locale": "sv-SE"}
-        assert (f"/v1/leads/{lead}/data-key", f"Bearer {API_KEY}") in keys.asked
+        # The contact resolver asked for the batch's keys in one call.
+        assert ("/v1/data-keys/lookup", f"Bearer {API_KEY}", str(lead)) in keys.asked
 
 
 async def test_a_lead_erased_before_its_contact_is_resolved_keeps_nothing(

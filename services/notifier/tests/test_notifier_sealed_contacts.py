@@ -4,6 +4,7 @@
 The key service is lead-intake's HTTP API; here an httpx MockTransport plays it (no I/O).
 """
 
+import json
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
@@ -17,7 +18,7 @@ from funnel_contracts.sealed import PersonalData, SealError, key_to_text, new_da
 from notifier.channels.smtp import without_addresses
 from notifier.people.data_keys import DataKeys, KeyServiceRefused, KeyServiceUnavailable
 from notifier.people.models import PendingContact
-from notifier.people.service import open_contact
+from notifier.people.service import open_contact, open_contacts
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 ADA = PersonalData(email="ada@example.com", phone="+46701234567", first_name="Ada")
@@ -134,6 +135,120 @@ async def test_without_a_key_service_credential_v2_cannot_be_read() -> None:
     no_credential = DataKeys("http://intake.test", None, 1.0)
     with pytest.raises(KeyServiceRefused, match="FUNNEL_INTAKE_API_KEY"):
         await no_credential.key_of(uuid4())
+
+
+def _intake(
+    keys: dict[UUID, bytes], *, erased: frozenset[UUID] = frozenset(), batch: bool = True
+) -> tuple[DataKeys, list[httpx.Request]]:
+    """lead-intake's two key calls over these keys (an erased lead has none); `batch=False`:
+    an older intake without `POST /v1/data-keys/lookup` (404)."""
+    seen: list[httpx.Request] = []
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/v1/data-keys/lookup" and batch:
+            asked = [UUID(i) for i in json.loads(request.content)["lead_ids"]]
+            return httpx.Response(
+                200,
+                json={
+                    "keys": [
+                        {"lead_id": str(i), "key": key_to_text(keys[i])}
+                        for i in asked
+                        if i in keys and i not in erased
+                    ],
+                    "erased": [str(i) for i in asked if i in erased],
+                    "unknown": [str(i) for i in asked if i not in keys and i not in erased],
+                },
+            )
+        lead = request.url.path.split("/")[3] if request.method == "GET" else ""
+        if lead and UUID(lead) in keys and UUID(lead) not in erased:
+            return httpx.Response(200, json={"lead_id": lead, "key": key_to_text(keys[UUID(lead)])})
+        return httpx.Response(410 if lead and UUID(lead) in erased else 404, json={})
+
+    return DataKeys("http://intake.test", "fk_notifier", 1.0, httpx.MockTransport(respond)), seen
+
+
+def _people(*names: str) -> tuple[list[PendingContact], dict[UUID, bytes]]:
+    keys = {uuid4(): new_data_key() for _ in names}
+    batch = [
+        _pending(
+            lead_captured_v2(
+                PersonalData(email=f"{name}@example.com", first_name=name),
+                key=key,
+                lead_id=lead,
+                captured_at=NOW,
+            )
+        )
+        for name, (lead, key) in zip(names, keys.items(), strict=True)
+    ]
+    return batch, keys
+
+
+def _names(opened: list[PersonalData | BaseException | None]) -> list[str | None]:
+    return [p.first_name if isinstance(p, PersonalData) else None for p in opened]
+
+
+@pytest.mark.parametrize("batch", [True, False], ids=["batch-call", "older-intake"])
+async def test_a_batch_of_contacts_opens_with_one_key_call(batch: bool) -> None:
+    """One `POST /v1/data-keys/lookup` for the whole batch (a lead asked once, however many
+    rows it has); an intake without it (404) is asked one lead at a time, the same answers."""
+    people, keys = _people("ada", "bo", "cy")
+    gone = people[1].lead_id
+    twice = [*people, people[0]]
+    client, seen = _intake(keys, erased=frozenset({gone}), batch=batch)
+
+    opened = await open_contacts(twice, client, key_requests=2)
+
+    assert _names(opened) == ["ada", None, "cy", "ada"]
+    assert opened[1] is None  # erased: no contact, not an error
+    posted = [r for r in seen if r.method == "POST"]
+    assert len(posted) == 1
+    assert json.loads(posted[0].content)["lead_ids"] == [str(p.lead_id) for p in people]
+    got = sorted(r.url.path for r in seen if r.method == "GET")
+    assert got == ([] if batch else sorted(f"/v1/leads/{p.lead_id}/data-key" for p in twice))
+    assert client.batches is batch
+    again = await open_contacts(people, client, key_requests=2)  # the older intake: no retry
+    assert len([r for r in seen if r.method == "POST"]) == 1 + batch
+    assert _names(again) == ["ada", None, "cy"]
+
+
+async def test_a_batch_call_asks_at_most_500_leads_each() -> None:
+    people, keys = _people(*(f"p{i}" for i in range(501)))
+    client, seen = _intake(keys)
+    opened = await open_contacts(people, client, key_requests=4)
+    assert _names(opened) == [f"p{i}" for i in range(501)]
+    assert [len(json.loads(r.content)["lead_ids"]) for r in seen] == [500, 1]
+
+
+async def test_a_row_whose_key_does_not_open_it_fails_alone() -> None:
+    people, keys = _people("ada", "bo")
+    wrong = dict(keys)
+    wrong[people[0].lead_id] = new_data_key()
+    client, _ = _intake(wrong)
+    opened = await open_contacts(people, client, key_requests=1)
+    assert isinstance(opened[0], SealError)
+    assert _names(opened) == [None, "bo"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (httpx.ConnectError("refused"), KeyServiceUnavailable),
+        (httpx.Response(503), KeyServiceUnavailable),
+        (httpx.Response(403), KeyServiceRefused),
+        (httpx.Response(200, json={"keys": [], "erased": [], "unknown": []}), KeyServiceRefused),
+        (httpx.Response(200, json={"keys": [{"lead_id": "x"}]}), KeyServiceRefused),
+    ],
+    ids=["down", "503", "refused", "a-lead-left-out", "not-keys"],
+)
+async def test_a_failed_batch_call_is_every_row_s_error(
+    answer: httpx.Response | Exception, error: type[Exception]
+) -> None:
+    """Unavailable: each row is tried again later; refused or a wrong answer: the same as a
+    refused credential. No row is stored as opened."""
+    people, _ = _people("ada", "bo")
+    opened = await open_contacts(people, _keys(answer), key_requests=2)
+    assert [type(o) for o in opened] == [error, error]
 
 
 def test_smtp_replies_lose_the_addresses_they_echo() -> None:

@@ -20,6 +20,14 @@ INTERFACE = ServiceInterface(
         # people/worker.py: the contact resolver, a loop of the worker (never the API).
         HttpCall(
             "lead-intake",
+            "POST /v1/data-keys/lookup",
+            "a batch of people's data keys, to read their sealed contact details",
+            "FUNNEL_INTAKE_URL",
+            made_by=(WORKER,),
+        ),
+        # The same, one person at a time, from an intake without the batch call.
+        HttpCall(
+            "lead-intake",
             "GET /v1/leads/{lead_id}/data-key",
             "a person's data key, to read their sealed contact details",
             "FUNNEL_INTAKE_URL",

@@ -47,3 +47,23 @@ class DataKeyOut(BaseModel):
     lead_id: UUID
     alg: Literal["A256GCM"] = "A256GCM"
     key: str = Field(description="The 256-bit key, base64url without padding.")
+
+
+#: Leads one key lookup may name (a contact resolver's batch is far fewer).
+MAX_KEY_LOOKUP = 500
+
+
+class DataKeysIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lead_ids: list[UUID] = Field(
+        min_length=1, max_length=MAX_KEY_LOOKUP, description="The leads whose keys to give."
+    )
+
+
+class DataKeysOut(BaseModel):
+    """Every lead asked for is in exactly one list."""
+
+    keys: list[DataKeyOut] = Field(description="The keys of the leads that have one.")
+    erased: list[UUID] = Field(description="Erased: their keys are destroyed (410 alone).")
+    unknown: list[UUID] = Field(description="No such lead here (404 alone).")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 
 from lead_intake.deps import KeyReader, Runtime, Writer
 from lead_intake.privacy import service
-from lead_intake.privacy.models import DataKeyOut, ErasureIn, ErasureOut
+from lead_intake.privacy.models import DataKeyOut, DataKeysIn, DataKeysOut, ErasureIn, ErasureOut
 
 router = APIRouter(tags=["privacy"])
 
@@ -30,3 +30,13 @@ async def get_data_key(
     """The key that opens a lead's sealed personal data; 410 once the person is erased."""
     response.headers["Cache-Control"] = "no-store"
     return await service.data_key(runtime, lead_id)
+
+
+@router.post("/v1/data-keys/lookup")
+async def look_up_data_keys(
+    body: DataKeysIn, runtime: Runtime, response: Response, _: KeyReader
+) -> DataKeysOut:
+    """The keys of up to 500 leads in one call (a contact resolver's batch): each lead asked
+    for is in `keys`, `erased` or `unknown`."""
+    response.headers["Cache-Control"] = "no-store"
+    return await service.data_keys(runtime, body.lead_ids)

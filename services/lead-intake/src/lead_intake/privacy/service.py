@@ -13,7 +13,7 @@ from funnel_servicekit.unit_of_work import Transactions
 from lead_intake.activities import store as activities_store
 from lead_intake.leads import store as leads_store
 from lead_intake.privacy import store
-from lead_intake.privacy.models import DataKeyOut, ErasureIn, ErasureOut
+from lead_intake.privacy.models import DataKeyOut, DataKeysOut, ErasureIn, ErasureOut
 from lead_intake.runtime import IntakeRuntime
 
 
@@ -61,3 +61,21 @@ async def data_key(runtime: IntakeRuntime, lead_id: UUID) -> DataKeyOut:
     if found is None or found[1] is None:
         raise not_found("lead", "lead_id", lead_id)
     return DataKeyOut(lead_id=lead_id, key=key_to_text(found[1]))
+
+
+async def data_keys(runtime: IntakeRuntime, lead_ids: list[UUID]) -> DataKeysOut:
+    """`data_key` for a batch of leads (a contact resolver's) in one statement: each lead in
+    `keys`, `erased` or `unknown`, in the order asked, each once."""
+    asked = list(dict.fromkeys(lead_ids))
+    async with runtime.pool.acquire() as conn:
+        found = await store.data_keys(conn, asked)
+    out = DataKeysOut(keys=[], erased=[], unknown=[])
+    for lead_id in asked:
+        erased, key = found.get(lead_id, (False, None))
+        if erased:
+            out.erased.append(lead_id)
+        elif key is None:
+            out.unknown.append(lead_id)
+        else:
+            out.keys.append(DataKeyOut(lead_id=lead_id, key=key_to_text(key)))
+    return out

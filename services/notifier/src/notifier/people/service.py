@@ -163,8 +163,38 @@ async def open_contact(pending: PendingContact, keys: DataKeys) -> PersonalData 
     """The sealed personal data opened with the lead's key, asked of lead-intake (a network
     call: no transaction is open); None when the lead is erased or unknown there."""
     key = await keys.key_of(pending.lead_id)
-    if key is None:
-        return None
+    return None if key is None else _unseal(pending, key)
+
+
+async def open_contacts(
+    batch: list[PendingContact], keys: DataKeys, key_requests: int
+) -> list[PersonalData | BaseException | None]:
+    """`open_contact` for each row of a batch, their keys asked of lead-intake in one call
+    (no transaction is open); a row's failure is its own result. An intake without the batch
+    call is asked one lead at a time, `key_requests` at once."""
+    try:
+        found = await keys.keys_of([p.lead_id for p in batch])
+    except (KeyServiceUnavailable, KeyServiceRefused) as exc:
+        return [exc for _ in batch]
+    if found is None:
+        slots = asyncio.Semaphore(key_requests)
+
+        async def opened_one(pending: PendingContact) -> PersonalData | None:
+            async with slots:
+                return await open_contact(pending, keys)
+
+        return await asyncio.gather(*(opened_one(p) for p in batch), return_exceptions=True)
+    opened: list[PersonalData | BaseException | None] = []
+    for pending in batch:
+        key = found[pending.lead_id]
+        try:
+            opened.append(None if key is None else _unseal(pending, key))
+        except SealError as exc:
+            opened.append(exc)
+    return opened
+
+
+def _unseal(pending: PendingContact, key: bytes) -> PersonalData:
     return unseal(pending.sealed, key=key, lead_id=pending.lead_id, event_type=pending.event_type)
 
 
@@ -173,7 +203,8 @@ class Resolving:
     """How the contact resolver works through waiting rows."""
 
     batch_size: int
-    #: Key requests to lead-intake in flight at once (it sheds load past its own cap).
+    #: Key requests in flight at once to an intake without the batch call (it sheds load
+    #: past its own cap); with it, a batch's keys are one request.
     key_requests: int
     lease_seconds: float
     #: Seconds before the next try of a row that failed `attempts` times.
@@ -199,13 +230,7 @@ async def resolve_contacts(tx: Transactions, keys: DataKeys, how: Resolving) -> 
     batch, next_in = claim.rows, claim.next_in
     if not batch:
         return Resolved(0, next_in)
-    slots = asyncio.Semaphore(how.key_requests)
-
-    async def opened_one(pending: PendingContact) -> PersonalData | None:
-        async with slots:
-            return await open_contact(pending, keys)
-
-    opened = await asyncio.gather(*(opened_one(p) for p in batch), return_exceptions=True)
+    opened = await open_contacts(batch, keys, how.key_requests)
     done: list[store.Opened] = []
     for pending, person in zip(batch, opened, strict=True):
         if isinstance(person, BaseException):
