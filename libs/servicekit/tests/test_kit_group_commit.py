@@ -28,6 +28,8 @@ class FakeDatabase:
     committed: list[str] = field(default_factory=list)
     transactions: list[list[str]] = field(default_factory=list)  # each commit's rows
     fail_commit: BaseException | None = None
+    statements: list[str] = field(default_factory=list)  # what the units' connections sent
+    rolled_back: int = 0
     open_now: int = 0
     most_open: int = 0
 
@@ -46,6 +48,7 @@ class FakeConn:
         """SAVEPOINT marks where the rows are; ROLLBACK TO SAVEPOINT undoes what came after
         the latest mark (which stays, as in PostgreSQL)."""
         await asyncio.sleep(0)
+        self.db.statements.append(sql)
         if sql.startswith("SAVEPOINT "):
             self.savepoints.append(len(self.rows))
         elif sql.startswith("ROLLBACK TO SAVEPOINT "):
@@ -70,6 +73,9 @@ class FakeTransactions:
                 raise self.db.fail_commit
             self.db.committed.extend(conn.rows)
             self.db.transactions.append(list(conn.rows))
+        except BaseException:
+            self.db.rolled_back += 1
+            raise
         finally:
             self.db.open_now -= 1
 
@@ -176,6 +182,56 @@ async def test_one_callers_failure_is_its_own(db: FakeDatabase, tx: Transactions
 
     assert answers == ["a", broken, "c"]
     assert db.transactions == [["a", "c"]]  # b's row rolled back to its savepoint
+
+
+def commits(outcome: str) -> float:
+    labels = {"name": "t", "outcome": outcome}
+    return REGISTRY.get_sample_value("funnel_group_commit_transactions_total", labels) or 0.0
+
+
+async def test_a_group_of_one_sends_no_savepoint(db: FakeDatabase, tx: Transactions) -> None:
+    batcher = GroupCommit("t", max_wait_seconds=0.0)
+    assert await batcher.run(tx, writes("alone")) == "alone"
+    assert db.transactions == [["alone"]]
+    assert db.statements == []  # its transaction is its own: nothing to roll back to
+    await asyncio.gather(batcher.run(tx, writes("a")), batcher.run(tx, writes("b")))
+    assert db.statements.count("SAVEPOINT group_unit") >= 1  # a group of two has them
+
+
+async def test_a_group_of_one_that_fails_rolls_back_with_its_own_error(
+    db: FakeDatabase, tx: Transactions
+) -> None:
+    batcher = GroupCommit("t", max_wait_seconds=0.0)
+    own = ValueError("email taken by a constraint")
+    before = (units("failed_alone"), units("committed"), commits("rolled_back"))
+
+    with pytest.raises(ValueError, match="email taken") as raised:
+        await batcher.run(tx, writes("broken", fail=own))
+
+    assert raised.value is own
+    assert (db.committed, db.rolled_back) == ([], 1)
+    after = (units("failed_alone"), units("committed"), commits("rolled_back"))
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 0, 1]
+    assert await batcher.run(tx, writes("next")) == "next"  # the lane goes on
+    assert db.committed == ["next"]
+
+
+async def test_a_group_of_one_undone_by_a_deadlock_runs_again(
+    db: FakeDatabase, tx: Transactions
+) -> None:
+    batcher = GroupCommit("t", max_wait_seconds=0.0)
+    tries: list[int] = []
+
+    async def deadlocks_once(uow: UnitOfWork) -> str:
+        tries.append(1)
+        cast(FakeConn, uow.conn).write(f"x{len(tries)}")
+        if len(tries) == 1:
+            raise asyncpg.DeadlockDetectedError("deadlock detected")
+        return "x"
+
+    assert await batcher.run(tx, deadlocks_once) == "x"
+    assert db.transactions == [["x2"]]  # the first try's row rolled back with its transaction
+    assert db.rolled_back == 1
 
 
 async def test_a_failed_commit_fails_the_whole_group_and_writes_nothing(

@@ -22,6 +22,9 @@ fill by themselves and `max_wait_seconds` only bounds the wait of a quiet moment
 at most 64 units: each savepoint that writes is a subtransaction, and PostgreSQL's per-backend
 cache of subtransaction ids holds 64 (past it, every snapshot of every backend gets slower).
 
+A group of one (a quiet moment) runs without a savepoint: its transaction is its own, and its
+failure rolls it back whole with the same outcome for its caller.
+
 Units run one after another on the group's connection, in the group's task. Each runs in its
 caller's OpenTelemetry context (the trace its events carry is the caller's), and the
 transaction guard sees the group's task inside a transaction, as it would the caller's.
@@ -51,7 +54,8 @@ SAVEPOINT = "group_unit"
 
 GROUP_COMMITS = Counter(
     "funnel_group_commit_transactions_total",
-    "Transactions committed (or failed) by group commit, by outcome",
+    "Transactions committed (or failed) by group commit, by outcome (rolled_back: a group "
+    "of one whose post failed on its own)",
     ["name", "outcome"],
 )
 GROUP_UNITS = Counter(
@@ -209,11 +213,15 @@ class GroupCommit:
             GROUP_SIZE.labels(self.name).observe(len(group))
             try:
                 async with lane.transactions() as uow:
-                    for unit in group:
+                    if len(group) == 1:
+                        await self._run_lone_unit(uow, group[0])
+                    for unit in group if len(group) > 1 else ():
                         if unit.future.done():  # its caller was cancelled before its turn
                             GROUP_UNITS.labels(self.name, "cancelled").inc()
                             continue
                         await self._run_unit(uow, unit)
+            except _LoneUnitUndone:
+                GROUP_COMMITS.labels(self.name, "rolled_back").inc()
             except BaseException as exc:
                 GROUP_COMMITS.labels(self.name, "failed").inc()
                 for unit in group:
@@ -258,6 +266,30 @@ class GroupCommit:
         finally:
             otel_context.detach(token)
 
+    async def _run_lone_unit(self, uow: UnitOfWork, unit: _Unit[Any]) -> None:
+        """A group of one: its transaction is its own, so no savepoint (one round trip
+        fewer); its own failure rolls the transaction back (`_LoneUnitUndone`), as a
+        savepoint would have, with the same outcome for its caller."""
+        if unit.future.done():  # its caller was cancelled before its turn
+            GROUP_UNITS.labels(self.name, "cancelled").inc()
+            return
+        token = otel_context.attach(unit.context)
+        try:
+            unit.result = await unit.work(uow)
+        except DATABASE_UNREACHABLE:
+            raise  # the group's error, as in a larger group
+        except RETRYABLE:
+            unit.again = True
+            raise _LoneUnitUndone from None
+        except Exception as exc:
+            unit.error = exc
+            GROUP_UNITS.labels(self.name, "failed_alone").inc()
+            raise _LoneUnitUndone from None
+        else:
+            unit.ran = True
+        finally:
+            otel_context.detach(token)
+
     async def _run_alone(self, lane: _Lane, unit: _Unit[Any]) -> None:
         GROUP_UNITS.labels(self.name, "run_again_alone").inc()
         log.warning("unit of work undone by PostgreSQL in group %s; running it alone", self.name)
@@ -271,6 +303,10 @@ class GroupCommit:
         finally:
             otel_context.detach(token)
         _settle(unit)
+
+
+class _LoneUnitUndone(Exception):
+    """A group of one failed on its own: roll its transaction back, keep the unit's outcome."""
 
 
 def _settle(unit: _Unit[Any]) -> None:

@@ -453,6 +453,43 @@ _ENQUEUE_ROWS = """WITH rows AS (
    SELECT pg_notify($6, '') FROM (SELECT 1 FROM rows LIMIT 1) AS written"""
 
 
+@dataclass(frozen=True)
+class OutboxWith:
+    """One event written by a service's own statement, as part of it: the outbox row and the
+    relay's wake-up as CTEs, for each row of another CTE (`when`: a row written only when
+    that statement wrote what the event tells of). `sql` goes after the caller's CTEs, its
+    parameters numbered from `first`; `args(record, schema)` are their values; `written`,
+    an expression of the statement's final select list, counts the rows written (and makes
+    the wake-up run: a CTE nobody reads is not run)."""
+
+    first: int
+    when: str
+
+    @property
+    def sql(self) -> str:
+        n = self.first
+        # Fixed text: parameter numbers and a CTE's name; the values are bound.
+        return (
+            f"outbox_row AS (INSERT INTO outbox (topic, key, value, headers, event_type) "  # noqa: S608
+            f"SELECT ${n}::text, ${n + 1}::bytea, ${n + 2}::bytea, ${n + 3}::text::jsonb, "
+            f"${n + 4}::text FROM {self.when} RETURNING 1), "
+            f"outbox_woken AS (SELECT pg_notify(${n + 5}::text, '') FROM outbox_row)"
+        )
+
+    written = "(SELECT count(*) FROM outbox_woken)"
+
+    @staticmethod
+    def args(record: OutboxRecord, schema: str) -> list[Any]:
+        return [
+            record.topic,
+            record.record.key,
+            record.record.value,
+            _headers_json(record.record.headers),
+            record.envelope.type,
+            _channel(schema),
+        ]
+
+
 def _headers_json(headers: Sequence[tuple[str, bytes]]) -> str:
     """A record's headers as the outbox's jsonb column holds them (json.dumps' text of
     [[name, value], ...], as the pool's jsonb codec writes a list)."""

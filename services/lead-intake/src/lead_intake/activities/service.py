@@ -155,10 +155,25 @@ async def emit_waiting(
     if visitor_id is not None:
         await store.link_visitor(uow.conn, visitor_id, lead_id)
     waiting = await store.claim_pending(uow.conn, lead_id, visitor_id=visitor_id, email=email)
+    return await _emit_claimed(uow, lead_id, waiting, key=None)
+
+
+async def emit_claimed(
+    uow: UnitOfWork, lead_id: UUID, activity_ids: list[UUID], *, key: bytes | None
+) -> int:
+    """Inside the caller's unit of work: emit the activities a new lead's statement claimed
+    for it (their ids), in the order they happened, sealed with its `key`; returns how many."""
+    claimed = await store.activities_by_id(uow.conn, activity_ids)
+    return await _emit_claimed(uow, lead_id, claimed, key=key)
+
+
+async def _emit_claimed(
+    uow: UnitOfWork, lead_id: UUID, waiting: list[StoredActivity], *, key: bytes | None
+) -> int:
     if not waiting:
         return 0
-    key = None
-    if any(a.details.get("properties") or a.details.get("page_url") for a in waiting):
+    sealing = any(a.details.get("properties") or a.details.get("page_url") for a in waiting)
+    if key is None and sealing:
         key = (await store.data_keys(uow.conn, [lead_id])).get(lead_id)
     for activity in waiting:
         await uow.emit(activity_event(activity, lead_id, key))

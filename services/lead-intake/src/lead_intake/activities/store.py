@@ -206,6 +206,17 @@ async def claim_pending(
     return sorted((_activity(r) for r in rows), key=lambda a: (a.occurred_at, str(a.id)))
 
 
+async def activities_by_id(conn: asyncpg.Connection, ids: list[UUID]) -> list[StoredActivity]:
+    """These activities, in the order they happened (as `claim_pending` gives them)."""
+    rows = await conn.fetch(
+        """SELECT id, lead_id, visitor_id, activity_type, occurred_at, recorded_at, order_id,
+                  details, pending_email_sha256
+           FROM activities WHERE id = ANY($1::uuid[])""",
+        ids,
+    )
+    return sorted((_activity(r) for r in rows), key=lambda a: (a.occurred_at, str(a.id)))
+
+
 async def forget_pending_email(conn: asyncpg.Connection, email: str) -> int:
     """Erasure: drop what waits for this email (it names a person who asked to be forgotten)."""
     deleted = await conn.fetch(

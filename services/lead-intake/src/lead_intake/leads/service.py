@@ -14,10 +14,11 @@ from uuid import UUID, uuid4
 
 from funnel_contracts import Consent, LeadMerged
 from funnel_contracts.sealed import new_data_key
-from funnel_servicekit.outbox import OutboxRecord, enqueue_many, outbox_records
+from funnel_servicekit.outbox import OutboxRecord, enqueue_many, outbox_record, outbox_records
 from funnel_servicekit.problems import field_error, field_problem
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
-from lead_intake.activities.service import emit_waiting, first_tagged_visit
+from lead_intake.activities.models import email_sha256
+from lead_intake.activities.service import emit_claimed, emit_waiting, first_tagged_visit
 from lead_intake.common.blind_index import BlindIndex
 from lead_intake.forms.models import Form
 from lead_intake.leads import store
@@ -67,7 +68,18 @@ async def capture(
     # An anonymous visitor's first tagged visit is the person's first touch, if they are new.
     visit = await first_tagged_visit(conn, sub.visitor_id) if sub.visitor_id else None
     lead = None
-    if sub.email is not None:
+    if sub.email is not None and sub.visitor_id is None:
+        # Nothing to read first: the new person, their event and what waited for their email
+        # in one statement (their event made now, kept only if they are new).
+        made = await _new_person(
+            uow, form, sub, origin, source=source, captured_at=captured_at, terms=terms,
+            imported_stage=imported_stage, stage_entered_at=stage_entered_at,
+        )  # fmt: skip
+        if made is not None:
+            return await _after_new_person(
+                uow, made, sub, source=source, at=captured_at, index=index
+            )
+    elif sub.email is not None:
         lead = await store.create_lead(
             conn, sub, source=source, captured_at=captured_at, submission=origin, terms=terms
         )
@@ -145,13 +157,88 @@ async def capture(
             visitor_id=sub.visitor_id,
             email=lead.email if lead.created else None,
         )
+    return await _merged_by_phone(
+        uow, lead, submission_id, sub, source=source, at=captured_at, index=index
+    )
+
+
+async def _merged_by_phone(
+    uow: UnitOfWork,
+    lead: Lead,
+    submission_id: UUID,
+    sub: Submission,
+    *,
+    source: str,
+    at: datetime,
+    index: BlindIndex,
+) -> Captured:
+    """The capture's outcome, after merging the person known by this phone alone, if any."""
     if sub.email is not None and sub.phone is not None and source != IMPORT:
         # The same phone on a lead found by email: a person known by that phone alone is
         # this person (an import never merges by itself: its rows are other tools' records).
-        merged = await merge_same_phone(uow, lead.id, sub.phone, at=captured_at, index=index)
+        merged = await merge_same_phone(uow, lead.id, sub.phone, at=at, index=index)
         if merged:
             return Captured(merged[-1].lead_id, submission_id, lead.created)
     return Captured(lead.id, submission_id, lead.created)
+
+
+async def _new_person(
+    uow: UnitOfWork,
+    form: Form,
+    sub: Submission,
+    origin: SubmissionOrigin,
+    *,
+    source: str,
+    captured_at: datetime,
+    terms: list[bytes],
+    imported_stage: str | None,
+    stage_entered_at: datetime | None,
+) -> tuple[Lead, list[UUID]] | None:
+    """A new person by email written with their event in one statement (`store.
+    create_person`): the lead and the ids of the activities that waited for the email; None
+    when the email is known (nothing written)."""
+    assert sub.email is not None
+    made = store.NewLead(uuid4(), uuid4(), new_data_key(), sub, captured_at, terms)
+    event = lead_event(
+        Lead(made.id, sub.email, sub.phone, sub.first_name, sub.last_name, captured_at, True),
+        sub,
+        form,
+        key=made.data_key,
+        submission_id=made.submission_id,
+        source=source,
+        at=captured_at,
+        imported_stage=imported_stage,
+        stage_entered_at=stage_entered_at,
+    )
+    return await store.create_person(
+        uow.conn,
+        made,
+        source=source,
+        submission=origin,
+        event=outbox_record(event, source=uow.outbox.source),
+        outbox_schema=uow.outbox.schema,
+        email_sha256=email_sha256(sub.email),
+    )
+
+
+async def _after_new_person(
+    uow: UnitOfWork,
+    made: tuple[Lead, list[UUID]],
+    sub: Submission,
+    *,
+    source: str,
+    at: datetime,
+    index: BlindIndex,
+) -> Captured:
+    """What follows a new person's statement: the activities that waited for their email
+    emitted after their capture, and a person known by their phone alone merged."""
+    lead, waiting = made
+    assert lead.submission_id is not None
+    if waiting:
+        await emit_claimed(uow, lead.id, waiting, key=lead.data_key)
+    return await _merged_by_phone(
+        uow, lead, lead.submission_id, sub, source=source, at=at, index=index
+    )
 
 
 IMPORT = "import"

@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from funnel_contracts.sealed import new_data_key
+from funnel_servicekit.outbox import OutboxRecord, OutboxWith
 from lead_intake.leads.models import Lead, Submission, SubmissionOrigin, Touchpoint
 
 _RETURNING = "RETURNING id, email, phone, first_name, last_name, captured_at"
@@ -72,8 +73,20 @@ async def create_lead(
     are written by the same statement and its id is `Lead.submission_id`; without, index the
     lead apart (`index_person`).
     """
-    args: list[Any] = [
-        uuid4(),
+    if submission is None:
+        args = _lead_args(uuid4(), sub, source, captured_at)
+        row = await conn.fetchrow(f"{_INSERT_LEAD} {_RETURNING}", *args, sub.test)
+        return _lead(row, True) if row else None
+    made = NewLead(uuid4(), uuid4(), new_data_key(), sub, captured_at, terms or [])
+    row = await conn.fetchrow(
+        _INSERT_LEAD_AND_SUBMISSION, *_lead_and_submission_args(made, source, submission)
+    )
+    return _lead(row, True) if row else None
+
+
+def _lead_args(lead_id: UUID, sub: Submission, source: str, captured_at: datetime) -> list[Any]:
+    return [
+        lead_id,
         sub.email,
         sub.phone,
         sub.first_name,
@@ -86,13 +99,16 @@ async def create_lead(
         sub.locale,
         sub.time_zone,
     ]
-    if submission is None:
-        row = await conn.fetchrow(f"{_INSERT_LEAD} {_RETURNING}", *args, sub.test)
-        return _lead(row, True) if row else None
-    row = await conn.fetchrow(
-        _INSERT_LEAD_AND_SUBMISSION,
-        *args,
-        uuid4(),
+
+
+def _lead_and_submission_args(
+    made: NewLead, source: str, submission: SubmissionOrigin
+) -> list[Any]:
+    """$1..$24 of `_INSERT_LEAD_AND_SUBMISSION`."""
+    sub = made.sub
+    return [
+        *_lead_args(made.id, sub, source, made.captured_at),
+        made.submission_id,
         submission.form_id,
         sub.touchpoint.utm.model_dump(exclude_none=True),
         sub.touchpoint.landing_page,
@@ -101,11 +117,53 @@ async def create_lead(
         sub.visitor_id,
         submission.ip_truncated,
         sub.qualification,
-        new_data_key(),
-        terms or [],
+        made.data_key,
+        made.terms,
         sub.test,
+    ]
+
+
+# A new person by email with everything their capture writes, in one statement: the lead,
+# its submission, key and index entries, funnel.lead.captured.v2 in the outbox, and the
+# activities that waited for the email claimed (their ids; `claim_pending_activities` takes
+# the email's lock, as the activity path does). Nothing of it when the email is known.
+_PERSON_EVENT = OutboxWith(first=25, when="lead")
+_INSERT_PERSON = _INSERT_LEAD_AND_SUBMISSION.replace(
+    "\n    SELECT lead.*,",
+    f""",
+    {_PERSON_EVENT.sql},
+    waiting AS (
+        SELECT w.id FROM lead, claim_pending_activities(lead.id, NULL, $31::text) AS w)
+    SELECT lead.*, {_PERSON_EVENT.written} AS events,
+           ARRAY(SELECT id FROM waiting) AS waiting,""",  # noqa: S608 (fixed text)
+)
+
+
+async def create_person(
+    conn: asyncpg.Connection,
+    made: NewLead,
+    *,
+    source: str,
+    submission: SubmissionOrigin,
+    event: OutboxRecord,
+    outbox_schema: str,
+    email_sha256: str,
+) -> tuple[Lead, list[UUID]] | None:
+    """`create_lead` with its submission, and also its event (made beforehand from `made`)
+    written to the outbox and the activities that waited for its email (`email_sha256`)
+    claimed: the new lead and those activities' ids; None, writing nothing, when the email
+    is known already."""
+    row = await conn.fetchrow(
+        _INSERT_PERSON,
+        *_lead_and_submission_args(made, source, submission),
+        *OutboxWith.args(event, outbox_schema),
+        email_sha256,
     )
-    return _lead(row, True) if row else None
+    if row is None:
+        return None
+    if row["events"] != 1:
+        raise RuntimeError("a new person's event was not written with them")
+    return _lead(row, True), list(row["waiting"])
 
 
 @dataclass(frozen=True)
