@@ -88,12 +88,13 @@ async def test_internal_activities_by_lead_id_and_email_are_emitted(intake: Inta
 async def test_a_batch_looks_up_only_the_kinds_of_people_it_names(
     intake: Intake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A page view by lead id is one lookup (the lead), not three: no query for emails or
-    visitors the batch does not name; one naming an email looks up that email alone."""
+    """A page view by lead id is one lookup (the lead, with its data key), not three: no
+    query for emails or visitors the batch does not name; one naming an email looks up that
+    email alone (and no key: it has nothing to seal)."""
     from lead_intake.activities import store
 
     asked: list[tuple[str, list[Any]]] = []
-    for name in ("existing_leads", "leads_by_email", "leads_of_visitors"):
+    for name in ("data_keys", "leads_by_email", "leads_of_visitors"):
         real = getattr(store, name)
 
         async def spy(conn: Any, keys: list[Any], real: Any = real, name: str = name) -> Any:
@@ -108,7 +109,7 @@ async def test_a_batch_looks_up_only_the_kinds_of_people_it_names(
     )
     assert by_id.status_code == 202, by_id.text
     assert by_id.json()["accepted"] == 1
-    assert [(n, [str(k) for k in keys]) for n, keys in asked] == [("existing_leads", [lead_id])]
+    assert [(n, [str(k) for k in keys]) for n, keys in asked] == [("data_keys", [lead_id])]
     asked.clear()
     by_email = await _post(
         intake,

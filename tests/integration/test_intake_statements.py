@@ -1,6 +1,7 @@
-"""What a form post costs PostgreSQL in statements (decision 0080): a new person by email is
-one statement between BEGIN and COMMIT (lead, submission, key, index entries, their event in
-the outbox, what waited for their email), and a post alone in its group sends no savepoint.
+"""What a post costs PostgreSQL in statements (decision 0082): a new person by email is one
+statement between BEGIN and COMMIT (lead, submission, key, index entries, their event in the
+outbox, what waited for their email), and a post alone in its group sends no savepoint; a
+page view by lead id is two (the lead with its key; the activity with its event).
 
 The real app on a real PostgreSQL, through its one pooled connection, with asyncpg's query
 logger counting what the post sends.
@@ -144,3 +145,31 @@ async def test_what_waited_for_the_email_follows_the_new_person_s_event(intake: 
     assert [e.activity_type for e in events[1:]] == ["pricing_viewed", "webinar_attended"]  # type: ignore[attr-defined]
     pending = await intake.val("SELECT count(*) FROM activities WHERE lead_id IS NULL")
     assert pending == 0
+
+
+async def test_a_page_view_by_lead_id_is_a_look_up_and_a_write(intake: Intake) -> None:
+    lead = await _post(intake, email="viewer@example.com")
+    view = {
+        "type": "page_view",
+        "lead_id": lead,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "page_url": "https://example.com/pricing",
+    }
+    with _sent(intake) as sent:
+        first = await intake.client.post(
+            "/v1/activities", json={"activities": [view]}, headers=ADMIN
+        )
+    again = await intake.client.post(
+        "/v1/activities",
+        json={"activities": [{**view, "id": first.json()["items"][0]["id"]}]},
+        headers=ADMIN,
+    )
+
+    assert first.status_code == 202, first.text
+    transaction = _transaction(sent)
+    assert len(transaction) == 4, sent
+    assert "subject_keys" in transaction[1]  # the lead and its key, one look-up
+    assert transaction[2].startswith("WITH stored AS ( INSERT INTO activities")
+    assert [i["status"] for i in again.json()["items"]] == ["duplicate"]
+    [recorded] = await intake.events(ActivityRecorded.event_type)  # once: not for the repeat
+    assert str(recorded.lead_id) == lead

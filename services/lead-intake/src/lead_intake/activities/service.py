@@ -14,6 +14,7 @@ import asyncpg
 
 from funnel_contracts import Utm
 from funnel_contracts.events import OFFLINE_ACTIVITY_TYPES
+from funnel_servicekit.outbox import outbox_record
 from funnel_servicekit.problems import field_problem, invalid_fields, not_found
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
 from lead_intake.activities import store
@@ -54,19 +55,21 @@ async def _record(
 ) -> ActivitiesAccepted:
     now = datetime.now(UTC)
     items = batch.activities
-    known = await _known(uow, batch)
+    known, keys = await _known(uow, batch)
     owners = [owner(i, a, known) for i, a in enumerate(items)]
     errors = [o for o in owners if isinstance(o, dict)]
     if errors:
         raise invalid_fields(errors, "Unknown people")
     result: list[ItemResult] = []
-    # The keys of the leads whose activities have something to seal (no round trip else).
+    # The keys of the leads whose activities have something to seal (no round trip else;
+    # those named by lead id came with the look-up).
     sealing = {
         o.lead_id
         for a, o in zip(items, owners, strict=True)
         if isinstance(o, Owner) and o.lead_id and (a.properties or a.page_url)
     }
-    keys = await store.data_keys(uow.conn, sorted(sealing)) if sealing else {}
+    if missing := sealing - keys.keys():
+        keys = keys | await store.data_keys(uow.conn, sorted(missing))
     for activity, whose in zip(items, owners, strict=True):
         assert isinstance(whose, Owner)
         stored = StoredActivity(
@@ -80,19 +83,26 @@ async def _record(
             details=activity.details(actor),
             pending_email_sha256=whose.waits_for_email,
         )
-        if not await store.insert_activity(uow.conn, stored, form_id):
-            result.append(ItemResult(id=stored.id, status="duplicate"))
-            continue
         if whose.lead_id is None:
-            result.append(ItemResult(id=stored.id, status="pending"))
+            kept = await store.insert_activity(uow.conn, stored, form_id)
+            result.append(ItemResult(id=stored.id, status="pending" if kept else "duplicate"))
             continue
-        await uow.emit(activity_event(stored, whose.lead_id, keys.get(whose.lead_id)))
-        result.append(ItemResult(id=stored.id, status="accepted"))
+        # Its event made now, written by the same statement if the activity is new.
+        event = outbox_record(
+            activity_event(stored, whose.lead_id, keys.get(whose.lead_id)),
+            source=uow.outbox.source,
+        )
+        emitted = await store.insert_activity_with_event(
+            uow.conn, stored, form_id, event, uow.outbox.schema
+        )
+        result.append(ItemResult(id=stored.id, status="accepted" if emitted else "duplicate"))
     return ActivitiesAccepted.of(result)
 
 
-async def _known(uow: UnitOfWork, batch: ActivityBatch) -> Known:
-    """Who the batch names; people not known yet are locked and looked up once more.
+async def _known(uow: UnitOfWork, batch: ActivityBatch) -> tuple[Known, dict[UUID, bytes]]:
+    """Who the batch names, and the data keys of the leads it names by id (the same look-up:
+    a lead that is not erased has one, made now if it had none); people not known yet are
+    locked and looked up once more.
 
     The lock makes a lead being created right now for one of them either visible here (so
     the activity is emitted) or wait until this batch commits (and then claim it).
@@ -103,21 +113,22 @@ async def _known(uow: UnitOfWork, batch: ActivityBatch) -> Known:
     lead_ids = sorted({a.lead_id for a in items if a.lead_id})
     emails = sorted({a.email for a in items if a.email})
     visitor_ids = sorted({a.visitor_id for a in items if a.visitor_id})
+    keys = await store.data_keys(conn, lead_ids) if lead_ids else {}
     known = Known(
-        frozenset(await store.existing_leads(conn, lead_ids) if lead_ids else ()),
+        frozenset(keys),
         await store.leads_by_email(conn, emails) if emails else {},
         await store.leads_of_visitors(conn, visitor_ids) if visitor_ids else {},
     )
     unknown_emails, visitors = unknown_people(batch, known)
     if not unknown_emails and not visitors:
-        return known
+        return known, keys
     await store.lock_unknown_people(conn, [email_sha256(e) for e in unknown_emails], visitors)
     return Known(
         known.lead_ids,
         known.by_email
         | (await store.leads_by_email(conn, unknown_emails) if unknown_emails else {}),
         known.by_visitor | (await store.leads_of_visitors(conn, visitors) if visitors else {}),
-    )
+    ), keys
 
 
 async def first_tagged_visit(

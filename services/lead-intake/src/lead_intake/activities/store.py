@@ -10,6 +10,7 @@ import asyncpg
 
 from funnel_contracts.sealed import new_data_key
 from funnel_servicekit.db import wrote_a_row
+from funnel_servicekit.outbox import OutboxRecord, OutboxWith
 from lead_intake.activities.models import StoredActivity, email_sha256
 
 
@@ -40,9 +41,39 @@ async def insert_activity(
     conn: asyncpg.Connection, activity: StoredActivity, form_id: str | None
 ) -> bool:
     """False when it is stored already (same id) or is a purchase whose order counted."""
-    return await wrote_a_row(
-        conn,
-        _INSERT_ACTIVITY,
+    return await wrote_a_row(conn, _INSERT_ACTIVITY, *_activity_args(activity, form_id))
+
+
+# An activity and its event (made beforehand) in one statement: the event only if the
+# activity was stored (not a duplicate).
+_ACTIVITY_EVENT = OutboxWith(first=11, when="stored")
+_INSERT_ACTIVITY_AND_EVENT = f"""WITH stored AS ({_INSERT_ACTIVITY}),
+    {_ACTIVITY_EVENT.sql}
+    SELECT (SELECT count(*) FROM stored) AS stored, {_ACTIVITY_EVENT.written} AS events"""  # noqa: S608
+
+
+async def insert_activity_with_event(
+    conn: asyncpg.Connection,
+    activity: StoredActivity,
+    form_id: str | None,
+    event: OutboxRecord,
+    outbox_schema: str,
+) -> bool:
+    """`insert_activity`, and its event written to the outbox in the same statement when it
+    was stored; False (nothing written) when it is stored already or its order counted."""
+    row = await conn.fetchrow(
+        _INSERT_ACTIVITY_AND_EVENT,
+        *_activity_args(activity, form_id),
+        *OutboxWith.args(event, outbox_schema),
+    )
+    assert row is not None
+    if row["stored"] != row["events"]:
+        raise RuntimeError("an activity's event was not written with it")
+    return bool(row["stored"])
+
+
+def _activity_args(activity: StoredActivity, form_id: str | None) -> list[Any]:
+    return [
         activity.id,
         activity.lead_id,
         activity.visitor_id,
@@ -53,7 +84,7 @@ async def insert_activity(
         activity.order_id,
         activity.details,
         activity.pending_email_sha256,
-    )
+    ]
 
 
 async def data_keys(conn: asyncpg.Connection, lead_ids: list[UUID]) -> dict[UUID, bytes]:
@@ -121,13 +152,6 @@ async def leads_of_visitors(conn: asyncpg.Connection, visitor_ids: list[str]) ->
 async def leads_by_email(conn: asyncpg.Connection, emails: list[str]) -> dict[str, UUID]:
     rows = await conn.fetch("SELECT email, id FROM leads WHERE email = ANY($1::text[])", emails)
     return {r["email"]: r["id"] for r in rows}
-
-
-async def existing_leads(conn: asyncpg.Connection, lead_ids: list[UUID]) -> set[UUID]:
-    rows = await conn.fetch(
-        "SELECT id FROM leads WHERE id = ANY($1::uuid[]) AND erased_at IS NULL", lead_ids
-    )
-    return {r["id"] for r in rows}
 
 
 async def lock_unknown_people(
