@@ -14,9 +14,9 @@ import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
-from funnel_contracts import LeadCapturedV2
+from funnel_contracts import ActivityRecorded, LeadCapturedV2
 from funnel_devstack.stack import Stack
-from tests.integration.test_intake_harness import Intake, running_intake
+from tests.integration.test_intake_harness import ADMIN, Intake, running_intake
 
 pytestmark = pytest.mark.integration
 FORM = "/v1/forms/launch/submissions"
@@ -214,3 +214,96 @@ async def _wait_for_lock_waiter(conn: asyncpg.Connection) -> int:
             return int(pid)
         await asyncio.sleep(0.02)
     raise AssertionError("no intake connection waited on the outbox lock")
+
+
+def batches(outcome: str) -> float:
+    return metric("funnel_group_commit_batches_total", outcome=outcome)
+
+
+async def test_a_group_s_new_people_are_written_by_one_statement(
+    fresh_dsn: str, infra: Stack
+) -> None:
+    """New people by email in one group: one batch statement writes them all (their leads,
+    submissions, keys, events, and what waited for their email); a known person, and the
+    second post of a person new in the same group, run their own work in the same group."""
+    async with running_intake(fresh_dsn, infra.kafka_bootstrap, **ONE_SLOW_GROUP) as intake:
+        await intake.create_form("launch")
+        known = await intake.client.post(FORM, json={"email": "known@example.com"})
+        waiting = await intake.client.post(
+            "/v1/activities",
+            json={
+                "activities": [
+                    {"type": "webinar_attended", "email": "waited@example.com",
+                     "occurred_at": "2026-11-01T09:00:00+00:00"}
+                ]
+            },
+            headers=ADMIN,
+        )  # fmt: skip
+        assert (known.status_code, waiting.status_code) == (202, 202)
+        before = {**group_metrics(), "batched": metric(
+            "funnel_group_commit_units_total", outcome="batched"
+        ), "written": batches("written")}  # fmt: skip
+        new = emails(6)
+        twice = {"email": "twice@example.com", "first_name": "Twice"}
+        bodies = [*new, {"email": "known@example.com", "last_name": "Again"}, twice, twice]
+        bodies.append({"email": "waited@example.com", "first_name": "Wai"})
+
+        answers = await post_all(intake, bodies)
+
+        assert [a.status_code for a in answers] == [202] * len(bodies)
+        moved = delta({k: before[k] for k in group_metrics()})
+        batched = metric("funnel_group_commit_units_total", outcome="batched")
+        assert moved["groups"] == 1
+        assert batches("written") - before["written"] == 1
+        # 6 new, waited@ and the first twice@: written by the batch; known@ and the second
+        # twice@ (its email taken by the first) by their own work.
+        assert batched - before["batched"] == 8
+        new_lead = [a.json()["new_lead"] for a in answers]
+        assert new_lead[:7] == [True] * 6 + [False]
+        assert (sorted(new_lead[7:9]), new_lead[9]) == ([False, True], True)
+        assert answers[7].json()["lead_id"] == answers[8].json()["lead_id"]
+        assert answers[6].json()["lead_id"] == known.json()["lead_id"]
+        assert await intake.count("leads") == 1 + 6 + 1 + 1
+        assert await intake.count("submissions") == 1 + len(bodies)
+        events = await intake.events()
+        for answer in answers[:6]:
+            mine = [type(e) for e in events if str(e.lead_id) == answer.json()["lead_id"]]
+            assert mine == [LeadCapturedV2]
+        waited = [e for e in events if str(e.lead_id) == answers[9].json()["lead_id"]]
+        assert [type(e) for e in waited] == [LeadCapturedV2, ActivityRecorded]
+        person = await intake.person(waited[0])  # type: ignore[arg-type]
+        assert (person.email, person.first_name) == ("waited@example.com", "Wai")
+        assert await intake.val("SELECT count(*) FROM activities WHERE lead_id IS NULL") == 0
+        keys = await intake.val("SELECT count(*) FROM subject_keys")
+        terms = await intake.val("SELECT count(DISTINCT lead_id) FROM lead_search_terms")
+        assert (keys, terms) == (9, 9)
+
+
+async def test_a_batch_that_fails_is_undone_and_its_posts_are_written_one_by_one(
+    fresh_dsn: str, infra: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lead_intake.leads import store
+
+    real = store.create_people
+
+    async def writes_then_fails(*args: Any, **kwargs: Any) -> Any:
+        await real(*args, **kwargs)  # its rows are written, then the statement after fails
+        raise asyncpg.UniqueViolationError("injected after the batch wrote its rows")
+
+    monkeypatch.setattr(store, "create_people", writes_then_fails)
+    async with running_intake(fresh_dsn, infra.kafka_bootstrap, **ONE_SLOW_GROUP) as intake:
+        await intake.create_form("launch")
+        before = batches("rolled_back")
+        bodies = emails(5)
+
+        answers = await post_all(intake, bodies)
+
+        assert [a.status_code for a in answers] == [202] * 5
+        assert batches("rolled_back") - before == 1
+        assert all(a.json()["new_lead"] for a in answers)
+        assert await intake.count("leads") == 5
+        assert await intake.count("subject_keys") == 5
+        captured = await intake.events("funnel.lead.captured.v2")
+        assert sorted(str(e.lead_id) for e in captured) == sorted(
+            a.json()["lead_id"] for a in answers
+        )  # each once: the batch's rows and events were undone

@@ -17,7 +17,7 @@ import pytest
 from opentelemetry import context as otel_context
 from prometheus_client import REGISTRY
 
-from funnel_servicekit.group_commit import GroupCommit
+from funnel_servicekit.group_commit import NOT_DONE, GroupCommit
 from funnel_servicekit.unit_of_work import Outbox, Transactions, UnitOfWork
 
 
@@ -369,3 +369,66 @@ async def test_each_unit_runs_in_its_callers_trace_context(tx: Transactions) -> 
 def test_a_group_is_at_most_64_units() -> None:
     with pytest.raises(ValueError, match="max_size"):
         GroupCommit("t", max_size=65)
+
+
+def batching(
+    db: FakeDatabase, *, known: frozenset[str] = frozenset(), fail: BaseException | None = None
+) -> Callable[[UnitOfWork, list[Any]], Awaitable[list[Any]]]:
+    """A batch that writes every item's row in one go; an item in `known` is left to its
+    unit (NOT_DONE); `fail` raises after writing (the savepoint must undo the rows)."""
+
+    async def batch(uow: UnitOfWork, items: list[Any]) -> list[Any]:
+        conn = cast(FakeConn, uow.conn)
+        db.statements.append(f"batch of {len(items)}")
+        for item in items:
+            if item not in known:
+                conn.write(f"batched-{item}")
+        if fail is not None:
+            raise fail
+        return [NOT_DONE if item in known else f"batched-{item}" for item in items]
+
+    return batch
+
+
+async def test_a_group_s_items_are_written_by_one_batch_and_the_rest_run_alone(
+    db: FakeDatabase, tx: Transactions
+) -> None:
+    batcher = GroupCommit("t", max_wait_seconds=0.05, batch=batching(db, known=frozenset("k")))
+    before = units("batched")
+
+    answers = await asyncio.gather(
+        batcher.run(tx, writes("own-a"), item="a"),
+        batcher.run(tx, writes("own-k"), item="k"),  # known: its own work writes it
+        batcher.run(tx, writes("plain")),  # no item: always its own work
+        batcher.run(tx, writes("own-b"), item="b"),
+    )
+
+    assert answers == ["batched-a", "own-k", "plain", "batched-b"]
+    assert db.transactions == [["batched-a", "batched-b", "own-k", "plain"]]
+    assert db.statements.count("batch of 3") == 1
+    assert db.statements.count("SAVEPOINT group_unit") == 2  # only the units left over
+    assert units("batched") - before == 2
+
+
+async def test_a_batch_that_fails_is_undone_and_every_unit_runs_its_own_work(
+    db: FakeDatabase, tx: Transactions
+) -> None:
+    broken = RuntimeError("a constraint the batch met")
+    batcher = GroupCommit("t", max_wait_seconds=0.05, batch=batching(db, fail=broken))
+
+    answers = await asyncio.gather(
+        batcher.run(tx, writes("own-a"), item="a"), batcher.run(tx, writes("own-b"), item="b")
+    )
+
+    assert answers == ["own-a", "own-b"]
+    assert db.transactions == [["own-a", "own-b"]]  # the batch's rows rolled back
+    assert "ROLLBACK TO SAVEPOINT group_batch" in db.statements
+
+
+async def test_a_lone_unit_with_an_item_runs_its_own_work(
+    db: FakeDatabase, tx: Transactions
+) -> None:
+    """A batch of one would save nothing: the unit's work (which may use its item) runs."""
+    batcher = GroupCommit("t", max_wait_seconds=0.0, batch=batching(db))
+    assert await batcher.run(tx, writes("own"), item="x") == "own"
+    assert db.statements == []

@@ -25,6 +25,13 @@ cache of subtransaction ids holds 64 (past it, every snapshot of every backend g
 A group of one (a quiet moment) runs without a savepoint: its transaction is its own, and its
 failure rolls it back whole with the same outcome for its caller.
 
+A group commit may also be given a `batch`: units that carry an `item` (something their
+caller made ready, with no database read) are first written together by one call of it, in
+a savepoint of its own. `batch` answers each item's result, or `NOT_DONE` for one it left
+to its unit (a person known already, say); those units, and units without an item, then
+run their own work as above. A batch that raises is rolled back to its savepoint and every
+unit runs its own work: the same outcomes, more round trips.
+
 Units run one after another on the group's connection, in the group's task. Each runs in its
 caller's OpenTelemetry context (the trace its events carry is the caller's), and the
 transaction guard sees the group's task inside a transaction, as it would the caller's.
@@ -61,7 +68,14 @@ GROUP_COMMITS = Counter(
 GROUP_UNITS = Counter(
     "funnel_group_commit_units_total",
     "Units of work run by group commit, by outcome (committed, failed alone, group failed, "
-    "run again alone, cancelled before their turn)",
+    "run again alone, cancelled before their turn; batched: written by the group's batch, "
+    "also counted committed)",
+    ["name", "outcome"],
+)
+GROUP_BATCHES = Counter(
+    "funnel_group_commit_batches_total",
+    "Groups whose items were written together by one batch, by outcome (written, or "
+    "rolled_back: every unit then ran its own work)",
     ["name", "outcome"],
 )
 GROUP_SIZE = Histogram(
@@ -78,12 +92,28 @@ GROUP_WAIT_SECONDS = Histogram(
 )
 
 
+BATCH_SAVEPOINT = "group_batch"
+
+
+class _NotDone:
+    def __repr__(self) -> str:
+        return "NOT_DONE"
+
+
+#: What a batch answers for an item it left to its unit's own work.
+NOT_DONE: Any = _NotDone()
+#: Writes a group's items together: each item's result (as its unit's work would answer),
+#: or NOT_DONE.
+BatchWork = Callable[[UnitOfWork, list[Any]], Awaitable[list[Any]]]
+
+
 @dataclass
 class _Unit(Generic[T]):
     work: Callable[[UnitOfWork], Awaitable[T]]
     future: asyncio.Future[T]
     context: otel_context.Context
     queued_at: float
+    item: Any = None
     result: Any = None
     error: BaseException | None = None
     again: bool = False  # undone by PostgreSQL: run again alone after the group
@@ -110,6 +140,7 @@ class GroupCommit:
         max_wait_seconds: float = 0.002,
         max_size: int = MAX_GROUP_SIZE,
         groups_in_flight: int = 2,
+        batch: BatchWork | None = None,
     ) -> None:
         if not 1 <= max_size <= MAX_GROUP_SIZE:
             raise ValueError(f"max_size must be 1..{MAX_GROUP_SIZE}")
@@ -119,20 +150,27 @@ class GroupCommit:
         self.max_wait_seconds = max_wait_seconds
         self.max_size = max_size
         self.groups_in_flight = groups_in_flight
+        self.batch = batch
         self._lanes: dict[Transactions, _Lane] = {}
         self._slots: asyncio.Semaphore | None = None
         self._groups: set[asyncio.Task[None]] = set()
 
     async def run(
-        self, transactions: Transactions, work: Callable[[UnitOfWork], Awaitable[T]]
+        self,
+        transactions: Transactions,
+        work: Callable[[UnitOfWork], Awaitable[T]],
+        *,
+        item: Any = None,
     ) -> T:
-        """`work`'s result once its group committed; its own exception, or the group's."""
+        """`work`'s result once its group committed; its own exception, or the group's.
+
+        With `item` (and a `batch`), the unit is first offered to the group's batch."""
         loop = asyncio.get_running_loop()
         lane = self._lanes.get(transactions)
         if lane is None:
             lane = self._lanes[transactions] = _Lane(transactions)
         unit: _Unit[T] = _Unit(
-            work, loop.create_future(), otel_context.get_current(), time.monotonic()
+            work, loop.create_future(), otel_context.get_current(), time.monotonic(), item
         )
         lane.queue.append(unit)
         if len(lane.queue) >= self.max_size:
@@ -215,7 +253,8 @@ class GroupCommit:
                 async with lane.transactions() as uow:
                     if len(group) == 1:
                         await self._run_lone_unit(uow, group[0])
-                    for unit in group if len(group) > 1 else ():
+                    rest = await self._run_batch(uow, group) if len(group) > 1 else []
+                    for unit in rest:
                         if unit.future.done():  # its caller was cancelled before its turn
                             GROUP_UNITS.labels(self.name, "cancelled").inc()
                             continue
@@ -265,6 +304,35 @@ class GroupCommit:
                 unit.ran = True
         finally:
             otel_context.detach(token)
+
+    async def _run_batch(self, uow: UnitOfWork, group: list[_Unit[Any]]) -> list[_Unit[Any]]:
+        """The group's items written by one call of `batch`, in a savepoint; returns the
+        units left to run their own work (all of them when the batch raised)."""
+        offered = [u for u in group if u.item is not None and not u.future.done()]
+        if self.batch is None or len(offered) < 2:
+            return group
+        await uow.conn.execute(f"SAVEPOINT {BATCH_SAVEPOINT}")
+        try:
+            results = await self.batch(uow, [u.item for u in offered])
+            if len(results) != len(offered):
+                raise RuntimeError("a batch must answer every item")
+        except DATABASE_UNREACHABLE:
+            raise  # the whole group's error: the connection is gone
+        except Exception:
+            await uow.conn.execute(f"ROLLBACK TO SAVEPOINT {BATCH_SAVEPOINT}")
+            GROUP_BATCHES.labels(self.name, "rolled_back").inc()
+            log.warning(
+                "group %s: its batch failed; each unit runs alone", self.name, exc_info=True
+            )
+            return group
+        GROUP_BATCHES.labels(self.name, "written").inc()
+        done = 0
+        for unit, result in zip(offered, results, strict=True):
+            if result is not NOT_DONE:
+                unit.result, unit.ran = result, True
+                done += 1
+        GROUP_UNITS.labels(self.name, "batched").inc(done)
+        return [u for u in group if not u.ran]
 
     async def _run_lone_unit(self, uow: UnitOfWork, unit: _Unit[Any]) -> None:
         """A group of one: its transaction is its own, so no savepoint (one round trip

@@ -479,6 +479,11 @@ class OutboxWith:
     written = "(SELECT count(*) FROM outbox_woken)"
 
     @staticmethod
+    def channel(schema: str) -> str:
+        """The relay's wake-up channel (for a statement that writes many rows)."""
+        return _channel(schema)
+
+    @staticmethod
     def args(record: OutboxRecord, schema: str) -> list[Any]:
         return [
             record.topic,

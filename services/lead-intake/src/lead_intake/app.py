@@ -1,5 +1,6 @@
 """lead-intake's composition root."""
 
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -16,6 +17,7 @@ from lead_intake.privacy import routes as privacy
 from lead_intake.runtime import IntakeContext, IntakeRuntime
 from lead_intake.settings import IntakeSettings
 from lead_intake.submissions import routes as submissions
+from lead_intake.submissions import service as submission_service
 from lead_intake.submissions.worker import IdempotencyPurger
 from lead_intake.webhooks import routes as webhooks
 from lead_intake.webhooks.worker import MetaFetcher
@@ -35,9 +37,15 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             loops.append(MetaFetcher(runtime.pool, settings).worker())
         return loops
 
+    context = IntakeContext.of(settings)
+    if context.form_posts is not None:
+        # A group's new people written in one statement (docs/decisions/0082).
+        context.form_posts.batch = partial(
+            submission_service.write_batch, index=context.search_index
+        )
     return create_service_app(
         settings,
-        context=IntakeContext.of(settings),
+        context=context,
         title="Funnel lead-intake",
         description="Form posts, imports and activities in; lead and activity events out.",
         migrations_dir=MIGRATIONS,

@@ -50,6 +50,7 @@ async def capture(
     update_known: bool = True,
     imported_stage: str | None = None,
     stage_entered_at: datetime | None = None,
+    ready: store.ReadyLead | None = None,
 ) -> Captured:
     """Inside the caller's unit of work: the lead (new or known), its submission, its events.
 
@@ -57,11 +58,16 @@ async def capture(
     touchpoint kept, last touchpoint updated), the personal data sealed with the person's key.
     A visitor id links the visitor's anonymous activities, which are emitted now with their
     original event times. A phone alone finds a known person or captures a new one. The
-    person's search index entries follow their latest details (`index`).
+    person's search index entries follow their latest details (`index`). `ready`: the
+    person as `prepare_person` made them for this submission, if it did.
     """
     conn = uow.conn
-    terms = index.person_terms(
-        email=sub.email, phone=sub.phone, first_name=sub.first_name, last_name=sub.last_name
+    terms = (
+        ready.made.terms
+        if ready is not None
+        else index.person_terms(
+            email=sub.email, phone=sub.phone, first_name=sub.first_name, last_name=sub.last_name
+        )
     )
     # A new lead and its submission go in one statement (one round trip fewer per new person).
     origin = SubmissionOrigin(form.id, user_agent, ip_truncated)
@@ -71,10 +77,12 @@ async def capture(
     if sub.email is not None and sub.visitor_id is None:
         # Nothing to read first: the new person, their event and what waited for their email
         # in one statement (their event made now, kept only if they are new).
-        made = await _new_person(
-            uow, form, sub, origin, source=source, captured_at=captured_at, terms=terms,
+        ready = ready or _ready_lead(
+            form, sub, origin, source=source, captured_at=captured_at, terms=terms,
             imported_stage=imported_stage, stage_entered_at=stage_entered_at,
+            outbox_source=uow.outbox.source,
         )  # fmt: skip
+        made = await store.create_person(conn, ready, outbox_schema=uow.outbox.schema)
         if made is not None:
             return await _after_new_person(
                 uow, made, sub, source=source, at=captured_at, index=index
@@ -182,8 +190,35 @@ async def _merged_by_phone(
     return Captured(lead.id, submission_id, lead.created)
 
 
-async def _new_person(
-    uow: UnitOfWork,
+def prepare_person(
+    form: Form,
+    sub: Submission,
+    origin: SubmissionOrigin,
+    *,
+    source: str,
+    captured_at: datetime,
+    index: BlindIndex,
+    outbox_source: str,
+) -> store.ReadyLead:
+    """A post's person made ready for `write_people` (pure CPU, in the caller's task and
+    trace, before any transaction): written by `capture`'s rules if their email is new."""
+    terms = index.person_terms(
+        email=sub.email, phone=sub.phone, first_name=sub.first_name, last_name=sub.last_name
+    )
+    return _ready_lead(
+        form, sub, origin, source=source, captured_at=captured_at, terms=terms,
+        imported_stage=None, stage_entered_at=None, outbox_source=outbox_source,
+    )  # fmt: skip
+
+
+def takes_ready_person(sub: Submission) -> bool:
+    """Whether `prepare_person` and `write_people` capture this submission as `capture`
+    would when its email is new: an email, and no visitor whose first visit could be the
+    person's first touch."""
+    return sub.email is not None and sub.visitor_id is None
+
+
+def _ready_lead(
     form: Form,
     sub: Submission,
     origin: SubmissionOrigin,
@@ -193,10 +228,8 @@ async def _new_person(
     terms: list[bytes],
     imported_stage: str | None,
     stage_entered_at: datetime | None,
-) -> tuple[Lead, list[UUID]] | None:
-    """A new person by email written with their event in one statement (`store.
-    create_person`): the lead and the ids of the activities that waited for the email; None
-    when the email is known (nothing written)."""
+    outbox_source: str,
+) -> store.ReadyLead:
     assert sub.email is not None
     made = store.NewLead(uuid4(), uuid4(), new_data_key(), sub, captured_at, terms)
     event = lead_event(
@@ -210,15 +243,37 @@ async def _new_person(
         imported_stage=imported_stage,
         stage_entered_at=stage_entered_at,
     )
-    return await store.create_person(
-        uow.conn,
-        made,
-        source=source,
-        submission=origin,
-        event=outbox_record(event, source=uow.outbox.source),
-        outbox_schema=uow.outbox.schema,
-        email_sha256=email_sha256(sub.email),
+    return store.ReadyLead(
+        made, origin, source, outbox_record(event, source=outbox_source), email_sha256(sub.email)
     )
+
+
+async def write_people(
+    uow: UnitOfWork, people: list[store.ReadyLead], *, index: BlindIndex
+) -> list[Captured | None]:
+    """Inside the caller's unit of work: people made ready by `prepare_person`, written in
+    one statement (`store.create_people`), then what follows each new one (`capture`'s
+    rules). None for a person whose email was known (nothing of them written): their post
+    is then a returning person's, for `capture`."""
+    written = await store.create_people(uow.conn, people, outbox_schema=uow.outbox.schema)
+    captured: list[Captured | None] = []
+    for ready in people:
+        made = ready.made
+        waiting = written.get(made.id)
+        if waiting is None:
+            captured.append(None)
+            continue
+        sub = made.sub
+        lead = Lead(
+            made.id, sub.email, sub.phone, sub.first_name, sub.last_name, made.captured_at,
+            True, made.submission_id, made.data_key,
+        )  # fmt: skip
+        captured.append(
+            await _after_new_person(
+                uow, (lead, waiting), sub, source=ready.source, at=made.captured_at, index=index
+            )
+        )
+    return captured
 
 
 async def _after_new_person(

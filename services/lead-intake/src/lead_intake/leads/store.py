@@ -123,6 +123,19 @@ def _lead_and_submission_args(
     ]
 
 
+@dataclass(frozen=True)
+class ReadyLead:
+    """A new person by email made ready before their transaction (no database read): ids,
+    key and index entries (`made`), where the post came from, and their
+    funnel.lead.captured.v2 encoded for the outbox. Written only if the email is new."""
+
+    made: NewLead
+    submission: SubmissionOrigin
+    source: str
+    event: OutboxRecord
+    email_sha256: str  # what activities waiting for the email are kept under
+
+
 # A new person by email with everything their capture writes, in one statement: the lead,
 # its submission, key and index entries, funnel.lead.captured.v2 in the outbox, and the
 # activities that waited for the email claimed (their ids; `claim_pending_activities` takes
@@ -140,30 +153,135 @@ _INSERT_PERSON = _INSERT_LEAD_AND_SUBMISSION.replace(
 
 
 async def create_person(
-    conn: asyncpg.Connection,
-    made: NewLead,
-    *,
-    source: str,
-    submission: SubmissionOrigin,
-    event: OutboxRecord,
-    outbox_schema: str,
-    email_sha256: str,
+    conn: asyncpg.Connection, ready: ReadyLead, *, outbox_schema: str
 ) -> tuple[Lead, list[UUID]] | None:
-    """`create_lead` with its submission, and also its event (made beforehand from `made`)
-    written to the outbox and the activities that waited for its email (`email_sha256`)
-    claimed: the new lead and those activities' ids; None, writing nothing, when the email
-    is known already."""
+    """`create_lead` with its submission, and also its event written to the outbox and the
+    activities that waited for its email claimed: the new lead and those activities' ids;
+    None, writing nothing, when the email is known already."""
     row = await conn.fetchrow(
         _INSERT_PERSON,
-        *_lead_and_submission_args(made, source, submission),
-        *OutboxWith.args(event, outbox_schema),
-        email_sha256,
+        *_lead_and_submission_args(ready.made, ready.source, ready.submission),
+        *OutboxWith.args(ready.event, outbox_schema),
+        ready.email_sha256,
     )
     if row is None:
         return None
     if row["events"] != 1:
         raise RuntimeError("a new person's event was not written with them")
     return _lead(row, True), list(row["waiting"])
+
+
+# `create_person` for many people in one statement (a group of form posts): each row of
+# `input` one person, in the order given; a person whose email is known by then (or given
+# twice in the batch) writes nothing. Activities waiting for an email are claimed in the
+# order of the emails' hashes (the order the activity path locks them in).
+_INSERT_PEOPLE = """WITH input AS (
+        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+            $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::text[],
+            $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
+            $18::text[], $19::bytea[], $20::text[], $21::bool[], $22::text[], $23::text[],
+            $24::text[], $25::bytea[], $26::bytea[], $27::text[], $28::text[], $29::int[],
+            $30::int[])
+        WITH ORDINALITY AS t(id, submission_id, email, phone, first_name, last_name,
+            captured_at, touch, consent, custom_fields, locale, time_zone, utm, landing_page,
+            referrer, user_agent, ip_truncated, qualification, data_key, form_id, is_test,
+            email_sha256, source, topic, event_key, event_value, event_headers, event_type,
+            first, count, n)),
+    lead AS (
+        INSERT INTO leads (id, email, phone, first_name, last_name, source, captured_at,
+            first_touch, last_touch, consent, custom_fields, locale, time_zone, is_test)
+        SELECT id, email, phone, first_name, last_name, source, captured_at, touch::jsonb,
+               touch::jsonb, consent::jsonb, custom_fields::jsonb, locale, time_zone, is_test
+        FROM input ORDER BY n
+        ON CONFLICT (email) DO NOTHING
+        RETURNING id),
+    submission AS (
+        INSERT INTO submissions (id, lead_id, form_id, utm, landing_page, referrer, user_agent,
+            source, ip_truncated, consent, custom_fields, qualification, captured_at)
+        SELECT i.submission_id, i.id, i.form_id, i.utm::jsonb, i.landing_page, i.referrer,
+               i.user_agent, i.source, i.ip_truncated, i.consent::jsonb,
+               i.custom_fields::jsonb, i.qualification::jsonb, i.captured_at
+        FROM input i JOIN lead USING (id)),
+    data_key AS (
+        INSERT INTO subject_keys (lead_id, data_key)
+        SELECT i.id, i.data_key FROM input i JOIN lead USING (id)),
+    terms AS (
+        SELECT i.id, substring($31::bytea FROM (i.first + g) * 16 + 1 FOR 16) AS digest
+        FROM input i, generate_series(0, i.count - 1) AS g),
+    search_terms AS (
+        INSERT INTO lead_search_terms (digest, lead_id)
+        SELECT t.digest, t.id FROM terms t JOIN lead USING (id) ORDER BY t.digest),
+    events AS (
+        INSERT INTO outbox (topic, key, value, headers, event_type)
+        SELECT i.topic, i.event_key, i.event_value, i.event_headers::jsonb, i.event_type
+        FROM input i JOIN lead USING (id) ORDER BY i.n
+        RETURNING 1),
+    woken AS (SELECT pg_notify($32::text, '') FROM (SELECT 1 FROM events LIMIT 1) AS one),
+    waiting AS (
+        SELECT l.id AS lead_id, w.id
+        FROM (SELECT i.id, i.email_sha256 FROM input i JOIN lead USING (id)
+              ORDER BY i.email_sha256) AS l,
+             LATERAL claim_pending_activities(l.id, NULL, l.email_sha256) AS w)
+    SELECT l.id, (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM woken) AS woken,
+           ARRAY(SELECT w.id FROM waiting w WHERE w.lead_id = l.id) AS waiting
+    FROM lead l"""
+
+
+async def create_people(
+    conn: asyncpg.Connection, people: list[ReadyLead], *, outbox_schema: str
+) -> dict[UUID, list[UUID]]:
+    """`create_person` for each of `people` in one statement: the new leads written, each
+    with the ids of the activities that waited for its email (an email known by then, or
+    given twice, writes nothing and is absent)."""
+    if not people:
+        return {}
+    columns: list[list[Any]] = [[] for _ in range(30)]
+    digests: list[bytes] = []
+    entries = 0  # index entries of the people before this one
+    for ready in people:
+        made, sub, origin = ready.made, ready.made.sub, ready.submission
+        touch, event = sub.touchpoint, ready.event
+        terms = b"".join(made.terms)
+        if len(terms) != _DIGEST_BYTES * len(made.terms):
+            raise ValueError(f"search index entries are {_DIGEST_BYTES} bytes each")
+        values = (
+            made.id,
+            made.submission_id,
+            sub.email,
+            sub.phone,
+            sub.first_name,
+            sub.last_name,
+            made.captured_at,
+            _js(touch.as_json()),
+            _js(sub.consent.model_dump(mode="json")) if sub.consent else None,
+            _js(sub.custom_fields),
+            sub.locale,
+            sub.time_zone,
+            _js(touch.utm.model_dump(exclude_none=True)),
+            touch.landing_page,
+            touch.referrer,
+            _user_agent(origin.user_agent),
+            origin.ip_truncated,
+            _js(sub.qualification),
+            made.data_key,
+            origin.form_id,
+            sub.test,
+            ready.email_sha256,
+            ready.source,
+            *OutboxWith.args(event, outbox_schema)[:5],
+            entries,
+            len(made.terms),
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+        digests.append(terms)
+        entries += len(made.terms)
+    found = await conn.fetch(
+        _INSERT_PEOPLE, *columns, b"".join(digests), OutboxWith.channel(outbox_schema)
+    )
+    if any(r["events"] != len(found) for r in found):
+        raise RuntimeError("the new people's events were not written with them")
+    return {r["id"]: list(r["waiting"]) for r in found}
 
 
 @dataclass(frozen=True)
