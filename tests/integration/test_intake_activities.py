@@ -94,7 +94,7 @@ async def test_a_batch_looks_up_only_the_kinds_of_people_it_names(
     from lead_intake.activities import store
 
     asked: list[tuple[str, list[Any]]] = []
-    for name in ("data_keys", "leads_by_email", "leads_of_visitors"):
+    for name in ("leads_and_keys", "leads_by_email", "leads_of_visitors"):
         real = getattr(store, name)
 
         async def spy(conn: Any, keys: list[Any], real: Any = real, name: str = name) -> Any:
@@ -109,7 +109,7 @@ async def test_a_batch_looks_up_only_the_kinds_of_people_it_names(
     )
     assert by_id.status_code == 202, by_id.text
     assert by_id.json()["accepted"] == 1
-    assert [(n, [str(k) for k in keys]) for n, keys in asked] == [("data_keys", [lead_id])]
+    assert [(n, [str(k) for k in keys]) for n, keys in asked] == [("leads_and_keys", [lead_id])]
     asked.clear()
     by_email = await _post(
         intake,

@@ -100,9 +100,9 @@ async def _record(
 
 
 async def _known(uow: UnitOfWork, batch: ActivityBatch) -> tuple[Known, dict[UUID, bytes]]:
-    """Who the batch names, and the data keys of the leads it names by id (the same look-up:
-    a lead that is not erased has one, made now if it had none); people not known yet are
-    locked and looked up once more.
+    """Who the batch names, and the data keys of the leads it names by id (the same look-up;
+    a lead captured before keys existed has none yet); people not known yet are locked and
+    looked up once more.
 
     The lock makes a lead being created right now for one of them either visible here (so
     the activity is emitted) or wait until this batch commits (and then claim it).
@@ -113,9 +113,10 @@ async def _known(uow: UnitOfWork, batch: ActivityBatch) -> tuple[Known, dict[UUI
     lead_ids = sorted({a.lead_id for a in items if a.lead_id})
     emails = sorted({a.email for a in items if a.email})
     visitor_ids = sorted({a.visitor_id for a in items if a.visitor_id})
-    keys = await store.data_keys(conn, lead_ids) if lead_ids else {}
+    found = await store.leads_and_keys(conn, lead_ids) if lead_ids else {}
+    keys = {lead_id: key for lead_id, key in found.items() if key is not None}
     known = Known(
-        frozenset(keys),
+        frozenset(found),
         await store.leads_by_email(conn, emails) if emails else {},
         await store.leads_of_visitors(conn, visitor_ids) if visitor_ids else {},
     )

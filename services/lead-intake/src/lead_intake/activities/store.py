@@ -154,6 +154,19 @@ async def leads_by_email(conn: asyncpg.Connection, emails: list[str]) -> dict[st
     return {r["email"]: r["id"] for r in rows}
 
 
+async def leads_and_keys(
+    conn: asyncpg.Connection, lead_ids: list[UUID]
+) -> dict[UUID, bytes | None]:
+    """Of these leads, those not erased, each with its data key (None: a lead captured
+    before keys existed; `data_keys` makes it one)."""
+    rows = await conn.fetch(
+        """SELECT l.id, k.data_key FROM leads l LEFT JOIN subject_keys k ON k.lead_id = l.id
+           WHERE l.id = ANY($1::uuid[]) AND l.erased_at IS NULL""",
+        lead_ids,
+    )
+    return {r["id"]: r["data_key"] for r in rows}
+
+
 async def lock_unknown_people(
     conn: asyncpg.Connection, email_sha256s: list[str], visitor_ids: list[str]
 ) -> None:
