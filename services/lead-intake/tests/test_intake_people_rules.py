@@ -3,6 +3,7 @@ a correction, offline touches."""
 
 from __future__ import annotations
 
+import hmac
 from datetime import UTC, datetime
 from uuid import uuid4
 
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from funnel_contracts.sealed import new_data_key, unseal
 from lead_intake.activities.models import ActivityBatch, offline_errors, public_key_errors
+from lead_intake.common import blind_index
 from lead_intake.common.blind_index import BlindIndex, fold, prefixes, query_words, words
 from lead_intake.people.models import (
     Contact,
@@ -47,6 +49,28 @@ def test_a_person_s_terms_cover_each_prefix_and_the_exact_email_and_phone() -> N
     # Another key gives other digests: without the key nobody can compute the index.
     assert BlindIndex(b"another-key-of-sixteen-bytes+").email("kay.lind@example.com") not in terms
     assert len(index.email("x@example.com")) == 16
+
+
+def test_prefix_entries_kept_from_earlier_people_are_the_same_digests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Entries found among the recent ones equal freshly made ones; the store stays bounded."""
+    monkeypatch.setattr(blind_index, "RECENT_PREFIXES", 8)
+    index = BlindIndex(KEY)
+    people = [("Anna", "Lind"), ("Anne", "Lindqvist"), ("Anna", "Lind"), ("Bo", "Ek")]
+    made = [
+        index.person_terms(email=None, phone=None, first_name=f, last_name=last)
+        for f, last in people
+    ]
+    fresh = [
+        BlindIndex(KEY).person_terms(email=None, phone=None, first_name=f, last_name=last)
+        for f, last in people
+    ]
+    assert made == fresh
+    assert made[0] == made[2]
+    assert len(index._recent) <= 8
+    expected = hmac.digest(KEY, b"q\x00anna", "sha256")[:16]
+    assert index.prefix("anna") == expected
 
 
 def test_a_search_s_words() -> None:

@@ -17,6 +17,7 @@ import unicodedata
 MIN_PREFIX = 2
 MAX_PREFIX = 12
 DIGEST_BYTES = 16
+RECENT_PREFIXES = 50_000  # prefix entries a BlindIndex keeps at most (a few MB)
 # Words of a name or a local part: split on spaces, and again on - ' . _ + (Anne-Marie, o'neil,
 # kay.lind+news): both the whole word and its pieces are indexed.
 _PIECES = re.compile("[-'.\u2019_+]+")
@@ -52,6 +53,10 @@ class BlindIndex:
         if len(key) < 16:
             raise ValueError("the search index key needs at least 16 bytes")
         self._key = key
+        # Prefixes' entries recently made: names and local parts share most of their short
+        # prefixes ("an", "ann", "jo"...), so a post's score of entries is mostly found here.
+        # Bounded: emptied when full (it holds digests the key makes anyway, in this process).
+        self._recent: dict[str, bytes] = {}
 
     def _digest(self, kind: str, value: str) -> bytes:
         message = f"{kind}\x00{value}".encode()
@@ -69,7 +74,13 @@ class BlindIndex:
 
     def prefix(self, folded: str) -> bytes:
         """The entry of a folded prefix (cut to 12 characters, the longest indexed)."""
-        return self._digest("q", folded[:MAX_PREFIX])
+        cut = folded[:MAX_PREFIX]
+        found = self._recent.get(cut)
+        if found is None:
+            if len(self._recent) >= RECENT_PREFIXES:
+                self._recent.clear()
+            found = self._recent[cut] = self._digest("q", cut)
+        return found
 
     def person_terms(
         self,
