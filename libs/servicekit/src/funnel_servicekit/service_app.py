@@ -26,6 +26,7 @@ from funnel_servicekit.auth import ApiKeyAuth, KeyLookup, Principal, check_route
 from funnel_servicekit.db import create_pool
 from funnel_servicekit.gc_pauses import freeze_startup_heap, measure_gc_pauses, thaw
 from funnel_servicekit.http_metrics import HttpMetricsMiddleware
+from funnel_servicekit.http_trace import UnrecordedTraceMiddleware
 from funnel_servicekit.kafka import create_producer
 from funnel_servicekit.load_shedding import LoadSheddingMiddleware
 from funnel_servicekit.outbox import OutboxRelay
@@ -38,6 +39,7 @@ from funnel_servicekit.runtime import (
     supervise,
 )
 from funnel_servicekit.settings import ServiceSettings
+from funnel_servicekit.telemetry import spans_recorded
 
 log = logging.getLogger(__name__)
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
@@ -144,10 +146,15 @@ def create_service_app(
 
     check_route_scopes(app)
     app.add_middleware(HttpMetricsMiddleware)
-    # One server span per request; the per-message ASGI receive/send spans add cost, not insight.
-    FastAPIInstrumentor.instrument_app(
-        app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]
-    )
+    if spans_recorded():
+        # One server span per request; the per-message ASGI receive/send spans add cost, not
+        # insight.
+        FastAPIInstrumentor.instrument_app(
+            app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]
+        )
+    else:
+        # No span would be read: the trace context alone, without span objects.
+        app.add_middleware(UnrecordedTraceMiddleware)
     if settings.http_max_in_flight:
         # Before routing and the body: a refused request costs little (it still gets a span).
         app.add_middleware(LoadSheddingMiddleware, max_in_flight=settings.http_max_in_flight)
