@@ -97,6 +97,10 @@ def test_the_light_middleware_is_used_only_when_no_span_is_recorded(
             migrations_dir=service_app.Path("."),
             routers=[APIRouter()],
         )
+        # FastAPI's own OpenTelemetry bridge stays off whatever the providers are: one
+        # server span at most, no per-request span, metric and log record of its own.
+        config = app._telemetry
+        assert (config["tracing"], config["metrics"], config["logs"]) == (False, False, False)
         return [m.cls for m in app.user_middleware]  # type: ignore[misc]
 
     assert UnrecordedTraceMiddleware in kinds(recorded=False)

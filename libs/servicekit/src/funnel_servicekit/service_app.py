@@ -129,7 +129,17 @@ def create_service_app(
             if frozen:
                 thaw()
 
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+        # FastAPI's own OpenTelemetry bridge is off: the server span is the instrumentation's
+        # (or, with nothing recorded, the trace context alone, below), HTTP metrics are the
+        # kit's Prometheus ones and logs its JSON lines. On, it made a second span, a metric
+        # and a log record per request for providers that record nothing.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.runtime = runtime
     app.state.auth = ApiKeyAuth(
         settings.admin_api_key.get_secret_value() if settings.admin_api_key else None,
