@@ -9,6 +9,9 @@ render, send, record `sent` with its touch.sent outbox row. Rounds alternate ABB
 Scheduler lag: touches are scheduled to fall due at a steady rate (a share of the measured
 throughput) while the sender loop runs as in production; lag = recorded send - due time.
 
+Notifier CPU per touch: the process time of this process (the sender: claim, render, build,
+send, record) over the touches sent; PostgreSQL and the SMTP server are other processes.
+
 Run: `.venv/bin/python -m bench.notifier_throughput [--touches 2000] [--rounds 2]`.
 Results: bench/results/notifier-<stamp>.json and .md.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -141,14 +145,20 @@ async def _notifier(pg: PostgresServer, settings: NotifierSettings, count: int) 
     try:
         await _seed(pool, count, due_from=datetime.now(UTC), rate=None)
         sender = TouchSender(pool, settings.model_copy(update={"database_url": dsn}))
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         while await sender.send_due():
             pass
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started  # this process: the sender (not PostgreSQL)
         sent = await pool.fetchval("SELECT count(*) FROM touches WHERE status = 'sent'")
     finally:
         await pool.close()
-    return {"touches_per_s": sent / elapsed, "sent": sent, "seconds": round(elapsed, 2)}
+    return {
+        "touches_per_s": sent / elapsed,
+        "sent": sent,
+        "seconds": round(elapsed, 2),
+        "cpu_ms_per_touch": round(cpu / max(sent, 1) * 1000, 3),
+    }
 
 
 async def _lag(
@@ -215,10 +225,15 @@ async def measure(touches: int, rounds: int, lag_share: float) -> dict[str, Any]
             else:
                 result = await _notifier(pg, settings, touches)
                 runs.append({"target": target, "per_s": round(result["touches_per_s"], 1),
-                             "sent": result["sent"]})  # fmt: skip
-            log(f"{target}: {runs[-1]['per_s']:.0f}/s")
+                             "sent": result["sent"],
+                             "cpu_ms_per_touch": result["cpu_ms_per_touch"],
+                             "load_average_1m": round(os.getloadavg()[0], 2)})  # fmt: skip
+            log(f"{target}: {runs[-1]['per_s']:.0f}/s"
+                + (f", {runs[-1]['cpu_ms_per_touch']} ms CPU per touch"
+                   if "cpu_ms_per_touch" in runs[-1] else ""))  # fmt: skip
         base = median([r["per_s"] for r in runs if r["target"] == "baseline"])
         notif = median([r["per_s"] for r in runs if r["target"] == "notifier"])
+        cpu = median([r["cpu_ms_per_touch"] for r in runs if r["target"] == "notifier"])
         lag_rate = max(notif * lag_share, 1.0)
         lag = await _lag(pg, settings, min(touches, int(lag_rate * 20)), lag_rate)
         log(f"lag at {lag_rate:.0f}/s: p50 {lag['lag_ms_p50']} ms, p99 {lag['lag_ms_p99']} ms")
@@ -233,6 +248,7 @@ async def measure(touches: int, rounds: int, lag_share: float) -> dict[str, Any]
         "baseline_per_s_median": base,
         "notifier_per_s_median": notif,
         "ratio_notifier_to_baseline": round(notif / base, 3),
+        "notifier_cpu_ms_per_touch_median": cpu,
         "scheduler_lag": lag,
     }
 
@@ -250,6 +266,9 @@ def markdown(result: dict[str, Any]) -> str:
             "| notifier sender (claim, check, render, send, record) | "
             f"{result['notifier_per_s_median']:.0f} |",
             f"| **ratio notifier / baseline** | **{result['ratio_notifier_to_baseline']:.3f}** |",
+            "",
+            "Notifier sender CPU per touch (its process; PostgreSQL's not counted), median: "
+            f"{result['notifier_cpu_ms_per_touch_median']} ms.",
             "",
             f"Scheduler lag (due -> recorded sent) with {lag['touches']} touches falling due at "
             f"{lag['rate_per_s']}/s: p50 {lag['lag_ms_p50']} ms, p99 **{lag['lag_ms_p99']} ms**, "

@@ -30,3 +30,14 @@ class Failed:
 
 
 Outcome = Sent | Retry | Failed
+
+
+@dataclass(frozen=True, slots=True)
+class WireEmail:
+    """An email ready for SMTP: the envelope's addresses and the message as the bytes that
+    go after DATA (7-bit, CRLF line ends), built once; sent as is, never parsed again."""
+
+    message_id: str
+    sender: str
+    recipient: str
+    data: bytes

@@ -1,5 +1,9 @@
 """Email over SMTP: one connection kept across batches, each message with its touch's
-Message-ID. A connection idle for long (servers close those) is replaced before use."""
+Message-ID. A connection idle for long (servers close those) is replaced before use.
+
+A `WireEmail` goes as its bytes to its one recipient (`sendmail`: nothing parsed or
+flattened again); an `EmailMessage` (an address the touch's builder does not write itself)
+goes through `send_message`, which reads the addresses from its headers."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from uuid import UUID
 
 import aiosmtplib
 
-from notifier.channels import Failed, Outcome, Retry, Sent
+from notifier.channels import Failed, Outcome, Retry, Sent, WireEmail
 
 REUSE_IDLE_SECONDS = 20.0
 # Servers often echo the recipient ("550 <ada@example.com>: unknown user"); the reply becomes
@@ -50,7 +54,7 @@ class SmtpChannel:
         return smtp
 
     async def send_batch(
-        self, messages: Sequence[tuple[UUID, EmailMessage]]
+        self, messages: Sequence[tuple[UUID, WireEmail | EmailMessage]]
     ) -> dict[UUID, Outcome]:
         """Hand each message to the server; an outage leaves the rest for a later try."""
         outcomes: dict[UUID, Outcome] = {}
@@ -73,9 +77,12 @@ class SmtpChannel:
         self._last_used = time.monotonic()
         return outcomes
 
-    async def _send_one(self, smtp: aiosmtplib.SMTP, msg: EmailMessage) -> Outcome:
+    async def _send_one(self, smtp: aiosmtplib.SMTP, msg: WireEmail | EmailMessage) -> Outcome:
         try:
-            await smtp.send_message(msg)
+            if isinstance(msg, WireEmail):
+                await smtp.sendmail(msg.sender, [msg.recipient], msg.data)
+            else:
+                await smtp.send_message(msg)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             if all(500 <= c < 600 for c in codes):
@@ -89,4 +96,6 @@ class SmtpChannel:
             return Retry(f"SMTP {exc.code}: {without_addresses(exc.message)[:200]}", counted=False)
         except (aiosmtplib.SMTPException, OSError) as exc:
             return Retry(f"SMTP connection lost: {type(exc).__name__}", counted=False)
+        if isinstance(msg, WireEmail):
+            return Sent(message_id=msg.message_id)
         return Sent(message_id=str(msg["Message-ID"]))

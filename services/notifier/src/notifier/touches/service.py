@@ -34,7 +34,7 @@ from funnel_servicekit.outbox import OutboxRecord, enqueue_many, outbox_record
 from funnel_servicekit.telemetry import current_trace_headers
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
 from notifier import metrics
-from notifier.channels import Failed, Outcome, Retry, Sent
+from notifier.channels import Failed, Outcome, Retry, Sent, WireEmail
 from notifier.links import LinkSigner
 from notifier.people import store as people
 from notifier.people.models import Contact
@@ -46,7 +46,7 @@ from notifier.retry_policy import backoff_seconds
 from notifier.settings import NotifierSettings
 from notifier.touches import store
 from notifier.touches.models.due import DueTouch
-from notifier.touches.models.email_message import MailEnvelope, build_email
+from notifier.touches.models.email_message import MailEnvelope, wire_email
 from notifier.touches.models.send_rules import Defer, Policy, QuietHours, Send, decide
 from notifier.wake import TOUCHES_CHANNEL, notify
 
@@ -366,7 +366,9 @@ def _sooner(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else min(a, b)
 
 
-def compose_email(item: Claimed, links: LinkSigner, settings: NotifierSettings) -> EmailMessage:
+def compose_email(
+    item: Claimed, links: LinkSigner, settings: NotifierSettings
+) -> WireEmail | EmailMessage:
     """The email of a claimed touch, in the contact's locale, with its tracked links and, on
     marketing mail, the unsubscribe link (TemplateProblem, KeyError or ValueError if not)."""
     touch, contact = item.touch, item.contact
@@ -386,7 +388,7 @@ def compose_email(item: Claimed, links: LinkSigner, settings: NotifierSettings) 
         unsubscribe = links.unsubscribe_url(touch.id, touch.lead_id, touch.category or "marketing")
         context["unsubscribe_url"] = unsubscribe
     rendered = render(template, context, locale)
-    return build_email(
+    return wire_email(
         MailEnvelope(
             touch_id=touch.id,
             to=contact.email,

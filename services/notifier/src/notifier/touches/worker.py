@@ -35,7 +35,7 @@ from funnel_servicekit.loops import ListenOn, PollLoop
 from funnel_servicekit.runtime import Worker
 from funnel_servicekit.telemetry import context_from_headers
 from funnel_servicekit.unit_of_work import Outbox, Transactions, UnitOfWork
-from notifier.channels import Failed, Outcome, Sent
+from notifier.channels import Failed, Outcome, Sent, WireEmail
 from notifier.channels.smtp import SmtpChannel
 from notifier.channels.webhook import WebhookChannel
 from notifier.links import LinkSigner
@@ -201,7 +201,7 @@ class TouchSender(PollLoop):
 
     async def _dispatch(self, channels: Channels, leased: list[Leased]) -> dict[UUID, Outcome]:
         outcomes: dict[UUID, Outcome] = {}
-        emails: list[tuple[UUID, EmailMessage]] = []
+        emails: list[tuple[UUID, WireEmail | EmailMessage]] = []
         others: list[Leased] = []
         for item in leased:
             if item.touch.channel == "email":
