@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,42 @@ SNAPSHOT_PATH = "/v1/funnels/digital-sales/snapshot"
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def source_path(root: Path) -> str:
+    """PYTHONPATH of a checkout's own packages (every lib's and service's `src`)."""
+    folders = sorted((root / "libs").glob("*/src")) + sorted((root / "services").glob("*/src"))
+    return os.pathsep.join(str(f) for f in folders)
+
+
+def callgrind_instructions(log_text: str) -> int:
+    """The instruction count `valgrind --tool=callgrind` reports on its standard error."""
+    found = re.search(r"Collected : (\d+)", log_text)
+    if found is None:
+        raise RuntimeError(f"callgrind gave no count:\n{log_text[-2000:]}")
+    return int(found.group(1))
+
+
+@contextlib.contextmanager
+def baseline_sides(baseline: str) -> Iterator[dict[str, dict[str, str]]]:
+    """The environments of the two sides of a comparison with an earlier revision:
+    "baseline" (that revision checked out into a temporary git worktree, removed afterwards)
+    and "this tree", each running this virtualenv with its own sources first."""
+    checkout = Path(tempfile.mkdtemp(prefix="funnel-baseline-"))
+    git = ["git", "-C", str(REPO_ROOT)]
+    try:
+        subprocess.run(
+            [*git, "worktree", "add", "--detach", str(checkout), baseline],
+            check=True,
+            capture_output=True,
+        )
+        yield {
+            "baseline": {**os.environ, "PYTHONPATH": source_path(checkout)},
+            "this tree": {**os.environ, "PYTHONPATH": source_path(REPO_ROOT)},
+        }
+    finally:
+        subprocess.run([*git, "worktree", "remove", "--force", str(checkout)], check=False)
+        shutil.rmtree(checkout, ignore_errors=True)
 
 
 @contextlib.asynccontextmanager

@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import re
 import shutil
 import subprocess
 import sys
@@ -32,7 +30,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import BENCH_DIR, REPO_ROOT, log
+from bench.common import BENCH_DIR, baseline_sides, callgrind_instructions, log
 
 WARM_UP_POSTS = 100
 SHORT_SERIES = 20
@@ -83,13 +81,6 @@ asyncio.run(main())
 """
 
 
-def _instructions(log_text: str) -> int:
-    found = re.search(r"Collected : (\d+)", log_text)
-    if found is None:
-        raise RuntimeError(f"callgrind gave no count:\n{log_text[-2000:]}")
-    return int(found.group(1))
-
-
 def _counted(
     env: dict[str, str], dsn: str, kafka: str, posts: int, work: Path, at_once: int = 1
 ) -> int:
@@ -119,12 +110,7 @@ def _counted(
     if done.returncode != 0:
         raise RuntimeError(f"the poster failed:\n{done.stderr[-3000:]}")
     out.unlink(missing_ok=True)
-    return _instructions(done.stderr)
-
-
-def _source_path(root: Path) -> str:
-    folders = sorted((root / "libs").glob("*/src")) + sorted((root / "services").glob("*/src"))
-    return os.pathsep.join(str(f) for f in folders)
+    return callgrind_instructions(done.stderr)
 
 
 async def _databases(count: int) -> tuple[Any, list[str]]:
@@ -144,16 +130,9 @@ def measure(baseline: str, posts: int, at_once: int = 1) -> dict[str, Any]:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is needed: apt-get install -y valgrind")
     stack, dsns = asyncio.run(_databases(4))
-    checkout = Path(tempfile.mkdtemp(prefix="funnel-baseline-"))
-    git = ["git", "-C", str(REPO_ROOT)]
+    per_post: dict[str, float] = {}
     try:
-        subprocess.run([*git, "worktree", "add", "--detach", str(checkout), baseline], check=True)
-        sides = {
-            "baseline": {**os.environ, "PYTHONPATH": _source_path(checkout)},
-            "this tree": {**os.environ, "PYTHONPATH": _source_path(REPO_ROOT)},
-        }
-        per_post: dict[str, float] = {}
-        with tempfile.TemporaryDirectory() as work:
+        with baseline_sides(baseline) as sides, tempfile.TemporaryDirectory() as work:
             for i, (name, env) in enumerate(sides.items()):
                 kafka = stack.kafka_bootstrap
                 short = _counted(env, dsns[2 * i], kafka, SHORT_SERIES, Path(work), at_once)
@@ -163,7 +142,6 @@ def measure(baseline: str, posts: int, at_once: int = 1) -> dict[str, Any]:
                 per_post[name] = (long - short) / posts
                 log(f"{name}: {per_post[name]:,.0f} instructions per post")
     finally:
-        subprocess.run([*git, "worktree", "remove", "--force", str(checkout)], check=False)
         stack.down()
         shutil.rmtree(stack.root, ignore_errors=True)
     ratio = per_post["this tree"] / per_post["baseline"]

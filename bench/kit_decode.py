@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -35,7 +34,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import BENCH_DIR, REPO_ROOT, log
+from bench.common import BENCH_DIR, baseline_sides, callgrind_instructions, log
 
 GRIND_RECORDS = 600  # decoded once, then GRIND_PASSES more times: the difference is decode's
 GRIND_PASSES = 4
@@ -75,11 +74,6 @@ for _ in range(passes):
 """
 
 
-def _source_path(root: Path) -> str:
-    folders = sorted((root / "libs").glob("*/src")) + sorted((root / "services").glob("*/src"))
-    return os.pathsep.join(str(f) for f in folders)
-
-
 def _run(
     env: dict[str, str], script: Path, n: int, passes: int, grind: Path | None, untimed: int = 0
 ) -> str:
@@ -94,53 +88,32 @@ def _run(
     return done.stdout if grind is None else done.stderr
 
 
-def _instructions(log_text: str) -> int:
-    found = re.search(r"Collected : (\d+)", log_text)
-    if found is None:
-        raise RuntimeError(f"callgrind gave no count:\n{log_text[-2000:]}")
-    return int(found.group(1))
-
-
 def measure(baseline: str, records: int, rounds: int) -> dict[str, Any]:
-    checkout = Path(tempfile.mkdtemp(prefix="funnel-baseline-"))
-    git = ["git", "-C", str(REPO_ROOT)]
     result: dict[str, Any] = {"baseline": baseline, "records": records}
-    try:
-        subprocess.run(
-            [*git, "worktree", "add", "--detach", str(checkout), baseline],
-            check=True,
-            capture_output=True,
-        )
-        sides = {
-            "baseline": {**os.environ, "PYTHONPATH": _source_path(checkout)},
-            "this tree": {**os.environ, "PYTHONPATH": _source_path(REPO_ROOT)},
-        }
-        with tempfile.TemporaryDirectory() as work:
-            script = Path(work) / "decoder.py"
-            script.write_text(DECODER)
-            cpu: dict[str, list[float]] = {name: [] for name in sides}
-            for _ in range(rounds):
-                for name, env in sides.items():
-                    out = _run(env, script, records, 3, None)
-                    cpu[name].append(min(float(x) for x in out.split()))
-            result["cpu_us_per_record"] = {
-                n: round(statistics.median(v), 2) for n, v in cpu.items()
-            }
-            result["cpu_us_runs"] = {n: [round(x, 2) for x in v] for n, v in cpu.items()}
-            if shutil.which("valgrind") is not None:
-                grind = Path(work) / "callgrind.out"
-                per_record: dict[str, float] = {}
-                for name, env in sides.items():
-                    once = _instructions(_run(env, script, GRIND_RECORDS, 0, grind))
-                    more = _instructions(_run(env, script, GRIND_RECORDS, 0, grind, GRIND_PASSES))
-                    per_record[name] = round((more - once) / (GRIND_RECORDS * GRIND_PASSES))
-                    log(f"{name}: {per_record[name]:,.0f} instructions per record")
-                result["instructions_per_record"] = per_record
-                result["instructions_ratio"] = round(
-                    per_record["this tree"] / per_record["baseline"], 3
+    with baseline_sides(baseline) as sides, tempfile.TemporaryDirectory() as work:
+        script = Path(work) / "decoder.py"
+        script.write_text(DECODER)
+        cpu: dict[str, list[float]] = {name: [] for name in sides}
+        for _ in range(rounds):
+            for name, env in sides.items():
+                out = _run(env, script, records, 3, None)
+                cpu[name].append(min(float(x) for x in out.split()))
+        result["cpu_us_per_record"] = {n: round(statistics.median(v), 2) for n, v in cpu.items()}
+        result["cpu_us_runs"] = {n: [round(x, 2) for x in v] for n, v in cpu.items()}
+        if shutil.which("valgrind") is not None:
+            grind = Path(work) / "callgrind.out"
+            per_record: dict[str, float] = {}
+            for name, env in sides.items():
+                once = callgrind_instructions(_run(env, script, GRIND_RECORDS, 0, grind))
+                more = callgrind_instructions(
+                    _run(env, script, GRIND_RECORDS, 0, grind, GRIND_PASSES)
                 )
-    finally:
-        subprocess.run([*git, "worktree", "remove", "--force", str(checkout)], check=False)
+                per_record[name] = round((more - once) / (GRIND_RECORDS * GRIND_PASSES))
+                log(f"{name}: {per_record[name]:,.0f} instructions per record")
+            result["instructions_per_record"] = per_record
+            result["instructions_ratio"] = round(
+                per_record["this tree"] / per_record["baseline"], 3
+            )
     cpu_us = result["cpu_us_per_record"]
     result["cpu_ratio"] = round(cpu_us["this tree"] / cpu_us["baseline"], 3)
     result["load_average"] = [round(x, 2) for x in os.getloadavg()]

@@ -37,8 +37,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import BENCH_DIR, REPO_ROOT, log
-from bench.kit_decode import _instructions, _source_path
+from bench.common import BENCH_DIR, baseline_sides, callgrind_instructions, log
 from bench.notifier_throughput import _start_sink
 from funnel_devstack.ports import free_port
 
@@ -123,23 +122,12 @@ def _run(
 
 
 def measure(baseline: str, touches: int, rounds: int) -> dict[str, Any]:
-    checkout = Path(tempfile.mkdtemp(prefix="funnel-baseline-"))
-    git = ["git", "-C", str(REPO_ROOT)]
     result: dict[str, Any] = {"baseline": baseline, "touches": touches}
     port = free_port()
     sink = _start_sink(port)
     load = [os.getloadavg()[0]]
     try:
-        subprocess.run(
-            [*git, "worktree", "add", "--detach", str(checkout), baseline],
-            check=True,
-            capture_output=True,
-        )
-        sides = {
-            "baseline": {**os.environ, "PYTHONPATH": _source_path(checkout)},
-            "this tree": {**os.environ, "PYTHONPATH": _source_path(REPO_ROOT)},
-        }
-        with tempfile.TemporaryDirectory() as work:
+        with baseline_sides(baseline) as sides, tempfile.TemporaryDirectory() as work:
             script = Path(work) / "sender.py"
             script.write_text(SENDER)
             cpu: dict[str, list[float]] = {name: [] for name in sides}
@@ -154,8 +142,8 @@ def measure(baseline: str, touches: int, rounds: int) -> dict[str, Any]:
                 grind = Path(work) / "callgrind.out"
                 per_touch: dict[str, float] = {}
                 for name, env in sides.items():
-                    once = _instructions(_run(env, script, port, GRIND_TOUCHES, 0, grind))
-                    more = _instructions(
+                    once = callgrind_instructions(_run(env, script, port, GRIND_TOUCHES, 0, grind))
+                    more = callgrind_instructions(
                         _run(env, script, port, GRIND_TOUCHES, 0, grind, GRIND_PASSES)
                     )
                     per_touch[name] = round((more - once) / (GRIND_TOUCHES * GRIND_PASSES))
@@ -167,7 +155,6 @@ def measure(baseline: str, touches: int, rounds: int) -> dict[str, Any]:
     finally:
         sink.terminate()
         sink.wait(10)
-        subprocess.run([*git, "worktree", "remove", "--force", str(checkout)], check=False)
     cpu_us = result["cpu_us_per_touch"]
     result["cpu_ratio"] = round(cpu_us["this tree"] / cpu_us["baseline"], 3)
     result["load_average_1m"] = [round(min(load), 2), round(max(load), 2)]
