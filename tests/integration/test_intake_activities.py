@@ -88,9 +88,9 @@ async def test_internal_activities_by_lead_id_and_email_are_emitted(intake: Inta
 async def test_a_batch_looks_up_only_the_kinds_of_people_it_names(
     intake: Intake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A page view by lead id is one lookup (the lead, with its data key), not three: no
-    query for emails or visitors the batch does not name; one naming an email looks up that
-    email alone (and no key: it has nothing to seal)."""
+    """A page view by lead id looks up no email and no visitor (its lead is read by the
+    statement that stores it, decision 0082); one naming an email looks up that email alone
+    (and no key: it has nothing to seal)."""
     from lead_intake.activities import store
 
     asked: list[tuple[str, list[Any]]] = []
@@ -109,7 +109,8 @@ async def test_a_batch_looks_up_only_the_kinds_of_people_it_names(
     )
     assert by_id.status_code == 202, by_id.text
     assert by_id.json()["accepted"] == 1
-    assert [(n, [str(k) for k in keys]) for n, keys in asked] == [("leads_and_keys", [lead_id])]
+    # Nothing to seal: the lead is looked up by the statement that stores the view.
+    assert asked == []
     asked.clear()
     by_email = await _post(
         intake,

@@ -1,7 +1,8 @@
 """What a post costs PostgreSQL in statements (decision 0082): a new person by email is one
 statement between BEGIN and COMMIT (lead, submission, key, index entries, their event in the
 outbox, what waited for their email), and a post alone in its group sends no savepoint; a
-page view by lead id is two (the lead with its key; the activity with its event).
+page view by lead id is one statement with nothing to seal, two with (the lead with its key;
+the activity with its event).
 
 The real app on a real PostgreSQL, through its one pooled connection, with asyncpg's query
 logger counting what the post sends.
@@ -173,3 +174,43 @@ async def test_a_page_view_by_lead_id_is_a_look_up_and_a_write(intake: Intake) -
     assert [i["status"] for i in again.json()["items"]] == ["duplicate"]
     [recorded] = await intake.events(ActivityRecorded.event_type)  # once: not for the repeat
     assert str(recorded.lead_id) == lead
+
+
+async def test_a_page_view_with_nothing_to_seal_is_one_statement(intake: Intake) -> None:
+    """By lead id, no page URL or properties: the lead's look-up, the view and its event in
+    one statement, its own transaction. An unknown or erased lead gets the 422 of before and
+    nothing is written; the same id again is a duplicate."""
+    lead = await _post(intake, email="quick@example.com")
+    gone = await _post(intake, email="gone@example.com")
+    erased = await intake.client.post(
+        "/v1/erasure-requests", json={"email": "gone@example.com"}, headers=ADMIN
+    )
+    assert erased.status_code == 202
+    view = {"type": "page_view", "lead_id": lead, "occurred_at": datetime.now(UTC).isoformat()}
+
+    with _sent(intake) as sent:
+        first = await intake.client.post(
+            "/v1/activities", json={"activities": [view]}, headers=ADMIN
+        )
+    item = first.json()["items"][0]
+    again = await intake.client.post(
+        "/v1/activities", json={"activities": [{**view, "id": item["id"]}]}, headers=ADMIN
+    )
+    refused = [
+        await intake.client.post(
+            "/v1/activities", json={"activities": [{**view, "lead_id": other}]}, headers=ADMIN
+        )
+        for other in (gone, "7d4c8d5e-0000-4000-8000-000000000000")
+    ]
+
+    assert first.status_code == 202, first.text
+    assert item["status"] == "accepted"
+    assert len(sent) == 1, sent
+    assert sent[0].startswith("WITH lead AS ( SELECT id FROM leads")
+    assert [i["status"] for i in again.json()["items"]] == ["duplicate"]
+    for answer in refused:
+        assert answer.status_code == 422, answer.text
+        assert [e["field"] for e in answer.json()["errors"]] == ["activities.0.lead_id"]
+    assert await intake.count("activities") == 1
+    [recorded] = await intake.events(ActivityRecorded.event_type)
+    assert (str(recorded.lead_id), recorded.activity_type) == (lead, "page_view")  # type: ignore[attr-defined]

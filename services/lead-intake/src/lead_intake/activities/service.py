@@ -22,6 +22,7 @@ from lead_intake.activities.models import (
     MAX_NOTES,
     ActivitiesAccepted,
     ActivityBatch,
+    ActivityIn,
     ItemResult,
     Known,
     NotesOut,
@@ -47,7 +48,62 @@ async def record_activities(
     Run again whole when PostgreSQL undid it for a deadlock (a bulk import creating the same
     people took their locks in another order).
     """
+    if _one_by_lead_id(batch):
+        return await _record_one_by_lead_id(transactions, batch, form_id, actor)
     return await transactions.run(lambda uow: _record(uow, batch, form_id, actor))
+
+
+def _one_by_lead_id(batch: ActivityBatch) -> bool:
+    """A batch of one activity naming its lead by id with nothing to seal (a page view from a
+    known person's browser, most of the traffic): one statement does all of it."""
+    if len(batch.activities) != 1:
+        return False
+    activity = batch.activities[0]
+    return activity.lead_id is not None and not (activity.properties or activity.page_url)
+
+
+async def _record_one_by_lead_id(
+    transactions: Transactions, batch: ActivityBatch, form_id: str | None, actor: str | None
+) -> ActivitiesAccepted:
+    """`_record` for `_one_by_lead_id`'s batch: the lead's look-up, the activity and its event
+    in one statement, atomic by itself (no BEGIN, no COMMIT of their own); the same answers
+    (accepted, duplicate, the 422 for a lead that is not known)."""
+    [activity] = batch.activities
+    assert activity.lead_id is not None
+    stored = _stored(activity, activity.lead_id, None, datetime.now(UTC), actor)
+    event = outbox_record(
+        activity_event(stored, activity.lead_id, None), source=transactions.outbox.source
+    )
+    async with transactions.pool.acquire() as conn:
+        emitted = await store.insert_for_known_lead(
+            conn, stored, form_id, event, transactions.outbox.schema
+        )
+    if emitted is None:
+        unknown = owner(0, activity, Known(frozenset(), {}, {}))
+        assert isinstance(unknown, dict)
+        raise invalid_fields([unknown], "Unknown people")
+    status = "accepted" if emitted else "duplicate"
+    return ActivitiesAccepted.of([ItemResult(id=stored.id, status=status)])
+
+
+def _stored(
+    activity: ActivityIn,
+    lead_id: UUID | None,
+    waits_for_email: str | None,
+    now: datetime,
+    actor: str | None,
+) -> StoredActivity:
+    return StoredActivity(
+        id=activity.id or uuid4(),
+        lead_id=lead_id,
+        visitor_id=activity.visitor_id,
+        activity_type=activity.type,
+        occurred_at=activity.occurred_at,
+        recorded_at=now,
+        order_id=activity.order_id,
+        details=activity.details(actor),
+        pending_email_sha256=waits_for_email,
+    )
 
 
 async def _record(
@@ -72,17 +128,7 @@ async def _record(
         keys = keys | await store.data_keys(uow.conn, sorted(missing))
     for activity, whose in zip(items, owners, strict=True):
         assert isinstance(whose, Owner)
-        stored = StoredActivity(
-            id=activity.id or uuid4(),
-            lead_id=whose.lead_id,
-            visitor_id=activity.visitor_id,
-            activity_type=activity.type,
-            occurred_at=activity.occurred_at,
-            recorded_at=now,
-            order_id=activity.order_id,
-            details=activity.details(actor),
-            pending_email_sha256=whose.waits_for_email,
-        )
+        stored = _stored(activity, whose.lead_id, whose.waits_for_email, now, actor)
         if whose.lead_id is None:
             kept = await store.insert_activity(uow.conn, stored, form_id)
             result.append(ItemResult(id=stored.id, status="pending" if kept else "duplicate"))

@@ -72,6 +72,45 @@ async def insert_activity_with_event(
     return bool(row["stored"])
 
 
+# An activity of a lead named by id, with its event, in one statement that is its own
+# transaction: nothing when the lead is unknown or erased (`known` 0) or the activity is
+# stored already (`stored` 0). The lead's row is only read (its foreign key locks it KEY SHARE).
+_BY_LEAD_EVENT = OutboxWith(first=11, when="stored")
+_INSERT_FOR_KNOWN_LEAD = f"""WITH lead AS (
+        SELECT id FROM leads WHERE id = $2::uuid AND erased_at IS NULL),
+    stored AS (
+        INSERT INTO activities (id, lead_id, visitor_id, form_id, activity_type,
+            occurred_at, recorded_at, order_id, details, emitted_at, pending_email_sha256)
+        SELECT $1::uuid, lead.id, $3::text, $4::text, $5::text, $6::timestamptz,
+               $7::timestamptz, $8::text, $9::jsonb, $7::timestamptz, $10::text
+        FROM lead
+        ON CONFLICT DO NOTHING RETURNING true),
+    {_BY_LEAD_EVENT.sql}
+    SELECT (SELECT count(*) FROM lead) AS known, (SELECT count(*) FROM stored) AS stored,
+           {_BY_LEAD_EVENT.written} AS events"""  # noqa: S608 (fixed text, values bound)
+
+
+async def insert_for_known_lead(
+    conn: asyncpg.Connection,
+    activity: StoredActivity,
+    form_id: str | None,
+    event: OutboxRecord,
+    outbox_schema: str,
+) -> bool | None:
+    """`insert_activity_with_event` for an activity whose lead is named by id, in one
+    statement with no transaction around it: True stored (its event too), False stored
+    already, None when the lead is unknown or erased (nothing written)."""
+    row = await conn.fetchrow(
+        _INSERT_FOR_KNOWN_LEAD,
+        *_activity_args(activity, form_id),
+        *OutboxWith.args(event, outbox_schema),
+    )
+    assert row is not None
+    if row["stored"] != row["events"]:
+        raise RuntimeError("an activity's event was not written with it")
+    return None if not row["known"] else bool(row["stored"])
+
+
 def _activity_args(activity: StoredActivity, form_id: str | None) -> list[Any]:
     return [
         activity.id,
