@@ -245,20 +245,7 @@ async def create_people(
         if len(terms) != _DIGEST_BYTES * len(made.terms):
             raise ValueError(f"search index entries are {_DIGEST_BYTES} bytes each")
         values = (
-            made.id,
-            made.submission_id,
-            sub.email,
-            sub.phone,
-            sub.first_name,
-            sub.last_name,
-            made.captured_at,
-            _js(touch.as_json()),
-            _js(sub.consent.model_dump(mode="json")) if sub.consent else None,
-            _js(sub.custom_fields),
-            sub.locale,
-            sub.time_zone,
-            _js(touch.utm.model_dump(exclude_none=True)),
-            touch.landing_page,
+            *_person_values(made),
             touch.referrer,
             _user_agent(origin.user_agent),
             origin.ip_truncated,
@@ -345,7 +332,19 @@ def new_lead_row(new: NewLead) -> tuple[Any, ...]:
     digests = b"".join(new.terms)
     if len(digests) != _DIGEST_BYTES * len(new.terms):
         raise ValueError(f"search index entries are {_DIGEST_BYTES} bytes each")
-    touch = sub.touchpoint
+    return (
+        *_person_values(new),
+        _js(sub.qualification),
+        new.data_key,
+        digests,
+        len(new.terms),
+    )
+
+
+def _person_values(new: NewLead) -> tuple[Any, ...]:
+    """A new person's lead and submission values as a batch statement takes them (JSON as
+    text), from the ids to the landing page: what imports and form batches share."""
+    sub, touch = new.sub, new.sub.touchpoint
     return (
         new.id,
         new.submission_id,
@@ -361,10 +360,6 @@ def new_lead_row(new: NewLead) -> tuple[Any, ...]:
         sub.time_zone,
         _js(touch.utm.model_dump(exclude_none=True)),
         touch.landing_page,
-        _js(sub.qualification),
-        new.data_key,
-        digests,
-        len(new.terms),
     )
 
 
