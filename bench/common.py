@@ -50,6 +50,25 @@ def callgrind_instructions(log_text: str) -> int:
     return int(found.group(1))
 
 
+def instructions_per_item(
+    sides: dict[str, dict[str, str]],
+    run: Callable[[dict[str, str], int], str],
+    items: int,
+    passes: int,
+    unit: str,
+) -> dict[str, float]:
+    """Each side's instructions per item under callgrind: `run(env, extra_passes)` runs the
+    script over `items` once, then `passes` more times, and returns callgrind's standard
+    error; the difference divided by the extra items cancels start-up and imports."""
+    per_item: dict[str, float] = {}
+    for name, env in sides.items():
+        once = callgrind_instructions(run(env, 0))
+        more = callgrind_instructions(run(env, passes))
+        per_item[name] = round((more - once) / (items * passes))
+        log(f"{name}: {per_item[name]:,.0f} instructions per {unit}")
+    return per_item
+
+
 @contextlib.contextmanager
 def baseline_sides(baseline: str) -> Iterator[dict[str, dict[str, str]]]:
     """The environments of the two sides of a comparison with an earlier revision:

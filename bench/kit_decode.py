@@ -34,7 +34,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import BENCH_DIR, baseline_sides, callgrind_instructions, log
+from bench.common import BENCH_DIR, baseline_sides, instructions_per_item
 
 GRIND_RECORDS = 600  # decoded once, then GRIND_PASSES more times: the difference is decode's
 GRIND_PASSES = 4
@@ -102,14 +102,13 @@ def measure(baseline: str, records: int, rounds: int) -> dict[str, Any]:
         result["cpu_us_runs"] = {n: [round(x, 2) for x in v] for n, v in cpu.items()}
         if shutil.which("valgrind") is not None:
             grind = Path(work) / "callgrind.out"
-            per_record: dict[str, float] = {}
-            for name, env in sides.items():
-                once = callgrind_instructions(_run(env, script, GRIND_RECORDS, 0, grind))
-                more = callgrind_instructions(
-                    _run(env, script, GRIND_RECORDS, 0, grind, GRIND_PASSES)
-                )
-                per_record[name] = round((more - once) / (GRIND_RECORDS * GRIND_PASSES))
-                log(f"{name}: {per_record[name]:,.0f} instructions per record")
+            per_record = instructions_per_item(
+                sides,
+                lambda env, passes: _run(env, script, GRIND_RECORDS, 0, grind, passes),
+                GRIND_RECORDS,
+                GRIND_PASSES,
+                "record",
+            )
             result["instructions_per_record"] = per_record
             result["instructions_ratio"] = round(
                 per_record["this tree"] / per_record["baseline"], 3

@@ -37,7 +37,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import BENCH_DIR, baseline_sides, callgrind_instructions, log
+from bench.common import BENCH_DIR, baseline_sides, instructions_per_item
 from bench.notifier_throughput import _start_sink
 from funnel_devstack.ports import free_port
 
@@ -140,14 +140,13 @@ def measure(baseline: str, touches: int, rounds: int) -> dict[str, Any]:
             result["cpu_us_runs"] = {n: [round(x, 1) for x in v] for n, v in cpu.items()}
             if shutil.which("valgrind") is not None:
                 grind = Path(work) / "callgrind.out"
-                per_touch: dict[str, float] = {}
-                for name, env in sides.items():
-                    once = callgrind_instructions(_run(env, script, port, GRIND_TOUCHES, 0, grind))
-                    more = callgrind_instructions(
-                        _run(env, script, port, GRIND_TOUCHES, 0, grind, GRIND_PASSES)
-                    )
-                    per_touch[name] = round((more - once) / (GRIND_TOUCHES * GRIND_PASSES))
-                    log(f"{name}: {per_touch[name]:,.0f} instructions per touch")
+                per_touch = instructions_per_item(
+                    sides,
+                    lambda env, passes: _run(env, script, port, GRIND_TOUCHES, 0, grind, passes),
+                    GRIND_TOUCHES,
+                    GRIND_PASSES,
+                    "touch",
+                )
                 result["instructions_per_touch"] = per_touch
                 result["instructions_ratio"] = round(
                     per_touch["this tree"] / per_touch["baseline"], 3
