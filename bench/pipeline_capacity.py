@@ -351,6 +351,7 @@ POSTGRES_SETTINGS = {
     "shared_preload_libraries": "pg_stat_statements",
     "pg_stat_statements.track": "all",
     "pg_stat_statements.track_utility": "on",  # BEGIN, COMMIT, SAVEPOINT count too
+    "pg_stat_statements.track_planning": "on",  # the time spent planning, beside executing
 }
 TOP_STATEMENTS = 20
 
@@ -365,14 +366,17 @@ async def statements_reset(stack: Stack) -> None:
 
 
 async def statements_read(stack: Stack, per: float) -> dict[str, Any]:
-    """Statements (calls) per lead (or per second) by service role since the last reset: the
-    total, the commits, and the most frequent statements' texts (shortened)."""
+    """Statements (calls) and their execution ms per lead (or per second) by service role since
+    the last reset: the total, the commits, and the statements (shortened) that took the most
+    execution time, each as [calls, ms, text]."""
     roles = {role: service for service, role in SERVICE_ROLES.items()}
     conn = await asyncpg.connect(stack.postgres.dsn)
     try:
         rows = await conn.fetch(
-            "SELECT r.rolname AS role, s.query, s.calls FROM pg_stat_statements s"
-            " JOIN pg_roles r ON r.oid = s.userid ORDER BY s.calls DESC"
+            "SELECT r.rolname AS role, s.query, s.calls, s.total_exec_time AS ms,"
+            " s.total_plan_time AS plan_ms, s.plans"
+            " FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid"
+            " ORDER BY s.total_exec_time DESC"
         )
     finally:
         await conn.close()
@@ -381,15 +385,38 @@ async def statements_read(stack: Stack, per: float) -> dict[str, Any]:
         service = roles.get(row["role"])
         if service is None:
             continue  # the bench's own reads, the server owner's
-        entry = out.setdefault(service, {"statements": 0.0, "commits": 0.0, "top": []})
-        calls = row["calls"] / per
+        entry = out.setdefault(
+            service,
+            {
+                "statements": 0.0,
+                "commits": 0.0,
+                "exec_ms": 0.0,
+                "plan_ms": 0.0,
+                "plans": 0.0,
+                "top": [],
+            },
+        )
+        calls, ms, plan_ms = row["calls"] / per, row["ms"] / per, row["plan_ms"] / per
         entry["statements"] += calls
+        entry["exec_ms"] += ms
+        entry["plan_ms"] += plan_ms
+        entry["plans"] += row["plans"] / per
         query = " ".join(row["query"].split())
         if query.upper() in ("COMMIT", "END"):
             entry["commits"] += calls
         if len(entry["top"]) < TOP_STATEMENTS:
-            entry["top"].append([round(calls, 3), query[:160]])
+            entry["top"].append(
+                [
+                    round(calls, 3),
+                    round(ms, 4),
+                    round(row["plans"] / per, 3),
+                    round(plan_ms, 4),
+                    query[:160],
+                ]
+            )
     for entry in out.values():
+        for key in ("exec_ms", "plan_ms", "plans"):
+            entry[key] = round(entry[key], 3)
         entry["statements"] = round(entry["statements"], 2)
         entry["commits"] = round(entry["commits"], 2)
     return out
@@ -506,6 +533,9 @@ async def stack_step(
     }
     result["statements_per_lead"] = {k: v["statements"] for k, v in statements.items()}
     result["commits_per_lead"] = {k: v["commits"] for k, v in statements.items()}
+    result["exec_ms_per_lead"] = {k: v["exec_ms"] for k, v in statements.items()}
+    result["plans_per_lead"] = {k: v["plans"] for k, v in statements.items()}
+    result["plan_ms_per_lead"] = {k: v["plan_ms"] for k, v in statements.items()}
     result["top_statements_per_lead"] = {k: v["top"] for k, v in statements.items()}
     result["hops"] = hops
     return result

@@ -35,7 +35,7 @@ from bench.common import RESULTS_DIR, log, migrated_postgres
 from bench.reporting_dataset import generate
 from funnel_contracts import Envelope
 from funnel_servicekit import migrations
-from funnel_servicekit.db import create_pool
+from funnel_servicekit.db import create_pool, server_settings
 from reporting.app import MIGRATIONS
 from reporting.domain.windows import WINDOW_COLUMNS
 from reporting.projection import store
@@ -497,7 +497,7 @@ async def query_bench(
     only: str | None = None,
     queued_deltas: int = 0,
 ) -> dict[str, Any]:
-    conn = await asyncpg.connect(dsn, server_settings={"search_path": "reporting,public"})
+    conn = await asyncpg.connect(dsn, server_settings=server_settings("reporting"))
     try:
         started = time.perf_counter()
         await conn.execute(GENERATE_SQL.replace("$LEADS", str(int(leads))))

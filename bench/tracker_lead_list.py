@@ -28,6 +28,8 @@ from typing import Any
 
 import asyncpg
 
+from funnel_servicekit.db import server_settings
+
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -116,7 +118,7 @@ async def _timed(fn: Answer, conn: asyncpg.Connection, runs: int) -> list[float]
 
 
 async def measure(dsn: str, leads: int, runs: int, naive_runs: int) -> dict[str, Any]:
-    conn = await asyncpg.connect(dsn, server_settings={"search_path": "tracker,public"})
+    conn = await asyncpg.connect(dsn, server_settings=server_settings("tracker"))
     try:
         started = time.perf_counter()
         sql = GENERATE_SQL.replace("$LEADS", str(int(leads))).replace("$H", repr(H))

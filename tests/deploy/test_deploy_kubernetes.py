@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from funnel_contracts.topics import ALL_TOPICS, all_topics_with_dead_letters
+from funnel_servicekit.db import server_settings
 from tests.deploy.rendering import (
     OVERLAYS,
     Manifest,
@@ -377,6 +378,17 @@ def test_prod_database_is_backed_up_synchronous_and_pooled() -> None:
     params = pooler["spec"]["pgbouncer"]["parameters"]
     server_side = pooler["spec"]["instances"] * len(roles) * int(params["default_pool_size"])
     assert server_side < int(spec["postgresql"]["parameters"]["max_connections"])
+    # Every session setting a service sends at startup gets past PgBouncer (which refuses a
+    # startup parameter it neither knows nor ignores) and, as PgBouncer drops it, is set on
+    # every service's role by the bootstrap instead.
+    ignored = set(params["ignore_startup_parameters"].split(","))
+    for schema in schemas:
+        sent = server_settings(schema)
+        for name, value in sent.items():
+            if name == "application_name":
+                continue  # PgBouncer passes it on
+            assert name in ignored, name
+            assert f"ALTER ROLE {schema} SET {name} = {value.replace(',', ', ')}" in sql, name
 
 
 def test_prod_topics_are_owned_by_kafka_topic_resources_alone() -> None:

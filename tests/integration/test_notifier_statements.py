@@ -174,9 +174,12 @@ async def test_a_poll_asks_once_for_its_leads_and_the_playbooks_revision(h: Harn
     assert _reads_playbooks(statements) == 0
     assert sum("FROM erased_leads" in s for s in statements) == 1
     assert sum("pg_notify" in s for s in statements) == 1  # one wake-up for the poll
-    # BEGIN; the leads' facts and the playbooks' revision; per lead its contact, its stage
-    # (with the touches it cancels) and its touches; the sender's wake-up; COMMIT.
-    assert len(statements) == 1 + 1 + 3 * 3 + 1 + 1, statements
+    # BEGIN; the leads' facts and the playbooks' revision; per lead its contact, and its
+    # stage with the touches it cancels and the ones it schedules (one statement); the
+    # sender's wake-up; COMMIT.
+    assert len(statements) == 1 + 1 + 3 * 2 + 1 + 1, statements
+    fused = [s for s in statements if s.startswith("WITH moved AS") and "INTO touches" in s]
+    assert len(fused) == 3
 
 
 async def test_a_claim_is_few_statements_and_the_sleep_after_it_none(h: Harness) -> None:

@@ -1,10 +1,17 @@
-"""The asyncpg pool: JSON codecs, the service's schema on the search path."""
+"""The asyncpg pool: JSON codecs, the service's schema on the search path, generic plans."""
 
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 import asyncpg
+
+PlanCacheMode = Literal["force_generic_plan", "auto", "force_custom_plan"]
+# A service's statements are fixed texts over keys and arrays of keys: the same plan suits
+# every call, so each is planned once per connection rather than on every call
+# (docs/decisions/0083).
+GENERIC_PLANS: PlanCacheMode = "force_generic_plan"
 
 # The database cannot be reached now, or dropped the session: the same work may well succeed
 # shortly. The inbox retries a batch in place on these; an API answers 503 with Retry-After.
@@ -38,6 +45,22 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """No reset query: asyncpg still rolls back an open transaction and drops listeners."""
 
 
+def server_settings(schema: str, plan_cache_mode: PlanCacheMode = GENERIC_PLANS) -> dict[str, str]:
+    """A service connection's session settings: its schema first on the search path, its
+    name in pg_stat_activity, and how PostgreSQL plans its prepared statements.
+
+    asyncpg prepares every statement. With PostgreSQL's default (`auto`) a statement whose
+    arguments are arrays (a batch's ids, an outbox batch) is planned again on every call
+    whenever the plan made for the actual arrays looks cheaper than the generic one, which it
+    nearly always does for short arrays; `force_generic_plan` plans it once per connection
+    (and again after the table's statistics change)."""
+    return {
+        "search_path": f"{schema},public",
+        "application_name": schema,
+        "plan_cache_mode": plan_cache_mode,
+    }
+
+
 async def create_pool(
     dsn: str,
     schema: str,
@@ -45,8 +68,9 @@ async def create_pool(
     min_size: int = 2,
     max_size: int = 10,
     reset_on_release: bool = False,
+    plan_cache_mode: PlanCacheMode = GENERIC_PLANS,
 ) -> asyncpg.Pool:
-    """A pool whose connections see the service's own schema first.
+    """A pool whose connections see the service's own schema first (`server_settings`).
 
     `reset_on_release=False` (the default) skips asyncpg's reset query (RESET ALL, UNLISTEN *,
     advisory unlock, CLOSE ALL) on every release, a round trip per use: no code of the kit or
@@ -59,17 +83,17 @@ async def create_pool(
         max_size=max_size,
         init=_init_connection,
         reset=None if reset_on_release else _keep_session,
-        server_settings={"search_path": f"{schema},public", "application_name": schema},
+        server_settings=server_settings(schema, plan_cache_mode),
         command_timeout=30,
     )
     assert pool is not None
     return pool
 
 
-async def connect(dsn: str, schema: str) -> asyncpg.Connection:
+async def connect(
+    dsn: str, schema: str, *, plan_cache_mode: PlanCacheMode = GENERIC_PLANS
+) -> asyncpg.Connection:
     """One connection with the same settings as the pool's (for LISTEN and migrations)."""
-    conn = await asyncpg.connect(
-        dsn, server_settings={"search_path": f"{schema},public", "application_name": schema}
-    )
+    conn = await asyncpg.connect(dsn, server_settings=server_settings(schema, plan_cache_mode))
     await _init_connection(conn)
     return conn

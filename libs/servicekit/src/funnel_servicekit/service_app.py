@@ -90,6 +90,7 @@ def create_service_app(
                 min_size=settings.db_pool_min_size,
                 max_size=settings.db_pool_max_size,
                 reset_on_release=settings.db_pool_reset_on_release,
+                plan_cache_mode=settings.db_plan_cache_mode,
             ),
         )
         runtime.producer = create_producer(settings.kafka_bootstrap_servers, settings.service_name)

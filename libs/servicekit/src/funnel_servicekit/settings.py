@@ -74,6 +74,12 @@ class ServiceSettings(KafkaClientSettings):
     (docs/decisions/0044)."""
     db_pool_min_size: int = Field(default=2, ge=1)
     db_pool_max_size: int = Field(default=10, ge=1)
+    db_plan_cache_mode: Literal["force_generic_plan", "auto", "force_custom_plan"] = (
+        "force_generic_plan"
+    )
+    """How PostgreSQL plans the service's prepared statements: once per connection
+    (`force_generic_plan`), or PostgreSQL's own choice (`auto`), which plans a statement over
+    short arrays again on every call (docs/decisions/0083)."""
     db_pool_reset_on_release: bool = False
     """Reset session state (asyncpg's RESET ALL, UNLISTEN *, advisory unlock, CLOSE ALL) when
     a connection goes back to the pool: a round trip and four statements per use. Off: no

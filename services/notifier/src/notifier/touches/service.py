@@ -39,7 +39,7 @@ from notifier.links import LinkSigner
 from notifier.people import store as people
 from notifier.people.models import Contact
 from notifier.people.service import Known
-from notifier.playbooks.models import Channel, Playbook, StoredPlaybook, plans_for
+from notifier.playbooks.models import Channel, Playbook, StoredPlaybook, TouchPlan, plans_for
 from notifier.playbooks.models.templates import pick, render, shipped
 from notifier.playbooks.service import PlaybookCache
 from notifier.retry_policy import backoff_seconds
@@ -139,14 +139,25 @@ async def enter_stage(
     conn, batch = uow.conn, _consuming(uow, batch)
     if await batch.known.is_erased(event.lead_id):
         return
-    # The stage recorded and the touches that need another one cancelled, in one statement.
-    if not await store.enter_stage(
-        conn, event.lead_id, event.funnel_id, event.to_stage, event.changed_at
-    ):
+    # The new stage's touches depend on the event alone: planned first, then the stage
+    # recorded, the touches that need another one cancelled and these written (when the
+    # stage was recorded), in one statement.
+    plans = await _plans(batch, cause_id, event, funnel_id=event.funnel_id, stage=event.to_stage)
+    moved, written = await store.enter_stage(
+        conn,
+        event.lead_id,
+        event.funnel_id,
+        event.to_stage,
+        event.changed_at,
+        plans,
+        cause_event_id=cause_id,
+        trace_context=batch.trace_context() if plans else None,
+    )
+    if not moved:
         return
     if event.owner is not None:
         await people.set_owner(conn, event.lead_id, event.owner, event.changed_at)
-    await _schedule(batch, cause_id, event, funnel_id=event.funnel_id, stage=event.to_stage)
+    await _scheduled(batch, event, plans, written)
 
 
 async def record_activity(
@@ -206,6 +217,27 @@ async def record_owner(
     await people.set_owner(uow.conn, event.lead_id, event.owner, event.changed_at)
 
 
+async def _plans(
+    batch: Consuming,
+    cause_id: str,
+    event: EventData,
+    *,
+    funnel_id: str | None,
+    stage: str | None,
+) -> list[TouchPlan]:
+    """The touches the playbooks call for on this event (none for a test lead)."""
+    if await batch.known.is_test(event.lead_id):
+        return []  # a test lead: left out of every playbook
+    return plans_for(
+        await batch.playbooks(),
+        event,
+        cause_id=cause_id,
+        current_stage=stage,
+        funnel_id=funnel_id,
+        now=datetime.now(UTC),
+    )
+
+
 async def _schedule(
     batch: Consuming,
     cause_id: str,
@@ -215,17 +247,9 @@ async def _schedule(
     stage: str | None,
 ) -> None:
     conn = batch.uow.conn
-    if await batch.known.is_test(event.lead_id):
-        return  # a test lead: left out of every playbook
-    books = await batch.playbooks()
-    plans = plans_for(
-        books,
-        event,
-        cause_id=cause_id,
-        current_stage=stage,
-        funnel_id=funnel_id,
-        now=datetime.now(UTC),
-    )
+    plans = await _plans(batch, cause_id, event, funnel_id=funnel_id, stage=stage)
+    if not plans:
+        return
     # The consume span's context: the send joins the trace that began at the form post.
     trace_context = batch.trace_context()
     if len(plans) > 1:  # one statement for the event's touches
@@ -240,6 +264,14 @@ async def _schedule(
             is not None
             for plan in plans
         ]
+    await _scheduled(batch, event, plans, written)
+
+
+async def _scheduled(
+    batch: Consuming, event: EventData, plans: list[TouchPlan], written: list[bool]
+) -> None:
+    """What follows the writing of an event's touches: a stale one counted as skipped, and
+    the sender woken when one it must send soon was written."""
     soon = (
         datetime.max.replace(tzinfo=UTC)
         if batch.wake_within is None

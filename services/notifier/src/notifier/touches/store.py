@@ -62,6 +62,62 @@ async def schedule(
     return touch_id if inserted else None
 
 
+# The touches of an event's plans, as INSERT ... SELECT rows: $1 their ids, $2 the lead, $3
+# the cause, $4 the trace context, $5..$17 the plans' columns (`_plan_args`), in plan order.
+# Written in order; a plan this playbook already made for this cause writes nothing.
+_INSERT_PLANNED = """INSERT INTO touches (id, lead_id, playbook, channel, template, funnel_id,
+        stage, cause_event_id, due_at, first_due_at, dedupe_key, kind, category,
+        requires_stage, cancel_on, triggered_at, trace_context, status, reason)
+    SELECT p.id, $2, p.playbook, p.channel, p.template, p.funnel_id, p.stage, $3,
+           p.due_at, p.due_at, p.dedupe_key, p.kind, p.category, p.requires_stage,
+           ARRAY(SELECT jsonb_array_elements_text(p.cancel_on::jsonb)),
+           p.triggered_at, $4::jsonb,
+           CASE WHEN p.stale THEN 'skipped' ELSE 'scheduled' END,
+           CASE WHEN p.stale THEN 'stale' END
+    FROM unnest($1::uuid[], $5::text[], $6::text[], $7::text[], $8::text[],
+                $9::text[], $10::timestamptz[], $11::text[], $12::text[],
+                $13::text[], $14::text[], $15::text[], $16::timestamptz[],
+                $17::bool[])
+        WITH ORDINALITY AS p (id, playbook, channel, template, funnel_id, stage,
+            due_at, dedupe_key, kind, category, requires_stage, cancel_on,
+            triggered_at, stale, n)
+    {where}
+    ORDER BY p.n
+    ON CONFLICT (lead_id, playbook, dedupe_key) DO NOTHING RETURNING id"""
+
+
+def _plan_args(
+    ids: list[UUID],
+    lead_id: UUID,
+    plans: list[TouchPlan],
+    cause_event_id: str,
+    trace_context: dict[str, str],
+) -> tuple[Any, ...]:
+    """$1..$17 of _INSERT_PLANNED."""
+    return (
+        ids,
+        lead_id,
+        cause_event_id,
+        trace_context,
+        [p.playbook for p in plans],
+        [p.channel for p in plans],
+        [p.template for p in plans],
+        [p.funnel_id for p in plans],
+        [p.stage for p in plans],
+        [p.due_at for p in plans],
+        [p.dedupe_key for p in plans],
+        [p.kind for p in plans],
+        [p.category for p in plans],
+        [p.requires_stage for p in plans],
+        [json.dumps(list(p.cancel_on)) for p in plans],
+        [p.triggered_at for p in plans],
+        [p.stale for p in plans],
+    )
+
+
+_SCHEDULE_MANY = _INSERT_PLANNED.format(where="")
+
+
 async def schedule_many(
     conn: asyncpg.Connection,
     lead_id: UUID,
@@ -73,76 +129,67 @@ async def schedule_many(
     """`schedule` for an event's plans in one statement; for each plan, whether it was
     scheduled (False: this playbook already touched the lead for this cause)."""
     ids = [uuid4() for _ in plans]
-    inserted = {
-        row["id"]
-        for row in await conn.fetch(
-            """INSERT INTO touches (id, lead_id, playbook, channel, template, funnel_id, stage,
-                   cause_event_id, due_at, first_due_at, dedupe_key, kind, category,
-                   requires_stage, cancel_on, triggered_at, trace_context, status, reason)
-               SELECT p.id, $2, p.playbook, p.channel, p.template, p.funnel_id, p.stage, $3,
-                      p.due_at, p.due_at, p.dedupe_key, p.kind, p.category, p.requires_stage,
-                      ARRAY(SELECT jsonb_array_elements_text(p.cancel_on::jsonb)),
-                      p.triggered_at, $4::jsonb,
-                      CASE WHEN p.stale THEN 'skipped' ELSE 'scheduled' END,
-                      CASE WHEN p.stale THEN 'stale' END
-               FROM unnest($1::uuid[], $5::text[], $6::text[], $7::text[], $8::text[],
-                           $9::text[], $10::timestamptz[], $11::text[], $12::text[],
-                           $13::text[], $14::text[], $15::text[], $16::timestamptz[],
-                           $17::bool[])
-                   WITH ORDINALITY AS p (id, playbook, channel, template, funnel_id, stage,
-                       due_at, dedupe_key, kind, category, requires_stage, cancel_on,
-                       triggered_at, stale, n)
-               ORDER BY p.n
-               ON CONFLICT (lead_id, playbook, dedupe_key) DO NOTHING RETURNING id""",
-            ids,
-            lead_id,
-            cause_event_id,
-            trace_context,
-            [p.playbook for p in plans],
-            [p.channel for p in plans],
-            [p.template for p in plans],
-            [p.funnel_id for p in plans],
-            [p.stage for p in plans],
-            [p.due_at for p in plans],
-            [p.dedupe_key for p in plans],
-            [p.kind for p in plans],
-            [p.category for p in plans],
-            [p.requires_stage for p in plans],
-            [json.dumps(list(p.cancel_on)) for p in plans],
-            [p.triggered_at for p in plans],
-            [p.stale for p in plans],
-        )
-    }
+    rows = await conn.fetch(
+        _SCHEDULE_MANY, *_plan_args(ids, lead_id, plans, cause_event_id, trace_context)
+    )
+    inserted = {row["id"] for row in rows}
     return [touch_id in inserted for touch_id in ids]
 
 
+# The lead's ($2) stage recorded (funnel $18, stage $19, at $20) unless a later move is
+# known, and when it was: the touches needing another stage cancelled and the new stage's
+# touches written ($1..$17 as in _INSERT_PLANNED).
+_MOVED = """WITH moved AS (
+        INSERT INTO lead_state (lead_id, funnel_id, stage, stage_changed_at)
+        VALUES ($2, $18, $19, $20)
+        ON CONFLICT (lead_id) DO UPDATE
+            SET funnel_id = $18, stage = $19, stage_changed_at = $20
+        WHERE lead_state.stage_changed_at IS NULL
+            OR lead_state.stage_changed_at <= $20
+        RETURNING true),
+    left_stage AS (
+        UPDATE touches SET status = 'cancelled', reason = 'left stage ' || requires_stage
+        WHERE lead_id = $2 AND status = 'scheduled'
+          AND requires_stage IS NOT NULL AND requires_stage <> $19
+          AND EXISTS (SELECT 1 FROM moved))"""
+_ENTER_STAGE = (  # constant text: this module's fragments only
+    _MOVED  # noqa: S608
+    + """,
+    planned AS ("""
+    + _INSERT_PLANNED.format(where="WHERE EXISTS (SELECT 1 FROM moved)")
+    + """)
+    SELECT EXISTS (SELECT 1 FROM moved) AS moved, ARRAY(SELECT id FROM planned) AS written"""
+)
+
+
 async def enter_stage(
-    conn: asyncpg.Connection, lead_id: UUID, funnel_id: str, stage: str, at: datetime
-) -> bool:
+    conn: asyncpg.Connection,
+    lead_id: UUID,
+    funnel_id: str,
+    stage: str,
+    at: datetime,
+    plans: list[TouchPlan] | None = None,
+    *,
+    cause_event_id: str = "",
+    trace_context: dict[str, str] | None = None,
+) -> tuple[bool, list[bool]]:
     """Record the lead's stage unless a later move is already known (out-of-order safe) and,
-    when it was recorded, cancel the touches that need another stage: one statement (a
-    round trip per stage change fewer than the two). True when the stage was recorded."""
-    return await wrote_a_row(
-        conn,
-        """WITH moved AS (
-               INSERT INTO lead_state (lead_id, funnel_id, stage, stage_changed_at)
-               VALUES ($1, $2, $3, $4)
-               ON CONFLICT (lead_id) DO UPDATE
-                   SET funnel_id = $2, stage = $3, stage_changed_at = $4
-               WHERE lead_state.stage_changed_at IS NULL
-                   OR lead_state.stage_changed_at <= $4
-               RETURNING true),
-           left_stage AS (
-               UPDATE touches SET status = 'cancelled', reason = 'left stage ' || requires_stage
-               WHERE lead_id = $1 AND status = 'scheduled'
-                 AND requires_stage IS NOT NULL AND requires_stage <> $3
-                 AND EXISTS (SELECT 1 FROM moved))
-           SELECT true FROM moved""",
-        lead_id,
+    when it was recorded, cancel the touches that need another stage and schedule `plans`
+    (the new stage's touches, as `schedule_many`): one statement, a round trip per stage
+    change for what was three. Whether the stage was recorded, and for each plan whether
+    it was scheduled (none is when the stage was not)."""
+    plans = plans or []
+    ids = [uuid4() for _ in plans]
+    row = await conn.fetchrow(
+        _ENTER_STAGE,
+        *_plan_args(ids, lead_id, plans, cause_event_id, trace_context or {}),
         funnel_id,
         stage,
         at,
     )
+    assert row is not None
+    inserted = set(row["written"])
+    return bool(row["moved"]), [touch_id in inserted for touch_id in ids]
 
 
 async def record_activity(
