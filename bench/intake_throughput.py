@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -397,6 +398,40 @@ async def measure(
 
 
 SINGLE_COMMITS = {"FUNNEL_GROUP_COMMIT_MAX_SIZE": "1"}
+REQUIRED_WORK_POSTS = 5000
+
+
+def required_work_cpu_ms_per_post(posts: int = REQUIRED_WORK_POSTS) -> float:
+    """The CPU of the domain work a new person's post takes, in this process, with no HTTP,
+    no database and no Kafka: the body parsed, checked and normalized (`parse_submission`),
+    and the person made ready to write (`prepare_person`: ids, data key, search entries, the
+    sealed `funnel.lead.captured.v2` and its outbox record), for bodies like the load's. The
+    naive endpoint's whole request (HTTP, one INSERT and COMMIT) is the other side."""
+    from lead_intake.common.blind_index import BlindIndex
+    from lead_intake.forms.models import Form
+    from lead_intake.leads.models import SubmissionOrigin
+    from lead_intake.leads.service import prepare_person
+    from lead_intake.submissions.models import parse_submission
+
+    form = Form(id="bench", funnel_id="digital-sales", name="Bench", public_key="pk")
+    index = BlindIndex(b"bench-search-index-key-0123456789")
+    origin = SubmissionOrigin(form.id, "wrk", "127.0.0.0")
+    bodies = [f'{{"email":"bench-required-{n}@example.com"}}'.encode() for n in range(posts + 500)]
+
+    def one(body: bytes) -> None:
+        now = datetime.now(UTC)
+        sub = parse_submission(json.loads(body), form.settings, now=now)
+        prepare_person(
+            form, sub, origin, source="form", captured_at=now, index=index,
+            outbox_source="lead-intake",
+        )  # fmt: skip
+
+    for body in bodies[:500]:  # warm: imports, caches, the first calls
+        one(body)
+    started = time.process_time()
+    for body in bodies[500:]:
+        one(body)
+    return (time.process_time() - started) * 1000 / posts
 
 
 async def _restart_intake(stack: Stack, *, single: bool) -> None:
@@ -486,6 +521,14 @@ async def _main(args: argparse.Namespace) -> None:
             single_commits=args.single_commits,
         )
     result["intake_alone"] = args.intake_alone
+    # What a post must do whatever the transport, beside what the naive endpoint does in all.
+    result["required_work_cpu_ms_per_post"] = required_work_cpu_ms_per_post()
+    naive_cpu = result.get("naive_durable_server_cpu_ms_per_request_median")
+    log(
+        f"  a post's domain work alone (no HTTP, database or Kafka): "
+        f"{result['required_work_cpu_ms_per_post']:.3f} ms of CPU; the naive endpoint's whole "
+        f"request: {naive_cpu if naive_cpu is not None else float('nan'):.3f} ms"
+    )
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
 
 

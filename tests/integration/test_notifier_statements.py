@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
 
-from funnel_contracts import Envelope, EventData
+from funnel_contracts import Envelope, EventData, LeadErased
 from funnel_contracts.sealed import new_data_key
 from funnel_devstack.stack import Stack
 from funnel_servicekit.db import create_pool
@@ -264,3 +265,43 @@ async def test_a_retry_the_sender_records_sets_its_next_sleep_without_a_query(
     # Due again after the backoff (FUNNEL_RETRY_BASE_SECONDS 0.01 here, with jitter), well
     # before the sender's poll (0.5 s); nothing else is due sooner.
     assert 0.01 <= idle < 0.1 < sender.poll_interval
+
+
+async def test_a_poll_keeps_its_sealed_contacts_in_one_statement_in_event_order(
+    h: Harness,
+) -> None:
+    """A poll's sealed contacts (v2 events) wait for the contact resolver as one statement
+    that also wakes it; a person's rows keep their events' order (the resolver opens them
+    in that order), and the sealed data is stored as the event carried it."""
+    cache = PlaybookCache()
+    leads = [uuid4() for _ in range(3)]
+    events = [captured_v2(lead, new_data_key(), f"{lead.hex[:8]}@example.com") for lead in leads]
+    again = captured_v2(leads[0], new_data_key(), "later@example.com")  # the first one's second
+    async with counted_pool(h) as counted:
+        _, warm = _new_lead()
+        await _poll(counted.pool, cache, *warm)
+        with counted.counting() as statements:
+            await _poll(counted.pool, cache, *events, again)
+    kept = [s for s in statements if "INTO pending_contacts" in s]
+    assert len(kept) == 1, statements
+    assert "pg_notify" in kept[0]
+    rows = await h.pool.fetch("SELECT lead_id, sealed FROM pending_contacts ORDER BY id")
+    assert [r["lead_id"] for r in rows] == [*leads, leads[0]]
+    sent = [e.personal_data.model_dump(mode="json") for e in (*events, again)]
+    assert [r["sealed"] for r in rows] == sent
+
+
+async def test_a_person_erased_in_the_same_poll_leaves_no_sealed_contact(h: Harness) -> None:
+    """The erasure deletes what waits for the resolver: the poll's rows kept before it are
+    written first, so they are deleted with the rest; another person's stay."""
+    gone, kept = uuid4(), uuid4()
+    now = datetime.now(UTC)
+    await h.feed(
+        captured_v2(gone, new_data_key(), "gone@example.com"),
+        captured_v2(kept, new_data_key(), "kept@example.com"),
+        LeadErased(lead_id=gone, request_id=uuid4(), erased_at=now),
+        captured_v2(gone, new_data_key(), "late@example.com"),  # a late event: not kept
+    )
+    rows = await h.pool.fetch("SELECT lead_id FROM pending_contacts ORDER BY id")
+    assert [r["lead_id"] for r in rows] == [kept]
+    assert await h.pool.fetchval("SELECT count(*) FROM erased_leads WHERE lead_id = $1", gone)

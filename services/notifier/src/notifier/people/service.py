@@ -29,8 +29,11 @@ class Known:
 
     `Known(conn)` asks the database each time and wakes at once (one event in its own
     savepoint). `Known.load` reads the answers for a whole poll batch's leads in one
-    statement, keeps them up to date as the batch erases or marks leads, and sends each
-    wake-up once at `flush` (a NOTIFY is delivered at commit either way). Only the consumer
+    statement, keeps them up to date as the batch erases or marks leads, sends each
+    wake-up once at `flush` (a NOTIFY is delivered at commit either way), and keeps the
+    batch's sealed contacts until then, to write them in one statement (before an erasure
+    in the batch, which deletes a person's waiting rows; nothing else in the consumer reads
+    them, and the contact resolver sees them at commit either way). Only the consumer
     writes these two tables, and the batch's own erasures and marks update the copy; another
     replica's commit during the batch is seen as if the batch had run a moment earlier.
     """
@@ -53,6 +56,7 @@ class Known:
         #: Leads whose sealed contact this batch left for the contact resolver: their
         #: touches cannot go before it stores the contact, and it wakes the sender then.
         self.contact_pending: set[UUID] = set()
+        self._pending: list[store.NewPending] = []
 
     @classmethod
     async def load(cls, conn: asyncpg.Connection, lead_ids: Iterable[UUID]) -> Known:
@@ -69,7 +73,21 @@ class Known:
             return await store.is_test(self.conn, lead_id)
         return lead_id in self._tests
 
+    async def keep_pending(self, row: store.NewPending) -> None:
+        """Leave a sealed contact for the contact resolver (woken at commit): now, or with
+        the batch's others at `flush`."""
+        self.contact_pending.add(row.lead_id)
+        if self._batched:
+            self._pending.append(row)
+        else:
+            await store.add_pending(self.conn, [row], wake=CONTACTS_CHANNEL)
+
+    async def _write_pending(self) -> None:
+        rows, self._pending = self._pending, []
+        await store.add_pending(self.conn, rows, wake=CONTACTS_CHANNEL)
+
     async def erase(self, lead_id: UUID) -> None:
+        await self._write_pending()  # the erasure deletes the person's waiting rows too
         await store.erase(self.conn, lead_id)
         if self._erased is not None:
             self._erased.add(lead_id)
@@ -95,6 +113,7 @@ class Known:
             await notify(self.conn, channel)
 
     async def flush(self) -> None:
+        await self._write_pending()
         for channel in sorted(self._wake):
             await notify(self.conn, channel)
         self._wake.clear()
@@ -110,16 +129,11 @@ async def remember_person(
     if await known.is_erased(lead_id):
         return  # the person asked to be forgotten; a late event must not bring them back
     if details.sealed is not None:
-        await store.add_pending(
-            conn,
-            lead_id,
-            event_type=details.event_type,
-            sealed=details.sealed,
-            locale=details.locale,
-            time_zone=details.time_zone,
-            wake=CONTACTS_CHANNEL,  # the contact resolver, in the same statement
+        await known.keep_pending(
+            store.NewPending(
+                lead_id, details.event_type, details.sealed, details.locale, details.time_zone
+            )
         )
-        known.contact_pending.add(lead_id)
     else:
         person = details.person(None)
         await store.upsert_contact(

@@ -3,7 +3,7 @@ and the sealed personal data still waiting for its data key."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -208,28 +208,37 @@ async def is_erased(conn: asyncpg.Connection, lead_id: UUID) -> bool:
     return bool(await conn.fetchval("SELECT true FROM erased_leads WHERE lead_id = $1", lead_id))
 
 
-async def add_pending(
-    conn: asyncpg.Connection,
-    lead_id: UUID,
-    *,
-    event_type: str,
-    sealed: Sealed,
-    locale: str | None,
-    time_zone: str | None,
-    wake: str,
-) -> None:
-    """Keep a sealed contact for the contact resolver, and NOTIFY `wake` at commit: one
-    statement (a transaction's identical notifications are delivered once)."""
+@dataclass(frozen=True)
+class NewPending:
+    """A sealed contact to keep for the contact resolver (one `pending_contacts` row)."""
+
+    lead_id: UUID
+    event_type: str
+    sealed: Sealed
+    locale: str | None
+    time_zone: str | None
+
+
+async def add_pending(conn: asyncpg.Connection, rows: Sequence[NewPending], *, wake: str) -> None:
+    """Keep sealed contacts for the contact resolver, in the order given (a lead's rows are
+    opened in that order), and NOTIFY `wake` at commit: one statement (a transaction's
+    identical notifications are delivered once)."""
+    if not rows:
+        return
     await conn.execute(
-        """WITH row AS (
+        """WITH kept AS (
                INSERT INTO pending_contacts (lead_id, event_type, sealed, locale, time_zone)
-               VALUES ($1, $2, $3, $4, $5) RETURNING 1)
-           SELECT pg_notify($6, '') FROM row""",
-        lead_id,
-        event_type,
-        sealed.model_dump(mode="json"),
-        locale,
-        time_zone,
+               SELECT u.lead_id, u.event_type, u.sealed::jsonb, u.locale, u.time_zone
+               FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
+                   WITH ORDINALITY AS u (lead_id, event_type, sealed, locale, time_zone, n)
+               ORDER BY u.n
+               RETURNING 1)
+           SELECT pg_notify($6, '') WHERE EXISTS (SELECT 1 FROM kept)""",
+        [r.lead_id for r in rows],
+        [r.event_type for r in rows],
+        [r.sealed.model_dump_json() for r in rows],
+        [r.locale for r in rows],
+        [r.time_zone for r in rows],
         wake,
     )
 
