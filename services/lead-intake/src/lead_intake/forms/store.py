@@ -40,7 +40,9 @@ async def get_form_by_public_key(conn: asyncpg.Connection, public_key: str) -> F
 
 async def list_forms(conn: asyncpg.Connection, *, limit: int, after: str | None) -> list[Form]:
     rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM forms WHERE $1::text IS NULL OR id > $1 "  # noqa: S608
+        # `id > coalesce(...)`, not `$1 IS NULL OR id > $1`: one plan serves every page
+        # (the connections plan once, decision 0083) and it starts at the key in the index.
+        f"SELECT {_COLUMNS} FROM forms WHERE id > coalesce($1::text, '') "  # noqa: S608
         "ORDER BY id LIMIT $2",
         after,
         limit,

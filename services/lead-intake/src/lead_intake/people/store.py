@@ -173,8 +173,12 @@ async def people_to_index(
     """A batch of people (not erased) in id order, for indexing everyone again; their rows
     locked for the caller's transaction, so no capture changes them meanwhile."""
     rows = await conn.fetch(
+        # `id > coalesce(...)`: the page starts at its key in the primary key's index with
+        # the one plan the connection keeps (decision 0083); `$1 IS NULL OR id > $1` would
+        # read the index from its start on every page.
         """SELECT id, email, phone, first_name, last_name FROM leads
-           WHERE erased_at IS NULL AND ($1::uuid IS NULL OR id > $1::uuid)
+           WHERE erased_at IS NULL
+             AND id > coalesce($1::uuid, '00000000-0000-0000-0000-000000000000')
            ORDER BY id LIMIT $2 FOR UPDATE""",
         after,
         limit,

@@ -149,7 +149,8 @@ async def list_meta_forms(
 ) -> list[MetaForm]:
     rows = await conn.fetch(
         f"SELECT {_META_COLUMNS} FROM meta_forms "  # noqa: S608
-        "WHERE $1::text IS NULL OR meta_form_id > $1 ORDER BY meta_form_id LIMIT $2",
+        # A key the index starts at on every page, with one plan (decision 0083).
+        "WHERE meta_form_id > coalesce($1::text, '') ORDER BY meta_form_id LIMIT $2",
         after,
         limit,
     )
