@@ -15,11 +15,12 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from funnel_servicekit import migrations
+from funnel_servicekit.cli import migrate
 from funnel_servicekit.db import connect
 from lead_intake.app import MIGRATIONS
 from lead_intake.forms import store as forms
 from lead_intake.people import store as people
+from lead_intake.settings import IntakeSettings
 from lead_intake.webhooks import store as webhooks
 
 pytestmark = pytest.mark.integration
@@ -55,11 +56,7 @@ async def _generic_plan(conn: asyncpg.Connection, query: str, types: str, args: 
 
 @pytest.fixture
 async def conn(fresh_dsn: str) -> Any:
-    owner = await asyncpg.connect(fresh_dsn)
-    try:
-        await migrations.apply(owner, "intake", MIGRATIONS)
-    finally:
-        await owner.close()
+    await migrate(IntakeSettings(database_url=fresh_dsn), MIGRATIONS)
     connection = await connect(fresh_dsn, "intake")
     await connection.execute(
         """INSERT INTO leads (id, email, source, captured_at)
