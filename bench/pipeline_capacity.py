@@ -47,6 +47,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+import psutil
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -430,6 +431,61 @@ def infra_pids(stack: Stack) -> dict[str, int]:
     return {name: pid for name, pid in found.items() if pid}
 
 
+def postgres_cpu_by_process(pid: int) -> dict[str, float]:
+    """PostgreSQL's CPU seconds by process kind: its backends by database role (the services'
+    roles; the bench's own reads as the server's owner role), its background processes
+    (WAL writer, checkpointer, autovacuum...) by name, the postmaster as `postmaster`."""
+    out: Counter[str] = Counter()
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return {}
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+            title = " ".join(proc.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+        if proc.pid == pid:
+            kind = "postmaster"
+        else:
+            words = title.removeprefix("postgres: ").split()
+            # A backend's title is "<role> <database> <host(port)> <state>".
+            kind = words[0] if len(words) >= 3 and "(" in words[2] else " ".join(words[:2])
+        out[kind] += times.user + times.system
+    return dict(out)
+
+
+class BesideCpu:
+    """CPU on the same cores outside the pipeline: the mailbox (the local stand-in for the
+    email provider, which a deployment has elsewhere), this process (the load generator
+    and the snapshot poller, its own threads only) and the whole machine (every process,
+    the kernel's interrupts included)."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.mailbox = stack.mailbox.pid if stack.mailbox is not None else None
+        self.before = self._read()
+
+    def _read(self) -> dict[str, float]:
+        own = psutil.Process().cpu_times()
+        machine = psutil.cpu_times()
+        out = {
+            "load_generator": own.user + own.system,
+            "machine": sum(machine) - machine.idle - getattr(machine, "iowait", 0.0),
+        }
+        if self.mailbox:
+            out["mailbox"] = sum(tree_cpu_seconds(self.mailbox).values())
+        return out
+
+    def ms_per_lead(self, leads: int) -> dict[str, float]:
+        after = self._read()
+        return {
+            name: round((after[name] - self.before.get(name, 0.0)) * 1000 / max(leads, 1), 2)
+            for name in after
+        }
+
+
 async def stack_step(
     stack: Stack, intake: RawClient, rate: int, seconds: float, run_id: str
 ) -> dict[str, Any]:
@@ -445,6 +501,8 @@ async def stack_step(
             raise RuntimeError("the snapshot never answered")
         base_total, base_interest = total.latest(), interest.latest()
         cpu_before = {name: tree_cpu_seconds(pid) for name, pid in pids.items() if pid}
+        beside = BesideCpu(stack)
+        postgres_before = postgres_cpu_by_process(stack.postgres.pid) if stack.postgres.pid else {}
         kafka_pid = pids.get("kafka")
         kafka_threads_before = thread_cpu_seconds(kafka_pid) if kafka_pid else {}
         hops_before = await hop_buckets(stack)
@@ -504,6 +562,13 @@ async def stack_step(
             name: tree_cpu_used(before, tree_cpu_seconds(pids[name])) * 1000 / leads
             for name, before in cpu_before.items()
         }
+        beside_cpu = beside.ms_per_lead(leads)
+        postgres_after = postgres_cpu_by_process(stack.postgres.pid) if stack.postgres.pid else {}
+        postgres_kinds = {
+            kind: round((used - postgres_before.get(kind, 0.0)) * 1000 / leads, 2)
+            for kind, used in sorted(postgres_after.items(), key=lambda kv: -kv[1])
+            if used - postgres_before.get(kind, 0.0) > 0
+        }
         kafka_threads = (
             thread_cpu_used(kafka_threads_before, thread_cpu_seconds(kafka_pid))
             if kafka_pid
@@ -527,6 +592,8 @@ async def stack_step(
     result["form_statuses"] = dict(statuses)
     result["load_average_1m"] = round(os.getloadavg()[0], 2)
     result["settled_after_s"] = round(settled_s, 2)
+    result["beside_cpu_ms_per_lead"] = beside_cpu
+    result["postgres_cpu_ms_per_lead"] = postgres_kinds
     result["kafka_threads_ms_per_lead"] = {
         k: round(v * 1000 / max(len(lead_sent), 1), 2)
         for k, v in sorted(kafka_threads.items(), key=lambda kv: -kv[1])

@@ -292,8 +292,34 @@ class DueBatch:
     playbooks_revision: int
 
 
+# A touch the sender can claim: a task, or a message to a person whose contact it holds.
+# `OFFSET 0` keeps the probe per row (one primary-key look-up): without it PostgreSQL may
+# turn the EXISTS under the OR into a hash of the whole contacts table, built on every
+# claim (docs/decisions/0085).
 _CLAIMABLE = """(t.channel = 'task' OR EXISTS (
-    SELECT 1 FROM contacts c WHERE c.lead_id = t.lead_id))"""
+    SELECT 1 FROM contacts c WHERE c.lead_id = t.lead_id OFFSET 0))"""
+
+# The claim (see lock_due). Each part is a range of an index, so its cost follows the touches
+# due, not those scheduled for later: scheduled ones due by now (the due-touch index up to
+# now), sends whose lease ran out (the lease index), and the next scheduled touch after now
+# (the due-touch index from now: its first claimable row). A row of one part can be locked
+# and then cut by the final LIMIT: it stays locked, unclaimed, until this transaction ends.
+_LOCK_DUE = f"""WITH scheduled AS (
+        SELECT {_COLUMNS} FROM touches t
+        WHERE t.status = 'scheduled' AND t.due_at <= now() AND {_CLAIMABLE}
+        ORDER BY t.due_at LIMIT $1 FOR UPDATE OF t SKIP LOCKED),
+    expired AS (
+        SELECT {_COLUMNS} FROM touches t
+        WHERE t.status = 'sending' AND t.lease_until < now() AND {_CLAIMABLE}
+        ORDER BY t.lease_until LIMIT $1 FOR UPDATE OF t SKIP LOCKED),
+    due AS (
+        SELECT * FROM scheduled UNION ALL SELECT * FROM expired ORDER BY due_at LIMIT $1)
+    SELECT due.*, n.next_due_in, n.revision FROM (
+        SELECT (SELECT extract(epoch FROM t.due_at - now()) FROM touches t
+                WHERE t.status = 'scheduled' AND t.due_at > now() AND {_CLAIMABLE}
+                ORDER BY t.due_at LIMIT 1) AS next_due_in,
+               (SELECT revision FROM playbooks_revision) AS revision) AS n
+    LEFT JOIN due ON true"""  # noqa: S608 (fixed text)
 
 
 async def lock_due(conn: asyncpg.Connection, limit: int) -> DueBatch:
@@ -302,21 +328,7 @@ async def lock_due(conn: asyncpg.Connection, limit: int) -> DueBatch:
     statement tells when the next scheduled touch falls due (so the sender needs no query
     of its own to know how long to sleep) and the playbooks' revision (so it knows whether
     the playbooks it holds are still the effective ones)."""
-    rows = await conn.fetch(
-        f"""WITH due AS (
-               SELECT {_COLUMNS} FROM touches t
-               WHERE ((t.status = 'scheduled' AND t.due_at <= now())
-                   OR (t.status = 'sending' AND t.lease_until < now()))
-                 AND {_CLAIMABLE}
-               ORDER BY t.due_at LIMIT $1 FOR UPDATE OF t SKIP LOCKED)
-           SELECT due.*, n.next_due_in, n.revision FROM (
-               SELECT (SELECT extract(epoch FROM t.due_at - now()) FROM touches t
-                       WHERE t.status = 'scheduled' AND t.due_at > now() AND {_CLAIMABLE}
-                       ORDER BY t.due_at LIMIT 1) AS next_due_in,
-                      (SELECT revision FROM playbooks_revision) AS revision) AS n
-           LEFT JOIN due ON true""",  # noqa: S608 (fixed text)
-        limit,
-    )
+    rows = await conn.fetch(_LOCK_DUE, limit)
     head = rows[0]
     touches = [_due(_without(r, "next_due_in", "revision")) for r in rows if r["id"] is not None]
     wait = head["next_due_in"]
@@ -331,10 +343,8 @@ async def next_due_in_seconds(conn: asyncpg.Connection) -> float | None:
     """Seconds until the next touch the sender could claim (negative: overdue); None if none
     (a touch whose contact is not known yet waits for it, and its NOTIFY)."""
     wait = await conn.fetchval(
-        """SELECT extract(epoch FROM t.due_at - now()) FROM touches t
-           WHERE t.status = 'scheduled' AND (t.channel = 'task'
-               OR EXISTS (SELECT 1 FROM contacts c WHERE c.lead_id = t.lead_id))
-           ORDER BY t.due_at LIMIT 1"""
+        "SELECT extract(epoch FROM t.due_at - now()) FROM touches t"  # noqa: S608 (fixed text)
+        f" WHERE t.status = 'scheduled' AND {_CLAIMABLE} ORDER BY t.due_at LIMIT 1"
     )
     return None if wait is None else float(wait)
 
