@@ -510,3 +510,40 @@ async def test_a_running_relay_holds_its_lock_on_its_own_session_and_a_standby_t
     assert first.published == 3 * EVENTS_PER_LEAD
     assert await record_count(infra.kafka_bootstrap, topic) == LEADS * EVENTS_PER_LEAD
     assert_per_lead_order(await read_all(infra.kafka_bootstrap, topic), leads)
+
+
+async def _enqueue_in_one_transaction(db: Db, topic: str, leads: list[uuid.UUID]) -> None:
+    async with db.pool.acquire() as conn, conn.transaction():
+        for lead in leads:
+            await enqueue(conn, db.schema, stage_changed(lead, 0), source=SOURCE, topic=topic)
+
+
+async def test_the_backlog_gauge_reads_a_bounded_number_of_rows_at_a_delete(
+    infra: Stack, db: Db, topic: str
+) -> None:
+    """At a delete the relay counts the rows left up to `backlog_count_limit`; beyond it, the
+    gauge is the span of their ids, an upper bound (decision 0086): a relay catching up on a
+    long backlog does not count all of it at each delete."""
+    leads = [uuid.uuid4() for _ in range(30)]
+    await _enqueue_in_one_transaction(db, topic, leads[:15])  # ids 1-15
+    with contextlib.suppress(RuntimeError):  # ids 16-18, rolled back: a gap
+        async with db.pool.acquire() as conn, conn.transaction():
+            for lead in leads[:3]:
+                await enqueue(conn, db.schema, stage_changed(lead, 1), source=SOURCE, topic=topic)
+            raise RuntimeError("rolled back")
+    await _enqueue_in_one_transaction(db, topic, leads[15:])  # ids 19-33
+
+    def backlog() -> float | None:
+        return REGISTRY.get_sample_value("funnel_outbox_backlog")
+
+    async with producer_for(infra) as producer:
+        relay = OutboxRelay(db.pool, producer, dsn=db.dsn, schema=db.schema, batch_size=5)
+        relay.backlog_count_limit = 10
+        assert await relay.publish_batch() == 5  # ids 1-5 published and deleted
+        assert backlog() == 28  # 25 rows left, more than 10: the span of ids 6-33
+        for _ in range(3):
+            assert await relay.publish_batch() == 5  # 6-10, 11-15, 19-23
+        assert backlog() == 10  # 24-33: ten rows, ten ids
+        assert await relay.publish_batch() == 5
+        assert backlog() == 5  # fewer than the limit: counted
+    assert await db.count("outbox") == 5

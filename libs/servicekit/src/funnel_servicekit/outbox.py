@@ -192,6 +192,8 @@ class OutboxRelay(PollLoop):
 
     # Any failure to publish leaves the rows in the outbox: log, pause, try again.
     transient_errors = (Exception,)
+    # The backlog gauge counts rows up to this many at a delete, then gauges by id span.
+    backlog_count_limit = 1000
 
     def __init__(
         self,
@@ -401,15 +403,27 @@ class OutboxRelay(PollLoop):
         return [row["id"] for row in rows]
 
     async def _delete(self, conn: asyncpg.Connection, ids: list[int]) -> None:
-        """Delete published rows and count what is left, in one statement (the count reads
-        the snapshot before the DELETE, so the deleted ids are left out of it)."""
+        """Delete published rows and gauge what is left, in one statement (it reads the
+        snapshot before the DELETE, so the deleted ids are left out by hand). The rows left
+        are counted up to `backlog_count_limit`; beyond, the gauge is the span of their ids
+        (an upper bound: ids of rolled-back writes count too), so a relay catching up on a
+        long backlog does not count all of it at every delete (docs/decisions/0086)."""
         stats: Any = await conn.fetchrow(
-            """WITH gone AS (DELETE FROM outbox WHERE id = ANY($1::bigint[]))
-               SELECT count(*) AS n, extract(epoch FROM now() - min(created_at)) AS age
-               FROM outbox WHERE id <> ALL($1::bigint[])""",
+            """WITH gone AS (DELETE FROM outbox WHERE id = ANY($1::bigint[])),
+               waiting AS (SELECT id, created_at FROM outbox WHERE id <> ALL($1::bigint[])
+                           ORDER BY id LIMIT $2)
+               SELECT count(*) AS n, extract(epoch FROM now() - min(created_at)) AS age,
+                      min(id) AS first,
+                      (SELECT id FROM outbox WHERE id <> ALL($1::bigint[])
+                       ORDER BY id DESC LIMIT 1) AS last
+               FROM waiting""",
             ids,
+            self.backlog_count_limit,
         )
-        metrics.OUTBOX_BACKLOG.set(stats["n"])
+        n = int(stats["n"])
+        if n >= self.backlog_count_limit:
+            n = max(n, int(stats["last"]) - int(stats["first"]) + 1)
+        metrics.OUTBOX_BACKLOG.set(n)
         metrics.OUTBOX_OLDEST_AGE.set(float(stats["age"] or 0))
 
 

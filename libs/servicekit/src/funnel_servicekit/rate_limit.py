@@ -52,6 +52,12 @@ ON CONFLICT (key) DO UPDATE SET
 RETURNING allowed, tokens
 """
 
+# Up to 1,000 buckets full again, deleted. `now()` (the statement's start: it runs alone), not
+# `clock_timestamp()`: a volatile function cannot bound a range of the full_at index, so the
+# sweep would read the table until it found 1,000 (docs/decisions/0086).
+SWEEP = """DELETE FROM rate_limit_buckets WHERE key = ANY(ARRAY(
+    SELECT key FROM rate_limit_buckets WHERE full_at < now() LIMIT 1000))"""
+
 
 async def take(pool: asyncpg.Pool, item: RateLimitItem, key: str) -> Verdict:
     """Take one token from `key`'s bucket for `item` (a bucket of its own per limit)."""
@@ -62,11 +68,7 @@ async def take(pool: asyncpg.Pool, item: RateLimitItem, key: str) -> Verdict:
     async with pool.acquire() as conn:
         row = await conn.fetchrow(_TAKE, bucket, capacity, rate, window)
         if random.randrange(SWEEP_ONE_IN) == 0:  # noqa: S311 - not a secret
-            await conn.execute(
-                """DELETE FROM rate_limit_buckets WHERE key = ANY(ARRAY(
-                       SELECT key FROM rate_limit_buckets WHERE full_at < clock_timestamp()
-                       LIMIT 1000))"""
-            )
+            await conn.execute(SWEEP)
     assert row is not None
     tokens = float(row["tokens"])
     retry_after = 0 if row["allowed"] else max(1, math.ceil((1 - tokens) / rate))

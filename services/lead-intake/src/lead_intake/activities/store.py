@@ -159,10 +159,12 @@ async def lead_status(conn: asyncpg.Connection, lead_id: UUID) -> bool | None:
 async def offline_touches(
     conn: asyncpg.Connection, lead_id: UUID, types: tuple[str, ...], limit: int
 ) -> list[StoredActivity]:
-    """The lead's offline touches (and those of leads merged into it), newest first."""
+    """The lead's offline touches (and those of leads merged into it), newest first: the
+    leads as one array, so that their activities are read from the lead index (an OR with
+    a subquery would read the whole table; docs/decisions/0086)."""
     rows = await conn.fetch(
         """SELECT * FROM activities
-           WHERE (lead_id = $1 OR lead_id IN (SELECT id FROM leads WHERE merged_into = $1))
+           WHERE lead_id = ANY(ARRAY(SELECT id FROM leads WHERE merged_into = $1) || $1::uuid)
              AND activity_type = ANY($2::text[])
            ORDER BY occurred_at DESC, id LIMIT $3""",
         lead_id,
