@@ -6,7 +6,6 @@ on a table of many rows and the plan must seek to the key, not filter from the i
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,6 +21,7 @@ from lead_intake.forms import store as forms
 from lead_intake.people import store as people
 from lead_intake.settings import IntakeSettings
 from lead_intake.webhooks import store as webhooks
+from tests.integration.plans import generic_plan, statements_sent
 
 pytestmark = pytest.mark.integration
 
@@ -30,28 +30,12 @@ ROWS = 5000
 
 async def _sent(conn: asyncpg.Connection, call: Callable[[], Awaitable[Any]]) -> str:
     """The one statement `call` sends on `conn`."""
-    sent: list[str] = []
-
-    def log(record: Any) -> None:
-        sent.append(record.query)
-
-    conn.add_query_logger(log)
-    try:
-        await call()
-        await asyncio.sleep(0)  # asyncpg calls its loggers soon after the query, not in it
-    finally:
-        conn.remove_query_logger(log)
-    [query] = [q for q in sent if not q.startswith("WITH RECURSIVE typeinfo_tree")]
+    [query] = await statements_sent(conn, call)
     return query
 
 
 async def _generic_plan(conn: asyncpg.Connection, query: str, types: str, args: str) -> str:
-    await conn.execute(f"PREPARE keyset ({types}) AS {query}")
-    try:
-        plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE keyset ({args})")
-    finally:
-        await conn.execute("DEALLOCATE keyset")
-    return json.dumps(plan if not isinstance(plan, str) else json.loads(plan))
+    return json.dumps(await generic_plan(conn, query, types, args))
 
 
 @pytest.fixture

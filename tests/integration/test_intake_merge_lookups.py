@@ -6,9 +6,7 @@ no plan may read a whole table, and the notes come back right: both leads', newe
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
 
@@ -23,6 +21,7 @@ from lead_intake.app import MIGRATIONS
 from lead_intake.leads import store as leads
 from lead_intake.privacy import store as privacy
 from lead_intake.settings import IntakeSettings
+from tests.integration.plans import generic_plan, statements_sent, whole_tables
 
 pytestmark = pytest.mark.integration
 
@@ -52,39 +51,9 @@ async def conn(fresh_dsn: str) -> AsyncIterator[asyncpg.Connection]:
         await connection.close()
 
 
-async def _statements(conn: asyncpg.Connection, call: Callable[[], Awaitable[Any]]) -> list[str]:
-    """The statements `call` sends on `conn` (asyncpg's own type look-ups left out)."""
-    sent: list[str] = []
-
-    def log(record: Any) -> None:
-        sent.append(record.query)
-
-    conn.add_query_logger(log)
-    try:
-        await call()
-        await asyncio.sleep(0)  # asyncpg calls its loggers soon after the query
-    finally:
-        conn.remove_query_logger(log)
-    return [q for q in sent if not q.startswith("WITH RECURSIVE typeinfo_tree")]
-
-
 async def _whole_tables(conn: asyncpg.Connection, query: str, types: str, args: str) -> list[str]:
     """The tables the statement's generic plan reads whole."""
-    await conn.execute("SET plan_cache_mode = force_generic_plan")
-    await conn.execute(f"PREPARE looked ({types}) AS {query}")
-    try:
-        raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE looked ({args})")
-    finally:
-        await conn.execute("DEALLOCATE looked")
-    plan = json.loads(raw) if isinstance(raw, str) else raw
-
-    def scans(node: dict[str, Any]) -> list[str]:
-        found = [node["Relation Name"]] if node["Node Type"] == "Seq Scan" else []
-        for child in node.get("Plans", []):
-            found += scans(child)
-        return found
-
-    return scans(plan[0]["Plan"])
+    return whole_tables(await generic_plan(conn, query, types, args))
 
 
 async def test_a_leads_notes_come_with_its_merged_leads_from_the_index(
@@ -114,7 +83,7 @@ async def test_a_leads_notes_come_with_its_merged_leads_from_the_index(
         (survivor, "call_logged"),
     ]
 
-    [query] = await _statements(
+    [query] = await statements_sent(
         conn, lambda: activities.offline_touches(conn, survivor, OFFLINE_ACTIVITY_TYPES, 50)
     )
     assert (
@@ -132,7 +101,7 @@ async def test_a_merge_and_an_erasure_find_a_leads_rows_by_index(
         r["id"] for r in await conn.fetch("SELECT id FROM leads ORDER BY id LIMIT 2")
     )
     await conn.execute("ANALYZE")
-    merged = {
+    merged: dict[str, Any] = {
         "takes_email": False,
         "email": f"p-{survivor}@example.com",
         **dict.fromkeys(("phone", "first_name", "last_name", "locale", "time_zone", "consent")),
@@ -140,7 +109,7 @@ async def test_a_merge_and_an_erasure_find_a_leads_rows_by_index(
         "is_test": False,
     }
     async with conn.transaction():
-        moved = await _statements(conn, lambda: leads.fold(conn, survivor, other, merged))
+        moved = await statements_sent(conn, lambda: leads.fold(conn, survivor, other, merged))
     # The merge moved the other lead's rows to the survivor.
     assert (
         await conn.fetchval("SELECT lead_id FROM visitors WHERE visitor_id = $1", f"v-{other}")
@@ -158,12 +127,12 @@ async def test_a_merge_and_an_erasure_find_a_leads_rows_by_index(
 
     [locked] = [
         q
-        for q in await _statements(conn, lambda: privacy.with_merged(conn, [survivor]))
+        for q in await statements_sent(conn, lambda: privacy.with_merged(conn, [survivor]))
         if "merged_into = f.id" in q
     ]
     assert await _whole_tables(conn, locked, "uuid[]", f"'{{{survivor}}}'") == []
     async with conn.transaction():
-        erasing = await _statements(conn, lambda: privacy.erase_leads(conn, [survivor, other]))
+        erasing = await statements_sent(conn, lambda: privacy.erase_leads(conn, [survivor, other]))
     assert await conn.fetchval("SELECT count(*) FROM visitors WHERE lead_id = $1", survivor) == 0
     [deleted] = [q for q in erasing if q.startswith("DELETE FROM visitors")]
     assert await _whole_tables(conn, deleted, "uuid[]", f"'{{{survivor}}}'") == []

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import asyncpg
 
-from notifier.tasks.models import Cursor, TaskFilter
+from notifier.tasks.models import STATUSES, Cursor, TaskFilter, TaskStatus
 
 _COLUMNS = """t.id, t.lead_id, t.leak_id, t.playbook, t.title, t.funnel_id, t.stage, t.status,
     t.score, t.assignee, t.due_at, t.version, t.created_at, t.updated_at, s.temperature"""
@@ -83,6 +83,9 @@ async def update(
     return row
 
 
+_STATUS_LITERALS: dict[TaskStatus, str] = {status: status for status in STATUSES}
+
+
 async def listing(
     conn: asyncpg.Connection, filters: TaskFilter, *, after: Cursor | None, limit: int
 ) -> list[dict[str, Any]]:
@@ -96,7 +99,10 @@ async def listing(
         return f"${len(args)}"
 
     if filters.status is not None:
-        where.append(f"t.status = {arg(filters.status)}")
+        # The status as a literal of the closed set, not a parameter: under the one generic
+        # plan a connection keeps, `t.status = $1` cannot match the open tasks' partial
+        # indexes, and a page of open tasks walked past every closed one (decision 0087).
+        where.append(f"t.status = '{_STATUS_LITERALS[filters.status]}'")
     if filters.lead_id is not None:  # a person's tasks: never a team task keyed by a leak's id
         where.append(f"t.lead_id = {arg(filters.lead_id)} AND t.leak_id IS NULL")
     if filters.assignee is not None:
