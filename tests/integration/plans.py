@@ -5,11 +5,31 @@ statements as sent (asyncpg's own type look-ups left out), planned generically (
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+
+from funnel_servicekit.cli import migrate
+from funnel_servicekit.db import connect
+from funnel_servicekit.settings import ServiceSettings
+
+
+@contextlib.asynccontextmanager
+async def migrated(
+    dsn: str, settings: ServiceSettings, migrations: Path
+) -> AsyncIterator[asyncpg.Connection]:
+    """A service's schema migrated on `dsn` (a fresh database), and a connection to it with
+    the kit's session settings (its generic plans among them)."""
+    await migrate(settings, migrations)
+    conn = await connect(dsn, settings.db_schema)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 async def statements_sent(

@@ -14,14 +14,12 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from funnel_servicekit.cli import migrate
-from funnel_servicekit.db import connect
 from lead_intake.app import MIGRATIONS
 from lead_intake.forms import store as forms
 from lead_intake.people import store as people
 from lead_intake.settings import IntakeSettings
 from lead_intake.webhooks import store as webhooks
-from tests.integration.plans import generic_plan, statements_sent
+from tests.integration.plans import generic_plan, migrated, statements_sent
 
 pytestmark = pytest.mark.integration
 
@@ -40,25 +38,23 @@ async def _generic_plan(conn: asyncpg.Connection, query: str, types: str, args: 
 
 @pytest.fixture
 async def conn(fresh_dsn: str) -> Any:
-    await migrate(IntakeSettings(database_url=fresh_dsn), MIGRATIONS)
-    connection = await connect(fresh_dsn, "intake")
-    await connection.execute(
-        """INSERT INTO leads (id, email, source, captured_at)
-           SELECT gen_random_uuid(), 'p' || g || '@example.com', 'form', now()
-           FROM generate_series(1, $1::int) g""",
-        ROWS,
-    )
-    await connection.execute(
-        """INSERT INTO forms (id, funnel_id, name, public_key, definition)
-           SELECT 'form-' || lpad(g::text, 5, '0'), 'digital-sales', 'F', 'pk' || g, '{}'
-           FROM generate_series(1, $1::int) g""",
-        ROWS,
-    )
-    await connection.execute("ANALYZE leads; ANALYZE forms")
-    try:
+    async with migrated(
+        fresh_dsn, IntakeSettings(database_url=fresh_dsn), MIGRATIONS
+    ) as connection:
+        await connection.execute(
+            """INSERT INTO leads (id, email, source, captured_at)
+               SELECT gen_random_uuid(), 'p' || g || '@example.com', 'form', now()
+               FROM generate_series(1, $1::int) g""",
+            ROWS,
+        )
+        await connection.execute(
+            """INSERT INTO forms (id, funnel_id, name, public_key, definition)
+               SELECT 'form-' || lpad(g::text, 5, '0'), 'digital-sales', 'F', 'pk' || g, '{}'
+               FROM generate_series(1, $1::int) g""",
+            ROWS,
+        )
+        await connection.execute("ANALYZE leads; ANALYZE forms")
         yield connection
-    finally:
-        await connection.close()
 
 
 async def test_the_people_to_index_start_at_their_key(conn: asyncpg.Connection) -> None:

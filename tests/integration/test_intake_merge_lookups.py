@@ -14,14 +14,12 @@ import asyncpg
 import pytest
 
 from funnel_contracts.events import OFFLINE_ACTIVITY_TYPES
-from funnel_servicekit.cli import migrate
-from funnel_servicekit.db import connect
 from lead_intake.activities import store as activities
 from lead_intake.app import MIGRATIONS
 from lead_intake.leads import store as leads
 from lead_intake.privacy import store as privacy
 from lead_intake.settings import IntakeSettings
-from tests.integration.plans import generic_plan, statements_sent, whole_tables
+from tests.integration.plans import generic_plan, migrated, statements_sent, whole_tables
 
 pytestmark = pytest.mark.integration
 
@@ -30,25 +28,24 @@ ROWS = 5000
 
 @pytest.fixture
 async def conn(fresh_dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    await migrate(IntakeSettings(database_url=fresh_dsn), MIGRATIONS)
-    connection = await connect(fresh_dsn, "intake")
-    await connection.execute(
-        """WITH people AS (
-               INSERT INTO leads (id, email, source, captured_at)
-               SELECT gen_random_uuid(), 'p' || g || '@example.com', 'form', now()
-               FROM generate_series(1, $1::int) g RETURNING id),
-           seen AS (INSERT INTO visitors (visitor_id, lead_id) SELECT 'v-' || id, id FROM people),
-           meta AS (INSERT INTO platform_leads_seen (platform, external_id, lead_id)
-                    SELECT 'meta', 'x-' || id, id FROM people)
-           INSERT INTO activities (id, lead_id, activity_type, occurred_at)
-           SELECT gen_random_uuid(), id, t, now() - random() * interval '30 days'
-           FROM people, unnest(ARRAY['page_view', 'call_logged']) t""",
-        ROWS,
-    )
-    try:
+    async with migrated(
+        fresh_dsn, IntakeSettings(database_url=fresh_dsn), MIGRATIONS
+    ) as connection:
+        await connection.execute(
+            """WITH people AS (
+                   INSERT INTO leads (id, email, source, captured_at)
+                   SELECT gen_random_uuid(), 'p' || g || '@example.com', 'form', now()
+                   FROM generate_series(1, $1::int) g RETURNING id),
+               seen AS (INSERT INTO visitors (visitor_id, lead_id)
+                        SELECT 'v-' || id, id FROM people),
+               meta AS (INSERT INTO platform_leads_seen (platform, external_id, lead_id)
+                        SELECT 'meta', 'x-' || id, id FROM people)
+               INSERT INTO activities (id, lead_id, activity_type, occurred_at)
+               SELECT gen_random_uuid(), id, t, now() - random() * interval '30 days'
+               FROM people, unnest(ARRAY['page_view', 'call_logged']) t""",
+            ROWS,
+        )
         yield connection
-    finally:
-        await connection.close()
 
 
 async def _whole_tables(conn: asyncpg.Connection, query: str, types: str, args: str) -> list[str]:

@@ -13,12 +13,10 @@ from uuid import UUID, uuid4
 import asyncpg
 import pytest
 
-from funnel_servicekit.cli import migrate
-from funnel_servicekit.db import connect
 from notifier.app import MIGRATIONS
 from notifier.settings import NotifierSettings
 from notifier.touches import store
-from tests.integration.plans import generic_plan, plan_nodes, statements_sent
+from tests.integration.plans import generic_plan, migrated, plan_nodes, statements_sent
 
 pytestmark = pytest.mark.integration
 
@@ -51,25 +49,24 @@ async def _touch(
 
 @pytest.fixture
 async def conn(fresh_dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    await migrate(NotifierSettings(database_url=fresh_dsn), MIGRATIONS)
-    connection = await connect(fresh_dsn, "notifier")
-    # Every person known, each with a touch due in the next days (a nurture sequence's).
-    await connection.execute(
-        """WITH people AS (SELECT gen_random_uuid() AS lead FROM generate_series(1, $1::int)),
-           known AS (INSERT INTO contacts (lead_id, email) SELECT lead, 'p@example.com'
-                     FROM people RETURNING lead_id)
-           INSERT INTO touches (id, lead_id, playbook, channel, template, status, due_at,
-               first_due_at, kind, category)
-           SELECT gen_random_uuid(), lead_id, 'nurture', 'email', 't', 'scheduled',
-               now() + interval '2 days' + random() * interval '1 day', now() + interval '2 days',
-               'marketing', 'promo'
-           FROM known""",
-        LATER,
-    )
-    try:
+    async with migrated(
+        fresh_dsn, NotifierSettings(database_url=fresh_dsn), MIGRATIONS
+    ) as connection:
+        # Every person known, each with a touch due in the next days (a nurture sequence's).
+        await connection.execute(
+            """WITH people AS (SELECT gen_random_uuid() AS lead FROM generate_series(1, $1::int)),
+               known AS (INSERT INTO contacts (lead_id, email) SELECT lead, 'p@example.com'
+                         FROM people RETURNING lead_id)
+               INSERT INTO touches (id, lead_id, playbook, channel, template, status, due_at,
+                   first_due_at, kind, category)
+               SELECT gen_random_uuid(), lead_id, 'nurture', 'email', 't', 'scheduled',
+                   now() + interval '2 days' + random() * interval '1 day',
+                   now() + interval '2 days',
+                   'marketing', 'promo'
+               FROM known""",
+            LATER,
+        )
         yield connection
-    finally:
-        await connection.close()
 
 
 async def _sent(conn: asyncpg.Connection, limit: int) -> str:

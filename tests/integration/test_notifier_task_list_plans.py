@@ -11,13 +11,11 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from funnel_servicekit.cli import migrate
-from funnel_servicekit.db import connect
 from notifier.app import MIGRATIONS
 from notifier.settings import NotifierSettings
 from notifier.tasks import store
 from notifier.tasks.models import TaskFilter
-from tests.integration.plans import generic_plan_as_sent, plan_nodes, sent_with_args
+from tests.integration.plans import generic_plan_as_sent, migrated, plan_nodes, sent_with_args
 
 pytestmark = pytest.mark.integration
 
@@ -26,22 +24,20 @@ CLOSED = 5000
 
 @pytest.fixture
 async def conn(fresh_dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    await migrate(NotifierSettings(database_url=fresh_dsn), MIGRATIONS)
-    connection = await connect(fresh_dsn, "notifier")
-    # Closed tasks, older and newer than the open ones, half of them the rep's.
-    await connection.execute(
-        """INSERT INTO tasks (id, lead_id, playbook, title, status, assignee, created_at)
-           SELECT gen_random_uuid(), gen_random_uuid(), 'call', 'Call',
-               CASE WHEN g % 2 = 0 THEN 'done' ELSE 'dismissed' END,
-               CASE WHEN g % 2 = 0 THEN 'rep-a' ELSE 'rep-b' END,
-               now() - make_interval(secs => g)
-           FROM generate_series(1, $1::int) g""",
-        CLOSED,
-    )
-    try:
+    async with migrated(
+        fresh_dsn, NotifierSettings(database_url=fresh_dsn), MIGRATIONS
+    ) as connection:
+        # Closed tasks, older and newer than the open ones, half of them the rep's.
+        await connection.execute(
+            """INSERT INTO tasks (id, lead_id, playbook, title, status, assignee, created_at)
+               SELECT gen_random_uuid(), gen_random_uuid(), 'call', 'Call',
+                   CASE WHEN g % 2 = 0 THEN 'done' ELSE 'dismissed' END,
+                   CASE WHEN g % 2 = 0 THEN 'rep-a' ELSE 'rep-b' END,
+                   now() - make_interval(secs => g)
+               FROM generate_series(1, $1::int) g""",
+            CLOSED,
+        )
         yield connection
-    finally:
-        await connection.close()
 
 
 def _tasks_rows_read(plan: dict) -> int:  # type: ignore[type-arg]
