@@ -58,6 +58,7 @@ from bench.common import (
     FORM_PATH,
     RESULTS_DIR,
     SNAPSHOT_PATH,
+    cpu_seconds,
     log,
     percentile,
     running_stack,
@@ -435,26 +436,19 @@ def postgres_cpu_by_process(pid: int) -> dict[str, float]:
     """PostgreSQL's CPU seconds by process kind: its backends by database role (the services'
     roles; the bench's own reads as the server's owner role), its background processes
     (WAL writer, checkpointer, autovacuum...) by name, the postmaster as `postmaster`."""
-    out: Counter[str] = Counter()
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return {}
-    for proc in procs:
+    out: dict[str, float] = {}
+    for child, used in tree_cpu_seconds(pid).items():
+        if child == pid:
+            out["postmaster"] = used
+            continue
         try:
-            times = proc.cpu_times()
-            title = " ".join(proc.cmdline())
+            words = " ".join(psutil.Process(child).cmdline()).removeprefix("postgres: ").split()
         except psutil.NoSuchProcess:
             continue
-        if proc.pid == pid:
-            kind = "postmaster"
-        else:
-            words = title.removeprefix("postgres: ").split()
-            # A backend's title is "<role> <database> <host(port)> <state>".
-            kind = words[0] if len(words) >= 3 and "(" in words[2] else " ".join(words[:2])
-        out[kind] += times.user + times.system
-    return dict(out)
+        # A backend's title is "<role> <database> <host(port)> <state>".
+        kind = words[0] if len(words) >= 3 and "(" in words[2] else " ".join(words[:2])
+        out[kind] = out.get(kind, 0.0) + used
+    return out
 
 
 class BesideCpu:
@@ -468,10 +462,9 @@ class BesideCpu:
         self.before = self._read()
 
     def _read(self) -> dict[str, float]:
-        own = psutil.Process().cpu_times()
         machine = psutil.cpu_times()
         out = {
-            "load_generator": own.user + own.system,
+            "load_generator": cpu_seconds(os.getpid()),
             "machine": sum(machine) - machine.idle - getattr(machine, "iowait", 0.0),
         }
         if self.mailbox:

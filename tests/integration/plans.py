@@ -36,18 +36,7 @@ async def statements_sent(
     conn: asyncpg.Connection, call: Callable[[], Awaitable[Any]]
 ) -> list[str]:
     """The statements `call` sends on `conn`, in order."""
-    sent: list[str] = []
-
-    def log(record: Any) -> None:
-        sent.append(record.query)
-
-    conn.add_query_logger(log)
-    try:
-        await call()
-        await asyncio.sleep(0)  # asyncpg calls its loggers soon after the query, not in it
-    finally:
-        conn.remove_query_logger(log)
-    return [q for q in sent if not q.startswith("WITH RECURSIVE typeinfo_tree")]
+    return [query for query, _ in await sent_with_args(conn, call)]
 
 
 async def generic_plan(
@@ -85,7 +74,7 @@ def whole_tables(plan: dict[str, Any]) -> list[str]:
 async def sent_with_args(
     conn: asyncpg.Connection, call: Callable[[], Awaitable[Any]]
 ) -> list[tuple[str, tuple[Any, ...]]]:
-    """`statements_sent`, each with the arguments it was sent with."""
+    """The statements `call` sends on `conn`, in order, each with its arguments."""
     sent: list[tuple[str, tuple[Any, ...]]] = []
 
     def log(record: Any) -> None:
@@ -94,7 +83,7 @@ async def sent_with_args(
     conn.add_query_logger(log)
     try:
         await call()
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # asyncpg calls its loggers soon after the query, not in it
     finally:
         conn.remove_query_logger(log)
     return [(q, a) for q, a in sent if not q.startswith("WITH RECURSIVE typeinfo_tree")]
