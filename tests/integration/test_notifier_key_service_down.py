@@ -24,7 +24,15 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from funnel_contracts import Consent, Envelope, EventData, LeadCapturedV2, LeadErased, encode
+from funnel_contracts import (
+    Consent,
+    Envelope,
+    EventData,
+    LeadCapturedV2,
+    LeadErased,
+    LeadMerged,
+    encode,
+)
 from funnel_contracts.examples import lead_captured_v2
 from funnel_contracts.sealed import PersonalData, key_to_text, new_data_key
 from funnel_contracts.topics import LEAD_EVENTS, STAGE_EVENTS
@@ -285,3 +293,94 @@ async def test_a_contact_resolved_after_the_erasure_committed_is_not_stored(
         stored = await resolver.tx.run(lambda uow: service.store_contact(uow, pending, person))
         assert stored is False
         assert await _count(h, "contacts", lead) == 0
+
+
+async def _scheduled(h: Harness) -> int:
+    return int(await h.pool.fetchval("SELECT count(*) FROM touches WHERE status = 'scheduled'"))
+
+
+UNREACHABLE = ("suppressed", "no contact details (erased or never captured)")
+
+
+async def test_a_lead_intake_has_no_key_for_has_its_touches_suppressed_not_left_waiting(
+    fresh_dsn: str, infra: Stack, keys: KeyService
+) -> None:
+    """lead-intake knows no key for the lead (erased there, its erasure not here yet): the
+    touch is suppressed as unreachable, not left scheduled for every claim to pass over."""
+    async with notifier_harness(fresh_dsn, infra.kafka_bootstrap, **_settings(keys)) as h:
+        gone, kept, key = uuid4(), uuid4(), new_data_key()
+        keys.keys[kept] = key  # none for `gone`
+        for lead in (gone, kept):
+            await h.feed(
+                captured_v2(lead, key, f"{lead.hex[:10]}@example.com"),
+                entered(lead, "awareness", 0),
+            )
+        await keys.start()
+        assert await h.resolver.resolve_waiting() == 2
+        assert await h.pool.fetchval("SELECT count(*) FROM pending_contacts") == 0
+        contact = await h.pool.fetchrow(
+            "SELECT email, first_name FROM contacts WHERE lead_id = $1", gone
+        )
+        assert dict(contact) == {"email": "", "first_name": None}  # known: no address
+
+        assert await h.send_due() == 2
+        assert (await h.status(gone))["welcome"] == UNREACHABLE
+        assert (await h.status(kept))["welcome"] == ("sent", None)
+        assert await _scheduled(h) == 0
+        assert h.mail_to(f"{gone.hex[:10]}@example.com") == []
+
+        # Merged with a person whose address is known: the survivor takes it.
+        other = uuid4()
+        keys.keys[other] = key
+        await h.feed(captured_v2(other, key, "found@example.com"))
+        assert await h.resolver.resolve_waiting() == 1
+        await h.feed(
+            LeadMerged(
+                lead_id=gone, merged_lead_id=other, reason="manual", merged_at=datetime.now(UTC)
+            )
+        )
+        assert await h.pool.fetchval(
+            "SELECT email FROM contacts WHERE lead_id = $1", gone
+        ) == "found@example.com"  # fmt: skip
+
+
+async def test_sealed_data_that_never_opens_is_parked_without_holding_back_later_rows(
+    fresh_dsn: str, infra: Stack, keys: KeyService
+) -> None:
+    """A row sealed with another key is parked for a look. The lead's later row still opens
+    and its touch goes; a lead with nothing else waiting has its touch suppressed."""
+    async with notifier_harness(fresh_dsn, infra.kafka_bootstrap, **_settings(keys)) as h:
+        later, only = uuid4(), uuid4()
+        key, other = new_data_key(), new_data_key()
+        keys.keys[later] = keys.keys[only] = key
+        await h.feed(
+            captured_v2(later, other, "wrong-key@example.com"),  # never opens
+            captured_v2(only, other, "wrong-key-too@example.com"),
+            entered(later, "awareness", 0),
+            entered(only, "awareness", 0),
+        )
+        await h.feed(captured_v2(later, key, "right-key@example.com"))
+        await keys.start()
+        resolver = h.resolver
+        assert await resolver.resolve_waiting() == 2  # each lead's first row: both parked
+        parked = await h.pool.fetch(
+            "SELECT lead_id, last_error FROM pending_contacts WHERE next_try_at = 'infinity'"
+        )
+        assert sorted(str(r["lead_id"]) for r in parked) == sorted([str(later), str(only)])
+        assert all(r["last_error"].startswith("seal: ") for r in parked)
+        # `later` has a row still waiting: no contact yet, its welcome waits for it.
+        assert await _count(h, "contacts", later) == 0
+        assert await h.pool.fetchval(
+            "SELECT email FROM contacts WHERE lead_id = $1", only
+        ) == ""  # fmt: skip
+
+        assert await resolver.resolve_waiting() == 1  # the later row, not held back
+        assert await h.pool.fetchval(
+            "SELECT email FROM contacts WHERE lead_id = $1", later
+        ) == "right-key@example.com"  # fmt: skip
+        assert await h.send_due() == 2
+        assert (await h.status(later))["welcome"] == ("sent", None)
+        assert (await h.status(only))["welcome"] == UNREACHABLE
+        assert len(h.mail_to("right-key@example.com")) == 1
+        assert await _scheduled(h) == 0
+        assert await resolver.resolve_waiting() == 0  # parked rows are never tried again

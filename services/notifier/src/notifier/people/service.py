@@ -291,7 +291,7 @@ async def _not_opened(
     if isinstance(error, SealError):
         # No try will ever open it (a blob sealed for another event or key): kept, parked.
         log.error("sealed personal data does not open", extra={"lead_id": str(pending.lead_id)})
-        await store.retry_pending(uow.conn, pending.id, f"seal: {error}", delay_s=None)
+        await store.park_pending(uow.conn, pending.id, f"seal: {error}", wake=TOUCHES_CHANNEL)
         return None
     if not isinstance(error, KeyServiceUnavailable | KeyServiceRefused):
         raise error

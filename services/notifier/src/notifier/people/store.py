@@ -140,7 +140,7 @@ async def fold(conn: asyncpg.Connection, survivor: UUID, other: UUID) -> None:
         """INSERT INTO contacts (lead_id, email, first_name, locale, time_zone)
            SELECT $1, email, first_name, locale, time_zone FROM contacts WHERE lead_id = $2
            ON CONFLICT (lead_id) DO UPDATE SET
-               email = coalesce(contacts.email, excluded.email),
+               email = coalesce(nullif(contacts.email, ''), excluded.email),
                first_name = coalesce(contacts.first_name, excluded.first_name),
                locale = coalesce(contacts.locale, excluded.locale),
                time_zone = coalesce(contacts.time_zone, excluded.time_zone)""",
@@ -270,7 +270,9 @@ async def claim_pending_batch(
         """WITH due AS (
                SELECT id FROM pending_contacts pc
                WHERE next_try_at <= now() AND NOT EXISTS (
-                   SELECT 1 FROM pending_contacts p WHERE p.lead_id = pc.lead_id AND p.id < pc.id)
+                   SELECT 1 FROM pending_contacts p
+                   WHERE p.lead_id = pc.lead_id AND p.id < pc.id
+                     AND p.next_try_at < 'infinity')
                ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED),
            claimed AS (
                UPDATE pending_contacts p SET attempts = p.attempts + 1,
@@ -284,7 +286,8 @@ async def claim_pending_batch(
                FROM pending_contacts pc
                WHERE next_try_at > now() AND next_try_at < 'infinity' AND NOT EXISTS (
                    SELECT 1 FROM pending_contacts p
-                   WHERE p.lead_id = pc.lead_id AND p.id < pc.id)) AS n
+                   WHERE p.lead_id = pc.lead_id AND p.id < pc.id
+                     AND p.next_try_at < 'infinity')) AS n
            LEFT JOIN claimed ON true""",
         limit,
         float(lease_seconds),
@@ -328,7 +331,11 @@ async def store_opened_contacts(
     """For a batch of opened rows (one per lead), in one statement: each waiting row taken
     (locking it against an erasure, which deletes those rows first; a row an erasure took
     is left alone), its contact stored as `upsert_contact` does unless the lead is erased,
-    and `wake` notified at commit when any was stored. Returns the leads stored."""
+    and `wake` notified at commit when any was stored. Returns the leads stored.
+
+    A row with no person (lead-intake knows no key for the lead) stores a contact with no
+    address unless one is known: the person's touches are then claimed and suppressed as
+    unreachable, rather than left scheduled and passed over by every claim."""
     if not opened:
         return set()
     rows = await conn.fetch(
@@ -341,8 +348,7 @@ async def store_opened_contacts(
                {_INSERT_CONTACT}
                SELECT o.lead_id, coalesce(o.email, ''), o.first_name, o.locale, o.time_zone
                FROM opened o JOIN taken t ON t.id = o.id
-               WHERE o.has_person
-                 AND NOT EXISTS (SELECT 1 FROM erased_leads e WHERE e.lead_id = o.lead_id)
+               WHERE NOT EXISTS (SELECT 1 FROM erased_leads e WHERE e.lead_id = o.lead_id)
                ON CONFLICT (lead_id) DO UPDATE SET
                    email = coalesce((SELECT o.email FROM opened o
                                      WHERE o.lead_id = excluded.lead_id), contacts.email),
@@ -365,17 +371,42 @@ async def store_opened_contacts(
 
 
 async def retry_pending(
-    conn: asyncpg.Connection, pending_id: int, error: str, *, delay_s: float | None
+    conn: asyncpg.Connection, pending_id: int, error: str, *, delay_s: float
 ) -> None:
-    """Try the row again after `delay_s` seconds; None parks it (no try will open it)."""
+    """Try the row again after `delay_s` seconds."""
     await conn.execute(
         """UPDATE pending_contacts SET last_error = $2,
-               next_try_at = CASE WHEN $3::float8 IS NULL THEN 'infinity'::timestamptz
-                                  ELSE now() + make_interval(secs => $3) END
+               next_try_at = now() + make_interval(secs => $3)
            WHERE id = $1""",
         pending_id,
         error[:1000],
-        delay_s,
+        float(delay_s),
+    )
+
+
+async def park_pending(conn: asyncpg.Connection, pending_id: int, error: str, *, wake: str) -> None:
+    """A row no try will open: kept for a look (its error with it) and never tried again; it
+    no longer holds back the lead's later rows. Unless the lead's contact is known, another
+    of its rows waits, or the lead is erased, a contact with no address is stored, so its
+    touches are claimed and suppressed as unreachable rather than left scheduled for good;
+    `wake` is notified at commit then."""
+    await conn.execute(
+        """WITH parked AS (
+               UPDATE pending_contacts SET last_error = $2, next_try_at = 'infinity'
+               WHERE id = $1 RETURNING lead_id, locale, time_zone),
+           stored AS (
+               INSERT INTO contacts (lead_id, email, locale, time_zone)
+               SELECT lead_id, '', locale, time_zone FROM parked
+               WHERE NOT EXISTS (SELECT 1 FROM erased_leads e WHERE e.lead_id = parked.lead_id)
+                 AND NOT EXISTS (SELECT 1 FROM pending_contacts p
+                                 WHERE p.lead_id = parked.lead_id AND p.id <> $1
+                                   AND p.next_try_at < 'infinity')
+               ON CONFLICT (lead_id) DO NOTHING
+               RETURNING lead_id)
+           SELECT pg_notify($3, '') FROM stored""",
+        pending_id,
+        error[:1000],
+        wake,
     )
 
 
@@ -384,6 +415,7 @@ async def next_pending_in_seconds(conn: asyncpg.Connection) -> float | None:
     wait = await conn.fetchval(
         """SELECT extract(epoch FROM min(next_try_at) - now()) FROM pending_contacts pc
            WHERE next_try_at < 'infinity' AND NOT EXISTS (
-               SELECT 1 FROM pending_contacts p WHERE p.lead_id = pc.lead_id AND p.id < pc.id)"""
+               SELECT 1 FROM pending_contacts p
+               WHERE p.lead_id = pc.lead_id AND p.id < pc.id AND p.next_try_at < 'infinity')"""
     )
     return None if wait is None else float(wait)
