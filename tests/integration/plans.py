@@ -71,6 +71,16 @@ def whole_tables(plan: dict[str, Any]) -> list[str]:
     return [n["Relation Name"] for n in plan_nodes(plan) if n["Node Type"] == "Seq Scan"]
 
 
+def rows_read(plan: dict[str, Any], table: str) -> int:
+    """Rows of `table` an analyzed plan's scans read: those they kept and those their filter
+    threw away."""
+    return sum(
+        (n["Actual Rows"] + n.get("Rows Removed by Filter", 0)) * n["Actual Loops"]
+        for n in plan_nodes(plan)
+        if n.get("Relation Name") == table
+    )
+
+
 async def sent_with_args(
     conn: asyncpg.Connection, call: Callable[[], Awaitable[Any]]
 ) -> list[tuple[str, tuple[Any, ...]]]:

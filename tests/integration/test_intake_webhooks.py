@@ -25,9 +25,11 @@ from funnel_devstack.stack import Stack
 from funnel_servicekit.runtime import Worker, supervise
 from lead_intake.settings import IntakeSettings
 from lead_intake.webhooks import service as meta_service
-from lead_intake.webhooks.models import timed_signature
+from lead_intake.webhooks import store as webhook_store
+from lead_intake.webhooks.models import META, timed_signature
 from lead_intake.webhooks.worker import LEASE_SECONDS, MetaFetcher
 from tests.integration.kit_support import CrashingPool, eventually
+from tests.integration.plans import generic_plan_as_sent, rows_read, sent_with_args
 from tests.integration.test_intake_harness import ADMIN, Intake, running_intake
 
 pytestmark = pytest.mark.integration
@@ -372,6 +374,93 @@ async def test_a_claimed_meta_lead_is_leased_then_fetched_once_with_no_transacti
         assert await fetcher.fetch_due() == 1  # the lease ended: fetched and captured
 
     assert open_while_fetching == [0]
+    assert await intake.count("pending_platform_leads") == 0
+    assert await intake.count("leads") == 1
+
+
+async def test_a_meta_lead_that_used_up_its_attempts_is_parked_until_the_limit_is_raised(
+    intake: Intake, graph: tuple[FakeGraph, str]
+) -> None:
+    """After its last attempt a lead is parked (kept with its error), out of the claim's due
+    range: thousands of such leads cost the claim nothing. Leads left in the due range by an
+    older version are parked when a fetcher starts; a raised limit makes them due again."""
+    fake, url = graph
+    fake.failures = 1_000_000  # Graph keeps failing
+    body = json.dumps(META_NOTICE).encode()
+    signed = {"x-hub-signature-256": _hex(META_SECRET, body), "content-type": "application/json"}
+    assert (await intake.client.post("/v1/webhooks/meta", content=body, headers=signed)).is_success
+
+    def fetcher_allowing(attempts: int, client: httpx.AsyncClient) -> MetaFetcher:
+        settings = IntakeSettings(
+            database_url="unused",
+            meta_access_token="graph-token",
+            meta_graph_base_url=url,
+            meta_fetch_max_attempts=attempts,
+            db_schema="intake",
+        )
+        return MetaFetcher(intake.pool, settings, client)
+
+    async def parked() -> int:
+        return int(
+            await intake.pool.fetchval(
+                "SELECT count(*) FROM pending_platform_leads WHERE next_attempt_at = 'infinity'"
+            )
+        )
+
+    async with httpx.AsyncClient(timeout=5) as client:
+        fetcher = fetcher_allowing(2, client)
+        async with fetcher.resources():
+            for _ in (1, 2):
+                assert await fetcher.fetch_due() == 1
+                await intake.pool.execute(
+                    "UPDATE pending_platform_leads SET next_attempt_at = now()"
+                    " WHERE next_attempt_at < 'infinity'"
+                )  # the backoff passes
+            assert await fetcher.fetch_due() == 0
+        row = await intake.pool.fetchrow("SELECT attempts, last_error FROM pending_platform_leads")
+        assert (row["attempts"], row["last_error"]) == (2, "HTTPStatusError 500")
+        assert await parked() == 1
+        assert len(fake.requests) == 2
+
+        # 3,000 leads that used up their attempts under an older version (still in the due
+        # range) and one due lead: a fetcher's start parks the 3,000; its claim then reads
+        # the due lead alone.
+        await intake.pool.execute(
+            """INSERT INTO pending_platform_leads
+                   (platform, external_id, form_id, notice, attempts, next_attempt_at)
+               SELECT platform, 'old-' || g, form_id, notice, 2,
+                      now() - interval '1 day' + g * interval '1 second'
+               FROM pending_platform_leads, generate_series(1, 3000) g
+               UNION ALL
+               SELECT platform, 'due-now', form_id, notice, 0, now()
+               FROM pending_platform_leads""",
+        )
+        async with fetcher.resources():
+            assert await parked() == 3001
+            async with intake.pool.acquire() as conn:
+
+                async def claim() -> None:
+                    await webhook_store.claim_due(conn, META, 10, 2, LEASE_SECONDS)
+
+                [(query, args)] = await sent_with_args(conn, claim)
+                await conn.execute(
+                    "UPDATE pending_platform_leads SET next_attempt_at = now(), attempts = 0"
+                    " WHERE external_id = 'due-now'"
+                )
+                plan = await generic_plan_as_sent(conn, query, args, analyze=True)
+            read = rows_read(plan, "pending_platform_leads")
+            assert read <= 4, f"the claim read {read} rows for one due lead"
+        await intake.pool.execute(
+            "DELETE FROM pending_platform_leads WHERE external_id LIKE 'old-%'"
+            " OR external_id = 'due-now'"
+        )
+
+        # The limit raised: the parked lead is due at once, and fetched.
+        fake.failures = 0
+        fetcher = fetcher_allowing(3, client)
+        async with fetcher.resources():
+            assert await parked() == 0
+            assert await fetcher.fetch_due() == 1
     assert await intake.count("pending_platform_leads") == 0
     assert await intake.count("leads") == 1
 

@@ -15,7 +15,7 @@ from notifier.app import MIGRATIONS
 from notifier.settings import NotifierSettings
 from notifier.tasks import store
 from notifier.tasks.models import TaskFilter
-from tests.integration.plans import generic_plan_as_sent, migrated, plan_nodes, sent_with_args
+from tests.integration.plans import generic_plan_as_sent, migrated, rows_read, sent_with_args
 
 pytestmark = pytest.mark.integration
 
@@ -38,16 +38,6 @@ async def conn(fresh_dsn: str) -> AsyncIterator[asyncpg.Connection]:
             CLOSED,
         )
         yield connection
-
-
-def _tasks_rows_read(plan: dict) -> int:  # type: ignore[type-arg]
-    """Rows of `tasks` the plan's scans read: those they kept and those their filter threw
-    away."""
-    return sum(
-        (n["Actual Rows"] + n.get("Rows Removed by Filter", 0)) * n["Actual Loops"]
-        for n in plan_nodes(plan)
-        if n.get("Relation Name") == "tasks"
-    )
 
 
 async def test_a_page_of_open_tasks_reads_the_open_tasks(conn: asyncpg.Connection) -> None:
@@ -81,5 +71,5 @@ async def test_a_page_of_open_tasks_reads_the_open_tasks(conn: asyncpg.Connectio
             await store.listing(conn, f, after=None, limit=3)
 
         [(query, args)] = await sent_with_args(conn, page_of_three)
-        read = _tasks_rows_read(await generic_plan_as_sent(conn, query, args, analyze=True))
+        read = rows_read(await generic_plan_as_sent(conn, query, args, analyze=True), "tasks")
         assert read <= 10, f"a page of 3 open tasks read {read} rows of tasks ({filters})"

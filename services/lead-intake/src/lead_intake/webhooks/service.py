@@ -244,6 +244,12 @@ async def claim_due_meta_leads(
         return await store.claim_due(uow.conn, META, limit, max_attempts, lease_seconds)
 
 
+async def unpark_meta_leads(transactions: Transactions, max_attempts: int) -> tuple[int, int]:
+    """Meta leads parked or due as `max_attempts` says now: (made due, parked)."""
+    async with transactions() as uow:
+        return await store.unpark(uow.conn, META, max_attempts)
+
+
 async def meta_fetch_failed(transactions: Transactions, lead: PendingLead, reason: str) -> None:
     """Graph did not answer: the lead waits, with a growing backoff."""
     async with transactions() as uow:

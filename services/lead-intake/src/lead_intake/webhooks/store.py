@@ -21,6 +21,8 @@ class PendingLead:
     form_id: str
     notice: dict[str, Any]
     attempts: int
+    #: This attempt is the last one allowed: failing it parks the lead (see `retry_later`).
+    last: bool = False
 
 
 async def seen(conn: asyncpg.Connection, platform: str, external_id: str) -> UUID | None:
@@ -73,7 +75,11 @@ async def claim_due(
     The lease is taken and counted as an attempt in one statement (other replicas skip the
     locked rows), so the caller can fetch with no transaction open; a lead whose result is
     never recorded (a crash) is due again when the lease ends. `attempts` is the count
-    before this attempt.
+    before this attempt; `last` tells that no other is allowed.
+
+    Leads that used up their attempts are parked at 'infinity' (`retry_later`), out of the
+    due range of the index: the claim reads the due leads only, not every lead that ever
+    failed (`unpark` brings them back when `max_attempts` is raised).
     """
     rows = await conn.fetch(
         """UPDATE pending_platform_leads p
@@ -82,14 +88,17 @@ async def claim_due(
                  WHERE platform = $1 AND next_attempt_at <= now() AND attempts < $3
                  ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED) due
            WHERE p.platform = due.platform AND p.external_id = due.external_id
-           RETURNING p.platform, p.external_id, p.form_id, p.notice, p.attempts - 1 AS attempts""",
+           RETURNING p.platform, p.external_id, p.form_id, p.notice, p.attempts - 1 AS attempts,
+               p.attempts >= $3 AS last""",
         platform,
         limit,
         max_attempts,
         lease_seconds,
     )
     return [
-        PendingLead(r["platform"], r["external_id"], r["form_id"], r["notice"], r["attempts"])
+        PendingLead(
+            r["platform"], r["external_id"], r["form_id"], r["notice"], r["attempts"], r["last"]
+        )
         for r in rows
     ]
 
@@ -97,16 +106,37 @@ async def claim_due(
 async def retry_later(
     conn: asyncpg.Connection, lead: PendingLead, error: str, delay_seconds: float
 ) -> None:
-    """The attempt (counted when claimed) failed: due again in `delay_seconds`."""
+    """The attempt (counted when claimed) failed: due again in `delay_seconds`, or, after the
+    last attempt allowed, parked (kept with its error, never due until `unpark`)."""
     await conn.execute(
         """UPDATE pending_platform_leads SET last_error = $3,
-               next_attempt_at = now() + make_interval(secs => $4)
+               next_attempt_at = CASE WHEN $5 THEN 'infinity'::timestamptz
+                                      ELSE now() + make_interval(secs => $4) END
            WHERE platform = $1 AND external_id = $2""",
         lead.platform,
         lead.external_id,
         error[:500],
-        delay_seconds,
+        float(delay_seconds),
+        lead.last,
     )
+
+
+async def unpark(conn: asyncpg.Connection, platform: str, max_attempts: int) -> tuple[int, int]:
+    """Bring the parking in line with `max_attempts` as configured now (a fetcher's start):
+    parked leads it allows more attempts are due at once, and leads that used them up while
+    still in the due range (a lowered limit, or a version that did not park) are parked.
+    Returns (made due, parked)."""
+    rows = await conn.fetch(
+        """UPDATE pending_platform_leads
+           SET next_attempt_at = CASE WHEN attempts < $2 THEN now()
+                                      ELSE 'infinity'::timestamptz END
+           WHERE platform = $1 AND (next_attempt_at = 'infinity') = (attempts < $2)
+           RETURNING attempts < $2 AS due""",
+        platform,
+        max_attempts,
+    )
+    due = sum(1 for r in rows if r["due"])
+    return due, len(rows) - due
 
 
 async def done(conn: asyncpg.Connection, lead: PendingLead) -> None:

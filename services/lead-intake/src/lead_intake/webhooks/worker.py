@@ -47,6 +47,14 @@ class MetaFetcher(PollLoop):
 
     @contextlib.asynccontextmanager
     async def resources(self) -> AsyncIterator[None]:
+        due, parked = await service.unpark_meta_leads(
+            self.transactions, self.settings.meta_fetch_max_attempts
+        )
+        if due or parked:
+            log.info(
+                "meta leads parked or made due by the attempt limit",
+                extra={"due": due, "parked": parked},
+            )
         async with httpx.AsyncClient(timeout=GRAPH_TIMEOUT_SECONDS) as client:
             # Not the client of an earlier run: that one is closed (a crashed loop runs again).
             self._client = self._given_client or client
@@ -76,7 +84,13 @@ class MetaFetcher(PollLoop):
             if isinstance(exc, httpx.HTTPStatusError):
                 reason += f" {exc.response.status_code}"
             await service.meta_fetch_failed(self.transactions, lead, reason)
-            log.warning("meta lead fetch failed; will retry", extra={"reason": reason})
+            if lead.last:
+                log.error(
+                    "meta lead fetch failed; its attempts are used up, parked",
+                    extra={"reason": reason, "attempts": lead.attempts + 1},
+                )
+            else:
+                log.warning("meta lead fetch failed; will retry", extra={"reason": reason})
             return
         await service.record_meta_lead(self.transactions, lead, data, self.index)
 
