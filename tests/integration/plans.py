@@ -81,6 +81,12 @@ def rows_read(plan: dict[str, Any], table: str) -> int:
     )
 
 
+def widest_step(plan: dict[str, Any]) -> int:
+    """The most rows any node of an analyzed plan handled (over all its loops): a join that
+    multiplies rows shows here even when every table is read once."""
+    return max(n["Actual Rows"] * n["Actual Loops"] for n in plan_nodes(plan))
+
+
 async def sent_with_args(
     conn: asyncpg.Connection, call: Callable[[], Awaitable[Any]]
 ) -> list[tuple[str, tuple[Any, ...]]]:
@@ -105,6 +111,12 @@ def literal(value: Any) -> str:
         return "NULL"
     if isinstance(value, bool | int | float):
         return str(value)
+    if isinstance(value, list | tuple):  # an array literal: its type is the parameter's
+        items = ",".join(
+            "NULL" if v is None else '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            for v in value
+        )
+        return literal("{" + items + "}")
     return "'" + str(value).replace("'", "''") + "'"
 
 

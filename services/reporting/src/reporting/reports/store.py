@@ -292,6 +292,55 @@ async def revenue_series(
     )
 
 
+# Subscription changes that count (rows whose changes all summed to nothing, a subscriber
+# erased or merged into another lead, make no currency appear).
+_CHANGED = """(t.mrr <> 0 OR t.subscribers <> 0 OR t.new_subscribers <> 0
+                 OR t.cancellations <> 0)"""
+
+# The history before the period is summed once, each bucket's own changes once, and the
+# state at each bucket's end is a running sum over the buckets (they are contiguous): one
+# read of the funnel's changes, not one per bucket. A currency appears from the first bucket
+# whose end follows one of its changes.
+_SUBSCRIPTION_SERIES = f"""
+    WITH r AS (
+        SELECT * FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[])
+            WITH ORDINALITY AS r (label, lo, hi, n)),
+    before AS (
+        SELECT t.currency, sum(t.mrr) AS mrr, sum(t.subscribers) AS subscribers
+        FROM subscription_changes t
+        WHERE t.funnel_id = $1 AND t.hour < $3[1] AND {_CHANGED}
+        GROUP BY t.currency),
+    inside AS (
+        SELECT r.n, t.currency, sum(t.mrr) AS mrr, sum(t.subscribers) AS subscribers,
+               sum(t.new_subscribers) AS new_subscribers,
+               sum(t.cancellations) AS cancellations
+        FROM r JOIN subscription_changes t
+          ON t.funnel_id = $1 AND t.hour >= r.lo AND t.hour < r.hi AND {_CHANGED}
+        GROUP BY r.n, t.currency),
+    since AS (
+        SELECT currency, min(n) AS n FROM (
+            SELECT currency, 0::bigint AS n FROM before
+            UNION ALL SELECT currency, n FROM inside) AS seen
+        GROUP BY currency),
+    running AS (
+        SELECT r.label, s.currency,
+               coalesce(b.mrr, 0) + sum(coalesce(i.mrr, 0)) OVER w AS mrr,
+               coalesce(b.subscribers, 0) + sum(coalesce(i.subscribers, 0)) OVER w
+                   AS subscribers,
+               coalesce(i.subscribers, 0) AS changed,
+               coalesce(i.new_subscribers, 0) AS new_subscribers,
+               coalesce(i.cancellations, 0) AS cancellations
+        FROM since s JOIN r ON r.n >= s.n
+        LEFT JOIN before b ON b.currency = s.currency
+        LEFT JOIN inside i ON i.n = r.n AND i.currency = s.currency
+        WINDOW w AS (PARTITION BY s.currency ORDER BY r.n))
+    SELECT label AS period, currency, (subscribers - changed)::bigint AS subscribers_at_start,
+           mrr, subscribers::bigint AS subscribers, new_subscribers::bigint AS new_subscribers,
+           cancellations::bigint AS cancellations
+    FROM running
+    ORDER BY 1, 2"""  # noqa: S608 (fixed text)
+
+
 async def subscription_series(
     conn: asyncpg.Connection, funnel_id: str, period: Period, interval: Cohort
 ) -> list[asyncpg.Record]:
@@ -299,23 +348,4 @@ async def subscription_series(
     new subscriptions and cancellations in it (sums of the changes before each instant).
     Rows whose changes all summed to nothing (a subscriber erased, or merged into another
     lead) make no currency appear."""
-    return list(
-        await conn.fetch(
-            """SELECT r.label AS period, t.currency,
-                      coalesce(sum(t.subscribers) FILTER (WHERE t.hour < r.lo), 0)::bigint
-                          AS subscribers_at_start,
-                      sum(t.mrr) AS mrr, sum(t.subscribers)::bigint AS subscribers,
-                      coalesce(sum(t.new_subscribers) FILTER (WHERE t.hour >= r.lo), 0)::bigint
-                          AS new_subscribers,
-                      coalesce(sum(t.cancellations) FILTER (WHERE t.hour >= r.lo), 0)::bigint
-                          AS cancellations
-               FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[]) AS r(label, lo, hi)
-               JOIN subscription_changes t ON t.funnel_id = $1 AND t.hour < r.hi
-                 AND (t.mrr <> 0 OR t.subscribers <> 0 OR t.new_subscribers <> 0
-                      OR t.cancellations <> 0)
-               GROUP BY 1, 2
-               ORDER BY 1, 2""",
-            funnel_id,
-            *_bucket_args(period, interval),
-        )
-    )
+    return list(await conn.fetch(_SUBSCRIPTION_SERIES, funnel_id, *_bucket_args(period, interval)))
