@@ -410,6 +410,7 @@ async def test_a_meta_lead_that_used_up_its_attempts_is_parked_until_the_limit_i
     async with httpx.AsyncClient(timeout=5) as client:
         fetcher = fetcher_allowing(2, client)
         async with fetcher.resources():
+            await fetcher.apply_attempt_limit()
             for _ in (1, 2):
                 assert await fetcher.fetch_due() == 1
                 await intake.pool.execute(
@@ -423,7 +424,7 @@ async def test_a_meta_lead_that_used_up_its_attempts_is_parked_until_the_limit_i
         assert len(fake.requests) == 2
 
         # 3,000 leads that used up their attempts under an older version (still in the due
-        # range) and one due lead: a fetcher's start parks the 3,000; its claim then reads
+        # range) and one due lead: a fetcher's first step parks the 3,000; its claim then reads
         # the due lead alone.
         await intake.pool.execute(
             """INSERT INTO pending_platform_leads
@@ -436,6 +437,7 @@ async def test_a_meta_lead_that_used_up_its_attempts_is_parked_until_the_limit_i
                FROM pending_platform_leads""",
         )
         async with fetcher.resources():
+            await fetcher.apply_attempt_limit()
             assert await parked() == 3001
             async with intake.pool.acquire() as conn:
 
@@ -459,8 +461,8 @@ async def test_a_meta_lead_that_used_up_its_attempts_is_parked_until_the_limit_i
         fake.failures = 0
         fetcher = fetcher_allowing(3, client)
         async with fetcher.resources():
+            assert await fetcher.step() == 1  # due again at once, and fetched
             assert await parked() == 0
-            assert await fetcher.fetch_due() == 1
     assert await intake.count("pending_platform_leads") == 0
     assert await intake.count("leads") == 1
 

@@ -44,17 +44,11 @@ class MetaFetcher(PollLoop):
         self.index = BlindIndex(settings.search_key())
         self._given_client = client  # tests hand one in; otherwise each run makes its own
         self._client = client
+        self._limit_applied = False
 
     @contextlib.asynccontextmanager
     async def resources(self) -> AsyncIterator[None]:
-        due, parked = await service.unpark_meta_leads(
-            self.transactions, self.settings.meta_fetch_max_attempts
-        )
-        if due or parked:
-            log.info(
-                "meta leads parked or made due by the attempt limit",
-                extra={"due": due, "parked": parked},
-            )
+        self._limit_applied = False  # each run applies the attempt limit at its first step
         async with httpx.AsyncClient(timeout=GRAPH_TIMEOUT_SECONDS) as client:
             # Not the client of an earlier run: that one is closed (a crashed loop runs again).
             self._client = self._given_client or client
@@ -64,7 +58,23 @@ class MetaFetcher(PollLoop):
                 self._client = self._given_client
 
     async def step(self) -> int:
+        if not self._limit_applied:
+            # In a step, not at start: a database away is a batch retried, not a crash.
+            await self.apply_attempt_limit()
         return await self.fetch_due()
+
+    async def apply_attempt_limit(self) -> None:
+        """Parked leads the configured limit allows more attempts become due, and exhausted
+        ones still in the due range are parked (`store.unpark`)."""
+        due, parked = await service.unpark_meta_leads(
+            self.transactions, self.settings.meta_fetch_max_attempts
+        )
+        self._limit_applied = True
+        if due or parked:
+            log.info(
+                "meta leads parked or made due by the attempt limit",
+                extra={"due": due, "parked": parked},
+            )
 
     async def fetch_due(self) -> int:
         """One batch of due leads: fetched and captured, or scheduled again. Returns how many."""
