@@ -90,6 +90,7 @@ class RawClient:
         self.netloc = parts.netloc
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self._slots = asyncio.Semaphore(max_connections)
+        self.answered = 0  # requests answered, whatever their status
 
     def build(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> bytes:
         head = f"{method} {path} HTTP/1.1\r\nHost: {self.netloc}\r\n"
@@ -124,6 +125,7 @@ class RawClient:
                 self._idle.append((reader, writer))
             else:
                 writer.close()
+            self.answered += 1
             return status, body
 
     async def close(self) -> None:
@@ -601,17 +603,35 @@ async def stack_step(
     return result
 
 
-async def idle_cpu(stack: Stack, seconds: float) -> dict[str, Any]:
+async def idle_cpu(stack: Stack, seconds: float, *, polled: bool = False) -> dict[str, Any]:
     """Each process's CPU milliseconds per second while nothing is sent (after the warm-up):
-    what polls, heartbeats and timers cost with no lead in flight."""
+    what polls, heartbeats and timers cost with no lead in flight. `polled`: with the
+    steps' snapshot poller running all the while (what its reads cost, alone)."""
     pids = {name: proc.pid for name, proc in stack.services.items()} | infra_pids(stack)
     before = {name: tree_cpu_seconds(pid) for name, pid in pids.items() if pid}
     kafka_pid = pids.get("kafka")
     threads_before = thread_cpu_seconds(kafka_pid) if kafka_pid else {}
+    reporting = RawClient(stack.url("reporting"), max_connections=2)
+    auth = {"Authorization": f"Bearer {stack.admin_api_key}"}
+    stop, seen = asyncio.Event(), Visible()
     await statements_reset(stack)
     started = time.perf_counter()
+    poller = (
+        asyncio.create_task(
+            poll_snapshot(
+                reporting, reporting.build("GET", SNAPSHOT_PATH, b"", auth), seen, Visible(), stop
+            )
+        )
+        if polled
+        else None
+    )
     await asyncio.sleep(seconds)
     elapsed = time.perf_counter() - started
+    stop.set()
+    if poller is not None:
+        await poller
+    await reporting.close()
+    reads_per_s = reporting.answered / elapsed
     statements = await statements_read(stack, elapsed)
     out: dict[str, Any] = {
         name: round(tree_cpu_used(b, tree_cpu_seconds(pids[name])) * 1000 / elapsed, 2)
@@ -624,6 +644,8 @@ async def idle_cpu(stack: Stack, seconds: float) -> dict[str, Any]:
         }
     out["statements_per_s"] = {k: v["statements"] for k, v in statements.items()}
     out["top_statements_per_s"] = {k: v["top"] for k, v in statements.items()}
+    if polled:
+        out["snapshot_reads_per_s"] = round(reads_per_s, 1)
     return out
 
 
@@ -640,6 +662,8 @@ async def measure_stack(
             await asyncio.sleep(2)  # the warm-up's last events settle
             idle = await idle_cpu(stack, idle_s)
             log(f"idle CPU ms per second over {idle_s:.0f}s: {json.dumps(idle)}")
+            idle["with_snapshot_polls"] = await idle_cpu(stack, idle_s, polled=True)
+            log(f"the same with the snapshot poller: {json.dumps(idle['with_snapshot_polls'])}")
         for n, rate in enumerate(steps):
             # A step's own emails: a rate listed twice still sends new leads.
             step = await stack_step(stack, intake, rate, seconds, f"{run_id}s{n}")
@@ -849,7 +873,8 @@ def main() -> None:
         type=float,
         default=0.0,
         metavar="SECONDS",
-        help="first measure each process's CPU per second with no load, for SECONDS",
+        help="first measure each process's CPU per second with no load, for SECONDS, then"
+        " the same with only the steps' snapshot poller running (what its reads cost)",
     )
     args = parser.parse_args()
     steps = all_steps(args.steps, args.extra_steps)
