@@ -457,11 +457,25 @@ async def test_a_meta_lead_that_used_up_its_attempts_is_parked_until_the_limit_i
             " OR external_id = 'due-now'"
         )
 
-        # The limit raised: the parked lead is due at once, and fetched.
-        fake.failures = 0
+        # The limit raised to 3: the parked lead is due at once. Its third attempt is the
+        # last: the claim parks it as it leases it, so a fetcher that dies mid-fetch leaves
+        # it parked, not at the front of the due range.
         fetcher = fetcher_allowing(3, client)
         async with fetcher.resources():
-            assert await fetcher.step() == 1  # due again at once, and fetched
+            await fetcher.apply_attempt_limit()
+            assert await parked() == 0
+            [last] = await meta_service.claim_due_meta_leads(
+                fetcher.transactions, 10, 3, LEASE_SECONDS
+            )  # ... and the claimer dies here
+            assert (last.attempts, last.last) == (2, True)
+            assert await parked() == 1
+            assert await fetcher.fetch_due() == 0
+
+        # Raised again, Graph back: due at once, and fetched.
+        fake.failures = 0
+        fetcher = fetcher_allowing(4, client)
+        async with fetcher.resources():
+            assert await fetcher.step() == 1  # the limit applied, then fetched
             assert await parked() == 0
     assert await intake.count("pending_platform_leads") == 0
     assert await intake.count("leads") == 1

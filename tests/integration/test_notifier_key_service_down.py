@@ -33,7 +33,7 @@ from funnel_contracts import (
     LeadMerged,
     encode,
 )
-from funnel_contracts.examples import lead_captured_v2
+from funnel_contracts.examples import lead_captured, lead_captured_v2
 from funnel_contracts.sealed import PersonalData, key_to_text, new_data_key
 from funnel_contracts.topics import LEAD_EVENTS, STAGE_EVENTS
 from funnel_devstack.ports import free_port
@@ -343,6 +343,32 @@ async def test_a_lead_intake_has_no_key_for_has_its_touches_suppressed_not_left_
             "SELECT email FROM contacts WHERE lead_id = $1", gone
         ) == "found@example.com"  # fmt: skip
 
+        # A person whose contact is known keeps it as it is when intake has no key.
+        known = uuid4()
+        await h.feed(lead_captured(lead_id=known, email="known@example.com"))
+        before = await h.pool.fetchrow("SELECT * FROM contacts WHERE lead_id = $1", known)
+        await h.feed(captured_v2(known, key, "other@example.com"))  # sv-SE, no key for it
+        assert await h.resolver.resolve_waiting() == 1
+        after = await h.pool.fetchrow("SELECT * FROM contacts WHERE lead_id = $1", known)
+        assert dict(after) == dict(before)
+
+        # A survivor whose own contact still waits takes no empty address from the other.
+        nobody, waits = uuid4(), uuid4()
+        keys.keys[waits] = key
+        await h.feed(captured_v2(nobody, key, "nobody@example.com"))
+        assert await h.resolver.resolve_waiting() == 1  # no key for `nobody`: no address
+        await h.feed(
+            captured_v2(waits, key, "waits@example.com"),
+            LeadMerged(
+                lead_id=waits, merged_lead_id=nobody, reason="manual", merged_at=datetime.now(UTC)
+            ),
+        )
+        assert await _count(h, "contacts", waits) == 0
+        assert await h.resolver.resolve_waiting() == 1
+        assert await h.pool.fetchval(
+            "SELECT email FROM contacts WHERE lead_id = $1", waits
+        ) == "waits@example.com"  # fmt: skip
+
 
 async def test_sealed_data_that_never_opens_is_parked_without_holding_back_later_rows(
     fresh_dsn: str, infra: Stack, keys: KeyService
@@ -384,3 +410,46 @@ async def test_sealed_data_that_never_opens_is_parked_without_holding_back_later
         assert len(h.mail_to("right-key@example.com")) == 1
         assert await _scheduled(h) == 0
         assert await resolver.resolve_waiting() == 0  # parked rows are never tried again
+
+
+async def test_people_an_earlier_version_left_waiting_for_good_are_closed_by_migration_0011(
+    fresh_dsn: str, infra: Stack, keys: KeyService
+) -> None:
+    """Migration 0011 gives the people earlier versions left with touches scheduled for good
+    (their sealed data parked, or dropped on intake's "no key") a contact with no address,
+    so their touches are suppressed. A person whose contact may still come (a row waiting,
+    or touches younger than a day) and an erased person are left as they are."""
+    from notifier.app import MIGRATIONS
+
+    async with notifier_harness(fresh_dsn, infra.kafka_bootstrap, **_settings(keys)) as h:
+        dropped, parked, waiting, recent = uuid4(), uuid4(), uuid4(), uuid4()
+        key = new_data_key()
+        for lead in (dropped, parked, waiting, recent):
+            await h.feed(
+                captured_v2(lead, key, f"{lead.hex[:10]}@example.com"),
+                entered(lead, "awareness", 0),
+            )
+        # What earlier versions left: `dropped`'s row deleted, `parked`'s row parked.
+        await h.pool.execute("DELETE FROM pending_contacts WHERE lead_id = $1", dropped)
+        await h.pool.execute(
+            "UPDATE pending_contacts SET next_try_at = 'infinity' WHERE lead_id = $1", parked
+        )
+        await h.pool.execute("DELETE FROM pending_contacts WHERE lead_id = $1", recent)
+        await h.pool.execute(
+            "UPDATE touches SET created_at = now() - interval '2 days' WHERE lead_id <> $1",
+            recent,
+        )
+        assert await h.send_due() == 0  # nobody's welcome can go: no contact anywhere
+
+        sql = (MIGRATIONS / "0011_unreachable_people.sql").read_text()
+        await h.pool.execute(sql)  # as `migrate` ran it on the version before
+
+        emails = dict(await h.pool.fetch("SELECT lead_id, email FROM contacts"))
+        assert emails == {dropped: "", parked: ""}
+        assert await h.send_due() == 2
+        assert (await h.status(dropped))["welcome"] == UNREACHABLE
+        assert (await h.status(parked))["welcome"] == UNREACHABLE
+        for lead in (waiting, recent):
+            assert (await h.status(lead))["welcome"] == ("scheduled", None)
+        await h.pool.execute(sql)  # a second run changes nothing
+        assert await h.pool.fetchval("SELECT count(*) FROM contacts") == 2

@@ -102,6 +102,7 @@ PERIODS: list[tuple[Period, Cohort]] = [
     (Period(date(2025, 6, 1), date(2026, 12, 31), "America/St_Johns"), "month"),
     (Period(date(2026, 10, 3), date(2026, 10, 3), "Europe/London"), "day"),
     (Period(date(2024, 1, 1), date(2024, 3, 31), "UTC"), "month"),  # before any change
+    (Period(date(2027, 2, 1), date(2027, 4, 30), "UTC"), "month"),  # after the last one
 ]
 
 
@@ -116,6 +117,11 @@ async def test_the_series_equals_the_per_bucket_sums(
     if period.start.year == 2026:
         assert {r["currency"] for r in got} == {"EUR", "USD", "GBP"}
         assert sum(r["cancellations"] for r in got) > 0
+    elif period.start.year == 2027:  # the history alone: every currency, nothing new
+        assert len(got) == 9
+        assert {r["new_subscribers"] + r["cancellations"] for r in got} == {0}
+    elif period.start.year == 2024:
+        assert got == []
     assert await store.subscription_series(conn, "another", period, interval) == []
 
 

@@ -87,11 +87,29 @@ async def test_the_key_client_works_again_after_it_was_closed() -> None:
     assert len(seen) == 2
 
 
-@pytest.mark.parametrize("status", [404, 410])
-async def test_an_erased_or_unknown_lead_gives_no_contact(status: int) -> None:
+UNKNOWN = {"type": "urn:funnel:problem:not-found", "title": "Unknown lead", "status": 404}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [httpx.Response(404, json=UNKNOWN), httpx.Response(410, json={"title": "erased"})],
+    ids=["unknown", "erased"],
+)
+async def test_an_erased_or_unknown_lead_gives_no_contact(answer: httpx.Response) -> None:
     lead = uuid4()
-    keys = _keys(httpx.Response(status, json={"title": "gone"}))
-    assert await _contact(_captured_v2(lead, new_data_key()), keys) is None
+    assert await _contact(_captured_v2(lead, new_data_key()), _keys(answer)) is None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [httpx.Response(404, json={"title": "gone"}), httpx.Response(404, text="Not Found")],
+    ids=["other-problem", "not-json"],
+)
+async def test_a_bare_404_is_refused_not_taken_for_an_unknown_lead(answer: httpx.Response) -> None:
+    """A 404 that is not intake's not-found problem (a wrong URL, a proxy) says nothing of
+    the lead: the row is tried again later, not closed as a person with no address."""
+    with pytest.raises(KeyServiceRefused):
+        await _contact(_captured_v2(uuid4(), new_data_key()), _keys(answer))
 
 
 async def test_a_key_that_does_not_open_the_event_is_refused() -> None:
@@ -163,7 +181,9 @@ def _intake(
         lead = request.url.path.split("/")[3] if request.method == "GET" else ""
         if lead and UUID(lead) in keys and UUID(lead) not in erased:
             return httpx.Response(200, json={"lead_id": lead, "key": key_to_text(keys[UUID(lead)])})
-        return httpx.Response(410 if lead and UUID(lead) in erased else 404, json={})
+        if lead and UUID(lead) in erased:
+            return httpx.Response(410, json={"title": "erased"})
+        return httpx.Response(404, json=UNKNOWN)
 
     return DataKeys("http://intake.test", "fk_notifier", 1.0, httpx.MockTransport(respond)), seen
 

@@ -43,6 +43,7 @@ def store_message(mail_dir: Path, data: bytes) -> Path:
         fd = os.open(tmp, flags, 0o644)
     try:
         try:
+            os.fchmod(fd, 0o644)  # readable by others whatever the umask, as before
             _write_all(fd, data)
             os.fsync(fd)
         finally:

@@ -279,7 +279,13 @@ async def record_meta_lead(
                 )
         except (PayloadInvalid, SubmissionInvalid) as exc:
             await store.retry_later(uow.conn, lead, str(exc), INVALID_RETRY_SECONDS)
-            log.warning("meta lead does not fit its form", extra={"error": type(exc).__name__})
+            if lead.last:
+                log.error(
+                    "meta lead does not fit its form; its attempts are used up, parked",
+                    extra={"error": type(exc).__name__, "attempts": lead.attempts + 1},
+                )
+            else:
+                log.warning("meta lead does not fit its form", extra={"error": type(exc).__name__})
             return False
         await store.done(uow.conn, lead)
         return True

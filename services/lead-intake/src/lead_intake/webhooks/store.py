@@ -77,13 +77,16 @@ async def claim_due(
     never recorded (a crash) is due again when the lease ends. `attempts` is the count
     before this attempt; `last` tells that no other is allowed.
 
-    Leads that used up their attempts are parked at 'infinity' (`retry_later`), out of the
-    due range of the index: the claim reads the due leads only, not every lead that ever
-    failed (`unpark` brings them back when `max_attempts` is raised).
+    The last attempt parks the lead as it claims it (`next_attempt_at` 'infinity', out of
+    the due range of the index): success deletes it, a failure leaves it parked with its
+    error (`retry_later`), and so does a crash, so the claim reads the due leads only, not
+    every lead that ever failed (`unpark` brings them back when `max_attempts` is raised).
     """
     rows = await conn.fetch(
         """UPDATE pending_platform_leads p
-           SET attempts = p.attempts + 1, next_attempt_at = now() + make_interval(secs => $4)
+           SET attempts = p.attempts + 1,
+               next_attempt_at = CASE WHEN p.attempts + 1 >= $3 THEN 'infinity'::timestamptz
+                                      ELSE now() + make_interval(secs => $4) END
            FROM (SELECT platform, external_id FROM pending_platform_leads
                  WHERE platform = $1 AND next_attempt_at <= now() AND attempts < $3
                  ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED) due

@@ -60,9 +60,13 @@ class DataKeys:
         await self._http.aclose()
 
     async def key_of(self, lead_id: UUID) -> bytes | None:
-        """The lead's data key; None when the lead is unknown there or erased (404, 410)."""
+        """The lead's data key; None when the lead is erased there (410) or unknown (404 with
+        intake's not-found problem). A bare 404 (a wrong `FUNNEL_INTAKE_URL`, a proxy) says
+        nothing of the lead: refused, and tried again later, never taken for "no person"."""
         response = await self._call("GET", f"/v1/leads/{lead_id}/data-key")
-        if response.status_code in (404, 410):
+        if response.status_code == 410 or (
+            response.status_code == 404 and _problem_type(response) == NOT_FOUND
+        ):
             return None
         _check(response)
         try:
@@ -97,6 +101,19 @@ class DataKeys:
             return await self._http.get().request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise KeyServiceUnavailable(f"lead-intake unreachable: {type(exc).__name__}") from exc
+
+
+#: The problem type lead-intake answers an unknown lead with.
+NOT_FOUND = "urn:funnel:problem:not-found"
+
+
+def _problem_type(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    found = body.get("type") if isinstance(body, dict) else None
+    return found if isinstance(found, str) else None
 
 
 def _check(response: httpx.Response) -> None:

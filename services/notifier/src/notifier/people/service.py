@@ -237,8 +237,8 @@ class Resolved:
 async def resolve_contacts(tx: Transactions, keys: DataKeys, how: Resolving) -> Resolved:
     """One batch: lease waiting rows (one statement, no transaction), fetch their keys with
     no transaction open, then store every opened contact in one statement (nothing for a
-    lead erased meanwhile, here or at intake); a row that did not open is tried again
-    later, in a transaction of its own."""
+    lead erased here meanwhile; a contact with no address for one intake has no key for);
+    a row that did not open is tried again later, or parked, in a transaction of its own."""
     async with tx.pool.acquire() as conn:
         claim = await store.claim_pending_batch(conn, how.batch_size, how.lease_seconds)
     batch, next_in = claim.rows, claim.next_in
@@ -273,7 +273,8 @@ async def store_contact(
     uow: UnitOfWork, pending: PendingContact, person: PersonalData | None
 ) -> bool:
     """Store the opened contact and wake the sender; True if stored. Nothing is kept when the
-    lead was erased meanwhile (here or at intake): erasure wins."""
+    lead was erased here meanwhile: erasure wins. No person (`person` None: erased or
+    unknown at intake) stores a contact with no address unless one is known."""
     opened = store.Opened(
         pending,
         email=person.email if person else None,

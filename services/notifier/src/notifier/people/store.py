@@ -133,12 +133,21 @@ async def erase(conn: asyncpg.Connection, lead_id: UUID) -> None:
     )
 
 
-async def fold(conn: asyncpg.Connection, survivor: UUID, other: UUID) -> None:
+async def fold(
+    conn: asyncpg.Connection, survivor: UUID, other: UUID, *, survivor_waiting: bool = False
+) -> None:
     """A merge: what is known of `other` that the survivor lacks becomes the survivor's (its
-    contact, the consent per category changed last, the last time of each activity)."""
+    contact, the consent per category changed last, the last time of each activity). The
+    other's empty address (no person there) is not copied onto a survivor whose own contact
+    still waits to be opened (a waiting row, or `survivor_waiting`: the caller's batch left
+    one it has not written yet): that would suppress the survivor's touches meanwhile."""
     await conn.execute(
         """INSERT INTO contacts (lead_id, email, first_name, locale, time_zone)
-           SELECT $1, email, first_name, locale, time_zone FROM contacts WHERE lead_id = $2
+           SELECT $1, email, first_name, locale, time_zone FROM contacts
+           WHERE lead_id = $2
+             AND (email <> '' OR NOT $3 AND NOT EXISTS (
+                 SELECT 1 FROM pending_contacts p
+                 WHERE p.lead_id = $1 AND p.next_try_at < 'infinity'))
            ON CONFLICT (lead_id) DO UPDATE SET
                email = coalesce(nullif(contacts.email, ''), excluded.email),
                first_name = coalesce(contacts.first_name, excluded.first_name),
@@ -146,6 +155,7 @@ async def fold(conn: asyncpg.Connection, survivor: UUID, other: UUID) -> None:
                time_zone = coalesce(contacts.time_zone, excluded.time_zone)""",
         survivor,
         other,
+        survivor_waiting,
     )
     await conn.execute(
         """INSERT INTO consents (lead_id, category, granted, source, changed_at)
@@ -316,8 +326,8 @@ async def claim_pending_batch(
 
 @dataclass(frozen=True)
 class Opened:
-    """A waiting row's outcome: its contact opened (`person` None: erased or unknown at
-    lead-intake, nothing to store)."""
+    """A waiting row's outcome: its contact opened (`has_person` False: erased or unknown at
+    lead-intake, a contact with no address to store unless one is known)."""
 
     pending: PendingContact
     email: str | None
@@ -334,8 +344,9 @@ async def store_opened_contacts(
     and `wake` notified at commit when any was stored. Returns the leads stored.
 
     A row with no person (lead-intake knows no key for the lead) stores a contact with no
-    address unless one is known: the person's touches are then claimed and suppressed as
-    unreachable, rather than left scheduled and passed over by every claim."""
+    address unless a contact is known (which it leaves as it is): the person's touches are
+    then claimed and suppressed as unreachable, rather than left scheduled and passed over
+    by every claim."""
     if not opened:
         return set()
     rows = await conn.fetch(
@@ -344,11 +355,18 @@ async def store_opened_contacts(
                                     $5::text[], $6::text[], $7::text[])),
            taken AS (
                DELETE FROM pending_contacts p USING opened o WHERE p.id = o.id RETURNING p.id),
+           kept AS (
+               SELECT o.* FROM opened o JOIN taken t ON t.id = o.id
+               WHERE NOT EXISTS (SELECT 1 FROM erased_leads e WHERE e.lead_id = o.lead_id)),
+           unreachable AS (
+               {_INSERT_CONTACT}
+               SELECT lead_id, '', NULL, locale, time_zone FROM kept WHERE NOT has_person
+               ON CONFLICT (lead_id) DO NOTHING
+               RETURNING lead_id),
            stored AS (
                {_INSERT_CONTACT}
-               SELECT o.lead_id, coalesce(o.email, ''), o.first_name, o.locale, o.time_zone
-               FROM opened o JOIN taken t ON t.id = o.id
-               WHERE NOT EXISTS (SELECT 1 FROM erased_leads e WHERE e.lead_id = o.lead_id)
+               SELECT lead_id, coalesce(email, ''), first_name, locale, time_zone
+               FROM kept WHERE has_person
                ON CONFLICT (lead_id) DO UPDATE SET
                    email = coalesce((SELECT o.email FROM opened o
                                      WHERE o.lead_id = excluded.lead_id), contacts.email),
@@ -357,7 +375,8 @@ async def store_opened_contacts(
                    time_zone = coalesce(excluded.time_zone, contacts.time_zone),
                    updated_at = now()
                RETURNING lead_id)
-           SELECT lead_id, pg_notify($8, '') FROM stored""",  # noqa: S608 (fixed text)
+           SELECT lead_id, pg_notify($8, '')
+           FROM (SELECT lead_id FROM stored UNION ALL SELECT lead_id FROM unreachable) AS w""",  # noqa: S608 (fixed text)
         [o.pending.id for o in opened],
         [o.pending.lead_id for o in opened],
         [o.has_person for o in opened],

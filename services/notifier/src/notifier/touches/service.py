@@ -125,7 +125,7 @@ async def merge_leads(uow: UnitOfWork, event: LeadMerged, batch: Consuming | Non
     survivor, other = event.lead_id, event.merged_lead_id
     if await known.is_erased(survivor) or await known.is_erased(other):
         return
-    await people.fold(conn, survivor, other)
+    await people.fold(conn, survivor, other, survivor_waiting=survivor in known.contact_pending)
     await known.fold_test(survivor, other)
     if await store.move_to(conn, survivor, other):
         await known.wake(TOUCHES_CHANNEL)
