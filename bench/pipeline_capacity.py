@@ -612,26 +612,20 @@ async def idle_cpu(stack: Stack, seconds: float, *, polled: bool = False) -> dic
     kafka_pid = pids.get("kafka")
     threads_before = thread_cpu_seconds(kafka_pid) if kafka_pid else {}
     reporting = RawClient(stack.url("reporting"), max_connections=2)
-    auth = {"Authorization": f"Bearer {stack.admin_api_key}"}
-    stop, seen = asyncio.Event(), Visible()
+    read = reporting.build(
+        "GET", SNAPSHOT_PATH, b"", {"Authorization": f"Bearer {stack.admin_api_key}"}
+    )
+    stop = asyncio.Event()
     await statements_reset(stack)
     started = time.perf_counter()
-    poller = (
-        asyncio.create_task(
-            poll_snapshot(
-                reporting, reporting.build("GET", SNAPSHOT_PATH, b"", auth), seen, Visible(), stop
-            )
-        )
-        if polled
-        else None
-    )
+    if polled:
+        poller = asyncio.create_task(poll_snapshot(reporting, read, Visible(), Visible(), stop))
     await asyncio.sleep(seconds)
     elapsed = time.perf_counter() - started
     stop.set()
-    if poller is not None:
+    if polled:
         await poller
     await reporting.close()
-    reads_per_s = reporting.answered / elapsed
     statements = await statements_read(stack, elapsed)
     out: dict[str, Any] = {
         name: round(tree_cpu_used(b, tree_cpu_seconds(pids[name])) * 1000 / elapsed, 2)
@@ -645,7 +639,7 @@ async def idle_cpu(stack: Stack, seconds: float, *, polled: bool = False) -> dic
     out["statements_per_s"] = {k: v["statements"] for k, v in statements.items()}
     out["top_statements_per_s"] = {k: v["top"] for k, v in statements.items()}
     if polled:
-        out["snapshot_reads_per_s"] = round(reads_per_s, 1)
+        out["snapshot_reads_per_s"] = round(reporting.answered / elapsed, 1)
     return out
 
 
