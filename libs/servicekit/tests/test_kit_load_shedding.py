@@ -118,3 +118,44 @@ async def test_the_slot_is_free_once_the_answer_is_sent_before_the_handler_unwin
     unwind.set()
     assert [(await t)[0]["status"] for t in (first, second)] == [202, 202]
     assert app.in_flight == 0
+
+
+async def test_an_event_stream_gives_its_slot_back_once_it_started() -> None:
+    # A dashboard's stream stays open for hours: counted as in flight, two of them would
+    # shut out every other request of a server capped at two.
+    done = asyncio.Event()
+
+    async def stream(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"text/event-stream; charset=utf-8")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
+        await done.wait()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    app = LoadSheddingMiddleware(stream, max_in_flight=1)
+    streams = [asyncio.create_task(_call(app, "/v1/funnels/f/snapshot/stream")) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert app.in_flight == 0
+    done.set()
+    assert [(await s)[0]["status"] for s in streams] == [200, 200, 200]
+    assert app.in_flight == 0  # and not below: each slot was given back once
+
+
+async def test_a_chunked_answer_that_is_no_event_stream_keeps_its_slot_to_the_end() -> None:
+    more = asyncio.Event()
+
+    async def chunked(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"text/csv")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"a,b\n", "more_body": True})
+        await more.wait()
+        await send({"type": "http.response.body", "body": b"1,2\n", "more_body": False})
+
+    app = LoadSheddingMiddleware(chunked, max_in_flight=1)
+    first = asyncio.create_task(_call(app))
+    await asyncio.sleep(0)
+    assert app.in_flight == 1
+    assert (await _call(app))[0]["status"] == 503
+    more.set()
+    assert (await first)[0]["status"] == 200
+    assert app.in_flight == 0

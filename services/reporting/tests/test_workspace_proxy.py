@@ -7,6 +7,7 @@ pass-through stores nothing: there is no database to look at)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 from collections.abc import Callable
@@ -19,7 +20,6 @@ from funnel_servicekit.auth import hash_key
 from funnel_servicekit.http_client import ReopeningClient
 from funnel_servicekit.settings import ApiKeyEntry
 from reporting.app import create_app
-from reporting.runtime import ReportingContext
 from reporting.settings import ReportingSettings
 
 ANA = "ana-key-" + "a" * 32
@@ -47,8 +47,9 @@ def _settings(**overrides: object) -> ReportingSettings:
 
 def _client(handler: Handler, **overrides: object) -> TestClient:
     app = create_app(_settings(**overrides))
-    app.state.runtime.context = ReportingContext(
-        ReopeningClient(transport=httpx.MockTransport(handler))
+    app.state.runtime.context = dataclasses.replace(
+        app.state.runtime.context,
+        upstream=ReopeningClient(transport=httpx.MockTransport(handler)),
     )
     return TestClient(app, headers={"Authorization": f"Bearer {ANA}"})
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any, Protocol, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.config import STARTUP_FAILURE
 
-from funnel_servicekit import migrations
+from funnel_servicekit import live, migrations
 from funnel_servicekit.db import connect
 from funnel_servicekit.json_logging import setup_logging
 from funnel_servicekit.settings import ServiceSettings
@@ -62,7 +65,7 @@ def run_cli(
         log.info("migrations applied", extra={"applied": applied})
     elif args.command == "serve":
         setup_tracing(settings.service_name)
-        uvicorn.run(
+        config = uvicorn.Config(
             app_factory(),
             host=settings.http_host,
             port=settings.http_port,
@@ -70,9 +73,23 @@ def run_cli(
             timeout_graceful_shutdown=int(settings.drain_seconds),
             access_log=False,
         )
+        server = _Server(config)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
+        if not server.started:
+            sys.exit(STARTUP_FAILURE)  # as `uvicorn.run` does: the app did not start
     else:
         _, _, command = (extra or {})[args.command]
         asyncio.run(command(settings, args))
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which tells open event streams to end as soon as it is asked to stop
+    (uvicorn waits for open connections before the app's shutdown runs)."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        live.server_closing()
+        super().handle_exit(sig, frame)
 
 
 class Main(Protocol):

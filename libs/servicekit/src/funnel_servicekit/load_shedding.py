@@ -4,6 +4,8 @@ A server that queues every request it cannot serve yet makes all of them slow: u
 open-loop load above its capacity, the queue (and every answer's latency) grows without bound.
 Refusing the excess immediately keeps the accepted requests fast and tells clients when to
 come back. The probes and the scrape are never refused, so an overloaded pod stays visible.
+An event stream (`text/event-stream`) holds its slot until it started: its work after that
+is per event, not per request, and it may stay open for hours.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import json
 
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from funnel_servicekit.live import is_event_stream
 
 SHED = Counter("funnel_http_shed_total", "Requests refused with 503 while overloaded", ["method"])
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -54,10 +58,12 @@ class LoadSheddingMiddleware:
             # The slot is free once the answer is complete, before the client can send its
             # next request on the connection (the handler's unwinding may run after that).
             nonlocal released
-            if (
-                not released
-                and message["type"] == "http.response.body"
-                and not message.get("more_body", False)
+            if not released and (
+                (message["type"] == "http.response.body" and not message.get("more_body", False))
+                or (
+                    message["type"] == "http.response.start"
+                    and is_event_stream(message.get("headers", []))
+                )
             ):
                 released = True
                 self.in_flight -= 1

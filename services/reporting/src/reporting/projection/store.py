@@ -13,6 +13,7 @@ from uuid import UUID
 
 import asyncpg
 
+from funnel_servicekit.live import NOTIFY_CHANGED_SQL
 from reporting.domain.slots import _ORIGIN as ORIGIN
 from reporting.domain.slots import DAY, HOUR, SIX_HOURS, WEEK
 from reporting.domain.windows import WINDOW_COLUMNS
@@ -395,7 +396,9 @@ def write_sql(
         if wanted:
             ctes.append(cte.format(*range(first, first + n)))
             first += n
-    return f"WITH {', '.join(ctes)} SELECT"
+    # At commit, the snapshot's live streams look again (every replica's: LISTEN on the
+    # schema's channel, `reporting.reports.live`).
+    return f"WITH {', '.join(ctes)} SELECT {NOTIFY_CHANGED_SQL}"
 
 
 async def write_batch(

@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from funnel_servicekit.problems import invalid
 from reporting.deps import Reader, Runtime
 from reporting.domain.dimensions import Attribution, Breakdown
 from reporting.domain.slots import Cohort
 from reporting.domain.windows import DEFAULT_WINDOW_DAYS, WINDOW_DAYS
-from reporting.reports import service
+from reporting.reports import live, service
 from reporting.reports.models import Period, PeriodError, Report, parse_period
 
 router = APIRouter(tags=["reports"])
@@ -89,6 +91,21 @@ async def get_snapshot(
 ) -> dict[str, Any] | Response:
     """How many leads are in each stage of a funnel now."""
     return answer(await service.snapshot(runtime, funnel_id), format)
+
+
+@router.get("/v1/funnels/{funnel_id}/snapshot/stream", response_class=EventSourceResponse)
+async def stream_snapshot(
+    funnel_id: FunnelId, runtime: Runtime, _: Reader
+) -> AsyncIterator[ServerSentEvent]:
+    """The snapshot as server-sent events: a `snapshot` event (the GET snapshot's JSON) when
+    the stream opens, then one each time a committed event changed it. A `: ping` comment
+    every 15 s keeps proxies from closing a quiet stream."""
+
+    async def read() -> dict[str, Any]:
+        return (await service.snapshot(runtime, funnel_id)).body
+
+    async for body in live.snapshot_events(runtime.context.live, funnel_id, read):
+        yield ServerSentEvent(event="snapshot", raw_data=body)
 
 
 @router.get("/v1/funnels/{funnel_id}/conversion", response_model=None)
