@@ -3,8 +3,9 @@
 Open-loop steps of leads a second (default 10, 20, 40, 80, 160, 320), each `--seconds` long
 (default 20), on the stack `funnel up` runs, on this host. Each lead is a form post; one
 second after its answer, the same person's page view is reported (`POST /v1/activities`),
-which moves them from `awareness` to `interest` in the digital-sales funnel. A poller reads
-the reporting snapshot every 20 ms; lead k of a step is visible when the snapshot's total
+which moves them from `awareness` to `interest` in the digital-sales funnel. The bench follows
+the reporting snapshot as the dashboard does, on its live stream (`--poll`: a GET every
+20 ms instead); lead k of a step is visible when the snapshot's total
 reached the step's start plus k (ranked by send time), and its page view when `interest` did
 the same. So each step gives p50/p99 of form -> snapshot and activity -> snapshot, the
 backlog left when the step's last request went out (not yet visible), how long it took to
@@ -172,6 +173,72 @@ async def poll_snapshot(
                 interest.add(at, stages.get("interest", 0))
         next_tick = max(next_tick + POLL_PERIOD_S, time.perf_counter())
         await asyncio.sleep(next_tick - time.perf_counter())
+
+
+async def stream_snapshot(
+    client: RawClient, raw: bytes, total: Visible, interest: Visible, stop: asyncio.Event
+) -> None:
+    """The snapshot's live stream (`GET .../snapshot/stream`, server-sent events over chunked
+    HTTP/1.1): each `snapshot` event recorded as it arrives, until `stop`."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+
+    async def read() -> None:
+        writer.write(raw)
+        head = await reader.readuntil(b"\r\n\r\n")
+        if int(head.split(b" ", 2)[1]) != 200:
+            raise RuntimeError(f"the snapshot stream answered {head[:200]!r}")
+        chunked = b"transfer-encoding: chunked" in head.lower()
+        buffer = b""
+        while True:
+            if chunked:
+                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                if size == 0:
+                    return
+                buffer += (await reader.readexactly(size + 2))[:-2]
+            else:
+                data = await reader.read(65536)
+                if not data:
+                    return
+                buffer += data
+            at = time.perf_counter()
+            *blocks, buffer = buffer.replace(b"\r\n", b"\n").split(b"\n\n")
+            for block in blocks:
+                data_lines = [
+                    ln[5:].strip() for ln in block.split(b"\n") if ln.startswith(b"data:")
+                ]
+                if not data_lines:
+                    continue  # a keep-alive comment
+                snap = json.loads(b"\n".join(data_lines))
+                total.add(at, int(snap["total"]))
+                stages = {s["stage"]: int(s["leads"]) for s in snap["stages"]}
+                interest.add(at, stages.get("interest", 0))
+
+    reading = asyncio.create_task(read())
+    try:
+        await stop.wait()
+    finally:
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+        writer.close()
+
+
+def watch_snapshot(
+    client: RawClient,
+    auth: dict[str, str],
+    total: Visible,
+    interest: Visible,
+    stop: asyncio.Event,
+    *,
+    poll: bool,
+) -> asyncio.Task[None]:
+    """The snapshot followed as a dashboard does: its live stream, or (`poll`) a GET every
+    `POLL_PERIOD_S`."""
+    if poll:
+        raw = client.build("GET", SNAPSHOT_PATH, b"", auth)
+        return asyncio.create_task(poll_snapshot(client, raw, total, interest, stop))
+    raw = client.build("GET", SNAPSHOT_PATH + "/stream", b"", auth)
+    return asyncio.create_task(stream_snapshot(client, raw, total, interest, stop))
 
 
 def latencies_ms(sent: list[float], base: int, seen: Visible) -> list[float]:
@@ -482,13 +549,12 @@ class BesideCpu:
 
 
 async def stack_step(
-    stack: Stack, intake: RawClient, rate: int, seconds: float, run_id: str
+    stack: Stack, intake: RawClient, rate: int, seconds: float, run_id: str, *, poll: bool
 ) -> dict[str, Any]:
     auth = {"Authorization": f"Bearer {stack.admin_api_key}", "Content-Type": "application/json"}
     reporting = RawClient(stack.url("reporting"), max_connections=2)
-    snapshot_raw = reporting.build("GET", SNAPSHOT_PATH, b"", auth)
     total, interest, stop = Visible(), Visible(), asyncio.Event()
-    poller = asyncio.create_task(poll_snapshot(reporting, snapshot_raw, total, interest, stop))
+    poller = watch_snapshot(reporting, auth, total, interest, stop, poll=poll)
     pids = {name: proc.pid for name, proc in stack.services.items()}
     pids |= infra_pids(stack)
     try:
@@ -585,6 +651,7 @@ async def stack_step(
         cpu,
     )
     result["form_statuses"] = dict(statuses)
+    result["snapshot_followed_by"] = "poll" if poll else "stream"
     result["load_average_1m"] = round(os.getloadavg()[0], 2)
     result["settled_after_s"] = round(settled_s, 2)
     result["beside_cpu_ms_per_lead"] = beside_cpu
@@ -603,23 +670,24 @@ async def stack_step(
     return result
 
 
-async def idle_cpu(stack: Stack, seconds: float, *, polled: bool = False) -> dict[str, Any]:
+async def idle_cpu(
+    stack: Stack, seconds: float, *, polled: bool = False, poll: bool = False
+) -> dict[str, Any]:
     """Each process's CPU milliseconds per second while nothing is sent (after the warm-up):
     what polls, heartbeats and timers cost with no lead in flight. `polled`: with the
-    steps' snapshot poller running all the while (what its reads cost, alone)."""
+    steps' snapshot watcher running all the while (what its reads cost, alone: a GET every
+    20 ms with `poll`, else the stream, which costs nothing while nothing changes)."""
     pids = {name: proc.pid for name, proc in stack.services.items()} | infra_pids(stack)
     before = {name: tree_cpu_seconds(pid) for name, pid in pids.items() if pid}
     kafka_pid = pids.get("kafka")
     threads_before = thread_cpu_seconds(kafka_pid) if kafka_pid else {}
     reporting = RawClient(stack.url("reporting"), max_connections=2)
-    read = reporting.build(
-        "GET", SNAPSHOT_PATH, b"", {"Authorization": f"Bearer {stack.admin_api_key}"}
-    )
+    auth = {"Authorization": f"Bearer {stack.admin_api_key}"}
     stop = asyncio.Event()
     await statements_reset(stack)
     started = time.perf_counter()
     if polled:
-        poller = asyncio.create_task(poll_snapshot(reporting, read, Visible(), Visible(), stop))
+        poller = watch_snapshot(reporting, auth, Visible(), Visible(), stop, poll=poll)
     await asyncio.sleep(seconds)
     elapsed = time.perf_counter() - started
     stop.set()
@@ -644,23 +712,23 @@ async def idle_cpu(stack: Stack, seconds: float, *, polled: bool = False) -> dic
 
 
 async def measure_stack(
-    stack: Stack, steps: list[int], seconds: float, idle_s: float = 0.0
+    stack: Stack, steps: list[int], seconds: float, idle_s: float = 0.0, *, poll: bool = False
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     results: list[dict[str, Any]] = []
     intake = RawClient(stack.url("lead-intake"), max_connections=128)
     run_id = secrets.token_hex(3)
     idle: dict[str, Any] | None = None
     try:
-        await stack_step(stack, intake, 5, 5, run_id + "w")  # warm-up, not reported
+        await stack_step(stack, intake, 5, 5, run_id + "w", poll=poll)  # warm-up, not reported
         if idle_s > 0:
             await asyncio.sleep(2)  # the warm-up's last events settle
             idle = await idle_cpu(stack, idle_s)
             log(f"idle CPU ms per second over {idle_s:.0f}s: {json.dumps(idle)}")
-            idle["with_snapshot_polls"] = await idle_cpu(stack, idle_s, polled=True)
+            idle["with_snapshot_polls"] = await idle_cpu(stack, idle_s, polled=True, poll=poll)
             log(f"the same with the snapshot poller: {json.dumps(idle['with_snapshot_polls'])}")
         for n, rate in enumerate(steps):
             # A step's own emails: a rate listed twice still sends new leads.
-            step = await stack_step(stack, intake, rate, seconds, f"{run_id}s{n}")
+            step = await stack_step(stack, intake, rate, seconds, f"{run_id}s{n}", poll=poll)
             log(f"stack {rate}/s: {json.dumps(step)}")
             results.append(step)
             if step["drain_s"] is None:
@@ -672,12 +740,12 @@ async def measure_stack(
 
 
 async def measure(
-    steps: list[int], seconds: float, baseline: bool, idle_s: float = 0.0
+    steps: list[int], seconds: float, baseline: bool, idle_s: float = 0.0, *, poll: bool = False
 ) -> dict[str, Any]:
     """The stack's steps, then (its services stopped) the baseline's on the same PostgreSQL
     and Kafka."""
     async with running_stack(postgres_settings=POSTGRES_SETTINGS) as stack:
-        measured, idle = await measure_stack(stack, steps, seconds, idle_s)
+        measured, idle = await measure_stack(stack, steps, seconds, idle_s, poll=poll)
         base = await baseline_steps(stack, steps, seconds) if baseline else []
     return {"steps": measured, "baseline_steps": base, "idle_cpu_ms_per_s": idle}
 
@@ -870,9 +938,16 @@ def main() -> None:
         help="first measure each process's CPU per second with no load, for SECONDS, then"
         " the same with only the steps' snapshot poller running (what its reads cost)",
     )
+    parser.add_argument(
+        "--poll",
+        action="store_true",
+        help="follow the snapshot by a GET every 20 ms instead of its live stream",
+    )
     args = parser.parse_args()
     steps = all_steps(args.steps, args.extra_steps)
-    measured = asyncio.run(measure(steps, args.seconds, not args.skip_baseline, args.idle))
+    measured = asyncio.run(
+        measure(steps, args.seconds, not args.skip_baseline, args.idle, poll=args.poll)
+    )
     stack, base = measured["steps"], measured["baseline_steps"]
     result: dict[str, Any] = {
         "idle_cpu_ms_per_s": measured["idle_cpu_ms_per_s"],

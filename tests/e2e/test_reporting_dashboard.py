@@ -158,7 +158,11 @@ async def test_the_dashboard_shows_the_apis_numbers_follows_filters_and_refreshe
             assert short_steps != steps
             assert await _kpi(page, "converted") == f"{short_steps[-1]:,}"
 
-            # Live: new leads show up without touching the page.
+            # Live: new leads show up without touching the page; the leads of now are pushed
+            # by the snapshot's stream as they change.
+            assert await page.evaluate("document.body.dataset.stream") == "open"
+            pushed = int(await page.evaluate("Number(document.body.dataset.pushed || 0)"))
+            assert pushed >= 1  # the stream's first snapshot
             more = generate(40, seed=99)
             total = await _inbox(stack) + len(more.events)
             await publish(stack, more.events)
@@ -169,6 +173,15 @@ async def test_the_dashboard_shows_the_apis_numbers_follows_filters_and_refreshe
             grown = f"{expected['groups'][0]['steps'][0]['leads']:,}"
             await eventually(lambda: _kpi(page, "entered"), lambda text: text == grown, timeout=30)
             assert await _kpi(page, "entered") == grown
+            now = await get(stack, "/v1/funnels/digital-sales/snapshot")
+            assert now["total"] > snapshot["total"]
+            await eventually(
+                lambda: page.evaluate("document.body.dataset.pushedTotal"),
+                lambda total: total == str(now["total"]),
+                timeout=30,
+            )
+            assert int(await page.evaluate("Number(document.body.dataset.pushed)")) > pushed
+            assert await _kpi(page, "now") == f"{now['total']:,}"
             assert errors == []
         finally:
             await browser.close()

@@ -44,6 +44,7 @@ INTERFACE = ServiceInterface(
         "/dashboard/static",
         "/v1/funnels",
         "/v1/funnels/{funnel_id}/snapshot",
+        "/v1/funnels/{funnel_id}/snapshot/stream",
         "/v1/funnels/{funnel_id}/conversion",
         "/v1/funnels/{funnel_id}/conversion-over-time",
         "/v1/funnels/{funnel_id}/time-in-stage",

@@ -386,10 +386,68 @@
     return div.innerHTML;
   }
 
+  // The numbers of now, pushed by the server each time they change (the snapshot's live
+  // stream, read with fetch so that the key goes in a header); the charts refresh every
+  // REFRESH_MS. A dropped stream is opened again after STREAM_RETRY_MS.
+  const STREAM_RETRY_MS = 2000;
+  let stream = null;
+
+  function showNow(snapshot) {
+    document.querySelector('[data-kpi="now"]').textContent = fmt.format(snapshot.total);
+    renderStagesNow(snapshot);
+    document.body.dataset.pushed = String(Number(document.body.dataset.pushed || 0) + 1);
+    document.body.dataset.pushedTotal = String(snapshot.total);
+  }
+
+  async function readStream(funnel, signal) {
+    const response = await fetch(`/v1/funnels/${encodeURIComponent(funnel)}/snapshot/stream`, {
+      headers: { Authorization: `Bearer ${apiKey()}`, Accept: "text/event-stream" },
+      signal,
+    });
+    if (response.status === 401 || response.status === 403) return false; // refresh() asks
+    if (!response.ok) throw new Error(response.statusText);
+    document.body.dataset.stream = "open";
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return true;
+      buffer += value.replace(/\r\n/g, "\n");
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim());
+        if (data.length) showNow(JSON.parse(data.join("\n"))); // else a keep-alive comment
+      }
+    }
+  }
+
+  function watchNow(funnel) {
+    if (stream && stream.funnel === funnel) return;
+    if (stream) stream.abort.abort();
+    const abort = new AbortController();
+    stream = { funnel, abort };
+    (async () => {
+      while (!abort.signal.aborted) {
+        let again = true;
+        try {
+          again = await readStream(funnel, abort.signal);
+        } catch (err) {
+          if (abort.signal.aborted) return;
+        }
+        document.body.dataset.stream = "closed";
+        if (!again) { stream = null; return; }
+        await new Promise((resolve) => setTimeout(resolve, STREAM_RETRY_MS));
+      }
+    })();
+  }
+
   async function refresh() {
     clearTimeout(timer);
     const funnel = $("funnel").value;
     if (!funnel) { $("updated").textContent = "no data yet"; timer = setTimeout(boot, REFRESH_MS); return; }
+    watchNow(funnel);
     const base = `/v1/funnels/${encodeURIComponent(funnel)}`;
     const f = filters();
     try {
@@ -416,8 +474,11 @@
         api(views.heatmap.path, views.heatmap.params),
         prev ? api(`${base}/conversion`, { ...f, ...prev }) : Promise.resolve(null),
       ]);
-      document.querySelector('[data-kpi="now"]').textContent = fmt.format(snapshot.total);
-      renderStagesNow(snapshot);
+      // While the stream is open it has the latest numbers (this read may be older).
+      if (document.body.dataset.stream !== "open") {
+        document.querySelector('[data-kpi="now"]').textContent = fmt.format(snapshot.total);
+        renderStagesNow(snapshot);
+      }
       renderFunnel(conversion);
       renderOverTime(overTime);
       renderStays(stays);
