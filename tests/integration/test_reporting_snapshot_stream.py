@@ -14,11 +14,12 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
 from funnel_devstack.stack import Stack
-from tests.integration.kit_support import stage_changed
+from tests.integration.kit_support import eventually, stage_changed
 from tests.integration.reporting_support import get, publish
 
 pytestmark = pytest.mark.integration
@@ -136,10 +137,28 @@ async def test_each_committed_change_reaches_every_open_stream(reporting: Stack)
                 await s.next(timeout=1.5)
 
 
+async def _listening(stack: Stack) -> int:
+    """reporting's sessions waiting on its change channel."""
+    conn = await asyncpg.connect(stack.postgres.dsn)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE query ILIKE 'LISTEN %reporting_changed%'"
+            )
+        )
+    finally:
+        await conn.close()
+
+
 async def test_a_stream_opened_later_starts_from_the_numbers_as_they_are(reporting: Stack) -> None:
     before = await get(reporting, f"/v1/funnels/{FUNNEL}/snapshot")
-    async with streams(reporting, 1) as (s,):
+    async with streams(reporting, 2) as (s, t):
         assert await s.next() == before
+        assert await t.next() == before
+        assert await _listening(reporting) == 1  # one LISTEN session for both
+    # The clients went away: their streams ended, and with the last one the LISTEN session.
+    await eventually(lambda: _listening(reporting), lambda n: n == 0, timeout=10)
 
 
 async def test_bad_stream_requests_get_their_problem(reporting: Stack) -> None:
