@@ -676,7 +676,7 @@ async def idle_cpu(
     """Each process's CPU milliseconds per second while nothing is sent (after the warm-up):
     what polls, heartbeats and timers cost with no lead in flight. `polled`: with the
     steps' snapshot watcher running all the while (what its reads cost, alone: a GET every
-    20 ms with `poll`, else the stream, which costs nothing while nothing changes)."""
+    20 ms with `poll`, else the stream, which reads nothing while nothing changes)."""
     pids = {name: proc.pid for name, proc in stack.services.items()} | infra_pids(stack)
     before = {name: tree_cpu_seconds(pid) for name, pid in pids.items() if pid}
     kafka_pid = pids.get("kafka")

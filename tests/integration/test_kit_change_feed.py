@@ -93,3 +93,21 @@ async def writer_notify(dsn: str) -> None:
         await conn.execute(f"SELECT {NOTIFY_CHANGED_SQL}")
     finally:
         await conn.close()
+
+
+async def test_while_listening_the_feed_still_looks_again_now_and_then(fresh_dsn: str) -> None:
+    """A LISTEN connection that died without a word (no keepalive to tell) cannot leave a
+    watcher stale for longer than `listening_poll_seconds`."""
+    feed = ChangeFeed(
+        fresh_dsn,
+        SCHEMA,
+        changed_channel(SCHEMA),
+        fallback_seconds=0.1,
+        listening_poll_seconds=0.5,
+    )
+    async with feed.watching("k"):
+        await eventually(lambda: asyncio.sleep(0, feed.listening), bool, what="LISTEN up")
+        start = feed.version
+        await asyncio.sleep(1.6)
+        assert feed.listening
+        assert 2 <= feed.version - start <= 4  # about every 0.5 s, not every 0.1 s

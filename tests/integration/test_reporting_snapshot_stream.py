@@ -55,6 +55,7 @@ class Stream:
         except (httpx.RemoteProtocolError, httpx.ReadError):
             pass  # the server went away mid-stream
         finally:
+            opened.set()  # a refused stream too: its opener sees no content type
             self.ended.set()
 
     async def next(self, timeout: float = 20) -> dict[str, Any]:
@@ -74,11 +75,17 @@ async def streams(stack: Stack, n: int) -> AsyncIterator[list[Stream]]:
     async with httpx.AsyncClient(
         base_url=stack.url("reporting"), headers=headers, timeout=timeout
     ) as client:
-        opened = [asyncio.Event() for _ in range(n)]
-        made = [Stream() for _ in range(n)]
-        tasks = [asyncio.create_task(s.read(client, o)) for s, o in zip(made, opened, strict=True)]
+        made: list[Stream] = []
+        tasks: list[asyncio.Task[None]] = []
         try:
-            await asyncio.wait_for(asyncio.gather(*(o.wait() for o in opened)), 30)
+            # One after the other: each has started (and given back its in-flight slot)
+            # before the next asks, so the server's cap of two is never met by openings.
+            for _ in range(n):
+                opened, stream = asyncio.Event(), Stream()
+                made.append(stream)
+                tasks.append(asyncio.create_task(stream.read(client, opened)))
+                await asyncio.wait_for(opened.wait(), 30)
+                assert stream.content_type.startswith("text/event-stream"), "refused"
             yield made
         finally:
             for t in tasks:
@@ -92,6 +99,7 @@ async def reporting(module_infra: Stack) -> AsyncIterator[Stack]:
     # Two requests at most in flight: three open streams would shut out every other request
     # if a stream kept its slot.
     stack.extra_env["FUNNEL_HTTP_MAX_IN_FLIGHT"] = "2"
+    stack.extra_env["FUNNEL_SNAPSHOT_STREAMS_MAX"] = "3"  # the streams' own cap
     await stack._run_command("reporting", "migrate")
     stack.start_service("reporting")
     try:
@@ -100,6 +108,7 @@ async def reporting(module_infra: Stack) -> AsyncIterator[Stack]:
     finally:
         stack.stop_service("reporting")
         del stack.extra_env["FUNNEL_HTTP_MAX_IN_FLIGHT"]
+        del stack.extra_env["FUNNEL_SNAPSHOT_STREAMS_MAX"]
 
 
 async def test_each_committed_change_reaches_every_open_stream(reporting: Stack) -> None:
@@ -110,6 +119,15 @@ async def test_each_committed_change_reaches_every_open_stream(reporting: Stack)
         assert first == [{"funnel_id": FUNNEL, "total": 0, "stages": []}] * 3
         # The three streams are open, and other requests are still served.
         assert (await get(stack, f"/v1/funnels/{FUNNEL}/snapshot"))["total"] == 0
+        # A fourth stream is past the cap: refused before it starts, with its problem.
+        async with httpx.AsyncClient(base_url=stack.url("reporting"), timeout=10) as client:
+            fourth = await client.get(
+                STREAM, headers={"Authorization": f"Bearer {stack.admin_api_key}"}
+            )
+        assert fourth.status_code == 503
+        assert fourth.headers["content-type"] == "application/problem+json"
+        assert fourth.headers["retry-after"] == "5"
+        assert fourth.json()["type"] == "urn:funnel:problem:overloaded"
 
         leads = [uuid.uuid4() for _ in range(3)]
         await publish(stack, [stage_changed(lead, 0) for lead in leads])

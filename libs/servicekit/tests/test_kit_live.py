@@ -4,6 +4,8 @@ latency of an event stream, and the server's closing flag."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -122,3 +124,44 @@ def test_the_server_closing_flag() -> None:
         assert live.is_closing()
     finally:
         live._closing = False
+
+
+async def test_without_listen_the_feed_polls_every_fallback_period() -> None:
+    feed = ChangeFeed(
+        "postgresql://nobody@127.0.0.1:9/none", "s", "c", fallback_seconds=0.1, retry_seconds=600
+    )
+    async with feed.watching("a"):
+        start = feed.version
+        await asyncio.sleep(0.75)
+        assert not feed.listening
+        assert feed.version - start >= 3  # about every 0.1 s: watchers look again
+    stopped = feed.version
+    await asyncio.sleep(0.3)
+    assert feed.version == stopped  # nobody watches: no polls
+
+
+async def test_a_failed_read_nobody_awaits_any_more_is_not_reported_unretrieved() -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    try:
+        feed = _feed()
+        fail = asyncio.Event()
+
+        async def read() -> int:
+            await fail.wait()
+            raise OSError("away")
+
+        async with feed.watching("a"):
+            waiter = asyncio.create_task(feed.read_at("a", feed.version, read))
+            await asyncio.sleep(0)
+            waiter.cancel()  # the only watcher goes away mid-read
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
+        fail.set()
+        await asyncio.sleep(0.01)
+        gc.collect()
+        await asyncio.sleep(0)
+        assert [c["message"] for c in reported if "never retrieved" in c["message"]] == []
+    finally:
+        loop.set_exception_handler(None)

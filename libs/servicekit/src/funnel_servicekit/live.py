@@ -4,7 +4,9 @@
   (`changed_channel`), which a writer sends in the transaction that changed the data
   (delivered at its commit, to every replica). The LISTEN connection is open only while
   someone watches; while it is down (a database restart) the version goes up every
-  `fallback_seconds`, so watchers look again instead of missing a change. Watchers of the
+  `fallback_seconds`, so watchers look again instead of missing a change, and while it is
+  up, every `listening_poll_seconds` all the same (a connection that died without a word,
+  no keepalive to tell, cannot leave a watcher stale for longer). Watchers of the
   same key share one read per version (`read_at`): a change costs one query per key
   watched, however many clients watch it.
 - `server_closing()` / `is_closing()`: the serve command marks the process as closing when
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -80,10 +83,12 @@ class ChangeFeed:
         channel: str,
         *,
         fallback_seconds: float = 2.0,
+        listening_poll_seconds: float = 30.0,
         retry_seconds: float = 5.0,
     ) -> None:
         self.version = 0
         self.fallback_seconds = fallback_seconds
+        self.listening_poll_seconds = listening_poll_seconds
         self._changed = asyncio.Event()
         self._watchers = 0
         self._task: asyncio.Task[None] | None = None
@@ -130,6 +135,9 @@ class ChangeFeed:
         if watched.stale(version):
             watched.version = version
             watched.read = asyncio.ensure_future(read())
+            # Its error is read here even when no watcher is left to await it (each one's
+            # shield lets go when that watcher is cancelled).
+            watched.read.add_done_callback(_retrieved)
         assert watched.read is not None
         # Shielded: a watcher going away does not cancel the read the others wait for.
         return await asyncio.shield(watched.read)
@@ -143,6 +151,7 @@ class ChangeFeed:
         return self.version > version
 
     async def _keep_listening(self) -> None:
+        polled = time.monotonic()
         try:
             while True:
                 if self._watchers == 0:
@@ -151,9 +160,16 @@ class ChangeFeed:
                     return
                 self._last_left.clear()
                 await self._listener.ensure()
-                if not self._listener.listening:
-                    self.bump()  # no NOTIFY can reach us: watchers look again (a poll)
+                now = time.monotonic()
+                if not self._listener.listening or now - polled >= self.listening_poll_seconds:
+                    polled = now
+                    self.bump()  # watchers look again (a poll)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._last_left.wait(), self.fallback_seconds)
         finally:
             await self._listener.close()
+
+
+def _retrieved(read: asyncio.Future[Any]) -> None:
+    if not read.cancelled():
+        read.exception()

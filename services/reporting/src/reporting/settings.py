@@ -23,6 +23,9 @@ class ReportingSettings(ServiceSettings):
     """notifier, for the workspace pages"""
     workspace_timeout_seconds: float = Field(default=5.0, gt=0)
     """How long a workspace call may wait for its service."""
+    snapshot_streams_max: int = Field(default=200, ge=1)
+    """Open snapshot streams a process serves at most; one more is refused with 503 (a
+    stream holds no load-shedding slot once it started, so this is their own cap)."""
     conversion_fold_seconds: float = Field(default=0.5, gt=0)
     """How often the projection's queued conversion deltas are folded into the quarter-hour
     tables and their rollups (reports add what is still queued)."""

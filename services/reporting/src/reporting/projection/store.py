@@ -396,9 +396,11 @@ def write_sql(
         if wanted:
             ctes.append(cte.format(*range(first, first + n)))
             first += n
-    # At commit, the snapshot's live streams look again (every replica's: LISTEN on the
-    # schema's channel, `reporting.reports.live`).
-    return f"WITH {', '.join(ctes)} SELECT {NOTIFY_CHANGED_SQL}"
+    if "stage_counts" in tables or stages:
+        # The snapshot changed: at commit, its live streams look again (every replica's,
+        # LISTEN on the schema's channel, `reporting.reports.live`).
+        return f"WITH {', '.join(ctes)} SELECT {NOTIFY_CHANGED_SQL}"
+    return f"WITH {', '.join(ctes)} SELECT"
 
 
 async def write_batch(

@@ -34,14 +34,18 @@ async def snapshot_events(
     key = ("snapshot", funnel_id)
     async with feed.watching(key):
         sent: Body | None = None
+        away = False
         while not is_closing():
             version = feed.version
             try:
                 body: Body = await feed.read_at(key, version, read)
             except _AWAY:
-                log.warning("snapshot stream: the database is away; trying again")
+                if not away:  # once per outage and stream
+                    log.warning("snapshot stream: the database is away; trying again")
+                away = True
                 await asyncio.sleep(retry_seconds)
                 continue
+            away = False
             if body != sent:
                 sent = body
                 yield json.dumps(body, separators=(",", ":"))

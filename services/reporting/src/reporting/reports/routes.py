@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from funnel_servicekit.problems import invalid
+from funnel_servicekit.problems import Problem, invalid
 from reporting.deps import Reader, Runtime
 from reporting.domain.dimensions import Attribution, Breakdown
 from reporting.domain.slots import Cohort
@@ -93,13 +93,30 @@ async def get_snapshot(
     return answer(await service.snapshot(runtime, funnel_id), format)
 
 
-@router.get("/v1/funnels/{funnel_id}/snapshot/stream", response_class=EventSourceResponse)
+async def stream_room(runtime: Runtime) -> None:
+    """503 when the process serves `snapshot_streams_max` streams already (checked before the
+    stream starts: a refusal is a problem, not a broken stream)."""
+    if runtime.context.live.watchers >= runtime.settings.snapshot_streams_max:
+        raise Problem(
+            503,
+            "Too many streams",
+            "this server has as many snapshot streams open as it serves; retry later",
+            type_="urn:funnel:problem:overloaded",
+            headers={"Retry-After": "5"},
+        )
+
+
+@router.get(
+    "/v1/funnels/{funnel_id}/snapshot/stream",
+    response_class=EventSourceResponse,
+    dependencies=[Depends(stream_room)],
+)
 async def stream_snapshot(
     funnel_id: FunnelId, runtime: Runtime, _: Reader
 ) -> AsyncIterator[ServerSentEvent]:
     """The snapshot as server-sent events: a `snapshot` event (the GET snapshot's JSON) when
     the stream opens, then one each time a committed event changed it. A `: ping` comment
-    every 15 s keeps proxies from closing a quiet stream."""
+    every 15 s keeps proxies from closing a quiet stream. 503 past `snapshot_streams_max`."""
 
     async def read() -> dict[str, Any]:
         return (await service.snapshot(runtime, funnel_id)).body

@@ -423,9 +423,15 @@
     }
   }
 
+  function stopWatching() {
+    if (stream) stream.abort.abort();
+    stream = null;
+    document.body.dataset.stream = "closed"; // the next refresh reads the numbers itself
+  }
+
   function watchNow(funnel) {
     if (stream && stream.funnel === funnel) return;
-    if (stream) stream.abort.abort();
+    stopWatching();
     const abort = new AbortController();
     stream = { funnel, abort };
     (async () => {
@@ -435,19 +441,28 @@
           again = await readStream(funnel, abort.signal);
         } catch (err) {
           if (abort.signal.aborted) return;
+          console.warn("the live numbers' stream broke; opening it again", err);
         }
+        if (abort.signal.aborted) return;
         document.body.dataset.stream = "closed";
         if (!again) { stream = null; return; }
-        await new Promise((resolve) => setTimeout(resolve, STREAM_RETRY_MS));
+        await new Promise((resolve) => setTimeout(resolve, STREAM_RETRY_MS + Math.random() * 1000));
       }
     })();
   }
+
+  // A hidden tab holds no stream (a browser allows only a few connections to one server
+  // over HTTP/1.1); shown again, it reads everything at once and opens it again.
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) stopWatching();
+    else if (stream === null && apiKey()) refresh();
+  });
 
   async function refresh() {
     clearTimeout(timer);
     const funnel = $("funnel").value;
     if (!funnel) { $("updated").textContent = "no data yet"; timer = setTimeout(boot, REFRESH_MS); return; }
-    watchNow(funnel);
+    if (!document.hidden) watchNow(funnel);
     const base = `/v1/funnels/${encodeURIComponent(funnel)}`;
     const f = filters();
     try {
@@ -462,8 +477,10 @@
         mrr: { path: `${base}/subscriptions`, params: { ...period, interval: interval(f) === "day" ? "week" : "month" }, chart: "mrr-chart" },
         heatmap: { path: `${base}/conversion`, params: { ...f, cohort: "week" }, chart: "heatmap-chart" },
       });
+      // While the stream is open it has the numbers of now: no read of them here.
+      const streaming = document.body.dataset.stream === "open";
       const [snapshot, conversion, breakdown, overTime, stays, revenue, subscriptions, leaks, weekly, previous] = await Promise.all([
-        api(`${base}/snapshot`),
+        streaming ? Promise.resolve(null) : api(`${base}/snapshot`),
         api(views.funnel.path, views.funnel.params),
         api(views.breakdown.path, views.breakdown.params),
         api(views.time.path, views.time.params),
@@ -474,8 +491,7 @@
         api(views.heatmap.path, views.heatmap.params),
         prev ? api(`${base}/conversion`, { ...f, ...prev }) : Promise.resolve(null),
       ]);
-      // While the stream is open it has the latest numbers (this read may be older).
-      if (document.body.dataset.stream !== "open") {
+      if (snapshot) {
         document.querySelector('[data-kpi="now"]').textContent = fmt.format(snapshot.total);
         renderStagesNow(snapshot);
       }
