@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from funnel_devstack.stack import Stack
 from tests.integration.kit_support import eventually, stage_changed
@@ -128,6 +129,7 @@ async def test_each_committed_change_reaches_every_open_stream(reporting: Stack)
         assert fourth.headers["content-type"] == "application/problem+json"
         assert fourth.headers["retry-after"] == "5"
         assert fourth.json()["type"] == "urn:funnel:problem:overloaded"
+        assert await _open_streams(stack) == 3.0  # the operators' gauge: the refused one is not
 
         leads = [uuid.uuid4() for _ in range(3)]
         await publish(stack, [stage_changed(lead, 0) for lead in leads])
@@ -155,6 +157,17 @@ async def test_each_committed_change_reaches_every_open_stream(reporting: Stack)
                 await s.next(timeout=1.5)
 
 
+async def _open_streams(stack: Stack) -> float:
+    """`funnel_snapshot_streams` on reporting's /metrics."""
+    async with httpx.AsyncClient(base_url=stack.url("reporting"), timeout=10) as client:
+        text = (await client.get("/metrics")).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "funnel_snapshot_streams":
+                return float(sample.value)
+    raise AssertionError("no funnel_snapshot_streams on /metrics")
+
+
 async def _listening(stack: Stack) -> int:
     """reporting's sessions waiting on its change channel."""
     conn = await asyncpg.connect(stack.postgres.dsn)
@@ -177,6 +190,7 @@ async def test_a_stream_opened_later_starts_from_the_numbers_as_they_are(reporti
         assert await _listening(reporting) == 1  # one LISTEN session for both
     # The clients went away: their streams ended, and with the last one the LISTEN session.
     await eventually(lambda: _listening(reporting), lambda n: n == 0, timeout=10)
+    assert await _open_streams(reporting) == 0.0
 
 
 async def test_bad_stream_requests_get_their_problem(reporting: Stack) -> None:
