@@ -90,15 +90,14 @@ class ChangeFeed:
         self.fallback_seconds = fallback_seconds
         self.listening_poll_seconds = listening_poll_seconds
         self._changed = asyncio.Event()
-        self._watchers = 0
         self._task: asyncio.Task[None] | None = None
-        self._keys: dict[Hashable, _Key] = {}
+        self._keys: dict[Hashable, _Key] = {}  # only keys someone watches
         self._last_left = asyncio.Event()
         self._listener = Listener(dsn, schema, channel, self.bump, retry_seconds=retry_seconds)
 
     @property
     def watchers(self) -> int:
-        return self._watchers
+        return sum(k.watchers for k in self._keys.values())
 
     @property
     def listening(self) -> bool:
@@ -115,17 +114,15 @@ class ChangeFeed:
         """Count a watcher of `key`; the first one opens the LISTEN connection."""
         watched = self._keys.setdefault(key, _Key())
         watched.watchers += 1
-        self._watchers += 1
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._keep_listening(), name="change-feed")
         try:
             yield
         finally:
-            self._watchers -= 1
             watched.watchers -= 1
             if watched.watchers == 0:
                 del self._keys[key]
-            if self._watchers == 0:
+            if not self._keys:
                 self._last_left.set()  # the LISTEN connection closes now
 
     async def read_at(self, key: Hashable, version: int, read: Callable[[], Awaitable[Any]]) -> Any:
@@ -154,7 +151,7 @@ class ChangeFeed:
         polled = time.monotonic()
         try:
             while True:
-                if self._watchers == 0:
+                if not self._keys:
                     # In the same step as the check: the next watcher starts a new task.
                     self._task = None
                     return
