@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -41,7 +43,13 @@ async def test_produce_idempotently_and_consume(broker: KafkaBroker) -> None:
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+        # The broker answers the creation before its metadata lists the partitions: ask
+        # again for a few seconds rather than read a first, empty answer.
+        deadline = time.monotonic() + 10
         described = await admin.describe_topics([topic])
+        while not described[0]["partitions"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            described = await admin.describe_topics([topic])
         assert len(described[0]["partitions"]) == 3
     finally:
         await admin.close()
