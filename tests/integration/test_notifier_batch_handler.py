@@ -1,14 +1,19 @@
 """The notifier's batch handler (one poll's events at once, decision 0065) against its
 record-by-record handler, on the real PostgreSQL: the same mixed story of several people
-(consent, stages, an activity, a test lead, an erasure in the middle of the batch, a merge,
-an event for a person erased earlier) fed both ways leaves the same rows behind, and the
-batch wakes the sender and the contact resolver (once each, at its end)."""
+(consent, stages, activities that schedule and cancel touches, scores, a stage change that
+arrives late, a test lead, an erasure in the middle of the batch, a merge, an event for a
+person erased earlier) fed both ways leaves the same rows behind, and the batch wakes the
+sender and the contact resolver (once each, at its end).
+
+The batch handler has two ways: event by event inside each event's span when spans are
+recorded, and in waves of one statement per kind of event when they are not (decision
+0090); both are checked."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -27,15 +32,30 @@ from funnel_contracts import (
 from funnel_contracts.examples import lead_captured_v2
 from funnel_contracts.sealed import PersonalData
 from funnel_devstack.stack import Stack
+from notifier.touches import consumer
 from tests.integration.notifier_harness import Harness, captured, entered, notifier_harness
 
 pytestmark = pytest.mark.integration
 
-PEOPLE = ("plain", "active", "tester", "erased_mid", "survivor", "other", "erased_before")
+PEOPLE = (
+    "plain",
+    "active",
+    "shopper",
+    "late",
+    "tester",
+    "erased_mid",
+    "survivor",
+    "other",
+    "erased_before",
+)
 
 
-@pytest.fixture
-async def h(fresh_dsn: str, infra: Stack) -> AsyncIterator[Harness]:
+@pytest.fixture(params=["spans recorded", "spans not recorded"])
+async def h(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, fresh_dsn: str, infra: Stack
+) -> AsyncIterator[Harness]:
+    recorded = request.param == "spans recorded"
+    monkeypatch.setattr(consumer, "spans_recorded", lambda: recorded)
     async with notifier_harness(fresh_dsn, infra.kafka_bootstrap) as harness:
         yield harness
 
@@ -50,16 +70,26 @@ def _test_lead(lead_id: UUID) -> LeadCapturedV2:
     )
 
 
-def _hot(lead: UUID, previous: str | None) -> LeadScored:
+def _hot(lead: UUID, previous: str | None, temperature: str = "hot") -> LeadScored:
     return LeadScored(
         lead_id=lead,
         funnel_id="digital-sales",
         score=90,
         fit_score=40,
         engagement_score=50,
-        temperature="hot",
+        temperature=temperature,
         previous_temperature=previous,
         scored_at=datetime.now(UTC),
+    )
+
+
+def _did(lead: UUID, activity_type: str, at: datetime) -> ActivityRecorded:
+    return ActivityRecorded(
+        lead_id=lead,
+        activity_id=uuid4(),
+        activity_type=activity_type,
+        occurred_at=at,
+        recorded_at=at,
     )
 
 
@@ -67,6 +97,9 @@ def _story(p: dict[str, UUID]) -> tuple[list[EventData], list[EventData]]:
     """What happened before the batch, and the batch: every kind of event the handler takes
     apart from scores, owners and leaks, interleaved across people as a poll mixes them."""
     now = datetime.now(UTC)
+    late_move = entered(p["late"], "interest", 1, "awareness").model_copy(
+        update={"changed_at": now + timedelta(minutes=1)}
+    )
     before: list[EventData] = [
         captured(p["erased_before"], email="gone@example.com"),
         LeadErased(lead_id=p["erased_before"], request_id=uuid4(), erased_at=now),
@@ -92,6 +125,16 @@ def _story(p: dict[str, UUID]) -> tuple[list[EventData], list[EventData]]:
         entered(p["active"], "interest", 1, "awareness"),
         _hot(p["active"], previous="warm"),  # turns hot: the sales task
         _hot(p["active"], previous=None),  # stays hot (what the notifier saw last): no new task
+        captured(p["shopper"], email="shop@example.com", consent=("marketing",)),
+        entered(p["shopper"], "awareness", 0),
+        _did(p["shopper"], "cart_abandoned", now),  # two reminders scheduled
+        _hot(p["plain"], previous="cold"),  # another lead's score in the same poll
+        _did(p["shopper"], "checkout_started", now + timedelta(seconds=1)),  # cancels them
+        _hot(p["shopper"], previous=None, temperature="warm"),
+        _did(p["shopper"], "purchase_completed", now + timedelta(seconds=2)),  # two more
+        captured(p["late"], email="late@example.com"),
+        late_move,
+        entered(p["late"], "awareness", 0),  # older than the move before it: changes nothing
         LeadErased(lead_id=p["erased_mid"], request_id=uuid4(), erased_at=now),
         entered(p["erased_mid"], "interest", 1, "awareness"),  # after its erasure: nothing
         captured(p["survivor"], email="one@example.com"),
@@ -211,6 +254,21 @@ async def test_a_batch_leaves_what_the_events_one_by_one_leave(h: Harness) -> No
         (t[2], t[3]) for t in batched["other"]["touches"]
     }
     assert batched["survivor"]["consents"] == [("marketing", True)]  # folded from the other
+    shopper = {(t[0], t[2], t[3]) for t in batched["shopper"]["touches"]}
+    assert {
+        ("abandoned-cart-1", "cancelled", "checkout_started since the trigger"),
+        ("abandoned-cart-2", "cancelled", "checkout_started since the trigger"),
+        ("delivery-feedback", "scheduled", None),
+        ("review-request", "scheduled", None),
+    } <= shopper
+    assert batched["shopper"]["state"] == [("digital-sales", "awareness", "warm")]
+    assert sorted(batched["shopper"]["activities"]) == [
+        "cart_abandoned",
+        "checkout_started",
+        "purchase_completed",
+    ]
+    assert batched["late"]["state"] == [("digital-sales", "interest", None)]
+    assert [t[0] for t in batched["plain"]["touches"] if t[1] == "task"] == ["hot-lead-call"]
 
 
 async def test_a_batch_wakes_the_sender_and_the_contact_resolver(h: Harness) -> None:

@@ -22,7 +22,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import pytest
 
-from funnel_contracts import Envelope, EventData, LeadErased
+from funnel_contracts import ActivityRecorded, Envelope, EventData, LeadErased, LeadScored
 from funnel_contracts.sealed import new_data_key
 from funnel_devstack.stack import Stack
 from funnel_servicekit.db import create_pool
@@ -31,6 +31,7 @@ from notifier.people.worker import ContactResolver
 from notifier.playbooks import store as playbook_store
 from notifier.playbooks.catalog import default_playbooks
 from notifier.playbooks.service import PlaybookCache
+from notifier.touches import consumer
 from notifier.touches.consumer import handle_batch
 from notifier.touches.worker import TouchSender
 from tests.integration.notifier_harness import Harness, captured, entered, notifier_harness
@@ -181,6 +182,68 @@ async def test_a_poll_asks_once_for_its_leads_and_the_playbooks_revision(h: Harn
     assert len(statements) == 1 + 1 + 3 * 2 + 1 + 1, statements
     fused = [s for s in statements if s.startswith("WITH moved AS") and "INTO touches" in s]
     assert len(fused) == 3
+
+
+async def test_a_polls_stage_changes_activities_and_scores_take_a_statement_each_per_wave(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no span recorded, a poll's events go in waves (each lead's next event): a wave's
+    stage changes, activities and scores are one statement each, however many leads it
+    holds, and the touches they write are the same as one by one (test_notifier_batch_handler)."""
+    monkeypatch.setattr(consumer, "spans_recorded", lambda: False)
+    cache = PlaybookCache()
+
+    async def poll_of(n: int) -> tuple[list[str], list[UUID]]:
+        leads = [uuid4() for _ in range(n)]
+        now = datetime.now(UTC)
+        async with counted_pool(h) as counted:
+            await _poll(counted.pool, cache, *(captured(lead) for lead in leads))
+            with counted.counting() as statements:
+                await _poll(
+                    counted.pool,
+                    cache,
+                    *(
+                        event
+                        for lead in leads
+                        for event in (
+                            entered(lead, "awareness", 0),
+                            ActivityRecorded(
+                                lead_id=lead,
+                                activity_id=uuid4(),
+                                activity_type="page_view",
+                                occurred_at=now,
+                                recorded_at=now,
+                            ),
+                            LeadScored(
+                                lead_id=lead,
+                                funnel_id="digital-sales",
+                                score=30,
+                                fit_score=10,
+                                engagement_score=20,
+                                temperature="warm",
+                                scored_at=now,
+                            ),
+                        )
+                    ),
+                )
+        return statements, leads
+
+    three, _ = await poll_of(3)
+    six, leads = await poll_of(6)
+    for statements in (three, six):
+        assert sum(s.startswith("WITH moved AS") for s in statements) == 1, statements
+        assert sum("INTO lead_activities" in s for s in statements) == 1, statements
+        assert sum("INTO lead_state (lead_id, temperature" in s for s in statements) == 1
+    # BEGIN; the leads' facts; the three waves' statements; the sender's wake-up; COMMIT.
+    assert len(three) == len(six) == 1 + 1 + 3 + 1 + 1, six
+    rows = await h.pool.fetch(
+        "SELECT lead_id, stage, temperature FROM lead_state WHERE lead_id = ANY($1)", leads
+    )
+    assert sorted((r["stage"], r["temperature"]) for r in rows) == [("awareness", "warm")] * 6
+    welcomes = await h.pool.fetchval(
+        "SELECT count(*) FROM touches WHERE lead_id = ANY($1) AND playbook = 'welcome'", leads
+    )
+    assert welcomes == 6
 
 
 async def test_a_claim_is_few_statements_and_the_sleep_after_it_none(h: Harness) -> None:

@@ -90,29 +90,45 @@ async def set_owner(
     )
 
 
-async def score(
-    conn: asyncpg.Connection, lead_id: UUID, temperature: str, score: float, at: datetime
-) -> tuple[str | None, str | None, str | None]:
-    """Record a score unless a later one is known (out-of-order safe), and return the lead's
-    funnel, stage and last temperature as they were before it: one statement (each part of
-    it sees the row as it was before)."""
-    row = await conn.fetchrow(
-        """WITH before AS (
-               SELECT funnel_id, stage, temperature FROM lead_state WHERE lead_id = $1),
+@dataclass(frozen=True)
+class NewScore:
+    """A lead's score: its temperature and points, as of `at`."""
+
+    lead_id: UUID
+    temperature: str
+    score: float
+    at: datetime
+
+
+async def scores(
+    conn: asyncpg.Connection, scored: Sequence[NewScore]
+) -> dict[UUID, tuple[str | None, str | None, str | None]]:
+    """Record each lead's score unless a later one is known (out-of-order safe), and return
+    each lead's funnel, stage and last temperature as they were before it: one statement for
+    any number of leads, one score each (each part of it sees the rows as they were before)."""
+    assert len({s.lead_id for s in scored}) == len(scored), "one score per lead"
+    rows = await conn.fetch(
+        """WITH u AS (
+               SELECT * FROM unnest($1::uuid[], $2::text[], $3::float8[], $4::timestamptz[])
+                   AS u (lead_id, temperature, score, at)),
+           before AS (
+               SELECT s.lead_id, s.funnel_id, s.stage, s.temperature
+               FROM lead_state s JOIN u ON u.lead_id = s.lead_id),
            scored AS (
                INSERT INTO lead_state (lead_id, temperature, score, scored_at)
-               VALUES ($1, $2, $3, $4)
-               ON CONFLICT (lead_id) DO UPDATE SET temperature = $2, score = $3, scored_at = $4
-               WHERE lead_state.scored_at IS NULL OR lead_state.scored_at <= $4)
-           SELECT b.funnel_id, b.stage, b.temperature
-           FROM (SELECT 1) AS one LEFT JOIN before AS b ON true""",
-        lead_id,
-        temperature,
-        score,
-        at,
+               SELECT lead_id, temperature, score, at FROM u
+               ON CONFLICT (lead_id) DO UPDATE SET temperature = excluded.temperature,
+                   score = excluded.score, scored_at = excluded.scored_at
+               WHERE lead_state.scored_at IS NULL
+                   OR lead_state.scored_at <= excluded.scored_at)
+           SELECT u.lead_id, b.funnel_id, b.stage, b.temperature
+           FROM u LEFT JOIN before AS b ON b.lead_id = u.lead_id""",
+        [s.lead_id for s in scored],
+        [s.temperature for s in scored],
+        [s.score for s in scored],
+        [s.at for s in scored],
     )
-    assert row is not None
-    return row["funnel_id"], row["stage"], row["temperature"]
+    return {r["lead_id"]: (r["funnel_id"], r["stage"], r["temperature"]) for r in rows}
 
 
 async def erase(conn: asyncpg.Connection, lead_id: UUID) -> None:

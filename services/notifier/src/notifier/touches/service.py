@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from typing import Any, Literal, cast
+from typing import Any, Generic, Literal, TypeVar, cast
 from uuid import UUID
 
 import asyncpg
@@ -94,9 +94,6 @@ class Consuming:
             self.books = await PlaybookCache().playbooks(self.uow.conn)
         return self.books
 
-    def trace_context(self) -> dict[str, str]:
-        return dict(self.trace) if self.trace is not None else current_trace_headers()
-
 
 def _consuming(uow: UnitOfWork, batch: Consuming | None) -> Consuming:
     return batch if batch is not None else Consuming(uow)
@@ -131,47 +128,93 @@ async def merge_leads(uow: UnitOfWork, event: LeadMerged, batch: Consuming | Non
         await known.wake(TOUCHES_CHANNEL)
 
 
+E = TypeVar("E", bound=EventData)
+
+
+@dataclass(frozen=True)
+class Cause(Generic[E]):
+    """An event to act on: its envelope's id (the cause its touches name) and the trace
+    context they carry (None: the current span's)."""
+
+    id: str
+    event: E
+    trace: Mapping[str, str] | None = None
+
+    def trace_context(self) -> dict[str, str]:
+        return dict(self.trace) if self.trace is not None else current_trace_headers()
+
+    def to(self, event: E) -> Cause[E]:
+        return Cause(self.id, event, self.trace)
+
+
+async def _live(batch: Consuming, causes: Sequence[Cause[E]]) -> list[Cause[E]]:
+    return [c for c in causes if not await batch.known.is_erased(c.event.lead_id)]
+
+
 async def enter_stage(
     uow: UnitOfWork, cause_id: str, event: StageChanged, batch: Consuming | None = None
 ) -> None:
-    """A stage change: touches that need the old stage are cancelled; the new stage's are
-    scheduled. An older move arriving late changes nothing."""
+    """A stage change (see `enter_stages`)."""
+    await enter_stages(uow, [Cause(cause_id, event)], batch)
+
+
+async def enter_stages(
+    uow: UnitOfWork, causes: Sequence[Cause[StageChanged]], batch: Consuming | None = None
+) -> None:
+    """Stage changes, one per lead: touches that need the old stage are cancelled; the new
+    stage's are scheduled. An older move arriving late changes nothing."""
     conn, batch = uow.conn, _consuming(uow, batch)
-    if await batch.known.is_erased(event.lead_id):
+    causes = await _live(batch, causes)
+    if not causes:
         return
-    # The new stage's touches depend on the event alone: planned first, then the stage
-    # recorded, the touches that need another one cancelled and these written (when the
-    # stage was recorded), in one statement.
-    plans = await _plans(batch, cause_id, event, funnel_id=event.funnel_id, stage=event.to_stage)
-    moved, written = await store.enter_stage(
-        conn,
-        event.lead_id,
-        event.funnel_id,
-        event.to_stage,
-        event.changed_at,
-        plans,
-        cause_event_id=cause_id,
-        trace_context=batch.trace_context() if plans else None,
-    )
-    if not moved:
-        return
-    if event.owner is not None:
-        await people.set_owner(conn, event.lead_id, event.owner, event.changed_at)
-    await _scheduled(batch, event, plans, written)
+    # The new stage's touches depend on the event alone: planned first, then the stages
+    # recorded, the touches that need another one cancelled and these written (for the
+    # leads whose stage was recorded), in one statement.
+    planned = [
+        store.Planned(
+            c.event.lead_id,
+            plans := await _plans(batch, c, funnel_id=c.event.funnel_id, stage=c.event.to_stage),
+            c.id,
+            c.trace_context() if plans else {},
+        )
+        for c in causes
+    ]
+    moves = [
+        store.Move(c.event.lead_id, c.event.funnel_id, c.event.to_stage, c.event.changed_at)
+        for c in causes
+    ]
+    moved, written = await store.enter_stages(conn, moves, planned)
+    for c, touches, wrote in zip(causes, planned, written, strict=True):
+        event = c.event
+        if event.lead_id not in moved:
+            continue
+        if event.owner is not None:
+            await people.set_owner(conn, event.lead_id, event.owner, event.changed_at)
+        await _scheduled(batch, event, touches.plans, wrote)
 
 
 async def record_activity(
     uow: UnitOfWork, cause_id: str, event: ActivityRecorded, batch: Consuming | None = None
 ) -> None:
-    """An activity: touches it cancels are cancelled; the ones it triggers are scheduled."""
+    """An activity (see `record_activities`)."""
+    await record_activities(uow, [Cause(cause_id, event)], batch)
+
+
+async def record_activities(
+    uow: UnitOfWork, causes: Sequence[Cause[ActivityRecorded]], batch: Consuming | None = None
+) -> None:
+    """Activities, one per lead: touches they cancel are cancelled; the ones they trigger
+    are scheduled."""
     conn, batch = uow.conn, _consuming(uow, batch)
-    if await batch.known.is_erased(event.lead_id):
+    causes = await _live(batch, causes)
+    if not causes:
         return
-    # Recorded, the touches it makes moot cancelled, the stage read: one statement.
-    funnel_id, stage = await store.record_activity(
-        conn, event.lead_id, event.activity_type, event.occurred_at
-    )
-    await _schedule(batch, cause_id, event, funnel_id=funnel_id, stage=stage)
+    # Recorded, the touches they make moot cancelled, the stages read: one statement.
+    activities = [
+        store.Activity(c.event.lead_id, c.event.activity_type, c.event.occurred_at) for c in causes
+    ]
+    stages = await store.record_activities(conn, activities)
+    await _schedule(batch, [(c, *stages[c.event.lead_id]) for c in causes])
 
 
 async def record_leak(
@@ -182,29 +225,46 @@ async def record_leak(
 ) -> None:
     """Reporting found a funnel step leaking or recovering: the leak playbooks' tasks, keyed
     by the leak's id (the event's lead_id), one per event."""
-    await _schedule(
-        _consuming(uow, batch), cause_id, event, funnel_id=event.funnel_id, stage=event.to_stage
-    )
+    batch = _consuming(uow, batch)
+    await _schedule(batch, [(Cause(cause_id, event, batch.trace), event.funnel_id, event.to_stage)])
 
 
 async def record_score(
     uow: UnitOfWork, cause_id: str, event: LeadScored, batch: Consuming | None = None
 ) -> None:
-    """A new score: the temperature it crosses into may call for a touch (a sales task)."""
+    """A new score (see `record_scores`)."""
+    await record_scores(uow, [Cause(cause_id, event)], batch)
+
+
+async def record_scores(
+    uow: UnitOfWork, causes: Sequence[Cause[LeadScored]], batch: Consuming | None = None
+) -> None:
+    """New scores, one per lead: the temperature one crosses into may call for a touch (a
+    sales task)."""
     conn, batch = uow.conn, _consuming(uow, batch)
-    if await batch.known.is_erased(event.lead_id):
+    causes = await _live(batch, causes)
+    if not causes:
         return
-    # The score recorded and what was known before it read: one statement.
-    funnel_id, stage, known = await people.score(
-        conn, event.lead_id, event.temperature, event.score, event.scored_at
+    # The scores recorded and what was known before them read: one statement.
+    before = await people.scores(
+        conn,
+        [
+            people.NewScore(c.event.lead_id, c.event.temperature, c.event.score, c.event.scored_at)
+            for c in causes
+        ],
     )
-    if event.previous_temperature is None and known is not None:
-        # The producer did not say where it came from; what we saw last is the answer,
-        # so a lead that stays hot does not make a new sales task on every score.
-        event = event.model_copy(update={"previous_temperature": known})
-    if event.owner is not None:
-        await people.set_owner(conn, event.lead_id, event.owner, event.scored_at)
-    await _schedule(batch, cause_id, event, funnel_id=funnel_id, stage=stage)
+    todo: list[tuple[Cause[Any], str | None, str | None]] = []
+    for c in causes:
+        event = c.event
+        funnel_id, stage, known = before[event.lead_id]
+        if event.previous_temperature is None and known is not None:
+            # The producer did not say where it came from; what we saw last is the answer,
+            # so a lead that stays hot does not make a new sales task on every score.
+            event = event.model_copy(update={"previous_temperature": known})
+        if event.owner is not None:
+            await people.set_owner(conn, event.lead_id, event.owner, event.scored_at)
+        todo.append((c.to(event), funnel_id, stage))
+    await _schedule(batch, todo)
 
 
 async def record_owner(
@@ -218,20 +278,15 @@ async def record_owner(
 
 
 async def _plans(
-    batch: Consuming,
-    cause_id: str,
-    event: EventData,
-    *,
-    funnel_id: str | None,
-    stage: str | None,
+    batch: Consuming, cause: Cause[Any], *, funnel_id: str | None, stage: str | None
 ) -> list[TouchPlan]:
     """The touches the playbooks call for on this event (none for a test lead)."""
-    if await batch.known.is_test(event.lead_id):
+    if await batch.known.is_test(cause.event.lead_id):
         return []  # a test lead: left out of every playbook
     return plans_for(
         await batch.playbooks(),
-        event,
-        cause_id=cause_id,
+        cause.event,
+        cause_id=cause.id,
         current_stage=stage,
         funnel_id=funnel_id,
         now=datetime.now(UTC),
@@ -239,32 +294,22 @@ async def _plans(
 
 
 async def _schedule(
-    batch: Consuming,
-    cause_id: str,
-    event: EventData,
-    *,
-    funnel_id: str | None,
-    stage: str | None,
+    batch: Consuming, causes: Sequence[tuple[Cause[Any], str | None, str | None]]
 ) -> None:
-    conn = batch.uow.conn
-    plans = await _plans(batch, cause_id, event, funnel_id=funnel_id, stage=stage)
-    if not plans:
+    """The touches the playbooks call for on these events (each with the funnel and stage
+    its lead is in), written in one statement."""
+    planned: list[tuple[EventData, store.Planned]] = []
+    for cause, funnel_id, stage in causes:
+        plans = await _plans(batch, cause, funnel_id=funnel_id, stage=stage)
+        if plans:
+            # The consume span's context: the send joins the trace that began at the post.
+            touches = store.Planned(cause.event.lead_id, plans, cause.id, cause.trace_context())
+            planned.append((cause.event, touches))
+    if not planned:
         return
-    # The consume span's context: the send joins the trace that began at the form post.
-    trace_context = batch.trace_context()
-    if len(plans) > 1:  # one statement for the event's touches
-        written = await store.schedule_many(
-            conn, event.lead_id, plans, cause_event_id=cause_id, trace_context=trace_context
-        )
-    else:
-        written = [
-            await store.schedule(
-                conn, event.lead_id, plan, cause_event_id=cause_id, trace_context=trace_context
-            )
-            is not None
-            for plan in plans
-        ]
-    await _scheduled(batch, event, plans, written)
+    written = await store.schedule(batch.uow.conn, [touches for _, touches in planned])
+    for (event, touches), wrote in zip(planned, written, strict=True):
+        await _scheduled(batch, event, touches.plans, wrote)
 
 
 async def _scheduled(

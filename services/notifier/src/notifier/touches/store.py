@@ -4,8 +4,8 @@ batch snapshot of what the send-time rules look at."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -22,83 +22,64 @@ from notifier.touches.models.snapshot import Snapshot
 PENDING = ("scheduled",)
 
 
-async def schedule(
-    conn: asyncpg.Connection,
-    lead_id: UUID,
-    plan: TouchPlan,
-    *,
-    cause_event_id: str,
-    trace_context: dict[str, str],
-) -> UUID | None:
-    """Schedule a touch; None when this playbook already touched the lead for this cause.
-    A stale plan is recorded at once as 'skipped' (reason 'stale'): never due, never sent."""
-    touch_id = uuid4()
-    inserted = await conn.fetchval(
-        """INSERT INTO touches (id, lead_id, playbook, channel, template, funnel_id, stage,
-               cause_event_id, due_at, first_due_at, dedupe_key, kind, category,
-               requires_stage, cancel_on, triggered_at, trace_context, status, reason)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15, $16,
-                   CASE WHEN $17 THEN 'skipped' ELSE 'scheduled' END,
-                   CASE WHEN $17 THEN 'stale' END)
-           ON CONFLICT (lead_id, playbook, dedupe_key) DO NOTHING RETURNING true""",
-        touch_id,
-        lead_id,
-        plan.playbook,
-        plan.channel,
-        plan.template,
-        plan.funnel_id,
-        plan.stage,
-        cause_event_id,
-        plan.due_at,
-        plan.dedupe_key,
-        plan.kind,
-        plan.category,
-        plan.requires_stage,
-        list(plan.cancel_on),
-        plan.triggered_at,
-        trace_context,
-        plan.stale,
-    )
-    return touch_id if inserted else None
+@dataclass(frozen=True)
+class Planned:
+    """An event's touches to write: whose, the event that caused them (its id), the trace
+    context they carry, and the ids they get (made here, to tell which were written)."""
+
+    lead_id: UUID
+    plans: list[TouchPlan]
+    cause_event_id: str
+    trace_context: Mapping[str, str]
+    ids: list[UUID] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ids", [uuid4() for _ in self.plans])
+
+    def written(self, inserted: set[UUID]) -> list[bool]:
+        """For each plan, whether its touch was written."""
+        return [touch_id in inserted for touch_id in self.ids]
 
 
-# The touches of an event's plans, as INSERT ... SELECT rows: $1 their ids, $2 the lead, $3
-# the cause, $4 the trace context, $5..$17 the plans' columns (`_plan_args`), in plan order.
-# Written in order; a plan this playbook already made for this cause writes nothing.
+# The touches of events' plans, as INSERT ... SELECT rows: $1..$17 as `_plan_args` makes
+# them, one row per plan, in order. Written in order; a plan a playbook already made for
+# its lead and cause writes nothing. A stale plan is recorded at once as 'skipped' (reason
+# 'stale'): never due, never sent.
 _INSERT_PLANNED = """INSERT INTO touches (id, lead_id, playbook, channel, template, funnel_id,
         stage, cause_event_id, due_at, first_due_at, dedupe_key, kind, category,
         requires_stage, cancel_on, triggered_at, trace_context, status, reason)
-    SELECT p.id, $2, p.playbook, p.channel, p.template, p.funnel_id, p.stage, $3,
-           p.due_at, p.due_at, p.dedupe_key, p.kind, p.category, p.requires_stage,
-           ARRAY(SELECT jsonb_array_elements_text(p.cancel_on::jsonb)),
-           p.triggered_at, $4::jsonb,
+    SELECT p.id, p.lead_id, p.playbook, p.channel, p.template, p.funnel_id, p.stage,
+           p.cause_event_id, p.due_at, p.due_at, p.dedupe_key, p.kind, p.category,
+           p.requires_stage, ARRAY(SELECT jsonb_array_elements_text(p.cancel_on::jsonb)),
+           p.triggered_at, p.trace_context::jsonb,
            CASE WHEN p.stale THEN 'skipped' ELSE 'scheduled' END,
            CASE WHEN p.stale THEN 'stale' END
-    FROM unnest($1::uuid[], $5::text[], $6::text[], $7::text[], $8::text[],
-                $9::text[], $10::timestamptz[], $11::text[], $12::text[],
-                $13::text[], $14::text[], $15::text[], $16::timestamptz[],
+    FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[],
+                $12::text[], $13::text[], $14::text[], $15::text[], $16::timestamptz[],
                 $17::bool[])
-        WITH ORDINALITY AS p (id, playbook, channel, template, funnel_id, stage,
-            due_at, dedupe_key, kind, category, requires_stage, cancel_on,
-            triggered_at, stale, n)
+        WITH ORDINALITY AS p (id, lead_id, cause_event_id, trace_context, playbook, channel,
+            template, funnel_id, stage, due_at, dedupe_key, kind, category, requires_stage,
+            cancel_on, triggered_at, stale, n)
     {where}
     ORDER BY p.n
     ON CONFLICT (lead_id, playbook, dedupe_key) DO NOTHING RETURNING id"""
 
 
-def _plan_args(
-    ids: list[UUID],
-    lead_id: UUID,
-    plans: list[TouchPlan],
-    cause_event_id: str,
-    trace_context: dict[str, str],
-) -> tuple[Any, ...]:
-    """$1..$17 of _INSERT_PLANNED."""
+def _plan_args(planned: Sequence[Planned]) -> tuple[Any, ...]:
+    """$1..$17 of _INSERT_PLANNED: a column each, a row per plan."""
+    rows = [
+        (touch_id, p.lead_id, p.cause_event_id, trace, plan)
+        for p in planned
+        for trace in (json.dumps(dict(p.trace_context)),)
+        for touch_id, plan in zip(p.ids, p.plans, strict=True)
+    ]
+    plans = [plan for *_, plan in rows]
     return (
-        ids,
-        lead_id,
-        cause_event_id,
-        trace_context,
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
         [p.playbook for p in plans],
         [p.channel for p in plans],
         [p.template for p in plans],
@@ -115,107 +96,117 @@ def _plan_args(
     )
 
 
-_SCHEDULE_MANY = _INSERT_PLANNED.format(where="")
+_SCHEDULE = _INSERT_PLANNED.format(where="")
 
 
-async def schedule_many(
-    conn: asyncpg.Connection,
-    lead_id: UUID,
-    plans: list[TouchPlan],
-    *,
-    cause_event_id: str,
-    trace_context: dict[str, str],
-) -> list[bool]:
-    """`schedule` for an event's plans in one statement; for each plan, whether it was
-    scheduled (False: this playbook already touched the lead for this cause)."""
-    ids = [uuid4() for _ in plans]
-    rows = await conn.fetch(
-        _SCHEDULE_MANY, *_plan_args(ids, lead_id, plans, cause_event_id, trace_context)
-    )
+async def schedule(conn: asyncpg.Connection, planned: Sequence[Planned]) -> list[list[bool]]:
+    """Events' touches in one statement; for each event, for each of its plans, whether it
+    was scheduled (False: its playbook already touched the lead for this cause)."""
+    if not any(p.plans for p in planned):
+        return [[] for _ in planned]
+    rows = await conn.fetch(_SCHEDULE, *_plan_args(planned))
     inserted = {row["id"] for row in rows}
-    return [touch_id in inserted for touch_id in ids]
+    return [p.written(inserted) for p in planned]
 
 
-# The lead's ($2) stage recorded (funnel $18, stage $19, at $20) unless a later move is
-# known, and when it was: the touches needing another stage cancelled and the new stage's
-# touches written ($1..$17 as in _INSERT_PLANNED).
+@dataclass(frozen=True)
+class Move:
+    """A lead's stage change: into `stage` of `funnel_id`, at `at`."""
+
+    lead_id: UUID
+    funnel_id: str
+    stage: str
+    at: datetime
+
+
+# Each lead's ($18) stage recorded (funnel $19, stage $20, at $21) unless a later move is
+# known, and for the leads whose stage was: the touches needing another stage cancelled and
+# the new stage's touches written ($1..$17 as in _INSERT_PLANNED). One move per lead.
 _MOVED = """WITH moved AS (
         INSERT INTO lead_state (lead_id, funnel_id, stage, stage_changed_at)
-        VALUES ($2, $18, $19, $20)
+        SELECT * FROM unnest($18::uuid[], $19::text[], $20::text[], $21::timestamptz[])
         ON CONFLICT (lead_id) DO UPDATE
-            SET funnel_id = $18, stage = $19, stage_changed_at = $20
+            SET funnel_id = excluded.funnel_id, stage = excluded.stage,
+                stage_changed_at = excluded.stage_changed_at
         WHERE lead_state.stage_changed_at IS NULL
-            OR lead_state.stage_changed_at <= $20
-        RETURNING true),
+            OR lead_state.stage_changed_at <= excluded.stage_changed_at
+        RETURNING lead_id, stage),
     left_stage AS (
-        UPDATE touches SET status = 'cancelled', reason = 'left stage ' || requires_stage
-        WHERE lead_id = $2 AND status = 'scheduled'
-          AND requires_stage IS NOT NULL AND requires_stage <> $19
-          AND EXISTS (SELECT 1 FROM moved))"""
-_ENTER_STAGE = (  # constant text: this module's fragments only
+        UPDATE touches t SET status = 'cancelled', reason = 'left stage ' || t.requires_stage
+        FROM moved m
+        WHERE t.lead_id = m.lead_id AND t.status = 'scheduled'
+          AND t.requires_stage IS NOT NULL AND t.requires_stage <> m.stage)"""
+_ENTER_STAGES = (  # constant text: this module's fragments only
     _MOVED  # noqa: S608
     + """,
     planned AS ("""
-    + _INSERT_PLANNED.format(where="WHERE EXISTS (SELECT 1 FROM moved)")
+    + _INSERT_PLANNED.format(where="WHERE p.lead_id IN (SELECT lead_id FROM moved)")
     + """)
-    SELECT EXISTS (SELECT 1 FROM moved) AS moved, ARRAY(SELECT id FROM planned) AS written"""
+    SELECT ARRAY(SELECT lead_id FROM moved) AS moved, ARRAY(SELECT id FROM planned) AS written"""
 )
 
 
-async def enter_stage(
-    conn: asyncpg.Connection,
-    lead_id: UUID,
-    funnel_id: str,
-    stage: str,
-    at: datetime,
-    plans: list[TouchPlan] | None = None,
-    *,
-    cause_event_id: str = "",
-    trace_context: dict[str, str] | None = None,
-) -> tuple[bool, list[bool]]:
-    """Record the lead's stage unless a later move is already known (out-of-order safe) and,
-    when it was recorded, cancel the touches that need another stage and schedule `plans`
-    (the new stage's touches, as `schedule_many`): one statement, a round trip per stage
-    change for what was three. Whether the stage was recorded, and for each plan whether
-    it was scheduled (none is when the stage was not)."""
-    plans = plans or []
-    ids = [uuid4() for _ in plans]
+async def enter_stages(
+    conn: asyncpg.Connection, moves: Sequence[Move], planned: Sequence[Planned]
+) -> tuple[set[UUID], list[list[bool]]]:
+    """Record each lead's stage unless a later move is already known (out-of-order safe)
+    and, for each lead whose stage was recorded, cancel the touches that need another stage
+    and schedule its `planned` touches (as `schedule`): one statement for any number of
+    leads, each moved once (`planned` may leave some out). The leads whose stage was
+    recorded, and for each of `planned`, for each plan, whether it was scheduled (none is
+    when its lead's stage was not)."""
+    assert len({m.lead_id for m in moves}) == len(moves), "one move per lead"
     row = await conn.fetchrow(
-        _ENTER_STAGE,
-        *_plan_args(ids, lead_id, plans, cause_event_id, trace_context or {}),
-        funnel_id,
-        stage,
-        at,
+        _ENTER_STAGES,
+        *_plan_args(planned),
+        [m.lead_id for m in moves],
+        [m.funnel_id for m in moves],
+        [m.stage for m in moves],
+        [m.at for m in moves],
     )
     assert row is not None
     inserted = set(row["written"])
-    return bool(row["moved"]), [touch_id in inserted for touch_id in ids]
+    return set(row["moved"]), [p.written(inserted) for p in planned]
 
 
-async def record_activity(
-    conn: asyncpg.Connection, lead_id: UUID, activity_type: str, at: datetime
-) -> tuple[str | None, str | None]:
-    """An activity in one statement: its last time kept, the touches it makes moot (the
-    person did what they were nudging them to, e.g. bought) cancelled, and the lead's funnel
-    and stage as they were before it (None, None: not known yet)."""
-    row = await conn.fetchrow(
-        """WITH seen AS (
+@dataclass(frozen=True)
+class Activity:
+    """A lead's activity of `activity_type` at `at`."""
+
+    lead_id: UUID
+    activity_type: str
+    at: datetime
+
+
+async def record_activities(
+    conn: asyncpg.Connection, activities: Sequence[Activity]
+) -> dict[UUID, tuple[str | None, str | None]]:
+    """Activities, one per lead, in one statement: each one's last time kept, the touches it
+    makes moot (the person did what they were nudging them to, e.g. bought) cancelled; and
+    each lead's funnel and stage as they were before it ((None, None): not known yet)."""
+    assert len({a.lead_id for a in activities}) == len(activities), "one activity per lead"
+    rows = await conn.fetch(
+        """WITH a AS (
+               SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[])
+                   AS a (lead_id, activity_type, at)),
+           seen AS (
                INSERT INTO lead_activities (lead_id, activity_type, last_at)
-               VALUES ($1, $2, $3)
+               SELECT lead_id, activity_type, at FROM a
                ON CONFLICT (lead_id, activity_type)
-               DO UPDATE SET last_at = greatest(lead_activities.last_at, $3)),
+               DO UPDATE SET last_at = greatest(lead_activities.last_at, excluded.last_at)),
            moot AS (
-               UPDATE touches SET status = 'cancelled', reason = $2 || ' since the trigger'
-               WHERE lead_id = $1 AND status = 'scheduled' AND $2 = ANY(cancel_on)
-                 AND triggered_at <= $3)
-           SELECT s.funnel_id, s.stage
-           FROM (SELECT 1) AS one LEFT JOIN lead_state s ON s.lead_id = $1""",
-        lead_id,
-        activity_type,
-        at,
+               UPDATE touches t
+               SET status = 'cancelled', reason = a.activity_type || ' since the trigger'
+               FROM a
+               WHERE t.lead_id = a.lead_id AND t.status = 'scheduled'
+                 AND a.activity_type = ANY(t.cancel_on) AND t.triggered_at <= a.at)
+           SELECT a.lead_id, s.funnel_id, s.stage
+           FROM a LEFT JOIN lead_state s ON s.lead_id = a.lead_id""",
+        [a.lead_id for a in activities],
+        [a.activity_type for a in activities],
+        [a.at for a in activities],
     )
-    assert row is not None
-    return row["funnel_id"], row["stage"]
+    return {r["lead_id"]: (r["funnel_id"], r["stage"]) for r in rows}
 
 
 async def move_to(conn: asyncpg.Connection, survivor: UUID, other: UUID) -> int:
