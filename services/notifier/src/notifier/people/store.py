@@ -112,8 +112,10 @@ async def scores(
                SELECT * FROM unnest($1::uuid[], $2::text[], $3::float8[], $4::timestamptz[])
                    AS u (lead_id, temperature, score, at)),
            before AS (
-               SELECT s.lead_id, s.funnel_id, s.stage, s.temperature
-               FROM lead_state s JOIN u ON u.lead_id = s.lead_id),
+               SELECT u.lead_id, s.funnel_id, s.stage, s.temperature
+               FROM u CROSS JOIN LATERAL (
+                   SELECT funnel_id, stage, temperature FROM lead_state
+                   WHERE lead_id = u.lead_id OFFSET 0) AS s),
            scored AS (
                INSERT INTO lead_state (lead_id, temperature, score, scored_at)
                SELECT lead_id, temperature, score, at FROM u

@@ -133,9 +133,9 @@ _MOVED = """WITH moved AS (
         RETURNING lead_id, stage),
     left_stage AS (
         UPDATE touches t SET status = 'cancelled', reason = 'left stage ' || t.requires_stage
-        FROM moved m
-        WHERE t.lead_id = m.lead_id AND t.status = 'scheduled'
-          AND t.requires_stage IS NOT NULL AND t.requires_stage <> m.stage)"""
+        WHERE t.lead_id = ANY($18::uuid[]) AND t.status = 'scheduled'
+          AND t.requires_stage IS NOT NULL
+          AND t.requires_stage <> (SELECT m.stage FROM moved m WHERE m.lead_id = t.lead_id))"""
 _ENTER_STAGES = (  # constant text: this module's fragments only
     _MOVED  # noqa: S608
     + """,
@@ -198,10 +198,13 @@ async def record_activities(
                UPDATE touches t
                SET status = 'cancelled', reason = a.activity_type || ' since the trigger'
                FROM a
-               WHERE t.lead_id = a.lead_id AND t.status = 'scheduled'
+               WHERE t.lead_id = ANY($1::uuid[]) AND t.status = 'scheduled'
+                 AND a.lead_id = t.lead_id
                  AND a.activity_type = ANY(t.cancel_on) AND t.triggered_at <= a.at)
            SELECT a.lead_id, s.funnel_id, s.stage
-           FROM a LEFT JOIN lead_state s ON s.lead_id = a.lead_id""",
+           FROM a LEFT JOIN LATERAL (
+               SELECT funnel_id, stage FROM lead_state WHERE lead_id = a.lead_id OFFSET 0
+           ) AS s ON true""",
         [a.lead_id for a in activities],
         [a.activity_type for a in activities],
         [a.at for a in activities],
