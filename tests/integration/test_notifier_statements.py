@@ -176,10 +176,10 @@ async def test_a_poll_asks_once_for_its_leads_and_the_playbooks_revision(h: Harn
     assert _reads_playbooks(statements) == 0
     assert sum("FROM erased_leads" in s for s in statements) == 1
     assert sum("pg_notify" in s for s in statements) == 1  # one wake-up for the poll
-    # BEGIN; the leads' facts and the playbooks' revision; per lead its contact, and its
-    # stage with the touches it cancels and the ones it schedules (one statement); the
-    # sender's wake-up; COMMIT.
-    assert len(statements) == 1 + 1 + 3 * 2 + 1 + 1, statements
+    # BEGIN; a plan per call for the poll (decision 0090); the leads' facts and the
+    # playbooks' revision; per lead its contact, and its stage with the touches it cancels
+    # and the ones it schedules (one statement); the sender's wake-up; COMMIT.
+    assert len(statements) == 1 + 1 + 1 + 3 * 2 + 1 + 1, statements
     fused = [s for s in statements if s.startswith("WITH moved AS") and "INTO touches" in s]
     assert len(fused) == 3
 
@@ -234,8 +234,9 @@ async def test_a_polls_stage_changes_activities_and_scores_take_a_statement_each
         assert sum(s.startswith("WITH moved AS") for s in statements) == 1, statements
         assert sum("INTO lead_activities" in s for s in statements) == 1, statements
         assert sum("INTO lead_state (lead_id, temperature" in s for s in statements) == 1
-    # BEGIN; the leads' facts; the three waves' statements; the sender's wake-up; COMMIT.
-    assert len(three) == len(six) == 1 + 1 + 3 + 1 + 1, six
+    # BEGIN; a plan per call; the leads' facts; the three waves' statements; the sender's
+    # wake-up; COMMIT.
+    assert len(three) == len(six) == 1 + 1 + 1 + 3 + 1 + 1, six
     rows = await h.pool.fetch(
         "SELECT lead_id, stage, temperature FROM lead_state WHERE lead_id = ANY($1)", leads
     )

@@ -45,6 +45,17 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """No reset query: asyncpg still rolls back an open transaction and drops listeners."""
 
 
+async def plan_each_call(conn: asyncpg.Connection) -> None:
+    """Until the end of the caller's transaction, plan each statement for its own arguments.
+
+    For statements that join arrays of many keys to tables that grow from empty: a generic
+    plan made at the first call on a nearly empty table sizes that table from its few pages
+    and may read all of it, for good, once it has grown (until an ANALYZE replans it). A
+    plan made for each call sees the array's length and the table's size at that moment:
+    a fraction of a millisecond a statement (docs/decisions/0090)."""
+    await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+
+
 def server_settings(schema: str, plan_cache_mode: PlanCacheMode = GENERIC_PLANS) -> dict[str, str]:
     """A service connection's session settings: its schema first on the search path, its
     name in pg_stat_activity, and how PostgreSQL plans its prepared statements.

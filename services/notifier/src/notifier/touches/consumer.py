@@ -26,6 +26,7 @@ from funnel_contracts import (
     StageChanged,
 )
 from funnel_contracts.lead_reader import LEAD_DETAIL_EVENTS, lead_details
+from funnel_servicekit.db import plan_each_call
 from funnel_servicekit.inbox import Delivery, consume_span
 from funnel_servicekit.runtime import Worker
 from funnel_servicekit.telemetry import spans_recorded, unrecorded_child_headers
@@ -55,6 +56,7 @@ async def handle(
     conn: asyncpg.Connection, envelope: Envelope, event: EventData, *, outbox: Outbox = OUTBOX
 ) -> None:
     """One event inside the inbox transaction (the kit's record-by-record path)."""
+    await plan_each_call(conn)
     await _apply(service.Consuming(UnitOfWork(conn, outbox)), envelope, event)
 
 
@@ -72,6 +74,8 @@ async def handle_batch(
     revision moved), each wake-up is sent once (`wake_within`: see `Consuming`), and no span
     is made where none would be recorded (the touches still carry each event's trace). The
     events themselves go through the same use cases as one at a time."""
+    # The waves join many leads to tables that grow from empty (docs/decisions/0090).
+    await plan_each_call(conn)
     ids = {d.event.lead_id for d in deliveries}
     ids |= {d.event.merged_lead_id for d in deliveries if isinstance(d.event, LeadMerged)}
     batch = await service.Consuming.load(
