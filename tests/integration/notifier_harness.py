@@ -23,7 +23,15 @@ from uuid import UUID, uuid4
 import asyncpg
 import httpx
 
-from funnel_contracts import Consent, Envelope, EventData, LeadCaptured, StageChanged
+from funnel_contracts import (
+    ActivityRecorded,
+    Consent,
+    Envelope,
+    EventData,
+    LeadCaptured,
+    LeadScored,
+    StageChanged,
+)
 from funnel_devstack.mailbox import MailboxServer
 from funnel_servicekit import migrations
 from funnel_servicekit.db import create_pool
@@ -76,6 +84,39 @@ def entered(
         reason="test",
         changed_at=datetime.now(UTC),
     )
+
+
+def did(lead_id: UUID, activity_type: str, at: datetime | None = None) -> ActivityRecorded:
+    at = at or datetime.now(UTC)
+    return ActivityRecorded(
+        lead_id=lead_id,
+        activity_id=uuid4(),
+        activity_type=activity_type,
+        occurred_at=at,
+        recorded_at=at,
+    )
+
+
+def scored(lead_id: UUID, temperature: str, previous: str | None = None) -> LeadScored:
+    return LeadScored(
+        lead_id=lead_id,
+        funnel_id="digital-sales",
+        score=90 if temperature == "hot" else 30,
+        fit_score=40,
+        engagement_score=50,
+        temperature=temperature,
+        previous_temperature=previous,
+        scored_at=datetime.now(UTC),
+    )
+
+
+def a_wave_each(leads: list[UUID], activity_type: str) -> list[EventData]:
+    """For each lead in turn: it enters the first stage, does `activity_type`, turns warm."""
+    return [
+        event
+        for lead in leads
+        for event in (entered(lead, "awareness", 0), did(lead, activity_type), scored(lead, "warm"))
+    ]
 
 
 @dataclass

@@ -21,19 +21,24 @@ import asyncpg
 import pytest
 
 from funnel_contracts import (
-    ActivityRecorded,
     Consent,
     EventData,
     LeadCapturedV2,
     LeadErased,
     LeadMerged,
-    LeadScored,
 )
 from funnel_contracts.examples import lead_captured_v2
 from funnel_contracts.sealed import PersonalData
 from funnel_devstack.stack import Stack
 from notifier.touches import consumer
-from tests.integration.notifier_harness import Harness, captured, entered, notifier_harness
+from tests.integration.notifier_harness import (
+    Harness,
+    captured,
+    did,
+    entered,
+    notifier_harness,
+    scored,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -70,29 +75,6 @@ def _test_lead(lead_id: UUID) -> LeadCapturedV2:
     )
 
 
-def _hot(lead: UUID, previous: str | None, temperature: str = "hot") -> LeadScored:
-    return LeadScored(
-        lead_id=lead,
-        funnel_id="digital-sales",
-        score=90,
-        fit_score=40,
-        engagement_score=50,
-        temperature=temperature,
-        previous_temperature=previous,
-        scored_at=datetime.now(UTC),
-    )
-
-
-def _did(lead: UUID, activity_type: str, at: datetime) -> ActivityRecorded:
-    return ActivityRecorded(
-        lead_id=lead,
-        activity_id=uuid4(),
-        activity_type=activity_type,
-        occurred_at=at,
-        recorded_at=at,
-    )
-
-
 def _story(p: dict[str, UUID]) -> tuple[list[EventData], list[EventData]]:
     """What happened before the batch, and the batch: every kind of event the handler takes
     apart from scores, owners and leaks, interleaved across people as a poll mixes them."""
@@ -115,23 +97,17 @@ def _story(p: dict[str, UUID]) -> tuple[list[EventData], list[EventData]]:
         entered(p["active"], "awareness", 0),
         entered(p["tester"], "awareness", 0),
         entered(p["erased_mid"], "awareness", 0),
-        ActivityRecorded(
-            lead_id=p["active"],
-            activity_id=uuid4(),
-            activity_type="page_view",
-            occurred_at=now,
-            recorded_at=now,
-        ),
+        did(p["active"], "page_view", now),
         entered(p["active"], "interest", 1, "awareness"),
-        _hot(p["active"], previous="warm"),  # turns hot: the sales task
-        _hot(p["active"], previous=None),  # stays hot (what the notifier saw last): no new task
+        scored(p["active"], "hot", previous="warm"),  # turns hot: the sales task
+        scored(p["active"], "hot"),  # stays hot (what the notifier saw last): no new task
         captured(p["shopper"], email="shop@example.com", consent=("marketing",)),
         entered(p["shopper"], "awareness", 0),
-        _did(p["shopper"], "cart_abandoned", now),  # two reminders scheduled
-        _hot(p["plain"], previous="cold"),  # another lead's score in the same poll
-        _did(p["shopper"], "checkout_started", now + timedelta(seconds=1)),  # cancels them
-        _hot(p["shopper"], previous=None, temperature="warm"),
-        _did(p["shopper"], "purchase_completed", now + timedelta(seconds=2)),  # two more
+        did(p["shopper"], "cart_abandoned", now),  # two reminders scheduled
+        scored(p["plain"], "hot", previous="cold"),  # another lead's score in the same poll
+        did(p["shopper"], "checkout_started", now + timedelta(seconds=1)),  # cancels them
+        scored(p["shopper"], "warm"),
+        did(p["shopper"], "purchase_completed", now + timedelta(seconds=2)),  # two more
         captured(p["late"], email="late@example.com"),
         late_move,
         entered(p["late"], "awareness", 0),  # older than the move before it: changes nothing

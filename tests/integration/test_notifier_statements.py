@@ -22,7 +22,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import pytest
 
-from funnel_contracts import ActivityRecorded, Envelope, EventData, LeadErased, LeadScored
+from funnel_contracts import Envelope, EventData, LeadErased
 from funnel_contracts.sealed import new_data_key
 from funnel_devstack.stack import Stack
 from funnel_servicekit.db import create_pool
@@ -34,7 +34,13 @@ from notifier.playbooks.service import PlaybookCache
 from notifier.touches import consumer
 from notifier.touches.consumer import handle_batch
 from notifier.touches.worker import TouchSender
-from tests.integration.notifier_harness import Harness, captured, entered, notifier_harness
+from tests.integration.notifier_harness import (
+    Harness,
+    a_wave_each,
+    captured,
+    entered,
+    notifier_harness,
+)
 from tests.integration.test_notifier_key_service_down import KeyService, captured_v2
 
 pytestmark = pytest.mark.integration
@@ -195,37 +201,10 @@ async def test_a_polls_stage_changes_activities_and_scores_take_a_statement_each
 
     async def poll_of(n: int) -> tuple[list[str], list[UUID]]:
         leads = [uuid4() for _ in range(n)]
-        now = datetime.now(UTC)
         async with counted_pool(h) as counted:
             await _poll(counted.pool, cache, *(captured(lead) for lead in leads))
             with counted.counting() as statements:
-                await _poll(
-                    counted.pool,
-                    cache,
-                    *(
-                        event
-                        for lead in leads
-                        for event in (
-                            entered(lead, "awareness", 0),
-                            ActivityRecorded(
-                                lead_id=lead,
-                                activity_id=uuid4(),
-                                activity_type="page_view",
-                                occurred_at=now,
-                                recorded_at=now,
-                            ),
-                            LeadScored(
-                                lead_id=lead,
-                                funnel_id="digital-sales",
-                                score=30,
-                                fit_score=10,
-                                engagement_score=20,
-                                temperature="warm",
-                                scored_at=now,
-                            ),
-                        )
-                    ),
-                )
+                await _poll(counted.pool, cache, *a_wave_each(leads, "page_view"))
         return statements, leads
 
     three, _ = await poll_of(3)

@@ -18,13 +18,12 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
 
-from funnel_contracts import ActivityRecorded, Envelope, LeadScored
+from funnel_contracts import Envelope
 from funnel_devstack.stack import Stack
 from funnel_servicekit.db import create_pool
 from funnel_servicekit.inbox import Delivery
@@ -33,7 +32,7 @@ from notifier.playbooks.service import PlaybookCache
 from notifier.touches import consumer
 from notifier.touches.consumer import OUTBOX, _apply_in_waves, handle_batch
 from notifier.touches.service import Consuming
-from tests.integration.notifier_harness import Harness, entered, notifier_harness
+from tests.integration.notifier_harness import Harness, a_wave_each, notifier_harness
 
 pytestmark = pytest.mark.integration
 
@@ -78,30 +77,7 @@ async def _wave_plans(h: Harness, *, through_consumer: bool) -> tuple[list[str],
 
             async def poll() -> list[UUID]:
                 leads = [uuid4() for _ in range(LEADS)]
-                now = datetime.now(UTC)
-                events = [
-                    event
-                    for lead in leads
-                    for event in (
-                        entered(lead, "awareness", 0),
-                        ActivityRecorded(
-                            lead_id=lead,
-                            activity_id=uuid4(),
-                            activity_type="purchase_completed",
-                            occurred_at=now,
-                            recorded_at=now,
-                        ),
-                        LeadScored(
-                            lead_id=lead,
-                            funnel_id="digital-sales",
-                            score=30,
-                            fit_score=10,
-                            engagement_score=20,
-                            temperature="warm",
-                            scored_at=now,
-                        ),
-                    )
-                ]
+                events = a_wave_each(leads, "purchase_completed")
                 deliveries = [Delivery(e.topic, Envelope.of(e, source="test"), e) for e in events]
                 async with conn.transaction():
                     if through_consumer:
