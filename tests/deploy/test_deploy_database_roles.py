@@ -180,6 +180,7 @@ async def test_prod_bootstrap_on_postgresql_then_intake_migrated_as_the_job_does
         try:
             assert await app.fetchval("SHOW search_path") == "intake, public"
             assert await app.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+            assert await app.fetchval("SHOW random_page_cost") == "1.1"
             await app.execute("INSERT INTO rate_limit_buckets VALUES ('k', 1, true, now(), now())")
             assert await app.fetchval("SELECT count(*) FROM schema_migrations") > 0
             owned = await app.fetchval(

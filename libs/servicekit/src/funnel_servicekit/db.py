@@ -12,6 +12,12 @@ PlanCacheMode = Literal["force_generic_plan", "auto", "force_custom_plan"]
 # every call, so each is planned once per connection rather than on every call
 # (docs/decisions/0083).
 GENERIC_PLANS: PlanCacheMode = "force_generic_plan"
+# What PostgreSQL assumes a page read out of order costs, against 1.0 for a page read in
+# sequence. Its default, 4, prices a disk's seek; a service's hot tables are in memory (or on
+# SSD), where probing an index for a batch's few keys is far cheaper than reading the table.
+# With 4, the plan a statement keeps (made for an array of ten keys) read whole tables of a
+# few thousand rows for each batch (docs/decisions/0091).
+RANDOM_PAGE_COST = 1.1
 
 # The database cannot be reached now, or dropped the session: the same work may well succeed
 # shortly. The inbox retries a batch in place on these; an API answers 503 with Retry-After.
@@ -56,9 +62,14 @@ async def plan_each_call(conn: asyncpg.Connection) -> None:
     await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
 
 
-def server_settings(schema: str, plan_cache_mode: PlanCacheMode = GENERIC_PLANS) -> dict[str, str]:
+def server_settings(
+    schema: str,
+    plan_cache_mode: PlanCacheMode = GENERIC_PLANS,
+    random_page_cost: float = RANDOM_PAGE_COST,
+) -> dict[str, str]:
     """A service connection's session settings: its schema first on the search path, its
-    name in pg_stat_activity, and how PostgreSQL plans its prepared statements.
+    name in pg_stat_activity, and how PostgreSQL plans its prepared statements (when, and
+    what an index probe costs: `RANDOM_PAGE_COST`).
 
     asyncpg prepares every statement. With PostgreSQL's default (`auto`) a statement whose
     arguments are arrays (a batch's ids, an outbox batch) is planned again on every call
@@ -69,6 +80,7 @@ def server_settings(schema: str, plan_cache_mode: PlanCacheMode = GENERIC_PLANS)
         "search_path": f"{schema},public",
         "application_name": schema,
         "plan_cache_mode": plan_cache_mode,
+        "random_page_cost": str(random_page_cost),
     }
 
 
@@ -80,6 +92,7 @@ async def create_pool(
     max_size: int = 10,
     reset_on_release: bool = False,
     plan_cache_mode: PlanCacheMode = GENERIC_PLANS,
+    random_page_cost: float = RANDOM_PAGE_COST,
 ) -> asyncpg.Pool:
     """A pool whose connections see the service's own schema first (`server_settings`).
 
@@ -94,7 +107,7 @@ async def create_pool(
         max_size=max_size,
         init=_init_connection,
         reset=None if reset_on_release else _keep_session,
-        server_settings=server_settings(schema, plan_cache_mode),
+        server_settings=server_settings(schema, plan_cache_mode, random_page_cost),
         command_timeout=30,
     )
     assert pool is not None
@@ -102,9 +115,15 @@ async def create_pool(
 
 
 async def connect(
-    dsn: str, schema: str, *, plan_cache_mode: PlanCacheMode = GENERIC_PLANS
+    dsn: str,
+    schema: str,
+    *,
+    plan_cache_mode: PlanCacheMode = GENERIC_PLANS,
+    random_page_cost: float = RANDOM_PAGE_COST,
 ) -> asyncpg.Connection:
     """One connection with the same settings as the pool's (for LISTEN and migrations)."""
-    conn = await asyncpg.connect(dsn, server_settings=server_settings(schema, plan_cache_mode))
+    conn = await asyncpg.connect(
+        dsn, server_settings=server_settings(schema, plan_cache_mode, random_page_cost)
+    )
     await _init_connection(conn)
     return conn

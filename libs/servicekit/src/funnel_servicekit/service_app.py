@@ -91,6 +91,7 @@ def create_service_app(
                 max_size=settings.db_pool_max_size,
                 reset_on_release=settings.db_pool_reset_on_release,
                 plan_cache_mode=settings.db_plan_cache_mode,
+                random_page_cost=settings.db_random_page_cost,
             ),
         )
         runtime.producer = create_producer(settings.kafka_bootstrap_servers, settings.service_name)

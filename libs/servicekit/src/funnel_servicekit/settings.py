@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from funnel_servicekit.db import RANDOM_PAGE_COST
+
 UNSAFE_KEYS = {"changethis", "admin", "secret", "funnel", "password"}
 MIN_KEY_LENGTH = 24
 
@@ -80,6 +82,11 @@ class ServiceSettings(KafkaClientSettings):
     """How PostgreSQL plans the service's prepared statements: once per connection
     (`force_generic_plan`), or PostgreSQL's own choice (`auto`), which plans a statement over
     short arrays again on every call (docs/decisions/0083)."""
+    db_random_page_cost: float = Field(default=RANDOM_PAGE_COST, gt=0, le=100)
+    """What PostgreSQL assumes an out-of-order page read costs in the service's sessions
+    (1.0 a page read in sequence; PostgreSQL's default is 4, a disk's seek): 1.1 suits tables
+    kept in memory or on SSD, and makes a batch's statements probe indexes rather than read
+    whole tables of a few thousand rows (docs/decisions/0091)."""
     db_pool_reset_on_release: bool = False
     """Reset session state (asyncpg's RESET ALL, UNLISTEN *, advisory unlock, CLOSE ALL) when
     a connection goes back to the pool: a round trip and four statements per use. Off: no
