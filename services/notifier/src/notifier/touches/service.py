@@ -170,15 +170,11 @@ async def enter_stages(
     # The new stage's touches depend on the event alone: planned first, then the stages
     # recorded, the touches that need another one cancelled and these written (for the
     # leads whose stage was recorded), in one statement.
-    planned = [
-        store.Planned(
-            c.event.lead_id,
-            plans := await _plans(batch, c, funnel_id=c.event.funnel_id, stage=c.event.to_stage),
-            c.id,
-            c.trace_context() if plans else {},
-        )
-        for c in causes
-    ]
+    planned: list[store.Planned] = []
+    for c in causes:
+        plans = await _plans(batch, c, funnel_id=c.event.funnel_id, stage=c.event.to_stage)
+        trace = c.trace_context() if plans else {}
+        planned.append(store.Planned(c.event.lead_id, plans, c.id, trace))
     moves = [
         store.Move(c.event.lead_id, c.event.funnel_id, c.event.to_stage, c.event.changed_at)
         for c in causes
