@@ -101,8 +101,9 @@ async def _apply_in_waves(batch: service.Consuming, deliveries: Sequence[Deliver
     events keep their order (those of different leads are independent), and a wave's stage
     changes, activities and scores go to PostgreSQL in one statement each (with one more
     for the touches its activities and scores schedule) instead of one or two per event
-    (docs/decisions/0090). A merge, which concerns two leads, comes alone (see
-    `handle_batch`)."""
+    (docs/decisions/0090). A merge, which concerns two leads, starts a new run of waves
+    (see `handle_batch`): it is the first event of that run, so it meets both leads as the
+    events before it left them."""
     queues: dict[UUID, deque[Delivery]] = {}
     for d in deliveries:
         queues.setdefault(d.event.lead_id, deque()).append(d)
