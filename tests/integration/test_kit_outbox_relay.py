@@ -299,6 +299,49 @@ async def test_a_lingering_relay_reads_the_commits_of_its_linger_at_once(
         assert positions == [0, 1, 2, 3]
 
 
+async def test_a_busy_relay_reads_no_sooner_than_its_read_interval(
+    infra: Stack, db: Db, topic: str
+) -> None:
+    """After a read that answered several commits (a busy moment), the commits that come
+    within the read interval after it go out together in the next read; each event once and
+    in order."""
+    lead = uuid.uuid4()
+
+    async def commit(position: int) -> None:
+        async with db.pool.acquire() as conn, conn.transaction():
+            await enqueue(
+                conn, db.schema, stage_changed(lead, position), source=SOURCE, topic=topic
+            )
+
+    async with producer_for(infra) as producer:
+        relay = BatchSizesRelay(
+            db.pool,
+            producer,
+            dsn=db.dsn,
+            schema=db.schema,
+            poll_seconds=30,
+            linger_seconds=0.3,
+            read_interval_seconds=2.0,
+        )
+        async with running(relay):
+            await eventually(lambda: _value(relay.listening), bool, what="listening")
+            await asyncio.sleep(0.2)  # its first (empty) batch is done: it sleeps
+            await commit(0)
+            await commit(1)  # within the linger: one read answers both (busy)
+            await eventually(lambda: _value(relay.sizes), lambda s: s == [2], what="read")
+            for position in range(2, 5):  # after a linger each, within the interval
+                await asyncio.sleep(0.4)
+                await commit(position)
+            await eventually(lambda: _value(sum(relay.sizes)), lambda n: n == 5, what="all")
+        assert relay.sizes == [2, 3]
+    records = await read_all(infra.kafka_bootstrap, topic)
+    positions = [
+        parse_event("funnel.stage.changed.v1", json.loads(r.value)).to_stage_position  # type: ignore[attr-defined]
+        for r in records
+    ]
+    assert positions == [0, 1, 2, 3, 4]
+
+
 async def test_relay_publishes_by_polling_when_listen_is_unavailable(
     infra: Stack, db: Db, topic: str
 ) -> None:

@@ -135,6 +135,48 @@ async def test_a_wake_up_lingers_so_one_step_takes_the_wake_ups_of_that_while() 
         assert asyncio.get_running_loop().time() - started < 0.3
 
 
+async def test_after_a_busy_step_a_wake_up_waits_for_the_interval_after_a_quiet_one_not() -> None:
+    """With `wake_interval_seconds`, after a step that answered several wake-ups (a busy
+    moment), the next woken step begins no sooner than the interval after that one began;
+    after a step that answered one wake-up, a wake-up waits only the linger, however soon."""
+
+    class Timed(PollLoop):
+        def __init__(self) -> None:
+            super().__init__(
+                "timed",
+                poll_seconds=3600,
+                batch_size=10,
+                wake_linger_seconds=0.01,
+                wake_interval_seconds=1.0,
+            )
+            self.began: list[float] = []
+
+        async def step(self) -> int:
+            self.began.append(asyncio.get_running_loop().time())
+            return 0
+
+    loop = Timed()
+    task = asyncio.create_task(loop.run())
+    await asyncio.sleep(0.05)
+    assert len(loop.began) == 1
+    for _ in range(3):  # three commits at once: one step answers them (busy)
+        loop.wake()
+    await asyncio.sleep(0.1)
+    assert len(loop.began) == 2
+    loop.wake()  # soon after the busy step: waits for the interval
+    await asyncio.sleep(1.2)
+    assert len(loop.began) == 3, loop.began
+    assert loop.began[2] - loop.began[1] >= 1.0
+    woken = asyncio.get_running_loop().time()
+    loop.wake()  # soon after a step that answered one wake-up: the linger only
+    await asyncio.sleep(0.5)
+    assert len(loop.began) == 4, loop.began
+    assert loop.began[3] - woken < 0.5
+    assert loop.began[3] - loop.began[2] < 1.0
+    loop.stop()
+    await asyncio.wait_for(task, 1)
+
+
 class _OpenConnection:
     def is_closed(self) -> bool:
         return False

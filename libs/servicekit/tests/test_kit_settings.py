@@ -139,19 +139,24 @@ def test_fetch_min_bytes_and_the_relays_linger_are_read_and_have_their_defaults(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """By default a record ends a fetch at once and the relay reads 5 ms after a NOTIFY
-    (decision 0079); FUNNEL_KAFKA_FETCH_MIN_BYTES and FUNNEL_OUTBOX_LINGER_MS change that."""
+    (decision 0079), and no sooner than 25 ms after its last read (decision 0092);
+    FUNNEL_KAFKA_FETCH_MIN_BYTES, FUNNEL_OUTBOX_LINGER_MS and FUNNEL_OUTBOX_READ_INTERVAL_MS
+    change that."""
     from funnel_servicekit.kafka import consumer_tuning
 
     default = ServiceSettings()
     assert consumer_tuning(default) == {"fetch_max_wait_ms": 500, "fetch_min_bytes": 1}
     assert default.outbox_linger_ms == 5
+    assert default.outbox_read_interval_ms == 25
     monkeypatch.setenv("FUNNEL_KAFKA_FETCH_MIN_BYTES", "4096")
     monkeypatch.setenv("FUNNEL_KAFKA_FETCH_MAX_WAIT_MS", "20")
     monkeypatch.setenv("FUNNEL_OUTBOX_LINGER_MS", "0")
+    monkeypatch.setenv("FUNNEL_OUTBOX_READ_INTERVAL_MS", "0")
     tuned = ServiceSettings()
     assert consumer_tuning(tuned) == {"fetch_max_wait_ms": 20, "fetch_min_bytes": 4096}
     assert consumer_tuning() == {"fetch_max_wait_ms": 20, "fetch_min_bytes": 4096}
     assert tuned.outbox_linger_ms == 0
+    assert tuned.outbox_read_interval_ms == 0
     monkeypatch.setenv("FUNNEL_KAFKA_FETCH_MIN_BYTES", "0")
     with pytest.raises(ValidationError, match="kafka_fetch_min_bytes"):
         ServiceSettings()

@@ -17,6 +17,7 @@ import abc
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -63,11 +64,20 @@ class PollLoop(abc.ABC):
         max_error_pause_seconds: float = MAX_ERROR_PAUSE_SECONDS,
         listening_poll_seconds: float | None = None,
         wake_linger_seconds: float = 0.0,
+        wake_interval_seconds: float = 0.0,
     ) -> None:
         self.name = name
         # After a wake-up, wait this long before the batch, so that one batch carries the
         # work of the wake-ups that come meanwhile (several commits, one read).
         self.wake_linger_seconds = wake_linger_seconds
+        # And, after a batch that answered more than one wake-up (several commits within
+        # its linger: a busy moment), start the next woken batch no sooner than this after
+        # that one started, so that it takes the wake-ups of that while too; after a batch
+        # that answered one, or none, a wake-up waits only the linger (docs/decisions/0092).
+        self.wake_interval_seconds = wake_interval_seconds
+        self._busy_batch_started = -math.inf
+        self._wakes = 0  # wake-ups since the last batch began
+        self._answered = 0  # wake-ups the current batch answers
         self.poll_seconds = poll_seconds
         # While the LISTEN connection is up, NOTIFY brings new work: the timer is only the
         # fallback and may be longer (None: `poll_seconds` either way).
@@ -82,7 +92,7 @@ class PollLoop(abc.ABC):
                 listen.dsn,
                 listen.schema,
                 listen.channel,
-                self._wake.set,
+                self.wake,
                 retry_seconds=listen.retry_seconds,
             )
             if listen
@@ -120,6 +130,7 @@ class PollLoop(abc.ABC):
 
     def wake(self) -> None:
         """Do the next batch now (new work was committed)."""
+        self._wakes += 1
         self._wake.set()
 
     def stop(self) -> None:
@@ -136,6 +147,7 @@ class PollLoop(abc.ABC):
                 while not self._stopping.is_set():
                     if self._listener is not None:
                         await self._listener.ensure()
+                    started = asyncio.get_running_loop().time()
                     try:
                         handled = await self.step()
                     except self.transient_errors:
@@ -154,6 +166,8 @@ class PollLoop(abc.ABC):
                         await self.sleep(pause)
                         continue
                     failures = 0
+                    busy = self._answered > 1 or handled >= self.batch_size
+                    self._busy_batch_started = started if busy else -math.inf
                     if handled >= self.batch_size:
                         continue  # more is waiting
                     await self.sleep(await self._idle())
@@ -170,11 +184,20 @@ class PollLoop(abc.ABC):
 
     async def sleep(self, seconds: float) -> None:
         """Wait `seconds`, or until woken or stopped. Woken (not stopped), wait
-        `wake_linger_seconds` more: the wake-ups of that while are taken by the same batch (the
-        event is cleared after it, before the batch reads, so none is lost)."""
+        `wake_linger_seconds` more, and until `wake_interval_seconds` after the last batch
+        began if that is later and that batch answered more than one wake-up: the wake-ups
+        of that while are taken by the same batch (the event is cleared after it, before
+        the batch reads, so none is lost)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), max(seconds, 0.0))
-        if self._wake.is_set() and self.wake_linger_seconds > 0 and not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.wake_linger_seconds)
+        if self._wake.is_set() and not self._stopping.is_set():
+            now = asyncio.get_running_loop().time()
+            linger = max(
+                self.wake_linger_seconds,
+                self._busy_batch_started + self.wake_interval_seconds - now,
+            )
+            if linger > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), linger)
+        self._answered, self._wakes = self._wakes, 0
         self._wake.clear()

@@ -209,6 +209,7 @@ class OutboxRelay(PollLoop):
         listening_poll_seconds: float | None = None,
         delete_interval_seconds: float = 1.0,
         linger_seconds: float = 0.0,
+        read_interval_seconds: float = 0.0,
     ) -> None:
         super().__init__(
             "outbox-relay",
@@ -219,6 +220,9 @@ class OutboxRelay(PollLoop):
             max_error_pause_seconds=5.0,
             # After a NOTIFY: the commits of this while share one read and one produce batch.
             wake_linger_seconds=linger_seconds,
+            # Woken soon after a read, the next waits until this long after it: a busy
+            # moment's commits go out in fewer, larger reads and produce batches.
+            wake_interval_seconds=read_interval_seconds,
         )
         self.pool = pool
         # Replaced by a fresh one when the idempotent session is lost for good (see step()).

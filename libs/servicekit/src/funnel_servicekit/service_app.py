@@ -110,6 +110,7 @@ def create_service_app(
                 listening_poll_seconds=settings.outbox_listening_poll_seconds,
                 producer_factory=runtime.producer_factory,
                 linger_seconds=settings.outbox_linger_ms / 1000,
+                read_interval_seconds=settings.outbox_read_interval_ms / 1000,
             )
             runtime.workers = [Worker("outbox-relay", relay.run, relay.stop)]
             runtime.workers += list(workers(runtime) if workers else [])

@@ -117,6 +117,12 @@ class ServiceSettings(KafkaClientSettings):
     """How long the outbox relay waits after a NOTIFY before it reads, so that the commits of
     that while go out in one read and one produce batch (0: it reads at once). Each event
     waits up to this long more (docs/decisions/0079)."""
+    outbox_read_interval_ms: float = Field(default=25.0, ge=0, le=1000)
+    """The shortest time from one of the relay's reads to the next that a NOTIFY starts: a
+    relay woken again sooner waits until then, so that a busy moment's commits go out in
+    fewer, larger reads and produce batches, while a commit after a quiet while waits only
+    the linger. An event waits up to this long more on each relay it passes when its relay
+    is busy (0: only the linger; docs/decisions/0092)."""
     consumer_commit_interval_seconds: float = Field(default=1.0, ge=0)
     """How often a consumer commits its processed offsets to Kafka (0: after every poll). A
     crash redelivers at most this much, which the inbox turns into no-ops; a stop commits
