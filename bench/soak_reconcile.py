@@ -8,7 +8,7 @@ Three kinds of check, each a (name, expected, actual) row:
   updates, activities and clicks on the topics; one current stage per lead in the tracker, the
   stage the journey predicts; contacts and one sent welcome per lead in the notifier; lead
   states, the snapshot, the conversion steps and the revenue in reporting;
-- the mailbox: one .eml per welcome touch, no Message-ID twice (no touch sent twice);
+- the mailbox: one message per welcome touch, no Message-ID twice (no touch sent twice);
 - the dead-letter topics: exactly the records the caller injected as poison, once per
   consumer group that reads their topic, each with its reason header.
 """

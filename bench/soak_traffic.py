@@ -9,7 +9,7 @@ the next one):
   again (same activity ids) or a purchase with an order id already counted, which must be
   answered as duplicates;
 - a click: a person who viewed a page follows the tracked link of the email the notifier sent
-  them (read from the mailbox's .eml files), sometimes twice.
+  them (read from the mailbox's file), sometimes twice.
 
 The ledger holds what must then be true everywhere (bench/soak_reconcile.py checks it). Posts
 that fail for a transient reason (a service restarting, the database away) are retried with
@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from funnel_devstack.mailbox import read_raw_messages
 
 FORM_PATH = "/v1/forms/demo/submissions"
 FUNNEL_ID = "digital-sales"
@@ -142,7 +144,7 @@ class Traffic:
         self.stopped = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
-        self._mail_seen: set[str] = set()
+        self._mail_read = 0  # how far into the mailbox's file the scan has read
         self._clients: dict[str, httpx.AsyncClient] = {}
 
     async def __aenter__(self) -> Traffic:
@@ -364,11 +366,9 @@ class Traffic:
 
     def _scan_mail(self) -> None:
         by_email = self.ledger.people
-        for path in sorted(self.mail_dir.glob("*.eml")):
-            if path.name in self._mail_seen:
-                continue
-            self._mail_seen.add(path.name)
-            message = _PARSER.parsebytes(path.read_bytes())
+        new, self._mail_read = read_raw_messages(self.mail_dir, self._mail_read)
+        for raw in new:
+            message = _PARSER.parsebytes(raw)
             person = by_email.get(str(message["To"]).lower())
             body = message.get_body(("html", "plain"))
             link = _LINK.search(body.get_content()) if body is not None else None

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from funnel_devstack.mailbox import read_messages
 from funnel_devstack.processes import is_alive, read_state
 
 pytestmark = pytest.mark.e2e
@@ -102,7 +103,7 @@ def test_up_detach_runs_the_demo_and_down_stops_everything() -> None:
         ).json()["groups"]
         rates = {g["segment"]: g["overall_conversion"] for g in by_campaign}
         assert rates["autumn-sale"] < rates["brand-search"] / 2
-        assert len(list((root / "mail").glob("*.eml"))) >= 1
+        assert len(read_messages(root / "mail")) >= 1
     finally:
         down = _funnel(root, "down")
     assert "stopped postgres" in down

@@ -30,6 +30,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from funnel_contracts.topics import TOUCH_EVENTS
+from funnel_devstack.mailbox import read_raw_messages
 from funnel_devstack.stack import Stack
 from lead_intake.settings import IntakeSettings
 from lead_intake.webhooks.models import timed_signature
@@ -617,8 +618,7 @@ async def test_unknown_origins_get_no_cors_grant_and_store_nothing(stack: Stack)
 
 async def _welcome_mail(stack: Stack, address: str) -> bytes:
     async def find() -> bytes | None:
-        for path in sorted(stack.mail_dir.glob("*.eml")):
-            raw = path.read_bytes()
+        for raw in read_raw_messages(stack.mail_dir)[0]:
             if address.encode() in raw:
                 return raw
         return None

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from funnel_devstack.demo import run_demo, run_history
+from funnel_devstack.mailbox import SPOOL_FILE, read_raw_messages
 from funnel_devstack.processes import is_alive, read_state, terminate
 from funnel_devstack.stack import SERVICES, Stack, StackPorts
 
@@ -40,7 +41,7 @@ def _print_where_to_look(stack: Stack) -> None:
         print(f"  {name:<14} {stack.url(name)}   (API docs: {stack.url(name)}/docs)")
     print(f"  kafka          {stack.kafka_bootstrap}")
     print(f"  postgres       127.0.0.1:{stack.ports.postgres} (database funnel)")
-    print(f"  mail           every email sent lands as a file in {stack.mail_dir}")
+    print(f"  mail           every email sent lands in {stack.mail_dir / SPOOL_FILE} (an mbox)")
     print(f"  logs           {stack.logs}")
     print(f"  dashboard      {stack.url('reporting')}/dashboard#key={stack.admin_api_key}")
     ana = stack.team_keys["ana"]
@@ -87,8 +88,8 @@ async def _up(stack: Stack, demo: int, history_days: int = 0) -> None:
         for stage in result.snapshot.get("stages", []):
             print(f"    {stage['stage']:<12} {stage['leads']:>5}")
         mails = await _settled_mail_count(stack.mail_dir, result.unique_people)
-        print(f"  {mails} emails in {stack.mail_dir}: the welcomes (marketing touches wait")
-        print("  for consent, which the demo form does not ask for)")
+        print(f"  {mails} emails in {stack.mail_dir / SPOOL_FILE}: the welcomes (marketing touches")
+        print("  wait for consent, which the demo form does not ask for)")
         print(
             f"\nLook at the dashboard: {stack.url('reporting')}/dashboard#key={stack.admin_api_key}"
         )
@@ -100,7 +101,7 @@ async def _settled_mail_count(mail_dir: Path, at_least: int, timeout: float = 30
     deadline = loop.time() + timeout
 
     def count() -> int:
-        return len(list(mail_dir.glob("*.eml")))
+        return len(read_raw_messages(mail_dir)[0])
 
     found = await asyncio.to_thread(count)
     while found < at_least and loop.time() < deadline:

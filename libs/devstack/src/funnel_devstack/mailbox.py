@@ -1,4 +1,7 @@
-"""A real SMTP server that files each received message as one ``.eml`` file in a folder.
+"""A real SMTP server that appends each received message to one mailbox file in a folder.
+
+The file, ``<dir>/inbox.mbox``, is an mboxrd mailbox (readable as text, and by mail readers
+and Python's ``mailbox.mbox``); each message is durable on disk before the server's ``250``.
 
 Run it as its own process with ``python -m funnel_devstack.mailbox --port P --dir D``.
 
@@ -11,12 +14,11 @@ Fault tests make it refuse mail for a while: while the control file ``<dir>/.ref
 from __future__ import annotations
 
 import argparse
-import contextlib
 import email.policy
 import os
+import re
 import signal
 import threading
-import uuid
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -29,37 +31,84 @@ from aiosmtpd.controller import Controller
 
 from funnel_devstack.ports import free_port
 
+# Every message goes into one append-only file: an mboxrd mailbox whose separator lines also
+# give each message's length. Writing a file per message cost the kernel more CPU than
+# the SMTP conversation itself (a create in a folder of thousands and a rename, about 1 ms of
+# CPU a message), and the mailbox runs on the same cores as the stack in the capacity bench
+# (docs/decisions/0093).
+SPOOL_FILE = "inbox.mbox"
+_SEPARATOR = b"From funnel-mailbox "
+_QUOTE = re.compile(rb"^(>*From )", re.MULTILINE)
+_UNQUOTE = re.compile(rb"^>(>*From )", re.MULTILINE)
 
-def store_message(mail_dir: Path, data: bytes) -> Path:
-    """Write ``data`` atomically as ``<mail_dir>/<UTC timestamp>-<short uuid>.eml``, with
-    as few system calls as that takes (a capacity bench runs the mailbox beside the stack)."""
-    name = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:8]}"
-    target, tmp = f"{mail_dir}/{name}.eml", f"{mail_dir}/.incoming-{name}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+
+def _frame(data: bytes) -> bytes:
+    """One message as it is appended: ``From funnel-mailbox <length> <UTC time>``, the
+    message with its lines starting ``From `` (after any ``>``) quoted once more, a newline."""
+    quoted = _QUOTE.sub(rb">\1", data)
+    at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
+    return b"%s%d %s\n%s\n" % (_SEPARATOR, len(quoted), at, quoted)
+
+
+def _frames(raw: bytes, offset: int = 0) -> tuple[list[bytes], int]:
+    """The messages (as received) framed in ``raw`` from ``offset`` on, and where the first
+    one not yet complete (or the end) is."""
+    found: list[bytes] = []
+    while True:
+        eol = raw.find(b"\n", offset)
+        if eol < 0 or not raw.startswith(_SEPARATOR, offset):
+            if eol >= 0:
+                raise ValueError(f"not a separator line at byte {offset} of the mailbox file")
+            return found, offset
+        length = int(raw[offset + len(_SEPARATOR) : eol].split(b" ", 1)[0])
+        end = eol + 1 + length
+        if end + 1 > len(raw):
+            return found, offset  # still being written
+        found.append(_UNQUOTE.sub(rb"\1", raw[eol + 1 : end]))
+        offset = end + 1
+
+
+def read_raw_messages(mail_dir: Path, offset: int = 0) -> tuple[list[bytes], int]:
+    """The messages received in ``mail_dir`` from byte ``offset`` of its mailbox file on, each
+    as the bytes the client sent, oldest first; and the offset to read on from next time."""
     try:
-        fd = os.open(tmp, flags, 0o644)
-    except FileNotFoundError:  # the folder was removed under a running server
-        mail_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, flags, 0o644)
-    try:
-        try:
-            os.fchmod(fd, 0o644)  # readable by others whatever the umask, as before
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return Path(target)
+        raw = (mail_dir / SPOOL_FILE).read_bytes()
+    except FileNotFoundError:
+        return [], offset
+    return _frames(raw, offset)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+class Spool:
+    """The append-only mailbox file of one folder, for its one writer: each message written
+    with one ``write`` and made durable (``fdatasync``) before ``append`` returns. Opening it
+    cuts off a message left half written by a crash."""
+
+    def __init__(self, mail_dir: Path) -> None:
+        self.path = mail_dir / SPOOL_FILE
+        self._fd: int | None = None
+
+    def _open(self) -> int:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        raw = self.path.read_bytes()
+        _, complete = _frames(raw)
+        if complete < len(raw):
+            os.ftruncate(fd, complete)
+        return fd
+
+    def append(self, data: bytes) -> None:
+        if self._fd is None or not os.access(self.path, os.F_OK):
+            self.close()  # the file was removed under a running server: a new one
+            self._fd = self._open()
+        view = memoryview(_frame(data))
+        while view:
+            view = view[os.write(self._fd, view) :]
+        os.fdatasync(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 REFUSE_FILE = ".refuse"
@@ -90,21 +139,22 @@ def _refusal(mail_dir: Path) -> str | None:
 
 
 def read_messages(mail_dir: Path) -> list[EmailMessage]:
-    """Parse every ``.eml`` file in ``mail_dir``, oldest first."""
+    """Parse every message received in ``mail_dir``, oldest first."""
     parser = BytesParser(policy=email.policy.default)
     messages: list[EmailMessage] = []
-    for path in sorted(mail_dir.glob("*.eml")):
-        message = parser.parsebytes(path.read_bytes())
+    for raw in read_raw_messages(mail_dir)[0]:
+        message = parser.parsebytes(raw)
         assert isinstance(message, EmailMessage)
         messages.append(message)
     return messages
 
 
 class _StoreHandler:
-    """aiosmtpd handler: accept any recipient, store the DATA bytes as received."""
+    """aiosmtpd handler: accept any recipient, append the DATA bytes as received."""
 
     def __init__(self, mail_dir: Path) -> None:
         self.mail_dir = mail_dir
+        self.spool = Spool(mail_dir)
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
@@ -118,7 +168,7 @@ class _StoreHandler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         raw = envelope.original_content or envelope.content
         data = raw if isinstance(raw, bytes) else str(raw).encode("utf-8")
-        store_message(self.mail_dir, data)
+        self.spool.append(data)
         return "250 Message accepted for delivery"
 
 
@@ -129,6 +179,7 @@ class MailboxServer:
         self.mail_dir = mail_dir
         self.host = host
         self.port = port if port is not None else free_port(host)
+        self._handler = _StoreHandler(mail_dir)
         self._controller: Controller | None = None
 
     def start(self) -> None:
@@ -137,7 +188,7 @@ class MailboxServer:
             return
         self.mail_dir.mkdir(parents=True, exist_ok=True)
         controller = Controller(
-            _StoreHandler(self.mail_dir),
+            self._handler,
             hostname=self.host,
             port=self.port,
             loop=uvloop.new_event_loop(),  # its thread's loop: the C one, as the services'
@@ -150,6 +201,7 @@ class MailboxServer:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
+            self._handler.spool.close()
 
     def messages(self) -> list[EmailMessage]:
         """The messages received so far, oldest first."""
