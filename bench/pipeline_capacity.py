@@ -75,6 +75,22 @@ GIVE_UP_DRAIN_S = 30.0  # a step that needs longer ends the series
 SETTLE_S = 60.0  # how long a step's CPU reading waits for every consumer and outbox to drain
 ACTIVITY_AFTER_S = 1.0
 POLL_PERIOD_S = 0.02
+CALIBRATION_LOOPS = 2_000_000
+
+
+def calibration_ms() -> float:
+    """The CPU ms this thread takes for a fixed piece of pure-Python work (the median of
+    three), taken with the stack idle before a step: how fast the machine's cores run at that
+    moment. The host's other tenants change it from one hour to the next, and every
+    process's CPU per lead with it, so runs of the same code are compared through it."""
+    times = []
+    for _ in range(3):
+        started = time.thread_time()
+        total = 0
+        for i in range(CALIBRATION_LOOPS):
+            total += i * i
+        times.append(time.thread_time() - started)
+    return round(sorted(times)[1] * 1000, 1)
 
 
 # -- a tiny HTTP/1.1 client on asyncio streams -------------------------------------------------
@@ -548,6 +564,16 @@ class BesideCpu:
         }
 
 
+async def loop_lag(samples: list[float], stop: asyncio.Event, period: float = 0.005) -> None:
+    """How late this process's event loop runs a timer, in ms, every `period` until `stop`:
+    the load generator's own delay (a post sent late, a snapshot update read late), which
+    every latency of the step includes."""
+    while not stop.is_set():
+        due = time.perf_counter() + period
+        await asyncio.sleep(period)
+        samples.append((time.perf_counter() - due) * 1000)
+
+
 async def stack_step(
     stack: Stack, intake: RawClient, rate: int, seconds: float, run_id: str, *, poll: bool
 ) -> dict[str, Any]:
@@ -560,6 +586,7 @@ async def stack_step(
     try:
         if await wait_reaching(total, 0, 30) is None:
             raise RuntimeError("the snapshot never answered")
+        calibration = calibration_ms()
         base_total, base_interest = total.latest(), interest.latest()
         cpu_before = {name: tree_cpu_seconds(pid) for name, pid in pids.items() if pid}
         beside = BesideCpu(stack)
@@ -597,6 +624,9 @@ async def stack_step(
                     activity_sent.append(sent_at)
 
         count = int(rate * seconds)
+        lags: list[float] = []
+        lagging = asyncio.Event()
+        lag_monitor = asyncio.create_task(loop_lag(lags, lagging))
         start = time.perf_counter()
         for i in range(count):
             due = start + i / rate
@@ -604,6 +634,8 @@ async def stack_step(
             tasks.append(asyncio.create_task(lead(i, due)))
         await asyncio.gather(*tasks)
         step_end = time.perf_counter()
+        lagging.set()
+        await lag_monitor
         backlog = (base_total + len(lead_sent) - total.latest()) + (
             base_interest + len(activity_sent) - interest.latest()
         )
@@ -653,6 +685,13 @@ async def stack_step(
     result["form_statuses"] = dict(statuses)
     result["snapshot_followed_by"] = "poll" if poll else "stream"
     result["load_average_1m"] = round(os.getloadavg()[0], 2)
+    result["calibration_ms"] = calibration
+    lags.sort()
+    result["load_generator_lag_ms"] = {
+        "p50": round(lags[len(lags) // 2], 1) if lags else None,
+        "p99": round(lags[int(len(lags) * 0.99)], 1) if lags else None,
+        "max": round(lags[-1], 1) if lags else None,
+    }
     result["settled_after_s"] = round(settled_s, 2)
     result["beside_cpu_ms_per_lead"] = beside_cpu
     result["postgres_cpu_ms_per_lead"] = postgres_kinds
