@@ -76,7 +76,7 @@ class PollLoop(abc.ABC):
         # that answered one, or none, a wake-up waits only the linger (docs/decisions/0092).
         self.wake_interval_seconds = wake_interval_seconds
         self._busy_batch_started = -math.inf
-        self._wakes = 0  # wake-ups since the last batch began
+        self._wakes = 0  # wake-ups not yet answered by a batch (counted since the last one began)
         self._answered = 0  # wake-ups the current batch answers
         self.poll_seconds = poll_seconds
         # While the LISTEN connection is up, NOTIFY brings new work: the timer is only the
