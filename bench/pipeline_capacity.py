@@ -686,11 +686,9 @@ async def stack_step(
     result["snapshot_followed_by"] = "poll" if poll else "stream"
     result["load_average_1m"] = round(os.getloadavg()[0], 2)
     result["calibration_ms"] = calibration
-    lags.sort()
     result["load_generator_lag_ms"] = {
-        "p50": round(lags[len(lags) // 2], 1) if lags else None,
-        "p99": round(lags[int(len(lags) * 0.99)], 1) if lags else None,
-        "max": round(lags[-1], 1) if lags else None,
+        name: round(percentile(lags, q), 1) if lags else None
+        for name, q in (("p50", 50), ("p99", 99), ("max", 100))
     }
     result["settled_after_s"] = round(settled_s, 2)
     result["beside_cpu_ms_per_lead"] = beside_cpu

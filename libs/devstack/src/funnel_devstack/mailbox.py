@@ -70,12 +70,16 @@ def _frames(raw: bytes, offset: int = 0) -> tuple[list[bytes], int]:
 
 def read_raw_messages(mail_dir: Path, offset: int = 0) -> tuple[list[bytes], int]:
     """The messages received in ``mail_dir`` from byte ``offset`` of its mailbox file on, each
-    as the bytes the client sent, oldest first; and the offset to read on from next time."""
+    as the bytes the client sent, oldest first; and the offset to read on from next time.
+    Only the file from ``offset`` on is read."""
     try:
-        raw = (mail_dir / SPOOL_FILE).read_bytes()
+        with (mail_dir / SPOOL_FILE).open("rb") as f:
+            f.seek(offset)
+            raw = f.read()
     except FileNotFoundError:
         return [], offset
-    return _frames(raw, offset)
+    found, complete = _frames(raw)
+    return found, offset + complete
 
 
 class Spool:
