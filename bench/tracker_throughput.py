@@ -7,9 +7,13 @@ once onto a private broker's contract topics. Then, each round in a rotated orde
 - baseline: a bare AIOKafkaConsumer (fresh group, earliest, no auto-commit) reading the
   tracker's topics until it has seen every record; it decodes nothing and writes nothing;
 - tracker (batched): the real InboxConsumer with the tracker's batch handler, as the service
-  runs it: a partition's fetched batch in one transaction, inbox rows in one statement, the
+  runs it: a poll's fetched records in one transaction, inbox rows in one statement, the
   leads' states read in a few queries and written set-based, every event through the machine
-  in order (inbox, state, transitions, signals, outbox rows for stage.changed/lead.scored);
+  in order (inbox, state, transitions, signals, outbox rows for stage.changed/lead.scored),
+  two polls in flight (decision 0094: the next poll's leads read and moved while the one
+  ahead is written and committed);
+- tracker (serial): the same, one poll at a time (FUNNEL_CONSUMER_PIPELINED=false): what
+  the pipeline adds, measured in the same run;
 - tracker (per event): the same consumer and handler without the batch hook, the kit's
   record-by-record path (a savepoint and about ten statements per event): the design before
   the batch hook, measured in the same run;
@@ -22,7 +26,7 @@ Every record carries a traceparent of its own, as the services' outboxes write t
 (`--untraced`: none).
 
 Run: `.venv/bin/python -m bench.tracker_throughput [--leads 1000] [--rounds 2]
-[--targets bare,batched,per_event] [--untraced]`.
+[--targets bare,batched,serial,per_event] [--untraced]`.
 Results: bench/results/tracker-<stamp>.json and .md.
 """
 
@@ -62,19 +66,21 @@ from funnel_servicekit.kafka import ensure_topics
 from funnel_servicekit.telemetry import setup_tracing
 from stage_tracker.app import MIGRATIONS
 from stage_tracker.funnels.service import FunnelRegistry
-from stage_tracker.moves.consumer import HANDLED, TOPICS, EventHandler
+from stage_tracker.moves.consumer import HANDLED, TOPICS, EventHandler, poll_options
 from stage_tracker.settings import TrackerSettings
 
-TARGETS = ("bare", "batched", "per_event")
+TARGETS = ("bare", "batched", "serial", "per_event")
 # Printed when both targets ran: name -> (numerator, denominator) of the medians.
 RATIOS = {
     "ratio": ("batched", "bare"),
     "per_event_ratio": ("per_event", "bare"),
     "speedup": ("batched", "per_event"),
+    "pipeline_speedup": ("batched", "serial"),
 }
 LABELS = {
     "bare": "bare aiokafka consumer",
     "batched": "stage-tracker, batched",
+    "serial": "stage-tracker, batched, one poll at a time",
     "per_event": "stage-tracker, per event",
 }
 
@@ -105,7 +111,7 @@ def dataset(leads: int) -> list[EventData]:
 
 
 async def tracker_consumer(
-    stack: Stack, total: int, *, batched: bool
+    stack: Stack, total: int, *, batched: bool, pipelined: bool = False
 ) -> tuple[float, float, float]:
     """Events per second through the tracker's consumer, this process's CPU microseconds
     per event over the same span (the consumer runs here; PostgreSQL and Kafka do not), and
@@ -124,8 +130,13 @@ async def tracker_consumer(
         handler=handler,
         handled_types=HANDLED,
         batch_handler=handler.batch if batched else None,
-        # The service's setting when batched; the kit's default (200) before the batch hook.
-        max_poll_records=TrackerSettings().consumer_max_poll_records if batched else 200,
+        # As the service takes its polls when batched (`serial`: one at a time); the kit's
+        # defaults (200 records, a call per partition) before the batch hook.
+        **(
+            {**poll_options(TrackerSettings()), "pipelined": pipelined}
+            if batched
+            else {"max_poll_records": 200}
+        ),
     )
     # As the service starts (service_app): what exists before the first event is frozen out
     # of the collector's walks. Here that includes the bench's own dataset, which the service
@@ -186,7 +197,10 @@ async def measure(
                     rate = await bare_consumer(stack.kafka_bootstrap, TOPICS, len(events))
                 else:
                     rate, cpu_us, pg_us = await tracker_consumer(
-                        stack, len(events), batched=which == "batched"
+                        stack,
+                        len(events),
+                        batched=which != "per_event",
+                        pipelined=which == "batched",
                     )
                     cpu[which].append(cpu_us)
                     pg[which].append(pg_us)

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -23,7 +23,8 @@ from prometheus_client import REGISTRY
 from funnel_contracts import Envelope, EventData, StageChanged, encode
 from funnel_contracts.topics import dead_letter_topic
 from funnel_devstack.stack import Stack
-from funnel_servicekit.inbox import Delivery, InboxConsumer
+from funnel_servicekit import inbox as kit_inbox
+from funnel_servicekit.inbox import Delivery, InboxConsumer, rows_held
 from funnel_servicekit.kafka import create_producer
 from funnel_servicekit.runtime import Worker, supervise
 from tests.integration.kit_support import (
@@ -553,8 +554,9 @@ class PollHandler:
             raise ValueError("this batch cannot be handled at once")
 
 
+@pytest.mark.parametrize("pipelined", [False, True], ids=["one-poll-at-a-time", "pipelined"])
 async def test_a_poll_at_once_handler_gets_every_partition_in_one_call_each_in_order(
-    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str
+    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str, pipelined: bool
 ) -> None:
     """`batch_per_poll`: what one poll fetched from every partition reaches the batch handler
     in one call (fewer calls than partitions), each lead's events in their order, each once."""
@@ -568,6 +570,7 @@ async def test_a_poll_at_once_handler_gets_every_partition_in_one_call_each_in_o
     consumer = make_consumer(infra, db, producer, topic, group, Handler())
     consumer.batch_handler = handler
     consumer.batch_per_poll = True
+    consumer.pipelined = pipelined
     async with running(consumer):
         await wait_all_committed(infra, topic, group)
     assert len(handler.calls) < PARTITIONS
@@ -581,8 +584,9 @@ async def test_a_poll_at_once_handler_gets_every_partition_in_one_call_each_in_o
     assert await db.count("inbox") == len(events)
 
 
+@pytest.mark.parametrize("pipelined", [False, True], ids=["one-poll-at-a-time", "pipelined"])
 async def test_a_poll_whose_batch_handler_fails_is_rolled_back_and_done_the_careful_way(
-    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str
+    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str, pipelined: bool
 ) -> None:
     """A batch handler that fails on a poll done at once: the poll's transaction (inbox rows
     and the handler's writes) is rolled back, then each partition's batch is tried in its
@@ -597,6 +601,7 @@ async def test_a_poll_whose_batch_handler_fails_is_rolled_back_and_done_the_care
     consumer = make_consumer(infra, db, producer, topic, group, record_handler)
     consumer.batch_handler = poll_handler
     consumer.batch_per_poll = True
+    consumer.pipelined = pipelined
     async with running(consumer):
         await wait_all_committed(infra, topic, group)
     rows = await handled(db)
@@ -605,3 +610,203 @@ async def test_a_poll_whose_batch_handler_fails_is_rolled_back_and_done_the_care
     assert any(len(call) == len(events) for call in poll_handler.calls)  # tried at once first
     assert await db.count("inbox") == len(events)
     assert await db.count("dead_letters") == 0
+
+
+# ---------------------------------------------------------------- two polls in flight (0094)
+
+
+async def create_positions_table(pool: asyncpg.Pool) -> None:
+    """Each event's position and the lead's last position its handler read before writing it:
+    what a poll that read a lead before the poll ahead committed it would get wrong."""
+    await pool.execute(
+        "CREATE TABLE positions (lead text NOT NULL, position int NOT NULL,"
+        " last_read int NOT NULL, event_id text NOT NULL)"
+    )
+
+
+async def lock(conn: asyncpg.Connection, keys: Collection[str]) -> None:
+    """Transaction advisory locks on `keys`, in one order (as the tracker locks its leads)."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(h) FROM"
+        " (SELECT hashtext(k) AS h FROM unnest($1::text[]) AS k ORDER BY 1) AS ordered",
+        list(keys),
+    )
+
+
+@dataclass
+class LeadHandler:
+    """A batch handler as a pipelined service's: it locks its leads, says so (`rows_held`),
+    then writes each event's position with the lead's last position it read. Its first call
+    may wait for `hold`, pause, or fail (transiently) after saying so; `late` makes it break
+    the promise: the first call locks that key after `rows_held`, the others before."""
+
+    hold: asyncio.Event | None = None
+    pause: float = 0.0
+    fail_first: bool = False
+    late: str | None = None
+    calls: list[list[str]] = field(default_factory=list)
+    returned: int = 0
+    active: int = 0
+    most_active: int = 0  # handler calls running at the same time, at most
+
+    async def __call__(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
+        first = not self.calls
+        self.calls.append([d.envelope.id for d in deliveries])
+        self.active += 1
+        self.most_active = max(self.most_active, self.active)
+        try:
+            if self.late is not None and not first:
+                await lock(conn, [self.late])
+            await lock(conn, {d.envelope.subject for d in deliveries})
+            rows_held()
+            if first:
+                if self.hold is not None:
+                    await self.hold.wait()
+                await asyncio.sleep(self.pause)
+                if self.late is not None:
+                    await lock(conn, [self.late])  # waits for the poll after this one
+                if self.fail_first:
+                    raise ConnectionResetError("the database went away mid-poll")
+            for d in deliveries:
+                assert isinstance(d.event, StageChanged)
+                last = await conn.fetchval(
+                    "SELECT coalesce(max(position), -1) FROM positions WHERE lead = $1",
+                    d.envelope.subject,
+                )
+                await conn.execute(
+                    "INSERT INTO positions VALUES ($1, $2, $3, $4)",
+                    d.envelope.subject,
+                    d.event.to_stage_position,
+                    last,
+                    d.envelope.id,
+                )
+        finally:
+            self.active -= 1
+        self.returned += 1
+
+
+def pipelined_consumer(
+    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str, group: str, handler: LeadHandler
+) -> InboxConsumer:
+    return InboxConsumer(
+        pool=db.pool,
+        producer=producer,
+        bootstrap_servers=infra.kafka_bootstrap,
+        group_id=group,
+        topics=[topic],
+        handler=Handler(),
+        handled_types={StageChanged.event_type},
+        batch_handler=handler,
+        max_poll_records=4,  # many small polls: several in a row hold the same leads
+        batch_per_poll=True,
+        pipelined=True,
+    )
+
+
+async def positions(db: Db) -> list[tuple[str, int, int, str]]:
+    rows = await db.pool.fetch("SELECT * FROM positions ORDER BY lead, position")
+    return [(r["lead"], r["position"], r["last_read"], r["event_id"]) for r in rows]
+
+
+def assert_each_once_in_order(
+    rows: list[tuple[str, int, int, str]], events: list[Envelope]
+) -> None:
+    """Every event took effect once, and each read its lead's previous position: no poll read
+    a lead before the poll ahead of it had committed that lead's earlier events."""
+    assert sorted(r[3] for r in rows) == sorted(e.id for e in events)
+    assert all(last == position - 1 for _, position, last, _ in rows), rows
+
+
+async def test_a_pipelined_poll_begins_before_the_one_ahead_commits_and_commits_after_it(
+    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str
+) -> None:
+    """The next poll's handler runs while the poll ahead is still in its transaction; its
+    writes stay uncommitted until the one ahead has committed; a third poll waits for the
+    first to finish (two in flight at most)."""
+    await create_positions_table(db.pool)
+    events = [event(uuid.uuid4(), 0) for _ in range(12)]
+    await produce(infra.kafka_bootstrap, topic, [wire(e) for e in events])
+    group = unique("it-group")
+    hold = asyncio.Event()
+    handler = LeadHandler(hold=hold)
+    async with running(pipelined_consumer(infra, db, producer, topic, group, handler)):
+
+        async def progress() -> tuple[int, int]:
+            return len(handler.calls), handler.returned
+
+        await eventually(progress, lambda got: got == (2, 1), what="the second poll handled")
+        await asyncio.sleep(0.3)
+        assert (len(handler.calls), handler.returned) == (2, 1)  # no third poll meanwhile
+        assert await db.count("positions") == 0  # the second waits for the first to commit
+        assert await db.count("inbox") == 0
+        hold.set()
+        await wait_all_committed(infra, topic, group)
+    assert handler.most_active == 2
+    assert_each_once_in_order(await positions(db), events)
+    assert await db.count("inbox") == len(events)
+
+
+async def test_pipelined_polls_holding_the_same_leads_take_effect_in_their_order(
+    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str
+) -> None:
+    """Consecutive polls hold events of the same leads: the later poll's handler runs while
+    the earlier one is in flight, waits for its locks, and reads what it committed."""
+    await create_positions_table(db.pool)
+    leads = [uuid.uuid4() for _ in range(3)]
+    events = [event(lead, p) for p in range(6) for lead in leads]
+    await produce(infra.kafka_bootstrap, topic, [wire(e) for e in events])
+    group = unique("it-group")
+    handler = LeadHandler(pause=0.2)
+    async with running(pipelined_consumer(infra, db, producer, topic, group, handler)):
+        await wait_all_committed(infra, topic, group)
+    assert handler.most_active == 2  # the second poll began while the first was in flight
+    assert_each_once_in_order(await positions(db), events)
+    assert await db.count("inbox") == len(events)
+
+
+async def test_a_pipelined_poll_is_done_again_after_the_one_ahead_rolled_back(
+    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str
+) -> None:
+    """The poll ahead fails (transiently) after the next one began: the next one is rolled
+    back and done again once the one ahead has been retried and committed, so no lead's
+    events take effect out of order and none twice."""
+    await create_positions_table(db.pool)
+    leads = [uuid.uuid4() for _ in range(3)]
+    events = [event(lead, p) for p in range(6) for lead in leads]
+    await produce(infra.kafka_bootstrap, topic, [wire(e) for e in events])
+    group = unique("it-group")
+    handler = LeadHandler(pause=0.3, fail_first=True)
+    async with running(pipelined_consumer(infra, db, producer, topic, group, handler)):
+        await wait_all_committed(infra, topic, group)
+    assert handler.most_active == 2
+    second = handler.calls[1]
+    assert sum(call == second for call in handler.calls) == 2  # rolled back, then done again
+    assert_each_once_in_order(await positions(db), events)
+    assert await db.count("inbox") == len(events)
+    assert await db.count("dead_letters") == 0
+
+
+async def test_a_handler_that_breaks_the_rows_held_promise_slows_the_pipeline_never_wedges_it(
+    infra: Stack,
+    db: Db,
+    producer: AIOKafkaProducer,
+    topic: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The poll ahead waits for a lock the next poll took after `rows_held` (a deadlock
+    PostgreSQL cannot see: the next poll waits in Python for the one ahead to commit). The
+    next poll gives up waiting, is rolled back and done again after it: every event once."""
+    monkeypatch.setattr(kit_inbox, "AHEAD_WAIT_SECONDS", 0.5)
+    await create_positions_table(db.pool)
+    events = [event(uuid.uuid4(), 0) for _ in range(12)]
+    await produce(infra.kafka_bootstrap, topic, [wire(e) for e in events])
+    group = unique("it-group")
+    handler = LeadHandler(pause=0.2, late="shared")
+    async with running(pipelined_consumer(infra, db, producer, topic, group, handler)):
+        await wait_all_committed(infra, topic, group)
+    assert "the poll ahead kept this one waiting" in caplog.text
+    second = handler.calls[1]
+    assert sum(call == second for call in handler.calls) == 2
+    assert_each_once_in_order(await positions(db), events)
+    assert await db.count("inbox") == len(events)

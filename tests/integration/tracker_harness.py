@@ -41,7 +41,7 @@ from funnel_servicekit.inbox import InboxConsumer
 from funnel_servicekit.outbox import OutboxRelay
 from stage_tracker.app import MIGRATIONS, create_app
 from stage_tracker.funnels.service import FunnelRegistry
-from stage_tracker.moves.consumer import HANDLED, TOPICS, EventHandler
+from stage_tracker.moves.consumer import HANDLED, TOPICS, EventHandler, poll_options
 from stage_tracker.settings import TrackerSettings
 
 ADMIN_KEY = "tracker-integration-admin-key-0123456789"
@@ -172,6 +172,7 @@ async def running_tracker(
         handled_types=HANDLED,
         max_attempts=2,
         batch_handler=handler.batch,
+        **poll_options(TrackerSettings()),  # as the service takes its polls
     )
     relay = OutboxRelay(pool, producer, dsn=dsn, schema="tracker", poll_seconds=0.5)
     tasks = [asyncio.create_task(consumer.run()), asyncio.create_task(relay.run())]

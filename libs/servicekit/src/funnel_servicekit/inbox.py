@@ -20,6 +20,12 @@ poison record or a failing batch handler rolls the poll's transaction back, and 
 again the careful way above); the offsets go to Kafka at most every `commit_interval_seconds`
 (and when the consumer stops), since a redelivered event is a no-op; the lag gauge is read at
 most every `lag_interval_seconds`.
+
+A `pipelined` consumer (decision 0094) has two polls in flight: the next poll is decoded while
+the one ahead runs, and its transaction begins once the one ahead holds every row it will lock
+(its batch handler calls `rows_held()`); it commits only after the one ahead committed, and is
+rolled back and done again after it if that one did not. The Python work of one poll so runs
+while PostgreSQL works on the other.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,7 +74,27 @@ class Delivery:
 
 
 BatchHandler = Callable[[asyncpg.Connection, Sequence[Delivery]], Awaitable[None]]
+Decoded = list[tuple[ConsumerRecord[Any, Any], Envelope, EventData | None]]
+Parts = list[tuple[TopicPartition, list[ConsumerRecord[Any, Any]]]]
 _tracer = trace.get_tracer(__name__)
+
+# A pipelined consumer's signal that the running batch handler holds its rows (`rows_held`).
+_ROWS_HELD: ContextVar[asyncio.Event | None] = ContextVar("funnel_rows_held", default=None)
+
+# How long a poll, ready to commit, waits for the poll ahead of it to commit. Past it (the one
+# ahead may be waiting for a lock this one holds: a handler that broke the `rows_held`
+# promise) this one is rolled back and done again after the one ahead: slower, never stuck.
+AHEAD_WAIT_SECONDS = 5.0
+
+
+def rows_held() -> None:
+    """A batch handler's promise, once it has taken its locks: from here to its commit, its
+    transaction waits for no lock another transaction could take meanwhile (every row it
+    will write is locked or its own). A pipelined consumer then begins the next poll's
+    transaction (decision 0094); elsewhere this does nothing."""
+    held = _ROWS_HELD.get()
+    if held is not None:
+        held.set()
 
 
 @contextlib.contextmanager
@@ -115,6 +142,62 @@ LOCAL_OS_ERRORS: tuple[type[BaseException], ...] = (
 BATCH_WAIT_BYTES = 1024 * 1024
 
 
+class _Behind(Exception):
+    """The poll ahead did not commit its first attempt (or kept this one waiting too long):
+    this one is rolled back and done again once that one has finished."""
+
+
+class _Abandoned(Exception):
+    """The poll ahead failed for good: this one is not processed (the consumer restarts
+    from the committed offsets, both polls are delivered again)."""
+
+
+@dataclass
+class _PollWork:
+    """What one poll's processing collects (two may be in flight)."""
+
+    # (topic, event time) of the events processed in the poll's open transaction.
+    processed: list[tuple[str, datetime]] = field(default_factory=list)
+    # Dead letters found inside the poll's transaction: sent once it has ended (no network
+    # call inside a transaction), before the poll's offsets are committed.
+    dead_letters_due: list[tuple[ConsumerRecord[Any, Any], str]] = field(default_factory=list)
+    # Sent by an earlier attempt at the poll: not sent again.
+    dead_lettered: set[tuple[str, int, int]] = field(default_factory=set)
+
+
+class _Turn:
+    """A pipelined consumer's poll in flight, as the poll after it sees it.
+
+    `held`: the next poll's transaction may begin (this one's batch handler called
+    `rows_held`, or its first attempt ended). `first`: whether that first attempt committed;
+    the next poll commits only after it did.
+    """
+
+    def __init__(self, ahead: _Turn | None) -> None:
+        self.ahead = ahead
+        self.held = asyncio.Event()
+        self.first: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.task: asyncio.Task[dict[TopicPartition, int]] | None = None
+
+    def first_ended(self, committed: bool) -> None:
+        if not self.first.done():
+            self.first.set_result(committed)
+        self.held.set()
+
+    async def finished(self) -> None:
+        """Wait until this poll is done; `_Abandoned` if it failed."""
+        assert self.task is not None
+        await asyncio.wait([self.task])
+        if self.task.cancelled() or self.task.exception() is not None:
+            raise _Abandoned
+
+    async def abandon(self) -> None:
+        """Cancel this poll (never committed: it waits for the one ahead) and wait for it."""
+        assert self.task is not None
+        self.task.cancel()
+        await asyncio.wait([self.task])
+
+
 class _CarefulWay(Exception):
     """A poll done at once failed: roll it back and do it a savepoint per batch."""
 
@@ -145,7 +228,10 @@ class InboxConsumer:
         lag_interval_seconds: float = 1.0,
         batch_per_poll: bool = False,
         batch_wait_ms: int | None = None,
+        pipelined: bool = False,
     ) -> None:
+        if pipelined and (batch_handler is None or not batch_per_poll):
+            raise ValueError("a pipelined consumer needs a batch handler with batch_per_poll")
         self.pool = pool
         # Dead letters go out with it; a new one replaces it when its session is lost for good.
         self._producer = RenewableProducer(producer, producer_factory)
@@ -164,6 +250,8 @@ class InboxConsumer:
         # this long for more records (fetch_min_bytes high): fewer, larger polls, so fewer
         # transactions per event. None: the kit's tuning (a record ends the wait at once).
         self.batch_wait_ms = batch_wait_ms
+        # Two polls in flight (decision 0094): the batch handler calls `rows_held()`.
+        self.pipelined = pipelined
         self.commit_interval_seconds = commit_interval_seconds
         self.lag_interval_seconds = lag_interval_seconds
         # Offsets whose effects are committed in PostgreSQL, not yet in Kafka.
@@ -174,12 +262,6 @@ class InboxConsumer:
         self._runs = 0
         self._stopping = asyncio.Event()
         self._tracer = trace.get_tracer(__name__)
-        self._dead_lettered: set[tuple[str, int, int]] = set()
-        # (topic, event time) of the events processed in the batch's open transaction.
-        self._processed: list[tuple[str, datetime]] = []
-        # Dead letters found inside a batch's transaction: sent once it has ended (no network
-        # call inside a transaction), before the batch's offset is committed.
-        self._dead_letters_due: list[tuple[ConsumerRecord[Any, Any], str]] = []
 
     @property
     def producer(self) -> AIOKafkaProducer:
@@ -218,10 +300,17 @@ class InboxConsumer:
         self._runs += 1
         await self._start_consumer()
         self._pending_offsets.clear()
+        ahead: _Turn | None = None  # a pipelined consumer's poll in flight
         try:
             while not self._stopping.is_set():
                 batch = await self.consumer.getmany(timeout_ms=500)
-                self._pending_offsets.update(await self._process_poll(batch))
+                parts = [(tp, records) for tp, records in batch.items() if records]
+                if self.pipelined:
+                    previous, ahead = ahead, (self._start_poll(parts, ahead) if parts else None)
+                    if previous is not None:
+                        self._pending_offsets.update(await self._finish_poll(previous, ahead))
+                else:
+                    self._pending_offsets.update(await self._process_poll(parts))
                 now = time.monotonic()
                 if self._pending_offsets and now - self._last_commit >= (
                     self.commit_interval_seconds
@@ -233,9 +322,14 @@ class InboxConsumer:
                 if now - self._last_lag >= self.lag_interval_seconds:
                     self._last_lag = now
                     await self._record_lag()
+            if ahead is not None:
+                last, ahead = ahead, None
+                self._pending_offsets.update(await self._finish_poll(last, None))
             if self._pending_offsets:
                 await self._commit_pending()  # a drain: what was processed is committed
         finally:
+            if ahead is not None:
+                await ahead.abandon()
             await self.consumer.stop()
             await self._producer.close()
 
@@ -260,8 +354,26 @@ class InboxConsumer:
                 log.warning("broker not reachable; retrying consumer start")
                 await asyncio.sleep(1.0)
 
+    def _start_poll(self, parts: Parts, ahead: _Turn | None) -> _Turn:
+        """A pipelined consumer's next poll, processed in a task of its own while the poll
+        `ahead` finishes."""
+        turn = _Turn(ahead)
+        turn.task = asyncio.create_task(self._process_poll(parts, turn))
+        return turn
+
+    async def _finish_poll(self, turn: _Turn, after: _Turn | None) -> dict[TopicPartition, int]:
+        """The offsets to commit once the poll in flight is done. If it failed, the poll
+        `after` it (which commits only after it) is cancelled and the error raised."""
+        assert turn.task is not None
+        try:
+            return await turn.task
+        except BaseException:
+            if after is not None:
+                await after.abandon()
+            raise
+
     async def _process_poll(
-        self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]
+        self, parts: Parts, turn: _Turn | None = None
     ) -> dict[TopicPartition, int]:
         """Process what one poll fetched, every partition's records in order, in one
         transaction (a savepoint per partition's batch and per record); returns the offsets
@@ -273,22 +385,40 @@ class InboxConsumer:
         savepoint. A transient error rolls back the whole poll, which is then retried from
         its first records (the inbox rows went with it, so nothing is skipped).
         """
-        parts = [(tp, records) for tp, records in batch.items() if records]
         if not parts:
             return {}
+        work = _PollWork()
         delay = 0.2
         at_once = self.batch_handler is not None
+        # Decoded before anything waits (in a pipeline, while the poll ahead runs).
+        decoded = self._decoded_parts(parts) if at_once else None
+        ahead = turn.ahead if turn is not None else None
+        first = turn
         while True:
-            self._processed.clear()
-            self._dead_letters_due.clear()
+            work.processed.clear()
+            work.dead_letters_due.clear()
+            committed = False
             try:
+                if ahead is not None:
+                    ahead = await self._wait_for_rows(ahead)
                 async with self.pool.acquire() as conn, conn.transaction():
-                    if not (at_once and await self._process_poll_at_once(conn, parts)):
+                    if not (
+                        at_once
+                        and await self._process_poll_at_once(conn, parts, decoded, work, first)
+                    ):
                         for _, records in parts:
-                            if not await self._process_batch(conn, records):
+                            if not await self._process_batch(conn, records, work):
                                 for record in records:
-                                    await self._process(conn, record)
+                                    await self._process(conn, record, work)
+                    if ahead is not None:
+                        await self._wait_for_commit(ahead)
+                committed = True
                 break
+            except _Behind:
+                assert ahead is not None
+                await ahead.finished()  # rolled back: the poll again, after the one ahead
+                ahead = None
+                continue
             except _CarefulWay:
                 at_once = False  # rolled back: the poll again, a savepoint per batch
                 continue
@@ -298,34 +428,57 @@ class InboxConsumer:
                 log.warning("transient failure; retrying the batch", extra={"error": repr(exc)})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        for record, error in self._dead_letters_due:
-            await self._send_dead_letter(record, error)
-        self._dead_letters_due.clear()
-        self._dead_lettered.clear()
-        committed = datetime.now(UTC)
-        for topic, at in self._processed:
-            hop = (committed - at).total_seconds()
+            finally:
+                if first is not None:  # the next poll overlaps this one's first attempt only
+                    first.first_ended(committed)
+                    first = None
+        for record, error in work.dead_letters_due:
+            await self._send_dead_letter(record, error, work)
+        ended = datetime.now(UTC)
+        for topic, at in work.processed:
+            hop = (ended - at).total_seconds()
             metrics.EVENT_HOP_SECONDS.labels("committed", topic).observe(max(hop, 0.0))
-        self._processed.clear()
         return {tp: records[-1].offset + 1 for tp, records in parts}
+
+    @staticmethod
+    async def _wait_for_rows(ahead: _Turn) -> _Turn | None:
+        """Wait until the poll ahead holds its rows. None: nothing more to wait for (its
+        first attempt committed, or did not and it has finished since)."""
+        await ahead.held.wait()
+        if not ahead.first.done():
+            return ahead
+        if not ahead.first.result():
+            await ahead.finished()
+        return None
+
+    @staticmethod
+    async def _wait_for_commit(ahead: _Turn) -> None:
+        """Before this poll commits: the poll ahead committed, else `_Behind`."""
+        try:
+            committed = await asyncio.wait_for(asyncio.shield(ahead.first), AHEAD_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning("the poll ahead kept this one waiting; the poll again, after it")
+            committed = False
+        if not committed:
+            raise _Behind
 
     async def _process_poll_at_once(
         self,
         conn: asyncpg.Connection,
-        parts: list[tuple[TopicPartition, list[ConsumerRecord[Any, Any]]]],
+        parts: Parts,
+        decoded: list[Decoded] | None,
+        work: _PollWork,
+        turn: _Turn | None,
     ) -> bool:
         """Every partition's batch through `batch_handler` in the poll's transaction, with one
         inbox statement for them all and no savepoint. False, before writing anything: a
         record is poison (the careful way dead-letters it). A batch handler that fails (not
         transiently) raises `_CarefulWay`: the transaction is rolled back and the poll is done
-        again with a savepoint per batch, falling back to record by record."""
+        again with a savepoint per batch, falling back to record by record. `turn`: a pipelined
+        poll's first attempt, whose batch handler may say its rows are held (`rows_held`)."""
         assert self.batch_handler is not None
-        decoded: list[list[tuple[ConsumerRecord[Any, Any], Envelope, EventData | None]]] = []
-        for _, records in parts:
-            batch = self._decoded(records)
-            if batch is None:
-                return False
-            decoded.append(batch)
+        if decoded is None:
+            return False
         wanted = [(r, e, ev) for batch in decoded for r, e, ev in batch if ev is not None]
         outcomes: list[tuple[str, str, str]] = []
         processed: list[tuple[str, datetime]] = []
@@ -340,24 +493,36 @@ class InboxConsumer:
                     await self.batch_handler(conn, deliveries)
                     processed += [(d.topic, d.envelope.time) for d in deliveries]
             if deliveries and self.batch_per_poll:
-                await self.batch_handler(conn, deliveries)
+                token = _ROWS_HELD.set(turn.held if turn is not None else None)
+                try:
+                    await self.batch_handler(conn, deliveries)
+                finally:
+                    _ROWS_HELD.reset(token)
                 processed += [(d.topic, d.envelope.time) for d in deliveries]
         except Exception as exc:
             if is_transient(exc):
                 raise  # the poll is retried as a whole
             log.warning("batch handler failed; the careful way", extra={"error": repr(exc)})
             raise _CarefulWay from exc
-        self._processed.extend(processed)
+        work.processed.extend(processed)
         for (topic, event_type, outcome), n in Counter(outcomes).items():
             metrics.EVENTS_CONSUMED.labels(topic, event_type, outcome).inc(n)
         return True
 
-    def _decoded(
-        self, records: list[ConsumerRecord[Any, Any]]
-    ) -> list[tuple[ConsumerRecord[Any, Any], Envelope, EventData | None]] | None:
+    def _decoded_parts(self, parts: Parts) -> list[Decoded] | None:
+        """Every partition's records decoded; None when one is poison."""
+        decoded: list[Decoded] = []
+        for _, records in parts:
+            batch = self._decoded(records)
+            if batch is None:
+                return None
+            decoded.append(batch)
+        return decoded
+
+    def _decoded(self, records: list[ConsumerRecord[Any, Any]]) -> Decoded | None:
         """Each record's envelope and event (None: a type this consumer does not handle);
         None when one is poison (undecodable, or a type no contract knows)."""
-        decoded: list[tuple[ConsumerRecord[Any, Any], Envelope, EventData | None]] = []
+        decoded: Decoded = []
         for record in records:
             try:
                 # The record's bytes straight into the event's model (no dict in between);
@@ -390,7 +555,7 @@ class InboxConsumer:
         }
 
     async def _process_batch(
-        self, conn: asyncpg.Connection, records: list[ConsumerRecord[Any, Any]]
+        self, conn: asyncpg.Connection, records: list[ConsumerRecord[Any, Any]], work: _PollWork
     ) -> bool:
         """The batch through `batch_handler` at once; False: go record by record instead."""
         if self.batch_handler is None:
@@ -411,7 +576,7 @@ class InboxConsumer:
                 raise  # the batch is retried as a whole
             log.warning("batch handler failed; record by record", extra={"error": repr(exc)})
             return False
-        self._processed.extend((d.topic, d.envelope.time) for d in deliveries)
+        work.processed.extend((d.topic, d.envelope.time) for d in deliveries)
         outcomes += [(r.topic, e.type, "ignored") for r, e, ev in decoded if ev is None]
         # Counted once per (topic, type, outcome) of the batch, not once per event.
         for (topic, event_type, outcome), n in Counter(outcomes).items():
@@ -435,7 +600,9 @@ class InboxConsumer:
                 log.warning("offset commit failed; retrying")
                 await asyncio.sleep(0.5)
 
-    async def _process(self, conn: asyncpg.Connection, record: ConsumerRecord[Any, Any]) -> None:
+    async def _process(
+        self, conn: asyncpg.Connection, record: ConsumerRecord[Any, Any], work: _PollWork
+    ) -> None:
         try:
             # A type no contract knows raises SchemaError: a producer's bug, not an event
             # meant for others.
@@ -443,7 +610,7 @@ class InboxConsumer:
                 record.key, record.value, record.headers or (), self.handled_types
             )
         except (DecodeError, SchemaError) as exc:
-            await self._dead_letter(record, exc)
+            self._dead_letter(record, exc, work)
             return
         if found is None:
             metrics.EVENTS_CONSUMED.labels(record.topic, envelope.type, "ignored").inc()
@@ -460,7 +627,7 @@ class InboxConsumer:
                 "messaging.message.id": envelope.id,
             },
         ):
-            await self._handle_with_retries(conn, record, envelope, event)
+            await self._handle_with_retries(conn, record, envelope, event, work)
 
     async def _handle_with_retries(
         self,
@@ -468,6 +635,7 @@ class InboxConsumer:
         record: ConsumerRecord[Any, Any],
         envelope: Envelope,
         event: EventData,
+        work: _PollWork,
     ) -> None:
         failures = 0
         while True:
@@ -475,7 +643,7 @@ class InboxConsumer:
                 outcome = await self._handle_once(conn, envelope, event)
                 metrics.EVENTS_CONSUMED.labels(record.topic, envelope.type, outcome).inc()
                 if outcome == "processed":
-                    self._processed.append((record.topic, envelope.time))
+                    work.processed.append((record.topic, envelope.time))
                 return
             except Exception as exc:
                 if is_transient(exc):
@@ -483,7 +651,7 @@ class InboxConsumer:
                 failures += 1
                 log.exception("handler failed", extra={"attempt": failures})
                 if failures >= self.max_attempts:
-                    await self._dead_letter(record, exc)
+                    self._dead_letter(record, exc, work)
                     return
                 await asyncio.sleep(min(0.1 * 2**failures, 2.0))
 
@@ -503,18 +671,21 @@ class InboxConsumer:
             await self.handler(conn, envelope, event)
             return "processed"
 
-    async def _dead_letter(self, record: ConsumerRecord[Any, Any], exc: BaseException) -> None:
-        """Due for the dead-letter topic once the batch's transaction has ended."""
+    @staticmethod
+    def _dead_letter(record: ConsumerRecord[Any, Any], exc: BaseException, work: _PollWork) -> None:
+        """Due for the dead-letter topic once the poll's transaction has ended."""
         where = (record.topic, record.partition, record.offset)
-        if where in self._dead_lettered:
-            return  # sent before this batch was retried: the topic holds it once
-        self._dead_letters_due.append((record, f"{type(exc).__name__}: {exc}"[:2000]))
+        if where in work.dead_lettered:
+            return  # sent before this poll was retried: the topic holds it once
+        work.dead_letters_due.append((record, f"{type(exc).__name__}: {exc}"[:2000]))
 
-    async def _send_dead_letter(self, record: ConsumerRecord[Any, Any], error: str) -> None:
+    async def _send_dead_letter(
+        self, record: ConsumerRecord[Any, Any], error: str, work: _PollWork
+    ) -> None:
         """To the dead-letter topic (retried until the broker takes it), after the batch's
         transaction ended; then noted in `dead_letters`."""
         where = (record.topic, record.partition, record.offset)
-        if where in self._dead_lettered:
+        if where in work.dead_lettered:
             return
         headers = [
             *(record.headers or []),
@@ -543,7 +714,7 @@ class InboxConsumer:
                 log.warning("dead-letter publish failed; retrying")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        self._dead_lettered.add(where)
+        work.dead_lettered.add(where)
         await self._note_dead_letter(record, error)
         metrics.DEAD_LETTERS.labels(record.topic).inc()
         log.error(

@@ -69,6 +69,7 @@ class ServiceRuntime(Generic[SettingsT, ContextT]):
         max_poll_records: int = 200,
         batch_per_poll: bool = False,
         batch_wait_ms: int | None = None,
+        pipelined: bool = False,
     ) -> InboxConsumer:
         """The service's consumer group on `topics`, with this runtime's pool and producer."""
         return InboxConsumer(
@@ -86,6 +87,7 @@ class ServiceRuntime(Generic[SettingsT, ContextT]):
             commit_interval_seconds=self.settings.consumer_commit_interval_seconds,
             batch_per_poll=batch_per_poll,
             batch_wait_ms=batch_wait_ms,
+            pipelined=pipelined,
         )
 
     def dead_workers(self) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -26,6 +27,7 @@ from stage_tracker.funnels.service import FunnelRegistry
 from stage_tracker.interface import INTERFACE
 from stage_tracker.moves import service
 from stage_tracker.runtime import TrackerRuntime
+from stage_tracker.settings import TrackerSettings
 
 _HANDLED_EVENTS: tuple[type[EventData], ...] = (
     *LEAD_DETAIL_EVENTS,  # captured and updated, v1 and v2
@@ -69,6 +71,19 @@ class EventHandler:
         await service.consume_one(self._uow(conn), self.registry, envelope, event)
 
 
+def poll_options(settings: TrackerSettings) -> dict[str, Any]:
+    """How the service's consumer takes its polls (the tests and benches take theirs so)."""
+    return {
+        "max_poll_records": settings.consumer_max_poll_records,
+        # The whole poll in one `batch` call (each partition's events in order): its leads
+        # locked, read and written once per poll rather than once per partition (0077).
+        "batch_per_poll": True,
+        # The next poll's leads read and moved while this one's are written (0094): `consume`
+        # says when it holds its leads.
+        "pipelined": settings.consumer_pipelined,
+    }
+
+
 def event_consumer(runtime: TrackerRuntime) -> InboxConsumer:
     settings = runtime.settings
     handler = EventHandler(runtime.context.registry, settings.db_schema, settings.service_name)
@@ -77,8 +92,5 @@ def event_consumer(runtime: TrackerRuntime) -> InboxConsumer:
         handler=handler,
         handled_types=HANDLED,
         batch_handler=handler.batch,
-        max_poll_records=settings.consumer_max_poll_records,
-        # The whole poll in one `batch` call (each partition's events in order): its leads
-        # locked, read and written once per poll rather than once per partition (0077).
-        batch_per_poll=True,
+        **poll_options(settings),
     )

@@ -26,7 +26,7 @@ from funnel_contracts import (
     StageMoveRequested,
 )
 from funnel_contracts.lead_reader import LEAD_DETAIL_EVENTS, lead_details
-from funnel_servicekit.inbox import Delivery, consume_span
+from funnel_servicekit.inbox import Delivery, consume_span, rows_held
 from funnel_servicekit.telemetry import spans_recorded
 from funnel_servicekit.unit_of_work import Transactions, UnitOfWork
 from stage_tracker.funnels.models.definition import PublishedVersions, UnknownFunnel
@@ -222,6 +222,9 @@ async def consume(
     ids = {d.event.lead_id for d in deliveries}
     ids |= {d.event.merged_lead_id for d in deliveries if isinstance(d.event, LeadMerged)}
     leads = await LeadBatch.load(uow, ids)
+    # Every lead the batch writes is locked now: a pipelined consumer may begin the next poll,
+    # whose transaction waits for these leads' locks (its shared leads) until this one commits.
+    rows_held()
     # Read at the batch's first capture or lead update: kept by the registry while the stamp
     # of the published versions read with the leads is the same (no query then).
     versions: list[PublishedVersions] = []
