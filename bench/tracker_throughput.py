@@ -10,9 +10,9 @@ once onto a private broker's contract topics. Then, each round in a rotated orde
   runs it: a poll's fetched records in one transaction, inbox rows in one statement, the
   leads' states read in a few queries and written set-based, every event through the machine
   in order (inbox, state, transitions, signals, outbox rows for stage.changed/lead.scored),
-  two polls in flight (decision 0094: the next poll's leads read and moved while the one
-  ahead is written and committed);
-- tracker (serial): the same, one poll at a time (FUNNEL_CONSUMER_PIPELINED=false): what
+  with the service's polls in flight (FUNNEL_CONSUMER_POLLS_IN_FLIGHT, decision 0094: the
+  next poll's leads read and moved while the one ahead is written and committed);
+- tracker (serial): the same, one poll at a time (FUNNEL_CONSUMER_POLLS_IN_FLIGHT=1): what
   the pipeline adds, measured in the same run;
 - tracker (per event): the same consumer and handler without the batch hook, the kit's
   record-by-record path (a savepoint and about ten statements per event): the design before
@@ -111,7 +111,7 @@ def dataset(leads: int) -> list[EventData]:
 
 
 async def tracker_consumer(
-    stack: Stack, total: int, *, batched: bool, pipelined: bool = False
+    stack: Stack, total: int, *, batched: bool, polls_in_flight: int = 1
 ) -> tuple[float, float, float]:
     """Events per second through the tracker's consumer, this process's CPU microseconds
     per event over the same span (the consumer runs here; PostgreSQL and Kafka do not), and
@@ -133,7 +133,7 @@ async def tracker_consumer(
         # As the service takes its polls when batched (`serial`: one at a time); the kit's
         # defaults (200 records, a call per partition) before the batch hook.
         **(
-            {**poll_options(TrackerSettings()), "pipelined": pipelined}
+            {**poll_options(TrackerSettings()), "polls_in_flight": polls_in_flight}
             if batched
             else {"max_poll_records": 200}
         ),
@@ -200,7 +200,9 @@ async def measure(
                         stack,
                         len(events),
                         batched=which != "per_event",
-                        pipelined=which == "batched",
+                        polls_in_flight=(
+                            TrackerSettings().consumer_polls_in_flight if which == "batched" else 1
+                        ),
                     )
                     cpu[which].append(cpu_us)
                     pg[which].append(pg_us)

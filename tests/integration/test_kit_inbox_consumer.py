@@ -554,9 +554,9 @@ class PollHandler:
             raise ValueError("this batch cannot be handled at once")
 
 
-@pytest.mark.parametrize("pipelined", [False, True], ids=["one-poll-at-a-time", "pipelined"])
+@pytest.mark.parametrize("in_flight", [1, 2, 3], ids=["one-poll-at-a-time", "two", "three"])
 async def test_a_poll_at_once_handler_gets_every_partition_in_one_call_each_in_order(
-    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str, pipelined: bool
+    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str, in_flight: int
 ) -> None:
     """`batch_per_poll`: what one poll fetched from every partition reaches the batch handler
     in one call (fewer calls than partitions), each lead's events in their order, each once."""
@@ -570,7 +570,7 @@ async def test_a_poll_at_once_handler_gets_every_partition_in_one_call_each_in_o
     consumer = make_consumer(infra, db, producer, topic, group, Handler())
     consumer.batch_handler = handler
     consumer.batch_per_poll = True
-    consumer.pipelined = pipelined
+    consumer.polls_in_flight = in_flight
     async with running(consumer):
         await wait_all_committed(infra, topic, group)
     assert len(handler.calls) < PARTITIONS
@@ -584,9 +584,9 @@ async def test_a_poll_at_once_handler_gets_every_partition_in_one_call_each_in_o
     assert await db.count("inbox") == len(events)
 
 
-@pytest.mark.parametrize("pipelined", [False, True], ids=["one-poll-at-a-time", "pipelined"])
+@pytest.mark.parametrize("in_flight", [1, 2, 3], ids=["one-poll-at-a-time", "two", "three"])
 async def test_a_poll_whose_batch_handler_fails_is_rolled_back_and_done_the_careful_way(
-    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str, pipelined: bool
+    infra: Stack, db: Db, producer: AIOKafkaProducer, topic: str, in_flight: int
 ) -> None:
     """A batch handler that fails on a poll done at once: the poll's transaction (inbox rows
     and the handler's writes) is rolled back, then each partition's batch is tried in its
@@ -601,7 +601,7 @@ async def test_a_poll_whose_batch_handler_fails_is_rolled_back_and_done_the_care
     consumer = make_consumer(infra, db, producer, topic, group, record_handler)
     consumer.batch_handler = poll_handler
     consumer.batch_per_poll = True
-    consumer.pipelined = pipelined
+    consumer.polls_in_flight = in_flight
     async with running(consumer):
         await wait_all_committed(infra, topic, group)
     rows = await handled(db)
@@ -699,7 +699,7 @@ def pipelined_consumer(
         batch_handler=handler,
         max_poll_records=4,  # many small polls: several in a row hold the same leads
         batch_per_poll=True,
-        pipelined=True,
+        polls_in_flight=2,
     )
 
 

@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -184,6 +184,9 @@ class _Turn:
             self.first.set_result(committed)
         self.held.set()
 
+    def done(self) -> bool:
+        return self.task is not None and self.task.done()
+
     async def finished(self) -> None:
         """Wait until this poll is done; `_Abandoned` if it failed."""
         assert self.task is not None
@@ -228,10 +231,10 @@ class InboxConsumer:
         lag_interval_seconds: float = 1.0,
         batch_per_poll: bool = False,
         batch_wait_ms: int | None = None,
-        pipelined: bool = False,
+        polls_in_flight: int = 1,
     ) -> None:
-        if pipelined and (batch_handler is None or not batch_per_poll):
-            raise ValueError("a pipelined consumer needs a batch handler with batch_per_poll")
+        if polls_in_flight > 1 and (batch_handler is None or not batch_per_poll):
+            raise ValueError("polls in flight need a batch handler with batch_per_poll")
         self.pool = pool
         # Dead letters go out with it; a new one replaces it when its session is lost for good.
         self._producer = RenewableProducer(producer, producer_factory)
@@ -250,8 +253,8 @@ class InboxConsumer:
         # this long for more records (fetch_min_bytes high): fewer, larger polls, so fewer
         # transactions per event. None: the kit's tuning (a record ends the wait at once).
         self.batch_wait_ms = batch_wait_ms
-        # Two polls in flight (decision 0094): the batch handler calls `rows_held()`.
-        self.pipelined = pipelined
+        # More than one: a pipeline (decision 0094), the batch handler calls `rows_held()`.
+        self.polls_in_flight = polls_in_flight
         self.commit_interval_seconds = commit_interval_seconds
         self.lag_interval_seconds = lag_interval_seconds
         # Offsets whose effects are committed in PostgreSQL, not yet in Kafka.
@@ -300,15 +303,21 @@ class InboxConsumer:
         self._runs += 1
         await self._start_consumer()
         self._pending_offsets.clear()
-        ahead: _Turn | None = None  # a pipelined consumer's poll in flight
+        inflight: deque[_Turn] = deque()  # a pipelined consumer's polls in flight, oldest first
         try:
             while not self._stopping.is_set():
                 batch = await self.consumer.getmany(timeout_ms=500)
                 parts = [(tp, records) for tp, records in batch.items() if records]
-                if self.pipelined:
-                    previous, ahead = ahead, (self._start_poll(parts, ahead) if parts else None)
-                    if previous is not None:
-                        self._pending_offsets.update(await self._finish_poll(previous, ahead))
+                if self.polls_in_flight > 1:
+                    if parts:
+                        ahead = inflight[-1] if inflight else None
+                        inflight.append(self._start_poll(parts, ahead))
+                    # The oldest poll's offsets once it is done: waited for when the pipeline
+                    # is full or nothing came (idle), else taken if it is done already.
+                    while inflight and (
+                        not parts or len(inflight) >= self.polls_in_flight or inflight[0].done()
+                    ):
+                        self._pending_offsets.update(await self._finish_poll(inflight))
                 else:
                     self._pending_offsets.update(await self._process_poll(parts))
                 now = time.monotonic()
@@ -322,14 +331,13 @@ class InboxConsumer:
                 if now - self._last_lag >= self.lag_interval_seconds:
                     self._last_lag = now
                     await self._record_lag()
-            if ahead is not None:
-                last, ahead = ahead, None
-                self._pending_offsets.update(await self._finish_poll(last, None))
+            while inflight:
+                self._pending_offsets.update(await self._finish_poll(inflight))
             if self._pending_offsets:
                 await self._commit_pending()  # a drain: what was processed is committed
         finally:
-            if ahead is not None:
-                await ahead.abandon()
+            while inflight:
+                await inflight.pop().abandon()  # the newest first: none commits before another
             await self.consumer.stop()
             await self._producer.close()
 
@@ -361,16 +369,22 @@ class InboxConsumer:
         turn.task = asyncio.create_task(self._process_poll(parts, turn))
         return turn
 
-    async def _finish_poll(self, turn: _Turn, after: _Turn | None) -> dict[TopicPartition, int]:
-        """The offsets to commit once the poll in flight is done. If it failed, the poll
-        `after` it (which commits only after it) is cancelled and the error raised."""
+    @staticmethod
+    async def _finish_poll(inflight: deque[_Turn]) -> dict[TopicPartition, int]:
+        """The offsets to commit once the oldest poll in flight is done (it leaves `inflight`).
+        If it failed, the polls after it (each commits only after the one ahead) are
+        cancelled and the error raised."""
+        turn = inflight[0]
         assert turn.task is not None
         try:
-            return await turn.task
+            offsets = await turn.task
         except BaseException:
-            if after is not None:
-                await after.abandon()
+            inflight.popleft()
+            while inflight:
+                await inflight.pop().abandon()
             raise
+        inflight.popleft()
+        return offsets
 
     async def _process_poll(
         self, parts: Parts, turn: _Turn | None = None

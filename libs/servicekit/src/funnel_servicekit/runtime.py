@@ -69,7 +69,7 @@ class ServiceRuntime(Generic[SettingsT, ContextT]):
         max_poll_records: int = 200,
         batch_per_poll: bool = False,
         batch_wait_ms: int | None = None,
-        pipelined: bool = False,
+        polls_in_flight: int = 1,
     ) -> InboxConsumer:
         """The service's consumer group on `topics`, with this runtime's pool and producer."""
         return InboxConsumer(
@@ -87,7 +87,7 @@ class ServiceRuntime(Generic[SettingsT, ContextT]):
             commit_interval_seconds=self.settings.consumer_commit_interval_seconds,
             batch_per_poll=batch_per_poll,
             batch_wait_ms=batch_wait_ms,
-            pipelined=pipelined,
+            polls_in_flight=polls_in_flight,
         )
 
     def dead_workers(self) -> list[str]:

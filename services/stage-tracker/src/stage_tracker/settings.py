@@ -14,7 +14,7 @@ class TrackerSettings(ServiceSettings):
     consumer_max_poll_records: int = Field(default=1000, ge=1, le=10000)
     """Records one fetch brings across all partitions: each partition's share is one transaction
     with set-based reads and writes, so larger fetches cost fewer statements per event."""
-    consumer_pipelined: bool = True
-    """Two polls in flight: the next poll is decoded, and its leads read and moved, while the
-    one ahead is written and committed; it commits only after that one, and waits for it on
-    the leads both hold (docs/decisions/0094). False: one poll at a time."""
+    consumer_polls_in_flight: int = Field(default=2, ge=1, le=4)
+    """Polls the consumer works on at once: the next poll is decoded, and its leads read and
+    moved, while the one ahead is written and committed; each commits only after the one
+    ahead, and waits for it on the leads both hold (docs/decisions/0094). 1: one at a time."""

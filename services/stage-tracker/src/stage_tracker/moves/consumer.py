@@ -80,7 +80,7 @@ def poll_options(settings: TrackerSettings) -> dict[str, Any]:
         "batch_per_poll": True,
         # The next poll's leads read and moved while this one's are written (0094): `consume`
         # says when it holds its leads.
-        "pipelined": settings.consumer_pipelined,
+        "polls_in_flight": settings.consumer_polls_in_flight,
     }
 
 
