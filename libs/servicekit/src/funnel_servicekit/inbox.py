@@ -398,6 +398,10 @@ class InboxConsumer:
         wait behind each other's fsyncs. A record whose handler fails rolls back only its own
         savepoint. A transient error rolls back the whole poll, which is then retried from
         its first records (the inbox rows went with it, so nothing is skipped).
+
+        `turn`: this poll's place in a pipeline (decision 0094): it begins once the poll ahead
+        holds its rows and commits only after it; it tells the poll after it when it holds
+        its own rows and how its first attempt ended.
         """
         if not parts:
             return {}
@@ -413,20 +417,27 @@ class InboxConsumer:
             work.dead_letters_due.clear()
             committed = False
             try:
-                if ahead is not None:
-                    ahead = await self._wait_for_rows(ahead)
-                async with self.pool.acquire() as conn, conn.transaction():
-                    if not (
-                        at_once
-                        and await self._process_poll_at_once(conn, parts, decoded, work, first)
-                    ):
-                        for _, records in parts:
-                            if not await self._process_batch(conn, records, work):
-                                for record in records:
-                                    await self._process(conn, record, work)
+                try:
                     if ahead is not None:
-                        await self._wait_for_commit(ahead)
-                committed = True
+                        ahead = await self._wait_for_rows(ahead)
+                    async with self.pool.acquire() as conn, conn.transaction():
+                        if not (
+                            at_once
+                            and await self._process_poll_at_once(conn, parts, decoded, work, first)
+                        ):
+                            for _, records in parts:
+                                if not await self._process_batch(conn, records, work):
+                                    for record in records:
+                                        await self._process(conn, record, work)
+                        if ahead is not None:
+                            await self._wait_for_commit(ahead)
+                    committed = True
+                finally:
+                    # Told as soon as the transaction ended (before any wait or retry): the
+                    # polls after this one overlap its first attempt only.
+                    if first is not None:
+                        first.first_ended(committed)
+                        first = None
                 break
             except _Behind:
                 assert ahead is not None
@@ -442,10 +453,6 @@ class InboxConsumer:
                 log.warning("transient failure; retrying the batch", extra={"error": repr(exc)})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-            finally:
-                if first is not None:  # the next poll overlaps this one's first attempt only
-                    first.first_ended(committed)
-                    first = None
         for record, error in work.dead_letters_due:
             await self._send_dead_letter(record, error, work)
         ended = datetime.now(UTC)
