@@ -13,7 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import asyncpg
 import pytest
@@ -117,6 +117,7 @@ def make_consumer(
     handler: Handler,
     max_attempts: int = 3,
     producer_factory: Callable[[], AIOKafkaProducer] | None = None,
+    **options: Any,
 ) -> InboxConsumer:
     return InboxConsumer(
         pool=db.pool,
@@ -128,6 +129,7 @@ def make_consumer(
         handled_types={StageChanged.event_type},
         max_attempts=max_attempts,
         producer_factory=producer_factory,
+        **options,
     )
 
 
@@ -694,14 +696,13 @@ def pipelined_consumer(
     handler: LeadHandler,
     in_flight: int = 2,
 ) -> InboxConsumer:
-    return InboxConsumer(
-        pool=db.pool,
-        producer=producer,
-        bootstrap_servers=infra.kafka_bootstrap,
-        group_id=group,
-        topics=[topic],
-        handler=Handler(),
-        handled_types={StageChanged.event_type},
+    return make_consumer(
+        infra,
+        db,
+        producer,
+        topic,
+        group,
+        Handler(),
         batch_handler=handler,
         max_poll_records=4,  # many small polls: several in a row hold the same leads
         batch_per_poll=True,

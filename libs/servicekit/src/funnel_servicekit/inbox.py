@@ -21,11 +21,11 @@ again the careful way above); the offsets go to Kafka at most every `commit_inte
 (and when the consumer stops), since a redelivered event is a no-op; the lag gauge is read at
 most every `lag_interval_seconds`.
 
-A `pipelined` consumer (decision 0094) has two polls in flight: the next poll is decoded while
-the one ahead runs, and its transaction begins once the one ahead holds every row it will lock
-(its batch handler calls `rows_held()`); it commits only after the one ahead committed, and is
-rolled back and done again after it if that one did not. The Python work of one poll so runs
-while PostgreSQL works on the other.
+With `polls_in_flight` above one (decision 0094; the tracker runs two), the next poll is
+decoded while the one ahead runs, and its transaction begins once the one ahead holds every
+row it will lock (its batch handler calls `rows_held()`); it commits only after the one ahead
+committed, and is rolled back and done again after it if that one did not. The Python work of
+one poll so runs while PostgreSQL works on the other.
 """
 
 from __future__ import annotations
