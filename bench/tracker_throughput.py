@@ -111,7 +111,7 @@ def dataset(leads: int) -> list[EventData]:
 
 
 async def tracker_consumer(
-    stack: Stack, total: int, *, batched: bool, polls_in_flight: int = 1
+    stack: Stack, total: int, *, batched: bool, serial: bool = False
 ) -> tuple[float, float, float]:
     """Events per second through the tracker's consumer, this process's CPU microseconds
     per event over the same span (the consumer runs here; PostgreSQL and Kafka do not), and
@@ -133,7 +133,7 @@ async def tracker_consumer(
         # As the service takes its polls when batched (`serial`: one at a time); the kit's
         # defaults (200 records, a call per partition) before the batch hook.
         **(
-            {**poll_options(TrackerSettings()), "polls_in_flight": polls_in_flight}
+            {**poll_options(TrackerSettings()), **({"polls_in_flight": 1} if serial else {})}
             if batched
             else {"max_poll_records": 200}
         ),
@@ -200,9 +200,7 @@ async def measure(
                         stack,
                         len(events),
                         batched=which != "per_event",
-                        polls_in_flight=(
-                            TrackerSettings().consumer_polls_in_flight if which == "batched" else 1
-                        ),
+                        serial=which == "serial",
                     )
                     cpu[which].append(cpu_us)
                     pg[which].append(pg_us)
