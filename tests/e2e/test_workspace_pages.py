@@ -4,7 +4,9 @@ processes, real PostgreSQL and Kafka), with ana's named key (leads, pii:read, re
 from the dashboard's `desire` stage to its lead list, to a lead; log a call and see it in the
 timeline; take ownership; finish the task the hot lead got; move the lead and see the stage
 counts of the dashboard change; and a move refused with 412, in words, when ben moved the lead
-meanwhile. Screenshots are kept in tests/artifacts/workspace/.
+meanwhile; the list names each lead for ana, finds a person by the start of a name or email,
+and shows ben (no pii:read) the leads without who they are. Screenshots are kept in
+tests/artifacts/workspace/.
 """
 
 from __future__ import annotations
@@ -181,6 +183,18 @@ async def test_from_the_dashboard_to_a_lead_log_a_call_take_it_finish_its_task_a
             assert await rows.nth(0).get_attribute("data-lead") == ada
             assert await _text(page, f'tr[data-lead="{ada}"] .temp') == "hot"
             assert await _text(page, "#whoami") == "ana"
+            # Each row says who: ana may read personal data, so lead-intake names them.
+            assert await _text(page, f'tr[data-lead="{ada}"] a.lead-link') == "Ada Lovelace"
+            assert await _text(page, f'tr[data-lead="{bob}"] a.lead-link') == "Bob Lovelace"
+            assert await _text(page, f'tr[data-lead="{ada}"] .sub') == "ada.workspace@example.com"
+            # The find box: people by the start of a name or email, each a link to their page.
+            await page.fill("#find-q", "ada.w")
+            await page.click("#find button[type=submit]")
+            await page.wait_for_function("Number(document.body.dataset.found || 0) > 0")
+            assert await page.locator("#found li").count() == 1
+            assert await page.locator("#found li").get_attribute("data-lead") == ada
+            assert await _text(page, "#found li a.lead-link") == "Ada Lovelace"
+            assert await _text(page, "#find-hint") == "1 found"
             await _shot(page, "2-desire-leads")
             # A filter is kept in the URL and changes the list.
             before = int(await page.evaluate("Number(document.body.dataset.loaded)"))
@@ -297,6 +311,25 @@ async def test_from_the_dashboard_to_a_lead_log_a_call_take_it_finish_its_task_a
             assert [t["to_stage"] for t in journey["transitions"]][-2:] == ["desire", "action"]
             assert journey["transitions"][-1]["actor"] == "ben"
             await _shot(page, "5-move-refused-412")
+
+            # Ben may not read personal data: his list shows the leads, not who they are.
+            ben_context = await browser.new_context(viewport={"width": 1360, "height": 1000})
+            ben_page = await ben_context.new_page()
+            ben_page.on("pageerror", lambda exc: errors.append(str(exc)))
+            ben = stack.team_keys["ben"]
+            await ben_page.goto(
+                f"{stack.url('reporting')}/dashboard/leads?funnel_id={FUNNEL}&stage=action#key={ben}"
+            )
+            await _loaded(ben_page)
+            assert await _text(ben_page, "#whoami") == "ben"
+            for lead in (ada, bob):
+                assert await _text(ben_page, f'tr[data-lead="{lead}"] a.lead-link') == lead[:8]
+            await ben_page.fill("#find-q", "bob.w")
+            await ben_page.click("#find button[type=submit]")
+            await ben_page.wait_for_function("Number(document.body.dataset.found || 0) > 0")
+            assert await _text(ben_page, "#found li a.lead-link") == bob[:8]
+            assert "names need a key with pii:read" in await _text(ben_page, "#find-hint")
+            await _shot(ben_page, "6-leads-without-pii-read")
 
             # Back to desire: the funnel refuses backward moves (409), said in words.
             await page.select_option("#move-to", "desire")

@@ -198,6 +198,55 @@ async def test_finding_people_by_exact_email_phone_and_a_prefix(intake: Intake) 
     assert (await intake.client.get("/v1/leads", params={"q": "as"})).status_code == 401
 
 
+async def test_people_by_lead_ids_name_a_list_of_leads(intake: Intake) -> None:
+    """`?id=` repeated: the people of a page of leads another service listed (the workspace's
+    lead list names its rows so), contact details only with pii:read, erased ones left out,
+    paged like any search."""
+    ada = await _submit(intake, email="ada.ids@example.com", first_name="Ada", last_name="Byron")
+    bo = await _submit(intake, email="bo.ids@example.com", first_name="Bo")
+    gone = await _submit(intake, email="gone.ids@example.com", first_name="Gone")
+    await _submit(intake, email="other.ids@example.com", first_name="Other")  # not asked for
+    erased = await intake.client.post(
+        "/v1/erasure-requests", json={"email": "gone.ids@example.com"}, headers=ADMIN
+    )
+    assert erased.status_code == 202
+    unknown = str(uuid4())
+
+    asked = [ada, unknown, bo, gone, ada]  # any order, repeats, strangers
+    page = await _find(intake, id=asked)
+    assert page.status_code == 200, page.text
+    items = page.json()["items"]
+    assert [i["lead_id"] for i in items] == sorted([ada, bo])
+    assert page.json()["next_after"] is None
+    names = {i["lead_id"]: (i["first_name"], i["last_name"], i["email"]) for i in items}
+    assert names == {
+        ada: ("Ada", "Byron", "ada.ids@example.com"),
+        bo: ("Bo", None, "bo.ids@example.com"),
+    }
+    # Without pii:read: the same people, no contact details.
+    without = (await _find(intake, BEN, id=asked)).json()["items"]
+    assert [i["lead_id"] for i in without] == sorted([ada, bo])
+    assert all(set(i) == {"lead_id", "created_at", "updated_at"} for i in without)
+    # Paged like any search: `limit` and `after` walk the ids in lead id order.
+    first = (await _find(intake, id=[ada, bo], limit=1)).json()
+    assert [i["lead_id"] for i in first["items"]] == [min(ada, bo)]
+    assert first["next_after"] == min(ada, bo)
+    second = (await _find(intake, id=[ada, bo], limit=1, after=first["next_after"])).json()
+    assert [i["lead_id"] for i in second["items"]] == [max(ada, bo)]
+    assert second["next_after"] is None
+
+    refused = {
+        "with q": (await _find(intake, id=[ada], q="ad"), "q"),
+        "with an email": (await _find(intake, id=[ada], email="ada.ids@example.com"), "email"),
+        "not a lead id": (await _find(intake, id=["nope"]), "id.0"),
+        "over 200": (await _find(intake, id=[str(uuid4()) for _ in range(201)]), "id"),
+    }
+    for what, (response, field) in refused.items():
+        assert response.status_code == 422, what
+        assert _field(response) == field, what
+    assert (await intake.client.get("/v1/leads", params={"id": ada})).status_code == 401
+
+
 async def test_pages_cover_every_match_once(intake: Intake) -> None:
     body = {
         "form_id": "shop",

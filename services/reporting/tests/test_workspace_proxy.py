@@ -102,6 +102,21 @@ def test_an_allowed_read_reaches_its_service_with_the_key_and_comes_back_unchang
     assert "x-forwarded-for" not in sent.headers
 
 
+def test_the_lead_ids_a_list_names_go_to_intake_each_in_its_own_parameter() -> None:
+    """The lead list names its rows with one call, `id` repeated: every id reaches intake."""
+    other = "1c4e6b63-8e9f-4d2f-8b4a-3e8d2e1f0c22"
+    upstream = Recorder(httpx.Response(200, json={"items": [], "next_after": None}))
+    client = _client(upstream)
+
+    response = client.get(
+        "/workspace/api/intake/v1/leads", params=[("id", LEAD), ("id", other), ("limit", 2)]
+    )
+
+    assert response.status_code == 200, response.text
+    [sent] = upstream.seen
+    assert str(sent.url) == f"http://intake.test/v1/leads?id={LEAD}&id={other}&limit=2"
+
+
 def test_a_write_carries_its_body_and_the_services_refusal_comes_back_as_it_was() -> None:
     stale = {
         "type": "urn:funnel:problem:stale",
@@ -173,6 +188,7 @@ def test_each_call_the_pages_make_goes_to_its_own_service(
         ("GET", "/workspace/api/intake/v1/activities", 405, "method"),
         ("GET", "/workspace/api/tracker/v1/leads?funnel_id=f&debug=1", 422, "debug"),
         ("GET", "/workspace/api/notifier/v1/tasks?lead_id=x&assignee=ben", 422, "assignee"),
+        ("GET", "/workspace/api/intake/v1/leads?email=a@example.com", 422, "email"),
     ],
 )
 def test_anything_off_the_allow_list_is_refused_naming_what_and_nothing_is_sent(

@@ -141,11 +141,13 @@ def page_body(page: PeoplePage, *, contact: bool) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Search:
-    """What to look for: digests of the search index, all of which a person must have."""
+    """What to look for: digests of the search index, all of which a person must have; or
+    (`ids`, digests empty) the people with these lead ids, as a list of leads names them."""
 
     digests: list[bytes]
     after: UUID | None
     limit: int
+    ids: list[UUID] | None = None
 
 
 # -- Correcting a person ---------------------------------------------------------------------

@@ -40,6 +40,16 @@ def _contact(principal: Principal) -> bool:
 async def find_people(
     runtime: Runtime,
     principal: PeopleReader,
+    lead_id: Annotated[
+        list[UUID] | None,
+        Query(
+            alias="id",
+            max_length=MAX_PAGE,
+            description="Lead ids (repeat the parameter, up to 200): these people, e.g. to "
+            "name the leads of a list another service answered. Unknown and erased ones are "
+            "left out.",
+        ),
+    ] = None,
     email: Annotated[str | None, Query(max_length=320, description="An exact email.")] = None,
     phone: Annotated[
         str | None, Query(max_length=40, description="An exact phone, with +country code.")
@@ -55,9 +65,16 @@ async def find_people(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
     after: Annotated[UUID | None, Query(description="The `next_after` of the page before.")] = None,
 ) -> JSONResponse:
-    """Find people by exact email or phone, or by the start of a name or email (`q`)."""
+    """Find people by lead ids, by exact email or phone, or by the start of a name or email
+    (`q`); exactly one of them."""
     search = service.search_of(
-        runtime.context.search_index, email=email, phone=phone, q=q, after=after, limit=limit
+        runtime.context.search_index,
+        ids=lead_id,
+        email=email,
+        phone=phone,
+        q=q,
+        after=after,
+        limit=limit,
     )
     page = await service.find_people(runtime.pool, search)
     return JSONResponse(page_body(page, contact=_contact(principal)))

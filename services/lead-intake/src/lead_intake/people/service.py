@@ -59,11 +59,17 @@ def search_of(
     q: str | None,
     after: UUID | None,
     limit: int,
+    ids: list[UUID] | None = None,
 ) -> Search:
-    """What to look up for exactly one of email, phone or q; 422 naming the field at fault."""
-    given = [name for name, value in (("email", email), ("phone", phone), ("q", q)) if value]
+    """What to look up for exactly one of id, email, phone or q; 422 naming the field at
+    fault."""
+    given = [
+        name for name, value in (("id", ids), ("email", email), ("phone", phone), ("q", q)) if value
+    ]
     if len(given) != 1:
-        raise invalid(given[1] if given else "q", "give exactly one of email, phone or q")
+        raise invalid(given[1] if given else "q", "give exactly one of id, email, phone or q")
+    if ids:
+        return Search([], after, limit, ids=sorted(set(ids)))
     try:
         if email:
             digests = [index.email(normalize_email(email))]
@@ -80,7 +86,7 @@ def search_of(
 async def find_people(pool: asyncpg.Pool, search: Search) -> PeoplePage:
     """A page of the people matching, in lead id order; `next_after` while more remain."""
     async with pool.acquire() as conn:
-        found = await store.find(conn, search)
+        found = await (store.by_ids(conn, search) if search.ids else store.find(conn, search))
     more = len(found) > search.limit
     items = found[: search.limit]
     return PeoplePage(items=items, next_after=items[-1].lead_id if more else None)

@@ -107,6 +107,22 @@ async def find(conn: asyncpg.Connection, search: Search) -> list[PersonFound]:
     return [PersonFound.model_validate(dict(r)) for r in rows]  # the columns are its fields
 
 
+async def by_ids(conn: asyncpg.Connection, search: Search) -> list[PersonFound]:
+    """Up to `limit + 1` of the people with `search.ids` (not erased), in lead id order after
+    `after`: the names of a page of leads another service listed."""
+    assert search.ids is not None
+    rows = await conn.fetch(
+        """SELECT id AS lead_id, created_at, updated_at, email, phone, first_name, last_name
+           FROM leads
+           WHERE id = ANY($1::uuid[]) AND id > $2 AND erased_at IS NULL
+           ORDER BY id LIMIT $3""",
+        search.ids,
+        search.after or _BEFORE_ALL,
+        search.limit + 1,
+    )
+    return [PersonFound.model_validate(dict(r)) for r in rows]  # the columns are its fields
+
+
 async def lock_contact(conn: asyncpg.Connection, lead_id: UUID) -> Contact | bool | None:
     """The lead's details, its row locked for this transaction; False erased, None unknown."""
     row = await conn.fetchrow(

@@ -52,6 +52,8 @@ ALLOWED: tuple[Allowed, ...] = (
     _allowed("tracker", "PUT", rf"/v1/leads/{_UUID}/owner"),
     # lead-intake: the person (contact details only for a key with pii:read), offline touches.
     _allowed("intake", "GET", rf"/v1/leads/{_UUID}"),
+    # People by lead ids (a page of the lead list named) or by the start of a name or email.
+    _allowed("intake", "GET", r"/v1/leads", "id", "q", "limit", "after"),
     # A person's calls, meetings and notes with their words (sealed on the topics, 0054).
     _allowed("intake", "GET", rf"/v1/leads/{_UUID}/notes"),
     _allowed("intake", "POST", r"/v1/activities"),

@@ -1,4 +1,5 @@
-// A stage's leads: the tracker's list through reporting, filters kept in the URL, a cursor for more.
+// A stage's leads: the tracker's list through reporting, filters kept in the URL, a cursor for
+// more; each row named from lead-intake when the key may read personal data; a find box.
 (() => {
   "use strict";
   const W = window.Workspace;
@@ -8,6 +9,7 @@
   const PAGE = Math.min(200, Math.max(1, Number(new URLSearchParams(location.search).get("limit")) || 50));
   let after = null;
   let loading = 0; // a newer load makes an older answer stale
+  let me = null;
 
   function params() {
     return new URLSearchParams(location.search);
@@ -61,12 +63,62 @@
       ? `<span class="badge stall">stalled</span>`
       : item.timer_due_at ? `<span class="muted">stalls in ${W.duration(Date.parse(item.timer_due_at) - Date.now())}</span>` : "–";
     return `<tr data-lead="${W.escapeHtml(item.lead_id)}" class="${stalled(item) ? "stalled" : ""}">
-      <td><a class="lead-link" href="${link}">${W.escapeHtml(item.lead_id.slice(0, 8))}</a>${item.stage && !$("stage").value ? ` <span class="muted">${W.escapeHtml(item.stage)}</span>` : ""}</td>
+      <td><a class="lead-link" href="${link}">${W.escapeHtml(item.lead_id.slice(0, 8))}</a>${item.stage && !$("stage").value ? ` <span class="muted">${W.escapeHtml(item.stage)}</span>` : ""}<span class="sub muted"></span></td>
       <td class="score">${W.score(item.score)}</td>
       <td>${W.temperature(item.temperature)}</td>
       <td>${item.owner ? W.escapeHtml(item.owner) : '<span class="muted">nobody</span>'}</td>
       <td title="since ${W.escapeHtml(W.when(item.entered_at))}">${W.since(item.entered_at) === "now" ? "just entered" : W.since(item.entered_at)}</td>
       <td>${stall}</td></tr>`;
+  }
+
+  const mayReadPeople = () => Boolean(me && me.scopes.includes("pii:read"));
+
+  // "Ada Lovelace", or the email when there is no name.
+  function personName(p) {
+    return [p.first_name, p.last_name].filter(Boolean).join(" ") || p.email || null;
+  }
+
+  // Name the rows of a page: who each lead is, from lead-intake in one call (the tracker
+  // holds no personal data). Without pii:read, or if intake does not answer, the ids stay.
+  async function nameRows(items) {
+    if (!mayReadPeople() || !items.length) return;
+    const query = new URLSearchParams(items.map((i) => ["id", i.lead_id]));
+    query.set("limit", String(items.length));
+    const answer = await W.call("GET", `${W.intake("/v1/leads")}?${query}`);
+    if (!answer.ok) return;
+    for (const p of answer.body.items) {
+      const cell = $("leads").querySelector(`tr[data-lead="${CSS.escape(p.lead_id)}"] td`);
+      const name = personName(p);
+      if (!cell || !name) continue;
+      cell.querySelector("a.lead-link").textContent = name;
+      cell.querySelector(".sub").textContent = p.email && p.email !== name ? p.email : "";
+    }
+  }
+
+  async function find(event) {
+    event.preventDefault();
+    const q = $("find-q").value.trim();
+    const list = $("found");
+    if (q.length < 2) {
+      $("find-hint").textContent = "type 2 or more characters";
+      list.hidden = true;
+      return;
+    }
+    $("find-hint").textContent = "";
+    const answer = await W.call("GET", W.intake("/v1/leads"), { query: { q, limit: 20 } });
+    if (!answer.ok) { $("find-hint").textContent = W.problemText(answer); list.hidden = true; return; }
+    const people = answer.body.items;
+    list.innerHTML = people.map((p) => {
+      const link = `/dashboard/lead?id=${encodeURIComponent(p.lead_id)}`;
+      const name = personName(p) || p.lead_id.slice(0, 8);
+      const email = p.email && p.email !== name ? ` <span class="muted">${W.escapeHtml(p.email)}</span>` : "";
+      return `<li data-lead="${W.escapeHtml(p.lead_id)}"><span class="what"><a class="lead-link" href="${link}">${W.escapeHtml(name)}</a>${email}</span><time>captured ${W.escapeHtml(W.when(p.created_at))}</time></li>`;
+    }).join("");
+    list.hidden = people.length === 0;
+    $("find-hint").textContent = people.length === 0 ? `nobody found for “${q}”`
+      : `${people.length}${answer.body.next_after ? "+" : ""} found`
+        + (mayReadPeople() ? "" : " · names need a key with pii:read");
+    document.body.dataset.found = String(Number(document.body.dataset.found || 0) + 1);
   }
 
   async function load(more) {
@@ -82,6 +134,8 @@
     const tbody = $("leads").querySelector("tbody");
     const html = body.items.map(row).join("");
     if (more) tbody.insertAdjacentHTML("beforeend", html); else tbody.innerHTML = html;
+    await nameRows(body.items);
+    if (mine !== loading) return;
     after = body.next_after || null;
     $("more").hidden = !after;
     $("empty").hidden = tbody.children.length > 0;
@@ -95,7 +149,7 @@
   async function boot() {
     if (!W.apiKey()) { W.showKeyPrompt(); return; }
     try {
-      const me = await W.whoami();
+      me = await W.whoami();
       $("owners").innerHTML = `<option value="${W.escapeHtml(me.name)}">`;
       await loadFunnels();
     } catch (err) {
@@ -111,6 +165,7 @@
   $("filters").addEventListener("change", () => { toUrl(); load(false); });
   $("filters").addEventListener("submit", (event) => { event.preventDefault(); toUrl(); load(false); });
   $("more").addEventListener("click", () => load(true));
+  $("find").addEventListener("submit", find);
   W.initKeyPrompt(boot);
   boot();
 })();
