@@ -19,6 +19,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from bench.reporting_dataset import generate
 from funnel_devstack.stack import Stack
+from tests.e2e.browser import collect_errors, wait_for_js
 from tests.e2e.waiting import eventually
 from tests.integration.reporting_support import get, publish
 
@@ -67,7 +68,7 @@ async def _loads(page: Page) -> int:
 
 
 async def _next_render(page: Page, after: int) -> None:
-    await page.wait_for_function(f"Number(document.body.dataset.loaded || 0) > {after}")
+    await wait_for_js(page, f"Number(document.body.dataset.loaded || 0) > {after}")
 
 
 async def _kpi(page: Page, name: str) -> str:
@@ -99,8 +100,7 @@ async def test_the_dashboard_shows_the_apis_numbers_follows_filters_and_refreshe
                 timezone_id=TZ, viewport={"width": 1440, "height": 1180}, device_scale_factor=1
             )
             page = await context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            errors = collect_errors(page)
             url = (
                 f"{stack.url('reporting')}/dashboard?start={PERIOD['start']}"
                 f"&end={PERIOD['end']}#key={stack.admin_api_key}"
@@ -201,8 +201,7 @@ async def test_a_browser_in_india_sees_its_own_days(reporting: Stack) -> None:
                 timezone_id=india, viewport={"width": 1440, "height": 1180}
             )
             page = await context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            errors = collect_errors(page)
             asked: list[str] = []
             page.on("request", lambda r: asked.append(r.url))
             await page.goto(
@@ -301,8 +300,7 @@ async def test_compare_two_periods_cohort_heat_map_and_every_view_exported(
                 timezone_id=TZ, viewport={"width": 1440, "height": 1180}, accept_downloads=True
             )
             page = await context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            errors = collect_errors(page)
             console: list[str] = []
             page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
             await page.goto(

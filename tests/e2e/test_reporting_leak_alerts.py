@@ -24,6 +24,7 @@ from playwright.async_api import async_playwright
 from funnel_contracts import EventData, LeadCaptured, StageChanged, Utm
 from funnel_devstack.stack import Stack
 from notifier.channels.webhook_rules import verify
+from tests.e2e.browser import collect_errors, wait_for_js
 from tests.e2e.test_reporting_dashboard import CHROMIUM, FLAGS
 from tests.e2e.waiting import eventually
 from tests.integration.notifier_harness import WebhookReceiver, running_receiver
@@ -212,10 +213,9 @@ async def test_a_leak_travels_from_the_events_to_a_delivered_signed_task(
             browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
             try:
                 page = await browser.new_page()
-                errors: list[str] = []
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                errors = collect_errors(page)
                 await page.goto(f"{stack.url('reporting')}/dashboard#key={stack.admin_api_key}")
-                await page.wait_for_function("Number(document.body.dataset.loaded || 0) > 0")
+                await wait_for_js(page, "Number(document.body.dataset.loaded || 0) > 0")
                 marked = page.locator(f'#leak-alerts [data-leak="{leak["leak_id"]}"]')
                 assert await marked.count() == 1
                 text = await marked.inner_text()

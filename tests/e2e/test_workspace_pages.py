@@ -22,6 +22,7 @@ from playwright.async_api import Page, async_playwright
 
 from funnel_devstack.stack import Stack
 from tests.conftest import start_stack, stop_stack
+from tests.e2e.browser import collect_errors, wait_for_js
 from tests.e2e.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -118,7 +119,7 @@ async def _timeline(stack: Stack, lead_id: str) -> list[dict[str, Any]]:
 
 
 async def _loaded(page: Page, after: int = 0) -> None:
-    await page.wait_for_function(f"Number(document.body.dataset.loaded || 0) > {after}")
+    await wait_for_js(page, f"Number(document.body.dataset.loaded || 0) > {after}")
 
 
 async def _text(page: Page, selector: str) -> str:
@@ -163,8 +164,7 @@ async def test_from_the_dashboard_to_a_lead_log_a_call_take_it_finish_its_task_a
         try:
             context = await browser.new_context(viewport={"width": 1360, "height": 1000})
             page = await context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            errors = collect_errors(page)
 
             # The dashboard: the stages now, each a link to its leads.
             await page.goto(f"{stack.url('reporting')}/dashboard#key={ana}")
@@ -190,7 +190,7 @@ async def test_from_the_dashboard_to_a_lead_log_a_call_take_it_finish_its_task_a
             # The find box: people by the start of a name or email, each a link to their page.
             await page.fill("#find-q", "ada.w")
             await page.click("#find button[type=submit]")
-            await page.wait_for_function("Number(document.body.dataset.found || 0) > 0")
+            await wait_for_js(page, "Number(document.body.dataset.found || 0) > 0")
             assert await page.locator("#found li").count() == 1
             assert await page.locator("#found li").get_attribute("data-lead") == ada
             assert await _text(page, "#found li a.lead-link") == "Ada Lovelace"
@@ -232,7 +232,7 @@ async def test_from_the_dashboard_to_a_lead_log_a_call_take_it_finish_its_task_a
 
             # Take ownership: the tracker records ana as the owner.
             await page.click("#take")
-            await page.wait_for_function("document.getElementById('owner').textContent === 'ana'")
+            await wait_for_js(page, "document.getElementById('owner').textContent === 'ana'")
             assert (await _journey(stack, ada)).json()["owner"] == "ana"
 
             # Finish the task.
@@ -315,7 +315,7 @@ async def test_from_the_dashboard_to_a_lead_log_a_call_take_it_finish_its_task_a
             # Ben may not read personal data: his list shows the leads, not who they are.
             ben_context = await browser.new_context(viewport={"width": 1360, "height": 1000})
             ben_page = await ben_context.new_page()
-            ben_page.on("pageerror", lambda exc: errors.append(str(exc)))
+            collect_errors(ben_page, errors)
             ben = stack.team_keys["ben"]
             await ben_page.goto(
                 f"{stack.url('reporting')}/dashboard/leads?funnel_id={FUNNEL}&stage=action#key={ben}"
@@ -326,7 +326,7 @@ async def test_from_the_dashboard_to_a_lead_log_a_call_take_it_finish_its_task_a
                 assert await _text(ben_page, f'tr[data-lead="{lead}"] a.lead-link') == lead[:8]
             await ben_page.fill("#find-q", "bob.w")
             await ben_page.click("#find button[type=submit]")
-            await ben_page.wait_for_function("Number(document.body.dataset.found || 0) > 0")
+            await wait_for_js(ben_page, "Number(document.body.dataset.found || 0) > 0")
             assert await _text(ben_page, "#found li a.lead-link") == bob[:8]
             assert "names need a key with pii:read" in await _text(ben_page, "#find-hint")
             await _shot(ben_page, "6-leads-without-pii-read")
@@ -335,8 +335,8 @@ async def test_from_the_dashboard_to_a_lead_log_a_call_take_it_finish_its_task_a
             await page.select_option("#move-to", "desire")
             await page.fill("#move-reason", "Changed their mind")
             await page.click("#move button[type=submit]")
-            await page.wait_for_function(
-                "document.getElementById('move-result').textContent.includes('not allowed')"
+            await wait_for_js(
+                page, "document.getElementById('move-result').textContent.includes('not allowed')"
             )
             text = await _text(page, "#move-result")
             assert text.startswith("This move is not allowed: ")

@@ -298,3 +298,27 @@ def test_the_pages_are_served_without_a_key() -> None:
         response = client.get(path)
         assert response.status_code == 200, path
         assert marker in response.text
+
+
+def test_the_pages_allow_only_their_own_scripts_and_no_framing() -> None:
+    """What a browser enforces on the pages (decision 0095): scripts from this origin only,
+    calls to it only, no framing, no sniffing; the assets are never sniffed either."""
+    client = TestClient(create_app(_settings()))
+
+    for path in ("/dashboard", "/dashboard/leads", "/dashboard/lead"):
+        headers = client.get(path).headers
+        policy = dict(
+            directive.strip().split(" ", 1)
+            for directive in headers["content-security-policy"].split(";")
+        )
+        assert policy["script-src"] == "'self'", path  # no inline script, no eval
+        assert policy["connect-src"] == "'self'", path
+        assert policy["frame-ancestors"] == "'none'", path
+        assert policy["object-src"] == "'none'", path
+        assert headers["x-content-type-options"] == "nosniff", path
+        assert headers["referrer-policy"] == "no-referrer", path
+        assert headers["x-frame-options"] == "DENY", path
+    for asset in ("/dashboard/static/leads.js", "/dashboard/static/vendor/echarts.min.js"):
+        response = client.get(asset)
+        assert response.status_code == 200, asset
+        assert response.headers["x-content-type-options"] == "nosniff", asset

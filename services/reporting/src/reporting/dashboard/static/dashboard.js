@@ -361,7 +361,15 @@
       return;
     }
     const url = v.chart ? charts[v.chart].getDataURL({ type: "png", pixelRatio: 2, backgroundColor: "#fff" }) : tablePng($("breakdown-table"));
-    download(`${name}.png`, await (await fetch(url)).blob());
+    download(`${name}.png`, dataUrlBlob(url));
+  }
+
+  // A base64 data: URL as a Blob, decoded here (the page's policy lets it fetch its own
+  // origin only).
+  function dataUrlBlob(url) {
+    const [head, data] = url.split(",", 2);
+    const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+    return new Blob([bytes], { type: head.slice(5).split(";")[0] });
   }
 
   document.addEventListener("click", (event) => {
