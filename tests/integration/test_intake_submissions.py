@@ -198,6 +198,7 @@ async def test_multipart_from_a_script_gets_json_and_an_inline_message(intake: I
     assert html_post.status_code == 200
     assert html_post.headers["content-type"].startswith("text/html")
     assert "Thanks &lt;3, we&#x27;ll call you." in html_post.text
+    assert html_post.headers["content-security-policy"].startswith("default-src 'none'")
     assert fetch_post.status_code == 202
     assert fetch_post.json()["message"] == "Thanks <3, we'll call you."
     assert fetch_post.json()["redirect_url"] is None

@@ -201,6 +201,12 @@ async def test_one_click_unsubscribe_withdraws_consent_once_and_stops_marketing(
         page = await api.get(path, headers={"Authorization": ""})
         assert page.status_code == 200
         assert '<form method="post">' in page.text
+        # No script runs on it, and no other site may frame its button.
+        policy = page.headers["content-security-policy"]
+        assert "default-src 'none'" in policy
+        assert "frame-ancestors 'none'" in policy
+        assert "form-action 'self'" in policy
+        assert page.headers["x-frame-options"] == "DENY"
         assert await h.emitted("funnel.consent.changed.v1") == []  # a GET changes nothing
         for _ in range(2):  # a repeat is harmless
             done = await api.post(
@@ -209,6 +215,7 @@ async def test_one_click_unsubscribe_withdraws_consent_once_and_stops_marketing(
                 headers={"Authorization": "", "content-type": "application/x-www-form-urlencoded"},
             )
             assert done.status_code == 200
+            assert "frame-ancestors 'none'" in done.headers["content-security-policy"]
         forged = await api.post(path[:-3] + "abc", content="List-Unsubscribe=One-Click")
         assert forged.status_code == 404
     [changed] = await h.emitted("funnel.consent.changed.v1")

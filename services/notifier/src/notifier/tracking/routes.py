@@ -21,6 +21,15 @@ from notifier.tracking import service
 router = APIRouter(tags=["public links"], dependencies=[Depends(limit_link_requests)])
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+# The unsubscribe pages: no script at all, their own form only, never in another site's
+# frame (a button a framing page could trick a click on).
+PAGE_HEADERS = {
+    **NO_STORE,
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
 
 
 def _signer(runtime: Runtime) -> LinkSigner:
@@ -52,7 +61,7 @@ async def unsubscribe_page(token: str, runtime: Runtime) -> HTMLResponse:
     page = _PAGE.format(
         title="Unsubscribe", text=f"Stop receiving {category} emails from us?", form=form
     )
-    return HTMLResponse(page, headers=NO_STORE)
+    return HTMLResponse(page, headers=PAGE_HEADERS)
 
 
 @router.post("/t/u/{token}", response_class=HTMLResponse)
@@ -70,7 +79,7 @@ async def unsubscribe(token: str, request: Request, runtime: Runtime) -> HTMLRes
         text=f"You will get no more {html.escape(link.target)} emails from us.",
         form="",
     )
-    return HTMLResponse(page, headers=NO_STORE)
+    return HTMLResponse(page, headers=PAGE_HEADERS)
 
 
 @router.get("/t/o/{token}")
