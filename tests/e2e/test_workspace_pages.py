@@ -362,3 +362,26 @@ async def test_from_the_dashboard_to_a_lead_log_a_call_take_it_finish_its_task_a
             await ben_context.close()
         finally:
             await browser.close()
+
+
+async def test_each_services_api_docs_render_from_the_service_alone(stack: Stack) -> None:
+    """/docs (Swagger UI) of every service lists its operations in a browser that reaches
+    only the stack (no CDN on this machine's network): the pages' files are the service's."""
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1360, "height": 1000})
+            errors = collect_errors(page)
+            for service in ("lead-intake", "stage-tracker", "notifier", "reporting"):
+                await page.goto(f"{stack.url(service)}/docs")
+                await wait_for_js(page, "document.querySelectorAll('.opblock').length > 0")
+                title = await _text(page, ".info .title")
+                assert title.startswith(f"Funnel {service}"), title
+                shown = await page.locator(".opblock").count()
+                spec = await (await page.request.get(f"{stack.url(service)}/openapi.json")).json()
+                operations = sum(len(methods) for methods in spec["paths"].values())
+                assert shown == operations, service
+            await _shot(page, "7-api-docs-offline")
+            assert errors == []
+        finally:
+            await browser.close()

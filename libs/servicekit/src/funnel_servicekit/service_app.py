@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import asyncpg
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI
+from fastapi_offline import FastAPIOffline
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from funnel_servicekit import health, transaction_guard
@@ -132,7 +133,9 @@ def create_service_app(
             if frozen:
                 thaw()
 
-    app = FastAPI(
+    # FastAPI, with /docs (Swagger UI) and /redoc served from the service's own files, not
+    # from a CDN: the API docs work where the browser reaches only the service.
+    app = FastAPIOffline(
         title=title,
         description=description,
         version="0.1.0",
