@@ -6,12 +6,30 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.testclient import TestClient
 
+from funnel_servicekit.auth import Principal, Scope, require_scopes
 from funnel_servicekit.service_app import create_service_app
 from funnel_servicekit.settings import ServiceSettings
+
+router = APIRouter()
+
+
+@router.get("/v1/things")
+async def list_things(
+    _: Annotated[Principal, Depends(require_scopes(Scope.LEADS_READ, Scope.PII_READ))],
+) -> list[str]:
+    """The things."""
+    return []
+
+
+@router.get("/v1/public")
+async def public() -> list[str]:
+    """Anyone may read this."""
+    return []
 
 
 def _client() -> TestClient:
@@ -21,7 +39,7 @@ def _client() -> TestClient:
         title="Funnel test",
         description="d",
         migrations_dir=Path("."),
-        routers=[APIRouter()],
+        routers=[router],
     )
     return TestClient(app)  # no lifespan: nothing here needs the database
 
@@ -48,3 +66,20 @@ def test_the_api_docs_load_nothing_from_another_host() -> None:
             if asset.endswith(".js"):
                 assert len(answer.content) > 100_000, asset  # the real bundle, not a stub
     assert client.get("/openapi.json").json()["info"]["title"] == "Funnel test"
+
+
+def test_the_docs_offer_the_key_and_name_the_scopes_each_operation_needs() -> None:
+    spec = _client().get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["apiKey"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "API key",
+        "description": "An API key: `Authorization: Bearer <key>`. Each operation names the "
+        "scopes its key needs.",
+    }
+    guarded = spec["paths"]["/v1/things"]["get"]
+    assert guarded["security"] == [{"apiKey": []}]
+    assert guarded["description"] == "The things.\n\n**Key scopes:** `leads:read`, `pii:read`"
+    public = spec["paths"]["/v1/public"]["get"]
+    assert "security" not in public
+    assert public["description"] == "Anyone may read this."

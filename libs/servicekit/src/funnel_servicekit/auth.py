@@ -8,9 +8,10 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from funnel_servicekit.problems import Problem
 
@@ -130,13 +131,25 @@ def check_scopes(principal: Principal, *scopes: Scope) -> Principal:
     return principal
 
 
-def require_scopes(*scopes: Scope) -> Callable[[Request], Awaitable[Principal]]:
+# The key as OpenAPI describes it, so that the API docs (/docs) offer "Authorize" and send it
+# with "Try it out". It only reads the header for the schema: `authenticate` decides.
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    bearerFormat="API key",
+    description="An API key: `Authorization: Bearer <key>`. Each operation names the scopes "
+    "its key needs.",
+)
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+
+
+def require_scopes(*scopes: Scope) -> Callable[..., Awaitable[Principal]]:
     """A FastAPI dependency: the caller's principal, refused with 403 lacking a scope."""
     unknown = sorted(str(s) for s in scopes if s not in ALL_SCOPES)
     if unknown:
         raise ValueError(f"unknown scopes: {', '.join(unknown)}")
 
-    async def dependency(request: Request) -> Principal:
+    async def dependency(request: Request, _: Bearer = None) -> Principal:
         return check_scopes(await authenticate(request), *scopes)
 
     dependency.required_scopes = scopes  # type: ignore[attr-defined]
@@ -156,19 +169,38 @@ def api_routes(app: Any) -> list[Any]:
     return found
 
 
+def _required_scopes(route: Any) -> tuple[str, ...]:
+    stack, scopes = [route.dependant], []
+    while stack:
+        node = stack.pop()
+        scopes += list(getattr(node.call, "required_scopes", ()))
+        stack += node.dependencies
+    return tuple(scopes)
+
+
 def route_scopes(app: Any) -> dict[str, tuple[str, ...]]:
     """The scopes each route of `app` requires, read from its dependency tree."""
     found: dict[str, tuple[str, ...]] = {}
     for route in api_routes(app):
-        dependant = route.dependant
-        stack, scopes = [dependant], []
-        while stack:
-            node = stack.pop()
-            scopes += list(getattr(node.call, "required_scopes", ()))
-            stack += node.dependencies
+        scopes = _required_scopes(route)
         if scopes:
-            found[f"{','.join(sorted(route.methods))} {route.path}"] = tuple(scopes)
+            found[f"{','.join(sorted(route.methods))} {route.path}"] = scopes
     return found
+
+
+def describe_route_scopes(app: Any) -> None:
+    """Name in each operation's OpenAPI description the scopes its key needs (what the code
+    requires, so the docs cannot drift from it)."""
+    for route in api_routes(app):
+        scopes = sorted(set(map(str, _required_scopes(route))))
+        if scopes and getattr(route, "include_in_schema", False):
+            needed = ", ".join(f"`{scope}`" for scope in scopes)
+            # Routers are shared by every app made of them (tests make many): said once.
+            said = (route.description or "").split(_SCOPES_SAID)[0].rstrip()
+            route.description = f"{said}\n\n{_SCOPES_SAID} {needed}".lstrip()
+
+
+_SCOPES_SAID = "**Key scopes:**"
 
 
 def check_route_scopes(app: Any) -> None:

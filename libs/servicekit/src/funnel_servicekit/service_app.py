@@ -23,7 +23,13 @@ from fastapi_offline import FastAPIOffline
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from funnel_servicekit import health, transaction_guard
-from funnel_servicekit.auth import ApiKeyAuth, KeyLookup, Principal, check_route_scopes
+from funnel_servicekit.auth import (
+    ApiKeyAuth,
+    KeyLookup,
+    Principal,
+    check_route_scopes,
+    describe_route_scopes,
+)
 from funnel_servicekit.db import create_pool
 from funnel_servicekit.gc_pauses import freeze_startup_heap, measure_gc_pauses, thaw
 from funnel_servicekit.http_metrics import HttpMetricsMiddleware
@@ -161,6 +167,7 @@ def create_service_app(
         app.include_router(router)
 
     check_route_scopes(app)
+    describe_route_scopes(app)
     app.add_middleware(HttpMetricsMiddleware)
     if spans_recorded():
         # One server span per request; the per-message ASGI receive/send spans add cost, not
