@@ -1,6 +1,7 @@
 """Each service's API docs (/docs, Swagger UI; /redoc, ReDoc) come from the service itself:
 the pages name only its own files, and it serves them. FastAPI's defaults load both from a
-CDN, a blank page where the browser reaches only the service."""
+CDN, a blank page where the browser reaches only the service. The OpenAPI they show offers
+the API key ("Authorize") and names the scopes each operation's key needs."""
 
 from __future__ import annotations
 
