@@ -149,13 +149,18 @@ def decode(key: bytes | None, value: bytes | None, headers: list[tuple[str, byte
     try:
         header_map = dict(headers)
         attributes: dict[str, str] = {}
+        content_type: str | None = None
         for name, raw in header_map.items():
             text = raw.decode()  # every header must be UTF-8, as the SDK requires
             lowered = name.lower()
             if lowered.startswith("ce_"):
                 attributes[lowered[3:]] = text
-            elif lowered == "content-type" and not text:
-                raise DecodeError("empty content-type header")
+            elif lowered == "content-type":
+                # Of `content-type` and `Content-Type`, the later one counts, as the SDK
+                # reads them: an empty one before a filled one is not refused.
+                content_type = text
+        if content_type == "":
+            raise DecodeError("empty content-type header")
         if not attributes:
             raise DecodeError("no ce_* headers: not a binary-mode CloudEvent")
         if value is None:
